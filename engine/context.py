@@ -1,0 +1,142 @@
+"""``Context``: what a step sees of its run, and how it acts on it.
+
+Nothing a step does through the context takes effect until the step returns: state changes, sent
+events, stream output and fan-in consumption are collected here and committed with the step's
+completion record in one atomic append (DESIGN.md §3). The state a step reads is the run's state as
+of its trigger event's sequence, plus its own writes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .events import Event, StopEvent, event_name
+from .fold import _MISSING, get_path, set_path
+
+__all__ = ["Context", "StateStore"]
+
+
+class StateStore:
+    """The run's key-value state (``ctx.store``), addressed by dot paths (``"a.b.c"``).
+
+    Values must be encodable by msgspec (JSON-like values, Structs, dates); an unencodable value
+    fails the step when it commits.
+    """
+
+    __slots__ = ("_base", "_local", "_changes")
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self._base = base
+        self._local: dict[str, Any] | None = None
+        self._changes: dict[str, Any] = {}
+
+    def _view(self) -> dict[str, Any]:
+        return self._local if self._local is not None else self._base
+
+    async def get(self, path: str, default: Any = _MISSING) -> Any:
+        """The value at ``path`` (a copy: mutating it changes nothing until ``set``).
+
+        Raises:
+            ValueError: ``path`` is absent and no ``default`` was given (as in llama-index).
+        """
+        try:
+            value = get_path(self._view(), path)
+        except KeyError:
+            if default is _MISSING:
+                raise ValueError(f"state path {path!r} not found") from None
+            return default
+        return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+    async def set(self, path: str, value: Any) -> None:
+        """Set ``path`` to ``value``; committed with the step."""
+        if self._local is None:
+            self._local = copy.deepcopy(self._base)
+        set_path(self._local, path, value)
+        self._changes.pop(path, None)
+        self._changes[path] = value
+
+    async def to_dict(self) -> dict[str, Any]:
+        """A copy of the whole state."""
+        return copy.deepcopy(self._view())
+
+
+class Context:
+    """The run context handed to a step (``ctx: Context`` in its signature).
+
+    Attributes:
+        run_id: the run's id.
+        store: the run's state (``await ctx.store.get/set``).
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step: str,
+        trigger_seq: int,
+        state: dict[str, Any],
+        collector: Callable[[Sequence[str]], tuple[list[int], list[Event]] | None],
+        known_events: dict[str, type[Event]],
+    ) -> None:
+        self.run_id = run_id
+        self.step_name = step
+        self.trigger_seq = trigger_seq
+        self.store = StateStore(state)
+        self._collector = collector
+        self._known = known_events
+        self.emitted: list[tuple[Event, str | None]] = []
+        self.streamed: list[Event] = []
+        self.consumed: list[int] = []
+
+    # llama-index-workflows 0.x style state access, kept for users moving over
+    async def get(self, key: str, default: Any = _MISSING) -> Any:
+        """Same as ``await ctx.store.get(key, default)``."""
+        return await self.store.get(key, default)
+
+    async def set(self, key: str, value: Any) -> None:
+        """Same as ``await ctx.store.set(key, value)``."""
+        await self.store.set(key, value)
+
+    def send_event(self, event: Event, step: str | None = None) -> None:
+        """Emit ``event`` (committed when the step returns). With ``step``, only that step gets it.
+
+        Raises:
+            TypeError: ``event`` is not an Event.
+            ValueError: no step of the workflow accepts its type.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"send_event takes an Event, got {type(event).__name__}")
+        if isinstance(event, StopEvent):
+            self.emitted.append((event, None))
+            return
+        if event_name(type(event)) not in self._known:
+            raise ValueError(
+                f"no step of this workflow accepts {event_name(type(event))}; "
+                "add it to a step's signature"
+            )
+        self.emitted.append((event, step))
+
+    def write_event_to_stream(self, event: Event | None) -> None:
+        """Publish ``event`` to the run's output stream (``handler.stream_events()``, the ``out``
+        subjects); committed with the step. ``None`` is ignored."""
+        if event is None:
+            return
+        if not isinstance(event, Event):
+            raise TypeError(f"write_event_to_stream takes an Event, got {type(event).__name__}")
+        self.streamed.append(event)
+
+    def collect_events(
+        self, ev: Event, expected: Sequence[type[Event]]
+    ) -> list[Event] | None:
+        """Fan-in: the events of the ``expected`` types (one per entry, in that order) once all
+        have arrived, else ``None``. Exactly one of the triggers that could complete a collection
+        gets it, whichever process handles it (see ``RunState.collect``).
+        """
+        got = self._collector([event_name(t) for t in expected])
+        if got is None:
+            return None
+        seqs, events = got
+        self.consumed.extend(seqs)
+        return events

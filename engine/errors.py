@@ -1,0 +1,108 @@
+"""The jetloom error tree.
+
+::
+
+    JetloomError
+    ├── WorkflowValidationError      a workflow class is not a valid graph (raised at class creation)
+    ├── WorkflowRuntimeError         a run could not proceed
+    │   ├── StepFailedError          a step raised; carries the step, run id, error type and traceback
+    │   ├── WorkflowTimeoutError     the run did not finish within its timeout
+    │   └── WorkflowCancelledError   the run was cancelled
+    ├── RunNotFoundError             no log records for that run id
+    ├── EventDecodeError             a record's payload does not decode to its declared type
+    └── LogError                     the event log refused or failed an operation
+        └── AppendError              an append was rejected (carries the server's error code)
+
+Every error carries ``run_id``, ``seq`` and ``step`` where they are known (``None`` otherwise).
+"""
+
+from __future__ import annotations
+
+
+class JetloomError(Exception):
+    """Root of every error jetloom raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        seq: int | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+        self.seq = seq
+        self.step = step
+
+
+class WorkflowValidationError(JetloomError):
+    """A workflow definition is invalid; the message names the step and event at fault."""
+
+
+class WorkflowRuntimeError(JetloomError):
+    """A run failed or could not continue."""
+
+
+class StepFailedError(WorkflowRuntimeError):
+    """A step raised while handling an event, and the run failed with it.
+
+    Attributes:
+        step: the step's name.
+        error_type: qualified name of the exception class the step raised (``"builtins.ValueError"``).
+        error_message: ``str()`` of that exception.
+        traceback: the formatted traceback, as recorded in the ``StepFailed`` log record.
+    """
+
+    def __init__(
+        self,
+        *,
+        step: str,
+        error_type: str,
+        error_message: str,
+        traceback: str = "",
+        run_id: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"step {step!r} failed: {error_type}: {error_message}",
+            run_id=run_id,
+            seq=seq,
+            step=step,
+        )
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class WorkflowTimeoutError(WorkflowRuntimeError):
+    """The run did not complete within its timeout."""
+
+
+class WorkflowCancelledError(WorkflowRuntimeError):
+    """The run was cancelled before it completed."""
+
+
+class RunNotFoundError(JetloomError):
+    """No records exist for the run id."""
+
+
+class EventDecodeError(JetloomError, ValueError):
+    """A payload does not decode to the event or record type it claims to be."""
+
+
+class LogError(JetloomError):
+    """The event log failed an operation."""
+
+
+class AppendError(LogError):
+    """The log rejected an append.
+
+    Attributes:
+        code: the server's JetStream error code (``err_code``), e.g. 10071 for a wrong last sequence.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, run_id: str | None = None) -> None:
+        super().__init__(message, run_id=run_id)
+        self.code = code

@@ -1,0 +1,313 @@
+"""``Executor``: runs a workflow's steps as consumers of the log.
+
+For each step, one loop takes deliveries from the step's durable consumer (shared by every process
+that runs the step) and handles up to ``num_workers`` at once. Handling a trigger is:
+
+1. decode it (a message that does not decode goes to the dead-letter subject, and the loop goes on);
+2. bring the run's fold up to date from the log; skip the trigger if the run has ended or the log
+   already holds this step's completion for it (a redelivery after a crash);
+3. call the step with a ``Context`` showing the run as of the trigger's sequence;
+4. append its effects and its completion record as one atomic, idempotent commit
+   (key ``<run_id>:<trigger_seq>:<step>``), and only then ack the trigger.
+
+A crash anywhere before the ack redelivers the trigger; the re-run's commit is dropped as a
+duplicate, so the log never holds a step's completion twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback as tb
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .codec import decode_record, encode
+from .context import Context
+from .errors import LogError
+from .events import Event, StopEvent, encode_event, event_fields, event_name
+from .log.base import Delivery, EventLog
+from .records import (
+    H_RUN,
+    H_STEP,
+    H_TARGET,
+    H_TRIGGER,
+    H_TYPE,
+    OutMessage,
+    RunCompleted,
+    StepCompleted,
+    StepFailed,
+    run_subject,
+)
+from .runs import CachedRun, RunCache
+
+if TYPE_CHECKING:
+    from .workflow import StepSpec, Workflow
+
+__all__ = ["Executor", "ExecutorStats", "commit_id"]
+
+logger = logging.getLogger("jetloom.executor")
+
+RETRY_DELAY = timedelta(seconds=1)  # nak delay after an infrastructure error (log unreachable)
+
+
+def commit_id(run_id: str, trigger_seq: int, step: str) -> str:
+    """The idempotency key of a step's commit for one trigger."""
+    return f"{run_id}:{trigger_seq}:{step}"
+
+
+@dataclass
+class ExecutorStats:
+    """Counters of one executor (since it started).
+
+    Attributes:
+        handled: triggers whose step ran and committed (completed or failed).
+        failed: of those, steps that raised.
+        skipped: triggers acked without running (run ended, already handled, other target).
+        duplicates: commits the log dropped as duplicates.
+        dead_lettered: messages moved to the dead-letter subject.
+        retried: deliveries nak'ed after an infrastructure error.
+    """
+
+    handled: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+
+
+class Executor:
+    """Runs the steps of one workflow instance against an event log.
+
+    Args:
+        workflow: the workflow instance whose step methods are called.
+        log: the event log (memory or JetStream).
+        steps: names of the steps to run here (default: all).
+        max_cached_runs: folded runs kept in memory (default 1024).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        log: EventLog,
+        *,
+        steps: Iterable[str] | None = None,
+        max_cached_runs: int = 1024,
+    ) -> None:
+        cls = type(workflow)
+        self.workflow = workflow
+        self.name = cls.workflow_name
+        self.log = log
+        self.specs = [cls.steps[s] for s in (steps if steps is not None else cls.steps)]
+        self.events = cls.events
+        self.runs = RunCache(log, self.name, self.events, max_runs=max_cached_runs)
+        self.stats = ExecutorStats()
+        self._loops: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Create the step consumers (idempotent) and start consuming."""
+        for spec in self.specs:
+            await self.log.ensure_consumer(self.name, spec.name, spec.accepts_names)
+        for spec in self.specs:
+            self._loops.append(asyncio.create_task(self._loop(spec), name=f"jetloom:{spec.name}"))
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Stop taking deliveries; give in-flight steps ``grace`` seconds, then cancel them
+        (their triggers are redelivered to another process)."""
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self, spec: StepSpec) -> None:
+        while True:
+            try:
+                async for delivery in self.log.consume(
+                    self.name, spec.name, max_in_flight=spec.num_workers
+                ):
+                    task = asyncio.create_task(self._handle(spec, delivery))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("consumer loop of step %r failed; restarting in 1s", spec.name)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
+        try:
+            await self._process(spec, delivery)
+        except asyncio.CancelledError:
+            raise
+        except (LogError, OSError, TimeoutError, ConnectionError) as exc:
+            self.stats.retried += 1
+            logger.warning("step %r: log error %r; trigger will be redelivered", spec.name, exc)
+            delivery.nak(RETRY_DELAY)
+        except Exception:
+            self.stats.retried += 1
+            logger.exception("step %r: internal error; trigger will be redelivered", spec.name)
+            delivery.nak(RETRY_DELAY)
+
+    async def _dead_letter(self, spec: StepSpec, delivery: Delivery, reason: str) -> None:
+        await self.log.dead_letter(delivery.record, reason=reason, consumer=spec.name)
+        self.stats.dead_lettered += 1
+        logger.warning(
+            "dead-lettered seq %d (%s) from step %r: %s",
+            delivery.record.seq,
+            delivery.record.subject,
+            spec.name,
+            reason,
+        )
+        delivery.term()
+
+    async def _process(self, spec: StepSpec, delivery: Delivery) -> None:
+        raw = delivery.record
+        rec = decode_record(raw, self.events)
+        if rec.error is not None:
+            await self._dead_letter(spec, delivery, rec.error)
+            return
+        if rec.kind != "evt" or rec.workflow != self.name or rec.type not in spec.accepts_names:
+            await self._dead_letter(spec, delivery, f"step {spec.name!r} does not accept {raw.subject}")
+            return
+        if rec.target is not None and rec.target != spec.name:
+            self.stats.skipped += 1
+            delivery.ack()
+            return
+        run = await self.runs.get(rec.run_id, min_seq=raw.seq, refresh=delivery.attempt > 1)
+        st = run.state
+        if st.status == "pending":
+            await self._dead_letter(spec, delivery, f"run {rec.run_id} has no RunStarted record")
+            return
+        if st.terminal or (raw.seq, spec.name) in st.done:
+            self.stats.skipped += 1
+            delivery.ack()
+            return
+        messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
+        result = await self.log.append(messages, idempotency_key=commit_id(rec.run_id, raw.seq, spec.name))
+        if result.duplicate:
+            self.stats.duplicates += 1
+        delivery.ack()
+
+    async def _run_step(
+        self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int
+    ) -> list[OutMessage]:
+        ctx = Context(
+            run_id=run_id,
+            step=spec.name,
+            trigger_seq=seq,
+            state=run.state_at(seq),
+            collector=lambda expected: run.collect(spec.name, expected, seq),
+            known_events=self.events,
+        )
+        kwargs: dict[str, Any] = {spec.event_param: event}
+        if spec.ctx_param is not None:
+            kwargs[spec.ctx_param] = ctx
+        t0 = time.perf_counter()
+        try:
+            if spec.is_async:
+                returned = await spec.fn(self.workflow, **kwargs)
+            else:
+                returned = await asyncio.to_thread(spec.fn, self.workflow, **kwargs)
+            if returned is not None and not isinstance(returned, Event):
+                raise TypeError(
+                    f"step {spec.name!r} returned {type(returned).__name__}; "
+                    "a step returns an Event or None"
+                )
+            messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.failed += 1
+            messages = [self._failure(spec, run_id, seq, attempt, exc, t0)]
+        self.stats.handled += 1
+        return messages
+
+    def _success(
+        self,
+        spec: StepSpec,
+        ctx: Context,
+        run_id: str,
+        seq: int,
+        attempt: int,
+        returned: Event | None,
+        t0: float,
+    ) -> list[OutMessage]:
+        prefix = self.log.prefix
+        base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+        emitted = list(ctx.emitted)
+        if returned is not None:
+            if not isinstance(returned, StopEvent) and event_name(type(returned)) not in self.events:
+                raise ValueError(f"no step of this workflow accepts {event_name(type(returned))}")
+            emitted.append((returned, None))
+        out: list[OutMessage] = []
+        stop: StopEvent | None = None
+        names: list[str] = []
+        for ev, target in emitted:
+            if isinstance(ev, StopEvent):
+                stop = stop or ev
+                continue
+            name = event_name(type(ev))
+            names.append(name)
+            headers = {**base, H_TYPE: name}
+            if target is not None:
+                headers[H_TARGET] = target
+            out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_event(ev), headers))
+        for ev in ctx.streamed:
+            name = event_name(type(ev))
+            out.append(
+                OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_event(ev), {**base, H_TYPE: name})
+            )
+        done = StepCompleted(
+            step=spec.name,
+            trigger=seq,
+            attempt=attempt,
+            emitted=names,
+            state=ctx.store._changes,
+            consumed=ctx.consumed,
+            duration_ms=(time.perf_counter() - t0) * 1e3,
+        )
+        # The completion record goes first: the state it sets and the events it consumed are then
+        # in the prefix every emitted event's handler sees.
+        out.insert(0, self._sys(run_id, "StepCompleted", done, base))
+        if stop is not None:
+            completed = RunCompleted(
+                step=spec.name, trigger=seq, event_type=event_name(type(stop)), event=event_fields(stop)
+            )
+            out.append(self._sys(run_id, "RunCompleted", completed, base))
+        return out
+
+    def _failure(
+        self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float
+    ) -> OutMessage:
+        cls = type(exc)
+        failed = StepFailed(
+            step=spec.name,
+            trigger=seq,
+            attempt=attempt,
+            error_type=f"{cls.__module__}.{cls.__qualname__}",
+            message=str(exc),
+            traceback="".join(tb.format_exception(exc)),
+            duration_ms=(time.perf_counter() - t0) * 1e3,
+        )
+        base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+        return self._sys(run_id, "StepFailed", failed, base)
+
+    def _sys(self, run_id: str, name: str, body: msgspec.Struct, base: dict[str, str]) -> OutMessage:
+        try:
+            data = encode(body)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"{name} record does not encode: {exc}") from exc
+        return OutMessage(run_subject(self.log.prefix, self.name, run_id, "sys", name), data, {**base, H_TYPE: name})
+

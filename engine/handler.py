@@ -1,0 +1,196 @@
+"""``WorkflowHandler``: a started run, followed through its log.
+
+The same handler serves a run executed in this process and one executed by remote workers: it
+follows the run's records, streams its ``out`` events, and resolves when a terminal record lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from typing import Any
+
+from .codec import decode_record, encode
+from .errors import (
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+)
+from .events import Event, StopEvent, event_from_fields
+from .fold import RunState
+from .log.base import EventLog
+from .records import H_RUN, H_TYPE, OutMessage, RunCancelled, RunFailed, StepFailed, run_subject
+
+__all__ = ["WorkflowHandler", "outcome"]
+
+_END = object()
+
+
+def outcome(
+    state: RunState, events: Mapping[str, type[Event]]
+) -> tuple[StopEvent | None, BaseException | None]:
+    """The StopEvent of a completed run, or the error of a failed or cancelled one."""
+    if state.status == "completed" and state.result is not None:
+        cls = events.get(state.result.event_type)
+        if cls is not None and issubclass(cls, StopEvent):
+            return event_from_fields(cls, state.result.event), None  # type: ignore[return-value]
+        return StopEvent(result=state.result.event.get("result")), None
+    if state.status == "cancelled":
+        return None, WorkflowCancelledError(f"run {state.run_id} was cancelled", run_id=state.run_id)
+    err = state.error
+    if isinstance(err, StepFailed):
+        return None, StepFailedError(
+            step=err.step,
+            error_type=err.error_type,
+            error_message=err.message,
+            traceback=err.traceback,
+            run_id=state.run_id,
+            seq=err.trigger,
+        )
+    if isinstance(err, RunFailed):
+        cls_err = WorkflowTimeoutError if err.error_type == "WorkflowTimeoutError" else WorkflowRuntimeError
+        return None, cls_err(err.message, run_id=state.run_id)
+    return None, WorkflowRuntimeError(f"run {state.run_id} ended as {state.status}", run_id=state.run_id)
+
+
+class WorkflowHandler:
+    """A run in progress. ``await handler`` gives the result; ``handler.stream_events()`` yields
+    what the steps wrote to the stream, then the StopEvent.
+
+    The awaited value follows llama-index-workflows: the ``result`` of a plain ``StopEvent``, or the
+    event itself for a ``StopEvent`` subclass. Results travel through the log as JSON, so tuples
+    come back as lists.
+
+    Raises (when awaited or at the end of ``stream_events``):
+        StepFailedError: a step raised.
+        WorkflowTimeoutError: the run did not finish within ``timeout`` seconds.
+        WorkflowCancelledError: the run was cancelled.
+    """
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        workflow: str,
+        run_id: str,
+        events: Mapping[str, type[Event]],
+        timeout: float | None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        cleanup: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self._log = log
+        self._events = events
+        self._timeout = timeout
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._stop_event: StopEvent | None = None
+        self.state = RunState()
+        self._task = asyncio.create_task(self._follow(prepare, cleanup), name=f"jetloom:run:{run_id}")
+
+    async def _follow(
+        self,
+        prepare: Callable[[], Awaitable[None]] | None,
+        cleanup: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        try:
+            if prepare is not None:
+                await prepare()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._consume_log()
+            except TimeoutError:
+                await self._fail_timeout()
+                await self._consume_log()  # whichever terminal record landed first decides
+            stop, error = outcome(self.state, self._events)
+            if error is not None:
+                self._future.set_exception(error)
+            else:
+                self._stop_event = stop
+                result = stop if type(stop) is not StopEvent else stop.result  # type: ignore[union-attr]
+                self._future.set_result(result)
+        except asyncio.CancelledError:
+            if not self._future.done():
+                self._future.cancel()
+            raise
+        except BaseException as exc:  # surfaced to whoever awaits the handler
+            if not self._future.done():
+                self._future.set_exception(exc)
+        finally:
+            self._queue.put_nowait(_END)
+            if cleanup is not None:
+                await cleanup()
+
+    async def _consume_log(self) -> None:
+        if self.state.terminal:
+            return
+        async for raw in self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq):
+            rec = decode_record(raw, self._events)
+            self.state.apply(rec)
+            if rec.kind == "out" and rec.error is None:
+                self._queue.put_nowait(rec.body)
+            if self.state.terminal:
+                return
+
+    async def _fail_timeout(self) -> None:
+        body = RunFailed(
+            error_type="WorkflowTimeoutError",
+            message=f"run {self.run_id} did not complete within {self._timeout}s",
+        )
+        await self._log.append(
+            [
+                OutMessage(
+                    run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunFailed"),
+                    encode(body),
+                    {H_RUN: self.run_id, H_TYPE: "RunFailed"},
+                )
+            ],
+            idempotency_key=f"{self.run_id}:timeout",
+        )
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> Any:
+        """The result of a finished run (``asyncio.Future.result`` semantics)."""
+        return self._future.result()
+
+    def exception(self) -> BaseException | None:
+        return self._future.exception()
+
+    async def stream_events(self) -> AsyncIterator[Event | dict[str, Any]]:
+        """Yield each event written with ``ctx.write_event_to_stream`` as it is committed (typed
+        when its class is known here, else a dict), then the StopEvent.
+
+        Raises:
+            the run's error, after the last streamed event, if it failed.
+        """
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                break
+            yield item
+        await asyncio.wait([self._future])
+        if self._future.exception() is not None:
+            raise self._future.exception()  # type: ignore[misc]
+        if self._stop_event is not None:
+            yield self._stop_event
+
+    async def cancel_run(self, reason: str = "") -> None:
+        """Record that the run is cancelled; steps not yet started will not run."""
+        await self._log.append(
+            [
+                OutMessage(
+                    run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunCancelled"),
+                    encode(RunCancelled(reason=reason)),
+                    {H_RUN: self.run_id, H_TYPE: "RunCancelled"},
+                )
+            ],
+            idempotency_key=f"{self.run_id}:cancel",
+        )
+        await asyncio.wait([self._future])

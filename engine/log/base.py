@@ -1,0 +1,119 @@
+"""The ``EventLog`` port: everything the engine needs from a log, and nothing more.
+
+Two implementations pass one contract suite (``tests/contract``): ``MemoryLog`` (in-process, for
+tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+import msgspec
+
+from ..records import OutMessage, RawRecord
+
+__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter"]
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Outcome of an append.
+
+    Attributes:
+        last_seq: sequence of the last message appended (``None`` for a duplicate whose original
+            sequence the log could not tell).
+        count: messages appended (0 for a duplicate).
+        duplicate: the idempotency key had been appended before; nothing was stored this time.
+    """
+
+    last_seq: int | None
+    count: int
+    duplicate: bool = False
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message moved aside because it could not be handled."""
+
+    seq: int
+    subject: str
+    original_subject: str
+    original_seq: int | None
+    reason: str
+    consumer: str
+    data: bytes
+
+
+class Delivery(Protocol):
+    """One delivery of a trigger event to a step's consumer.
+
+    ``attempt`` is 1 for the first delivery and grows with every redelivery. Exactly one of
+    ``ack``/``nak``/``term`` settles it; ``in_progress`` extends its deadline.
+    """
+
+    record: RawRecord
+    attempt: int
+
+    def ack(self) -> None: ...
+
+    def nak(self, delay: timedelta | None = None) -> None: ...
+
+    def term(self) -> None: ...
+
+    def in_progress(self) -> None: ...
+
+
+class EventLog(Protocol):
+    """Append-only log of every run's records, with per-step consumers.
+
+    Subjects and payloads are built by the engine (``engine.records``); the log stores, reads,
+    follows and delivers them.
+    """
+
+    prefix: str
+
+    async def append(
+        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None
+    ) -> AppendResult:
+        """Append ``messages`` atomically: all are stored, in order and contiguously per run, or none.
+
+        With an ``idempotency_key`` seen before, nothing is stored and ``duplicate=True``.
+
+        Raises:
+            AppendError: the log rejected the append.
+        """
+        ...
+
+    async def read(
+        self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        """The run's records with ``after_seq < seq <= up_to_seq``, in order."""
+        ...
+
+    def follow(self, workflow: str, run_id: str, *, after_seq: int = 0) -> AsyncIterator[RawRecord]:
+        """The run's records after ``after_seq``: the stored ones, then new ones as they land.
+        Never ends by itself; the caller stops iterating."""
+        ...
+
+    async def ensure_consumer(self, workflow: str, step: str, event_types: Sequence[str]) -> None:
+        """Create (or update) the durable consumer of ``step``: every event of ``event_types`` of
+        every run of ``workflow``, from the start of the log, shared by all replicas."""
+        ...
+
+    def consume(
+        self, workflow: str, step: str, *, max_in_flight: int
+    ) -> AsyncIterator[Delivery]:
+        """Deliveries for ``step``'s consumer, at most ``max_in_flight`` unsettled at a time."""
+        ...
+
+    async def dead_letter(
+        self, record: RawRecord, *, reason: str, consumer: str
+    ) -> None:
+        """Move ``record`` to the dead-letter subject with ``reason``."""
+        ...
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Every dead-lettered message, oldest first."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,184 @@
+"""``MemoryLog``: the in-process event log (tests, notebooks, ``Workflow.run()`` by default).
+
+It keeps the JetStream log's semantics that the engine relies on — atomic appends, idempotency
+keys, stream-wide sequences, durable per-step consumers that deliver from the start, redelivery on
+nak — so one contract suite covers both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, parse_subject
+from .base import AppendResult, DeadLetter
+
+__all__ = ["MemoryLog"]
+
+
+class _Delivery:
+    __slots__ = ("record", "attempt", "_consumer", "_settled")
+
+    def __init__(self, record: RawRecord, attempt: int, consumer: _Consumer) -> None:
+        self.record = record
+        self.attempt = attempt
+        self._consumer = consumer
+        self._settled = False
+
+    def _settle(self) -> bool:
+        if self._settled:
+            return False
+        self._settled = True
+        self._consumer.in_flight -= 1
+        self._consumer.wake.set()
+        return True
+
+    def ack(self) -> None:
+        self._settle()
+
+    def term(self) -> None:
+        self._settle()
+
+    def in_progress(self) -> None:
+        pass
+
+    def nak(self, delay: timedelta | None = None) -> None:
+        if not self._settle():
+            return
+        seconds = delay.total_seconds() if delay else 0.0
+        consumer, rec, attempt = self._consumer, self.record, self.attempt + 1
+
+        def redeliver() -> None:
+            consumer.queue.append((rec, attempt))
+            consumer.wake.set()
+
+        asyncio.get_running_loop().call_later(seconds, redeliver)
+
+
+class _Consumer:
+    def __init__(self, types: frozenset[str]) -> None:
+        self.types = types
+        self.queue: deque[tuple[RawRecord, int]] = deque()
+        self.wake = asyncio.Event()
+        self.in_flight = 0
+
+
+class MemoryLog:
+    """An in-memory ``EventLog``.
+
+    Args:
+        prefix: subject prefix (default ``"jetloom"``).
+    """
+
+    def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self._seq = 0
+        self._runs: dict[tuple[str, str], list[RawRecord]] = {}
+        self._idempotency: dict[str, AppendResult] = {}
+        self._consumers: dict[tuple[str, str], _Consumer] = {}
+        self._by_workflow: dict[str, list[RawRecord]] = {}
+        self._dead: list[DeadLetter] = []
+        self._appended = asyncio.Condition()
+
+    async def append(
+        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None
+    ) -> AppendResult:
+        if idempotency_key is not None and idempotency_key in self._idempotency:
+            prev = self._idempotency[idempotency_key]
+            return AppendResult(prev.last_seq, 0, duplicate=True)
+        parsed = []
+        for m in messages:
+            parts = parse_subject(m.subject)
+            if parts is None or not m.subject.startswith(self.prefix + ".run."):
+                raise ValueError(f"not a run subject of this log: {m.subject!r}")
+            parsed.append(parts)
+        now = time.time_ns()
+        for m, parts in zip(messages, parsed, strict=True):
+            self._seq += 1
+            rec = RawRecord(self._seq, m.subject, dict(m.headers), m.data, now)
+            self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
+            self._by_workflow.setdefault(parts.workflow, []).append(rec)
+            if parts.kind == "evt":
+                for (wf, _), consumer in self._consumers.items():
+                    if wf == parts.workflow and parts.type in consumer.types:
+                        consumer.queue.append((rec, 1))
+                        consumer.wake.set()
+        result = AppendResult(self._seq, len(messages))
+        if idempotency_key is not None:
+            self._idempotency[idempotency_key] = result
+        async with self._appended:
+            self._appended.notify_all()
+        return result
+
+    async def read(
+        self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[RawRecord]:
+        records = self._runs.get((workflow, run_id), [])
+        return [
+            r for r in records if r.seq > after_seq and (up_to_seq is None or r.seq <= up_to_seq)
+        ]
+
+    async def follow(
+        self, workflow: str, run_id: str, *, after_seq: int = 0
+    ) -> AsyncIterator[RawRecord]:
+        last = after_seq
+        while True:
+            async with self._appended:
+                batch = await self.read(workflow, run_id, after_seq=last)
+                if not batch:
+                    await self._appended.wait()
+                    continue
+            for rec in batch:
+                last = rec.seq
+                yield rec
+
+    async def ensure_consumer(self, workflow: str, step: str, event_types: Sequence[str]) -> None:
+        key = (workflow, step)
+        types = frozenset(event_types)
+        existing = self._consumers.get(key)
+        if existing is not None:
+            existing.types = types
+            return
+        consumer = self._consumers[key] = _Consumer(types)
+        for rec in self._by_workflow.get(workflow, []):
+            parts = parse_subject(rec.subject)
+            if parts is not None and parts.kind == "evt" and parts.type in types:
+                consumer.queue.append((rec, 1))
+
+    async def consume(
+        self, workflow: str, step: str, *, max_in_flight: int
+    ) -> AsyncIterator[_Delivery]:
+        consumer = self._consumers[(workflow, step)]
+        while True:
+            if consumer.queue and consumer.in_flight < max_in_flight:
+                rec, attempt = consumer.queue.popleft()
+                consumer.in_flight += 1
+                yield _Delivery(rec, attempt, consumer)
+                continue
+            consumer.wake.clear()
+            await consumer.wake.wait()
+
+    async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
+        self._seq += 1
+        parts = parse_subject(record.subject)
+        wf = parts.workflow if parts else "unknown"
+        self._dead.append(
+            DeadLetter(
+                seq=self._seq,
+                subject=f"{self.prefix}.dlq.{wf}.{consumer}",
+                original_subject=record.subject,
+                original_seq=record.seq,
+                reason=reason,
+                consumer=consumer,
+                data=record.data,
+            )
+        )
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead)
+
+    async def close(self) -> None:
+        pass

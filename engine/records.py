@@ -1,0 +1,209 @@
+"""The log's vocabulary: subjects, headers, the record envelope and the engine's own records.
+
+Subject layout (DESIGN.md §3), prefix configurable (default ``jetloom``)::
+
+    <prefix>.run.<workflow>.<run_id>.evt.<EventType>    user events; what steps consume
+    <prefix>.run.<workflow>.<run_id>.sys.<RecordType>   engine records (RunStarted, StepCompleted, ...)
+    <prefix>.run.<workflow>.<run_id>.out.<EventType>    write_event_to_stream output
+
+Payloads are JSON. Headers carry the record type and ids (``Jl-*`` below). Engine records are
+persisted forever, so they follow msgspec's evolution rules: fields are only appended, with defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "H_ATTEMPT",
+    "H_RUN",
+    "H_STEP",
+    "H_TARGET",
+    "H_TRIGGER",
+    "H_TYPE",
+    "OutMessage",
+    "RawRecord",
+    "Record",
+    "RunCancelled",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "StepCompleted",
+    "StepFailed",
+    "SYS_TYPES",
+    "SubjectParts",
+    "check_token",
+    "parse_subject",
+    "run_filter",
+    "run_subject",
+]
+
+DEFAULT_PREFIX: Final = "jetloom"
+
+H_TYPE: Final = "Jl-Type"  # record type: event class name or engine record name
+H_RUN: Final = "Jl-Run"  # run id
+H_STEP: Final = "Jl-Step"  # step that committed the record
+H_TRIGGER: Final = "Jl-Trigger"  # stream sequence of the event that step was handling
+H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
+H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
+
+Kind = Literal["evt", "sys", "out"]
+KINDS: Final = ("evt", "sys", "out")
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_token(value: str, what: str) -> str:
+    """Return ``value`` if it is usable as one subject token (letters, digits, ``_``, ``-``).
+
+    Raises:
+        ValueError: naming ``what`` and the bad value.
+    """
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} must match [A-Za-z0-9_-]+ to be a NATS subject token")
+    return value
+
+
+def run_subject(prefix: str, workflow: str, run_id: str, kind: Kind, type_name: str) -> str:
+    """The subject a record of ``type_name`` of run ``run_id`` is appended on."""
+    return f"{prefix}.run.{workflow}.{run_id}.{kind}.{type_name}"
+
+
+def run_filter(prefix: str, workflow: str, run_id: str) -> str:
+    """The subject filter matching every record of one run."""
+    return f"{prefix}.run.{workflow}.{run_id}.>"
+
+
+class SubjectParts(msgspec.Struct, frozen=True):
+    workflow: str
+    run_id: str
+    kind: str
+    type: str
+
+
+def parse_subject(subject: str) -> SubjectParts | None:
+    """Split a run subject into its parts; ``None`` if it is not a run subject."""
+    parts = subject.rsplit(".", 5)
+    if len(parts) != 6 or parts[1] != "run" or parts[4] not in KINDS:
+        return None
+    return SubjectParts(parts[2], parts[3], parts[4], parts[5])
+
+
+class RawRecord(msgspec.Struct, frozen=True):
+    """One message of the log as stored: the envelope every record shares.
+
+    Attributes:
+        seq: stream sequence (1-based, unique and increasing across the whole stream).
+        subject: the run subject it was appended on.
+        headers: its headers (``Jl-*`` ids; may be empty for messages published by hand).
+        data: the JSON payload.
+        time_ns: when the log stored it, nanoseconds since the Unix epoch (the server's clock).
+    """
+
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+    time_ns: int
+
+
+class OutMessage(msgspec.Struct, frozen=True):
+    """A message to append: subject, payload and headers."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] = {}
+
+
+# ---- engine records (sys.<Name>) ------------------------------------------------------------------
+
+
+class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """First record of a run; the start event follows it in the same commit."""
+
+    workflow: str
+    run_id: str
+    start_event: str
+
+
+class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
+    """A step handled its trigger; committed together with everything it emitted.
+
+    Attributes:
+        state: the state changes it made, as ``{"dot.path": value}`` in the order they were made.
+        consumed: stream sequences of events a completed ``collect_events`` took off the buffer.
+        emitted: names of the events it emitted, in order.
+        duration_ms: wall time the step's code ran, milliseconds.
+    """
+
+    step: str
+    trigger: int
+    attempt: int = 1
+    emitted: list[str] = []
+    state: dict[str, Any] = {}
+    consumed: list[int] = []
+    duration_ms: float = 0.0
+
+
+class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """A step raised; the run fails with it."""
+
+    step: str
+    trigger: int
+    error_type: str
+    message: str
+    traceback: str = ""
+    attempt: int = 1
+    duration_ms: float = 0.0
+
+
+class RunCompleted(msgspec.Struct, frozen=True, kw_only=True):
+    """A step returned a StopEvent. ``event`` holds the StopEvent's fields (``result`` among them)."""
+
+    step: str
+    trigger: int
+    event_type: str
+    event: dict[str, Any] = {}
+
+
+class RunFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """The run failed for a reason other than a step's exception (e.g. a timeout)."""
+
+    error_type: str
+    message: str
+
+
+class RunCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str = ""
+
+
+SYS_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
+    t.__name__: t
+    for t in (RunStarted, StepCompleted, StepFailed, RunCompleted, RunFailed, RunCancelled)
+}
+
+
+class Record(msgspec.Struct, frozen=True):
+    """A decoded record: what the fold consumes.
+
+    Attributes:
+        body: the decoded event (``evt``/``out``; a plain dict when the type is unknown to the
+            reader), the engine record (``sys``), or ``None`` when the payload did not decode.
+        error: why the payload did not decode, else ``None``. The fold skips such records.
+    """
+
+    seq: int
+    kind: str
+    type: str
+    workflow: str
+    run_id: str
+    time_ns: int
+    body: Any
+    step: str | None = None
+    trigger: int | None = None
+    target: str | None = None
+    error: str | None = None

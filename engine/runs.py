@@ -1,0 +1,115 @@
+"""``RunCache``: folded runs a process keeps in memory and rolls forward from the log.
+
+A worker handling a trigger needs the run's records up to the trigger (for the step's view) and any
+records after it (to see that the trigger was already handled, or that the run ended). The cache
+reads only what it has not seen, so a run's log is read once per process, not once per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .codec import decode_record
+from .events import Event
+from .fold import RunState, fold
+from .log.base import EventLog
+from .records import Record
+
+__all__ = ["CachedRun", "RunCache"]
+
+
+class CachedRun:
+    """One run's decoded records and their fold."""
+
+    __slots__ = ("records", "state", "lock", "_events_by_seq")
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.state = RunState()
+        self.lock = asyncio.Lock()
+        self._events_by_seq: dict[int, Record] = {}
+
+    @property
+    def last_seq(self) -> int:
+        return self.state.seq
+
+    def extend(self, records: Sequence[Record]) -> None:
+        for rec in records:
+            if rec.seq <= self.state.seq:
+                continue
+            self.records.append(rec)
+            if rec.kind == "evt" and rec.error is None:
+                self._events_by_seq[rec.seq] = rec
+            self.state.apply(rec)
+
+    def state_at(self, seq: int) -> dict[str, Any]:
+        """The user state as of ``seq`` (shared; callers must not mutate it)."""
+        if seq >= self.state.state_changed_seq:
+            return self.state.state
+        return fold(self.records, until_seq=seq).state
+
+    def event(self, seq: int) -> Event | None:
+        rec = self._events_by_seq.get(seq)
+        return rec.body if rec is not None else None
+
+    def collect(
+        self, step: str, expected: Sequence[str], trigger_seq: int
+    ) -> tuple[list[int], list[Any]] | None:
+        seqs = self.state.collect(step, expected, trigger_seq)
+        if seqs is None:
+            return None
+        return seqs, [self._events_by_seq[s].body for s in seqs]
+
+
+class RunCache:
+    """An LRU of ``CachedRun`` for one workflow.
+
+    Args:
+        log: where records are read from.
+        workflow: the workflow name.
+        events: event registry used to decode ``evt``/``out`` payloads.
+        max_runs: runs kept (default 1024); finished runs are dropped first.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        workflow: str,
+        events: Mapping[str, type[Event]],
+        *,
+        max_runs: int = 1024,
+    ) -> None:
+        self._log = log
+        self._workflow = workflow
+        self._events = events
+        self._max = max_runs
+        self._runs: OrderedDict[str, CachedRun] = OrderedDict()
+
+    async def get(self, run_id: str, *, min_seq: int, refresh: bool = False) -> CachedRun:
+        """The run with at least every record up to ``min_seq``; with ``refresh``, up to the
+        current end of its log."""
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = CachedRun()
+            self._evict()
+        else:
+            self._runs.move_to_end(run_id)
+        if run.last_seq < min_seq or refresh:
+            async with run.lock:
+                if run.last_seq < min_seq or refresh:
+                    raws = await self._log.read(self._workflow, run_id, after_seq=run.last_seq)
+                    run.extend([decode_record(r, self._events) for r in raws])
+        return run
+
+    def forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def _evict(self) -> None:
+        while len(self._runs) > self._max:
+            victim = next(
+                (k for k, v in self._runs.items() if v.state.terminal), next(iter(self._runs))
+            )
+            del self._runs[victim]

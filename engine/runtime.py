@@ -1,0 +1,108 @@
+"""Starting runs: the start commit, and the in-process runtime behind ``Workflow.run()``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from .codec import encode
+from .events import StartEvent, encode_event, event_name
+from .executor import Executor
+from .handler import WorkflowHandler
+from .log.base import EventLog
+from .log.memory import MemoryLog
+from .records import H_RUN, H_TYPE, OutMessage, RunStarted, check_token, run_subject
+
+if TYPE_CHECKING:
+    from .workflow import Workflow
+
+__all__ = ["new_run_id", "start_commit", "append_start", "run_in_process"]
+
+
+def new_run_id() -> str:
+    """A new random run id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def start_commit(prefix: str, workflow: str, run_id: str, start: StartEvent) -> list[OutMessage]:
+    """The two records that start a run: ``sys.RunStarted`` then the start event."""
+    name = event_name(type(start))
+    body = RunStarted(workflow=workflow, run_id=run_id, start_event=name)
+    return [
+        OutMessage(
+            run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
+            encode(body),
+            {H_RUN: run_id, H_TYPE: "RunStarted"},
+        ),
+        OutMessage(
+            run_subject(prefix, workflow, run_id, "evt", name),
+            encode_event(start),
+            {H_RUN: run_id, H_TYPE: name},
+        ),
+    ]
+
+
+async def append_start(log: EventLog, workflow: str, run_id: str, start: StartEvent) -> None:
+    """Append a run's start commit (idempotent per run id)."""
+    await log.append(start_commit(log.prefix, workflow, run_id, start), idempotency_key=f"{run_id}:start")
+
+
+def build_start_event(cls: type[Workflow], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
+    if start_event is not None:
+        if fields:
+            raise TypeError("pass either start_event or keyword fields, not both")
+        return start_event
+    return cls.start_event_class(**fields)
+
+
+class _InProcess:
+    """The executor a workflow instance runs its own runs on; started with the first active run
+    and stopped when the last one ends."""
+
+    def __init__(self, workflow: Workflow, log: EventLog) -> None:
+        self.log = log
+        self.executor = Executor(workflow, log)
+        self.active = 0
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            self.active += 1
+            if self.active == 1:
+                await self.executor.start()
+
+    async def release(self) -> None:
+        async with self.lock:
+            self.active -= 1
+            if self.active == 0:
+                await self.executor.stop(grace=0)
+
+
+def run_in_process(
+    workflow: Workflow,
+    *,
+    start_event: StartEvent | None,
+    run_id: str | None,
+    fields: dict[str, Any],
+) -> WorkflowHandler:
+    cls = type(workflow)
+    start = build_start_event(cls, start_event, fields)
+    rid = check_token(run_id or new_run_id(), "run id")
+    rt: _InProcess | None = workflow._runtime
+    if rt is None:
+        rt = workflow._runtime = _InProcess(workflow, workflow._log or MemoryLog())
+
+    async def prepare() -> None:
+        await rt.acquire()
+        await append_start(rt.log, cls.workflow_name, rid, start)
+
+    return WorkflowHandler(
+        log=rt.log,
+        workflow=cls.workflow_name,
+        run_id=rid,
+        events=cls.events,
+        timeout=workflow.timeout,
+        prepare=prepare,
+        cleanup=rt.release,
+    )

@@ -1,0 +1,1 @@
+"""Processes around the engine: embedded NATS, step workers, clients, CLI."""

