@@ -154,11 +154,11 @@ class Executor:
         except (LogError, OSError, TimeoutError, ConnectionError) as exc:
             self.stats.retried += 1
             logger.warning("step %r: log error %r; trigger will be redelivered", spec.name, exc)
-            delivery.nak(RETRY_DELAY)
+            await delivery.nak(RETRY_DELAY)
         except Exception:
             self.stats.retried += 1
             logger.exception("step %r: internal error; trigger will be redelivered", spec.name)
-            delivery.nak(RETRY_DELAY)
+            await delivery.nak(RETRY_DELAY)
 
     async def _dead_letter(self, spec: StepSpec, delivery: Delivery, reason: str) -> None:
         await self.log.dead_letter(delivery.record, reason=reason, consumer=spec.name)
@@ -170,7 +170,7 @@ class Executor:
             spec.name,
             reason,
         )
-        delivery.term()
+        await delivery.term()
 
     async def _process(self, spec: StepSpec, delivery: Delivery) -> None:
         raw = delivery.record
@@ -183,7 +183,7 @@ class Executor:
             return
         if rec.target is not None and rec.target != spec.name:
             self.stats.skipped += 1
-            delivery.ack()
+            await delivery.ack()
             return
         run = await self.runs.get(rec.run_id, min_seq=raw.seq, refresh=delivery.attempt > 1)
         st = run.state
@@ -192,13 +192,13 @@ class Executor:
             return
         if st.terminal or (raw.seq, spec.name) in st.done:
             self.stats.skipped += 1
-            delivery.ack()
+            await delivery.ack()
             return
         messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
         result = await self.log.append(messages, idempotency_key=commit_id(rec.run_id, raw.seq, spec.name))
         if result.duplicate:
             self.stats.duplicates += 1
-        delivery.ack()
+        await delivery.ack()
 
     async def _run_step(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int

@@ -36,16 +36,16 @@ class _Delivery:
         self._consumer.wake.set()
         return True
 
-    def ack(self) -> None:
+    async def ack(self) -> None:
         self._settle()
 
-    def term(self) -> None:
+    async def term(self) -> None:
         self._settle()
 
-    def in_progress(self) -> None:
+    async def in_progress(self) -> None:
         pass
 
-    def nak(self, delay: timedelta | None = None) -> None:
+    async def nak(self, delay: timedelta | None = None) -> None:
         if not self._settle():
             return
         seconds = delay.total_seconds() if delay else 0.0
