@@ -17,6 +17,8 @@ Notes on the binary (v2.15):
       directory it manages (and passes `-sd` only when the config has no `store_dir`).
     * `--ports_file_dir DIR` makes the server write `<exe>_<pid>.ports` (JSON with the client
       URLs) once its listeners are up; it is removed on a clean shutdown but not after SIGKILL.
+    * `include` paths are resolved relative to the including file's directory even when they
+      are absolute, so the launcher's copy rewrites them relative to where the copy lives.
     * Config errors are printed to stderr before logging is set up, so stderr goes to the log
       file as well as stdout.
 """
@@ -104,7 +106,7 @@ _STORE_DIR_RE = re.compile(
     r"(?P<val>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;}\]#]+)",
     re.IGNORECASE,
 )
-# `include <path>`; include paths are relative to the including file's directory.
+# `include <path>`; always resolved relative to the including file's directory.
 _INCLUDE_RE = re.compile(
     r"^(?P<lead>\s*include\s+)(?P<val>\"[^\"]*\"|'[^']*'|[^\s;#]+)", re.IGNORECASE
 )
@@ -130,8 +132,13 @@ def _split_comment(line: str) -> tuple[str, str]:
     return line, ""
 
 
-def _rewrite_config(text: str, *, store_dir: Path, config_dir: Path) -> tuple[str, bool]:
-    """Point every `store_dir` at `store_dir` and make relative `include` paths absolute.
+def _rewrite_config(
+    text: str, *, store_dir: Path, config_dir: Path, out_dir: Path
+) -> tuple[str, bool]:
+    """Point every `store_dir` at `store_dir` and re-anchor `include` paths at `out_dir`.
+
+    nats-server resolves an include relative to the including file's directory, even when
+    the path is absolute, so the copy written to `out_dir` needs paths relative to `out_dir`.
 
     Returns:
         The rewritten text and whether any `store_dir` setting was found.
@@ -152,11 +159,12 @@ def _rewrite_config(text: str, *, store_dir: Path, config_dir: Path) -> tuple[st
         code = _STORE_DIR_RE.sub(_store, code)
 
         def _include(m: re.Match[str]) -> str:
-            raw = m["val"].strip("\"'")
-            path = Path(raw)
-            if not path.is_absolute():
-                path = config_dir / path
-            return f"{m['lead']}{json.dumps(str(path))}"
+            target = os.path.normpath(config_dir / m["val"].strip("\"'"))
+            try:
+                target = os.path.relpath(target, out_dir)
+            except ValueError:  # another drive on Windows
+                pass
+            return f"{m['lead']}{json.dumps(target)}"
 
         code = _INCLUDE_RE.sub(_include, code)
         out.append(code + comment + eol)
@@ -378,16 +386,18 @@ class EmbeddedNats:
         self.stop()
 
     # ---------------------------------------------------------------- lifecycle (async)
+    # `timeout` is the server's startup/shutdown deadline, enforced inside the worker thread
+    # (cancelling the awaiting task would not stop the thread), hence the ASYNC109 waivers.
 
-    async def astart(self, timeout: float = 10.0) -> None:
+    async def astart(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """`start()` without blocking the event loop (runs in a worker thread)."""
         await asyncio.to_thread(self.start, timeout)
 
-    async def astop(self, timeout: float = 5.0) -> None:
+    async def astop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """`stop()` without blocking the event loop (runs in a worker thread)."""
         await asyncio.to_thread(self.stop, timeout)
 
-    async def arestart(self, timeout: float = 10.0) -> None:
+    async def arestart(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """`restart()` without blocking the event loop (runs in a worker thread)."""
         await asyncio.to_thread(self.restart, timeout)
 
@@ -456,6 +466,7 @@ class EmbeddedNats:
                 self._config.read_text(encoding="utf-8"),
                 store_dir=self._store_dir,
                 config_dir=self._config.parent,
+                out_dir=self._run_dir,
             )
             derived = self._run_dir / self._config.name
             derived.write_text(

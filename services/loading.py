@@ -1,0 +1,63 @@
+"""Loading a workflow from an import path (``package.module:WorkflowClass``)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from engine import Workflow
+
+__all__ = ["load_workflow", "load_workflow_class"]
+
+
+def _resolve(target: str) -> object:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected MODULE:ATTRIBUTE (e.g. examples.docindex.workflow:DocIndex), got {target!r}")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    module = importlib.import_module(module_name)
+    try:
+        obj: object = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ValueError(f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_workflow_class(target: str) -> type[Workflow]:
+    """The Workflow subclass named by ``target`` (or the class of the instance it names).
+
+    Raises:
+        ValueError: ``target`` is malformed or names something else.
+        ImportError: the module does not import.
+    """
+    obj = _resolve(target)
+    if isinstance(obj, Workflow):
+        return type(obj)
+    if isinstance(obj, type) and issubclass(obj, Workflow):
+        return obj
+    raise ValueError(f"{target!r} is not a Workflow subclass or instance")
+
+
+def load_workflow(target: str) -> Workflow:
+    """A workflow instance from ``target``: a Workflow instance, a subclass (instantiated with no
+    arguments) or a factory function returning an instance.
+
+    Raises:
+        ValueError: ``target`` is malformed or does not lead to a Workflow.
+        ImportError: the module does not import.
+    """
+    obj = _resolve(target)
+    if isinstance(obj, type) and issubclass(obj, Workflow):
+        return obj()
+    if isinstance(obj, Workflow):
+        return obj
+    if callable(obj):
+        made = obj()
+        if isinstance(made, Workflow):
+            return made
+    raise ValueError(f"{target!r} is not a Workflow subclass, instance or factory")

@@ -1,0 +1,98 @@
+"""``NatsClient``: start runs and follow them straight over NATS, with no HTTP in between.
+
+The workers run the steps; this client only appends a run's start commit and follows its log::
+
+    async with await NatsClient.connect("nats://127.0.0.1:4222") as client:
+        handler = await client.start(DocIndex, root="/usr/lib/python3.11")
+        async for ev in handler.stream_events():
+            print(ev)
+        result = await handler
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import StartEvent, Workflow, WorkflowHandler
+from engine.events import Event
+from engine.log.jetstream import JetStreamLog
+from engine.records import check_token
+from engine.runtime import append_start, build_start_event, new_run_id
+
+__all__ = ["NatsClient"]
+
+
+class NatsClient:
+    """A thin client of the JetStream log.
+
+    Args:
+        log: a set-up ``JetStreamLog``.
+    """
+
+    def __init__(self, log: JetStreamLog) -> None:
+        self.log = log
+
+    @classmethod
+    async def connect(cls, url: str, **log_options: Any) -> NatsClient:
+        """Connect to ``url`` (options as for ``JetStreamLog``)."""
+        return cls(await JetStreamLog.connect(url, **log_options))
+
+    async def __aenter__(self) -> NatsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.log.close()
+
+    async def start(
+        self,
+        workflow: type[Workflow],
+        *,
+        start_event: StartEvent | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> WorkflowHandler:
+        """Start a run of ``workflow`` on whichever workers serve it; return its handler.
+
+        The step consumers are created here too, so a run started before any worker exists waits
+        in JetStream until one comes.
+
+        Args:
+            workflow: the workflow class (its module must be importable by the workers).
+            start_event / **fields: the start event, or its fields.
+            run_id: the run id (default: new); starting the same id twice starts one run.
+            timeout: seconds the handler waits before failing the run (default: none).
+        """
+        start = build_start_event(workflow, start_event, fields)
+        rid = check_token(run_id or new_run_id(), "run id")
+        for spec in workflow.steps.values():
+            await self.log.ensure_consumer(workflow.workflow_name, spec.name, spec.accepts_names)
+
+        async def prepare() -> None:
+            await append_start(self.log, workflow.workflow_name, rid, start)
+
+        return WorkflowHandler(
+            log=self.log,
+            workflow=workflow.workflow_name,
+            run_id=rid,
+            events=workflow.events,
+            timeout=timeout,
+            prepare=prepare,
+        )
+
+    def attach(
+        self,
+        workflow: type[Workflow] | str,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+    ) -> WorkflowHandler:
+        """A handler for an existing run (replays its log, then follows it)."""
+        if isinstance(workflow, str):
+            name, events = workflow, dict[str, type[Event]]()
+        else:
+            name, events = workflow.workflow_name, workflow.events
+        return WorkflowHandler(log=self.log, workflow=name, run_id=run_id, events=events, timeout=timeout)

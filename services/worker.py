@@ -1,0 +1,70 @@
+"""The step worker process: ``jetloom worker MODULE:WorkflowClass --nats URL``.
+
+Each worker process runs an ``Executor`` for one workflow on a ``JetStreamLog``: one durable pull
+consumer per step, shared with every other replica, so JetStream spreads triggers across
+processes and a dead process's unacked triggers are redelivered to the living ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+
+from engine.executor import Executor
+from engine.log.jetstream import JetStreamLog
+
+from .loading import load_workflow
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("jetloom.worker")
+
+
+async def serve(
+    target: str,
+    nats_url: str,
+    *,
+    steps: Sequence[str] | None = None,
+    prefix: str = "jetloom",
+    ack_wait: timedelta = timedelta(seconds=30),
+    stop: asyncio.Event | None = None,
+    grace: float = 10.0,
+) -> None:
+    """Run step workers for ``target`` until ``stop`` is set (or SIGINT/SIGTERM).
+
+    Args:
+        target: ``module:WorkflowClass`` (or an instance or factory).
+        nats_url: the NATS server, e.g. ``nats://127.0.0.1:4222``.
+        steps: run only these steps (default: all).
+        prefix: subject prefix (default ``jetloom``).
+        ack_wait: redelivery deadline of an unsettled trigger (default 30 s).
+        grace: seconds in-flight steps get to finish on shutdown (default 10).
+
+    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b>`` once consuming.
+    """
+    workflow = load_workflow(target)
+    log = await JetStreamLog.connect(nats_url, prefix=prefix, ack_wait=ack_wait)
+    executor = Executor(workflow, log, steps=steps)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await executor.start()
+        names = ",".join(s.name for s in executor.specs)
+        print(
+            f"jetloom worker ready pid={os.getpid()} workflow={type(workflow).workflow_name} steps={names}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await executor.stop(grace=grace)
+        logger.info("worker stopping: %s", executor.stats)
+        print(f"jetloom worker stopped pid={os.getpid()} stats={executor.stats}", flush=True)
+        await log.close()
