@@ -384,13 +384,13 @@ class JetStreamLog:
         out: list[Msg] = []
         start = after_seq + 1
         while True:
-            req: dict[str, Any] = {"seq": start, "next_by_subj": subject_filter, "batch": DIRECT_GET_BATCH}
-            if up_to_seq is not None:
-                if start > up_to_seq:
-                    return out
-                req["up_to_seq"] = up_to_seq
+            # (the server honours up_to_seq only with multi_last, so the bound is applied here)
+            req = {"seq": start, "next_by_subj": subject_filter, "batch": DIRECT_GET_BATCH}
             msgs = await self._direct_get(stream, req)
-            out.extend(msgs)
+            for m in msgs:
+                if up_to_seq is not None and int(m.headers["Nats-Sequence"]) > up_to_seq:  # type: ignore[index]
+                    return out
+                out.append(m)
             if len(msgs) < DIRECT_GET_BATCH:
                 return out
             start = int(msgs[-1].headers["Nats-Sequence"]) + 1  # type: ignore[index]

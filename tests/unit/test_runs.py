@@ -1,0 +1,228 @@
+"""Runs in-process on the memory log: the programming model end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine import (
+    Context,
+    Event,
+    MemoryLog,
+    StartEvent,
+    StepFailedError,
+    StopEvent,
+    Workflow,
+    WorkflowTimeoutError,
+    fold,
+    step,
+)
+from engine.codec import decode_record
+
+
+class Parsed(Event):
+    words: list[str]
+
+
+class Counted(Event):
+    n: int
+
+
+class Progress(Event):
+    stage: str
+
+
+class Chain(Workflow):
+    @step
+    async def parse(self, ctx: Context, ev: StartEvent) -> Parsed:
+        await ctx.store.set("source", ev.text)
+        ctx.write_event_to_stream(Progress(stage="parsed"))
+        return Parsed(words=ev.text.split())
+
+    @step
+    async def count(self, ctx: Context, ev: Parsed) -> Counted:
+        ctx.write_event_to_stream(Progress(stage="counted"))
+        return Counted(n=len(ev.words))
+
+    @step
+    async def finish(self, ctx: Context, ev: Counted) -> StopEvent:
+        source = await ctx.store.get("source")
+        return StopEvent(result={"n": ev.n, "source": source})
+
+
+class Item(Event):
+    i: int
+
+
+class Done(Event):
+    i: int
+    square: int
+
+
+class FanOut(Workflow):
+    @step
+    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
+        await ctx.store.set("expected", ev.n)
+        for i in range(ev.n):
+            ctx.send_event(Item(i=i))
+        return None
+
+    @step(num_workers=8)
+    async def work(self, ev: Item) -> Done:
+        await asyncio.sleep(0)
+        return Done(i=ev.i, square=ev.i * ev.i)
+
+    @step
+    async def join(self, ctx: Context, ev: Done) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Done] * await ctx.store.get("expected"))
+        if got is None:
+            return None
+        return StopEvent(result=sorted(d.square for d in got))
+
+
+async def test_three_step_chain_result_and_stream() -> None:
+    handler = Chain(timeout=10).run(text="a b c")
+    streamed = [ev async for ev in handler.stream_events()]
+    assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
+    assert await handler == {"n": 3, "source": "a b c"}
+
+
+async def test_fan_out_fan_in_collects_every_event_once() -> None:
+    log = MemoryLog()
+    wf = FanOut(timeout=10, log=log)
+    handler = wf.run(n=50)
+    assert await handler == [i * i for i in range(50)]
+    records = [decode_record(r, FanOut.events) for r in await log.read("FanOut", handler.run_id)]
+    st = fold(records)
+    assert st.status == "completed"
+    completions = [r for r in records if r.type == "StepCompleted"]
+    keys = [(r.body.trigger, r.body.step) for r in completions]
+    assert len(keys) == len(set(keys))
+    consumed = [s for r in completions for s in r.body.consumed]
+    assert sorted(consumed) == sorted(r.seq for r in records if r.type == "Done")
+
+
+async def test_many_concurrent_runs_share_one_workflow_instance() -> None:
+    wf = FanOut(timeout=20)
+    results = await asyncio.gather(*(wf.run(n=i % 7 + 1) for i in range(40)))
+    assert results == [[k * k for k in range(i % 7 + 1)] for i in range(40)]
+
+
+class Boom(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> StopEvent:
+        raise ValueError("bad input: " + ev.why)
+
+
+async def test_step_failure_raises_typed_error_naming_the_step() -> None:
+    with pytest.raises(StepFailedError) as info:
+        await Boom(timeout=5).run(why="no")
+    err = info.value
+    assert err.step == "start"
+    assert err.error_type == "builtins.ValueError"
+    assert err.error_message == "bad input: no"
+    assert "Traceback" in err.traceback and "bad input" in err.traceback
+    assert err.run_id
+
+
+class Slow(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> StopEvent:
+        await asyncio.sleep(30)
+        return StopEvent()
+
+
+async def test_timeout_fails_the_run_in_the_log() -> None:
+    log = MemoryLog()
+    handler = Slow(timeout=0.2, log=log).run()
+    with pytest.raises(WorkflowTimeoutError):
+        await handler
+    st = fold(decode_record(r) for r in await log.read("Slow", handler.run_id))
+    assert st.status == "failed" and st.error is not None
+
+
+class Sync(Workflow):
+    @step
+    def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        ctx.write_event_to_stream(Progress(stage="thread"))
+        return StopEvent(result=ev.x * 2)
+
+
+async def test_plain_def_steps_run_in_a_thread() -> None:
+    handler = Sync(timeout=5).run(x=21)
+    assert [e async for e in handler.stream_events()][0] == Progress(stage="thread")
+    assert await handler == 42
+
+
+class Custom(StopEvent):
+    summary: str
+
+
+class CustomStop(Workflow):
+    @step
+    async def start(self, ev: StartEvent) -> Custom:
+        return Custom(summary="ok", result=1)
+
+
+async def test_stop_event_subclass_is_returned_whole() -> None:
+    assert await CustomStop(timeout=5).run() == Custom(summary="ok", result=1)
+
+
+class Ping(Event):
+    pass
+
+
+class Targeted(Workflow):
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> Ping | None:
+        ctx.send_event(Ping(), step="right")
+        return None
+
+    @step
+    async def wrong(self, ev: Ping) -> StopEvent:
+        return StopEvent(result="wrong")
+
+    @step
+    async def right(self, ev: Ping) -> StopEvent:
+        return StopEvent(result="right")
+
+
+async def test_send_event_to_a_named_step() -> None:
+    for _ in range(5):
+        assert await Targeted(timeout=5).run() == "right"
+
+
+class Unencodable(Workflow):
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("obj", object())
+        return StopEvent()
+
+
+async def test_unencodable_state_fails_the_step_clearly() -> None:
+    with pytest.raises(StepFailedError, match="start"):
+        await Unencodable(timeout=5).run()
+
+
+async def test_state_read_is_a_copy_until_set() -> None:
+    class Mutate(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> Parsed:
+            await ctx.store.set("items", [1])
+            items = await ctx.store.get("items")
+            items.append(2)  # not set: must not leak into the run's state
+            return Parsed(words=[])
+
+        @step
+        async def end(self, ctx: Context, ev: Parsed) -> StopEvent:
+            return StopEvent(result=await ctx.store.get("items"))
+
+    assert await Mutate(timeout=5).run() == [1]
+
+
+async def test_cancel_run() -> None:
+    handler = Slow(timeout=10).run()
+    await handler.cancel_run("test")
+    with pytest.raises(Exception, match="cancelled"):
+        await handler
