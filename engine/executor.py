@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import traceback as tb
 from collections.abc import Iterable
@@ -90,6 +92,7 @@ class Executor:
         log: the event log (memory or JetStream).
         steps: names of the steps to run here (default: all).
         max_cached_runs: folded runs kept in memory (default 1024).
+        worker_id: recorded on every completion (default ``<hostname>:<pid>``).
     """
 
     def __init__(
@@ -99,8 +102,10 @@ class Executor:
         *,
         steps: Iterable[str] | None = None,
         max_cached_runs: int = 1024,
+        worker_id: str | None = None,
     ) -> None:
         cls = type(workflow)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.workflow = workflow
         self.name = cls.workflow_name
         self.log = log
@@ -277,6 +282,7 @@ class Executor:
             state=ctx.store._changes,
             consumed=ctx.consumed,
             duration_ms=(time.perf_counter() - t0) * 1e3,
+            worker=self.worker_id,
         )
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
@@ -300,6 +306,7 @@ class Executor:
             message=str(exc),
             traceback="".join(tb.format_exception(exc)),
             duration_ms=(time.perf_counter() - t0) * 1e3,
+            worker=self.worker_id,
         )
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
         return self._sys(run_id, "StepFailed", failed, base)

@@ -138,6 +138,7 @@ class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
         consumed: stream sequences of events a completed ``collect_events`` took off the buffer.
         emitted: names of the events it emitted, in order.
         duration_ms: wall time the step's code ran, milliseconds.
+        worker: ``host:pid`` of the process that ran it.
     """
 
     step: str
@@ -147,6 +148,7 @@ class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
     state: dict[str, Any] = {}
     consumed: list[int] = []
     duration_ms: float = 0.0
+    worker: str = ""
 
 
 class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,6 +161,7 @@ class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
     traceback: str = ""
     attempt: int = 1
     duration_ms: float = 0.0
+    worker: str = ""
 
 
 class RunCompleted(msgspec.Struct, frozen=True, kw_only=True):

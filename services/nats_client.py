@@ -69,7 +69,9 @@ class NatsClient:
         start = build_start_event(workflow, start_event, fields)
         rid = check_token(run_id or new_run_id(), "run id")
         for spec in workflow.steps.values():
-            await self.log.ensure_consumer(workflow.workflow_name, spec.name, spec.accepts_names)
+            await self.log.ensure_consumer(
+                workflow.workflow_name, spec.name, spec.accepts_names, update=False
+            )
 
         async def prepare() -> None:
             await append_start(self.log, workflow.workflow_name, rid, start)

@@ -95,9 +95,13 @@ class EventLog(Protocol):
         Never ends by itself; the caller stops iterating."""
         ...
 
-    async def ensure_consumer(self, workflow: str, step: str, event_types: Sequence[str]) -> None:
-        """Create (or update) the durable consumer of ``step``: every event of ``event_types`` of
-        every run of ``workflow``, from the start of the log, shared by all replicas."""
+    async def ensure_consumer(
+        self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
+    ) -> None:
+        """Create the durable consumer of ``step``: every event of ``event_types`` of every run of
+        ``workflow``, from the start of the log, shared by all replicas. An existing consumer is
+        updated to this configuration, unless ``update`` is false (clients that only need it to
+        exist leave the workers' settings alone)."""
         ...
 
     def consume(

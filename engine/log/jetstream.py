@@ -436,7 +436,15 @@ class JetStreamLog:
 
     # ---- consumers --------------------------------------------------------------------------
 
-    async def ensure_consumer(self, workflow: str, step: str, event_types: Sequence[str]) -> None:
+    async def ensure_consumer(
+        self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
+    ) -> None:
+        if not update:
+            try:
+                await self.js.consumer_info(self.stream, consumer_name(workflow, step))
+                return
+            except NotFoundError:
+                pass
         filters = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
         config = ConsumerConfig(
             durable_name=consumer_name(workflow, step),

@@ -135,12 +135,15 @@ class MemoryLog:
                 last = rec.seq
                 yield rec
 
-    async def ensure_consumer(self, workflow: str, step: str, event_types: Sequence[str]) -> None:
+    async def ensure_consumer(
+        self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
+    ) -> None:
         key = (workflow, step)
         types = frozenset(event_types)
         existing = self._consumers.get(key)
         if existing is not None:
-            existing.types = types
+            if update:
+                existing.types = types
             return
         consumer = self._consumers[key] = _Consumer(types)
         for rec in self._by_workflow.get(workflow, []):

@@ -1,0 +1,195 @@
+"""Distributed execution against a real nats-server and real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import msgspec
+import nats
+import pytest
+
+from engine import fold
+from engine.codec import decode_record
+from engine.log.jetstream import JetStreamLog
+from engine.records import Record, StepCompleted
+from services.nats_client import NatsClient
+from services.natsserver import EmbeddedNats
+from tests.integration.procs import WorkerProcess
+from tests.integration.workflows import Chain3, FanInOut, Progress
+
+CHAIN = "tests.integration.workflows:Chain3"
+FAN = "tests.integration.workflows:FanInOut"
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[NatsClient]:
+    c = await NatsClient.connect(nats_url)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s: {what}")
+
+
+async def records_of(log: JetStreamLog, workflow: type, run_id: str) -> list[Record]:
+    return [decode_record(r, workflow.events) for r in await log.read(workflow.workflow_name, run_id)]
+
+
+def completions(records: list[Record]) -> list[StepCompleted]:
+    return [r.body for r in records if isinstance(r.body, StepCompleted)]
+
+
+async def test_three_step_chain_across_two_worker_processes(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    w1, w2 = workers(CHAIN, nats_url), workers(CHAIN, nats_url)
+    handlers = [await client.start(Chain3, text=f"w{i} x y", delay=0.02, timeout=60) for i in range(30)]
+    results = await asyncio.gather(*handlers)
+    assert results == [{"n": 3, "source": f"w{i} x y"} for i in range(30)]
+
+    streamed = [ev async for ev in client.attach(Chain3, handlers[0].run_id).stream_events()]
+    assert streamed[:2] == [Progress(stage="parsed"), Progress(stage="counted")]
+
+    pids = set()
+    for h in handlers:
+        done = completions(await records_of(client.log, Chain3, h.run_id))
+        assert sorted(c.step for c in done) == ["count", "finish", "parse"]
+        pids.update(c.worker.rsplit(":", 1)[1] for c in done)
+    assert pids == {str(w1.proc.pid), str(w2.proc.pid)}, "both worker processes took steps"
+
+
+async def test_fan_out_fan_in_across_two_worker_processes(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    workers(FAN, nats_url)
+    workers(FAN, nats_url)
+    handler = await client.start(FanInOut, n=40, timeout=60)
+    assert await handler == [i * i for i in range(40)]
+    records = await records_of(client.log, FanInOut, handler.run_id)
+    done = completions(records)
+    assert Counter(c.step for c in done) == {"split": 1, "square": 40, "join": 40}
+    consumed = [s for c in done for s in c.consumed]
+    assert sorted(consumed) == [r.seq for r in records if r.type == "Squared"]
+    assert len({c.worker for c in done if c.step == "square"}) == 2
+
+
+async def test_worker_killed_mid_run_is_finished_by_a_restarted_worker(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    first = workers(FAN, nats_url, "--ack-wait", "1")
+    handler = await client.start(FanInOut, n=30, timeout=120)
+
+    async def some_squares_done() -> bool:
+        done = completions(await records_of(client.log, FanInOut, handler.run_id))
+        return 4 <= sum(c.step == "square" for c in done) < 30
+
+    await eventually(some_squares_done, what="the first worker completed some squares")
+    first.kill()
+    before = completions(await records_of(client.log, FanInOut, handler.run_id))
+    assert fold(await records_of(client.log, FanInOut, handler.run_id)).status == "running"
+
+    workers(FAN, nats_url, "--ack-wait", "1")
+    assert await handler == [i * i for i in range(30)]
+
+    records = await records_of(client.log, FanInOut, handler.run_id)
+    done = completions(records)
+    keys = Counter((c.trigger, c.step) for c in done)
+    assert all(n == 1 for n in keys.values()), f"a completion appears twice: {keys.most_common(3)}"
+    assert Counter(c.step for c in done) == {"split": 1, "square": 30, "join": 30}
+    assert len({c.worker for c in done}) == 2
+    assert {(c.trigger, c.step) for c in before} <= set(keys)
+
+
+async def test_core_subscription_sees_every_record_in_order_and_readable(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    workers(CHAIN, nats_url)
+    nc = await nats.connect(nats_url)
+    seen: list[tuple[str, bytes]] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+        seen.append((msg.subject, msg.data))
+        if msg.subject.endswith(".sys.RunCompleted"):
+            done.set()
+
+    await nc.subscribe("jetloom.run.>", cb=on_msg)
+    handler = await client.start(Chain3, text="hello readable world", timeout=60)
+    await handler
+    await asyncio.wait_for(done.wait(), 10)
+    await nc.close()
+
+    logged = await client.log.read("Chain3", handler.run_id)
+    assert [s for s, _ in seen] == [r.subject for r in logged]
+    types = [s.split(".", 4)[4] for s, _ in seen]
+    assert types == [
+        "sys.RunStarted",
+        "evt.StartEvent",
+        "sys.StepCompleted",
+        "evt.Parsed",
+        "out.Progress",
+        "sys.StepCompleted",
+        "evt.Counted",
+        "out.Progress",
+        "sys.StepCompleted",
+        "sys.RunCompleted",
+    ]
+    payloads = [msgspec.json.decode(d) for _, d in seen]
+    assert payloads[1] == {"$type": "StartEvent", "text": "hello readable world"}
+    assert payloads[3] == {"$type": "Parsed", "words": ["hello", "readable", "world"]}
+    assert payloads[-1]["event"]["result"] == {"n": 3, "source": "hello readable world"}
+
+
+async def test_undecodable_message_goes_to_dead_letter_and_worker_carries_on(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    worker = workers(CHAIN, nats_url)
+    ok = await client.start(Chain3, text="before", timeout=60)
+    await ok
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.publish(f"jetloom.run.Chain3.{ok.run_id}.evt.Parsed", b"{not json")
+    await js.publish(f"jetloom.run.Chain3.{ok.run_id}.evt.Counted", b'{"n": "three"}')
+    await nc.close()
+
+    async def two_dead_letters() -> bool:
+        return len(await client.log.dead_letters()) == 2
+
+    await eventually(two_dead_letters, what="both bad messages dead-lettered")
+    letters = {d.original_subject.rsplit(".", 1)[1]: d for d in await client.log.dead_letters()}
+    assert letters["Parsed"].data == b"{not json" and "Parsed" in letters["Parsed"].reason
+    assert letters["Parsed"].consumer == "count"
+    assert "n" in letters["Counted"].reason and letters["Counted"].consumer == "finish"
+
+    after = await client.start(Chain3, text="after the bad ones", timeout=60)
+    assert (await after)["n"] == 4
+    assert "dead-lettered" in worker.output
+    assert worker.stop() == 0
+    assert "dead_lettered=2" in worker.output
+
+
+async def test_run_started_before_any_worker_waits_in_jetstream(
+    nats_server: EmbeddedNats, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    handler = await client.start(Chain3, text="queued run", timeout=60)
+    await eventually(
+        lambda: _has_records(client.log, handler.run_id), what="start commit stored"
+    )
+    assert not handler.done()
+    workers(CHAIN, nats_server.url)
+    assert (await handler)["source"] == "queued run"
+
+
+async def _has_records(log: JetStreamLog, run_id: str) -> bool:
+    return len(await log.read("Chain3", run_id)) >= 2

@@ -1,0 +1,72 @@
+"""Workflows the integration tests run in worker processes (importable as
+``tests.integration.workflows``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine import Context, Event, StartEvent, StopEvent, Workflow, step
+
+
+class Parsed(Event):
+    words: list[str]
+
+
+class Counted(Event):
+    n: int
+
+
+class Progress(Event):
+    stage: str
+
+
+class Chain3(Workflow):
+    """parse → count → finish, with state and stream output on the way."""
+
+    @step(num_workers=2)
+    async def parse(self, ctx: Context, ev: StartEvent) -> Parsed:
+        await ctx.store.set("source", ev.text)
+        ctx.write_event_to_stream(Progress(stage="parsed"))
+        await asyncio.sleep(ev.get("delay", 0.0))
+        return Parsed(words=ev.text.split())
+
+    @step(num_workers=2)
+    async def count(self, ctx: Context, ev: Parsed) -> Counted:
+        ctx.write_event_to_stream(Progress(stage="counted"))
+        return Counted(n=len(ev.words))
+
+    @step(num_workers=2)
+    async def finish(self, ctx: Context, ev: Counted) -> StopEvent:
+        return StopEvent(result={"n": ev.n, "source": await ctx.store.get("source")})
+
+
+class Item(Event):
+    i: int
+
+
+class Squared(Event):
+    i: int
+    square: int
+
+
+class FanInOut(Workflow):
+    """split into n items, square each (slowly, in parallel), join them."""
+
+    @step
+    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
+        await ctx.store.set("expected", ev.n)
+        for i in range(ev.n):
+            ctx.send_event(Item(i=i))
+        return None
+
+    @step(num_workers=2)
+    async def square(self, ctx: Context, ev: Item) -> Squared:
+        await asyncio.sleep(0.05)
+        return Squared(i=ev.i, square=ev.i * ev.i)
+
+    @step(num_workers=4)
+    async def join(self, ctx: Context, ev: Squared) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Squared] * await ctx.store.get("expected"))
+        if got is None:
+            return None
+        return StopEvent(result=sorted(s.square for s in got))

@@ -1,0 +1,99 @@
+"""The executor's commit protocol: a trigger handled twice leaves one completion in the log."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, step
+from engine.codec import decode_record
+from engine.executor import Executor
+from engine.records import RawRecord, StepCompleted
+from engine.runtime import append_start
+
+
+class Next(Event):
+    pass
+
+
+gate = asyncio.Event()
+entered = 0
+
+
+class Gated(Workflow):
+    @step
+    async def first(self, ctx: Context, ev: StartEvent) -> Next:
+        global entered
+        entered += 1
+        await ctx.store.set("hits", entered)
+        await gate.wait()
+        return Next()
+
+    @step
+    async def second(self, ev: Next) -> StopEvent:
+        return StopEvent()
+
+
+class FakeDelivery:
+    """A delivery whose settlement is recorded (as if the ack were lost on the way)."""
+
+    def __init__(self, record: RawRecord, attempt: int) -> None:
+        self.record, self.attempt, self.settled = record, attempt, []
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def nak(self, delay: timedelta | None = None) -> None:
+        self.settled.append("nak")
+
+    async def term(self) -> None:
+        self.settled.append("term")
+
+    async def in_progress(self) -> None:
+        pass
+
+
+async def completions(log: MemoryLog, run_id: str) -> list[StepCompleted]:
+    return [
+        r.body
+        for r in (decode_record(x) for x in await log.read("Gated", run_id))
+        if isinstance(r.body, StepCompleted)
+    ]
+
+
+async def test_redelivery_after_a_lost_ack_is_skipped() -> None:
+    global entered
+    entered = 0
+    gate.set()
+    log = MemoryLog()
+    await append_start(log, "Gated", "r1", StartEvent())
+    start = (await log.read("Gated", "r1"))[1]
+    ex = Executor(Gated(), log)
+    spec = Gated.steps["first"]
+    d1 = FakeDelivery(start, 1)
+    await ex._process(spec, d1)
+    d2 = FakeDelivery(start, 2)  # the ack of d1 never reached the log
+    await ex._process(spec, d2)
+    assert d1.settled == ["ack"] and d2.settled == ["ack"]
+    assert entered == 1 and ex.stats.skipped == 1
+    assert [c.step for c in await completions(log, "r1")] == ["first"]
+
+
+async def test_two_processes_racing_on_one_trigger_commit_once() -> None:
+    global entered
+    entered = 0
+    gate.clear()
+    log = MemoryLog()
+    await append_start(log, "Gated", "r2", StartEvent())
+    start = (await log.read("Gated", "r2"))[1]
+    a, b = Executor(Gated(), log, worker_id="a"), Executor(Gated(), log, worker_id="b")
+    spec = Gated.steps["first"]
+    tasks = [asyncio.create_task(ex._process(spec, FakeDelivery(start, 1))) for ex in (a, b)]
+    while entered < 2:  # both are inside the step before either commits
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    done = await completions(log, "r2")
+    assert len(done) == 1
+    assert a.stats.duplicates + b.stats.duplicates == 1
+    assert len([r for r in await log.read("Gated", "r2") if r.subject.endswith("evt.Next")]) == 1
