@@ -1,0 +1,34 @@
+# jetloom — two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test test-slow lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+## demo: index the standard library's docstrings with two worker processes over embedded NATS
+demo: $(VENV)/.installed
+	$(PY) -m examples.docindex
+
+## test: the whole suite (unit, contract over both logs, integration on a real nats-server)
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow"
+
+## test-slow: heavier chaos and load variants
+test-slow: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m slow
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check engine services tests examples
+
+clean:
+	rm -rf $(VENV) .jetloom .pytest_cache
