@@ -1,0 +1,65 @@
+"""In-process runs on a JetStream log (durable, single process), and the `jetloom nats` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nats
+
+from engine import StepFailedError, fold
+from engine.codec import decode_record
+from engine.log.jetstream import JetStreamLog
+from tests.integration.procs import ROOT
+from tests.integration.workflows import Chain3, FanInOut
+
+
+async def test_workflow_runs_in_process_on_jetstream(nats_url: str) -> None:
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        assert await Chain3(timeout=30, log=log).run(text="a b") == {"n": 2, "source": "a b"}
+        handler = FanInOut(timeout=60, log=log).run(n=12)
+        assert await handler == [i * i for i in range(12)]
+        st = fold(decode_record(r, FanInOut.events) for r in await log.read("FanInOut", handler.run_id))
+        assert st.status == "completed" and st.steps_completed == 1 + 12 + 12
+    finally:
+        await log.close()
+
+
+async def test_step_failure_is_logged_with_traceback(nats_url: str) -> None:
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        handler = Chain3(timeout=30, log=log).run(nope="no text field")
+        try:
+            await handler
+        except StepFailedError as err:
+            assert err.step == "parse"
+            assert "AttributeError" in err.error_type and "text" in err.error_message
+        else:
+            raise AssertionError("the run should have failed")
+        st = fold(decode_record(r) for r in await log.read("Chain3", handler.run_id))
+        assert st.status == "failed" and "Traceback" in st.error.traceback  # type: ignore[union-attr]
+    finally:
+        await log.close()
+
+
+async def test_jetloom_nats_command_prints_a_working_url(tmp_path: object) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "nats", "--port", "0", "--store-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("nats://127.0.0.1:")
+        nc = await nats.connect(url)
+        info = await nc.jetstream().account_info()
+        assert info is not None
+        await nc.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
