@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,7 +77,7 @@ def _seconds(value: timedelta | float) -> float:
 class _Delivery:
     """A pull-consumer delivery; settling it frees a slot for the next pull."""
 
-    __slots__ = ("record", "attempt", "_reply", "_pull", "_settled")
+    __slots__ = ("record", "attempt", "_reply", "_pull", "_settled", "yielded")
 
     def __init__(self, record: RawRecord, attempt: int, reply: str, pull: _Pull) -> None:
         self.record = record
@@ -83,6 +85,7 @@ class _Delivery:
         self._reply = reply
         self._pull = pull
         self._settled = False
+        self.yielded = False
 
     async def _settle(self, payload: bytes) -> None:
         if self._settled:
@@ -110,7 +113,13 @@ class _Delivery:
 
 
 class _Pull:
-    """The continuous pull loop of one consumer in one process."""
+    """The continuous pull loop of one consumer in one process.
+
+    Keeps up to ``max_in_flight + prefetch`` deliveries asked for or held; hands out at most
+    ``max_in_flight`` at a time; keeps every held delivery (running or buffered) alive with
+    in-progress acks; re-pulls when the server has been silent for two heartbeats (a restart or a
+    reconnect drops pending pull requests).
+    """
 
     def __init__(
         self,
@@ -130,21 +139,36 @@ class _Pull:
         self.expires_ns = int(expires * _NS)
         self.heartbeat = heartbeat
         self.ack_wait = ack_wait
-        self.queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self.outstanding = 0  # messages asked for and not yet received
+        self.ready: deque[_Delivery] = deque()
         self.held: set[_Delivery] = set()  # received and not settled (buffered or running)
-        self.free = asyncio.Event()
-        self.free.set()
+        self.running = 0
+        self.outstanding = 0  # messages asked for and not yet received
+        self.last_heard = time.monotonic()
+        self.wake = asyncio.Event()
 
     def release(self, d: _Delivery) -> None:
-        self.held.discard(d)
-        self.free.set()
+        if d in self.held:
+            self.held.discard(d)
+            if d.yielded:
+                self.running -= 1
+            self.wake.set()
 
     async def _on_msg(self, msg: Msg) -> None:
-        self.queue.put_nowait(msg)
+        self.last_heard = time.monotonic()
+        headers = msg.headers
+        if headers and not msg.data and "Status" in headers:
+            self._on_status(headers["Status"], headers)
+            self.wake.set()
+            return
+        self.outstanding = max(0, self.outstanding - 1)
+        delivery = self._delivery(msg)
+        if delivery is not None:
+            self.held.add(delivery)
+            self.ready.append(delivery)
+            self.wake.set()
 
     async def _pull_more(self) -> None:
-        want = self.limit - len(self.held) - self.queue.qsize() - self.outstanding
+        want = self.limit - len(self.held) - self.outstanding
         if want <= 0 or (self.outstanding and want < max(1, self.limit // 2)):
             return
         body = orjson.dumps(
@@ -154,7 +178,7 @@ class _Pull:
         await self.nc.publish(self.api_subject, body, reply=self.inbox)
 
     async def _keep_alive(self) -> None:
-        # Buffered and running deliveries must not hit ack_wait while they wait their turn.
+        # Buffered and running deliveries must not hit ack_wait while they wait or work.
         while True:
             await asyncio.sleep(self.ack_wait / 3)
             for d in list(self.held):
@@ -166,33 +190,28 @@ class _Pull:
         keep_alive = asyncio.create_task(self._keep_alive())
         try:
             while True:
-                if len(self.held) >= self.max_in_flight:
-                    self.free.clear()
-                    await self.free.wait()
-                    continue
                 await self._pull_more()
+                if self.ready and self.running < self.max_in_flight:
+                    d = self.ready.popleft()
+                    if d in self.held:
+                        d.yielded = True
+                        self.running += 1
+                        yield d
+                    continue
+                self.wake.clear()
                 try:
-                    msg = await asyncio.wait_for(self.queue.get(), timeout=self.heartbeat * 2)
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.heartbeat)
                 except TimeoutError:
-                    # No message and no heartbeat: the pull requests are gone (server restart,
-                    # reconnect). Ask again.
-                    self.outstanding = 0
-                    continue
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status is not None and not msg.data:
-                    self._on_status(status, headers)
-                    continue
-                self.outstanding = max(0, self.outstanding - 1)
-                delivery = self._delivery(msg)
-                if delivery is None:
-                    continue
-                self.held.add(delivery)
-                yield delivery
+                    if time.monotonic() - self.last_heard > 2 * self.heartbeat:
+                        self.outstanding = 0  # our pull requests are gone; ask again
+                        self.last_heard = time.monotonic()
         finally:
             keep_alive.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+                # Hand buffered deliveries back at once instead of letting them wait out ack_wait.
+                for d in list(self.ready):
+                    await d.nak()
 
     def _on_status(self, status: str, headers: dict[str, str]) -> None:
         if status == "100":
@@ -203,9 +222,7 @@ class _Pull:
         elif status in ("404", "408", "409"):
             self.outstanding = 0
         if status == "409":
-            desc = headers.get("Description", "")
-            if "Deleted" in desc or "Leadership" in desc:
-                logger.warning("pull consumer status 409 %s", desc)
+            logger.warning("pull consumer %s: 409 %s", self.api_subject, headers.get("Description", ""))
 
     def _delivery(self, msg: Msg) -> _Delivery | None:
         tokens = msg.reply.split(".")
