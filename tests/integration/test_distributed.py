@@ -193,3 +193,28 @@ async def test_run_started_before_any_worker_waits_in_jetstream(
 
 async def _has_records(log: JetStreamLog, run_id: str) -> bool:
     return len(await log.read("Chain3", run_id)) >= 2
+
+
+@pytest.mark.slow
+async def test_worker_killed_repeatedly_during_a_large_fan_out(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """Heavier variant (make test-slow): SIGKILL the only worker five times in one run."""
+    n = 150
+    handler = await client.start(FanInOut, n=n, timeout=300)
+    for round_ in range(5):
+        worker = workers(FAN, nats_url, "--ack-wait", "1")
+        target = (round_ + 1) * n // 6
+
+        async def progressed(target: int = target) -> bool:
+            done = completions(await records_of(client.log, FanInOut, handler.run_id))
+            return sum(c.step == "square" for c in done) >= target
+
+        await eventually(progressed, timeout=60, what=f"{target} squares done")
+        worker.kill()
+    workers(FAN, nats_url, "--ack-wait", "1")
+    assert await handler == [i * i for i in range(n)]
+    done = completions(await records_of(client.log, FanInOut, handler.run_id))
+    keys = Counter((c.trigger, c.step) for c in done)
+    assert all(v == 1 for v in keys.values())
+    assert Counter(c.step for c in done) == {"split": 1, "square": n, "join": n}
