@@ -177,3 +177,41 @@ def test_exactly_one_trigger_completes_a_fan_in(n: int) -> None:
     st, seqs = fan_out(n)
     winners = [s for s in seqs if st.collect("count", ["Chunk"] * n, s) is not None]
     assert winners == [seqs[-1]]
+
+
+def test_memoised_collect_agrees_with_the_scan_on_random_logs() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        log = started()
+        expected = rng.choice([["A"], ["A", "A"], ["A", "B"], ["B", "A", "A"]])
+        for _ in range(rng.randint(1, 25)):
+            kind = rng.random()
+            if kind < 0.75:
+                target = rng.choice([None, None, None, "join", "other"])
+                log.evt(rng.choice(["A", "B"]), target=target)
+            else:
+                # a collection committed by the join step, as the executor would
+                st = fold(log.records)
+                triggers = [s for s, _ in st.events.get("A", []) + st.events.get("B", [])]
+                if triggers:
+                    trig = rng.choice(triggers)
+                    got = st.collect_scan("join", expected, trig)
+                    if got is not None and not any(
+                        (trig, "join") == d for d in st.done
+                    ):
+                        log.sys(StepCompleted(step="join", trigger=trig, consumed=got))
+        st = fold(log.records)
+        for type_name in ("A", "B"):
+            for seq, _ in st.events.get(type_name, []):
+                assert st.collect("join", expected, seq) == st.collect_scan("join", expected, seq)
+
+
+def test_collect_with_a_changed_expected_list_falls_back_to_the_scan() -> None:
+    log = started()
+    a1 = log.evt("A")
+    log.sys(StepCompleted(step="join", trigger=a1, consumed=[a1]))  # collected with ["A"]
+    a2, a3 = log.evt("A"), log.evt("A")
+    st = fold(log.records)
+    assert st.collect("join", ["A", "A"], a3) == st.collect_scan("join", ["A", "A"], a3) == [a2, a3]
