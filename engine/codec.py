@@ -10,6 +10,7 @@ import msgspec
 from .errors import EventDecodeError
 from .events import Event, decode_event, known_event
 from .records import (
+    H_CLASS,
     H_STEP,
     H_TARGET,
     H_TRIGGER,
@@ -49,7 +50,9 @@ def decode_record(raw: RawRecord, events: Mapping[str, type[Event]] | None = Non
                 raise EventDecodeError(f"unknown engine record type {parts.type!r}")
             body = dec.decode(raw.data)
         else:
-            cls = (events.get(parts.type) if events else None) or known_event(parts.type)
+            cls = (events.get(parts.type) if events else None) or known_event(
+                parts.type, h.get(H_CLASS)
+            )
             body = decode_event(cls, raw.data) if cls is not None else _ANY_DECODER.decode(raw.data)
     except (EventDecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         error = str(exc)

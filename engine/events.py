@@ -34,11 +34,22 @@ __all__ = [
 TAG_FIELD = "$type"
 
 _ALL_EVENTS: dict[str, type[Event]] = {}
+_BY_PATH: dict[str, type[Event]] = {}
 
 
-def known_event(name: str) -> type[Event] | None:
-    """The event class defined in this process under ``name``, if any (used to decode stream
-    output, whose types a workflow does not declare)."""
+def class_path(cls: type) -> str:
+    """``module:QualName`` of a class (recorded on stream output, whose types a workflow does not
+    declare, so readers can tell apart two event classes with the same name)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def known_event(name: str, path: str | None = None) -> type[Event] | None:
+    """The event class defined in this process at ``path`` (``module:QualName``), else the one
+    last defined under ``name``; ``None`` if there is none. Never imports anything."""
+    if path is not None:
+        cls = _BY_PATH.get(path)
+        if cls is not None:
+            return cls
     return _ALL_EVENTS.get(name)
 
 
@@ -51,6 +62,7 @@ class EventMeta(msgspec.StructMeta):
         kwargs.setdefault("frozen", True)
         cls = super().__new__(mcls, name, bases, ns, **kwargs)
         _ALL_EVENTS[name] = cls  # the latest definition of a name wins (module reloads)
+        _BY_PATH[class_path(cls)] = cls
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:

@@ -17,6 +17,7 @@ duplicate, so the log never holds a step's completion twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -32,9 +33,10 @@ import msgspec
 from .codec import decode_record, encode
 from .context import Context
 from .errors import LogError
-from .events import Event, StopEvent, encode_event, event_fields, event_name
+from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
 from .log.base import Delivery, EventLog
 from .records import (
+    H_CLASS,
     H_RUN,
     H_STEP,
     H_TARGET,
@@ -139,12 +141,12 @@ class Executor:
     async def _loop(self, spec: StepSpec) -> None:
         while True:
             try:
-                async for delivery in self.log.consume(
-                    self.name, spec.name, max_in_flight=spec.num_workers
-                ):
-                    task = asyncio.create_task(self._handle(spec, delivery))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
+                deliveries = self.log.consume(self.name, spec.name, max_in_flight=spec.num_workers)
+                async with contextlib.aclosing(deliveries):  # type: ignore[type-var]
+                    async for delivery in deliveries:
+                        task = asyncio.create_task(self._handle(spec, delivery))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._inflight.discard)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -271,9 +273,8 @@ class Executor:
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_event(ev), headers))
         for ev in ctx.streamed:
             name = event_name(type(ev))
-            out.append(
-                OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_event(ev), {**base, H_TYPE: name})
-            )
+            headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
+            out.append(OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_event(ev), headers))
         done = StepCompleted(
             step=spec.name,
             trigger=seq,

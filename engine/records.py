@@ -20,6 +20,7 @@ import msgspec
 __all__ = [
     "DEFAULT_PREFIX",
     "H_ATTEMPT",
+    "H_CLASS",
     "H_RUN",
     "H_STEP",
     "H_TARGET",
@@ -50,6 +51,7 @@ H_STEP: Final = "Jl-Step"  # step that committed the record
 H_TRIGGER: Final = "Jl-Trigger"  # stream sequence of the event that step was handling
 H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
 H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
+H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
 
 Kind = Literal["evt", "sys", "out"]
 KINDS: Final = ("evt", "sys", "out")
