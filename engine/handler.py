@@ -7,6 +7,7 @@ follows the run's records, streams its ``out`` events, and resolves when a termi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
@@ -126,13 +127,19 @@ class WorkflowHandler:
     async def _consume_log(self) -> None:
         if self.state.terminal:
             return
-        async for raw in self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq):
-            rec = decode_record(raw, self._events)
-            self.state.apply(rec)
-            if rec.kind == "out" and rec.error is None:
-                self._queue.put_nowait(rec.body)
-            if self.state.terminal:
-                return
+        records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq)
+        async with contextlib.aclosing(records):  # type: ignore[type-var]
+            async for raw in records:
+                rec = decode_record(raw, self._events)
+                self.state.apply(rec)
+                if rec.kind == "out" and rec.error is None:
+                    self._queue.put_nowait(rec.body)
+                if self.state.terminal:
+                    return
+        raise WorkflowRuntimeError(
+            f"the log stopped delivering run {self.run_id} before it ended (connection closed?)",
+            run_id=self.run_id,
+        )
 
     async def _fail_timeout(self) -> None:
         body = RunFailed(
@@ -194,3 +201,5 @@ class WorkflowHandler:
             idempotency_key=f"{self.run_id}:cancel",
         )
         await asyncio.wait([self._future])
+        if not self._future.cancelled():
+            self._future.exception()  # the caller asked for the cancel; the error is expected

@@ -200,7 +200,9 @@ class _Pull:
                     continue
                 self.wake.clear()
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.heartbeat)
+                    # (not wait_for: on 3.11 it can swallow a cancel that coincides with a wake-up)
+                    async with asyncio.timeout(self.heartbeat):
+                        await self.wake.wait()
                 except TimeoutError:
                     if time.monotonic() - self.last_heard > 2 * self.heartbeat:
                         self.outstanding = 0  # our pull requests are gone; ask again
@@ -384,7 +386,8 @@ class JetStreamLog:
             await self.nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=reply)
             out: list[Msg] = []
             while True:
-                msg = await asyncio.wait_for(queue.get(), timeout=self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    msg = await queue.get()
                 status = (msg.headers or {}).get("Status")
                 if status is None:
                     out.append(msg)

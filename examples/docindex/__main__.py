@@ -70,7 +70,13 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "worker", TARGET, "--nats", nats_url,
+            sys.executable,
+            "-m",
+            "services.cli",
+            "worker",
+            TARGET,
+            "--nats",
+            nats_url,
             cwd=REPO_ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -119,7 +125,9 @@ class WorkerProcess:
 
 async def _all_exited(workers: list[WorkerProcess]) -> None:
     await asyncio.gather(*(w.proc.wait() for w in workers))
-    tails = "\n".join(f"--- worker {w.proc.pid} (exit {w.proc.returncode})\n{w.output()}" for w in workers)
+    tails = "\n".join(
+        f"--- worker {w.proc.pid} (exit {w.proc.returncode})\n{w.output()}" for w in workers
+    )
     raise RuntimeError(f"every worker exited during the run:\n{tails}")
 
 
@@ -139,12 +147,19 @@ def _highlighted(snippet: str) -> Text:
 def _show_hits(store: DocStore, query: str, root: str, limit: int = 5) -> None:
     hits = store.search(query, limit, markers=MARK)
     out.print(Text(f"Top {len(hits)} docstrings for {query!r}:", style="bold"))
+    out.print(
+        Text("(those with every word first, then those with some; each group by bm25)", style="dim")
+    )
     for i, hit in enumerate(hits, 1):
         try:
             shown = os.path.relpath(hit.path, root)
         except ValueError:
             shown = hit.path
-        out.print(Text.assemble((f"{i}. ", "bold"), (hit.qualname, "cyan"), f"  ({shown}, bm25 {hit.rank:.2f})"))
+        out.print(
+            Text.assemble(
+                (f"{i}. ", "bold"), (hit.qualname, "cyan"), f"  ({shown}, bm25 {hit.rank:.2f})"
+            )
+        )
         out.print(Text("   ").append_text(_highlighted(hit.snippet)))
     if not hits:
         out.print("   (no matches)")
@@ -164,22 +179,30 @@ async def _index(client: NatsClient, root: str, db: str, timeout: float) -> dict
     with ProgressBar(*columns, console=err) as bar:
         task = bar.add_task("files", total=None, stats="")
         handler = await client.start(DocIndex, root=root, db=db, timeout=timeout)
-        async for ev in handler.stream_events():
-            if isinstance(ev, Progress):
-                parsed += ev.status == "parsed"
-                skipped += ev.status == "skipped"
-                docstrings += ev.docstrings
-                stats = f"{docstrings} docstrings, {skipped} skipped"
-                bar.update(task, total=ev.total, advance=1, stats=stats)
-        result = await handler
+        try:
+            async for ev in handler.stream_events():
+                if isinstance(ev, Progress):
+                    parsed += ev.status == "parsed"
+                    skipped += ev.status == "skipped"
+                    docstrings += ev.docstrings
+                    stats = f"{docstrings} docstrings, {skipped} skipped"
+                    bar.update(task, total=ev.total, advance=1, stats=stats)
+            result = await handler
+        except asyncio.CancelledError:
+            # Interrupted: record the run as cancelled, so no worker goes on with it.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(5):
+                    await handler.cancel_run("interrupted")
+                handler.exception()  # WorkflowCancelledError, retrieved
+            raise
         bar.update(task, total=max(result["files"], 1), completed=result["files"])
     return result
 
 
 async def run_demo(args: argparse.Namespace) -> dict[str, float | int]:
-    root = os.path.abspath(args.root)
+    root = args.root
     tmp = Path(tempfile.mkdtemp(prefix="jetloom-docindex-"))
-    db = os.path.abspath(args.db) if args.db else str(tmp / "docindex.db")
+    db = args.db or str(tmp / "docindex.db")
     workers: list[WorkerProcess] = []
     server = EmbeddedNats(port=0, store_dir=tmp / "nats")
     try:
@@ -218,12 +241,7 @@ async def run_demo(args: argparse.Namespace) -> dict[str, float | int]:
     finally:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
         await server.astop()
-        if not args.db:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            shutil.rmtree(tmp / "nats", ignore_errors=True)
-            with contextlib.suppress(OSError):
-                tmp.rmdir()
+        await asyncio.to_thread(shutil.rmtree, tmp, True)  # the nats store, and the db if temporary
 
 
 async def _main(args: argparse.Namespace) -> dict[str, float | int]:
@@ -242,7 +260,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m examples.docindex",
         description="Index the standard library's docstrings with jetloom workers on NATS, then search.",
     )
-    p.add_argument("--root", default=default_root(), help="directory to index (default: the stdlib)")
+    p.add_argument(
+        "--root", default=default_root(), help="directory to index (default: the stdlib)"
+    )
     p.add_argument("--db", default=None, help="SQLite database file (default: a temporary file)")
     p.add_argument("--query", default="parse a JSON document", help="what to search for")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -253,6 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers must be at least 1")
     if not os.path.isdir(args.root):
         p.error(f"--root {args.root!r} is not a directory")
+    args.root = os.path.abspath(args.root)
+    args.db = os.path.abspath(args.db) if args.db else None
     return args
 
 

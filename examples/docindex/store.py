@@ -145,7 +145,9 @@ class DocStore:
         keep_set = set(keep)
         with self._write() as conn:
             stale = [
-                p for (p,) in conn.execute("SELECT DISTINCT path FROM docstrings") if p not in keep_set
+                p
+                for (p,) in conn.execute("SELECT DISTINCT path FROM docstrings")
+                if p not in keep_set
             ]
             deleted = 0
             for p in stale:

@@ -27,7 +27,7 @@ import ast
 import asyncio
 import os
 import sysconfig
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 from engine import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -45,6 +45,12 @@ __all__ = [
     "find_python_files",
     "module_name",
 ]
+
+#: CPython 3.11 keeps the AST constructor's recursion counter in interpreter-wide state, so
+#: ``ast.parse`` in several threads at once can fail with "SystemError: AST constructor recursion
+#: depth mismatch" (python/cpython#106905). Parsing holds the GIL anyway, so one at a time per
+#: process costs little; reading files and writing the database stay concurrent.
+_PARSE_LOCK = threading.Lock()
 
 #: Errors that make a file "skipped" rather than failing the run.
 SKIP_ERRORS = (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError, OSError)
@@ -127,34 +133,26 @@ _KINDS: dict[type[ast.AST], str] = {
 }
 
 
-class _Collector(ast.NodeVisitor):
-    """Collects docstrings with ``__qualname__``-style names (``<locals>`` inside functions)."""
-
-    def __init__(self, module: str) -> None:
-        self.module = module
-        self.scope: list[str] = []
-        self.rows: list[DocRow] = []
-
-    def visit_Module(self, node: ast.Module) -> None:  # noqa: N802
-        doc = ast.get_docstring(node)
-        if doc:
-            line = node.body[0].lineno  # the docstring's own line
-            self.rows.append(DocRow(self.module, self.module, "module", line, doc))
-        self.generic_visit(node)
-
-    def _definition(self, node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        qual = ".".join([self.module, *self.scope, node.name])
-        doc = ast.get_docstring(node)
-        if doc:
-            self.rows.append(DocRow(self.module, qual, _KINDS[type(node)], node.lineno, doc))
-        is_function = not isinstance(node, ast.ClassDef)
-        self.scope.append(node.name)
-        if is_function:
-            self.scope.append("<locals>")
-        self.generic_visit(node)
-        del self.scope[-2 if is_function else -1 :]
-
-    visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _definition  # noqa: N815
+def _collect(tree: ast.Module, module: str) -> list[DocRow]:
+    """Walk ``tree`` (iteratively: a deep expression must not hit Python's recursion limit) and
+    collect docstrings with ``__qualname__``-style names (``<locals>`` inside functions)."""
+    rows: list[DocRow] = []
+    doc = ast.get_docstring(tree)
+    if doc:
+        rows.append(DocRow(module, module, "module", tree.body[0].lineno, doc))
+    stack: list[tuple[ast.AST, tuple[str, ...]]] = [(tree, ())]
+    while stack:
+        node, scope = stack.pop()
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node)
+            if doc:
+                qual = ".".join([module, *scope, node.name])
+                rows.append(DocRow(module, qual, _KINDS[type(node)], node.lineno, doc))
+            scope = (*scope, node.name)
+            if not isinstance(node, ast.ClassDef):
+                scope = (*scope, "<locals>")
+        stack.extend((child, scope) for child in reversed(list(ast.iter_child_nodes(node))))
+    return rows
 
 
 def extract_docstrings(source: bytes, path: str, module: str) -> list[DocRow]:
@@ -166,10 +164,9 @@ def extract_docstrings(source: bytes, path: str, module: str) -> list[DocRow]:
         SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError: the source
             does not decode or parse (see ``SKIP_ERRORS``).
     """
-    tree = ast.parse(source, filename=path)
-    collector = _Collector(module)
-    collector.visit(tree)
-    return collector.rows
+    with _PARSE_LOCK:
+        tree = ast.parse(source, filename=path)
+    return _collect(tree, module)
 
 
 def index_file(store: DocStore, path: str, root: str) -> FileIndexed:
@@ -189,14 +186,16 @@ def index_file(store: DocStore, path: str, root: str) -> FileIndexed:
 # ---- the workflow -------------------------------------------------------------------------------
 
 
-def _prepare(root: str, db: str) -> list[str]:
+def _prepare(root: str, db: str) -> tuple[str, str, list[str]]:
+    """Resolve the paths, create the schema, drop rows of files that are gone; the files."""
+    root, db = os.path.abspath(root), os.path.abspath(db)
     if not os.path.isdir(root):
         raise NotADirectoryError(f"root {root!r} is not a directory")
     files = find_python_files(root)
     store = DocStore(db)
     store.create_schema()
     store.prune(files)
-    return files
+    return root, db, files
 
 
 class DocIndex(Workflow):
@@ -207,8 +206,7 @@ class DocIndex(Workflow):
 
     @step
     async def discover(self, ctx: Context, ev: IndexStart) -> FileFound | StopEvent | None:
-        root, db = os.path.abspath(ev.root), os.path.abspath(ev.db)
-        files = await asyncio.to_thread(_prepare, root, db)
+        root, db, files = await asyncio.to_thread(_prepare, ev.root, ev.db)
         await ctx.store.set("expected", len(files))
         if not files:
             return StopEvent(result={"files": 0, "parsed": 0, "skipped": 0, "docstrings": 0})

@@ -1,0 +1,397 @@
+"""The docindex example (examples/docindex): in-process, and on NATS with two worker processes.
+
+The expected counts come from a plain ``ast.walk`` over a small fixed tree written here, not from the
+workflow's code.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from examples.docindex.store import DocRow, DocStore
+from examples.docindex.workflow import DocIndex, Progress
+from services.nats_client import NatsClient
+from services.natsserver import EmbeddedNats
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 60.0
+
+# ---- the corpus ---------------------------------------------------------------------------------
+
+ALPHA = '''\
+"""Alpha module: shapes and helpers."""
+
+import functools
+
+
+class Outer:
+    """An outer class holding zephyrquartz values."""
+
+    class Inner:
+        """A nested class."""
+
+        def method(self):
+            """Inner method docstring."""
+
+        async def amethod(self):
+            """Inner async method docstring."""
+
+    def undocumented(self):
+        return 1
+
+    def blank(self):
+        """"""
+
+    def spaces(self):
+        """   """
+
+
+async def fetch(url):
+    """Fetch a resource asynchronously."""
+
+
+def factory():
+    """Make a closure."""
+
+    def closure():
+        """The closure's docstring."""
+
+    class Local:
+        """A class local to a function."""
+
+    return closure, Local
+
+
+@functools.lru_cache
+def decorated():
+    """A decorated function."""
+
+
+if True:
+
+    def conditional():
+        """Defined under an if."""
+
+try:
+    pass
+except Exception:
+
+    class Fallback:
+        """Defined in an except block."""
+
+
+def no_doc():
+    x = "not a docstring"
+    return x
+'''
+
+PKG_INIT = '"""The pkg package."""\n'
+
+BETA = '''\
+class Empty:
+    ""
+
+
+def parse_widget(text):
+    """Parse a widget description into a Widget object."""
+'''
+
+LATIN1 = b'# -*- coding: latin-1 -*-\n"""Caf\xe9 cr\xe8me module."""\n\n\ndef f():\n    """Returns caf\xe9."""\n'
+
+CORPUS: dict[str, bytes] = {
+    "pkg/__init__.py": PKG_INIT.encode(),
+    "pkg/alpha.py": ALPHA.encode(),
+    "pkg/beta.py": BETA.encode(),
+    "pkg/sub/__init__.py": b"",
+    "tools/latin.py": LATIN1,
+    "top.py": b'"""Top-level module."""\n',
+    # parses, but too deep for a recursive walk in Python
+    "pkg/deep_ok.py": b'def total():\n    """Sum many ones."""\n    return '
+    + b"1 + " * 2000
+    + b"1\n",
+    # skipped: do not parse or decode
+    "broken/syntax_error.py": b'"""Looks fine."""\n\ndef oops(:\n    pass\n',
+    "broken/undecodable.py": b"\xff\xfe invalid\n",
+    "broken/mismatch.py": b'# -*- coding: utf-8 -*-\n"""Caf\xe9."""\n',
+    "broken/deep.py": b"x = 1" + b" + 1" * 200_000 + b"\n",
+    # ignored: under site-packages, or not *.py
+    "lib/site-packages/ignored.py": b'"""Must not be indexed."""\n',
+    "lib/site-packages/deeper/also_ignored.py": b'"""Nor this."""\n',
+    "pkg/notes.txt": b'"""Not Python."""\n',
+    "pkg/stub.pyi": b'"""A stub."""\n',
+    "pkg/alpha.pyc": b"\x00\x01",
+}
+PY_FILES = 11  # *.py outside site-packages above
+SKIPPED = 4  # the broken/ files
+DOCSTRINGS = 18  # pkg 1, pkg.alpha 12, pkg.beta 1, pkg.deep_ok 1, tools.latin 2, top 1
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for rel, data in CORPUS.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+_KIND = {
+    ast.Module: "module",
+    ast.ClassDef: "class",
+    ast.FunctionDef: "function",
+    ast.AsyncFunctionDef: "async function",
+}
+
+
+def expected_index(root: Path) -> tuple[dict[str, int], Counter[tuple[str, str, str]]]:
+    """Counts and ``(path, kind, docstring)`` rows from a plain ast walk over ``root``."""
+    files = parsed = skipped = 0
+    rows: Counter[tuple[str, str, str]] = Counter()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "site-packages"]
+        for name in filenames:
+            if not name.endswith(".py"):
+                continue
+            files += 1
+            path = os.path.join(dirpath, name)
+            try:
+                tree = ast.parse(Path(path).read_bytes())
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                skipped += 1
+                continue
+            parsed += 1
+            for node in ast.walk(tree):
+                if isinstance(node, tuple(_KIND)):
+                    doc = ast.get_docstring(node)  # type: ignore[arg-type]
+                    if doc:
+                        rows[(path, _KIND[type(node)], doc)] += 1
+    counts = {
+        "files": files,
+        "parsed": parsed,
+        "skipped": skipped,
+        "docstrings": sum(rows.values()),
+    }
+    return counts, rows
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def db_rows(db: Path) -> Counter[tuple[str, str, str]]:
+    return Counter(query(db, "SELECT path, kind, docstring FROM docstrings"))
+
+
+def fts_count(db: Path) -> int:
+    return query(db, "SELECT count(*) FROM docstrings_fts")[0][0]
+
+
+def check_index(root: Path, db: Path, result: dict[str, int]) -> None:
+    counts, rows = expected_index(root)
+    # the walker above is sanity-checked against the corpus as written
+    assert counts["files"] == PY_FILES and counts["skipped"] == SKIPPED
+    assert counts["docstrings"] == DOCSTRINGS
+    assert result == counts
+    assert db_rows(db) == rows  # exactly these rows: nothing missing, nothing twice
+    assert DocStore(db).count() == counts["docstrings"] == fts_count(db)
+    quals = {q for (q,) in query(db, "SELECT qualname FROM docstrings")}
+    assert {
+        "pkg",
+        "pkg.alpha",
+        "pkg.alpha.Outer",
+        "pkg.alpha.Outer.Inner",
+        "pkg.alpha.Outer.Inner.method",
+        "pkg.alpha.Outer.Inner.amethod",
+        "pkg.alpha.fetch",
+        "pkg.alpha.factory.<locals>.closure",
+        "pkg.alpha.factory.<locals>.Local",
+        "pkg.alpha.decorated",
+        "pkg.alpha.conditional",
+        "pkg.alpha.Fallback",
+        "pkg.beta.parse_widget",
+        "pkg.deep_ok.total",
+        "tools.latin",
+        "top",
+    } <= quals
+    assert not any("undocumented" in q or "blank" in q or "spaces" in q for q in quals)
+    assert not any("ignored" in p or p.endswith(".pyi") for (p, _, _) in rows)
+    kinds = dict(query(db, "SELECT qualname, kind FROM docstrings WHERE path LIKE '%alpha.py'"))
+    assert kinds["pkg.alpha.Outer.Inner.amethod"] == "async function"
+    assert kinds["pkg.alpha.fetch"] == "async function"
+    assert kinds["pkg.alpha.Outer"] == "class"
+    assert kinds["pkg.alpha"] == "module"
+
+    hits = DocStore(db).search("zephyrquartz")
+    assert [h.path for h in hits] == [str(root / "pkg" / "alpha.py")]
+    assert hits[0].qualname == "pkg.alpha.Outer"
+    assert "[zephyrquartz]" in hits[0].snippet
+    hits = DocStore(db).search("parse a widget")
+    assert hits and hits[0].path == str(root / "pkg" / "beta.py")
+    assert hits[0].qualname == "pkg.beta.parse_widget"
+    assert all(isinstance(h.rank, float) for h in hits)
+    assert DocStore(db).search("café crème")[0].path == str(root / "tools" / "latin.py")
+
+
+def check_progress(root: Path, events: list[object], files: int) -> None:
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert len(progress) == files  # one per file
+    py = {str(p) for p in root.rglob("*.py") if "site-packages" not in p.parts}
+    assert {p.path for p in progress} == py
+    assert {p.total for p in progress} == {files}
+    skipped = {p.path for p in progress if p.status == "skipped"}
+    assert skipped == {str(p) for p in (root / "broken").glob("*.py")}
+    assert all(p.error for p in progress if p.status == "skipped")
+
+
+# ---- in-process ---------------------------------------------------------------------------------
+
+
+async def test_in_process(corpus: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    handler = DocIndex(timeout=120).run(root=str(corpus), db=str(db))
+    events = [ev async for ev in handler.stream_events()]
+    result = await handler
+    check_index(corpus, db, result)
+    check_progress(corpus, events, result["files"])
+
+    # a second run over the same database leaves the same rows (idempotent writes)
+    again = await DocIndex(timeout=120).run(root=str(corpus), db=str(db))
+    assert again == result
+    check_index(corpus, db, again)
+
+    # rows of a file that disappeared are pruned
+    (corpus / "top.py").unlink()
+    third = await DocIndex(timeout=120).run(root=str(corpus), db=str(db))
+    assert third["files"] == result["files"] - 1
+    assert third["docstrings"] == result["docstrings"] - 1 == DocStore(db).count()
+
+
+async def test_empty_root_stops_at_once(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "site-packages").mkdir(parents=True)
+    (tmp_path / "empty" / "site-packages" / "x.py").write_text('"""ignored"""\n')
+    db = tmp_path / "index.db"
+    result = await DocIndex(timeout=30).run(root=str(tmp_path / "empty"), db=str(db))
+    assert result == {"files": 0, "parsed": 0, "skipped": 0, "docstrings": 0}
+    assert DocStore(db).count() == 0
+
+
+def test_store_replace_is_idempotent(tmp_path: Path) -> None:
+    store = DocStore(tmp_path / "s.db")
+    store.create_schema()
+    store.create_schema()
+    rows = [
+        DocRow("m", "m", "module", 1, "Module about apples."),
+        DocRow("m", "m.f", "function", 3, "F."),
+    ]
+    for _ in range(3):
+        assert store.replace_file("/x/m.py", rows) == 2
+    assert store.count() == 2 == fts_count(tmp_path / "s.db")
+    store.replace_file("/x/m.py", rows[1:])
+    assert store.count() == 1 == fts_count(tmp_path / "s.db")
+    assert store.search("apples") == []
+    # queries are words, not FTS5 syntax
+    for q in ['"', "f(", "NEAR AND OR", "-x", "*", ""]:
+        store.search(q)
+
+
+# ---- distributed: NATS + two worker processes ---------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def workers(url: str, n: int) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``n`` worker processes, yielded once each has printed its ready line; killed on exit."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(n):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    "worker",
+                    "examples.docindex.workflow:DocIndex",
+                    "--nats",
+                    url,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+
+        async def ready(proc: asyncio.subprocess.Process) -> None:
+            assert proc.stdout is not None
+            seen: list[bytes] = []
+            while line := await proc.stdout.readline():
+                if line.startswith(b"jetloom worker ready"):
+                    return
+                seen.append(line)
+            raise AssertionError(
+                f"worker {proc.pid} exited ({await proc.wait()}) before ready: {seen}"
+            )
+
+        async with asyncio.timeout(READY_TIMEOUT):
+            await asyncio.gather(*(ready(p) for p in procs))
+        yield procs
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+        for p in procs:
+            await p.wait()
+
+
+async def stop_workers(procs: list[asyncio.subprocess.Process]) -> list[str]:
+    """SIGTERM each worker and wait (with a deadline) for a clean exit; their last stdout lines."""
+    for p in procs:
+        p.terminate()
+    async with asyncio.timeout(30):
+        outs = await asyncio.gather(*(p.communicate() for p in procs))
+    assert [p.returncode for p in procs] == [0] * len(procs)
+    return [out.decode() for out, _ in outs]
+
+
+async def test_distributed_two_workers(
+    nats_server: EmbeddedNats, corpus: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "index.db"
+    async with workers(nats_server.url, 2) as procs:
+        client = await NatsClient.connect(nats_server.url)
+        try:
+            handler = await client.start(DocIndex, root=str(corpus), db=str(db), timeout=120)
+            events = [ev async for ev in handler.stream_events()]
+            result = await handler
+            check_index(corpus, db, result)
+            check_progress(corpus, events, result["files"])
+
+            # the same job again on the same database: same rows, no duplicates
+            handler = await client.start(DocIndex, root=str(corpus), db=str(db), timeout=120)
+            assert await handler == result
+            check_index(corpus, db, result)
+
+        finally:
+            await client.close()
+        # both workers were alive throughout, stop cleanly, and between them ran every step:
+        # per run, discover once, then parse and finish once per file
+        assert all(p.returncode is None for p in procs)
+        outs = await stop_workers(procs)
+    handled = sum(int(n) for out in outs for n in re.findall(r"handled=(\d+)", out))
+    assert handled >= 2 * (1 + 2 * result["files"])
