@@ -46,7 +46,7 @@ from ..errors import AppendError, LogError
 from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, parse_subject, run_filter
 from .base import AppendResult, DeadLetter
 
-__all__ = ["JetStreamLog", "consumer_name", "parse_rfc3339_ns"]
+__all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -63,6 +63,19 @@ def parse_rfc3339_ns(text: str) -> int:
     main, _, frac = text.partition(".")
     base = datetime.fromisoformat(main).replace(tzinfo=UTC)
     return int(base.timestamp()) * _NS + int((frac + "000000000")[:9])
+
+
+def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
+    """``(delivery count, stream sequence, timestamp ns)`` from a JetStream ack subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or the ADR-15 v2
+    form with domain and account hash); ``None`` if it is not one. Keeps the server's nanoseconds,
+    which nats-py's metadata rounds to microseconds."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[4]), int(tokens[5]), int(tokens[7])
+    if len(tokens) >= 11:
+        return int(tokens[6]), int(tokens[7]), int(tokens[9])
+    return None
 
 
 def consumer_name(workflow: str, step: str) -> str:
@@ -227,16 +240,13 @@ class _Pull:
             logger.warning("pull consumer %s: 409 %s", self.api_subject, headers.get("Description", ""))
 
     def _delivery(self, msg: Msg) -> _Delivery | None:
-        tokens = msg.reply.split(".")
-        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-            delivered, sseq, ts = tokens[4], tokens[5], tokens[7]
-        elif len(tokens) >= 11:  # with domain and account hash (ADR-15 v2)
-            delivered, sseq, ts = tokens[6], tokens[7], tokens[9]
-        else:
+        parsed = parse_ack_subject(msg.reply)
+        if parsed is None:
             logger.warning("unexpected ack subject %r", msg.reply)
             return None
-        rec = RawRecord(int(sseq), msg.subject, dict(msg.headers or {}), msg.data, int(ts))
-        return _Delivery(rec, int(delivered), msg.reply, self)
+        delivered, sseq, ts = parsed
+        rec = RawRecord(sseq, msg.subject, dict(msg.headers or {}), msg.data, ts)
+        return _Delivery(rec, delivered, msg.reply, self)
 
 
 class JetStreamLog:
@@ -445,11 +455,11 @@ class JetStreamLog:
         )
         try:
             async for msg in sub.messages:
-                md = msg.metadata
-                ts = md.timestamp
-                time_ns = int(ts.timestamp()) * _NS + ts.microsecond * 1000 if ts else 0
-                headers = dict(msg.headers or {})
-                yield RawRecord(md.sequence.stream, msg.subject, headers, msg.data, time_ns)
+                parsed = parse_ack_subject(msg.reply)
+                if parsed is None:
+                    continue
+                _, seq, time_ns = parsed
+                yield RawRecord(seq, msg.subject, dict(msg.headers or {}), msg.data, time_ns)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -150,3 +150,14 @@ async def test_dead_letters_keep_the_message_and_reason(log: MemoryLog | JetStre
     assert dl.original_seq == rec.seq and dl.original_subject == rec.subject
     assert dl.reason == "does not decode" and dl.consumer == "stepa" and dl.data == b"garbage"
     assert dl.subject == f"jetloom.dlq.{WF}.stepa"
+
+
+async def test_read_and_follow_agree_on_every_field(log: MemoryLog | JetStreamLog) -> None:
+    await log.append([msg("r1", "evt", "A", b"1", **{"Jl-Step": "s"}), msg("r1", "sys", "RunStarted")])
+    read = await log.read(WF, "r1")
+    followed = []
+    async for rec in log.follow(WF, "r1"):
+        followed.append(rec)
+        if len(followed) == 2:
+            break
+    assert followed == read  # same envelope (seq, subject, headers, data, nanosecond time)
