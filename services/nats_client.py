@@ -31,6 +31,7 @@ class NatsClient:
 
     def __init__(self, log: JetStreamLog) -> None:
         self.log = log
+        self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
 
     @classmethod
     async def connect(cls, url: str, **log_options: Any) -> NatsClient:
@@ -68,10 +69,12 @@ class NatsClient:
         """
         start = build_start_event(workflow, start_event, fields)
         rid = check_token(run_id or new_run_id(), "run id")
-        for spec in workflow.steps.values():
-            await self.log.ensure_consumer(
-                workflow.workflow_name, spec.name, spec.accepts_names, update=False
-            )
+        if workflow.workflow_name not in self._ensured:
+            for spec in workflow.steps.values():
+                await self.log.ensure_consumer(
+                    workflow.workflow_name, spec.name, spec.accepts_names, update=False
+                )
+            self._ensured.add(workflow.workflow_name)
 
         async def prepare() -> None:
             await append_start(self.log, workflow.workflow_name, rid, start)
