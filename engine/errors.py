@@ -12,6 +12,7 @@
     ├── EventDecodeError             a record's payload does not decode to its declared type
     └── LogError                     the event log refused or failed an operation
         └── AppendError              an append was rejected (carries the server's error code)
+            └── CommitTooLargeError  a commit has more messages than the log accepts at once
 
 Every error carries ``run_id``, ``seq`` and ``step`` where they are known (``None`` otherwise).
 """
@@ -106,3 +107,9 @@ class AppendError(LogError):
     def __init__(self, message: str, *, code: int | None = None, run_id: str | None = None) -> None:
         super().__init__(message, run_id=run_id)
         self.code = code
+
+
+class CommitTooLargeError(AppendError):
+    """A step's commit has more messages than the log takes in one atomic append (for JetStream,
+    ``jetstream.limits.batch.max_msgs`` in the server config, 1,000 by default). Retrying cannot
+    help, so the step fails with this error."""

@@ -32,7 +32,7 @@ import msgspec
 
 from .codec import decode_record, encode
 from .context import Context
-from .errors import LogError
+from .errors import CommitTooLargeError, LogError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
 from .log.base import Delivery, EventLog
 from .records import (
@@ -202,7 +202,13 @@ class Executor:
             await delivery.ack()
             return
         messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
-        result = await self.log.append(messages, idempotency_key=commit_id(rec.run_id, raw.seq, spec.name))
+        key = commit_id(rec.run_id, raw.seq, spec.name)
+        try:
+            result = await self.log.append(messages, idempotency_key=key)
+        except CommitTooLargeError as exc:
+            self.stats.failed += 1
+            failed = self._failure(spec, rec.run_id, raw.seq, delivery.attempt, exc, time.perf_counter())
+            result = await self.log.append([failed], idempotency_key=key)
         if result.duplicate:
             self.stats.duplicates += 1
         await delivery.ack()

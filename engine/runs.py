@@ -8,6 +8,7 @@ reads only what it has not seen, so a run's log is read once per process, not on
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,12 +25,14 @@ __all__ = ["CachedRun", "RunCache"]
 class CachedRun:
     """One run's decoded records and their fold."""
 
-    __slots__ = ("records", "state", "lock", "_events_by_seq")
+    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq")
 
     def __init__(self) -> None:
         self.records: list[Record] = []
         self.state = RunState()
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one log read at a time per run
+        # Plain-def steps call collect() from worker threads while the loop folds new records in.
+        self.guard = threading.Lock()
         self._events_by_seq: dict[int, Record] = {}
 
     @property
@@ -37,6 +40,10 @@ class CachedRun:
         return self.state.seq
 
     def extend(self, records: Sequence[Record]) -> None:
+        with self.guard:
+            self._extend(records)
+
+    def _extend(self, records: Sequence[Record]) -> None:
         for rec in records:
             if rec.seq <= self.state.seq:
                 continue
@@ -58,10 +65,11 @@ class CachedRun:
     def collect(
         self, step: str, expected: Sequence[str], trigger_seq: int
     ) -> tuple[list[int], list[Any]] | None:
-        seqs = self.state.collect(step, expected, trigger_seq)
-        if seqs is None:
-            return None
-        return seqs, [self._events_by_seq[s].body for s in seqs]
+        with self.guard:
+            seqs = self.state.collect(step, expected, trigger_seq)
+            if seqs is None:
+                return None
+            return seqs, [self._events_by_seq[s].body for s in seqs]
 
 
 class RunCache:

@@ -42,7 +42,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from ..errors import AppendError, LogError
+from ..errors import AppendError, CommitTooLargeError, LogError
 from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, parse_subject, run_filter
 from .base import AppendResult, DeadLetter
 
@@ -369,10 +369,13 @@ class JetStreamLog:
             code = err.get("err_code")
             if code == ERR_BATCH_DUPLICATE:
                 return AppendResult(None, 0, duplicate=True)
-            hint = ""
             if code == ERR_BATCH_TOO_LARGE:
-                hint = " (raise jetstream.limits.batch.max_msgs in the server config; see nats.conf)"
-            raise AppendError(f"append rejected: {err.get('description')}{hint}", code=code)
+                raise CommitTooLargeError(
+                    f"append of {len(messages)} messages rejected: {err.get('description')} "
+                    "(raise jetstream.limits.batch.max_msgs in the server config; see nats.conf)",
+                    code=code,
+                )
+            raise AppendError(f"append rejected: {err.get('description')}", code=code)
         if ack.get("duplicate"):
             return AppendResult(ack.get("seq"), 0, duplicate=True)
         return AppendResult(ack["seq"], len(messages))

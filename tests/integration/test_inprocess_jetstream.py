@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nats
 
@@ -63,3 +64,22 @@ async def test_jetloom_nats_command_prints_a_working_url(tmp_path: object) -> No
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+async def test_commit_over_the_servers_batch_limit_fails_the_step_clearly(tmp_path: Path) -> None:
+    from services.natsserver import EmbeddedNats
+
+    # A server with the default limit of 1,000 messages per atomic batch (no nats.conf).
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "nats", config=None) as server:
+        log = await JetStreamLog.connect(server.url)
+        try:
+            handler = FanInOut(timeout=60, log=log).run(n=1000)  # 1,000 events + the completion
+            try:
+                await handler
+            except StepFailedError as err:
+                assert err.step == "split"
+                assert "CommitTooLargeError" in err.error_type and "max_msgs" in err.error_message
+            else:
+                raise AssertionError("the split step should have failed")
+        finally:
+            await log.close()
