@@ -78,7 +78,10 @@ async def test_fan_out_fan_in_across_two_worker_processes(
     assert await handler == [i * i for i in range(40)]
     records = await records_of(client.log, FanInOut, handler.run_id)
     done = completions(records)
-    assert Counter(c.step for c in done) == {"split": 1, "square": 40, "join": 40}
+    steps = Counter(c.step for c in done)
+    # Every square ran; join triggers still queued when the run completed are skipped, as in
+    # llama-index-workflows, where a StopEvent cancels the rest of the run.
+    assert steps["split"] == 1 and steps["square"] == 40 and 1 <= steps["join"] <= 40
     consumed = [s for c in done for s in c.consumed]
     assert sorted(consumed) == [r.seq for r in records if r.type == "Squared"]
     assert len({c.worker for c in done if c.step == "square"}) == 2
@@ -106,7 +109,8 @@ async def test_worker_killed_mid_run_is_finished_by_a_restarted_worker(
     done = completions(records)
     keys = Counter((c.trigger, c.step) for c in done)
     assert all(n == 1 for n in keys.values()), f"a completion appears twice: {keys.most_common(3)}"
-    assert Counter(c.step for c in done) == {"split": 1, "square": 30, "join": 30}
+    steps = Counter(c.step for c in done)
+    assert steps["split"] == 1 and steps["square"] == 30 and 1 <= steps["join"] <= 30
     assert len({c.worker for c in done}) == 2
     assert {(c.trigger, c.step) for c in before} <= set(keys)
 
@@ -217,4 +221,5 @@ async def test_worker_killed_repeatedly_during_a_large_fan_out(
     done = completions(await records_of(client.log, FanInOut, handler.run_id))
     keys = Counter((c.trigger, c.step) for c in done)
     assert all(v == 1 for v in keys.values())
-    assert Counter(c.step for c in done) == {"split": 1, "square": n, "join": n}
+    steps = Counter(c.step for c in done)
+    assert steps["split"] == 1 and steps["square"] == n and 1 <= steps["join"] <= n
