@@ -18,10 +18,10 @@ from engine.records import Record, StepCompleted
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import WorkerProcess
-from tests.integration.workflows import Chain3, FanInOut, Progress
+from tests.workflows import Chain3, FanInOut, Progress
 
-CHAIN = "tests.integration.workflows:Chain3"
-FAN = "tests.integration.workflows:FanInOut"
+CHAIN = "tests.workflows:Chain3"
+FAN = "tests.workflows:FanInOut"
 
 
 @pytest.fixture

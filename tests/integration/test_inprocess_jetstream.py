@@ -13,7 +13,7 @@ from engine import StepFailedError, fold
 from engine.codec import decode_record
 from engine.log.jetstream import JetStreamLog
 from tests.integration.procs import ROOT
-from tests.integration.workflows import Chain3, FanInOut
+from tests.workflows import Chain3, FanInOut
 
 
 async def test_workflow_runs_in_process_on_jetstream(nats_url: str) -> None:

@@ -19,70 +19,11 @@ from engine import (
     step,
 )
 from engine.codec import decode_record
-
-
-class Parsed(Event):
-    words: list[str]
-
-
-class Counted(Event):
-    n: int
-
-
-class Progress(Event):
-    stage: str
-
-
-class Chain(Workflow):
-    @step
-    async def parse(self, ctx: Context, ev: StartEvent) -> Parsed:
-        await ctx.store.set("source", ev.text)
-        ctx.write_event_to_stream(Progress(stage="parsed"))
-        return Parsed(words=ev.text.split())
-
-    @step
-    async def count(self, ctx: Context, ev: Parsed) -> Counted:
-        ctx.write_event_to_stream(Progress(stage="counted"))
-        return Counted(n=len(ev.words))
-
-    @step
-    async def finish(self, ctx: Context, ev: Counted) -> StopEvent:
-        source = await ctx.store.get("source")
-        return StopEvent(result={"n": ev.n, "source": source})
-
-
-class Item(Event):
-    i: int
-
-
-class Done(Event):
-    i: int
-    square: int
-
-
-class FanOut(Workflow):
-    @step
-    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
-        await ctx.store.set("expected", ev.n)
-        for i in range(ev.n):
-            ctx.send_event(Item(i=i))
-        return None
-
-    @step(num_workers=8)
-    async def work(self, ev: Item) -> Done:
-        await asyncio.sleep(0)
-        return Done(i=ev.i, square=ev.i * ev.i)
-
-    @step
-    async def join(self, ctx: Context, ev: Done) -> StopEvent | None:
-        got = ctx.collect_events(ev, [Done] * await ctx.store.get("expected"))
-        if got is None:
-            return None
-        return StopEvent(result=sorted(d.square for d in got))
+from tests.workflows import Chain3, FanInOut, Parsed, Progress
 
 
 async def test_three_step_chain_result_and_stream() -> None:
-    handler = Chain(timeout=10).run(text="a b c")
+    handler = Chain3(timeout=10).run(text="a b c")
     streamed = [ev async for ev in handler.stream_events()]
     assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
     assert await handler == {"n": 3, "source": "a b c"}
@@ -90,22 +31,22 @@ async def test_three_step_chain_result_and_stream() -> None:
 
 async def test_fan_out_fan_in_collects_every_event_once() -> None:
     log = MemoryLog()
-    wf = FanOut(timeout=10, log=log)
-    handler = wf.run(n=50)
+    wf = FanInOut(timeout=10, log=log)
+    handler = wf.run(n=50, delay=0)
     assert await handler == [i * i for i in range(50)]
-    records = [decode_record(r, FanOut.events) for r in await log.read("FanOut", handler.run_id)]
+    records = [decode_record(r, FanInOut.events) for r in await log.read("FanInOut", handler.run_id)]
     st = fold(records)
     assert st.status == "completed"
     completions = [r for r in records if r.type == "StepCompleted"]
     keys = [(r.body.trigger, r.body.step) for r in completions]
     assert len(keys) == len(set(keys))
     consumed = [s for r in completions for s in r.body.consumed]
-    assert sorted(consumed) == sorted(r.seq for r in records if r.type == "Done")
+    assert sorted(consumed) == sorted(r.seq for r in records if r.type == "Squared")
 
 
 async def test_many_concurrent_runs_share_one_workflow_instance() -> None:
-    wf = FanOut(timeout=20)
-    results = await asyncio.gather(*(wf.run(n=i % 7 + 1) for i in range(40)))
+    wf = FanInOut(timeout=20)
+    results = await asyncio.gather(*(wf.run(n=i % 7 + 1, delay=0) for i in range(40)))
     assert results == [[k * k for k in range(i % 7 + 1)] for i in range(40)]
 
 

@@ -1,5 +1,5 @@
 """Workflows the integration tests run in worker processes (importable as
-``tests.integration.workflows``)."""
+``tests.workflows``)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class Chain3(Workflow):
 
 class Item(Event):
     i: int
+    delay: float = 0.0
 
 
 class Squared(Event):
@@ -50,18 +51,19 @@ class Squared(Event):
 
 
 class FanInOut(Workflow):
-    """split into n items, square each (slowly, in parallel), join them."""
+    """split into n items, square each (taking ``delay`` seconds, default 0.05, two at a time per
+    process), join them."""
 
     @step
     async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
         await ctx.store.set("expected", ev.n)
         for i in range(ev.n):
-            ctx.send_event(Item(i=i))
+            ctx.send_event(Item(i=i, delay=ev.get("delay", 0.05)))
         return None
 
     @step(num_workers=2)
     async def square(self, ctx: Context, ev: Item) -> Squared:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(ev.delay)
         return Squared(i=ev.i, square=ev.i * ev.i)
 
     @step(num_workers=4)
