@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .codec import encode
@@ -17,7 +18,7 @@ from .records import H_RUN, H_TYPE, OutMessage, RunStarted, check_token, run_sub
 if TYPE_CHECKING:
     from .workflow import Workflow
 
-__all__ = ["new_run_id", "start_commit", "append_start", "run_in_process"]
+__all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "start_run"]
 
 
 def new_run_id() -> str:
@@ -79,6 +80,43 @@ class _InProcess:
                 await self.executor.stop(grace=0)
 
 
+def start_run(
+    log: EventLog,
+    cls: type[Workflow],
+    *,
+    start_event: StartEvent | None,
+    run_id: str | None,
+    fields: dict[str, Any],
+    timeout: float | None,
+    before: Callable[[], Awaitable[None]] | None = None,
+    after: Callable[[], Awaitable[None]] | None = None,
+) -> WorkflowHandler:
+    """A handler for a new run of ``cls``: it appends the start commit (after ``before``), follows
+    the run's log, and calls ``after`` once the run has ended.
+
+    Raises:
+        TypeError: both ``start_event`` and ``fields`` were given.
+        ValueError: ``run_id`` is not a subject token.
+    """
+    start = build_start_event(cls, start_event, fields)
+    rid = check_token(run_id or new_run_id(), "run id")
+
+    async def prepare() -> None:
+        if before is not None:
+            await before()
+        await append_start(log, cls.workflow_name, rid, start)
+
+    return WorkflowHandler(
+        log=log,
+        workflow=cls.workflow_name,
+        run_id=rid,
+        events=cls.events,
+        timeout=timeout,
+        prepare=prepare,
+        cleanup=after,
+    )
+
+
 def run_in_process(
     workflow: Workflow,
     *,
@@ -86,23 +124,17 @@ def run_in_process(
     run_id: str | None,
     fields: dict[str, Any],
 ) -> WorkflowHandler:
-    cls = type(workflow)
-    start = build_start_event(cls, start_event, fields)
-    rid = check_token(run_id or new_run_id(), "run id")
+    """Start a run on the workflow instance's own executor (created on first use)."""
     rt: _InProcess | None = workflow._runtime
     if rt is None:
         rt = workflow._runtime = _InProcess(workflow, workflow._log or MemoryLog())
-
-    async def prepare() -> None:
-        await rt.acquire()
-        await append_start(rt.log, cls.workflow_name, rid, start)
-
-    return WorkflowHandler(
-        log=rt.log,
-        workflow=cls.workflow_name,
-        run_id=rid,
-        events=cls.events,
+    return start_run(
+        rt.log,
+        type(workflow),
+        start_event=start_event,
+        run_id=run_id,
+        fields=fields,
         timeout=workflow.timeout,
-        prepare=prepare,
-        cleanup=rt.release,
+        before=rt.acquire,
+        after=rt.release,
     )

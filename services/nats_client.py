@@ -16,8 +16,7 @@ from typing import Any
 from engine import StartEvent, Workflow, WorkflowHandler
 from engine.events import Event
 from engine.log.jetstream import JetStreamLog
-from engine.records import check_token
-from engine.runtime import append_start, build_start_event, new_run_id
+from engine.runtime import start_run
 
 __all__ = ["NatsClient"]
 
@@ -67,25 +66,19 @@ class NatsClient:
             run_id: the run id (default: new); starting the same id twice starts one run.
             timeout: seconds the handler waits before failing the run (default: none).
         """
-        start = build_start_event(workflow, start_event, fields)
-        rid = check_token(run_id or new_run_id(), "run id")
         if workflow.workflow_name not in self._ensured:
             for spec in workflow.steps.values():
                 await self.log.ensure_consumer(
                     workflow.workflow_name, spec.name, spec.accepts_names, update=False
                 )
             self._ensured.add(workflow.workflow_name)
-
-        async def prepare() -> None:
-            await append_start(self.log, workflow.workflow_name, rid, start)
-
-        return WorkflowHandler(
-            log=self.log,
-            workflow=workflow.workflow_name,
-            run_id=rid,
-            events=workflow.events,
+        return start_run(
+            self.log,
+            workflow,
+            start_event=start_event,
+            run_id=run_id,
+            fields=fields,
             timeout=timeout,
-            prepare=prepare,
         )
 
     def attach(
