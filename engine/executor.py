@@ -95,6 +95,8 @@ class Executor:
         steps: names of the steps to run here (default: all).
         max_cached_runs: folded runs kept in memory (default 1024).
         worker_id: recorded on every completion (default ``<hostname>:<pid>``).
+        num_workers: concurrent triggers per step in this process, overriding each step's
+            ``num_workers`` (default: the step's own).
     """
 
     def __init__(
@@ -105,8 +107,12 @@ class Executor:
         steps: Iterable[str] | None = None,
         max_cached_runs: int = 1024,
         worker_id: str | None = None,
+        num_workers: int | None = None,
     ) -> None:
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         cls = type(workflow)
+        self.num_workers = num_workers
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.workflow = workflow
         self.name = cls.workflow_name
@@ -141,7 +147,7 @@ class Executor:
     async def _loop(self, spec: StepSpec) -> None:
         while True:
             try:
-                deliveries = self.log.consume(self.name, spec.name, max_in_flight=spec.num_workers)
+                deliveries = self.log.consume(self.name, spec.name, max_in_flight=self.num_workers or spec.num_workers)
                 async with contextlib.aclosing(deliveries):  # type: ignore[type-var]
                     async for delivery in deliveries:
                         task = asyncio.create_task(self._handle(spec, delivery))

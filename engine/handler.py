@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from typing import Any
 
 from .codec import decode_record, encode
+from .commands import append_cancel
 from .errors import (
     StepFailedError,
     WorkflowCancelledError,
@@ -21,7 +22,7 @@ from .errors import (
 from .events import Event, StopEvent, event_from_fields
 from .fold import RunState
 from .log.base import EventLog
-from .records import H_RUN, H_TYPE, OutMessage, RunCancelled, RunFailed, StepFailed, run_subject
+from .records import H_RUN, H_TYPE, OutMessage, RunFailed, StepFailed, run_subject
 
 __all__ = ["WorkflowHandler", "outcome"]
 
@@ -190,16 +191,7 @@ class WorkflowHandler:
 
     async def cancel_run(self, reason: str = "") -> None:
         """Record that the run is cancelled; steps not yet started will not run."""
-        await self._log.append(
-            [
-                OutMessage(
-                    run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunCancelled"),
-                    encode(RunCancelled(reason=reason)),
-                    {H_RUN: self.run_id, H_TYPE: "RunCancelled"},
-                )
-            ],
-            idempotency_key=f"{self.run_id}:cancel",
-        )
+        await append_cancel(self._log, self.workflow, self.run_id, reason)
         await asyncio.wait([self._future])
         if not self._future.cancelled():
             self._future.exception()  # the caller asked for the cancel; the error is expected

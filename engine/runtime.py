@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .codec import encode
+from . import commands
+from .commands import start_messages
 from .events import StartEvent, encode_event, event_name
 from .executor import Executor
 from .handler import WorkflowHandler
 from .log.base import EventLog
 from .log.memory import MemoryLog
-from .records import H_RUN, H_TYPE, OutMessage, RunStarted, check_token, run_subject
+from .records import OutMessage, check_token
 
 if TYPE_CHECKING:
     from .workflow import Workflow
@@ -28,25 +29,12 @@ def new_run_id() -> str:
 
 def start_commit(prefix: str, workflow: str, run_id: str, start: StartEvent) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event."""
-    name = event_name(type(start))
-    body = RunStarted(workflow=workflow, run_id=run_id, start_event=name)
-    return [
-        OutMessage(
-            run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
-            encode(body),
-            {H_RUN: run_id, H_TYPE: "RunStarted"},
-        ),
-        OutMessage(
-            run_subject(prefix, workflow, run_id, "evt", name),
-            encode_event(start),
-            {H_RUN: run_id, H_TYPE: name},
-        ),
-    ]
+    return start_messages(prefix, workflow, run_id, event_name(type(start)), encode_event(start))
 
 
 async def append_start(log: EventLog, workflow: str, run_id: str, start: StartEvent) -> None:
     """Append a run's start commit (idempotent per run id)."""
-    await log.append(start_commit(log.prefix, workflow, run_id, start), idempotency_key=f"{run_id}:start")
+    await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
 
 
 def build_start_event(cls: type[Workflow], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
+from engine.describe import describe
 from engine.executor import Executor
 from engine.log.jetstream import JetStreamLog
 
 from .loading import load_workflow
+from .registry import DEFAULT_TTL, Heartbeat, Registry
 
 __all__ = ["serve"]
 
@@ -34,6 +37,9 @@ async def serve(
     ack_wait: timedelta = timedelta(seconds=30),
     stop: asyncio.Event | None = None,
     grace: float = 10.0,
+    service: str | None = None,
+    registry_ttl: float = DEFAULT_TTL,
+    num_workers: int | None = None,
 ) -> None:
     """Run step workers for ``target`` until ``stop`` is set (or SIGINT/SIGTERM).
 
@@ -44,12 +50,24 @@ async def serve(
         prefix: subject prefix (default ``jetloom``).
         ack_wait: redelivery deadline of an unsettled trigger (default 30 s).
         grace: seconds in-flight steps get to finish on shutdown (default 10).
+        service: the name this process registers under (default: the workflow's name).
+        registry_ttl: seconds the registry entry outlives this process's last heartbeat
+            (default 10; heartbeats every third of it).
+        num_workers: concurrent triggers per step, overriding the steps' own ``num_workers``.
 
-    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b>`` once consuming.
+    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming.
     """
     workflow = load_workflow(target)
     log = await JetStreamLog.connect(nats_url, prefix=prefix, ack_wait=ack_wait)
-    executor = Executor(workflow, log, steps=steps)
+    executor = Executor(workflow, log, steps=steps, num_workers=num_workers)
+    registry = await Registry.open(log.nc)
+    heartbeat = Heartbeat(
+        registry,
+        service=service or type(workflow).workflow_name,
+        workflows=[describe(type(workflow))],
+        ttl=registry_ttl,
+        stats=lambda: dataclasses.asdict(executor.stats),
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,13 +75,16 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     try:
         await executor.start()
+        await heartbeat.start()
         names = ",".join(s.name for s in executor.specs)
         print(
-            f"jetloom worker ready pid={os.getpid()} workflow={type(workflow).workflow_name} steps={names}",
+            f"jetloom worker ready pid={os.getpid()} workflow={type(workflow).workflow_name} "
+            f"steps={names} service={heartbeat.entry.service} instance={heartbeat.entry.instance}",
             flush=True,
         )
         await stop.wait()
     finally:
+        await heartbeat.stop()
         await executor.stop(grace=grace)
         logger.info("worker stopping: %s", executor.stats)
         print(f"jetloom worker stopped pid={os.getpid()} stats={executor.stats}", flush=True)

@@ -467,6 +467,36 @@ class JetStreamLog:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
+    # ---- queries across runs (control plane) -------------------------------------------------
+
+    async def scan(
+        self, subject_filter: str, *, after_seq: int = 0, limit: int = DIRECT_GET_BATCH
+    ) -> list[RawRecord]:
+        """Up to ``limit`` records matching ``subject_filter`` (wildcards allowed) with
+        ``seq > after_seq``, in sequence order; one batched direct get per 1,000."""
+        out: list[RawRecord] = []
+        start = after_seq + 1
+        while len(out) < limit:
+            want = min(limit - len(out), DIRECT_GET_BATCH)
+            msgs = await self._direct_get(
+                self.stream, {"seq": start, "next_by_subj": subject_filter, "batch": want}
+            )
+            out.extend(self._raw(m) for m in msgs)
+            if len(msgs) < want:
+                break
+            start = out[-1].seq + 1
+        return out
+
+    async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
+        """The last record of every subject matching any of ``subject_filters`` (a batched
+        ``multi_last`` direct get), in sequence order."""
+        if not subject_filters:
+            return []
+        msgs = await self._direct_get(
+            self.stream, {"multi_last": list(subject_filters), "batch": DIRECT_GET_BATCH}
+        )
+        return sorted((self._raw(m) for m in msgs), key=lambda r: r.seq)
+
     # ---- consumers --------------------------------------------------------------------------
 
     async def ensure_consumer(

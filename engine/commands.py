@@ -1,0 +1,81 @@
+"""Commands on runs from outside the workers: start, send an event, cancel.
+
+Each is an append to the run's log and nothing else; the workers react to it. These take event
+payloads as JSON bytes, so a process that does not import the workflow's code (the control plane)
+can issue them; ``engine.runtime`` builds the payloads from event objects.
+"""
+
+from __future__ import annotations
+
+from .codec import encode
+from .events import TAG_FIELD
+from .log.base import AppendResult, EventLog
+from .records import H_RUN, H_TARGET, H_TYPE, OutMessage, RunCancelled, RunStarted, run_subject
+
+__all__ = ["append_cancel", "append_event", "append_start", "event_payload", "start_messages"]
+
+
+def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
+    """The JSON payload of an event given by name and fields (the ``$type`` tag first)."""
+    return encode({TAG_FIELD: event_type, **{k: v for k, v in fields.items() if k != TAG_FIELD}})
+
+
+def start_messages(
+    prefix: str, workflow: str, run_id: str, event_type: str, payload: bytes
+) -> list[OutMessage]:
+    """The two records that start a run: ``sys.RunStarted`` then the start event."""
+    body = RunStarted(workflow=workflow, run_id=run_id, start_event=event_type)
+    return [
+        OutMessage(
+            run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
+            encode(body),
+            {H_RUN: run_id, H_TYPE: "RunStarted"},
+        ),
+        OutMessage(
+            run_subject(prefix, workflow, run_id, "evt", event_type),
+            payload,
+            {H_RUN: run_id, H_TYPE: event_type},
+        ),
+    ]
+
+
+async def append_start(
+    log: EventLog, workflow: str, run_id: str, event_type: str, payload: bytes
+) -> AppendResult:
+    """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
+    run (``duplicate=True`` the second time, within the log's duplicate window)."""
+    return await log.append(
+        start_messages(log.prefix, workflow, run_id, event_type, payload),
+        idempotency_key=f"{run_id}:start",
+    )
+
+
+async def append_event(
+    log: EventLog,
+    workflow: str,
+    run_id: str,
+    event_type: str,
+    payload: bytes,
+    *,
+    target: str | None = None,
+    idempotency_key: str | None = None,
+) -> AppendResult:
+    """Append an event to a run from outside (human input, another system), optionally addressed
+    to one step (``target``). With an ``idempotency_key``, a repeat is dropped as a duplicate."""
+    headers = {H_RUN: run_id, H_TYPE: event_type}
+    if target is not None:
+        headers[H_TARGET] = target
+    msg = OutMessage(run_subject(log.prefix, workflow, run_id, "evt", event_type), payload, headers)
+    key = f"{run_id}:ext:{idempotency_key}" if idempotency_key is not None else None
+    return await log.append([msg], idempotency_key=key)
+
+
+async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str = "") -> AppendResult:
+    """Append ``sys.RunCancelled`` (once per run). Steps not yet started will not run; if the run
+    had already ended, the fold keeps the first terminal record and this one changes nothing."""
+    msg = OutMessage(
+        run_subject(log.prefix, workflow, run_id, "sys", "RunCancelled"),
+        encode(RunCancelled(reason=reason)),
+        {H_RUN: run_id, H_TYPE: "RunCancelled"},
+    )
+    return await log.append([msg], idempotency_key=f"{run_id}:cancel")
