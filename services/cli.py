@@ -32,11 +32,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run(coro: object) -> None:
+    """Run ``coro`` on uvloop when the ``speedups`` extra is installed, else on asyncio's loop.
+    (The import is tried first and on its own, so errors of ``coro`` never chain onto it.)"""
     try:
         import uvloop  # optional speedup (extra "speedups")
-
-        uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:
+        uvloop = None
+    if uvloop is not None:
+        uvloop.run(coro)  # type: ignore[arg-type]
+    else:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
@@ -49,13 +53,91 @@ def worker(
     ] = None,
     prefix: Annotated[str, typer.Option(help="Subject prefix.")] = "jetloom",
     ack_wait: Annotated[float, typer.Option(help="Seconds before an unacked trigger is redelivered.")] = 30.0,
+    service: Annotated[
+        str | None, typer.Option(help="Service name in the registry (default: the workflow's name).")
+    ] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(min=1, help="Concurrent triggers per step (overrides the steps').")
+    ] = None,
+    registry_ttl: Annotated[
+        float, typer.Option(min=1.0, help="Seconds the registry entry outlives the last heartbeat.")
+    ] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run step workers for a workflow: one durable pull consumer per step, shared by every replica."""
     from .worker import serve
 
     _setup_logging(verbose)
-    _run(serve(target, nats_url, steps=step or None, prefix=prefix, ack_wait=timedelta(seconds=ack_wait)))
+    _run(
+        serve(
+            target,
+            nats_url,
+            steps=step or None,
+            prefix=prefix,
+            ack_wait=timedelta(seconds=ack_wait),
+            service=service,
+            num_workers=num_workers,
+            registry_ttl=registry_ttl,
+        )
+    )
+
+
+@app.command("control-plane")
+def control_plane(
+    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    prefix: Annotated[str, typer.Option(help="Subject and bucket prefix.")] = "jetloom",
+    max_body_size: Annotated[int, typer.Option(help="Largest request body, bytes (413 above).")] = 1 << 20,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer)."""
+    import uvicorn
+
+    from .control.app import create_app
+
+    _setup_logging(verbose)
+    app_ = create_app(nats_url, prefix=prefix, max_body_size=max_body_size)
+    config = uvicorn.Config(app_, host=host, port=port, log_level="debug" if verbose else "info")
+    _run(uvicorn.Server(config).serve())
+
+
+@app.command()
+def dev(
+    deployment: Annotated[
+        Path | None,
+        typer.Argument(help="Deployment TOML (default: ./jetloom.toml).", show_default=False),
+    ] = None,
+    workflow: Annotated[
+        list[str] | None,
+        typer.Option("--workflow", "-w", help="MODULE:Class to serve (repeatable; adds to the file)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Control plane port (0 = any free port).")] = None,
+    nats_port: Annotated[int | None, typer.Option(help="Embedded NATS port (0 = any free port).")] = None,
+    store_dir: Annotated[Path | None, typer.Option(help="Embedded NATS store directory.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Everything in one command: an embedded nats-server, the control plane and the workers.
+    Ctrl-C stops them all cleanly."""
+    from .dev import run_dev
+
+    _setup_logging(verbose)
+    try:
+        _run(
+            run_dev(
+                deployment,
+                workflows=workflow or [],
+                port=port,
+                nats_port=nats_port,
+                store_dir=store_dir,
+                verbose=verbose,
+            )
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"jetloom dev: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()
@@ -85,6 +167,10 @@ def nats(
 
 
 def main() -> None:
+    from .cli_api import register
+
+    register(app)  # the HTTP API commands (run, runs, events, ...)
+
     app()
 
 

@@ -31,7 +31,7 @@ from nats.js.kv import KeyValue
 
 from engine.describe import WorkflowInfo
 
-__all__ = ["DEFAULT_TTL", "Heartbeat", "Registry", "ServiceEntry", "jetloom_version"]
+__all__ = ["DEFAULT_TTL", "Heartbeat", "Registry", "RegistryView", "ServiceEntry", "jetloom_version"]
 
 logger = logging.getLogger("jetloom.registry")
 
@@ -259,3 +259,81 @@ class Heartbeat:
                 await self._task
         with contextlib.suppress(Exception):
             await self.registry.remove_service(self.entry)
+
+
+class RegistryView:
+    """A live, in-memory view of both buckets, kept current by two KV watchers (what the control
+    plane reads on every request). Derived state only: a new view rebuilds it from the buckets.
+
+    Attributes:
+        services: ``{key: ServiceEntry}`` of live processes.
+        workflows: ``{name: WorkflowInfo}`` of the catalog.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.services: dict[str, ServiceEntry] = {}
+        self.workflows: dict[str, WorkflowInfo] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[Any] = []
+
+    async def start(self) -> None:
+        """Start watching; returns once both views hold the buckets' current contents."""
+        assert self.registry._services is not None and self.registry._workflows is not None
+        ready = [asyncio.Event(), asyncio.Event()]
+        self._tasks = [
+            asyncio.create_task(
+                self._watch(self.registry._services, self.services, _entry_decoder, ready[0]),
+                name="jetloom:registry:services",
+            ),
+            asyncio.create_task(
+                self._watch(self.registry._workflows, self.workflows, _info_decoder, ready[1]),
+                name="jetloom:registry:workflows",
+            ),
+        ]
+        await asyncio.gather(*(r.wait() for r in ready))
+
+    async def _watch(
+        self, kv: KeyValue, into: dict[str, Any], decoder: msgspec.json.Decoder[Any], ready: asyncio.Event
+    ) -> None:
+        while True:
+            try:
+                watcher = await kv.watchall()
+                self._watchers.append(watcher)
+                into.clear()
+                async for entry in watcher:
+                    if entry is None:
+                        ready.set()
+                        continue
+                    if entry.operation in ("DEL", "PURGE") or not entry.value:
+                        into.pop(entry.key, None)
+                        continue
+                    try:
+                        into[entry.key] = decoder.decode(entry.value)
+                    except msgspec.DecodeError:
+                        logger.warning("registry entry %r does not decode; ignored", entry.key)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("registry watch of %s failed (%s); restarting", kv._name, exc)
+                await asyncio.sleep(1.0)
+
+    def serving(self, workflow: str) -> list[ServiceEntry]:
+        """Live processes serving ``workflow``."""
+        return [e for e in self.services.values() if any(w.name == workflow for w in e.workflows)]
+
+    async def workflow(self, name: str) -> WorkflowInfo | None:
+        """The catalog entry of ``name`` (from the view, else straight from the bucket)."""
+        info = self.workflows.get(name)
+        if info is None:
+            info = await self.registry.workflow(name)
+        return info
+
+    async def stop(self) -> None:
+        for w in self._watchers:
+            with contextlib.suppress(Exception):
+                await w.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

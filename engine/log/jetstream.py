@@ -51,6 +51,7 @@ __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_
 logger = logging.getLogger("jetloom.log")
 
 DIRECT_GET_BATCH = 1000
+MULTI_LAST_SUBJECTS = 256  # subject filters per multi_last request
 ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message id"
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
 _NS = 1_000_000_000
@@ -490,12 +491,15 @@ class JetStreamLog:
     async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
         """The last record of every subject matching any of ``subject_filters`` (a batched
         ``multi_last`` direct get), in sequence order."""
-        if not subject_filters:
-            return []
-        msgs = await self._direct_get(
-            self.stream, {"multi_last": list(subject_filters), "batch": DIRECT_GET_BATCH}
-        )
-        return sorted((self._raw(m) for m in msgs), key=lambda r: r.seq)
+        out: list[RawRecord] = []
+        filters = list(subject_filters)
+        for i in range(0, len(filters), MULTI_LAST_SUBJECTS):
+            msgs = await self._direct_get(
+                self.stream,
+                {"multi_last": filters[i : i + MULTI_LAST_SUBJECTS], "batch": DIRECT_GET_BATCH},
+            )
+            out.extend(self._raw(m) for m in msgs)
+        return sorted(out, key=lambda r: r.seq)
 
     # ---- consumers --------------------------------------------------------------------------
 

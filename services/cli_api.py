@@ -1,0 +1,265 @@
+"""The ``jetloom`` commands that talk to the control plane over HTTP (through ``SyncClient``):
+``run``, ``runs``, ``events``, ``send``, ``cancel``, ``services``, ``workflows``.
+
+Output is for people by default (rich tables, a live progress line while following a run) and
+JSON with ``--json`` (one JSON document, or one JSON line per record when following).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .client import ApiError, SyncClient, SyncRunHandle, run_error
+
+__all__ = ["register"]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ApiUrl = Annotated[
+    str, typer.Option("--url", envvar="JETLOOM_URL", help="Control plane URL.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[SyncClient]:
+    """A client; API and connection errors become one clear line and exit code 1."""
+    try:
+        with SyncClient(url) as client:
+            yield client
+    except ApiError as exc:
+        field = exc.body.get("field")
+        where = f" (field {field!r})" if field else ""
+        err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]")
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        err.print(f"[red]error:[/] cannot reach the control plane at {url}: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _parse_fields(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; ``v`` is read as JSON when it parses (``n=3``, ``tags=["a"]``), else text."""
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--field")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return fields
+
+
+def _summary(record: dict[str, Any]) -> str:
+    data = json.dumps(record.get("data"), separators=(",", ":"), default=str)
+    if len(data) > 100:
+        data = data[:97] + "..."
+    step = f" step={record['step']}" if "step" in record else ""
+    return f"{record['seq']:>8} {record['time'][11:23]} {record['kind']}.{record['type']}{step} {data}"
+
+
+def _follow(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
+    """Print each record as it is committed, with a live progress line; exit 1 if the run failed."""
+    if as_json:
+        for record in handle.records(after=after):
+            sys.stdout.write(orjson.dumps(record).decode() + "\n")
+            sys.stdout.flush()
+    else:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+        ) as progress:
+            task = progress.add_task(f"run {handle.run_id}", total=None)
+            steps = 0
+            for record in handle.records(after=after):
+                out.print(_summary(record), markup=False)
+                if record["kind"] == "sys" and record["type"] in ("StepCompleted", "StepFailed"):
+                    steps += 1
+                progress.update(task, description=f"run {handle.run_id}: {steps} steps")
+    view = handle.status()
+    if not as_json:
+        _show_run(view)
+    if view["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _show_run(view: dict[str, Any]) -> None:
+    style = {"completed": "green", "failed": "red", "cancelled": "yellow"}.get(view["status"], "cyan")
+    out.print(f"run [bold]{view['run_id']}[/] ({view['workflow']}): [{style}]{view['status']}[/]")
+    if view.get("duration_ms") is not None:
+        out.print(f"  took {view['duration_ms']:.1f} ms, {view['steps_completed']} steps")
+    if view["status"] == "completed":
+        out.print("  result: " + json.dumps(view.get("result"), default=str), markup=False)
+    error = run_error(view)
+    if error is not None:
+        out.print(f"  error: {error}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the HTTP API commands to ``app``."""
+
+    @app.command()
+    def run(
+        workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+        field: Annotated[
+            list[str] | None, typer.Option("--field", "-f", help="Start event field KEY=VALUE (repeatable).")
+        ] = None,
+        follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
+        run_id: Annotated[str | None, typer.Option(help="Run id (idempotent start).")] = None,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Start a run. Without --follow, prints its id; with it, streams it to the end."""
+        fields = _parse_fields(field or [])
+        with _client(url) as client:
+            handle = client.start(workflow, run_id=run_id, **fields)
+            if not follow:
+                if as_json:
+                    _print_json({"run_id": handle.run_id, "workflow": workflow, "queued": handle.queued})
+                else:
+                    queued = " (queued: no live service serves it yet)" if handle.queued else ""
+                    out.print(f"{handle.run_id}{queued}", markup=False)
+                return
+            _follow(handle, as_json)
+
+    @app.command()
+    def runs(
+        workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+        status: Annotated[
+            str | None, typer.Option(help="running, completed, failed or cancelled.")
+        ] = None,
+        limit: Annotated[int, typer.Option(min=1, max=1000, help="Runs per page.")] = 50,
+        cursor: Annotated[int, typer.Option(min=0, help="Page cursor (from a previous page).")] = 0,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """List runs, oldest first."""
+        with _client(url) as client:
+            found, nxt = client.runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        if as_json:
+            _print_json({"runs": found, "next_cursor": nxt})
+            return
+        table = Table("run id", "workflow", "status", "started", "ended")
+        for r in found:
+            table.add_row(r["run_id"], r["workflow"], r["status"], r["started_at"] or "", r["ended_at"] or "")
+        out.print(table)
+        if nxt is not None:
+            out.print(f"[dim]more: --cursor {nxt}[/]")
+
+    @app.command()
+    def events(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        follow: Annotated[bool, typer.Option("--follow", help="Keep streaming until the run ends.")] = False,
+        after: Annotated[int, typer.Option(min=0, help="Only records after this sequence.")] = 0,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Print a run's records (its event log)."""
+        with _client(url) as client:
+            handle = client.handle(run_id)
+            if follow:
+                _follow(handle, as_json, after)
+                return
+            records = handle.events(after=after)
+        if as_json:
+            _print_json(records)
+            return
+        for record in records:
+            out.print(_summary(record), markup=False)
+
+    @app.command()
+    def send(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        event: Annotated[
+            str, typer.Argument(help='The event as JSON: {"type": "Name", "data": {...}}.')
+        ],
+        step: Annotated[str | None, typer.Option(help="Deliver to this step only.")] = None,
+        idempotency_key: Annotated[
+            str | None, typer.Option(help="Makes a retried send append once.")
+        ] = None,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Send an event to a run (e.g. human input)."""
+        try:
+            body = json.loads(event)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="EVENT") from None
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            raise typer.BadParameter('expected {"type": "Name", "data": {...}}', param_hint="EVENT")
+        with _client(url) as client:
+            res = client.handle(run_id).send_event(
+                type=body["type"], data=body.get("data") or {}, step=step, idempotency_key=idempotency_key
+            )
+        if as_json:
+            _print_json(res)
+        else:
+            dup = " (duplicate, not appended again)" if res.get("duplicate") else ""
+            out.print(f"sent {res['type']} to {run_id} at seq {res['seq']}{dup}", markup=False)
+
+    @app.command()
+    def cancel(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        reason: Annotated[str, typer.Option(help="Recorded with the cancel.")] = "",
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Cancel a run: no step of it starts afterwards."""
+        with _client(url) as client:
+            res = client.handle(run_id).cancel(reason)
+        if as_json:
+            _print_json(res)
+        else:
+            out.print(f"cancelled {run_id}", markup=False)
+
+    @app.command()
+    def services(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+        """Live worker processes (from the registry)."""
+        with _client(url) as client:
+            entries = client.services()
+        if as_json:
+            _print_json(entries)
+            return
+        table = Table("service", "instance", "host", "pid", "workflows", "since", "handled")
+        for e in entries:
+            table.add_row(
+                e["service"],
+                e["instance"],
+                e["host"],
+                str(e["pid"]),
+                ", ".join(w["name"] for w in e["workflows"]),
+                e["started_at"],
+                str(e.get("stats", {}).get("handled", "")),
+            )
+        out.print(table)
+
+    @app.command()
+    def workflows(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+        """Workflows in the catalog, with their steps and live instances."""
+        with _client(url) as client:
+            found = client.workflows()
+        if as_json:
+            _print_json(found)
+            return
+        table = Table("workflow", "start event", "steps", "instances")
+        for w in found:
+            steps = ", ".join(f"{s['name']}({'|'.join(s['accepts'])})" for s in w["steps"])
+            table.add_row(w["name"], w["start_event"], steps, str(w["instances"]))
+        out.print(table)

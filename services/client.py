@@ -1,0 +1,506 @@
+"""The Python SDK: drive jetloom over its HTTP API (``services.control``).
+
+::
+
+    async with Client("http://127.0.0.1:8000") as client:
+        result = await client.run("DocIndex", root="/usr/lib/python3.11")   # wait for the result
+        handle = await client.start(DocIndex, root=...)                     # or follow it
+        async for ev in handle.stream():
+            print(ev)                                                       # typed when importable
+        print(await handle.result())
+
+    with SyncClient("http://127.0.0.1:8000") as client:                     # the same, blocking
+        print(client.run("DocIndex", root=...))
+
+``RunHandle.stream()`` reconnects after a dropped connection with ``Last-Event-ID``, so no event
+is lost or repeated. Workflows can be named by string or passed as classes (then their events
+come back typed); event classes are also looked up by the ``module:QualName`` the log records and
+imported when that module is importable here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import httpx
+import orjson
+from httpx_sse import EventSource
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from engine.errors import (
+    JetloomError,
+    RunNotFoundError,
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+)
+from engine.events import Event, StopEvent, event_fields, event_from_fields, event_name, known_event
+from engine.workflow import Workflow
+
+__all__ = ["ApiError", "Client", "RunHandle", "SyncClient", "SyncRunHandle"]
+
+TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"})
+DEFAULT_URL = "http://127.0.0.1:8000"
+RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
+
+
+class ApiError(JetloomError):
+    """The control plane answered with an error.
+
+    Attributes:
+        status: the HTTP status code.
+        reason: the ``error`` of the JSON body.
+        body: the whole JSON body (``field`` names the offending field on 422).
+    """
+
+    def __init__(self, status: int, reason: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body or {}
+
+
+class RunNotFound(ApiError, RunNotFoundError):
+    """404 for a run."""
+
+
+def _workflow_name(workflow: str | type[Workflow]) -> str:
+    return workflow if isinstance(workflow, str) else workflow.workflow_name
+
+
+def _event_class(name: str, path: str | None) -> type[Event] | None:
+    cls = known_event(name, path)
+    if cls is None and path and ":" in path:
+        with contextlib.suppress(Exception):
+            importlib.import_module(path.split(":", 1)[0])
+            cls = known_event(name, path)
+    return cls
+
+
+def _typed(name: str, data: Any, path: str | None = None) -> Event | dict[str, Any]:
+    cls = _event_class(name, path)
+    if cls is not None and isinstance(data, dict):
+        with contextlib.suppress(Exception):
+            return event_from_fields(cls, data)
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def run_error(view: dict[str, Any]) -> BaseException | None:
+    """The exception a failed or cancelled run's view (``GET /runs/{id}``) stands for."""
+    status, err, rid = view.get("status"), view.get("error") or {}, view.get("run_id")
+    if status == "cancelled":
+        return WorkflowCancelledError(err.get("message", f"run {rid} was cancelled"), run_id=rid)
+    if status != "failed":
+        return None
+    if err.get("type") == "StepFailedError":
+        return StepFailedError(
+            step=err.get("step", "?"),
+            error_type=err.get("error_type", "?"),
+            error_message=err.get("message", ""),
+            traceback=err.get("traceback", ""),
+            run_id=rid,
+            seq=err.get("trigger"),
+        )
+    cls = WorkflowTimeoutError if err.get("type") == "WorkflowTimeoutError" else WorkflowRuntimeError
+    return cls(err.get("message", f"run {rid} failed"), run_id=rid)
+
+
+def run_result(view: dict[str, Any]) -> Any:
+    """A completed run's result: a plain StopEvent's ``result``, or the StopEvent subclass
+    (typed when its class is importable here, else its fields).
+
+    Raises:
+        the run's error (``StepFailedError``, ``WorkflowTimeoutError``, ...) if it failed.
+    """
+    error = run_error(view)
+    if error is not None:
+        raise error
+    if view.get("status") != "completed":
+        raise WorkflowRuntimeError(f"run {view.get('run_id')} has not ended ({view.get('status')})")
+    stop = view.get("stop_event") or {}
+    if stop.get("type", "StopEvent") == "StopEvent":
+        return view.get("result")
+    return _typed(stop["type"], stop.get("data", {}))
+
+
+class Client:
+    """Async client of the control plane.
+
+    Args:
+        base_url: the control plane (default ``http://127.0.0.1:8000``).
+        timeout: seconds per HTTP request (default 30; streams wait without limit).
+        http: an ``httpx.AsyncClient`` to use instead of a new one (its base URL is kept).
+    """
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self._owns = http is None
+        self._classes: set[str] = set()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns:
+            await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = await self._http.request(method, path, **kwargs)
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"error": resp.text}
+            reason = body.get("error", resp.reason_phrase) if isinstance(body, dict) else str(body)
+            cls = RunNotFound if resp.status_code == 404 and path.startswith("/runs/") else ApiError
+            raise cls(resp.status_code, reason, body if isinstance(body, dict) else None)
+        return resp.json()
+
+    # ---- workflows and services ----------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call("GET", "/health")  # type: ignore[no-any-return]
+
+    async def services(self) -> list[dict[str, Any]]:
+        """Live worker processes (registry entries)."""
+        return await self._call("GET", "/services")  # type: ignore[no-any-return]
+
+    async def workflows(self) -> list[dict[str, Any]]:
+        """The workflow catalog, with live instance counts."""
+        return await self._call("GET", "/workflows")  # type: ignore[no-any-return]
+
+    async def workflow(self, name: str) -> dict[str, Any]:
+        """One workflow's description (steps, events' JSON schemas, graph)."""
+        return await self._call("GET", f"/workflows/{name}")  # type: ignore[no-any-return]
+
+    # ---- runs ----------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: str | type[Workflow],
+        *,
+        run_id: str | None = None,
+        start_event: Event | None = None,
+        **fields: Any,
+    ) -> RunHandle:
+        """Start a run; returns at once with its handle.
+
+        Args:
+            workflow: its name, or the class (its events then come back typed).
+            run_id: makes the start idempotent (default: a new id).
+            start_event / **fields: the start event, or its fields.
+
+        Raises:
+            ApiError: 404 unknown workflow, 422 fields not matching the start event's schema.
+        """
+        name = _workflow_name(workflow)
+        body = event_fields(start_event) if start_event is not None else fields
+        params = {"run_id": run_id} if run_id else None
+        data = await self._call("POST", f"/workflows/{name}/runs", json=body, params=params)
+        return RunHandle(self, data["run_id"], name, queued=data.get("queued", False))
+
+    async def run(
+        self, workflow: str | type[Workflow], *, run_id: str | None = None, **fields: Any
+    ) -> Any:
+        """Start a run and wait for its result (see ``RunHandle.result``)."""
+        handle = await self.start(workflow, run_id=run_id, **fields)
+        return await handle.result()
+
+    def handle(self, run_id: str, workflow: str | None = None) -> RunHandle:
+        """A handle on an existing run."""
+        return RunHandle(self, run_id, workflow)
+
+    async def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: int = 0,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of runs (oldest first) and the cursor of the next page (``None`` at the end)."""
+        params: dict[str, Any] = {"limit": limit, "cursor": cursor}
+        if workflow:
+            params["workflow"] = workflow
+        if status:
+            params["status"] = status
+        data = await self._call("GET", "/runs", params=params)
+        return data["runs"], data["next_cursor"]
+
+    async def iter_runs(
+        self, *, workflow: str | None = None, status: str | None = None, page: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every run matching the filters, fetched a page at a time."""
+        cursor: int | None = 0
+        while cursor is not None:
+            found, cursor = await self.runs(workflow=workflow, status=status, limit=page, cursor=cursor)
+            for r in found:
+                yield r
+
+
+class RunHandle:
+    """A run started through (or looked up with) a ``Client``."""
+
+    def __init__(
+        self, client: Client, run_id: str, workflow: str | None = None, *, queued: bool = False
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.workflow = workflow
+        self.queued = queued
+
+    def __repr__(self) -> str:
+        return f"RunHandle(run_id={self.run_id!r}, workflow={self.workflow!r})"
+
+    async def status(self) -> dict[str, Any]:
+        """The run's view: ``status``, ``result``/``error``, timestamps, ``state``, counters."""
+        return await self.client._call("GET", f"/runs/{self.run_id}")  # type: ignore[no-any-return]
+
+    async def events(self, *, after: int = 0) -> list[dict[str, Any]]:
+        """Every record of the run after sequence ``after`` (see ``GET /runs/{id}/events``)."""
+        data = await self.client._call("GET", f"/runs/{self.run_id}/events", params={"after": after})
+        return data["records"]  # type: ignore[no-any-return]
+
+    async def records(self, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every record of the run as it is committed, until the record that ends the run.
+
+        Resumes after a dropped connection from the last sequence seen (``Last-Event-ID``),
+        retrying with exponential backoff and jitter for up to 60 s.
+
+        Raises:
+            RunNotFound: no such run.
+            httpx.TransportError: the control plane stayed unreachable.
+        """
+        last = after
+        http = self.client._http
+        while True:
+            resp: httpx.Response | None = None
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(httpx.TransportError),
+                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                stop=stop_after_delay(RECONNECT_FOR),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+                    if last:
+                        headers["Last-Event-ID"] = str(last)
+                    req = http.build_request(
+                        "GET", f"/runs/{self.run_id}/stream", headers=headers, timeout=httpx.Timeout(None, connect=10.0)
+                    )
+                    resp = await http.send(req, stream=True)
+            assert resp is not None
+            try:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    body = resp.json() if resp.content else {}
+                    cls = RunNotFound if resp.status_code == 404 else ApiError
+                    raise cls(resp.status_code, body.get("error", resp.reason_phrase), body)
+                async for sse in EventSource(resp).aiter_sse():
+                    if not sse.data:
+                        continue
+                    record = orjson.loads(sse.data)
+                    last = record["seq"]
+                    yield record
+                    if record["kind"] == "sys" and record["type"] in TERMINAL:
+                        return
+                # the server closed the stream without the ending record (e.g. it shut down, or
+                # ``last`` was already past the end): stop if the run is over, else reconnect
+                if await self._ended_after(last):
+                    return
+                await anyio.sleep(0.1)
+            except (httpx.TransportError, httpx.StreamError):
+                continue  # dropped mid-stream: reconnect from ``last``
+            finally:
+                await resp.aclose()
+
+    async def _ended_after(self, last: int) -> bool:
+        """Whether the run's ending record is at or before ``last`` (nothing more will come)."""
+        view = await self.status()
+        return view["status"] != "running" and view["last_seq"] <= last
+
+    async def stream(self) -> AsyncIterator[Event | dict[str, Any]]:
+        """What the run's steps wrote with ``ctx.write_event_to_stream``, as it is committed
+        (typed when the event's class is importable here, plain dicts otherwise), then the
+        StopEvent, as ``WorkflowHandler.stream_events`` does in process.
+
+        Raises:
+            the run's error (``StepFailedError``, ``WorkflowCancelledError``, ...) at the end if it
+            did not complete.
+        """
+        async for record in self.records():
+            if record["kind"] == "out":
+                yield _typed(record["type"], record["data"], record.get("class"))
+        view = await self.status()
+        error = run_error(view)
+        if error is not None:
+            raise error
+        stop = view.get("stop_event")
+        if stop is not None:
+            typed = _typed(stop["type"], stop.get("data", {}))
+            yield typed if isinstance(typed, Event) else StopEvent(result=view.get("result"))
+
+    async def result(self) -> Any:
+        """Wait for the run to end and return its result (a plain StopEvent's ``result``, or the
+        StopEvent subclass).
+
+        Raises:
+            StepFailedError / WorkflowTimeoutError / WorkflowCancelledError: how the run ended.
+        """
+        async for _ in self.records():
+            pass
+        return run_result(await self.status())
+
+    async def send_event(
+        self,
+        event: Event | None = None,
+        *,
+        type: str | None = None,  # noqa: A002 - the JSON field's name
+        data: dict[str, Any] | None = None,
+        step: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Deliver an event to the run (an ``Event``, or its ``type`` name and ``data``),
+        optionally to one ``step``. With ``idempotency_key``, a retried call appends once.
+
+        Raises:
+            ApiError: 422 when no step accepts the type or the fields do not match, 409 when the
+                run has ended.
+        """
+        if event is not None:
+            type, data = event_name(event.__class__), event_fields(event)
+        if type is None:
+            raise TypeError("send_event needs an event or a type name")
+        body: dict[str, Any] = {"type": type, "data": data or {}}
+        if step is not None:
+            body["step"] = step
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.client._call(  # type: ignore[no-any-return]
+            "POST", f"/runs/{self.run_id}/events", json=body, headers=headers
+        )
+
+    async def cancel(self, reason: str = "") -> dict[str, Any]:
+        """Cancel the run (409 ``ApiError`` if it has already ended)."""
+        return await self.client._call(  # type: ignore[no-any-return]
+            "POST", f"/runs/{self.run_id}/cancel", json={"reason": reason}
+        )
+
+
+# ---- the blocking twin ----------------------------------------------------------------------------
+
+
+class SyncClient:
+    """The blocking twin of ``Client`` (same methods, same arguments), for scripts and notebooks.
+
+    It runs a ``Client`` on an event loop in a background thread (an anyio blocking portal).
+    Close it (or use ``with``) to stop the thread.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
+        self._cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._cm.__enter__()
+        self._client: Client = self._portal.call(self._make, base_url, timeout)
+
+    @staticmethod
+    async def _make(base_url: str, timeout: float) -> Client:
+        return Client(base_url, timeout=timeout)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._portal.call(self._client.close)
+            self._cm.__exit__(None, None, None)
+            self._cm = None  # type: ignore[assignment]
+
+    def _iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield self._portal.call(agen.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._portal.call(agen.aclose)  # type: ignore[attr-defined]
+
+    def health(self) -> dict[str, Any]:
+        return self._portal.call(self._client.health)
+
+    def services(self) -> list[dict[str, Any]]:
+        return self._portal.call(self._client.services)
+
+    def workflows(self) -> list[dict[str, Any]]:
+        return self._portal.call(self._client.workflows)
+
+    def workflow(self, name: str) -> dict[str, Any]:
+        return self._portal.call(self._client.workflow, name)
+
+    def start(self, workflow: str | type[Workflow], **kwargs: Any) -> SyncRunHandle:
+        handle = self._portal.call(lambda: self._client.start(workflow, **kwargs))
+        return SyncRunHandle(self, handle)
+
+    def run(self, workflow: str | type[Workflow], **kwargs: Any) -> Any:
+        return self._portal.call(lambda: self._client.run(workflow, **kwargs))
+
+    def handle(self, run_id: str, workflow: str | None = None) -> SyncRunHandle:
+        return SyncRunHandle(self, self._client.handle(run_id, workflow))
+
+    def runs(self, **kwargs: Any) -> tuple[list[dict[str, Any]], int | None]:
+        return self._portal.call(lambda: self._client.runs(**kwargs))
+
+    def iter_runs(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._iterate(self._client.iter_runs(**kwargs))
+
+
+class SyncRunHandle:
+    """The blocking twin of ``RunHandle``."""
+
+    def __init__(self, client: SyncClient, handle: RunHandle) -> None:
+        self._client = client
+        self._handle = handle
+        self.run_id = handle.run_id
+        self.workflow = handle.workflow
+        self.queued = handle.queued
+
+    def status(self) -> dict[str, Any]:
+        return self._client._portal.call(self._handle.status)
+
+    def events(self, *, after: int = 0) -> list[dict[str, Any]]:
+        return self._client._portal.call(lambda: self._handle.events(after=after))
+
+    def records(self, *, after: int = 0) -> Iterator[dict[str, Any]]:
+        return self._client._iterate(self._handle.records(after=after))
+
+    def stream(self) -> Iterator[Event | dict[str, Any]]:
+        return self._client._iterate(self._handle.stream())
+
+    def result(self) -> Any:
+        return self._client._portal.call(self._handle.result)
+
+    def send_event(self, event: Event | None = None, **kwargs: Any) -> dict[str, Any]:
+        return self._client._portal.call(lambda: self._handle.send_event(event, **kwargs))
+
+    def cancel(self, reason: str = "") -> dict[str, Any]:
+        return self._client._portal.call(lambda: self._handle.cancel(reason))

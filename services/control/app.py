@@ -1,0 +1,570 @@
+"""The control plane: jetloom's HTTP API (Litestar), stateless over NATS.
+
+Everything it answers comes from the log (runs) and the registry buckets (services, workflows), so
+any number of replicas behind a load balancer behave as one. OpenAPI is served at ``/schema``.
+
+Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": <code>, ...}``)::
+
+    GET  /health
+    GET  /services                      live worker processes (registry entries)
+    GET  /workflows                     the workflow catalog, with live instance counts
+    GET  /workflows/{name}              steps, events (JSON schemas), graph, start event
+    POST /workflows/{name}/runs         body: start event fields; ?wait=true&timeout=S&run_id=ID
+    GET  /runs                          ?workflow=&status=&limit=&cursor=
+    GET  /runs/{id}                     status, result or error, timestamps, state
+    GET  /runs/{id}/events              every record of the run (?after=SEQ)
+    GET  /runs/{id}/stream              Server-Sent Events, one per record, id = stream sequence
+    POST /runs/{id}/events              body: {"type": ..., "data": {...}, "step": optional}
+    POST /runs/{id}/cancel              body (optional): {"reason": ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+from jsonschema import Draft202012Validator
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from engine import commands
+from engine.codec import decode_record
+from engine.describe import WorkflowInfo
+from engine.fold import RunState
+from engine.log.jetstream import JetStreamLog
+from engine.records import check_token
+from engine.runtime import new_run_id
+from services.registry import Registry, RegistryView, jetloom_version
+
+from .queries import (
+    RUN_STATUSES,
+    find_workflow,
+    is_terminal,
+    list_runs,
+    load_run,
+    record_view,
+    run_view,
+    terminal_seq,
+)
+
+__all__ = ["ApiError", "ControlPlane", "create_app"]
+
+logger = logging.getLogger("jetloom.control")
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
+DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
+SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
+
+
+class ApiError(HTTPException):
+    """An error answered as ``{"error": detail, "status": code, **extra}``."""
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(status_code=HTTP_404_NOT_FOUND, detail=what)
+
+
+class ControlPlane:
+    """The control plane's connections and settings; one per process, shared by requests.
+
+    Args:
+        nats_url: the NATS server.
+        prefix: subject and bucket prefix (default ``jetloom``).
+        wait_timeout: default seconds ``?wait=true`` waits (default 30).
+        sse_ping: seconds between keep-alive comments on an idle SSE stream (default 15).
+    """
+
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        prefix: str = "jetloom",
+        wait_timeout: float = DEFAULT_WAIT,
+        sse_ping: float = SSE_PING,
+    ) -> None:
+        self.nats_url = nats_url
+        self.prefix = prefix
+        self.wait_timeout = wait_timeout
+        self.sse_ping = sse_ping
+        self.log: JetStreamLog | None = None
+        self.view: RegistryView | None = None
+        self._validators: dict[tuple[str, str, bytes], Draft202012Validator] = {}
+        self._ensured: set[bytes] = set()
+
+    async def start(self) -> None:
+        self.log = await JetStreamLog.connect(self.nats_url, prefix=self.prefix)
+        self.view = RegistryView(await Registry.open(self.log.nc, prefix=self.prefix))
+        await self.view.start()
+
+    async def stop(self) -> None:
+        if self.view is not None:
+            await self.view.stop()
+        if self.log is not None:
+            await self.log.close()
+
+    # ---- helpers used by the handlers -----------------------------------------------------
+
+    async def workflow(self, name: str) -> WorkflowInfo:
+        assert self.view is not None
+        info = await self.view.workflow(name)
+        if info is None:
+            raise _not_found(f"no workflow named {name!r} has ever been served")
+        return info
+
+    async def run_workflow(self, run_id: str) -> str:
+        assert self.log is not None
+        _token(run_id, "run id")
+        wf = await find_workflow(self.log, run_id)
+        if wf is None:
+            raise _not_found(f"no run {run_id!r}")
+        return wf
+
+    def validate(self, info: WorkflowInfo, event_type: str, fields: Any) -> None:
+        """Check ``fields`` against the event's schema; raise 422 naming the first bad field."""
+        if not isinstance(fields, dict):
+            raise ApiError(
+                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"the {event_type} fields must be a JSON object, not {type(fields).__name__}",
+            )
+        schema = info.events.get(event_type)
+        if schema is None:
+            return
+        key = (info.name, event_type, msgspec.json.encode(schema))
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = self._validators[key] = Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return
+        listed = []
+        for e in errors:
+            path = ".".join(str(p) for p in e.absolute_path)
+            if not path and e.validator == "required":
+                path = e.message.split("'")[1] if "'" in e.message else ""
+            listed.append({"field": path, "message": e.message})
+        first = listed[0]
+        where = f"field {first['field']!r}: " if first["field"] else ""
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{event_type}: {where}{first['message']}",
+            extra={"field": first["field"], "errors": listed},
+        )
+
+    async def ensure_consumers(self, info: WorkflowInfo) -> None:
+        """Create the workflow's step consumers if missing, so a run started before any worker
+        waits in JetStream (existing consumers are left as the workers configured them)."""
+        assert self.log is not None
+        key = msgspec.json.encode([(s.name, s.accepts) for s in info.steps])
+        if key in self._ensured:
+            return
+        for s in info.steps:
+            await self.log.ensure_consumer(info.name, s.name, s.accepts, update=False)
+        self._ensured.add(key)
+
+    async def wait_for_end(self, workflow: str, run_id: str, timeout: float) -> RunState:
+        """Fold the run while following it, until it ends or ``timeout`` seconds pass."""
+        assert self.log is not None
+        state = RunState(workflow, run_id)
+        records = self.log.follow(workflow, run_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), contextlib.aclosing(records):  # type: ignore[type-var]
+                async for raw in records:
+                    state.apply(decode_record(raw))
+                    if state.terminal:
+                        break
+        return state
+
+
+def _token(value: str, what: str) -> str:
+    try:
+        return check_token(value, what)
+    except ValueError as exc:
+        raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+
+
+def _cp(state: State) -> ControlPlane:
+    return state.control_plane  # type: ignore[no-any-return]
+
+
+async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
+    body = await request.body()
+    if not body.strip():
+        if required:
+            raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail="the request body is empty")
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail=f"the body is not JSON: {exc}") from None
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+@get("/health", sync_to_thread=False)
+async def health(state: State) -> Response[dict[str, Any]]:
+    """Liveness and NATS connectivity."""
+    cp = _cp(state)
+    ok = cp.log is not None and cp.log.nc.is_connected
+    body = {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
+    return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@get("/services")
+async def services(state: State) -> list[dict[str, Any]]:
+    """Live worker processes, as they last reported in their registry heartbeats."""
+    view = _cp(state).view
+    assert view is not None
+    entries = sorted(view.services.values(), key=lambda e: (e.service, e.instance))
+    return [msgspec.to_builtins(e) for e in entries]
+
+
+def _workflow_body(info: WorkflowInfo, view: RegistryView) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(info)
+    live = view.serving(info.name)
+    body["instances"] = len(live)
+    body["services"] = sorted({e.service for e in live})
+    return body
+
+
+@get("/workflows")
+async def workflows(state: State) -> list[dict[str, Any]]:
+    """Every workflow ever served, with how many live processes serve it now."""
+    view = _cp(state).view
+    assert view is not None
+    return [_workflow_body(w, view) for w in sorted(view.workflows.values(), key=lambda w: w.name)]
+
+
+@get("/workflows/{name:str}")
+async def workflow_detail(state: State, name: str) -> dict[str, Any]:
+    """A workflow's steps, events (JSON schemas), graph and start event."""
+    cp = _cp(state)
+    assert cp.view is not None
+    return _workflow_body(await cp.workflow(name), cp.view)
+
+
+@post("/workflows/{name:str}/runs", status_code=HTTP_201_CREATED)
+async def start_run(
+    state: State,
+    request: Request[Any, Any, Any],
+    name: str,
+    wait: bool = False,
+    timeout: Annotated[float | None, Parameter(gt=0, le=86_400)] = None,
+    run_id: str | None = None,
+) -> Response[dict[str, Any]]:
+    """Start a run; the body holds the start event's fields.
+
+    With ``?wait=true`` the response comes when the run ends (or after ``timeout`` seconds, with
+    the run still running, status 202). ``run_id`` (or an ``Idempotency-Key`` header) makes the
+    start idempotent: the same id starts one run. A workflow no live process serves is accepted
+    and queued in JetStream until a worker comes (``"queued": true``, status 202).
+    """
+    cp = _cp(state)
+    assert cp.log is not None and cp.view is not None
+    info = await cp.workflow(name)
+    fields = await _json_body(request, required=False)
+    cp.validate(info, info.start_event, fields)
+    rid = _token(run_id or request.headers.get("idempotency-key") or new_run_id(), "run id")
+    await cp.ensure_consumers(info)
+    res = await commands.append_start(
+        cp.log, info.name, rid, info.start_event, commands.event_payload(info.start_event, fields)
+    )
+    queued = not cp.view.serving(info.name)
+    links = {
+        "self": f"/runs/{rid}",
+        "events": f"/runs/{rid}/events",
+        "stream": f"/runs/{rid}/stream",
+    }
+    if wait:
+        st = await cp.wait_for_end(info.name, rid, timeout or cp.wait_timeout)
+        body = {**run_view(st), "queued": queued, "created": not res.duplicate, "links": links}
+        return Response(body, status_code=HTTP_200_OK if st.terminal else HTTP_202_ACCEPTED)
+    body = {
+        "run_id": rid,
+        "workflow": info.name,
+        "status": "queued" if queued else "running",
+        "queued": queued,
+        "created": not res.duplicate,
+        "links": links,
+    }
+    if queued:
+        body["reason"] = f"no live service serves {info.name!r}; the run waits in JetStream"
+    code = HTTP_202_ACCEPTED if queued else (HTTP_201_CREATED if not res.duplicate else HTTP_200_OK)
+    return Response(body, status_code=code, headers={"Location": links["self"]})
+
+
+@get("/runs")
+async def runs(
+    state: State,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+    cursor: Annotated[int, Parameter(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Runs in the order they started; ``next_cursor`` fetches the next page."""
+    cp = _cp(state)
+    assert cp.log is not None
+    if workflow is not None:
+        _token(workflow, "workflow")
+    if status is not None and status not in RUN_STATUSES:
+        raise ApiError(
+            status_code=HTTP_400_BAD_REQUEST,
+            detail=f"status must be one of {', '.join(RUN_STATUSES)}",
+            extra={"field": "status"},
+        )
+    found, nxt = await list_runs(cp.log, workflow=workflow, status=status, limit=limit, cursor=cursor)
+    return {"runs": [msgspec.to_builtins(r) for r in found], "next_cursor": nxt}
+
+
+@get("/runs/{run_id:str}")
+async def run_detail(state: State, run_id: str) -> dict[str, Any]:
+    """A run's status, result or error, timestamps and state, folded from its log."""
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    st, _ = await load_run(cp.log, wf, run_id)
+    return run_view(st)
+
+
+@get("/runs/{run_id:str}/events")
+async def run_events(
+    state: State, run_id: str, after: Annotated[int, Parameter(ge=0)] = 0
+) -> dict[str, Any]:
+    """Every record of the run after sequence ``after``, in order."""
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    records = await cp.log.read(wf, run_id, after_seq=after)
+    return {"run_id": run_id, "workflow": wf, "records": [record_view(r) for r in records]}
+
+
+@get("/runs/{run_id:str}/stream")
+async def run_stream(
+    state: State,
+    request: Request[Any, Any, Any],
+    run_id: str,
+    after: Annotated[int | None, Parameter(ge=0)] = None,
+) -> ServerSentEvent:
+    """The run's records as Server-Sent Events, pushed as they are committed.
+
+    Each event has ``id:`` = stream sequence, ``event:`` = kind (evt/sys/out) and ``data:`` = the
+    record as in ``/runs/{id}/events``. Reconnect with ``Last-Event-ID`` (or ``?after=``) to
+    resume without loss or repeats. The stream ends after the record that ends the run.
+    """
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    last = after or 0
+    header = request.headers.get("last-event-id")
+    if header:
+        if not header.strip().isdigit():
+            raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail="Last-Event-ID must be a stream sequence")
+        last = max(last, int(header))
+    end = await terminal_seq(cp.log, wf, run_id)
+    return ServerSentEvent(_sse(cp, wf, run_id, last, end))
+
+
+async def _sse(
+    cp: ControlPlane, workflow: str, run_id: str, after: int, end: int | None
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    assert cp.log is not None
+    if end is not None and after >= end:
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+    done = object()
+
+    async def pump() -> None:
+        assert cp.log is not None
+        try:
+            records = cp.log.follow(workflow, run_id, after_seq=after)
+            async with contextlib.aclosing(records):  # type: ignore[type-var]
+                async for raw in records:
+                    await queue.put(raw)
+                    if is_terminal(raw):
+                        break
+        finally:
+            await queue.put(done)
+
+    task = asyncio.create_task(pump(), name=f"jetloom:sse:{run_id}")
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), cp.sse_ping)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            if item is done:
+                return
+            view = record_view(item)
+            yield ServerSentEventMessage(data=orjson.dumps(view).decode(), event=view["kind"], id=item.seq)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED)
+async def send_event(
+    state: State, request: Request[Any, Any, Any], run_id: str
+) -> dict[str, Any]:
+    """Deliver an event to a run from outside (e.g. human input).
+
+    Body: ``{"type": "EventName", "data": {...fields}, "step": "optional target step"}``; the
+    fields are validated against the workflow's schema of that event. An ``Idempotency-Key``
+    header makes a retried request append once.
+    """
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    info = await cp.workflow(wf)
+    body = await _json_body(request, required=True)
+    if not isinstance(body, dict):
+        raise ApiError(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="the body must be a JSON object")
+    event_type = body.get("type")
+    if not isinstance(event_type, str):
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail="'type' (the event's class name) is required",
+            extra={"field": "type"},
+        )
+    accepted = info.accepted_events() - {info.start_event}
+    if event_type not in accepted:
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{wf} has no step that accepts {event_type!r} (accepted: {', '.join(sorted(accepted))})",
+            extra={"field": "type"},
+        )
+    data = body.get("data", {})
+    cp.validate(info, event_type, data)
+    target = body.get("step")
+    if target is not None and target not in {s.name for s in info.steps}:
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{wf} has no step {target!r}",
+            extra={"field": "step"},
+        )
+    if await terminal_seq(cp.log, wf, run_id) is not None:
+        raise ApiError(status_code=HTTP_409_CONFLICT, detail=f"run {run_id} has already ended")
+    key = request.headers.get("idempotency-key")
+    res = await commands.append_event(
+        cp.log,
+        wf,
+        run_id,
+        event_type,
+        commands.event_payload(event_type, data),
+        target=target,
+        idempotency_key=key,
+    )
+    return {"run_id": run_id, "type": event_type, "seq": res.last_seq, "duplicate": res.duplicate}
+
+
+@post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED)
+async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: str) -> dict[str, Any]:
+    """Cancel a run: records ``RunCancelled``; no step of the run starts afterwards."""
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    body = await _json_body(request, required=False)
+    reason = body.get("reason", "") if isinstance(body, dict) else ""
+    if not isinstance(reason, str):
+        raise ApiError(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="'reason' must be a string", extra={"field": "reason"})
+    st, _ = await load_run(cp.log, wf, run_id)
+    if st.terminal:
+        raise ApiError(status_code=HTTP_409_CONFLICT, detail=f"run {run_id} has already ended ({st.status})", extra={"run_status": st.status})
+    await commands.append_cancel(cp.log, wf, run_id, reason)
+    return {"run_id": run_id, "status": "cancelled"}
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"error": exc.detail, "status": exc.status_code}
+    if isinstance(exc.extra, dict):
+        body.update(exc.extra)
+    elif isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        first = exc.extra[0]
+        if isinstance(first, dict):
+            field = first.get("key")
+            body["field"] = field
+            body["error"] = f"{exc.detail}: {field}: {first.get('message')}"
+        body["errors"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    body = {"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500}
+    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(
+    nats_url: str = "nats://127.0.0.1:4222",
+    *,
+    prefix: str = "jetloom",
+    max_body_size: int = DEFAULT_MAX_BODY,
+    wait_timeout: float = DEFAULT_WAIT,
+    sse_ping: float = SSE_PING,
+    debug: bool = False,
+) -> Litestar:
+    """The control plane's ASGI app (serve it with uvicorn).
+
+    Args:
+        nats_url: the NATS server.
+        prefix: subject and bucket prefix (default ``jetloom``).
+        max_body_size: request bodies above this many bytes get 413 (default 1 MiB).
+        wait_timeout: default seconds for ``?wait=true`` (default 30).
+        sse_ping: seconds between keep-alive comments on idle SSE streams (default 15).
+    """
+    cp = ControlPlane(nats_url, prefix=prefix, wait_timeout=wait_timeout, sse_ping=sse_ping)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        await cp.start()
+        app.state.control_plane = cp
+        try:
+            yield
+        finally:
+            await cp.stop()
+
+    return Litestar(
+        route_handlers=[
+            health,
+            services,
+            workflows,
+            workflow_detail,
+            start_run,
+            runs,
+            run_detail,
+            run_events,
+            run_stream,
+            send_event,
+            cancel_run,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        request_max_body_size=max_body_size,
+        openapi_config=OpenAPIConfig(title="jetloom control plane", version=jetloom_version()),
+        debug=debug,
+    )

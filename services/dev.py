@@ -1,0 +1,98 @@
+"""``jetloom dev``: an embedded nats-server, the control plane and the workers, in one process tree.
+
+Reads a deployment file (``services.launcher``; default ``./jetloom.toml``), starts everything,
+prints one line ``jetloom dev ready api=<url> nats=<url> workers=<n>`` and runs until SIGINT or
+SIGTERM, then stops the workers (SIGTERM, in-flight steps get their grace), the control plane and
+the server, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .launcher import Deployment, Launcher, ServiceSpec, load_deployment
+from .natsserver import EmbeddedNats
+
+__all__ = ["DEFAULT_FILE", "run_dev"]
+
+DEFAULT_FILE = Path("jetloom.toml")
+
+err = Console(stderr=True)
+
+
+def _deployment(path: Path | None, workflows: list[str]) -> Deployment:
+    if path is None and DEFAULT_FILE.exists():
+        path = DEFAULT_FILE
+    if path is not None:
+        dep = load_deployment(path)
+    elif workflows:
+        dep = Deployment(root=str(Path.cwd()))
+    else:
+        raise FileNotFoundError(
+            f"no deployment file: pass one, create {DEFAULT_FILE}, or name workflows with --workflow"
+        )
+    for target in workflows:
+        name = target.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        dep.services.append(ServiceSpec(name=name, workflow=target))
+    return dep
+
+
+async def run_dev(
+    path: Path | None,
+    *,
+    workflows: list[str],
+    port: int | None = None,
+    nats_port: int | None = None,
+    store_dir: Path | None = None,
+    verbose: bool = False,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run a deployment with an embedded server until ``stop`` is set or a signal arrives.
+
+    Raises:
+        FileNotFoundError / ValueError: no usable deployment file (the message says why).
+        RuntimeError: a process failed to start (its output is in the message).
+    """
+    dep = _deployment(path, workflows)
+    if port is not None:
+        dep.control_plane.port = port
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    server: EmbeddedNats | None = None
+    nats_url = dep.nats.url
+    if nats_url is None:
+        server = EmbeddedNats(
+            port=dep.nats.port if nats_port is None else nats_port,
+            store_dir=store_dir or Path(dep.root or ".") / dep.nats.store_dir,
+        )
+        await server.astart()
+        nats_url = server.url
+
+    def show(pid: int, line: str) -> None:
+        if verbose:
+            err.print(f"[dim]worker {pid}:[/] {line}", markup=True, highlight=False)
+
+    launcher = Launcher(nats_url, cwd=dep.root, on_line=show)
+    try:
+        cp = await launcher.launch(dep)
+        api = cp.url if cp is not None else "-"
+        for s in dep.services:
+            err.print(f"service [bold]{s.name}[/]: {s.workflow} x{s.replicas}", highlight=False)
+        print(f"jetloom dev ready api={api} nats={nats_url} workers={len(launcher.workers)}", flush=True)
+        await stop.wait()
+    finally:
+        err.print("stopping workers, control plane and nats-server ...")
+        await launcher.stop()
+        if server is not None:
+            await server.astop()
+        sys.stdout.flush()
