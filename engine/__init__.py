@@ -12,7 +12,7 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
-from .events import Event, StartEvent, StopEvent
+from .events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from .fold import RunState, fold
 from .handler import WorkflowHandler
 from .log import EventLog, MemoryLog
@@ -23,6 +23,8 @@ __all__ = [
     "Event",
     "EventDecodeError",
     "EventLog",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
     "JetloomError",
     "MemoryLog",
     "RunNotFoundError",

@@ -109,6 +109,17 @@ class StopEvent(Event):
     result: Any = None
 
 
+class HumanResponseEvent(Event):
+    """Base of events that come from outside the workflow (a person, another system), sent with
+    ``POST /runs/{id}/events`` or ``RunHandle.send_event``. A step may accept a subclass that no
+    step produces (as in llama-index-workflows, whose ``HumanResponseEvent`` this mirrors)."""
+
+
+class InputRequiredEvent(Event):
+    """Base of events a step writes to the stream to ask for outside input (llama-index-workflows'
+    ``InputRequiredEvent``)."""
+
+
 def event_name(cls: type[Event]) -> str:
     """The name an event type has in subjects, headers and payloads: its class name."""
     return cls.__name__

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from .errors import WorkflowValidationError
-from .events import Event, StartEvent, StopEvent, event_name
+from .events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
 from .records import check_token
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                     step=s.name,
                 )
         for t in s.accepts:
-            if not issubclass(t, StartEvent) and t not in produced:
+            if not issubclass(t, StartEvent | HumanResponseEvent) and t not in produced:
                 raise WorkflowValidationError(
                     f"step {s.name!r} accepts {event_name(t)} but no step produces it, "
                     "so the step can never run",

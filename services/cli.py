@@ -98,7 +98,13 @@ def control_plane(
 
     _setup_logging(verbose)
     app_ = create_app(nats_url, prefix=prefix, max_body_size=max_body_size)
-    config = uvicorn.Config(app_, host=host, port=port, log_level="debug" if verbose else "info")
+    config = uvicorn.Config(
+        app_,
+        host=host,
+        port=port,
+        log_level="debug" if verbose else "info",
+        timeout_graceful_shutdown=10,  # then open SSE streams are cut; clients resume elsewhere
+    )
     _run(uvicorn.Server(config).serve())
 
 

@@ -42,7 +42,7 @@ def _client(url: str) -> Iterator[SyncClient]:
             yield client
     except ApiError as exc:
         field = exc.body.get("field")
-        where = f" (field {field!r})" if field else ""
+        where = f" (field {field!r})" if field and repr(field) not in exc.reason else ""
         err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]")
         raise typer.Exit(1) from None
     except httpx.TransportError as exc:
@@ -89,7 +89,7 @@ def _follow(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
             task = progress.add_task(f"run {handle.run_id}", total=None)
             steps = 0
             for record in handle.records(after=after):
-                out.print(_summary(record), markup=False)
+                sys.stdout.write(_summary(record) + "\n")  # shown above the live progress line
                 if record["kind"] == "sys" and record["type"] in ("StepCompleted", "StepFailed"):
                     steps += 1
                 progress.update(task, description=f"run {handle.run_id}: {steps} steps")
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
             _print_json(records)
             return
         for record in records:
-            out.print(_summary(record), markup=False)
+            sys.stdout.write(_summary(record) + "\n")
 
     @app.command()
     def send(

@@ -34,7 +34,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from engine.errors import (
@@ -294,7 +294,7 @@ class RunHandle:
             resp: httpx.Response | None = None
             retrying = AsyncRetrying(
                 retry=retry_if_exception_type(httpx.TransportError),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                wait=wait_random_exponential(multiplier=0.05, max=2.0),  # full jitter
                 stop=stop_after_delay(RECONNECT_FOR),
                 reraise=True,
             )

@@ -33,7 +33,7 @@ import signal
 import sys
 import tomllib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,21 +232,50 @@ class WorkerProcess:
         return self.proc.returncode if self.proc.returncode is not None else -1
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: whoever embeds it owns SIGINT/SIGTERM (uvicorn
+    would otherwise take them over and re-raise them after its own shutdown)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class ControlPlaneServer:
     """The control plane served by uvicorn inside this event loop.
+
+    Args:
+        nats_url / host / port: where it connects and listens (port 0 = any free port).
+        shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
+        **app_options: passed to ``create_app``.
 
     Attributes:
         url: ``http://host:port`` once started (the real port when 0 was asked for).
     """
 
     def __init__(
-        self, nats_url: str, *, host: str = "127.0.0.1", port: int = 8000, **app_options: Any
+        self,
+        nats_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        shutdown_grace: float = 5.0,
+        **app_options: Any,
     ) -> None:
         from .control.app import create_app
 
         self.app = create_app(nats_url, **app_options)
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on")
+        self.server = _EmbeddedUvicorn(
+            uvicorn.Config(
+                self.app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="on",
+                # open SSE streams would hold shutdown forever; they are cut after this many
+                # seconds and clients resume elsewhere with Last-Event-ID
+                timeout_graceful_shutdown=shutdown_grace,
+            )
         )
         self.host = host
         self.url = ""
@@ -258,7 +287,6 @@ class ControlPlaneServer:
         Raises:
             RuntimeError: uvicorn exited during startup (e.g. the port is taken, NATS unreachable).
         """
-        self.server.config.install_signal_handlers = False  # the caller owns the signals
         self._task = asyncio.create_task(self.server.serve(), name="jetloom:control-plane")
         async with asyncio.timeout(timeout):
             while not self.server.started:

@@ -496,11 +496,14 @@ class EmbeddedNats:
             self._log_offset = log.tell()
             log.write(f"### jetloom: starting {' '.join(cmd)}\n".encode())
             log.flush()
+            # A session of its own: a Ctrl-C at the terminal (SIGINT to the whole foreground
+            # process group) must not stop the server before the processes that use it.
             self._proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def _read_ports_file(self) -> int | None:

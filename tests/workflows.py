@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine import Context, Event, StartEvent, StopEvent, Workflow, step
+from engine import Context, Event, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
 
 
 class Parsed(Event):
@@ -72,3 +72,52 @@ class FanInOut(Workflow):
         if got is None:
             return None
         return StopEvent(result=sorted(s.square for s in got))
+
+
+class TickStart(StartEvent):
+    n: int
+    interval: float = 0.05
+
+
+class Tick(Event):
+    i: int
+    n: int
+    interval: float
+
+
+class Ticked(Event):
+    i: int
+
+
+class Ticker(Workflow):
+    """n ticks, one step each, ``interval`` seconds apart; each writes ``Ticked(i)`` to the stream.
+    Its records are spread over time, for streaming tests."""
+
+    @step
+    async def begin(self, ev: TickStart) -> Tick:
+        return Tick(i=0, n=ev.n, interval=ev.interval)
+
+    @step
+    async def tick(self, ctx: Context, ev: Tick) -> Tick | StopEvent:
+        ctx.write_event_to_stream(Ticked(i=ev.i))
+        await asyncio.sleep(ev.interval)
+        if ev.i + 1 >= ev.n:
+            return StopEvent(result=ev.n)
+        return Tick(i=ev.i + 1, n=ev.n, interval=ev.interval)
+
+
+class Approval(HumanResponseEvent):
+    approved: bool
+    by: str = ""
+
+
+class Gate(Workflow):
+    """Waits for an ``Approval`` sent from outside, then ends with it."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> None:
+        await ctx.store.set("asked", True)
+
+    @step
+    async def decide(self, ev: Approval) -> StopEvent:
+        return StopEvent(result={"approved": ev.approved, "by": ev.by})

@@ -34,7 +34,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -154,7 +154,11 @@ class ControlPlane:
         validator = self._validators.get(key)
         if validator is None:
             validator = self._validators[key] = Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
+        # errors about fields that were given come before missing ones
+        errors = sorted(
+            validator.iter_errors(fields),
+            key=lambda e: (not e.absolute_path, [str(p) for p in e.absolute_path]),
+        )
         if not errors:
             return
         listed = []
@@ -222,7 +226,7 @@ async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
 # ---- handlers ---------------------------------------------------------------------------------
 
 
-@get("/health", sync_to_thread=False)
+@get("/health")
 async def health(state: State) -> Response[dict[str, Any]]:
     """Liveness and NATS connectivity."""
     cp = _cp(state)
@@ -257,7 +261,7 @@ async def workflows(state: State) -> list[dict[str, Any]]:
 
 
 @get("/workflows/{name:str}")
-async def workflow_detail(state: State, name: str) -> dict[str, Any]:
+async def workflow_detail(state: State, name: FromPath[str]) -> dict[str, Any]:
     """A workflow's steps, events (JSON schemas), graph and start event."""
     cp = _cp(state)
     assert cp.view is not None
@@ -268,10 +272,10 @@ async def workflow_detail(state: State, name: str) -> dict[str, Any]:
 async def start_run(
     state: State,
     request: Request[Any, Any, Any],
-    name: str,
-    wait: bool = False,
-    timeout: Annotated[float | None, Parameter(gt=0, le=86_400)] = None,
-    run_id: str | None = None,
+    name: FromPath[str],
+    wait: FromQuery[bool] = False,
+    timeout: Annotated[float | None, QueryParameter(gt=0, le=86_400)] = None,
+    run_id: FromQuery[str | None] = None,
 ) -> Response[dict[str, Any]]:
     """Start a run; the body holds the start event's fields.
 
@@ -317,10 +321,10 @@ async def start_run(
 @get("/runs")
 async def runs(
     state: State,
-    workflow: str | None = None,
-    status: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-    cursor: Annotated[int, Parameter(ge=0)] = 0,
+    workflow: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+    cursor: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Runs in the order they started; ``next_cursor`` fetches the next page."""
     cp = _cp(state)
@@ -338,7 +342,7 @@ async def runs(
 
 
 @get("/runs/{run_id:str}")
-async def run_detail(state: State, run_id: str) -> dict[str, Any]:
+async def run_detail(state: State, run_id: FromPath[str]) -> dict[str, Any]:
     """A run's status, result or error, timestamps and state, folded from its log."""
     cp = _cp(state)
     assert cp.log is not None
@@ -349,7 +353,7 @@ async def run_detail(state: State, run_id: str) -> dict[str, Any]:
 
 @get("/runs/{run_id:str}/events")
 async def run_events(
-    state: State, run_id: str, after: Annotated[int, Parameter(ge=0)] = 0
+    state: State, run_id: FromPath[str], after: Annotated[int, QueryParameter(ge=0)] = 0
 ) -> dict[str, Any]:
     """Every record of the run after sequence ``after``, in order."""
     cp = _cp(state)
@@ -363,8 +367,8 @@ async def run_events(
 async def run_stream(
     state: State,
     request: Request[Any, Any, Any],
-    run_id: str,
-    after: Annotated[int | None, Parameter(ge=0)] = None,
+    run_id: FromPath[str],
+    after: Annotated[int | None, QueryParameter(ge=0)] = None,
 ) -> ServerSentEvent:
     """The run's records as Server-Sent Events, pushed as they are committed.
 
@@ -426,7 +430,7 @@ async def _sse(
 
 @post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED)
 async def send_event(
-    state: State, request: Request[Any, Any, Any], run_id: str
+    state: State, request: Request[Any, Any, Any], run_id: FromPath[str]
 ) -> dict[str, Any]:
     """Deliver an event to a run from outside (e.g. human input).
 
@@ -480,7 +484,7 @@ async def send_event(
 
 
 @post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED)
-async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: str) -> dict[str, Any]:
+async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: FromPath[str]) -> dict[str, Any]:
     """Cancel a run: records ``RunCancelled``; no step of the run starts afterwards."""
     cp = _cp(state)
     assert cp.log is not None

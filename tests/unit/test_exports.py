@@ -10,6 +10,8 @@ def test_engine_exports() -> None:
             "Event",
             "EventDecodeError",
             "EventLog",
+            "HumanResponseEvent",
+            "InputRequiredEvent",
             "JetloomError",
             "MemoryLog",
             "RunNotFoundError",

@@ -1,0 +1,412 @@
+"""The control plane, the registry and the SDK against a real nats-server, real uvicorn and real
+worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import orjson
+import pytest
+
+from engine import StopEvent, WorkflowCancelledError
+from services.client import ApiError, Client, RunNotFound, SyncClient
+from services.launcher import ControlPlaneServer, WorkerProcess
+from services.registry import Registry
+from tests.workflows import Approval, Ticked, Ticker
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN = "tests.workflows:Chain3"
+TICKER = "tests.workflows:Ticker"
+GATE = "tests.workflows:Gate"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s: {what}")
+
+
+@pytest.fixture
+async def api(nats_url: str) -> AsyncIterator[str]:
+    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=1.0)
+    await cp.start()
+    try:
+        yield cp.url
+    finally:
+        await cp.stop()
+
+
+@pytest.fixture
+async def client(api: str) -> AsyncIterator[Client]:
+    async with Client(api) as c:
+        yield c
+
+
+@pytest.fixture
+async def start_worker(nats_url: str) -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
+    """``await start_worker(target, *args)``: a ready worker process; all are killed at the end."""
+    started: list[WorkerProcess] = []
+
+    async def start(target: str, *args: str) -> WorkerProcess:
+        w = await WorkerProcess.start(target, nats_url, args=args, cwd=ROOT)
+        started.append(w)
+        await w.wait_ready()
+        return w
+
+    yield start
+    for w in started:
+        w.kill()
+        await w.stop(timeout=5)
+
+
+async def served(client: Client, workflow: str, instances: int = 1) -> None:
+    """Wait until the control plane's registry view shows ``instances`` live processes."""
+
+    async def check() -> bool:
+        return any(
+            w["name"] == workflow and w["instances"] == instances for w in await client.workflows()
+        )
+
+    await eventually(check, what=f"{workflow} served by {instances}")
+
+
+# ---- registry -------------------------------------------------------------------------------------
+
+
+async def test_registry_entries_appear_heartbeat_and_expire_after_kill(
+    nats_url: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    w = await start_worker(CHAIN, "--registry-ttl", "2", "--service", "chains")
+    await served(client, "Chain3")
+    (entry,) = [e for e in await client.services() if e["pid"] == w.pid]
+    assert entry["service"] == "chains"
+    assert entry["ttl"] == 2.0
+    assert [wf["name"] for wf in entry["workflows"]] == ["Chain3"]
+    assert [s["name"] for s in entry["workflows"][0]["steps"]] == ["parse", "count", "finish"]
+
+    async def refreshed() -> bool:
+        now = [e for e in await client.services() if e["pid"] == w.pid]
+        return bool(now) and now[0]["heartbeat_at"] > entry["heartbeat_at"]
+
+    await eventually(refreshed, timeout=5, what="a heartbeat refreshes the entry")
+
+    nc = await nats.connect(nats_url)
+    try:
+        reg = await Registry.open(nc)
+        assert [e.pid for e in await reg.services()] == [w.pid]
+        killed_at = time.monotonic()
+        w.kill()
+
+        async def expired() -> bool:
+            return not await reg.services() and not await client.services()
+
+        await eventually(expired, timeout=10, what="the killed worker's entry expires")
+        assert time.monotonic() - killed_at < 2 + 3  # the TTL, plus the server's expiry tick
+        # the catalog outlives the processes: the workflow is still known, with no instance
+        (wf,) = [x for x in await client.workflows() if x["name"] == "Chain3"]
+        assert wf["instances"] == 0
+    finally:
+        await nc.close()
+
+
+async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_comes(
+    client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    w = await start_worker(CHAIN)
+    await served(client, "Chain3")
+    assert await w.stop() == 0
+    await served(client, "Chain3", instances=0)  # at once, not after the TTL
+
+    handle = await client.start("Chain3", text="queued run here")
+    assert handle.queued
+    assert (await handle.status())["status"] == "running"
+    await start_worker(CHAIN)
+    assert await asyncio.wait_for(handle.result(), 30) == {"n": 3, "source": "queued run here"}
+
+
+# ---- endpoints --------------------------------------------------------------------------------------
+
+
+async def test_every_endpoint(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(CHAIN)
+    await start_worker(TICKER)
+    await served(client, "Chain3")
+    await served(client, "Ticker")
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        health = (await http.get("/health")).json()
+        assert health["status"] == "ok" and health["nats"] is True
+
+        assert (await http.get("/schema/openapi.json")).json()["info"]["title"] == "jetloom control plane"
+
+        detail = (await http.get("/workflows/Ticker")).json()
+        assert detail["start_event"] == "TickStart"
+        assert detail["events"]["TickStart"]["required"] == ["n"]
+        assert {(e["source"], e["target"]) for e in detail["graph"]} == {
+            ("_start", "begin"),
+            ("begin", "tick"),
+            ("tick", "tick"),
+            ("tick", "_stop"),
+        }
+
+        done = await http.post("/workflows/Chain3/runs", params={"wait": "true"}, json={"text": "a b c"})
+        assert done.status_code == 200
+        body = done.json()
+        assert body["status"] == "completed"
+        assert body["result"] == {"n": 3, "source": "a b c"}
+        assert body["state"] == {"source": "a b c"}
+        rid = body["run_id"]
+
+        started = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+        assert started.status_code == 201
+        assert started.headers["location"] == "/runs/my-run-1"
+        again = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+        assert again.status_code == 200 and again.json()["created"] is False  # idempotent start
+        assert await client.handle("my-run-1").result() == {"n": 1, "source": "x"}
+
+        view = (await http.get(f"/runs/{rid}")).json()
+        assert view["status"] == "completed" and view["steps_completed"] == 3
+        assert view["started_at"] <= view["ended_at"]
+
+        records = (await http.get(f"/runs/{rid}/events")).json()["records"]
+        kinds = [(r["kind"], r["type"]) for r in records]
+        assert kinds[:2] == [("sys", "RunStarted"), ("evt", "StartEvent")]
+        assert kinds[-1] == ("sys", "RunCompleted")
+        assert kinds.count(("sys", "StepCompleted")) == 3
+        assert kinds.count(("out", "Progress")) == 2
+        assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+        tail = (await http.get(f"/runs/{rid}/events", params={"after": records[-3]["seq"]})).json()
+        assert [r["seq"] for r in tail["records"]] == [r["seq"] for r in records[-2:]]
+
+        async with http.stream("GET", f"/runs/{rid}/stream") as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            text = (await resp.aread()).decode()
+        ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+        assert ids == [r["seq"] for r in records]  # one SSE event per record; ends with the run
+
+        listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()
+        assert {r["run_id"] for r in listed["runs"]} == {rid, "my-run-1"}
+        assert listed["next_cursor"] is None
+        completed = (await http.get("/runs", params={"status": "completed"})).json()["runs"]
+        assert {r["run_id"] for r in completed} == {rid, "my-run-1"}
+        assert (await http.get("/runs", params={"status": "failed"})).json()["runs"] == []
+
+        ticking = await client.start(Ticker, n=200, interval=0.05)
+        running = (await http.get("/runs", params={"status": "running"})).json()["runs"]
+        assert [r["run_id"] for r in running] == [ticking.run_id]
+        cancelled = await http.post(f"/runs/{ticking.run_id}/cancel", json={"reason": "test"})
+        assert cancelled.status_code == 202
+        with pytest.raises(WorkflowCancelledError):
+            await asyncio.wait_for(ticking.result(), 30)
+        again = await http.post(f"/runs/{ticking.run_id}/cancel")
+        assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
+
+
+async def test_runs_are_paginated_with_a_cursor(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(CHAIN)
+    ids = [(await client.start("Chain3", text=f"r{i}")).run_id for i in range(7)]
+    seen: list[str] = []
+    cursor: int | None = 0
+    pages = 0
+    while cursor is not None:
+        page, cursor = await client.runs(workflow="Chain3", limit=3, cursor=cursor)
+        seen += [r["run_id"] for r in page]
+        pages += 1
+    assert seen == ids
+    assert pages == 3
+    assert [r["run_id"] async for r in client.iter_runs(page=2)] == ids
+
+
+async def test_send_event_from_outside_completes_a_waiting_run(
+    client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(GATE)
+    handle = await client.start("Gate")
+
+    async def asked() -> bool:
+        return (await handle.status())["state"].get("asked") is True
+
+    await eventually(asked, what="the ask step ran")
+    sent = await handle.send_event(Approval(approved=True, by="ana"), idempotency_key="k1")
+    assert sent["duplicate"] is False
+    assert await asyncio.wait_for(handle.result(), 30) == {"approved": True, "by": "ana"}
+    with pytest.raises(ApiError) as ended:
+        await handle.send_event(type="Approval", data={"approved": False})
+    assert ended.value.status == 409
+
+
+# ---- replicas and streaming ---------------------------------------------------------------------------
+
+
+async def test_two_replicas_start_on_one_stream_and_read_from_the_other(
+    nats_url: str, api: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    other = ControlPlaneServer(nats_url, port=0, shutdown_grace=1.0)
+    await other.start()
+    try:
+        await start_worker(TICKER)
+        async with Client(api) as a, Client(other.url) as b:
+            started = await a.start(Ticker, n=5, interval=0.02)
+            streamed = [ev async for ev in b.handle(started.run_id).stream()]
+            assert streamed[:-1] == [Ticked(i=i) for i in range(5)]  # typed: Ticker is imported
+            assert streamed[-1] == StopEvent(result=5)
+            assert (await b.handle(started.run_id).status())["status"] == "completed"
+            assert (await a.handle(started.run_id).status()) == (await b.handle(started.run_id).status())
+            assert [r["run_id"] for r in (await b.runs())[0]] == [started.run_id]
+    finally:
+        await other.stop()
+
+
+async def test_sse_reconnect_with_last_event_id_gets_every_record_once(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(TICKER)
+    handle = await client.start(Ticker, n=30, interval=0.03)
+    got: list[int] = []
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        last = None
+        for _ in range(100):  # reconnect after every 7 events until the run's end
+            headers = {"Last-Event-ID": str(last)} if last else {}
+            ended = False
+            async with http.stream("GET", f"/runs/{handle.run_id}/stream", headers=headers) as resp:
+                assert resp.status_code == 200
+                n = 0
+                async for line in resp.aiter_lines():
+                    if line.startswith("data: "):
+                        record = orjson.loads(line[6:])
+                        got.append(record["seq"])
+                        last = record["seq"]
+                        n += 1
+                        if record["type"] == "RunCompleted":
+                            ended = True
+                        if n == 7:
+                            break  # drop the connection mid-run
+                else:
+                    ended = True
+            if ended:
+                break
+    records = await handle.events()
+    assert got == [r["seq"] for r in records]
+    assert len(got) == len(set(got))
+    assert records[-1]["type"] == "RunCompleted"
+
+
+async def test_sdk_stream_resumes_across_a_control_plane_restart(
+    nats_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=0.2)
+    url = await cp.start()
+    port = int(url.rsplit(":", 1)[1])
+    await start_worker(TICKER)
+    async with Client(url) as c:
+        handle = await c.start(Ticker, n=40, interval=0.03)
+        seen: list[dict[str, Any]] = []
+        restarted = False
+        async for record in handle.records():
+            seen.append(record)
+            if len(seen) == 10 and not restarted:
+                await cp.stop()  # the stream is cut; the SDK reconnects with Last-Event-ID
+                cp = ControlPlaneServer(nats_url, port=port, shutdown_grace=0.2)
+                await cp.start()
+                restarted = True
+        assert restarted
+        assert [r["seq"] for r in seen] == [r["seq"] for r in await handle.events()]
+        assert seen[-1]["type"] == "RunCompleted"
+    await cp.stop()
+
+
+# ---- load -------------------------------------------------------------------------------------------
+
+
+async def test_100_concurrent_runs_through_the_sdk(
+    client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(CHAIN)
+    await start_worker(CHAIN)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(client.run("Chain3", text=f"run {i} " + "w " * (i % 5)) for i in range(100))),
+        120,
+    )
+    assert results == [{"n": 2 + i % 5, "source": f"run {i} " + "w " * (i % 5)} for i in range(100)]
+    completed = [r async for r in client.iter_runs(status="completed")]
+    assert len(completed) == 100
+
+
+async def test_sync_client_twin(api: str, start_worker: Callable[..., Awaitable[WorkerProcess]]) -> None:
+    await start_worker(TICKER)
+
+    def scripted() -> tuple[Any, list[Any], str]:
+        with SyncClient(api) as c:
+            result = c.run("Ticker", n=2, interval=0.01)
+            handle = c.start(Ticker, n=3, interval=0.01)
+            streamed = list(handle.stream())
+            return result, streamed, c.handle(handle.run_id).status()["status"]
+
+    result, streamed, status = await asyncio.to_thread(scripted)
+    assert result == 2
+    assert streamed == [Ticked(i=0), Ticked(i=1), Ticked(i=2), StopEvent(result=3)]
+    assert status == "completed"
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+
+
+async def test_bad_input_gets_a_json_4xx_never_a_500(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(TICKER)
+    await served(client, "Ticker")
+    done = await client.start(Ticker, n=1, interval=0)
+    await done.result()
+    cases: list[tuple[str, str, dict[str, Any], int, str | None]] = [
+        ("GET", "/workflows/Nope", {}, 404, None),
+        ("POST", "/workflows/Nope/runs", {"json": {}}, 404, None),
+        ("GET", "/runs/nope", {}, 404, None),
+        ("GET", "/runs/nope/events", {}, 404, None),
+        ("GET", "/runs/nope/stream", {}, 404, None),
+        ("POST", "/runs/nope/events", {"json": {"type": "Tick", "data": {}}}, 404, None),
+        ("POST", "/runs/nope/cancel", {}, 404, None),
+        ("GET", "/runs/bad.id", {}, 400, None),
+        ("POST", "/workflows/Ticker/runs", {"json": {}}, 422, "n"),
+        ("POST", "/workflows/Ticker/runs", {"json": {"n": "three"}}, 422, "n"),
+        ("POST", "/workflows/Ticker/runs", {"json": {"n": 1, "interval": [1]}}, 422, "interval"),
+        ("POST", "/workflows/Ticker/runs", {"json": [1, 2]}, 422, None),
+        ("POST", "/workflows/Ticker/runs", {"content": b"{not json"}, 400, None),
+        ("POST", "/workflows/Ticker/runs", {"content": b"{" + b" " * (2 << 20) + b"}"}, 413, None),
+        ("POST", "/workflows/Ticker/runs?run_id=a.b", {"json": {"n": 1}}, 400, None),
+        ("POST", f"/runs/{done.run_id}/events", {"json": {"data": {}}}, 422, "type"),
+        ("POST", f"/runs/{done.run_id}/events", {"json": {"type": "Nope"}}, 422, "type"),
+        ("POST", f"/runs/{done.run_id}/events", {"json": {"type": "Tick", "data": {"i": "x"}}}, 422, "i"),
+        ("POST", f"/runs/{done.run_id}/events", {"json": {"type": "Tick", "data": {"i": 1, "n": 1, "interval": 0}, "step": "zzz"}}, 422, "step"),
+        ("POST", f"/runs/{done.run_id}/events", {"json": {"type": "Tick", "data": {"i": 1, "n": 1, "interval": 0}}}, 409, None),
+        ("POST", f"/runs/{done.run_id}/events", {"content": b""}, 400, None),
+        ("POST", f"/runs/{done.run_id}/cancel", {}, 409, None),
+        ("GET", "/runs?limit=0", {}, 400, "limit"),
+        ("GET", "/runs?limit=abc", {}, 400, "limit"),
+        ("GET", "/runs?status=bogus", {}, 400, "status"),
+        ("GET", f"/runs/{done.run_id}/stream", {"headers": {"Last-Event-ID": "x"}}, 400, None),
+    ]
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        for method, path, kwargs, status, field in cases:
+            resp = await http.request(method, path, **kwargs)
+            assert resp.status_code == status, (method, path, resp.status_code, resp.text)
+            body = resp.json()
+            assert body["status"] == status and isinstance(body["error"], str) and body["error"]
+            if field is not None:
+                assert body.get("field") == field, (path, body)
+        missing = (await http.post("/workflows/Ticker/runs", json={})).json()
+        assert "'n' is a required property" in missing["error"]
+    with pytest.raises(RunNotFound):
+        await client.handle("nope").status()
