@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from services.client import Client
+from services.launcher import ControlPlaneServer
+from services.launcher import WorkerProcess as AsyncWorkerProcess
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import WorkerProcess
 
@@ -52,3 +56,45 @@ def workers() -> Iterator[Callable[..., WorkerProcess]]:
     for w in started:
         if w.proc.poll() is None:
             w.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# Control plane (services/control) on real uvicorn, and async worker processes
+# --------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def api(nats_url: str) -> AsyncIterator[str]:
+    """The URL of a control plane served by uvicorn in the test's event loop (a free port)."""
+    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=1.0)
+    await cp.start()
+    try:
+        yield cp.url
+    finally:
+        await cp.stop()
+
+
+@pytest.fixture
+async def client(api: str) -> AsyncIterator[Client]:
+    """An SDK ``Client`` of the ``api`` control plane."""
+    async with Client(api) as c:
+        yield c
+
+
+@pytest.fixture
+async def start_worker(nats_url: str) -> AsyncIterator[Callable[..., Awaitable[AsyncWorkerProcess]]]:
+    """``await start_worker(target, *args)``: a ready worker process; all are killed at the end."""
+    started: list[AsyncWorkerProcess] = []
+
+    async def start(target: str, *args: str) -> AsyncWorkerProcess:
+        w = await AsyncWorkerProcess.start(target, nats_url, args=args, cwd=ROOT)
+        started.append(w)
+        await w.wait_ready()
+        return w
+
+    yield start
+    for w in started:
+        w.kill()
+        await w.stop(timeout=5)

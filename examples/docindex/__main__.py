@@ -22,7 +22,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 
 from rich.console import Console
@@ -37,6 +36,7 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBar
 from rich.text import Text
 
+from services.launcher import WorkerProcess
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 
@@ -45,82 +45,11 @@ from .workflow import DocIndex, Progress, default_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET = "examples.docindex.workflow:DocIndex"
-READY_PREFIX = "jetloom worker ready"
 READY_TIMEOUT = 60.0  # seconds a worker may take to start consuming
-STOP_TIMEOUT = 20.0  # seconds a worker may take to exit after SIGTERM (its grace is 10 s)
 MARK = ("\x01", "\x02")  # snippet markers, turned into highlighting
 
 err = Console(stderr=True)
 out = Console(highlight=False)
-
-
-class WorkerProcess:
-    """A ``jetloom worker`` child process whose output is drained into a tail buffer."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, verbose: bool) -> None:
-        self.proc = proc
-        self.verbose = verbose
-        self.tail: deque[str] = deque(maxlen=40)
-        self.ready = asyncio.get_running_loop().create_future()
-        self._drain = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, nats_url: str, *, verbose: bool = False) -> WorkerProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "worker",
-            TARGET,
-            "--nats",
-            nats_url,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        return cls(proc, verbose)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            text = line.decode(errors="replace").rstrip()
-            self.tail.append(text)
-            if self.verbose:
-                err.print(f"[dim]worker {self.proc.pid}:[/] {text}", markup=True, highlight=False)
-            if text.startswith(READY_PREFIX) and not self.ready.done():
-                self.ready.set_result(text)
-        if not self.ready.done():
-            self.ready.set_exception(
-                RuntimeError(f"worker {self.proc.pid} exited before it was ready:\n{self.output()}")
-            )
-
-    def output(self) -> str:
-        return "\n".join(self.tail)
-
-    async def stop(self) -> None:
-        """SIGTERM, wait for a graceful exit, then SIGKILL."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self.proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await self._drain
-        if not self.ready.done():
-            self.ready.cancel()
-        elif not self.ready.cancelled():
-            self.ready.exception()  # mark retrieved
 
 
 async def _all_exited(workers: list[WorkerProcess]) -> None:
@@ -204,12 +133,19 @@ async def run_demo(args: argparse.Namespace) -> dict[str, float | int]:
     tmp = Path(tempfile.mkdtemp(prefix="jetloom-docindex-"))
     db = args.db or str(tmp / "docindex.db")
     workers: list[WorkerProcess] = []
+
+    def echo(pid: int, line: str) -> None:
+        if args.verbose:
+            err.print(f"[dim]worker {pid}:[/] {line}", markup=True, highlight=False)
+
     server = EmbeddedNats(port=0, store_dir=tmp / "nats")
     try:
         await server.astart()
         err.print(f"nats-server at {server.url}; indexing {root} into {db}", highlight=False)
         for _ in range(args.workers):
-            workers.append(await WorkerProcess.start(server.url, verbose=args.verbose))
+            workers.append(
+                await WorkerProcess.start(TARGET, server.url, cwd=REPO_ROOT, on_line=echo)
+            )
         async with asyncio.timeout(READY_TIMEOUT):
             ready = await asyncio.gather(*(w.ready for w in workers))
         for line in ready:

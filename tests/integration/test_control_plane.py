@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +33,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s: {what}")
-
-
-@pytest.fixture
-async def api(nats_url: str) -> AsyncIterator[str]:
-    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=1.0)
-    await cp.start()
-    try:
-        yield cp.url
-    finally:
-        await cp.stop()
-
-
-@pytest.fixture
-async def client(api: str) -> AsyncIterator[Client]:
-    async with Client(api) as c:
-        yield c
-
-
-@pytest.fixture
-async def start_worker(nats_url: str) -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
-    """``await start_worker(target, *args)``: a ready worker process; all are killed at the end."""
-    started: list[WorkerProcess] = []
-
-    async def start(target: str, *args: str) -> WorkerProcess:
-        w = await WorkerProcess.start(target, nats_url, args=args, cwd=ROOT)
-        started.append(w)
-        await w.wait_ready()
-        return w
-
-    yield start
-    for w in started:
-        w.kill()
-        await w.stop(timeout=5)
 
 
 async def served(client: Client, workflow: str, instances: int = 1) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import sqlite3
 import sys
 from collections import Counter
@@ -395,3 +396,48 @@ async def test_distributed_two_workers(
         outs = await stop_workers(procs)
     handled = sum(int(n) for out in outs for n in re.findall(r"handled=(\d+)", out))
     assert handled >= 2 * (1 + 2 * result["files"])
+
+
+# ---- through `jetloom dev` and the SDK ----------------------------------------------------------
+
+
+async def test_through_jetloom_dev_and_the_sdk(corpus: Path, tmp_path: Path) -> None:
+    """`jetloom dev examples/docindex/jetloom.toml` brings up NATS, the control plane and two
+    workers; the SDK runs the job over HTTP; Ctrl-C (SIGINT) stops everything cleanly."""
+    from services.client import Client
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "dev", "examples/docindex/jetloom.toml",
+        "--port", "0", "--nats-port", "0", "--store-dir", str(tmp_path / "nats"),
+        cwd=REPO_ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(READY_TIMEOUT):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("jetloom dev ready"), line
+        fields = dict(part.split("=", 1) for part in line.split()[3:])
+        assert fields["workers"] == "2"
+        db = tmp_path / "index.db"
+        async with Client(fields["api"]) as client:
+            pids = {e["pid"] for e in await client.services()}
+            assert len(pids) == 2
+            handle = await client.start("DocIndex", root=str(corpus), db=str(db))
+            events = [ev async for ev in handle.stream()]
+            result = await handle.result()
+        check_index(corpus, db, result)
+        check_progress(corpus, [e for e in events if isinstance(e, Progress)], result["files"])
+
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        for pid in pids:  # the workers are gone too
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
