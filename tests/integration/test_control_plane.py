@@ -18,21 +18,13 @@ from engine import StopEvent, WorkflowCancelledError
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
 from services.registry import Registry
+from tests.integration.procs import eventually
 from tests.workflows import Approval, Ticked, Ticker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = "tests.workflows:Chain3"
 TICKER = "tests.workflows:Ticker"
 GATE = "tests.workflows:Gate"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s: {what}")
 
 
 async def served(client: Client, workflow: str, instances: int = 1) -> None:
