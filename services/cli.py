@@ -92,20 +92,32 @@ def control_plane(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer)."""
-    import uvicorn
-
-    from .control.app import create_app
+    from .launcher import ControlPlaneServer
 
     _setup_logging(verbose)
-    app_ = create_app(nats_url, prefix=prefix, max_body_size=max_body_size)
-    config = uvicorn.Config(
-        app_,
-        host=host,
-        port=port,
-        log_level="debug" if verbose else "info",
-        timeout_graceful_shutdown=10,  # then open SSE streams are cut; clients resume elsewhere
-    )
-    _run(uvicorn.Server(config).serve())
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = ControlPlaneServer(
+            nats_url,
+            host=host,
+            port=port,
+            shutdown_grace=10.0,  # then open SSE streams are cut; clients resume elsewhere
+            log_level="debug" if verbose else "info",
+            prefix=prefix,
+            max_body_size=max_body_size,
+        )
+        url = await server.start()
+        print(f"jetloom control plane ready api={url} nats={nats_url}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    _run(serve())
 
 
 @app.command()

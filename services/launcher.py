@@ -247,6 +247,7 @@ class ControlPlaneServer:
     Args:
         nats_url / host / port: where it connects and listens (port 0 = any free port).
         shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
+        log_level: uvicorn's log level (default ``warning``).
         **app_options: passed to ``create_app``.
 
     Attributes:
@@ -260,6 +261,7 @@ class ControlPlaneServer:
         host: str = "127.0.0.1",
         port: int = 8000,
         shutdown_grace: float = 5.0,
+        log_level: str = "warning",
         **app_options: Any,
     ) -> None:
         from .control.app import create_app
@@ -270,7 +272,7 @@ class ControlPlaneServer:
                 self.app,
                 host=host,
                 port=port,
-                log_level="warning",
+                log_level=log_level,
                 lifespan="on",
                 # open SSE streams would hold shutdown forever; they are cut after this many
                 # seconds and clients resume elsewhere with Last-Event-ID

@@ -99,3 +99,36 @@ async def test_send_and_cancel_and_errors(
     assert code == 2
     code, _, err = await jetloom("http://127.0.0.1:9", "runs")
     assert code == 1 and "cannot reach" in err
+
+
+async def test_control_plane_command_serves_the_api(nats_url: str) -> None:
+    import socket
+
+    with socket.socket() as s:  # a free port for the process to bind
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "control-plane", "--nats", nats_url, "--port", str(port),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with Client(f"http://127.0.0.1:{port}") as c:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                try:
+                    assert (await c.health())["nats"] is True
+                    break
+                except Exception:
+                    if asyncio.get_running_loop().time() > deadline or proc.returncode is not None:
+                        raise
+                    await asyncio.sleep(0.1)
+            assert await c.workflows() == []
+        proc.terminate()
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
