@@ -11,6 +11,7 @@ from .errors import EventDecodeError
 from .events import Event, decode_event, known_event
 from .records import (
     H_CLASS,
+    H_COMMIT,
     H_STEP,
     H_TARGET,
     H_TRIGGER,
@@ -72,4 +73,5 @@ def decode_record(raw: RawRecord, events: Mapping[str, type[Event]] | None = Non
         trigger=trigger_seq,
         target=h.get(H_TARGET),
         error=error,
+        commit=h.get(H_COMMIT),
     )

@@ -7,12 +7,21 @@ can issue them; ``engine.runtime`` builds the payloads from event objects.
 
 from __future__ import annotations
 
-from .codec import encode
+from .codec import decode_record, encode
+from .commit import complete_commit, copy_of, tag_commit
 from .events import TAG_FIELD
+from .fold import fold
 from .log.base import AppendResult, EventLog
 from .records import H_RUN, H_TARGET, H_TYPE, OutMessage, RunCancelled, RunStarted, run_subject
 
-__all__ = ["append_cancel", "append_event", "append_start", "event_payload", "start_messages"]
+__all__ = [
+    "append_cancel",
+    "append_event",
+    "append_start",
+    "event_payload",
+    "start_key",
+    "start_messages",
+]
 
 
 def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
@@ -20,34 +29,48 @@ def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
     return encode({TAG_FIELD: event_type, **{k: v for k, v in fields.items() if k != TAG_FIELD}})
 
 
+def start_key(run_id: str) -> str:
+    """The idempotency key of a run's start commit."""
+    return f"{run_id}:start"
+
+
 def start_messages(
-    prefix: str, workflow: str, run_id: str, event_type: str, payload: bytes
+    prefix: str, workflow: str, run_id: str, event_type: str, payload: bytes, *, copy: bool = True
 ) -> list[OutMessage]:
-    """The two records that start a run: ``sys.RunStarted`` then the start event."""
-    body = RunStarted(workflow=workflow, run_id=run_id, start_event=event_type)
-    return [
-        OutMessage(
-            run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
-            encode(body),
-            {H_RUN: run_id, H_TYPE: "RunStarted"},
-        ),
-        OutMessage(
-            run_subject(prefix, workflow, run_id, "evt", event_type),
-            payload,
-            {H_RUN: run_id, H_TYPE: event_type},
-        ),
-    ]
+    """The two records that start a run: ``sys.RunStarted`` then the start event. With ``copy``
+    (for logs whose appends are not atomic), RunStarted carries a copy of the start event so an
+    interrupted start can be completed (``engine.commit``)."""
+    base = {H_RUN: run_id}
+    event = OutMessage(
+        run_subject(prefix, workflow, run_id, "evt", event_type), payload, {**base, H_TYPE: event_type}
+    )
+    body = RunStarted(
+        workflow=workflow,
+        run_id=run_id,
+        start_event=event_type,
+        messages=copy_of([event], base) if copy else [],
+    )
+    started = OutMessage(
+        run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
+        encode(body),
+        {**base, H_TYPE: "RunStarted"},
+    )
+    return tag_commit([started, event], start_key(run_id))
 
 
 async def append_start(
     log: EventLog, workflow: str, run_id: str, event_type: str, payload: bytes
 ) -> AppendResult:
     """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
-    run (``duplicate=True`` the second time, within the log's duplicate window)."""
-    return await log.append(
-        start_messages(log.prefix, workflow, run_id, event_type, payload),
-        idempotency_key=f"{run_id}:start",
-    )
+    run (``duplicate=True`` the second time, within the log's duplicate window), and completes the
+    first start's commit if a crash interrupted it."""
+    key = start_key(run_id)
+    messages = start_messages(log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic)
+    result = await log.append(messages, idempotency_key=key)
+    if result.duplicate and not log.atomic:
+        state = fold(decode_record(r) for r in await log.read(workflow, run_id))
+        await complete_commit(log, state, key)
+    return result
 
 
 async def append_event(

@@ -4,14 +4,18 @@ For each step, one loop takes deliveries from the step's durable consumer (share
 that runs the step) and handles up to ``num_workers`` at once. Handling a trigger is:
 
 1. decode it (a message that does not decode goes to the dead-letter subject, and the loop goes on);
-2. bring the run's fold up to date from the log; skip the trigger if the run has ended or the log
-   already holds this step's completion for it (a redelivery after a crash);
+2. bring the run's fold up to date from the log; if the log already holds this step's completion
+   for the trigger (a redelivery after a crash), complete that commit if a crash interrupted it,
+   ack and stop; skip the trigger if the run has ended;
 3. call the step with a ``Context`` showing the run as of the trigger's sequence;
-4. append its effects and its completion record as one atomic, idempotent commit
-   (key ``<run_id>:<trigger_seq>:<step>``), and only then ack the trigger.
+4. append its completion record, then its effects, as one ordered idempotent commit
+   (key ``<run_id>:<trigger_seq>:<step>``, protocol in ``engine.commit``), and only then ack the
+   trigger.
 
-A crash anywhere before the ack redelivers the trigger; the re-run's commit is dropped as a
-duplicate, so the log never holds a step's completion twice.
+A crash anywhere before the ack redelivers the trigger. If the completion record had been stored,
+the redelivery finds it and appends whatever part of that commit is missing from the copy the
+record carries; if another execution's completion got there first, this one's commit is dropped
+whole. So the log holds each step's completion once, with exactly the messages of one execution.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .codec import decode_record, encode
+from .commit import complete_commit, copy_of, tag_commit
 from .context import Context
 from .errors import CommitTooLargeError, LogError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
@@ -46,6 +51,7 @@ from .records import (
     RunCompleted,
     StepCompleted,
     StepFailed,
+    commit_key,
     run_subject,
 )
 from .runs import CachedRun, RunCache
@@ -60,9 +66,7 @@ logger = logging.getLogger("jetloom.executor")
 RETRY_DELAY = timedelta(seconds=1)  # nak delay after an infrastructure error (log unreachable)
 
 
-def commit_id(run_id: str, trigger_seq: int, step: str) -> str:
-    """The idempotency key of a step's commit for one trigger."""
-    return f"{run_id}:{trigger_seq}:{step}"
+commit_id = commit_key  # the idempotency key of a step's commit for one trigger
 
 
 @dataclass
@@ -76,6 +80,7 @@ class ExecutorStats:
         duplicates: commits the log dropped as duplicates.
         dead_lettered: messages moved to the dead-letter subject.
         retried: deliveries nak'ed after an infrastructure error.
+        repaired: messages of interrupted commits appended again from their copy.
     """
 
     handled: int = 0
@@ -84,6 +89,7 @@ class ExecutorStats:
     duplicates: int = 0
     dead_lettered: int = 0
     retried: int = 0
+    repaired: int = 0
 
 
 class Executor:
@@ -198,17 +204,25 @@ class Executor:
             self.stats.skipped += 1
             await delivery.ack()
             return
-        run = await self.runs.get(rec.run_id, min_seq=raw.seq, refresh=delivery.attempt > 1)
+        run = await self.runs.get(
+            rec.run_id, min_seq=raw.seq, refresh=delivery.attempt > 1, trigger=rec
+        )
         st = run.state
         if st.status == "pending":
             await self._dead_letter(spec, delivery, f"run {rec.run_id} has no RunStarted record")
             return
-        if st.terminal or (raw.seq, spec.name) in st.done:
+        key = commit_id(rec.run_id, raw.seq, spec.name)
+        if (raw.seq, spec.name) in st.done:
+            if key in st.incomplete:
+                await self._complete(rec.run_id, key)
+            self.stats.skipped += 1
+            await delivery.ack()
+            return
+        if st.terminal:
             self.stats.skipped += 1
             await delivery.ack()
             return
         messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
-        key = commit_id(rec.run_id, raw.seq, spec.name)
         try:
             result = await self.log.append(messages, idempotency_key=key)
         except CommitTooLargeError as exc:
@@ -216,8 +230,19 @@ class Executor:
             failed = self._failure(spec, rec.run_id, raw.seq, delivery.attempt, exc, time.perf_counter())
             result = await self.log.append([failed], idempotency_key=key)
         if result.duplicate:
+            # Another execution's completion stands; make sure its commit is whole.
             self.stats.duplicates += 1
+            await self._complete(rec.run_id, key)
         await delivery.ack()
+
+    async def _complete(self, run_id: str, key: str) -> None:
+        """Complete commit ``key`` from the copy in its first record, reading the run's log to
+        the end first so that only messages still missing are appended."""
+        run = await self.runs.get(run_id, min_seq=0, refresh=True)
+        repaired = await complete_commit(self.log, run.state, key)
+        if repaired:
+            self.stats.repaired += repaired
+            logger.warning("completed interrupted commit %s: %d message(s) appended", key, repaired)
 
     async def _run_step(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int
@@ -287,6 +312,11 @@ class Executor:
             name = event_name(type(ev))
             headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_event(ev), headers))
+        if stop is not None:
+            completed = RunCompleted(
+                step=spec.name, trigger=seq, event_type=event_name(type(stop)), event=event_fields(stop)
+            )
+            out.append(self._sys(run_id, "RunCompleted", completed, base))
         done = StepCompleted(
             step=spec.name,
             trigger=seq,
@@ -296,16 +326,12 @@ class Executor:
             consumed=ctx.consumed,
             duration_ms=(time.perf_counter() - t0) * 1e3,
             worker=self.worker_id,
+            messages=copy_of(out, base) if out and not self.log.atomic else [],
         )
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
         out.insert(0, self._sys(run_id, "StepCompleted", done, base))
-        if stop is not None:
-            completed = RunCompleted(
-                step=spec.name, trigger=seq, event_type=event_name(type(stop)), event=event_fields(stop)
-            )
-            out.append(self._sys(run_id, "RunCompleted", completed, base))
-        return out
+        return tag_commit(out, commit_id(run_id, seq, spec.name))
 
     def _failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float

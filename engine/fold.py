@@ -13,6 +13,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from .records import (
+    H_COMMIT,
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    CommitMessage,
+    OutMessage,
     Record,
     RunCancelled,
     RunCompleted,
@@ -20,9 +27,10 @@ from .records import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    run_subject,
 )
 
-__all__ = ["RUNNING", "TERMINAL", "RunState", "fold", "get_path", "set_path"]
+__all__ = ["RUNNING", "TERMINAL", "PendingCommit", "RunState", "fold", "get_path", "set_path"]
 
 PENDING: Final = "pending"
 RUNNING: Final = "running"
@@ -62,6 +70,61 @@ def get_path(root: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
     return node
 
 
+class PendingCommit:
+    """A commit whose first record is in the log and some of whose other messages are not (yet).
+
+    Built by the fold from the first record's copy of the commit (``StepCompleted.messages``,
+    ``RunStarted.messages``) and forgotten as soon as every message has been seen, so a run's state
+    holds copies only of the commits still being appended (or interrupted by a crash).
+
+    Attributes:
+        key: the commit's idempotency key.
+        head_seq: stream sequence of its first record.
+        base: headers every message of the commit shares (``Jl-Run``, ``Jl-Step``, ``Jl-Trigger``).
+        messages: the copy: message ``i`` (1-based) of the commit is ``messages[i - 1]``.
+        seen: indices of the messages in the log so far (0 is the first record).
+    """
+
+    __slots__ = ("key", "head_seq", "base", "messages", "seen")
+
+    def __init__(
+        self, key: str, head_seq: int, base: dict[str, str], messages: list[CommitMessage]
+    ) -> None:
+        self.key = key
+        self.head_seq = head_seq
+        self.base = base
+        self.messages = messages
+        self.seen = {0}
+
+    @property
+    def size(self) -> int:
+        """Messages in the whole commit, the first record included."""
+        return 1 + len(self.messages)
+
+    def missing(self, prefix: str, workflow: str, run_id: str) -> tuple[list[int], list[OutMessage]]:
+        """The commit's messages not seen in the log, rebuilt from the copy exactly as they were
+        first sent (subject, headers, payload): ``(indices, messages)``."""
+        indices: list[int] = []
+        out: list[OutMessage] = []
+        for i, cm in enumerate(self.messages, 1):
+            if i in self.seen:
+                continue
+            headers = {**self.base, H_TYPE: cm.type, **cm.headers, H_COMMIT: f"{self.key}/{i}"}
+            subject = run_subject(prefix, workflow, run_id, cm.kind, cm.type)  # type: ignore[arg-type]
+            indices.append(i)
+            out.append(OutMessage(subject, bytes(cm.data), headers))
+        return indices, out
+
+
+def _head_base(rec: Record) -> dict[str, str]:
+    base = {H_RUN: rec.run_id}
+    if rec.step is not None:
+        base[H_STEP] = rec.step
+    if rec.trigger is not None:
+        base[H_TRIGGER] = str(rec.trigger)
+    return base
+
+
 class RunState:
     """Everything known about one run, as of record ``seq``.
 
@@ -77,6 +140,10 @@ class RunState:
         started_ns / ended_ns: server timestamps of the first and the terminal record.
         steps_completed / steps_failed / records: counters.
         skipped: records that did not decode (ignored by the fold).
+        incomplete: commits whose first record is folded in and some of whose messages are not,
+            by commit key (see ``PendingCommit``). A commit is appended message by message, so
+            this is normally empty between commits; an entry that stays means the writer crashed
+            part-way and the trigger's redelivery will complete it.
     """
 
     __slots__ = (
@@ -100,6 +167,7 @@ class RunState:
         "steps_failed",
         "records",
         "skipped",
+        "incomplete",
     )
 
     def __init__(self, workflow: str = "", run_id: str = "") -> None:
@@ -123,6 +191,7 @@ class RunState:
         self.steps_failed = 0
         self.records = 0
         self.skipped = 0
+        self.incomplete: dict[str, PendingCommit] = {}
 
     @property
     def terminal(self) -> bool:
@@ -132,6 +201,8 @@ class RunState:
         """Fold one record in. Records must come in increasing ``seq`` order."""
         self.seq = rec.seq
         self.records += 1
+        if rec.commit is not None:
+            self._track_commit(rec)
         if rec.error is not None:
             self.skipped += 1
             return
@@ -180,6 +251,19 @@ class RunState:
             self.error = body
         elif isinstance(body, RunCancelled):
             self._end(CANCELLED, rec)
+
+    def _track_commit(self, rec: Record) -> None:
+        key, _, index = rec.commit.rpartition("/")  # type: ignore[union-attr]
+        if index == "0":
+            copy = getattr(rec.body, "messages", None)
+            if copy and key not in self.incomplete:
+                self.incomplete[key] = PendingCommit(key, rec.seq, _head_base(rec), copy)
+            return
+        pending = self.incomplete.get(key)
+        if pending is not None and index.isdigit() and 0 < int(index) < pending.size:
+            pending.seen.add(int(index))
+            if len(pending.seen) == pending.size:
+                del self.incomplete[key]
 
     def _end(self, status: str, rec: Record) -> None:
         self.status = status

@@ -21,11 +21,13 @@ __all__ = [
     "DEFAULT_PREFIX",
     "H_ATTEMPT",
     "H_CLASS",
+    "H_COMMIT",
     "H_RUN",
     "H_STEP",
     "H_TARGET",
     "H_TRIGGER",
     "H_TYPE",
+    "CommitMessage",
     "OutMessage",
     "RawRecord",
     "Record",
@@ -38,6 +40,8 @@ __all__ = [
     "SYS_TYPES",
     "SubjectParts",
     "check_token",
+    "commit_key",
+    "message_id",
     "parse_subject",
     "run_filter",
     "run_subject",
@@ -52,6 +56,7 @@ H_TRIGGER: Final = "Jl-Trigger"  # stream sequence of the event that step was ha
 H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
 H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
 H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
+H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a multi-message commit
 
 Kind = Literal["evt", "sys", "out"]
 KINDS: Final = ("evt", "sys", "out")
@@ -78,6 +83,18 @@ def run_subject(prefix: str, workflow: str, run_id: str, kind: Kind, type_name: 
 def run_filter(prefix: str, workflow: str, run_id: str) -> str:
     """The subject filter matching every record of one run."""
     return f"{prefix}.run.{workflow}.{run_id}.>"
+
+
+def commit_key(run_id: str, trigger_seq: int, step: str) -> str:
+    """The idempotency key of a step's commit for one trigger: ``<run_id>:<trigger_seq>:<step>``."""
+    return f"{run_id}:{trigger_seq}:{step}"
+
+
+def message_id(key: str, index: int) -> str:
+    """The idempotency id of message ``index`` of the commit ``key``: the key itself for the first
+    message (so a single-message commit and the head of a larger one share it), ``<key>/<index>``
+    for the others."""
+    return key if index == 0 else f"{key}/{index}"
 
 
 class SubjectParts(msgspec.Struct, frozen=True):
@@ -124,12 +141,35 @@ class OutMessage(msgspec.Struct, frozen=True):
 # ---- engine records (sys.<Name>) ------------------------------------------------------------------
 
 
+class CommitMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A copy of one message of a commit, carried by the commit's first record so that a commit
+    interrupted part-way can be completed with exactly the original messages.
+
+    Attributes:
+        kind: ``evt``, ``out`` or ``sys``.
+        type: the event or record type (the last subject token; also its ``Jl-Type``).
+        data: the JSON payload, embedded as is (``msgspec.Raw``: the fold does not decode it).
+        headers: headers the first record does not imply (``Jl-Target``, ``Jl-Class``).
+    """
+
+    kind: str
+    type: str
+    data: msgspec.Raw
+    headers: dict[str, str] = {}
+
+
 class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
-    """First record of a run; the start event follows it in the same commit."""
+    """First record of a run; the start event follows it in the same commit.
+
+    Attributes:
+        messages: copy of the rest of the start commit (the start event), empty when the log
+            appends atomically.
+    """
 
     workflow: str
     run_id: str
     start_event: str
+    messages: list[CommitMessage] = []
 
 
 class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +181,9 @@ class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
         emitted: names of the events it emitted, in order.
         duration_ms: wall time the step's code ran, milliseconds.
         worker: ``host:pid`` of the process that ran it.
+        messages: copy of the rest of the commit (emitted events, stream output, RunCompleted), in
+            order; the commit has ``1 + len(messages)`` messages. Empty when the log appends
+            atomically (nothing to complete after a crash) or when the step emitted nothing.
     """
 
     step: str
@@ -151,6 +194,7 @@ class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
     consumed: list[int] = []
     duration_ms: float = 0.0
     worker: str = ""
+    messages: list[CommitMessage] = []
 
 
 class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,6 +243,7 @@ class Record(msgspec.Struct, frozen=True):
         body: the decoded event (``evt``/``out``; a plain dict when the type is unknown to the
             reader), the engine record (``sys``), or ``None`` when the payload did not decode.
         error: why the payload did not decode, else ``None``. The fold skips such records.
+        commit: ``<commit key>/<index>`` of a message of a multi-message commit (``Jl-Commit``).
     """
 
     seq: int
@@ -212,3 +257,4 @@ class Record(msgspec.Struct, frozen=True):
     trigger: int | None = None
     target: str | None = None
     error: str | None = None
+    commit: str | None = None

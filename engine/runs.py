@@ -96,9 +96,12 @@ class RunCache:
         self._max = max_runs
         self._runs: OrderedDict[str, CachedRun] = OrderedDict()
 
-    async def get(self, run_id: str, *, min_seq: int, refresh: bool = False) -> CachedRun:
+    async def get(
+        self, run_id: str, *, min_seq: int, refresh: bool = False, trigger: Record | None = None
+    ) -> CachedRun:
         """The run with at least every record up to ``min_seq``; with ``refresh``, up to the
-        current end of its log."""
+        current end of its log. ``trigger``, a record the caller has decoded already, is used as
+        is when the read returns it (a trigger is not decoded twice)."""
         run = self._runs.get(run_id)
         if run is None:
             run = self._runs[run_id] = CachedRun()
@@ -109,7 +112,13 @@ class RunCache:
             async with run.lock:
                 if run.last_seq < min_seq or refresh:
                     raws = await self._log.read(self._workflow, run_id, after_seq=run.last_seq)
-                    run.extend([decode_record(r, self._events) for r in raws])
+                    known = trigger.seq if trigger is not None else -1
+                    run.extend(
+                        [
+                            trigger if r.seq == known else decode_record(r, self._events)  # type: ignore[misc]
+                            for r in raws
+                        ]
+                    )
         return run
 
     def forget(self, run_id: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import commands
-from .commands import start_messages
+from .commands import start_key, start_messages
 from .events import StartEvent, encode_event, event_name
 from .executor import Executor
 from .handler import WorkflowHandler
@@ -19,7 +19,7 @@ from .records import OutMessage, check_token
 if TYPE_CHECKING:
     from .workflow import Workflow
 
-__all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "start_run"]
+__all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "start_key", "start_run"]
 
 
 def new_run_id() -> str:
@@ -27,13 +27,18 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def start_commit(prefix: str, workflow: str, run_id: str, start: StartEvent) -> list[OutMessage]:
-    """The two records that start a run: ``sys.RunStarted`` then the start event."""
-    return start_messages(prefix, workflow, run_id, event_name(type(start)), encode_event(start))
+def start_commit(
+    prefix: str, workflow: str, run_id: str, start: StartEvent, *, copy: bool = True
+) -> list[OutMessage]:
+    """The two records that start a run: ``sys.RunStarted`` then the start event (with ``copy``,
+    RunStarted carries a copy of the start event; see ``commands.start_messages``)."""
+    return start_messages(
+        prefix, workflow, run_id, event_name(type(start)), encode_event(start), copy=copy
+    )
 
 
 async def append_start(log: EventLog, workflow: str, run_id: str, start: StartEvent) -> None:
-    """Append a run's start commit (idempotent per run id)."""
+    """Append a run's start commit (idempotent per run id; see ``commands.append_start``)."""
     await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
 
 

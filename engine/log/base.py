@@ -21,15 +21,20 @@ class AppendResult(msgspec.Struct, frozen=True):
     """Outcome of an append.
 
     Attributes:
-        last_seq: sequence of the last message appended (``None`` for a duplicate whose original
-            sequence the log could not tell).
-        count: messages appended (0 for a duplicate).
-        duplicate: the idempotency key had been appended before; nothing was stored this time.
+        last_seq: sequence of the last message sent (for a duplicate, the sequence of the stored
+            original; ``None`` when the log could not tell).
+        count: messages stored by this append (0 for a duplicate).
+        duplicate: nothing was stored because the idempotency ids had been stored before. When the
+            append's first message (index 0) is a duplicate, nothing after it was sent.
+        seqs: the sequence of each message sent, in order (for a duplicate, its original's, or 0
+            when the log could not tell); empty when the log does not report them one by one
+            (an atomic batch).
     """
 
     last_seq: int | None
     count: int
     duplicate: bool = False
+    seqs: tuple[int, ...] = ()
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -71,16 +76,40 @@ class EventLog(Protocol):
     """
 
     prefix: str
+    atomic: bool
+    """Whether an append is stored whole or not at all. When false, an append interrupted
+    part-way (a crash, a lost connection) leaves a prefix of its messages stored, and the engine
+    completes it later (``engine.commit``)."""
 
     async def append(
-        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None
+        self,
+        messages: Sequence[OutMessage],
+        *,
+        idempotency_key: str | None = None,
+        indices: Sequence[int] | None = None,
     ) -> AppendResult:
-        """Append ``messages`` atomically: all are stored, in order and contiguously per run, or none.
+        """Append ``messages`` in order.
 
-        With an ``idempotency_key`` seen before, nothing is stored and ``duplicate=True``.
+        Order: the messages are stored in the order given; messages of other appends (other runs,
+        or other writers of the same run) may be stored between them. An append that fails
+        part-way leaves a prefix stored unless the log is ``atomic``.
+
+        Idempotency: with an ``idempotency_key``, the message at index ``i`` of the commit is
+        stored under the id ``message_id(key, i)`` (the key itself for index 0, ``<key>/<i>``
+        otherwise) and a message whose id was stored before is not stored again (JetStream: within
+        the stream's duplicate window, 2 min by default). The first message is stored before any
+        other is sent; if it is a duplicate, nothing else is sent and ``duplicate=True``: the first
+        message decides which writer's commit stands.
+
+        Args:
+            messages: what to append, in order.
+            idempotency_key: the commit's key (default: none, no de-duplication).
+            indices: the index of each message within its commit (default ``0..n-1``); used to
+                re-append the missing messages of an interrupted commit under their original ids.
 
         Raises:
-            AppendError: the log rejected the append.
+            AppendError: the log rejected a message (the messages before it may be stored).
+            CommitTooLargeError: the append exceeds a limit of the log; nothing was stored.
         """
         ...
 

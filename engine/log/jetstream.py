@@ -4,10 +4,16 @@ One stream (default ``JETLOOM``) holds every run's records on ``<prefix>.run.>``
 (``JETLOOM_DLQ``) holds dead letters on ``<prefix>.dlq.>``. Primitives, as checked on nats-server
 2.15 (DESIGN.md §6):
 
-- commits are atomic batches (``Nats-Batch-Id``/``-Sequence``/``-Commit``, server 2.12+) with the
-  idempotency key as ``Nats-Msg-Id`` on the commit message; a single-message commit is a plain
-  publish with ``Nats-Msg-Id``. A repeated key is reported by the server as a duplicate
-  (``duplicate: true``, or ``err_code`` 10201 inside a batch) and nothing is stored.
+- appends are pipelined by default (``commit="pipelined"``): the first message is published and its
+  ack awaited, then the others are published without waiting for each ack, each with its own
+  ``Nats-Msg-Id`` (``<key>`` for the first, ``<key>/<i>`` for the others, see
+  ``engine.commit``), and the acks are gathered. A repeated id is reported by the server as a
+  duplicate (``duplicate: true``) and not stored. Not atomic: a crash part-way leaves a prefix.
+  Cost on a file stream, 2 cores: ≈ one publish round trip (~0.15 ms) plus ~20 µs per message,
+  against ≈ 2.2 ms per atomic batch (3 fsyncs, batches serialized per stream).
+- ``commit="batch"`` keeps atomic batches (``Nats-Batch-Id``/``-Sequence``/``-Commit``, server
+  2.12+) with the key as ``Nats-Msg-Id`` on the first message; a duplicate batch is rejected with
+  ``err_code`` 10201 and nothing is stored.
 - a run is read with batched direct gets (``next_by_subj`` = the run's filter, ``up_to_seq``), one
   request per 1,000 records.
 - a run is followed with an ordered push consumer on its filter.
@@ -43,7 +49,14 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from ..errors import AppendError, CommitTooLargeError, LogError
-from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, parse_subject, run_filter
+from ..records import (
+    DEFAULT_PREFIX,
+    OutMessage,
+    RawRecord,
+    message_id,
+    parse_subject,
+    run_filter,
+)
 from .base import AppendResult, DeadLetter
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
@@ -267,6 +280,12 @@ class JetStreamLog:
         storage: ``"file"`` (default) or ``"memory"``.
         request_timeout: seconds to wait for a publish ack or a read (default 10).
         prefetch: deliveries buffered per consumer beyond ``num_workers`` (default: ``num_workers``).
+        commit: how a multi-message append is published: ``"pipelined"`` (default; ordered,
+            idempotent per message, not atomic) or ``"batch"`` (one atomic batch, server 2.12+,
+            ≈ 2.2 ms each on a file stream and serialized per stream).
+
+    Raises:
+        ValueError: an unknown ``commit`` mode.
     """
 
     def __init__(
@@ -280,8 +299,11 @@ class JetStreamLog:
         storage: str = "file",
         request_timeout: float = 10.0,
         prefetch: int | None = None,
+        commit: str = "pipelined",
         owns_connection: bool = False,
     ) -> None:
+        if commit not in ("pipelined", "batch"):
+            raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
         self.nc = nc
         self.js = nc.jetstream(timeout=request_timeout)
         self.prefix = prefix
@@ -296,6 +318,12 @@ class JetStreamLog:
         self._dg_inbox: str | None = None
         self._dg_waiters: dict[str, asyncio.Queue[Msg]] = {}
         self._dg_ids = itertools.count()
+        self.commit = commit
+        self.atomic = commit == "batch"
+        self._ack_inbox: str | None = None
+        self._ack_waiters: dict[str, asyncio.Future[bytes]] = {}
+        self._ack_ids = itertools.count()
+        self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
@@ -344,25 +372,106 @@ class JetStreamLog:
     # ---- append -----------------------------------------------------------------------------
 
     async def append(
-        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None
+        self,
+        messages: Sequence[OutMessage],
+        *,
+        idempotency_key: str | None = None,
+        indices: Sequence[int] | None = None,
     ) -> AppendResult:
         if not messages:
             return AppendResult(None, 0)
-        last = messages[-1]
-        headers = dict(last.headers)
-        if idempotency_key is not None:
-            headers["Nats-Msg-Id"] = idempotency_key
-        if len(messages) > 1:
-            batch_id = uuid.uuid4().hex
-            for i, m in enumerate(messages[:-1], 1):
-                await self.nc.publish(
-                    m.subject,
-                    m.data,
-                    headers={**m.headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)},
+        if self.atomic and len(messages) > 1 and indices is None:
+            return await self._append_batch(messages, idempotency_key)
+        return await self._append_pipelined(messages, idempotency_key, indices)
+
+    async def _append_pipelined(
+        self, messages: Sequence[OutMessage], key: str | None, indices: Sequence[int] | None
+    ) -> AppendResult:
+        positions = list(indices) if indices is not None else list(range(len(messages)))
+        limit = self.nc.max_payload
+        for m in messages:
+            if len(m.data) > limit:
+                raise CommitTooLargeError(
+                    f"a message of {len(m.data):,} bytes exceeds the server's max_payload of "
+                    f"{limit:,} bytes (a commit's first record carries a copy of everything the "
+                    "step emitted; raise max_payload in the server config, see nats.conf)",
                 )
-            headers["Nats-Batch-Id"] = batch_id
-            headers["Nats-Batch-Sequence"] = str(len(messages))
-            headers["Nats-Batch-Commit"] = "1"
+        acks: list[dict[str, Any]] = []
+        rest = 0
+        if positions[0] == 0:
+            # The first message decides whose commit stands: nothing else goes out before its ack.
+            first = await self._request(messages[0], key)
+            acks.append(first)
+            if first.get("duplicate"):
+                seq = int(first.get("seq") or 0)
+                return AppendResult(seq or None, 0, duplicate=True, seqs=(seq,))
+            rest = 1
+        if rest < len(messages):
+            futures = [
+                await self._send(m, message_id(key, i) if key is not None else None)
+                for m, i in zip(messages[rest:], positions[rest:], strict=True)
+            ]
+            acks.extend(await self._gather(futures))
+        seqs = tuple(int(a.get("seq") or 0) for a in acks)
+        count = sum(1 for a in acks if not a.get("duplicate"))
+        return AppendResult(seqs[-1] or None, count, duplicate=count == 0, seqs=seqs)
+
+    async def _ack_route(self, msg: Msg) -> None:
+        future = self._ack_waiters.pop(msg.subject, None)
+        if future is not None and not future.done():
+            future.set_result(msg.data)
+
+    async def _send(self, m: OutMessage, msg_id: str | None) -> asyncio.Future[bytes]:
+        """Publish ``m`` with a reply subject of our own; the future resolves to the ack."""
+        if self._ack_inbox is None:
+            inbox = self.nc.new_inbox()
+            await self.nc.subscribe(inbox + ".*", cb=self._ack_route)
+            self._ack_inbox = inbox
+        reply = f"{self._ack_inbox}.{next(self._ack_ids)}"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._ack_waiters[reply] = future
+        headers = m.headers if msg_id is None else {**m.headers, "Nats-Msg-Id": msg_id}
+        try:
+            await self.nc.publish(m.subject, m.data, reply=reply, headers=headers or None)
+        except BaseException:
+            self._ack_waiters.pop(reply, None)
+            raise
+        return future
+
+    async def _gather(self, futures: list[asyncio.Future[bytes]]) -> list[dict[str, Any]]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                datas = [await f for f in futures]
+        except TimeoutError:
+            raise LogError(f"no publish ack within {self.timeout}s") from None
+        finally:
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+        acks = []
+        for data in datas:
+            ack = orjson.loads(data) if data else {"error": {"description": "no responders"}}
+            err = ack.get("error")
+            if err is not None:
+                raise AppendError(f"append rejected: {err.get('description')}", code=err.get("err_code"))
+            acks.append(ack)
+        return acks
+
+    async def _request(self, m: OutMessage, msg_id: str | None) -> dict[str, Any]:
+        return (await self._gather([await self._send(m, msg_id)]))[0]
+
+    async def _append_batch(self, messages: Sequence[OutMessage], key: str | None) -> AppendResult:
+        last = messages[-1]
+        batch_id = uuid.uuid4().hex
+        for i, m in enumerate(messages[:-1], 1):
+            headers = {**m.headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+            if i == 1 and key is not None:
+                headers["Nats-Msg-Id"] = key
+            await self.nc.publish(m.subject, m.data, headers=headers)
+        headers = dict(last.headers)
+        headers["Nats-Batch-Id"] = batch_id
+        headers["Nats-Batch-Sequence"] = str(len(messages))
+        headers["Nats-Batch-Commit"] = "1"
         reply = await self.nc.request(last.subject, last.data, headers=headers, timeout=self.timeout)
         ack = orjson.loads(reply.data)
         err = ack.get("error")
@@ -377,8 +486,6 @@ class JetStreamLog:
                     code=code,
                 )
             raise AppendError(f"append rejected: {err.get('description')}", code=code)
-        if ack.get("duplicate"):
-            return AppendResult(ack.get("seq"), 0, duplicate=True)
         return AppendResult(ack["seq"], len(messages))
 
     # ---- read -------------------------------------------------------------------------------
@@ -506,13 +613,18 @@ class JetStreamLog:
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
+        filters = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
+        known = self._ensured.get((workflow, step))
+        if known is not None and (not update or known == tuple(filters)):
+            # Set up by this log already: an in-process workflow restarting its executor for the
+            # next run does not pay the consumer API round trips again.
+            return
         if not update:
             try:
                 await self.js.consumer_info(self.stream, consumer_name(workflow, step))
                 return
             except NotFoundError:
                 pass
-        filters = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
         config = ConsumerConfig(
             durable_name=consumer_name(workflow, step),
             description=f"jetloom step {workflow}.{step}",
@@ -528,6 +640,7 @@ class JetStreamLog:
         else:
             config.filter_subjects = filters
         await self.js.add_consumer(self.stream, config)
+        self._ensured[(workflow, step)] = tuple(filters)
 
     async def consume(
         self, workflow: str, step: str, *, max_in_flight: int

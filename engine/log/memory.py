@@ -1,8 +1,10 @@
 """``MemoryLog``: the in-process event log (tests, notebooks, ``Workflow.run()`` by default).
 
-It keeps the JetStream log's semantics that the engine relies on — atomic appends, idempotency
-keys, stream-wide sequences, durable per-step consumers that deliver from the start, redelivery on
-nak — so one contract suite covers both.
+It keeps the JetStream log's semantics that the engine relies on — ordered appends with
+per-message idempotency ids, stream-wide sequences, durable per-step consumers that deliver from
+the start, redelivery on nak — so one contract suite covers both. Like the pipelined JetStream log it
+does not claim atomic appends (``atomic = False``), so the engine's commits carry the copy that
+completes an interrupted one, and the in-process tests exercise that path too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
-from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, parse_subject
+from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, message_id, parse_subject
 from .base import AppendResult, DeadLetter
 
 __all__ = ["MemoryLog"]
@@ -73,31 +75,47 @@ class MemoryLog:
         prefix: subject prefix (default ``"jetloom"``).
     """
 
+    atomic = False
+
     def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
         self._seq = 0
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
-        self._idempotency: dict[str, AppendResult] = {}
+        self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
         self._consumers: dict[tuple[str, str], _Consumer] = {}
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
 
     async def append(
-        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None
+        self,
+        messages: Sequence[OutMessage],
+        *,
+        idempotency_key: str | None = None,
+        indices: Sequence[int] | None = None,
     ) -> AppendResult:
-        if idempotency_key is not None and idempotency_key in self._idempotency:
-            prev = self._idempotency[idempotency_key]
-            return AppendResult(prev.last_seq, 0, duplicate=True)
         parsed = []
         for m in messages:
             parts = parse_subject(m.subject)
             if parts is None or not m.subject.startswith(self.prefix + ".run."):
                 raise ValueError(f"not a run subject of this log: {m.subject!r}")
             parsed.append(parts)
+        positions = list(indices) if indices is not None else list(range(len(messages)))
         now = time.time_ns()
-        for m, parts in zip(messages, parsed, strict=True):
+        seqs: list[int] = []
+        count = 0
+        for m, parts, index in zip(messages, parsed, positions, strict=True):
+            msg_id = message_id(idempotency_key, index) if idempotency_key is not None else None
+            if msg_id is not None and msg_id in self._ids:
+                seqs.append(self._ids[msg_id])
+                if index == 0:
+                    return AppendResult(seqs[0], 0, duplicate=True, seqs=tuple(seqs))
+                continue
             self._seq += 1
+            count += 1
+            seqs.append(self._seq)
+            if msg_id is not None:
+                self._ids[msg_id] = self._seq
             rec = RawRecord(self._seq, m.subject, dict(m.headers), m.data, now)
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
@@ -106,12 +124,12 @@ class MemoryLog:
                     if wf == parts.workflow and parts.type in consumer.types:
                         consumer.queue.append((rec, 1))
                         consumer.wake.set()
-        result = AppendResult(self._seq, len(messages))
-        if idempotency_key is not None:
-            self._idempotency[idempotency_key] = result
-        async with self._appended:
-            self._appended.notify_all()
-        return result
+        if count:
+            async with self._appended:
+                self._appended.notify_all()
+        return AppendResult(
+            seqs[-1] if seqs else None, count, duplicate=bool(seqs) and not count, seqs=tuple(seqs)
+        )
 
     async def read(
         self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None

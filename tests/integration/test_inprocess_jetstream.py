@@ -72,7 +72,7 @@ async def test_commit_over_the_servers_batch_limit_fails_the_step_clearly(tmp_pa
 
     # A server with the default limit of 1,000 messages per atomic batch (no nats.conf).
     async with EmbeddedNats(port=0, store_dir=tmp_path / "nats", config=None) as server:
-        log = await JetStreamLog.connect(server.url)
+        log = await JetStreamLog.connect(server.url, commit="batch")
         try:
             handler = FanInOut(timeout=60, log=log).run(n=1000)  # 1,000 events + the completion
             try:
@@ -82,5 +82,29 @@ async def test_commit_over_the_servers_batch_limit_fails_the_step_clearly(tmp_pa
                 assert "CommitTooLargeError" in err.error_type and "max_msgs" in err.error_message
             else:
                 raise AssertionError("the split step should have failed")
+        finally:
+            await log.close()
+
+
+async def test_commit_over_the_servers_max_payload_fails_the_step_clearly(tmp_path: Path) -> None:
+    from services.natsserver import EmbeddedNats
+
+    # Default max_payload (1 MB, no nats.conf): the completion record carries a copy of all
+    # 20,000 emitted events (~40 bytes each), which does not fit.
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "nats", config=None) as server:
+        log = await JetStreamLog.connect(server.url)
+        try:
+            handler = FanInOut(timeout=60, log=log).run(n=20_000)
+            try:
+                await handler
+            except StepFailedError as err:
+                assert err.step == "split"
+                assert "CommitTooLargeError" in err.error_type and "max_payload" in err.error_message
+            else:
+                raise AssertionError("the split step should have failed")
+            records = await log.read("FanInOut", handler.run_id)
+            assert [r.subject.rsplit(".", 1)[1] for r in records] == [
+                "RunStarted", "StartEvent", "StepFailed"
+            ]  # nothing of the oversized commit was stored
         finally:
             await log.close()
