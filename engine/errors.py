@@ -12,7 +12,8 @@
     ├── EventDecodeError             a record's payload does not decode to its declared type
     └── LogError                     the event log refused or failed an operation
         └── AppendError              an append was rejected (carries the server's error code)
-            └── CommitTooLargeError  a commit has more messages than the log accepts at once
+            ├── CommitTooLargeError  a commit is larger than the log accepts at once
+            └── LastSeqMismatchError the run had records after the sequence the append expected
 
 Every error carries ``run_id``, ``seq`` and ``step`` where they are known (``None`` otherwise).
 """
@@ -110,6 +111,13 @@ class AppendError(LogError):
 
 
 class CommitTooLargeError(AppendError):
-    """A step's commit has more messages than the log takes in one atomic append (for JetStream,
-    ``jetstream.limits.batch.max_msgs`` in the server config, 1,000 by default). Retrying cannot
-    help, so the step fails with this error."""
+    """A step's commit is larger than the log takes: for JetStream, more messages than one atomic
+    batch holds (``commit="batch"``; ``jetstream.limits.batch.max_msgs`` in the server config,
+    1,000 by default), or a first record (which carries a copy of the commit) over the server's
+    ``max_payload`` (1 MB by default; ``nats.conf`` sets 8 MB). Retrying cannot help, so the step
+    fails with this error."""
+
+
+class LastSeqMismatchError(AppendError):
+    """An append made with ``expected_last_seq`` found other records of the run after that
+    sequence (JetStream ``err_code`` 10071); nothing was stored."""

@@ -37,9 +37,9 @@ import msgspec
 from .codec import decode_record, encode
 from .commit import complete_commit, copy_of, tag_commit
 from .context import Context
-from .errors import CommitTooLargeError, LogError
+from .errors import CommitTooLargeError, LastSeqMismatchError, LogError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
-from .log.base import Delivery, EventLog
+from .log.base import AppendResult, Delivery, EventLog
 from .records import (
     H_CLASS,
     H_RUN,
@@ -224,7 +224,7 @@ class Executor:
             return
         messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
         try:
-            result = await self.log.append(messages, idempotency_key=key)
+            result = await self._commit(run, messages, key)
         except CommitTooLargeError as exc:
             self.stats.failed += 1
             failed = self._failure(spec, rec.run_id, raw.seq, delivery.attempt, exc, time.perf_counter())
@@ -234,6 +234,22 @@ class Executor:
             self.stats.duplicates += 1
             await self._complete(rec.run_id, key)
         await delivery.ack()
+
+    async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult:
+        """Append a commit. While this process is the run's only writer, the commit is made with
+        the check that the run ends where the cache does, and the cache then takes the commit from
+        the acks: the next step of the run here needs no read."""
+        if self.log.atomic or run.contended:
+            return await self.log.append(messages, idempotency_key=key)
+        expected = run.last_seq
+        try:
+            result = await self.log.append(messages, idempotency_key=key, expected_last_seq=expected)
+        except LastSeqMismatchError:
+            run.contended = True
+            return await self.log.append(messages, idempotency_key=key)
+        if not result.duplicate:
+            run.advance_own(expected, result.seqs, messages, self.events)
+        return result
 
     async def _complete(self, run_id: str, key: str) -> None:
         """Complete commit ``key`` from the copy in its first record, reading the run's log to

@@ -22,7 +22,7 @@ from .errors import (
 from .events import Event, StopEvent, event_from_fields
 from .fold import RunState
 from .log.base import EventLog
-from .records import H_RUN, H_TYPE, OutMessage, RunFailed, StepFailed, run_subject
+from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed, run_subject
 
 __all__ = ["WorkflowHandler", "outcome"]
 
@@ -98,11 +98,9 @@ class WorkflowHandler:
         cleanup: Callable[[], Awaitable[None]] | None,
     ) -> None:
         try:
-            if prepare is not None:
-                await prepare()
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._consume_log()
+                    await self._consume_log(prepare)
             except TimeoutError:
                 await self._fail_timeout()
                 await self._consume_log()  # whichever terminal record landed first decides
@@ -125,22 +123,39 @@ class WorkflowHandler:
             if cleanup is not None:
                 await cleanup()
 
-    async def _consume_log(self) -> None:
+    async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
         records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq)
         async with contextlib.aclosing(records):  # type: ignore[type-var]
+            if prepare is not None:
+                # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
+                # appends the start commit; the follow delivers from the start of the run's log.
+                first = asyncio.ensure_future(anext(records))
+                try:
+                    await prepare()
+                except BaseException:
+                    first.cancel()
+                    with contextlib.suppress(BaseException):
+                        await first
+                    raise
+                if self._apply(await first):
+                    return
             async for raw in records:
-                rec = decode_record(raw, self._events)
-                self.state.apply(rec)
-                if rec.kind == "out" and rec.error is None:
-                    self._queue.put_nowait(rec.body)
-                if self.state.terminal:
+                if self._apply(raw):
                     return
         raise WorkflowRuntimeError(
             f"the log stopped delivering run {self.run_id} before it ended (connection closed?)",
             run_id=self.run_id,
         )
+
+    def _apply(self, raw: RawRecord) -> bool:
+        """Fold one record in; true once the run has ended."""
+        rec = decode_record(raw, self._events)
+        self.state.apply(rec)
+        if rec.kind == "out" and rec.error is None:
+            self._queue.put_nowait(rec.body)
+        return self.state.terminal
 
     async def _fail_timeout(self) -> None:
         body = RunFailed(

@@ -8,6 +8,7 @@ reads only what it has not seen, so a run's log is read once per process, not on
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -17,15 +18,27 @@ from .codec import decode_record
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
-from .records import Record
+from .records import OutMessage, RawRecord, Record
 
 __all__ = ["CachedRun", "RunCache"]
 
+EVICT_SCAN = 64  # oldest cached runs looked at for a finished one to evict
+
 
 class CachedRun:
-    """One run's decoded records and their fold."""
+    """One run's decoded records and their fold.
 
-    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq")
+    The records are always a prefix of the run's log, without holes: everything of the run up to
+    ``last_seq``. They come from reads, and from the worker's own commits when it can prove there
+    is no hole (``advance_own``).
+
+    Attributes:
+        contended: another writer appended to this run while this process held it (an
+            ``expected_last_seq`` check failed); its commits are then made without the check, and
+            its cache moves forward by reads only.
+    """
+
+    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq", "contended")
 
     def __init__(self) -> None:
         self.records: list[Record] = []
@@ -34,6 +47,7 @@ class CachedRun:
         # Plain-def steps call collect() from worker threads while the loop folds new records in.
         self.guard = threading.Lock()
         self._events_by_seq: dict[int, Record] = {}
+        self.contended = False
 
     @property
     def last_seq(self) -> int:
@@ -51,6 +65,37 @@ class CachedRun:
             if rec.kind == "evt" and rec.error is None:
                 self._events_by_seq[rec.seq] = rec
             self.state.apply(rec)
+
+    def advance_own(
+        self,
+        expected_last_seq: int,
+        seqs: Sequence[int],
+        messages: Sequence[OutMessage],
+        events: Mapping[str, type[Event]],
+    ) -> int:
+        """Fold in this process's own commit without reading it back.
+
+        ``messages`` were appended at ``seqs`` (stream-wide sequences from the acks), the first of them
+        with the check that the run's last record was at ``expected_last_seq``. So nothing of the
+        run lies between ``expected_last_seq`` and ``seqs[0]``, and nothing lies between two
+        messages whose sequences are consecutive. Records are applied while that holds and the
+        cache still ends at ``expected_last_seq``; the rest is left to the next read. Their
+        ``time_ns`` is 0 (an ack does not carry the server's timestamp). Returns how many were
+        applied.
+        """
+        with self.guard:
+            if self.state.seq != expected_last_seq or not seqs:
+                return 0
+            batch: list[Record] = []
+            prev = expected_last_seq
+            for i, (seq, m) in enumerate(zip(seqs, messages, strict=False)):
+                if seq <= prev or (i and seq != prev + 1):
+                    break
+                rec = RawRecord(seq, m.subject, m.headers, m.data, 0)
+                batch.append(decode_record(rec, events))
+                prev = seq
+            self._extend(batch)
+            return len(batch)
 
     def state_at(self, seq: int) -> dict[str, Any]:
         """The user state as of ``seq`` (shared; callers must not mutate it)."""
@@ -126,7 +171,8 @@ class RunCache:
 
     def _evict(self) -> None:
         while len(self._runs) > self._max:
-            victim = next(
-                (k for k, v in self._runs.items() if v.state.terminal), next(iter(self._runs))
-            )
+            # Prefer a finished run among the oldest few (bounded: a full scan per new run made
+            # eviction the worker's top cost at 100+ runs in flight).
+            oldest = itertools.islice(self._runs.items(), EVICT_SCAN)
+            victim = next((k for k, v in oldest if v.state.terminal), next(iter(self._runs)))
             del self._runs[victim]

@@ -37,8 +37,17 @@ def start_commit(
     )
 
 
-async def append_start(log: EventLog, workflow: str, run_id: str, start: StartEvent) -> None:
-    """Append a run's start commit (idempotent per run id; see ``commands.append_start``)."""
+async def append_start(
+    log: EventLog, workflow: str, run_id: str, start: StartEvent, *, fresh: bool = False
+) -> None:
+    """Append a run's start commit (idempotent per run id; see ``commands.append_start``).
+
+    With ``fresh`` (the run id was just generated here, so nobody else can start it), the commit
+    is sent without idempotency ids, both messages at once: one round trip instead of two.
+    """
+    if fresh:
+        await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic))
+        return
     await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
 
 
@@ -97,7 +106,7 @@ def start_run(
     async def prepare() -> None:
         if before is not None:
             await before()
-        await append_start(log, cls.workflow_name, rid, start)
+        await append_start(log, cls.workflow_name, rid, start, fresh=run_id is None)
 
     return WorkflowHandler(
         log=log,

@@ -87,8 +87,9 @@ class EventLog(Protocol):
         *,
         idempotency_key: str | None = None,
         indices: Sequence[int] | None = None,
+        expected_last_seq: int | None = None,
     ) -> AppendResult:
-        """Append ``messages`` in order.
+        """Append ``messages`` (all of one run) in order.
 
         Order: the messages are stored in the order given; messages of other appends (other runs,
         or other writers of the same run) may be stored between them. An append that fails
@@ -99,15 +100,21 @@ class EventLog(Protocol):
         otherwise) and a message whose id was stored before is not stored again (JetStream: within
         the stream's duplicate window, 2 min by default). The first message is stored before any
         other is sent; if it is a duplicate, nothing else is sent and ``duplicate=True``: the first
-        message decides which writer's commit stands.
+        message decides which writer's commit stands. Without a key (and without
+        ``expected_last_seq``) all messages may be sent at once.
 
         Args:
             messages: what to append, in order.
             idempotency_key: the commit's key (default: none, no de-duplication).
             indices: the index of each message within its commit (default ``0..n-1``); used to
                 re-append the missing messages of an interrupted commit under their original ids.
+            expected_last_seq: store the first message only if the run's last record is at this
+                sequence (default: no check). A writer that knows the run up to that sequence then
+                knows there is nothing of the run between it and its own first message.
 
         Raises:
+            LastSeqMismatchError: ``expected_last_seq`` was given and the run has records after
+                it; nothing was stored (the check comes before de-duplication).
             AppendError: the log rejected a message (the messages before it may be stored).
             CommitTooLargeError: the append exceeds a limit of the log; nothing was stored.
         """

@@ -48,7 +48,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from ..errors import AppendError, CommitTooLargeError, LogError
+from ..errors import AppendError, CommitTooLargeError, LastSeqMismatchError, LogError
 from ..records import (
     DEFAULT_PREFIX,
     OutMessage,
@@ -65,8 +65,11 @@ logger = logging.getLogger("jetloom.log")
 
 DIRECT_GET_BATCH = 1000
 MULTI_LAST_SUBJECTS = 256  # subject filters per multi_last request
+FOLLOW_INACTIVE_S = 5.0  # a follower's consumer is removed this long after its client went away
+FOLLOW_HEARTBEAT_S = 2.0  # idle heartbeat of a follower's consumer
 ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message id"
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
+ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
 
 
@@ -377,15 +380,20 @@ class JetStreamLog:
         *,
         idempotency_key: str | None = None,
         indices: Sequence[int] | None = None,
+        expected_last_seq: int | None = None,
     ) -> AppendResult:
         if not messages:
             return AppendResult(None, 0)
         if self.atomic and len(messages) > 1 and indices is None:
             return await self._append_batch(messages, idempotency_key)
-        return await self._append_pipelined(messages, idempotency_key, indices)
+        return await self._append_pipelined(messages, idempotency_key, indices, expected_last_seq)
 
     async def _append_pipelined(
-        self, messages: Sequence[OutMessage], key: str | None, indices: Sequence[int] | None
+        self,
+        messages: Sequence[OutMessage],
+        key: str | None,
+        indices: Sequence[int] | None,
+        expected_last_seq: int | None,
     ) -> AppendResult:
         positions = list(indices) if indices is not None else list(range(len(messages)))
         limit = self.nc.max_payload
@@ -398,9 +406,25 @@ class JetStreamLog:
                 )
         acks: list[dict[str, Any]] = []
         rest = 0
-        if positions[0] == 0:
+        if positions[0] == 0 and (key is not None or expected_last_seq is not None):
             # The first message decides whose commit stands: nothing else goes out before its ack.
-            first = await self._request(messages[0], key)
+            head = messages[0]
+            if expected_last_seq is not None:
+                parts = parse_subject(head.subject)
+                if parts is None:
+                    raise ValueError(f"not a run subject: {head.subject!r}")
+                head = OutMessage(
+                    head.subject,
+                    head.data,
+                    {
+                        **head.headers,
+                        "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq),
+                        "Nats-Expected-Last-Subject-Sequence-Subject": run_filter(
+                            self.prefix, parts.workflow, parts.run_id
+                        ),
+                    },
+                )
+            first = await self._request(head, key)
             acks.append(first)
             if first.get("duplicate"):
                 seq = int(first.get("seq") or 0)
@@ -453,7 +477,9 @@ class JetStreamLog:
             ack = orjson.loads(data) if data else {"error": {"description": "no responders"}}
             err = ack.get("error")
             if err is not None:
-                raise AppendError(f"append rejected: {err.get('description')}", code=err.get("err_code"))
+                code = err.get("err_code")
+                cls = LastSeqMismatchError if code == ERR_WRONG_LAST_SEQ else AppendError
+                raise cls(f"append rejected: {err.get('description')}", code=code)
             acks.append(ack)
         return acks
 
@@ -552,26 +578,83 @@ class JetStreamLog:
         msgs = await self._scan(self.stream, run_filter(self.prefix, workflow, run_id), after_seq, up_to_seq)
         return [self._raw(m) for m in msgs]
 
+    async def _api(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+        reply = await self.nc.request(subject, orjson.dumps(body), timeout=self.timeout)
+        answer: dict[str, Any] = orjson.loads(reply.data)
+        err = answer.get("error")
+        if err is not None:
+            raise LogError(f"{subject}: {err.get('description')} (err_code {err.get('err_code')})")
+        return answer
+
     async def follow(
         self, workflow: str, run_id: str, *, after_seq: int = 0
     ) -> AsyncIterator[RawRecord]:
-        sub = await self.js.subscribe(
-            run_filter(self.prefix, workflow, run_id),
-            stream=self.stream,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after_seq else DeliverPolicy.ALL,
-                opt_start_seq=after_seq + 1 if after_seq else None,
-            ),
-        )
+        # An ordered consumer written for this one purpose (nats-py's runs two extra tasks per
+        # subscription and deletes nothing): an ephemeral in-memory push consumer on the run's
+        # filter, made again from the last sequence seen when a delivery is missed (a gap in the
+        # consumer sequence) or the server goes quiet (a restart drops it), deleted at the end.
+        # (A push consumer does not deliver to a wildcard subscription, so one subscription each.)
+        deliver = self.nc.new_inbox()
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await self.nc.subscribe(deliver, cb=on_msg)
+        last = after_seq
+        name = ""
         try:
-            async for msg in sub.messages:
-                parsed = parse_ack_subject(msg.reply)
-                if parsed is None:
-                    continue
-                _, seq, time_ns = parsed
-                yield RawRecord(seq, msg.subject, dict(msg.headers or {}), msg.data, time_ns)
+            while True:
+                name = f"jlf{uuid.uuid4().hex}"
+                config: dict[str, Any] = {
+                    "name": name,
+                    "deliver_subject": deliver,
+                    "filter_subject": run_filter(self.prefix, workflow, run_id),
+                    "ack_policy": "none",
+                    "max_deliver": 1,
+                    "mem_storage": True,
+                    "num_replicas": 1,
+                    "inactive_threshold": int(FOLLOW_INACTIVE_S * _NS),
+                    "idle_heartbeat": int(FOLLOW_HEARTBEAT_S * _NS),
+                }
+                if last:
+                    config.update(deliver_policy="by_start_sequence", opt_start_seq=last + 1)
+                else:
+                    config["deliver_policy"] = "all"
+                await self._api(
+                    f"$JS.API.CONSUMER.CREATE.{self.stream}.{name}",
+                    {"stream_name": self.stream, "config": config},
+                )
+                delivered = 0
+                while True:
+                    try:
+                        async with asyncio.timeout(3 * FOLLOW_HEARTBEAT_S):
+                            msg = await queue.get()
+                    except TimeoutError:
+                        break  # no heartbeat: the consumer is gone; make it again
+                    headers = msg.headers
+                    if headers and not msg.data and "Status" in headers:
+                        sent = headers.get("Nats-Last-Consumer")
+                        if sent is not None and int(sent) > delivered:
+                            break  # a delivery was missed
+                        continue
+                    tokens = msg.reply.split(".")
+                    if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
+                        tokens = tokens[:2] + tokens[4:]
+                    if len(tokens) < 9 or tokens[3] != name:
+                        continue  # from a consumer we have replaced
+                    cseq, seq = int(tokens[6]), int(tokens[5])
+                    if cseq != delivered + 1:
+                        break
+                    delivered = cseq
+                    if seq <= last:
+                        continue
+                    last = seq
+                    yield RawRecord(seq, msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
+                self._delete_consumer(name)
         finally:
+            if name:
+                self._delete_consumer(name)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -607,6 +690,15 @@ class JetStreamLog:
             )
             out.extend(self._raw(m) for m in msgs)
         return sorted(out, key=lambda r: r.seq)
+
+    def _delete_consumer(self, name: str) -> None:
+        # Now rather than after the inactive threshold (a client following hundreds of runs a
+        # second would hit the server's consumer limit); nobody waits for the answer.
+        if not self.nc.is_closed:
+            task = asyncio.ensure_future(
+                self.nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"", reply=self.nc.new_inbox())
+            )
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # ---- consumers --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
+from ..errors import LastSeqMismatchError
 from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, message_id, parse_subject
 from .base import AppendResult, DeadLetter
 
@@ -93,6 +94,7 @@ class MemoryLog:
         *,
         idempotency_key: str | None = None,
         indices: Sequence[int] | None = None,
+        expected_last_seq: int | None = None,
     ) -> AppendResult:
         parsed = []
         for m in messages:
@@ -101,6 +103,11 @@ class MemoryLog:
                 raise ValueError(f"not a run subject of this log: {m.subject!r}")
             parsed.append(parts)
         positions = list(indices) if indices is not None else list(range(len(messages)))
+        if expected_last_seq is not None and parsed:
+            run = self._runs.get((parsed[0].workflow, parsed[0].run_id))
+            last = run[-1].seq if run else 0
+            if last != expected_last_seq:
+                raise LastSeqMismatchError(f"wrong last sequence: {last}", code=10071)
         now = time.time_ns()
         seqs: list[int] = []
         count = 0

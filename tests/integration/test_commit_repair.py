@@ -64,15 +64,13 @@ class CrashingLog:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def append(
-        self, messages: Sequence[OutMessage], *, idempotency_key: str | None = None, indices: Any = None
-    ) -> Any:
+    async def append(self, messages: Sequence[OutMessage], **options: Any) -> Any:
         if self.keep and len(messages) > 1:
             keep, self.keep = self.keep, 0
             self.intended = list(messages)
-            await self.inner.append(messages[:keep], idempotency_key=idempotency_key)
+            await self.inner.append(messages[:keep], **options)
             raise Crash
-        return await self.inner.append(messages, idempotency_key=idempotency_key, indices=indices)
+        return await self.inner.append(messages, **options)
 
 
 class FakeDelivery:
@@ -107,8 +105,8 @@ async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
 
 def envelope(r: RawRecord | OutMessage) -> tuple[str, bytes, dict[str, str]]:
     """What a message is, as sent; JetStream also keeps the id it was published with, which is
-    checked against the commit index it names."""
-    headers = dict(r.headers)
+    checked against the commit index it names, and the headers of the publish's checks."""
+    headers = {k: v for k, v in r.headers.items() if not k.startswith("Nats-Expected-")}
     msg_id = headers.pop("Nats-Msg-Id", None)
     if msg_id is not None:
         key, _, index = headers[H_COMMIT].rpartition("/")
