@@ -1,0 +1,190 @@
+"""Following runs on JetStream: one ordered push consumer per workflow and process, shared by
+every run that process follows.
+
+A consumer per followed run costs the server ≈ 4.4 ms of CPU to create and delete (measured on
+nats-server 2.15, 2 cores) — more than everything else a three-step run costs. A ``FollowHub``
+instead keeps one ephemeral in-memory push consumer on ``<prefix>.run.<workflow>.>`` delivering
+what is stored from its creation on, and hands each record to the followers of its run. A follower
+registers before it reads the run's stored records, so every record is either in that read or
+delivered by the hub afterwards (the follower drops what it has already seen by sequence).
+
+The consumer is made again from the last stream sequence seen when a delivery is missed (a gap in
+the consumer sequence) or when the server goes quiet for three heartbeats (a restart drops it).
+The cost: the process receives every record of the workflow it follows, its own runs' or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from nats.aio.msg import Msg
+
+from ..records import RawRecord
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+__all__ = ["FollowHub"]
+
+logger = logging.getLogger("jetloom.log")
+
+HEARTBEAT_S = 2.0  # idle heartbeat of the hub's consumer
+INACTIVE_S = 10.0  # the server removes the consumer this long after its process went away
+_NS = 1_000_000_000
+
+
+class FollowHub:
+    """The shared follow consumer of one workflow.
+
+    Args:
+        nc: the connection.
+        stream: the run stream.
+        subject_filter: ``<prefix>.run.<workflow>.>``.
+        timeout: seconds to wait for the consumer API.
+    """
+
+    def __init__(self, nc: NATS, stream: str, subject_filter: str, timeout: float) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.filter = subject_filter
+        self.timeout = timeout
+        self.followers: dict[str, set[asyncio.Queue[RawRecord]]] = {}
+        self._name = ""
+        self._delivered = 0
+        self._last_seq = 0  # last stream sequence delivered (0: none yet, start from "new")
+        self._ready: asyncio.Future[None] | None = None
+        self._renew = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    async def register(self, run_id: str) -> asyncio.Queue[RawRecord]:
+        """A queue receiving every record of ``run_id`` stored from now on (once the hub's consumer
+        exists, which this waits for)."""
+        queue: asyncio.Queue[RawRecord] = asyncio.Queue()
+        self.followers.setdefault(run_id, set()).add(queue)
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
+        await asyncio.shield(self._ready)
+        return queue
+
+    def unregister(self, run_id: str, queue: asyncio.Queue[RawRecord]) -> None:
+        queues = self.followers.get(run_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self.followers[run_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _create(self) -> None:
+        self._name = f"jlf{uuid.uuid4().hex}"
+        self._delivered = 0
+        config: dict[str, Any] = {
+            "name": self._name,
+            "deliver_subject": self._sub.subject,
+            "filter_subject": self.filter,
+            "ack_policy": "none",
+            "max_deliver": 1,
+            "mem_storage": True,
+            "num_replicas": 1,
+            "inactive_threshold": int(INACTIVE_S * _NS),
+            "idle_heartbeat": int(HEARTBEAT_S * _NS),
+        }
+        if self._last_seq:
+            config.update(deliver_policy="by_start_sequence", opt_start_seq=self._last_seq + 1)
+        else:
+            config["deliver_policy"] = "new"
+        body = orjson.dumps({"stream_name": self.stream, "config": config})
+        reply = await self.nc.request(
+            f"$JS.API.CONSUMER.CREATE.{self.stream}.{self._name}", body, timeout=self.timeout
+        )
+        answer = orjson.loads(reply.data)
+        err = answer.get("error")
+        if err is not None:
+            raise RuntimeError(f"follow consumer on {self.filter}: {err.get('description')}")
+        if not self._last_seq:
+            # "new" starts after the stream's last sequence; a renewal must start right there.
+            self._last_seq = int(answer.get("delivered", {}).get("stream_seq") or 0)
+
+    def _delete(self, name: str) -> None:
+        if name and not self.nc.is_closed:
+            task = asyncio.ensure_future(
+                self.nc.publish(
+                    f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"", reply=self.nc.new_inbox()
+                )
+            )
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _run(self) -> None:
+        assert self._ready is not None
+        self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._on_msg)
+        try:
+            while True:
+                try:
+                    await self._create()
+                except Exception as exc:  # the server is away; try again
+                    if not self._ready.done():
+                        self._ready.set_exception(exc)
+                        return
+                    logger.warning("follow consumer: %s; retrying", exc)
+                    await asyncio.sleep(HEARTBEAT_S)
+                    continue
+                if not self._ready.done():
+                    self._ready.set_result(None)
+                while True:
+                    # Renew when told to (a missed delivery), or when a window of three heartbeats
+                    # passes without a message.
+                    self._renew.clear()
+                    self._silent = True
+                    try:
+                        async with asyncio.timeout(3 * HEARTBEAT_S):
+                            await self._renew.wait()
+                    except TimeoutError:
+                        pass
+                    if self._renew.is_set() or self._silent:
+                        break
+                old, self._name = self._name, ""
+                self._delete(old)
+        finally:
+            self._delete(self._name)
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    _silent = False
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._silent = False
+        headers = msg.headers
+        if headers and not msg.data and "Status" in headers:
+            sent = headers.get("Nats-Last-Consumer")
+            if sent is not None and int(sent) > self._delivered and self._name:
+                self._renew.set()  # a delivery was missed
+            return
+        tokens = msg.reply.split(".")
+        if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
+            tokens = tokens[:2] + tokens[4:]
+        if len(tokens) < 9 or tokens[3] != self._name:
+            return  # from a consumer we have replaced
+        cseq, seq = int(tokens[6]), int(tokens[5])
+        if cseq != self._delivered + 1:
+            self._renew.set()
+            return
+        self._delivered = cseq
+        if seq <= self._last_seq:
+            return
+        self._last_seq = seq
+        queues = self.followers.get(msg.subject.rsplit(".", 3)[1])
+        if queues:
+            rec = RawRecord(seq, msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
+            for q in queues:
+                q.put_nowait(rec)
