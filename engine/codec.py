@@ -18,6 +18,7 @@ from .records import (
     SYS_TYPES,
     RawRecord,
     Record,
+    Resume,
     parse_subject,
 )
 
@@ -25,6 +26,7 @@ __all__ = ["decode_record", "encode"]
 
 _SYS_DECODERS = {name: msgspec.json.Decoder(t) for name, t in SYS_TYPES.items()}
 _ANY_DECODER = msgspec.json.Decoder(dict[str, Any])
+_RESUME_DECODER = msgspec.json.Decoder(Resume)
 _encoder = msgspec.json.Encoder()
 
 encode = _encoder.encode
@@ -50,6 +52,10 @@ def decode_record(raw: RawRecord, events: Mapping[str, type[Event]] | None = Non
             if dec is None:
                 raise EventDecodeError(f"unknown engine record type {parts.type!r}")
             body = dec.decode(raw.data)
+        elif parts.kind == "cmd":
+            body = _RESUME_DECODER.decode(raw.data)
+        elif parts.kind == "sch":
+            body = None  # a pending timer; the record it becomes when it fires is what counts
         else:
             cls = (events.get(parts.type) if events else None) or known_event(
                 parts.type, h.get(H_CLASS)

@@ -13,6 +13,7 @@ from .events import TAG_FIELD
 from .fold import fold
 from .log.base import AppendResult, EventLog
 from .records import H_RUN, H_TARGET, H_TYPE, OutMessage, RunCancelled, RunStarted, run_subject
+from .waits import resolve_waits
 
 __all__ = [
     "append_cancel",
@@ -84,13 +85,18 @@ async def append_event(
     idempotency_key: str | None = None,
 ) -> AppendResult:
     """Append an event to a run from outside (human input, another system), optionally addressed
-    to one step (``target``). With an ``idempotency_key``, a repeat is dropped as a duplicate."""
+    to one step (``target``), then resume the step that waits for it, if any
+    (``ctx.wait_for_event``). With an ``idempotency_key``, a repeat is dropped as a duplicate."""
     headers = {H_RUN: run_id, H_TYPE: event_type}
     if target is not None:
         headers[H_TARGET] = target
     msg = OutMessage(run_subject(log.prefix, workflow, run_id, "evt", event_type), payload, headers)
     key = f"{run_id}:ext:{idempotency_key}" if idempotency_key is not None else None
-    return await log.append([msg], idempotency_key=key)
+    result = await log.append([msg], idempotency_key=key)
+    # an awaited event resumes its waiting step (also when this is a retried duplicate whose
+    # first attempt stopped before this point)
+    await resolve_waits(log, workflow, run_id)
+    return result
 
 
 async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str = "") -> AppendResult:

@@ -9,11 +9,21 @@ of its trigger event's sequence, plus its own writes.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .events import Event, StopEvent, event_name
+from .errors import WaitTimeoutError
+from .events import Event, StopEvent, event_from_fields, event_name
 from .fold import _MISSING, get_path, set_path
+from .records import Resume, StepSuspended, check_token
+from .waits import Suspend
+
+if TYPE_CHECKING:
+    from .fold import RunState
+
+E = TypeVar("E", bound=Event)
 
 __all__ = ["Context", "StateStore"]
 
@@ -79,6 +89,8 @@ class Context:
         state: dict[str, Any],
         collector: Callable[[Sequence[str]], tuple[list[int], list[Event]] | None],
         known_events: dict[str, type[Event]],
+        run: RunState | None = None,
+        attempt: int = 1,
     ) -> None:
         self.run_id = run_id
         self.step_name = step
@@ -89,6 +101,9 @@ class Context:
         self.emitted: list[tuple[Event, str | None]] = []
         self.streamed: list[Event] = []
         self.consumed: list[int] = []
+        self._run = run  # the run as folded now (waits and their resolutions)
+        self._attempt = attempt
+        self._waits = 0
 
     # llama-index-workflows 0.x style state access, kept for users moving over
     async def get(self, key: str, default: Any = _MISSING) -> Any:
@@ -126,6 +141,98 @@ class Context:
         if not isinstance(event, Event):
             raise TypeError(f"write_event_to_stream takes an Event, got {type(event).__name__}")
         self.streamed.append(event)
+
+    def _wait_id(self, given: str | None) -> str:
+        self._waits += 1
+        return check_token(given, "waiter_id") if given is not None else f"w{self._waits}"
+
+    def _wait_state(self, wait: str) -> tuple[Resume | None, StepSuspended | None]:
+        if self._run is None:
+            return None, None
+        key = (self.trigger_seq, self.step_name, wait)
+        found = self._run.waits.get(key)
+        return self._run.resolved.get(key), (found[1] if found is not None else None)
+
+    async def wait_for_event(
+        self,
+        event_type: type[E],
+        requirements: dict[str, Any] | None = None,
+        timeout: float | timedelta | None = 2000.0,
+        waiter_event: Event | None = None,
+        waiter_id: str | None = None,
+    ) -> E:
+        """Wait, durably, for an event of ``event_type`` (usually a ``HumanResponseEvent``) sent to
+        the run after this step's trigger, whose fields equal ``requirements``.
+
+        No worker holds the step while it waits: the step is recorded as suspended and runs again
+        from its start when the event arrives, maybe days later and in another process; waits it
+        already passed then return at once. So a step must make its waits in the same order every
+        time (as in Temporal workflow code). ``waiter_event`` (e.g. an ``InputRequiredEvent``) is
+        written to the stream once, when the wait begins. Signature as in llama-index-workflows.
+
+        Args:
+            timeout: seconds (or a timedelta) to wait, default 2000 (llama's); ``None``: forever.
+            waiter_id: names the wait (default ``w<n>`` for the n-th wait of the step).
+
+        Raises:
+            WaitTimeoutError: no matching event within ``timeout``.
+        """
+        wait = self._wait_id(waiter_id)
+        resolved, suspended = self._wait_state(wait)
+        if resolved is not None:
+            if resolved.event is not None:
+                return event_from_fields(event_type, resolved.event.data)  # type: ignore[return-value]
+            raise WaitTimeoutError(
+                f"step {self.step_name!r} waited {timeout}s for {event_name(event_type)} in vain",
+                run_id=self.run_id,
+                step=self.step_name,
+            )
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if suspended is not None:
+            fire_at = suspended.fire_at_ns
+        else:
+            fire_at = time.time_ns() + int(seconds * 1e9) if seconds is not None else 0
+        raise Suspend(
+            StepSuspended(
+                step=self.step_name,
+                trigger=self.trigger_seq,
+                wait=wait,
+                kind="event",
+                event_type=event_name(event_type),
+                requirements=dict(requirements or {}),
+                fire_at_ns=fire_at,
+                attempt=self._attempt,
+            ),
+            waiter_event if suspended is None else None,
+        )
+
+    async def sleep(self, delay: float | timedelta, *, timer_id: str | None = None) -> None:
+        """Sleep durably: a timer in the log (a JetStream message schedule), not in this process.
+
+        The step is suspended and no worker holds it; when the timer fires, the step runs again
+        from its start and this call returns at once (see ``wait_for_event`` on replay). A sleep
+        survives restarts of every worker and of the NATS server.
+
+        Args:
+            delay: seconds, or a timedelta.
+            timer_id: names the timer (default ``w<n>`` for the n-th wait of the step).
+        """
+        wait = self._wait_id(timer_id)
+        resolved, suspended = self._wait_state(wait)
+        if resolved is not None:
+            return
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        fire_at = suspended.fire_at_ns if suspended is not None else time.time_ns() + int(seconds * 1e9)
+        raise Suspend(
+            StepSuspended(
+                step=self.step_name,
+                trigger=self.trigger_seq,
+                wait=wait,
+                kind="timer",
+                fire_at_ns=fire_at,
+                attempt=self._attempt,
+            )
+        )
 
     def collect_events(
         self, ev: Event, expected: Sequence[type[Event]]

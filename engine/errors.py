@@ -7,7 +7,8 @@
     ├── WorkflowRuntimeError         a run could not proceed
     │   ├── StepFailedError          a step raised; carries the step, run id, error type and traceback
     │   ├── WorkflowTimeoutError     the run did not finish within its timeout
-    │   └── WorkflowCancelledError   the run was cancelled
+    │   ├── WorkflowCancelledError   the run was cancelled
+    │   └── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
     ├── RunNotFoundError             no log records for that run id
     ├── EventDecodeError             a record's payload does not decode to its declared type
     └── LogError                     the event log refused or failed an operation
@@ -84,6 +85,11 @@ class WorkflowTimeoutError(WorkflowRuntimeError):
 
 class WorkflowCancelledError(WorkflowRuntimeError):
     """The run was cancelled before it completed."""
+
+
+class WaitTimeoutError(WorkflowRuntimeError, TimeoutError):
+    """``ctx.wait_for_event`` got no matching event within its ``timeout`` (raised in the step,
+    which may catch it; also a ``TimeoutError``)."""
 
 
 class RunNotFoundError(JetloomError):

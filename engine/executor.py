@@ -48,6 +48,8 @@ from .records import (
     H_TRIGGER,
     H_TYPE,
     OutMessage,
+    Record,
+    Resume,
     RunCompleted,
     StepCompleted,
     StepFailed,
@@ -55,6 +57,7 @@ from .records import (
     run_subject,
 )
 from .runs import CachedRun, RunCache
+from .waits import Suspend, resolve_waits, resume_message
 
 if TYPE_CHECKING:
     from .workflow import StepSpec, Workflow
@@ -81,6 +84,8 @@ class ExecutorStats:
         dead_lettered: messages moved to the dead-letter subject.
         retried: deliveries nak'ed after an infrastructure error.
         repaired: messages of interrupted commits appended again from their copy.
+        suspended: step executions that stopped to wait (``wait_for_event``, ``sleep``).
+        resumed: ``Resume`` commands handled (a wait ended; the step ran again).
     """
 
     handled: int = 0
@@ -90,6 +95,8 @@ class ExecutorStats:
     dead_lettered: int = 0
     retried: int = 0
     repaired: int = 0
+    suspended: int = 0
+    resumed: int = 0
 
 
 class Executor:
@@ -197,6 +204,9 @@ class Executor:
         if rec.error is not None:
             await self._dead_letter(spec, delivery, rec.error)
             return
+        if rec.kind == "cmd" and rec.workflow == self.name and rec.type == spec.name:
+            await self._resume(spec, delivery, rec)
+            return
         if rec.kind != "evt" or rec.workflow != self.name or rec.type not in spec.accepts_names:
             await self._dead_letter(spec, delivery, f"step {spec.name!r} does not accept {raw.subject}")
             return
@@ -222,18 +232,88 @@ class Executor:
             self.stats.skipped += 1
             await delivery.ack()
             return
-        messages = await self._run_step(spec, run, rec.run_id, raw.seq, rec.body, delivery.attempt)
+        await self._execute(spec, delivery, run, rec.run_id, raw.seq, rec.body)
+
+    async def _resume(self, spec: StepSpec, delivery: Delivery, rec: Record) -> None:
+        """A wait of the step ended (``cmd.<step>``): run the step again on its trigger."""
+        body = rec.body
+        if not isinstance(body, Resume) or body.step != spec.name:
+            await self._dead_letter(spec, delivery, f"not a Resume for step {spec.name!r}")
+            return
+        run = await self.runs.get(rec.run_id, min_seq=rec.seq, refresh=True, trigger=rec)
+        st = run.state
+        if st.terminal or (body.trigger, spec.name) in st.done:
+            self.stats.skipped += 1
+            await delivery.ack()
+            return
+        event = run.event(body.trigger)
+        if event is None:
+            await self._dead_letter(spec, delivery, f"trigger {body.trigger} of {rec.run_id} not in its log")
+            return
+        self.stats.resumed += 1
+        await self._execute(spec, delivery, run, rec.run_id, body.trigger, event)
+
+    async def _execute(
+        self, spec: StepSpec, delivery: Delivery, run: CachedRun, run_id: str, seq: int, event: Event
+    ) -> None:
+        """Run the step on trigger ``seq`` and commit what it did (or record that it waits)."""
+        key = commit_id(run_id, seq, spec.name)
+        outcome = await self._run_step(spec, run, run_id, seq, event, delivery.attempt)
+        if isinstance(outcome, Suspend):
+            await self._suspend(spec, run_id, seq, outcome)
+            await delivery.ack()
+            return
+        messages = outcome
         try:
             result = await self._commit(run, messages, key)
         except CommitTooLargeError as exc:
             self.stats.failed += 1
-            failed = self._failure(spec, rec.run_id, raw.seq, delivery.attempt, exc, time.perf_counter())
+            failed = self._failure(spec, run_id, seq, delivery.attempt, exc, time.perf_counter())
             result = await self.log.append([failed], idempotency_key=key)
         if result.duplicate:
             # Another execution's completion stands; make sure its commit is whole.
             self.stats.duplicates += 1
-            await self._complete(rec.run_id, key)
+            await self._complete(run_id, key)
+        elif messages and run.state.waits:
+            await self._resolve_if_awaited(run, run_id, messages)
         await delivery.ack()
+
+    async def _resolve_if_awaited(self, run: CachedRun, run_id: str, messages: list[OutMessage]) -> None:
+        awaited = {w.event_type for _, w in run.state.open_event_waits()}
+        emitted = {m.headers.get(H_TYPE) for m in messages if ".evt." in m.subject}
+        if awaited & emitted:
+            await resolve_waits(self.log, self.name, run_id, self.events)
+
+    async def _suspend(self, spec: StepSpec, run_id: str, seq: int, susp: Suspend) -> None:
+        """Record that the step waits; set its timer; and if the awaited event is already in the
+        log, resume it at once."""
+        rec = susp.record
+        key = f"{commit_id(run_id, seq, spec.name)}:{rec.wait}"
+        base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+        if susp.waiter_event is not None:
+            ev = susp.waiter_event
+            name = event_name(type(ev))
+            headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
+            out = OutMessage(run_subject(self.log.prefix, self.name, run_id, "out", name), encode_event(ev), headers)
+            await self.log.append([out], idempotency_key=f"{key}:out")
+        await self.log.append([self._sys(run_id, "StepSuspended", rec, base)], idempotency_key=key)
+        if rec.fire_at_ns:
+            resume = Resume(
+                step=spec.name,
+                trigger=seq,
+                reason="timer" if rec.kind == "timer" else "timeout",
+                wait=rec.wait,
+            )
+            await self.log.schedule(
+                resume_message(self.log.prefix, self.name, run_id, resume),
+                at_ns=rec.fire_at_ns,
+                name=f"{seq}-{spec.name}-{rec.wait}",
+                idempotency_key=f"{key}:timer",
+            )
+        self.runs.forget(run_id)  # appended without the cache: read the run afresh next time
+        self.stats.suspended += 1
+        if rec.kind == "event":
+            await resolve_waits(self.log, self.name, run_id, self.events)
 
     async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult:
         """Append a commit. While this process is the run's only writer, the commit is made with
@@ -262,7 +342,7 @@ class Executor:
 
     async def _run_step(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int
-    ) -> list[OutMessage]:
+    ) -> list[OutMessage] | Suspend:
         ctx = Context(
             run_id=run_id,
             step=spec.name,
@@ -270,6 +350,8 @@ class Executor:
             state=run.state_at(seq),
             collector=lambda expected: run.collect(spec.name, expected, seq),
             known_events=self.events,
+            run=run.state,
+            attempt=attempt,
         )
         kwargs: dict[str, Any] = {spec.event_param: event}
         if spec.ctx_param is not None:
@@ -288,6 +370,8 @@ class Executor:
             messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0)
         except asyncio.CancelledError:
             raise
+        except Suspend as susp:
+            return susp
         except Exception as exc:
             self.stats.failed += 1
             messages = [self._failure(spec, run_id, seq, attempt, exc, t0)]

@@ -21,12 +21,14 @@ from .records import (
     CommitMessage,
     OutMessage,
     Record,
+    Resume,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepSuspended,
     run_subject,
 )
 
@@ -147,6 +149,9 @@ class RunState:
     """
 
     __slots__ = (
+        "waits",
+        "resolved",
+        "claimed",
         "workflow",
         "run_id",
         "seq",
@@ -192,6 +197,11 @@ class RunState:
         self.records = 0
         self.skipped = 0
         self.incomplete: dict[str, PendingCommit] = {}
+        # (trigger, step, wait id) -> (seq of the StepSuspended, the record), while unresolved or
+        # until the step completes; first resolution of each wait; events given to a wait
+        self.waits: dict[tuple[int, str, str], tuple[int, StepSuspended]] = {}
+        self.resolved: dict[tuple[int, str, str], Resume] = {}
+        self.claimed: set[int] = set()
 
     @property
     def terminal(self) -> bool:
@@ -212,6 +222,13 @@ class RunState:
             if not self.terminal:
                 self.events.setdefault(rec.type, []).append((rec.seq, rec.target))
             return
+        if rec.kind == "cmd":
+            if isinstance(rec.body, Resume) and rec.body.wait is not None and not self.terminal:
+                r = rec.body
+                self.resolved.setdefault((r.trigger, r.step, r.wait), r)
+                if r.event is not None:
+                    self.claimed.add(r.event.seq)
+            return
         if rec.kind != "sys":
             return
         body = rec.body
@@ -226,8 +243,13 @@ class RunState:
             if isinstance(body, StepCompleted | StepFailed):
                 self.done.add((body.trigger, body.step))
             return
+        if isinstance(body, StepSuspended):
+            if (body.trigger, body.step) not in self.done:
+                self.waits.setdefault((body.trigger, body.step, body.wait), (rec.seq, body))
+            return
         if isinstance(body, StepCompleted):
             self.done.add((body.trigger, body.step))
+            self._drop_waits(body.trigger, body.step)
             self.steps_completed += 1
             if body.state:
                 for path, value in body.state.items():
@@ -264,6 +286,21 @@ class RunState:
             pending.seen.add(int(index))
             if len(pending.seen) == pending.size:
                 del self.incomplete[key]
+
+    def _drop_waits(self, trigger: int, step: str) -> None:
+        if not self.waits:
+            return
+        for key in [k for k in self.waits if k[0] == trigger and k[1] == step]:
+            del self.waits[key]
+            self.resolved.pop(key, None)
+
+    def open_event_waits(self) -> list[tuple[int, StepSuspended]]:
+        """Unresolved ``wait_for_event`` waits, in the order they were recorded:
+        ``(seq of the StepSuspended, record)``."""
+        return sorted(
+            (v for k, v in self.waits.items() if v[1].kind == "event" and k not in self.resolved),
+            key=lambda v: v[0],
+        )
 
     def _end(self, status: str, rec: Record) -> None:
         self.status = status

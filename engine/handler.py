@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from typing import Any
 
 from .codec import decode_record, encode
-from .commands import append_cancel
+from .commands import append_cancel, append_event
 from .errors import (
     StepFailedError,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
 )
-from .events import Event, StopEvent, event_from_fields
+from .events import Event, StopEvent, encode_event, event_from_fields, event_name
 from .fold import RunState
 from .log.base import EventLog
 from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed, run_subject
@@ -203,6 +203,22 @@ class WorkflowHandler:
             raise self._future.exception()  # type: ignore[misc]
         if self._stop_event is not None:
             yield self._stop_event
+
+    async def send_event(
+        self, event: Event, *, step: str | None = None, idempotency_key: str | None = None
+    ) -> None:
+        """Send ``event`` to the run from outside (e.g. a ``HumanResponseEvent`` a step waits for
+        with ``ctx.wait_for_event``), optionally to one ``step`` only. With an
+        ``idempotency_key``, a repeated call appends once."""
+        await append_event(
+            self._log,
+            self.workflow,
+            self.run_id,
+            event_name(type(event)),
+            encode_event(event),
+            target=step,
+            idempotency_key=idempotency_key,
+        )
 
     async def cancel_run(self, reason: str = "") -> None:
         """Record that the run is cancelled; steps not yet started will not run."""

@@ -38,6 +38,9 @@ __all__ = [
     "StepCompleted",
     "StepFailed",
     "SYS_TYPES",
+    "Resume",
+    "ResumeEvent",
+    "StepSuspended",
     "SubjectParts",
     "check_token",
     "commit_key",
@@ -58,8 +61,10 @@ H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
 H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
 H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a multi-message commit
 
-Kind = Literal["evt", "sys", "out"]
-KINDS: Final = ("evt", "sys", "out")
+Kind = Literal["evt", "sys", "out", "cmd", "sch"]
+#: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's consumer;
+#: ``sch.<id>``: a pending message schedule (a durable timer), removed by the server when it fires.
+KINDS: Final = ("evt", "sys", "out", "cmd", "sch")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -230,9 +235,64 @@ class RunCancelled(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class StepSuspended(msgspec.Struct, frozen=True, kw_only=True):
+    """A step is waiting (``ctx.wait_for_event`` or ``ctx.sleep``) and no worker holds it.
+
+    The step runs again from its start when a ``Resume`` for it arrives; waits it already passed
+    then return at once from the log, so only the code after the last wait does new work.
+
+    Attributes:
+        wait: the wait's id within the step's execution (``waiter_id``, or ``w<n>`` for the n-th).
+        kind: ``"event"`` (wait_for_event) or ``"timer"`` (sleep).
+        event_type: the awaited event's name (event waits).
+        requirements: field values the awaited event must have (event waits).
+        fire_at_ns: when the timer fires / the wait times out, ns since the epoch (0: never).
+    """
+
+    step: str
+    trigger: int
+    wait: str
+    kind: str
+    event_type: str | None = None
+    requirements: dict[str, Any] = {}
+    fire_at_ns: int = 0
+    attempt: int = 1
+
+
+class ResumeEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """The event that resolved a wait: its name, stream sequence and fields."""
+
+    type: str
+    seq: int
+    data: dict[str, Any] = {}
+
+
+class Resume(msgspec.Struct, frozen=True, kw_only=True):
+    """``cmd.<step>``: run ``step`` on trigger ``trigger`` again, because ``wait`` was resolved.
+
+    Attributes:
+        reason: ``"event"`` (an awaited event arrived; ``event`` holds it), ``"timer"`` (a sleep
+            ended), ``"timeout"`` (an event wait timed out).
+    """
+
+    step: str
+    trigger: int
+    reason: str
+    wait: str | None = None
+    event: ResumeEvent | None = None
+
+
 SYS_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     t.__name__: t
-    for t in (RunStarted, StepCompleted, StepFailed, RunCompleted, RunFailed, RunCancelled)
+    for t in (
+        RunStarted,
+        StepCompleted,
+        StepFailed,
+        StepSuspended,
+        RunCompleted,
+        RunFailed,
+        RunCancelled,
+    )
 }
 
 

@@ -135,7 +135,7 @@ class EventLog(Protocol):
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
         """Create the durable consumer of ``step``: every event of ``event_types`` of every run of
-        ``workflow``, from the start of the log, shared by all replicas. An existing consumer is
+        ``workflow``, and every command to the step (``cmd.<step>``), from the start of the log, shared by all replicas. An existing consumer is
         updated to this configuration, unless ``update`` is false (clients that only need it to
         exist leave the workers' settings alone)."""
         ...
@@ -144,6 +144,18 @@ class EventLog(Protocol):
         self, workflow: str, step: str, *, max_in_flight: int
     ) -> AsyncIterator[Delivery]:
         """Deliveries for ``step``'s consumer, at most ``max_in_flight`` unsettled at a time."""
+        ...
+
+    async def schedule(
+        self, message: OutMessage, *, at_ns: int, name: str, idempotency_key: str
+    ) -> None:
+        """A durable timer: append ``message`` at ``at_ns`` (ns since the epoch; at once if past).
+
+        On JetStream this is a message schedule (server 2.12+): the pending timer is a record of
+        the run on ``<run>.sch.<name>`` until the server fires it, so it survives restarts of every
+        process and of the server. ``MemoryLog`` keeps it in the event loop. Scheduling the same
+        ``idempotency_key`` twice schedules once.
+        """
         ...
 
     async def dead_letter(

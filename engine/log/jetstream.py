@@ -58,6 +58,7 @@ from ..records import (
     message_id,
     parse_subject,
     run_filter,
+    run_subject,
 )
 from .base import AppendResult, DeadLetter
 from .jsfollow import FollowHub
@@ -646,6 +647,7 @@ class JetStreamLog:
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
         filters = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
+        filters.append(f"{self.prefix}.run.{workflow}.*.cmd.{step}")  # Resume commands
         known = self._ensured.get((workflow, step))
         if known is not None and (not update or known == tuple(filters)):
             # Set up by this log already: an in-process workflow restarting its executor for the
@@ -690,6 +692,25 @@ class JetStreamLog:
             yield delivery
 
     # ---- dead letters -----------------------------------------------------------------------
+
+    async def schedule(
+        self, message: OutMessage, *, at_ns: int, name: str, idempotency_key: str
+    ) -> None:
+        parts = parse_subject(message.subject)
+        if parts is None:
+            raise ValueError(f"not a run subject: {message.subject!r}")
+        at = datetime.fromtimestamp(max(at_ns, time.time_ns()) / 1e9, tz=UTC)
+        headers = {
+            **message.headers,
+            "Nats-Schedule": "@at " + at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "Nats-Schedule-Target": message.subject,
+            "Nats-Msg-Id": idempotency_key,
+        }
+        subject = run_subject(self.prefix, parts.workflow, parts.run_id, "sch", name)
+        reply = await self.nc.request(subject, message.data, headers=headers, timeout=self.timeout)
+        err = orjson.loads(reply.data).get("error")
+        if err is not None:
+            raise AppendError(f"schedule rejected: {err.get('description')}", code=err.get("err_code"))
 
     async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
         parts = parse_subject(record.subject)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 from ..errors import LastSeqMismatchError
-from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, message_id, parse_subject
+from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, SubjectParts, message_id, parse_subject
 from .base import AppendResult, DeadLetter
 
 __all__ = ["MemoryLog"]
@@ -62,11 +62,18 @@ class _Delivery:
 
 
 class _Consumer:
-    def __init__(self, types: frozenset[str]) -> None:
+    def __init__(self, step: str, types: frozenset[str]) -> None:
+        self.step = step
         self.types = types
         self.queue: deque[tuple[RawRecord, int]] = deque()
         self.wake = asyncio.Event()
         self.in_flight = 0
+
+
+def _delivers(consumer: _Consumer, parts: SubjectParts) -> bool:
+    if parts.kind == "evt":
+        return parts.type in consumer.types
+    return parts.kind == "cmd" and parts.type == consumer.step
 
 
 class MemoryLog:
@@ -81,6 +88,8 @@ class MemoryLog:
     def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
         self._seq = 0
+        self._scheduled: set[str] = set()  # idempotency keys of timers set
+        self._timers: set[asyncio.Future[AppendResult]] = set()
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
         self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
         self._consumers: dict[tuple[str, str], _Consumer] = {}
@@ -126,9 +135,9 @@ class MemoryLog:
             rec = RawRecord(self._seq, m.subject, dict(m.headers), m.data, now)
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
-            if parts.kind == "evt":
+            if parts.kind in ("evt", "cmd"):
                 for (wf, _), consumer in self._consumers.items():
-                    if wf == parts.workflow and parts.type in consumer.types:
+                    if wf == parts.workflow and _delivers(consumer, parts):
                         consumer.queue.append((rec, 1))
                         consumer.wake.set()
         if count:
@@ -170,10 +179,10 @@ class MemoryLog:
             if update:
                 existing.types = types
             return
-        consumer = self._consumers[key] = _Consumer(types)
+        consumer = self._consumers[key] = _Consumer(step, types)
         for rec in self._by_workflow.get(workflow, []):
             parts = parse_subject(rec.subject)
-            if parts is not None and parts.kind == "evt" and parts.type in types:
+            if parts is not None and _delivers(consumer, parts):
                 consumer.queue.append((rec, 1))
 
     async def consume(
@@ -188,6 +197,21 @@ class MemoryLog:
                 continue
             consumer.wake.clear()
             await consumer.wake.wait()
+
+    async def schedule(
+        self, message: OutMessage, *, at_ns: int, name: str, idempotency_key: str
+    ) -> None:
+        if idempotency_key in self._scheduled:
+            return
+        self._scheduled.add(idempotency_key)
+        delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
+
+        def fire() -> None:
+            task = asyncio.ensure_future(self.append([message], idempotency_key=idempotency_key))
+            self._timers.add(task)
+            task.add_done_callback(self._timers.discard)
+
+        asyncio.get_running_loop().call_later(delay, fire)
 
     async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
         self._seq += 1
