@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .describe import fields_schema
 from .errors import WaitTimeoutError
 from .events import Event, StopEvent, event_from_fields, event_name
 from .fold import _MISSING, get_path, set_path
@@ -201,6 +202,7 @@ class Context:
                 event_type=event_name(event_type),
                 requirements=dict(requirements or {}),
                 fire_at_ns=fire_at,
+                event_schema=fields_schema(event_type),
                 attempt=self._attempt,
             ),
             waiter_event if suspended is None else None,

@@ -6,6 +6,7 @@ validates bodies against its schemas without importing the workflow's code.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -66,9 +67,19 @@ class WorkflowInfo(msgspec.Struct, frozen=True, kw_only=True):
         return {e for s in self.steps for e in s.accepts}
 
 
+@functools.cache
+def _fields_schema(cls: type[Event]) -> dict[str, Any]:
+    return _build_fields_schema(cls)
+
+
 def fields_schema(cls: type[Event]) -> dict[str, Any]:
     """JSON schema of an event's fields: msgspec's schema with the ``$type`` tag removed from the
-    top level (nested events keep theirs, as they appear in payloads)."""
+    top level (nested events keep theirs, as they appear in payloads). Cached per class; the
+    result must not be mutated."""
+    return _fields_schema(cls)
+
+
+def _build_fields_schema(cls: type[Event]) -> dict[str, Any]:
     full = msgspec.json.schema(cls)
     defs: dict[str, Any] = dict(full.get("$defs", {}))
     top = dict(defs.pop(full["$ref"].rsplit("/", 1)[-1]))

@@ -247,6 +247,8 @@ class StepSuspended(msgspec.Struct, frozen=True, kw_only=True):
         event_type: the awaited event's name (event waits).
         requirements: field values the awaited event must have (event waits).
         fire_at_ns: when the timer fires / the wait times out, ns since the epoch (0: never).
+        event_schema: JSON schema of the awaited event's fields, so that a process without the
+            workflow's code (the control plane) can validate an answer.
     """
 
     step: str
@@ -257,6 +259,7 @@ class StepSuspended(msgspec.Struct, frozen=True, kw_only=True):
     requirements: dict[str, Any] = {}
     fire_at_ns: int = 0
     attempt: int = 1
+    event_schema: dict[str, Any] = {}
 
 
 class ResumeEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-from engine import Context, Event, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
+from engine import (
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    step,
+)
 
 
 class Parsed(Event):
@@ -121,3 +130,60 @@ class Gate(Workflow):
     @step
     async def decide(self, ev: Approval) -> StopEvent:
         return StopEvent(result={"approved": ev.approved, "by": ev.by})
+
+
+class Question(InputRequiredEvent):
+    who: str
+    prompt: str
+
+
+class Reply(HumanResponseEvent):
+    who: str
+    text: str
+
+
+class Person(Event):
+    who: str
+
+
+class Answered(Event):
+    who: str
+    text: str
+
+
+class Interview(Workflow):
+    """Asks each of ``people`` a question at once (one durable wait each), then gathers."""
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> Person | None:
+        await ctx.store.set("n", len(ev.people))
+        for who in ev.people:
+            ctx.send_event(Person(who=who))
+        return None
+
+    @step(num_workers=4)
+    async def ask(self, ctx: Context, ev: Person) -> Answered:
+        reply = await ctx.wait_for_event(
+            Reply,
+            requirements={"who": ev.who},
+            waiter_event=Question(who=ev.who, prompt=f"{ev.who}, your name?"),
+            timeout=600,
+        )
+        return Answered(who=ev.who, text=reply.text)
+
+    @step
+    async def gather(self, ctx: Context, ev: Answered) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Answered] * await ctx.store.get("n"))
+        if got is None:
+            return None
+        return StopEvent(result={a.who: a.text for a in got})
+
+
+class Nap(Workflow):
+    """Sleeps ``seconds`` durably, then ends with how long it really took (server clock)."""
+
+    @step
+    async def nap(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("slept", False)
+        await ctx.sleep(ev.seconds)
+        return StopEvent(result={"slept": ev.seconds})

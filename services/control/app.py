@@ -109,7 +109,7 @@ class ControlPlane:
         self.sse_ping = sse_ping
         self.log: JetStreamLog | None = None
         self.view: RegistryView | None = None
-        self._validators: dict[tuple[str, str, bytes], Draft202012Validator] = {}
+        self._validators: dict[tuple[str, bytes], Draft202012Validator] = {}
         self._ensured: set[bytes] = set()
 
     async def start(self) -> None:
@@ -148,9 +148,19 @@ class ControlPlane:
                 detail=f"the {event_type} fields must be a JSON object, not {type(fields).__name__}",
             )
         schema = info.events.get(event_type)
-        if schema is None:
+        if schema is not None:
+            self.validate_schema(event_type, schema, fields)
+
+    def validate_schema(self, event_type: str, schema: dict[str, Any], fields: Any) -> None:
+        """Check ``fields`` against a JSON schema; raise 422 naming the first bad field."""
+        if not isinstance(fields, dict):
+            raise ApiError(
+                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"the {event_type} fields must be a JSON object, not {type(fields).__name__}",
+            )
+        if not schema:
             return
-        key = (info.name, event_type, msgspec.json.encode(schema))
+        key = (event_type, msgspec.json.encode(schema))
         validator = self._validators.get(key)
         if validator is None:
             validator = self._validators[key] = Draft202012Validator(schema)
@@ -452,15 +462,28 @@ async def send_event(
             detail="'type' (the event's class name) is required",
             extra={"field": "type"},
         )
-    accepted = info.accepted_events() - {info.start_event}
-    if event_type not in accepted:
-        raise ApiError(
-            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"{wf} has no step that accepts {event_type!r} (accepted: {', '.join(sorted(accepted))})",
-            extra={"field": "type"},
-        )
     data = body.get("data", {})
-    cp.validate(info, event_type, data)
+    accepted = info.accepted_events() - {info.start_event}
+    if event_type in accepted:
+        cp.validate(info, event_type, data)
+    else:  # not a step's input: maybe what a waiting step awaits (ctx.wait_for_event)
+        st, records = await load_run(cp.log, wf, run_id)
+        key = request.headers.get("idempotency-key")
+        if key is not None:  # a retried send whose event is in the log already
+            msg_id = f"{run_id}:ext:{key}"
+            for r in records:
+                if r.headers.get("Nats-Msg-Id") == msg_id:
+                    return {"run_id": run_id, "type": event_type, "seq": r.seq, "duplicate": True}
+        awaited = {w.event_type: w.event_schema for _, w in st.open_event_waits()}
+        if event_type not in awaited:
+            waiting = f"; waits for: {', '.join(sorted(awaited))}" if awaited else ""
+            raise ApiError(
+                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"{wf} has no step that accepts {event_type!r} and no step of run "
+                f"{run_id} waits for it (accepted: {', '.join(sorted(accepted))}{waiting})",
+                extra={"field": "type"},
+            )
+        cp.validate_schema(event_type, awaited[event_type], data)
     target = body.get("step")
     if target is not None and target not in {s.name for s in info.steps}:
         raise ApiError(
