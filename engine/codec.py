@@ -32,10 +32,14 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 
-def decode_record(raw: RawRecord, events: Mapping[str, type[Event]] | None = None) -> Record:
+def decode_record(
+    raw: RawRecord, events: Mapping[str, type[Event]] | None = None, *, typed: bool = True
+) -> Record:
     """Decode one raw message of a run subject.
 
     Events whose type is in ``events`` decode to their class; other events decode to plain dicts.
+    With ``typed=False`` every event decodes to a plain dict (its fields and ``$type``), whatever
+    classes this process knows.
     A payload that does not decode yields a record with ``body=None`` and ``error`` set, never an
     exception, so one bad message cannot stop a reader.
     """
@@ -57,8 +61,10 @@ def decode_record(raw: RawRecord, events: Mapping[str, type[Event]] | None = Non
         elif parts.kind == "sch":
             body = None  # a pending timer; the record it becomes when it fires is what counts
         else:
-            cls = (events.get(parts.type) if events else None) or known_event(
-                parts.type, h.get(H_CLASS)
+            cls = (
+                ((events.get(parts.type) if events else None) or known_event(parts.type, h.get(H_CLASS)))
+                if typed
+                else None
             )
             body = decode_event(cls, raw.data) if cls is not None else _ANY_DECODER.decode(raw.data)
     except (EventDecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:

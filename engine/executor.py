@@ -282,7 +282,7 @@ class Executor:
         awaited = {w.event_type for _, w in run.state.open_event_waits()}
         emitted = {m.headers.get(H_TYPE) for m in messages if ".evt." in m.subject}
         if awaited & emitted:
-            await resolve_waits(self.log, self.name, run_id, self.events)
+            await resolve_waits(self.log, self.name, run_id)
 
     async def _suspend(self, spec: StepSpec, run_id: str, seq: int, susp: Suspend) -> None:
         """Record that the step waits; set its timer; and if the awaited event is already in the
@@ -313,7 +313,7 @@ class Executor:
         self.runs.forget(run_id)  # appended without the cache: read the run afresh next time
         self.stats.suspended += 1
         if rec.kind == "event":
-            await resolve_waits(self.log, self.name, run_id, self.events)
+            await resolve_waits(self.log, self.name, run_id)
 
     async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult:
         """Append a commit. While this process is the run's only writer, the commit is made with

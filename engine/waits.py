@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .codec import decode_record, encode
-from .events import Event, event_fields
+from .events import TAG_FIELD, Event, event_fields
 from .fold import RunState
 from .log.base import EventLog
 from .records import (
@@ -64,7 +64,9 @@ def _fields(rec: Record) -> dict[str, Any] | None:
     body = rec.body
     if isinstance(body, Event):
         return event_fields(body)
-    return body if isinstance(body, dict) else None
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k != TAG_FIELD}
+    return None
 
 
 def _matches(wait: StepSuspended, fields: Mapping[str, Any]) -> bool:
@@ -107,13 +109,13 @@ def match_waits(state: RunState, records: Sequence[Record]) -> list[Resume]:
     return out
 
 
-async def resolve_waits(
-    log: EventLog, workflow: str, run_id: str, events: Mapping[str, type[Event]] | None = None
-) -> int:
+async def resolve_waits(log: EventLog, workflow: str, run_id: str) -> int:
     """Resume every open event wait of the run that an event in its log satisfies; returns how
     many ``Resume`` records were appended (a repeat of an earlier call appends nothing new)."""
     raws = await log.read(workflow, run_id)
-    records = [decode_record(r, events) for r in raws]
+    # events as plain fields: an awaited event's class need not be known here, and another class
+    # of the same name elsewhere in the process must not be used to decode it
+    records = [decode_record(r, typed=False) for r in raws]
     state = RunState(workflow, run_id)
     for rec in records:
         state.apply(rec)
