@@ -10,6 +10,9 @@
     │   ├── WorkflowCancelledError   the run was cancelled
     │   └── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
     ├── RunNotFoundError             no log records for that run id
+    ├── InvalidSequenceError         a rollback/fork/state point is not a usable sequence of the run
+    ├── RunConflictError             the run cannot take that command now (e.g. a fork's id exists)
+    ├── WorkflowVersionError         a run's log does not match the workflow class replaying it
     ├── EventDecodeError             a record's payload does not decode to its declared type
     └── LogError                     the event log refused or failed an operation
         └── AppendError              an append was rejected (carries the server's error code)
@@ -94,6 +97,42 @@ class WaitTimeoutError(WorkflowRuntimeError, TimeoutError):
 
 class RunNotFoundError(JetloomError):
     """No records exist for the run id."""
+
+
+class InvalidSequenceError(JetloomError, ValueError):
+    """A stream sequence given for a rollback, fork or state query is not usable for that run
+    (not one of its records, undone by an earlier rollback, before its start, or inside a
+    commit); the message says which, ``seq`` holds it."""
+
+
+class RunConflictError(JetloomError):
+    """The run is in no state to take the command (nothing to roll back, the fork's run id is
+    taken, a fork still being copied)."""
+
+
+class WorkflowVersionError(JetloomError):
+    """Replaying a run with a workflow class that does not match its log (nondeterminism).
+
+    Attributes:
+        missing_steps: steps the log names that the class lacks.
+        unknown_events: event types in the log that the class neither accepts nor produces.
+        undecodable: ``(seq, event type, decode error)`` of events the class's types no longer
+            decode (a field changed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        missing_steps: list[str] | None = None,
+        unknown_events: list[str] | None = None,
+        undecodable: list[tuple[int, str, str]] | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.missing_steps = missing_steps or []
+        self.unknown_events = unknown_events or []
+        self.undecodable = undecodable or []
 
 
 class EventDecodeError(JetloomError, ValueError):

@@ -37,7 +37,7 @@ import msgspec
 from .codec import decode_record, encode
 from .commit import complete_commit, copy_of, tag_commit
 from .context import Context
-from .errors import CommitTooLargeError, LastSeqMismatchError, LogError
+from .errors import CommitTooLargeError, LastSeqMismatchError, LogError, WorkflowVersionError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
 from .log.base import AppendResult, Delivery, EventLog
 from .records import (
@@ -51,11 +51,13 @@ from .records import (
     Record,
     Resume,
     RunCompleted,
+    RunFailed,
     StepCompleted,
     StepFailed,
     commit_key,
     run_subject,
 )
+from .replay import check as check_version
 from .runs import CachedRun, RunCache
 from .waits import Suspend, resolve_waits, resume_message
 
@@ -67,6 +69,7 @@ __all__ = ["Executor", "ExecutorStats", "commit_id"]
 logger = logging.getLogger("jetloom.executor")
 
 RETRY_DELAY = timedelta(seconds=1)  # nak delay after an infrastructure error (log unreachable)
+FORK_DELAY = timedelta(milliseconds=100)  # nak delay while a fork's prefix is still being copied
 
 
 commit_id = commit_key  # the idempotency key of a step's commit for one trigger
@@ -221,7 +224,9 @@ class Executor:
         if st.status == "pending":
             await self._dead_letter(spec, delivery, f"run {rec.run_id} has no RunStarted record")
             return
-        key = commit_id(rec.run_id, raw.seq, spec.name)
+        if not await self._admit(spec, delivery, run, rec):
+            return
+        key = commit_id(rec.run_id, raw.seq, spec.name, st.epoch)
         if (raw.seq, spec.name) in st.done:
             if key in st.incomplete:
                 await self._complete(rec.run_id, key)
@@ -242,6 +247,8 @@ class Executor:
             return
         run = await self.runs.get(rec.run_id, min_seq=rec.seq, refresh=True, trigger=rec)
         st = run.state
+        if not await self._admit(spec, delivery, run, rec):
+            return
         if st.terminal or (body.trigger, spec.name) in st.done:
             self.stats.skipped += 1
             await delivery.ack()
@@ -253,14 +260,43 @@ class Executor:
         self.stats.resumed += 1
         await self._execute(spec, delivery, run, rec.run_id, body.trigger, event)
 
+    async def _admit(self, spec: StepSpec, delivery: Delivery, run: CachedRun, rec: Record) -> bool:
+        """Whether the delivery may go on: not while the run is a fork still being copied (nak),
+        not for a record a rollback undid (ack), and not when this workflow class does not match
+        the run's log (the run fails with ``WorkflowVersionError``; checked on first load)."""
+        st = run.state
+        if st.forking:
+            await delivery.nak(FORK_DELAY)
+            return False
+        if st.rollbacks and (st.excluded(rec.seq) or (rec.trigger is not None and st.excluded(rec.trigger))):
+            self.stats.skipped += 1
+            await delivery.ack()
+            return False
+        if not run.version_checked:
+            run.version_checked = True
+            try:
+                check_version(type(self.workflow), run.records, run_id=rec.run_id)
+            except WorkflowVersionError as exc:
+                logger.error("%s", exc)
+                if not st.terminal:
+                    failed = RunFailed(error_type="engine.errors.WorkflowVersionError", message=str(exc))
+                    msg = self._sys(rec.run_id, "RunFailed", failed, {H_RUN: rec.run_id})
+                    await self.log.append([msg], idempotency_key=f"{rec.run_id}:version")
+                    self.runs.forget(rec.run_id)
+                self.stats.skipped += 1
+                await delivery.ack()
+                return False
+        return True
+
     async def _execute(
         self, spec: StepSpec, delivery: Delivery, run: CachedRun, run_id: str, seq: int, event: Event
     ) -> None:
         """Run the step on trigger ``seq`` and commit what it did (or record that it waits)."""
-        key = commit_id(run_id, seq, spec.name)
-        outcome = await self._run_step(spec, run, run_id, seq, event, delivery.attempt)
+        epoch = run.state.epoch
+        key = commit_id(run_id, seq, spec.name, epoch)
+        outcome = await self._run_step(spec, run, run_id, seq, event, delivery.attempt, epoch)
         if isinstance(outcome, Suspend):
-            await self._suspend(spec, run_id, seq, outcome)
+            await self._suspend(spec, run_id, seq, outcome, epoch)
             await delivery.ack()
             return
         messages = outcome
@@ -284,11 +320,11 @@ class Executor:
         if awaited & emitted:
             await resolve_waits(self.log, self.name, run_id)
 
-    async def _suspend(self, spec: StepSpec, run_id: str, seq: int, susp: Suspend) -> None:
+    async def _suspend(self, spec: StepSpec, run_id: str, seq: int, susp: Suspend, epoch: int = 0) -> None:
         """Record that the step waits; set its timer; and if the awaited event is already in the
         log, resume it at once."""
         rec = susp.record
-        key = f"{commit_id(run_id, seq, spec.name)}:{rec.wait}"
+        key = f"{commit_id(run_id, seq, spec.name, epoch)}:{rec.wait}"
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
         if susp.waiter_event is not None:
             ev = susp.waiter_event
@@ -341,7 +377,7 @@ class Executor:
             logger.warning("completed interrupted commit %s: %d message(s) appended", key, repaired)
 
     async def _run_step(
-        self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int
+        self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
     ) -> list[OutMessage] | Suspend:
         ctx = Context(
             run_id=run_id,
@@ -367,7 +403,7 @@ class Executor:
                     f"step {spec.name!r} returned {type(returned).__name__}; "
                     "a step returns an Event or None"
                 )
-            messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0)
+            messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0, epoch)
         except asyncio.CancelledError:
             raise
         except Suspend as susp:
@@ -387,6 +423,7 @@ class Executor:
         attempt: int,
         returned: Event | None,
         t0: float,
+        epoch: int = 0,
     ) -> list[OutMessage]:
         prefix = self.log.prefix
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
@@ -431,7 +468,7 @@ class Executor:
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
         out.insert(0, self._sys(run_id, "StepCompleted", done, base))
-        return tag_commit(out, commit_id(run_id, seq, spec.name))
+        return tag_commit(out, commit_id(run_id, seq, spec.name, epoch))
 
     def _failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float

@@ -22,9 +22,11 @@ from .records import (
     OutMessage,
     Record,
     Resume,
+    RolledBack,
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunStarted,
     StepCompleted,
     StepFailed,
@@ -146,6 +148,11 @@ class RunState:
             by commit key (see ``PendingCommit``). A commit is appended message by message, so
             this is normally empty between commits; an entry that stays means the writer crashed
             part-way and the trigger's redelivery will complete it.
+        rollbacks: ``(to_seq, marker_seq)`` of every ``sys.RolledBack`` folded in: records in
+            ``to_seq < seq < marker_seq`` do not count, nor do later records of a step whose
+            trigger lies in such a range (a step that was running when the rollback came).
+        epoch: how many rollbacks the run has had (commit keys after one get ``@<epoch>``).
+        forking: the run is a fork whose copied prefix is not complete yet (``RunForked``).
     """
 
     __slots__ = (
@@ -173,6 +180,10 @@ class RunState:
         "records",
         "skipped",
         "incomplete",
+        "rollbacks",
+        "epoch",
+        "forking",
+        "_log",
     )
 
     def __init__(self, workflow: str = "", run_id: str = "") -> None:
@@ -202,15 +213,33 @@ class RunState:
         self.waits: dict[tuple[int, str, str], tuple[int, StepSuspended]] = {}
         self.resolved: dict[tuple[int, str, str], Resume] = {}
         self.claimed: set[int] = set()
+        self.rollbacks: list[tuple[int, int]] = []
+        self.epoch = 0
+        self.forking = False
+        # the records that count, kept (as references) so that a rollback can fold them again
+        self._log: list[Record] = []
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    def excluded(self, seq: int) -> bool:
+        """Whether sequence ``seq`` lies in a range a rollback undid."""
+        return any(n < seq < m for n, m in self.rollbacks)
+
     def apply(self, rec: Record) -> None:
-        """Fold one record in. Records must come in increasing ``seq`` order."""
+        """Fold one record in. Records must come in increasing ``seq`` order.
+
+        A ``sys.RolledBack`` record refolds the records that still count (the fold cannot undo).
+        """
+        if rec.kind == "sys" and isinstance(rec.body, RolledBack):
+            self._roll_back(rec)
+            return
         self.seq = rec.seq
         self.records += 1
+        self._log.append(rec)
+        if self.rollbacks and rec.trigger is not None and self.excluded(rec.trigger):
+            return
         if rec.commit is not None:
             self._track_commit(rec)
         if rec.error is not None:
@@ -237,6 +266,10 @@ class RunState:
                 self.status = RUNNING
                 self.start_event = body.start_event
                 self.started_ns = rec.time_ns
+                self.forking = bool(body.forked_from)
+            return
+        if isinstance(body, RunForked):
+            self.forking = False
             return
         if self.terminal:
             # The first terminal record wins; anything a slower step committed later is history only.
@@ -273,6 +306,25 @@ class RunState:
             self.error = body
         elif isinstance(body, RunCancelled):
             self._end(CANCELLED, rec)
+
+    def _roll_back(self, marker: Record) -> None:
+        to_seq = marker.body.to_seq
+        fresh = RunState(self.workflow, self.run_id)
+        fresh.rollbacks = [*self.rollbacks, (to_seq, marker.seq)]
+        for rec in self._log:
+            if rec.seq > to_seq:
+                break
+            if rec.kind == "sys" and isinstance(rec.body, RolledBack):
+                fresh._log.append(rec)  # an earlier marker: its range is already left out
+            else:
+                fresh.apply(rec)
+        records = self.records + 1
+        for name in RunState.__slots__:
+            setattr(self, name, getattr(fresh, name))
+        self._log.append(marker)
+        self.seq = marker.seq
+        self.records = records
+        self.epoch = len(self.rollbacks)
 
     def _track_commit(self, rec: Record) -> None:
         key, _, index = rec.commit.rpartition("/")  # type: ignore[union-attr]

@@ -34,6 +34,8 @@ __all__ = [
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
+    "RolledBack",
+    "RunForked",
     "RunStarted",
     "StepCompleted",
     "StepFailed",
@@ -90,9 +92,12 @@ def run_filter(prefix: str, workflow: str, run_id: str) -> str:
     return f"{prefix}.run.{workflow}.{run_id}.>"
 
 
-def commit_key(run_id: str, trigger_seq: int, step: str) -> str:
-    """The idempotency key of a step's commit for one trigger: ``<run_id>:<trigger_seq>:<step>``."""
-    return f"{run_id}:{trigger_seq}:{step}"
+def commit_key(run_id: str, trigger_seq: int, step: str, epoch: int = 0) -> str:
+    """The idempotency key of a step's commit for one trigger: ``<run_id>:<trigger_seq>:<step>``,
+    with ``@<epoch>`` appended after the run's ``epoch``-th rollback (so that a step rerun after a
+    rollback is not dropped as a duplicate of the commit the rollback undid)."""
+    key = f"{run_id}:{trigger_seq}:{step}"
+    return key if epoch == 0 else f"{key}@{epoch}"
 
 
 def message_id(key: str, index: int) -> str:
@@ -169,12 +174,17 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         messages: copy of the rest of the start commit (the start event), empty when the log
             appends atomically.
+        forked_from: for a fork (``engine.timetravel.fork``), the run it copies; its copy is
+            complete once ``sys.RunForked`` follows. Empty for a run started normally.
+        forked_at: the sequence of ``forked_from`` the copy ends at (0 when not a fork).
     """
 
     workflow: str
     run_id: str
     start_event: str
     messages: list[CommitMessage] = []
+    forked_from: str = ""
+    forked_at: int = 0
 
 
 class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
@@ -275,7 +285,8 @@ class Resume(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         reason: ``"event"`` (an awaited event arrived; ``event`` holds it), ``"timer"`` (a sleep
-            ended), ``"timeout"`` (an event wait timed out).
+            ended), ``"timeout"`` (an event wait timed out), ``"rollback"`` (a rollback made the
+            trigger pending again; ``wait`` is ``None``).
     """
 
     step: str
@@ -283,6 +294,42 @@ class Resume(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     wait: str | None = None
     event: ResumeEvent | None = None
+
+
+class RolledBack(msgspec.Struct, frozen=True, kw_only=True):
+    """``sys.RolledBack``: the run continues as if its records after ``to_seq`` (up to this
+    marker) had not happened. They stay in the log, readable; the fold skips them
+    (``RunState.rollbacks``), and the ``Resume(reason="rollback")`` records that follow the marker
+    rerun the steps whose triggers were pending as of ``to_seq``.
+
+    Attributes:
+        to_seq: the last stream sequence of the run that still counts.
+        epoch: how many rollbacks the run has had, this one included (1 for the first); step
+            commits after it are keyed ``<run>:<trigger>:<step>@<epoch>``.
+        reason: free text recorded by whoever asked for it.
+        pending: the ``[trigger seq, step]`` pairs rerun because of it.
+    """
+
+    to_seq: int
+    epoch: int = 1
+    reason: str = ""
+    pending: list[tuple[int, str]] = []
+
+
+class RunForked(msgspec.Struct, frozen=True, kw_only=True):
+    """``sys.RunForked``: the last record of a fork's copied prefix (the first is its
+    ``RunStarted`` with ``forked_from`` set); workers hold the fork's triggers back until it is in
+    the log.
+
+    Attributes:
+        from_run: the run the prefix was copied from.
+        at_seq: the last sequence of ``from_run`` that was copied.
+        records: how many records were copied (this one not included).
+    """
+
+    from_run: str
+    at_seq: int
+    records: int
 
 
 SYS_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
@@ -295,6 +342,8 @@ SYS_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
         RunCompleted,
         RunFailed,
         RunCancelled,
+        RolledBack,
+        RunForked,
     )
 }
 

@@ -36,9 +36,11 @@ class CachedRun:
         contended: another writer appended to this run while this process held it (an
             ``expected_last_seq`` check failed); its commits are then made without the check, and
             its cache moves forward by reads only.
+        version_checked: the workflow class was checked against the run's log
+            (``engine.replay.check``) when this process first loaded it.
     """
 
-    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq", "contended")
+    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq", "contended", "version_checked")
 
     def __init__(self) -> None:
         self.records: list[Record] = []
@@ -48,6 +50,7 @@ class CachedRun:
         self.guard = threading.Lock()
         self._events_by_seq: dict[int, Record] = {}
         self.contended = False
+        self.version_checked = False
 
     @property
     def last_seq(self) -> int:

@@ -1,5 +1,6 @@
 """The ``jetloom`` commands that talk to the control plane over HTTP (through ``SyncClient``):
-``run``, ``runs``, ``events``, ``send``, ``cancel``, ``services``, ``workflows``.
+``run``, ``runs``, ``events``, ``send``, ``cancel``, ``services``, ``workflows``, and the time
+travel commands ``state``, ``rollback``, ``fork``.
 
 Output is for people by default (rich tables, a live progress line while following a run) and
 JSON with ``--json`` (one JSON document, or one JSON line per record when following).
@@ -228,6 +229,58 @@ def register(app: typer.Typer) -> None:
             _print_json(res)
         else:
             out.print(f"cancelled {run_id}", markup=False)
+
+    @app.command()
+    def state(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        at: Annotated[int | None, typer.Option("--at", min=0, help="Fold up to this stream sequence.")] = None,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """A run's context as of a sequence (time travel): status, state, done and pending steps."""
+        with _client(url) as client:
+            view = client.handle(run_id).state(at=at)
+        if as_json:
+            _print_json(view)
+            return
+        _show_run(view)
+        out.print(f"  as of seq {view['at'] if view['at'] is not None else view['last_seq']}", markup=False)
+        out.print("  state: " + json.dumps(view["state"], default=str), markup=False)
+        out.print("  done: " + ", ".join(f"{s}@{t}" for t, s in view["done"]), markup=False)
+        out.print("  pending: " + ", ".join(f"{s}@{t}" for t, s in view["pending"]), markup=False)
+
+    @app.command()
+    def rollback(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        to: Annotated[int, typer.Option("--to", min=1, help="The last stream sequence that still counts.")],
+        reason: Annotated[str, typer.Option(help="Recorded with the rollback.")] = "",
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Roll a run back to a sequence: what came after no longer counts; pending steps rerun."""
+        with _client(url) as client:
+            res = client.handle(run_id).rollback(to, reason=reason)
+        if as_json:
+            _print_json(res)
+            return
+        rerun = ", ".join(f"{r['step']}@{r['trigger']}" for r in res["resumed"]) or "nothing"
+        out.print(f"rolled {run_id} back to seq {to} (marker at {res['marker_seq']}); rerunning {rerun}", markup=False)
+
+    @app.command()
+    def fork(
+        run_id: Annotated[str, typer.Argument(help="Run id.")],
+        at: Annotated[int, typer.Option("--at", min=1, help="The last stream sequence to copy.")],
+        new_run_id: Annotated[str | None, typer.Option("--run-id", help="The new run's id.")] = None,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Fork a run at a sequence: a new run continuing from that point; prints its id."""
+        with _client(url) as client:
+            handle = client.handle(run_id).fork(at, run_id=new_run_id)
+        if as_json:
+            _print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
+        else:
+            out.print(handle.run_id, markup=False)
 
     @app.command()
     def services(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:

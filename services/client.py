@@ -403,6 +403,41 @@ class RunHandle:
             "POST", f"/runs/{self.run_id}/cancel", json={"reason": reason}
         )
 
+    async def state(self, *, at: int | None = None) -> dict[str, Any]:
+        """The run folded up to stream sequence ``at`` (default: all of it): the ``status()``
+        view plus ``done``/``pending`` (``[[trigger, step]]``), ``epoch``, ``rolled_back``.
+
+        Raises:
+            ApiError: 422 when ``at`` is before the run's first record.
+        """
+        params = {"at": at} if at is not None else None
+        return await self.client._call("GET", f"/runs/{self.run_id}/state", params=params)  # type: ignore[no-any-return]
+
+    async def rollback(self, to_seq: int, *, reason: str = "") -> dict[str, Any]:
+        """Roll the run back to stream sequence ``to_seq`` (see ``engine.timetravel``); returns
+        ``{"marker_seq", "epoch", "resumed": [{"trigger", "step"}], ...}``.
+
+        Raises:
+            ApiError: 422 when ``to_seq`` is not a usable sequence of the run, 409 when there is
+                nothing to undo.
+        """
+        return await self.client._call(  # type: ignore[no-any-return]
+            "POST", f"/runs/{self.run_id}/rollback", json={"to_seq": to_seq, "reason": reason}
+        )
+
+    async def fork(self, at_seq: int, *, run_id: str | None = None) -> RunHandle:
+        """A new run continuing from this one's log up to ``at_seq`` (named ``run_id``, default
+        a new id); this run is not touched.
+
+        Raises:
+            ApiError: 422 for an unusable ``at_seq``, 409 when ``run_id`` exists.
+        """
+        body: dict[str, Any] = {"at_seq": at_seq}
+        if run_id is not None:
+            body["run_id"] = run_id
+        data = await self.client._call("POST", f"/runs/{self.run_id}/fork", json=body)
+        return RunHandle(self.client, data["run_id"], data["workflow"])
+
 
 # ---- the blocking twin ----------------------------------------------------------------------------
 
@@ -504,3 +539,13 @@ class SyncRunHandle:
 
     def cancel(self, reason: str = "") -> dict[str, Any]:
         return self._client._portal.call(lambda: self._handle.cancel(reason))
+
+    def state(self, *, at: int | None = None) -> dict[str, Any]:
+        return self._client._portal.call(lambda: self._handle.state(at=at))
+
+    def rollback(self, to_seq: int, *, reason: str = "") -> dict[str, Any]:
+        return self._client._portal.call(lambda: self._handle.rollback(to_seq, reason=reason))
+
+    def fork(self, at_seq: int, *, run_id: str | None = None) -> SyncRunHandle:
+        handle = self._client._portal.call(lambda: self._handle.fork(at_seq, run_id=run_id))
+        return SyncRunHandle(self._client, handle)

@@ -16,6 +16,9 @@ Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": 
     GET  /runs/{id}/stream              Server-Sent Events, one per record, id = stream sequence
     POST /runs/{id}/events              body: {"type": ..., "data": {...}, "step": optional}
     POST /runs/{id}/cancel              body (optional): {"reason": ...}
+    GET  /runs/{id}/state?at=N          the run folded up to sequence N   (services.control.timetravel)
+    POST /runs/{id}/rollback            body: {"to_seq": N}
+    POST /runs/{id}/fork                body: {"at_seq": N, "run_id": optional}
 """
 
 from __future__ import annotations
@@ -564,6 +567,8 @@ def create_app(
         wait_timeout: default seconds for ``?wait=true`` (default 30).
         sse_ping: seconds between keep-alive comments on idle SSE streams (default 15).
     """
+    from .timetravel import HANDLERS as TIMETRAVEL  # it imports this module's helpers
+
     cp = ControlPlane(nats_url, prefix=prefix, wait_timeout=wait_timeout, sse_ping=sse_ping)
 
     @asynccontextmanager
@@ -588,6 +593,7 @@ def create_app(
             run_stream,
             send_event,
             cancel_run,
+            *TIMETRAVEL,
         ],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

@@ -150,9 +150,16 @@ async def find_workflow(log: JetStreamLog, run_id: str) -> str | None:
 
 
 async def terminal_seq(log: JetStreamLog, workflow: str, run_id: str) -> int | None:
-    """Sequence of the record that ended the run (the earliest terminal one), or ``None``."""
-    hits = await log.last_per_subject(_terminal_subjects(log.prefix, workflow, run_id))
-    return hits[0].seq if hits else None
+    """Sequence of the record that ended the run (the earliest terminal one), or ``None``.
+    Terminal records that the run's last ``sys.RolledBack`` undid do not count."""
+    marker_subject = f"{log.prefix}.run.{workflow}.{run_id}.sys.RolledBack"
+    hits = await log.last_per_subject([*_terminal_subjects(log.prefix, workflow, run_id), marker_subject])
+    marker = next((h for h in reversed(hits) if h.subject == marker_subject), None)
+    ends = [h for h in hits if h.subject != marker_subject]
+    if marker is not None:
+        to_seq = msgspec.json.decode(marker.data).get("to_seq", 0)
+        ends = [h for h in ends if h.seq > marker.seq or h.seq <= to_seq]
+    return ends[0].seq if ends else None
 
 
 async def load_run(
