@@ -1,9 +1,9 @@
-# jetloom — two commands for a fresh machine: `make demo` and `make test`.
+# jetloom — two commands for a fresh machine: `make demo` and `make test` (and `make bench`).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo test test-slow bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,12 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PY) -m pip install -q -e '.[dev,bench,speedups]'
+	touch $@
 
 ## demo: index the standard library's docstrings with two worker processes over embedded NATS
 demo: $(VENV)/.installed
@@ -27,8 +31,13 @@ test: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m slow
 
+## bench: every benchmark scenario beside its baselines (~15 min); results in benchmarks/results/
+bench: $(VENV)/.installed-bench
+	$(PY) -m benchmarks
+
+## lint: ruff over every package
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check engine services tests examples
+	$(PY) -m ruff check engine services tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) .jetloom .pytest_cache

@@ -1,0 +1,411 @@
+"""Rendering a result document: a Markdown report and PNG plots (matplotlib, Agg backend).
+
+``python -m benchmarks report FILE.json`` re-renders both from a saved result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["render_markdown", "render_plots"]
+
+SYSTEMS = ("limit", "peer", "jetloom")
+COLORS = {"limit": "#4c72b0", "peer": "#dd8452", "jetloom": "#55a868", "raw": "#4c72b0"}
+GROUPS = ("engine", "server", "driver")
+
+
+# ---- Markdown -------------------------------------------------------------------------------------
+
+
+def _f(x: Any, fmt: str = ",.2f") -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and (x != x):  # NaN
+        return "—"
+    return format(x, fmt)
+
+
+def _table(head: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    head = list(head)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_cells(m: dict[str, Any]) -> list[str]:
+    per = m.get("cpu_us_per_transition") or {}
+    return [_f(per.get(g), ",.0f") for g in GROUPS]
+
+
+def _chain_rows(results: dict[str, Any], label: str = "") -> list[list[str]]:
+    rows = []
+    for name in SYSTEMS:
+        m = results.get(name)
+        if not m:
+            continue
+        lat = m.get("latency", {})
+        rows.append(
+            [label, name, f"{m['completed']}/{m['runs']}", _f(lat.get("p50_ms")), _f(lat.get("p99_ms")),
+             _f(m["runs_per_s"], ",.0f"), _f(m["transitions_per_s"], ",.0f"), *_cpu_cells(m)]
+        )  # fmt: skip
+    return rows
+
+
+CHAIN_HEAD = ["", "system", "completed", "p50 ms", "p99 ms", "runs/s", "transitions/s",
+              "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"]  # fmt: skip
+
+
+def _verdict(t: dict[str, Any]) -> str:
+    if t["verdict"] == "pass":
+        return "✅ pass"
+    if t["verdict"] == "miss":
+        return f"❌ miss ({t['off_by']:,.1f}× off)"
+    return "n/a"
+
+
+def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
+    m = doc["machine"]
+    sc = doc["scenarios"]
+    o = doc["options"]
+    out = [f"# jetloom benchmarks — {doc['started_at']}\n"]
+    out.append(f"> {doc['note']}\n")
+    out.append(
+        f"Machine: {m['cores']} cores ({m['cpu_model']}), Python {m['python']}, {m['nats_server']}, "
+        f"nats-py {m['nats_py']}, llama-index-workflows {m['llama_index_workflows']}, "
+        f"uvloop {m['uvloop'] or 'not installed'} ({'on' if doc.get('uvloop') else 'off'} in the main "
+        f"figures). Commit `{m['git_commit'][:12]}` on `{m['git_branch']}`"
+        f"{' (uncommitted changes)' if m['git_dirty'] else ''}. "
+        f"{'Quick (smoke) sizes. ' if o['quick'] else ''}Took {doc['duration_s']:.0f} s.\n"
+    )
+    out.append("## Targets\n")
+    out.append(
+        _table(
+            ["target", "measured ratio", "bound", "verdict", "figures", "what dominates the cost"],
+            [
+                [
+                    t["what"],
+                    _f(t["measured"], ",.3f"),
+                    f"{t['op']} {t['target']:g}",
+                    _verdict(t),
+                    t["detail"],
+                    t["dominant"] or "",
+                ]
+                for t in doc["targets"]
+            ],
+        )  # fmt: skip
+    )
+    out.append(
+        "\nCPU µs/tr = CPU microseconds (user + system) per step transition: *engine* = the step "
+        "worker processes (for the peer, its whole in-process run), *server* = nats-server, "
+        "*driver* = the process starting runs and waiting for their ends.\n"
+    )
+    if "a" in sc and "results" in sc["a"]:
+        out.append(f"\n## (a) {sc['a']['title']}\n")
+        out.append(_table(CHAIN_HEAD, _chain_rows(sc["a"]["results"], "sequential")))
+    if "b" in sc and "results" in sc["b"]:
+        b = sc["b"]
+        out.append(f"\n## (b) {b['title']}\n")
+        rows = _chain_rows(b["results"]["inflight"], f"{b['inflight']} in flight")
+        rows += _chain_rows(b["results"]["saturated"], f"{b['saturation']} in flight")
+        out.append(_table(CHAIN_HEAD, rows))
+    if "c" in sc and "results" in sc["c"]:
+        c = sc["c"]
+        out.append(f"\n## (c) {c['title']} (n = {c['n']:,})\n")
+        out.append(_table(
+            ["system", "completed", "wall s (median)", "transitions/s",
+             "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"],
+            [[k, f"{v['completed']}/{v['runs']}", _f(v["wall_s"], ",.3f"),
+              _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
+             for k, v in c["results"].items()],
+        ))  # fmt: skip
+    if "d" in sc and "results" in sc["d"]:
+        d = sc["d"]
+        out.append(f"\n## (d) {d['title']}\n")
+        out.append(_table(
+            ["records", "rebuild ms", "read ms", "decode ms", "fold ms", "raw replay ms", "ratio"],
+            [[f"{int(k):,}", _f(v["rebuild_ms"]), _f(v["rebuild_phases_ms"]["read_ms"]),
+              _f(v["rebuild_phases_ms"]["decode_ms"]), _f(v["rebuild_phases_ms"]["fold_ms"]),
+              _f(v["raw_replay_ms"]), _f(v["ratio"], ".2f")]
+             for k, v in d["results"].items()],
+        ))  # fmt: skip
+        out.append(f"\nSnapshots: not available — {d['snapshots']['reason']}.\n")
+    if "e" in sc and "results" in sc["e"]:
+        e = sc["e"]
+        out.append(f"\n## (e) {e['title']} ({e['inflight']} runs in flight)\n")
+        out.append(_table(
+            ["worker processes", "completed", "runs/s", "transitions/s",
+             "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"],
+            [[k, f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
+              _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
+             for k, v in e["results"].items()],
+        ))  # fmt: skip
+        if e.get("note"):
+            out.append(f"\n{e['note']}.\n")
+    if "f" in sc and "results" in sc["f"]:
+        f = sc["f"]
+        p, j = f["results"]["plain"], f["results"]["jetloom"]
+        out.append(f"\n## (f) {f['title']}\n")
+        out.append(f"Indexed `{f['root']}`; same counts in both: {f['same_counts']}.\n\n")
+        out.append(_table(
+            ["", "files", "parsed", "docstrings", "wall s", "engine CPU s", "server CPU s", "driver CPU s"],
+            [["plain loop (1 process)", p["files"], p["parsed"], p["docstrings"], _f(p["wall_s"]),
+              _f(p["cpu_s"]["engine"]), "—", "—"],
+             [f"jetloom ({j['workers']} worker processes)", j["files"], j["parsed"], j["docstrings"],
+              _f(j["wall_s"]), _f(j["cpu_s"]["engine"]), _f(j["cpu_s"]["server"]),
+              _f(j["cpu_s"]["driver"])]],
+        ))  # fmt: skip
+        out.append(f"\nWall time distributed / plain: {_f(f['wall_ratio'])}×.\n")
+    if "g" in sc and "results" in sc["g"]:
+        g = sc["g"]
+        out.append(f"\n## (g) {g['title']}\n")
+        rows = _chain_rows(g["results"]["sequential"], "sequential")
+        rows += _chain_rows(g["results"]["inflight"], "in flight")
+        rows += _chain_rows(g["results"]["saturated"], "saturated")
+        out.append(_table(CHAIN_HEAD, rows))
+        ratio = _ratio(g["results"]["inflight"], "transitions_per_s")
+        out.append(
+            f"\njetloom / limit transitions/s in flight with sync always: {_f(ratio, '.3f')}.\n"
+        )
+    if "u" in sc:
+        u = sc["u"]
+        out.append(f"\n## (u) {u['title']}\n")
+        if "skipped" in u:
+            out.append(f"Skipped: {u['skipped']}.\n")
+        else:
+            loop = "uvloop" if u["uvloop"] else "asyncio"
+            main = "uvloop" if doc.get("uvloop") else "asyncio"
+            rows = []
+            for mode, src_key, src_mode in (
+                ("sequential", "a", None),
+                ("in flight", "b", "inflight"),
+            ):
+                this = u["results"]["sequential" if src_mode is None else "inflight"]
+                ref = sc.get(src_key, {}).get("results", {})
+                ref = ref.get(src_mode, {}) if src_mode else ref
+                for name in SYSTEMS:
+                    if name in this:
+                        for lp, m in ((main, ref.get(name)), (loop, this[name])):
+                            if m:
+                                rows.append([mode, name, lp, _f(m["latency"]["p50_ms"]),
+                                             _f(m["transitions_per_s"], ",.0f"), *_cpu_cells(m)])  # fmt: skip
+            out.append(_table(
+                ["", "system", "loop", "p50 ms", "transitions/s", "engine CPU µs/tr",
+                 "server CPU µs/tr", "driver CPU µs/tr"], rows))  # fmt: skip
+    if pngs:
+        out.append("\n## Plots\n")
+        out += [f"![{p.stem}]({p.name})\n" for p in pngs]
+    return "\n".join(out)
+
+
+def _ratio(results: dict[str, Any], key: str) -> float | None:
+    try:
+        return results["jetloom"][key] / results["limit"][key]
+    except (KeyError, ZeroDivisionError):
+        return None
+
+
+# ---- plots ----------------------------------------------------------------------------------------
+
+
+def _save(fig: Any, out: Path, stem: str, name: str, paths: list[Path]) -> None:
+    path = out / f"{stem}-{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+
+def _bar_labels(ax: Any, bars: Any, fmt: str) -> None:
+    ax.bar_label(bars, labels=[format(b.get_height(), fmt) for b in bars], fontsize=8, padding=2)
+
+
+def _plot_targets(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    ts = [t for t in doc["targets"] if t["verdict"] != "n/a"]
+    if not ts:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ts) + 1.5))
+    # How far from the bound, as "times the bound" on the side that matters: <1 is inside.
+    xs = [(t["measured"] / t["target"]) if t["op"] != ">=" else (t["target"] / t["measured"] if t["measured"] else 1e6) for t in ts]  # fmt: skip
+    colors = ["#55a868" if t["verdict"] == "pass" else "#c44e52" for t in ts]
+    ax.barh(range(len(ts)), xs, color=colors)
+    ax.set_yticks(range(len(ts)), [t["what"] for t in ts], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(
+        "distance from the target (1 = at the bound; right of it = missed by that factor)"
+    )
+    for i, (x, t) in enumerate(zip(xs, ts, strict=True)):
+        ax.text(x, i, f" {t['measured']:.3g} ({t['op']} {t['target']:g})", va="center", fontsize=8)
+    ax.set_title("Targets (ratios from the same run); green = met, red = missed")
+    _save(fig, out, stem, "targets", paths)
+
+
+def _plot_latency(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    a = doc["scenarios"].get("a", {}).get("results")
+    if not a:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [s for s in SYSTEMS if s in a]
+    w = 0.38
+    for j, q in enumerate(("p50_ms", "p99_ms")):
+        bars = ax1.bar([i + (j - 0.5) * w for i in range(len(names))],
+                       [a[n]["latency"][q] for n in names], w, label=q[:3],
+                       color=[COLORS[n] for n in names], alpha=1.0 if j == 0 else 0.55)  # fmt: skip
+        _bar_labels(ax1, bars, ".2f")
+    ax1.set_xticks(range(len(names)), names)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("ms (log)")
+    ax1.set_title("(a) end-to-end latency, one run at a time\n(solid p50, light p99)")
+    for n in names:
+        cdf = a[n].get("cdf_ms") or []
+        ax2.plot(cdf, [i / (len(cdf) - 1) for i in range(len(cdf))], label=n, color=COLORS[n])
+    ax2.set_xscale("log")
+    ax2.set_xlabel("latency ms (log)")
+    ax2.set_ylabel("fraction of runs")
+    ax2.set_title("(a) latency CDF")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    _save(fig, out, stem, "a-latency", paths)
+
+
+def _plot_throughput(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    sc = doc["scenarios"]
+    groups: list[tuple[str, dict[str, Any]]] = []
+    if "results" in sc.get("b", {}):
+        groups.append((f"(b) {sc['b']['inflight']} in flight", sc["b"]["results"]["inflight"]))
+        groups.append((f"(b) {sc['b']['saturation']} in flight", sc["b"]["results"]["saturated"]))
+    if "results" in sc.get("g", {}):
+        groups.append(("(g) sync always,\nin flight", sc["g"]["results"]["inflight"]))
+        groups.append(("(g) sync always,\nsaturated", sc["g"]["results"]["saturated"]))
+    if "results" in sc.get("u", {}):
+        loop = "uvloop" if sc["u"]["uvloop"] else "asyncio"
+        groups.append((f"(u) {loop},\nin flight", sc["u"]["results"]["inflight"]))
+    if not groups:
+        return
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    w = 0.27
+    for j, name in enumerate(SYSTEMS):
+        xs = [i + (j - 1) * w for i, (_, r) in enumerate(groups) if name in r]
+        ys = [r[name]["transitions_per_s"] for _, r in groups if name in r]
+        if xs:
+            _bar_labels(ax, ax.bar(xs, ys, w, label=name, color=COLORS[name]), ",.0f")
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("step transitions/s (log)")
+    ax.set_title("3-step chain throughput")
+    ax.legend()
+    _save(fig, out, stem, "b-throughput", paths)
+
+
+def _plot_cpu(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    sc = doc["scenarios"]
+    cases: list[tuple[str, dict[str, Any]]] = []
+    if "results" in sc.get("a", {}):
+        cases.append(("(a) sequential", sc["a"]["results"]))
+    if "results" in sc.get("b", {}):
+        cases.append((f"(b) {sc['b']['inflight']} in flight", sc["b"]["results"]["inflight"]))
+    if "results" in sc.get("c", {}):
+        cases.append((f"(c) fan {sc['c']['n']}", sc["c"]["results"]))
+    if not cases:
+        return
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 4), squeeze=False)
+    for ax, (title, res) in zip(axes[0], cases, strict=True):
+        names = [s for s in SYSTEMS if s in res]
+        bottom = [0.0] * len(names)
+        for g, alpha in zip(GROUPS, (1.0, 0.6, 0.3), strict=True):
+            ys = [(res[n]["cpu_us_per_transition"].get(g) or 0.0) for n in names]
+            ax.bar(names, ys, bottom=bottom, color=[COLORS[n] for n in names], alpha=alpha,
+                   edgecolor="black", lw=0.3, label=g)  # fmt: skip
+            bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+        for i, total in enumerate(bottom):
+            ax.text(i, total, f"{total:,.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title)
+        ax.set_ylabel("CPU µs per transition")
+    axes[0][0].legend(title="stacked: engine / server / driver", fontsize=7, title_fontsize=7)
+    _save(fig, out, stem, "cpu-per-transition", paths)
+
+
+def _plot_rebuild(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    d = doc["scenarios"].get("d", {}).get("results")
+    if not d:
+        return
+    sizes = [int(k) for k in d]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(sizes, [v["rebuild_ms"] for v in d.values()], "o-", color=COLORS["jetloom"],
+            label="jetloom rebuild (read + decode + fold)")  # fmt: skip
+    ax.plot(sizes, [v["raw_replay_ms"] for v in d.values()], "s-", color=COLORS["raw"],
+            label="raw ordered-consumer replay")  # fmt: skip
+    ax.plot(sizes, [1.5 * v["raw_replay_ms"] for v in d.values()], ":", color="gray",
+            label="target: 1.5 × raw replay")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("records in the run (log)")
+    ax.set_ylabel("ms (log)")
+    ax.set_title("(d) rebuilding a run from its log (no snapshots yet)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    _save(fig, out, stem, "d-rebuild", paths)
+
+
+def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    e = doc["scenarios"].get("e", {}).get("results")
+    if not e:
+        return
+    ks = list(e)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bars = ax.bar(ks, [e[k]["transitions_per_s"] for k in ks], color=COLORS["jetloom"], alpha=0.8)
+    _bar_labels(ax, bars, ",.0f")
+    ax.set_xlabel("jetloom worker processes")
+    ax.set_ylabel("transitions/s (bars)")
+    ax2 = ax.twinx()
+    for g, style in (("engine", "o-"), ("server", "s--")):
+        ax2.plot(
+            ks,
+            [e[k]["cpu_us_per_transition"][g] for k in ks],
+            style,
+            color="black",
+            label=f"{g} CPU",
+        )
+    ax2.set_ylabel("CPU µs per transition (lines)")
+    ax2.set_ylim(bottom=0)
+    ax2.legend(loc="upper right")
+    ax.set_title("(e) scale-out: throughput and CPU per transition")
+    _save(fig, out, stem, "e-scaleout", paths)
+
+
+def _plot_walls(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
+    sc = doc["scenarios"]
+    panels = []
+    if "results" in sc.get("c", {}):
+        panels.append((f"(c) fan-out/in of {sc['c']['n']:,} events", sc["c"]["results"]))
+    if "results" in sc.get("f", {}):
+        r = sc["f"]["results"]
+        panels.append(("(f) docindex", {"plain loop": r["plain"], "jetloom": r["jetloom"]}))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, res) in zip(axes[0], panels, strict=True):
+        names = list(res)
+        bars = ax.bar(names, [res[n]["wall_s"] for n in names],
+                      color=[COLORS.get(n, "#8172b3") for n in names])  # fmt: skip
+        _bar_labels(ax, bars, ",.2f")
+        ax.set_ylabel("wall seconds per run")
+        ax.set_title(title)
+    _save(fig, out, stem, "c-f-wall", paths)
+
+
+def render_plots(doc: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """Write the PNGs for whatever scenarios ``doc`` holds; returns their paths."""
+    paths: list[Path] = []
+    for plot in (_plot_targets, _plot_latency, _plot_throughput, _plot_cpu, _plot_rebuild,
+                 _plot_scaleout, _plot_walls):  # fmt: skip
+        plot(doc, out, stem, paths)
+    return paths

@@ -1,0 +1,73 @@
+"""One benchmark invocation: run the chosen scenarios on shared servers, evaluate the targets and
+write ``<out>/<date>.json``, ``<out>/<date>.md`` and ``<out>/<date>-*.png``."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .harness import Harness, Options, machine_info
+from .scenarios import SCENARIOS
+from .targets import evaluate
+
+__all__ = ["SHARED_MACHINE_NOTE", "run_benchmarks", "write_results"]
+
+SHARED_MACHINE_NOTE = (
+    "Measured on a shared 2-core machine (other engineers ran tests at the same time); "
+    "compare the ratios between systems of one run, not absolute figures across runs."
+)
+
+
+def run_benchmarks(options: Options, console: Console | None = None) -> dict[str, Any]:
+    """Run ``options.scenarios`` and return the whole result document (see README "Benchmarks").
+
+    Raises:
+        ValueError: an unknown scenario key.
+    """
+    unknown = [s for s in options.scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {unknown}; choose from {sorted(SCENARIOS)}")
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "note": SHARED_MACHINE_NOTE,
+        "options": options.as_json(),
+        "scenarios": {},
+    }
+    with Harness(options, console) as h:
+        doc["uvloop"] = h.uvloop
+        for key in options.scenarios:
+            if key == "g" and not options.sync_always:
+                doc["scenarios"][key] = {"title": SCENARIOS[key][0], "skipped": "--no-sync-always"}
+                continue
+            title, fn = SCENARIOS[key]
+            s0 = time.perf_counter()
+            figures = fn(h)
+            doc["scenarios"][key] = {"title": title, **figures, "seconds": time.perf_counter() - s0}
+    doc["duration_s"] = time.perf_counter() - t0
+    doc["targets"] = evaluate(doc)
+    return doc
+
+
+def write_results(doc: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write the JSON, the Markdown report and the plots; returns their paths by kind."""
+    from .report import render_markdown, render_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = datetime.fromisoformat(doc["started_at"]).strftime("%Y-%m-%d")
+    if doc["options"].get("quick"):
+        stem += "-quick"
+    paths = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}
+    paths["json"].write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    pngs = render_plots(doc, out, stem)
+    paths["markdown"].write_text(render_markdown(doc, pngs), encoding="utf-8")
+    paths.update({f"png:{p.stem}": p for p in pngs})
+    return paths

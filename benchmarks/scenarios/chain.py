@@ -1,0 +1,259 @@
+"""The 3-step chain measured on the three systems: shared by (a), (b), (g) and the uvloop variant.
+
+``ChainRig`` starts one limit worker process and one jetloom worker process on a server and
+measures either system with a closed loop of runs from the driver (this process); the peer runs in
+a process of its own. Every measurement returns ``throughput_figures`` plus latency percentiles,
+a CDF, and CPU seconds per process group: ``engine`` (the step worker processes; for the peer
+the whole in-process run), ``server`` (nats-server) and ``driver`` (this process: starting runs
+and waiting for their ends).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from typing import Any
+
+from services.nats_client import NatsClient
+from services.natsserver import EmbeddedNats
+
+from ..harness import Harness
+from ..limit import LimitClient
+from ..measure import CpuMeter, cdf_points, closed_loop, run_loop, throughput_figures
+from ..procs import Child, run_json, start_children
+from ..workflows import CHAIN_RESULT, CHAIN_TEXT, CHAIN_TRANSITIONS, BenchChain
+
+__all__ = ["ChainRig", "measure_peer_chain", "warmup_runs"]
+
+JETLOOM_CHAIN = "benchmarks.workflows:BenchChain"
+HOP_SAMPLE = 30  # runs whose logs are read for the per-step breakdown
+
+
+def warmup_runs(runs: int) -> int:
+    """Unmeasured runs before a measurement: 10 % of it, 3 to 50."""
+    return max(3, min(50, runs // 10))
+
+
+def _uv(flag: bool) -> str:
+    return "--uvloop" if flag else "--no-uvloop"
+
+
+def jetloom_worker_args(target: str, url: str, uvloop: bool) -> list[str]:
+    return ["jetloom", target, "--nats", url, _uv(uvloop)]
+
+
+class ChainRig:
+    """One limit worker (unless ``limit`` is false) and ``jetloom_workers`` jetloom workers of the
+    chain on ``server``.
+
+    Use as a context manager; the workers stop on exit.
+    """
+
+    def __init__(
+        self,
+        h: Harness,
+        server: EmbeddedNats,
+        *,
+        uvloop: bool,
+        jetloom_workers: int = 1,
+        limit: bool = True,
+    ) -> None:
+        self.h = h
+        self.server = server
+        self.uvloop = uvloop
+        self.limit_workers: list[Child] = []
+        self.jetloom_workers: list[Child] = []
+        self._initial = jetloom_workers
+        self._with_limit = limit
+
+    def __enter__(self) -> ChainRig:
+        if self._with_limit:
+            self.limit_workers = start_children(
+                [["limit", "--nats", self.server.url, _uv(self.uvloop)]], "limit worker ready"
+            )
+        self.add_jetloom_workers(self._initial)
+        return self
+
+    def add_jetloom_workers(self, n: int) -> None:
+        args = jetloom_worker_args(JETLOOM_CHAIN, self.server.url, self.uvloop)
+        self.jetloom_workers += start_children([args] * n, "jetloom worker ready")
+
+    def __exit__(self, *exc: object) -> None:
+        for c in self.limit_workers + self.jetloom_workers:
+            c.stop()
+
+    def _meter(self, workers: list[Child]) -> CpuMeter:
+        return CpuMeter(
+            {
+                "engine": [c.pid for c in workers],
+                "server": [self.server.pid or 0],
+                "driver": [os.getpid()],
+            }
+        )
+
+    def limit(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
+        """The hand-written chain: ``runs`` runs, ``inflight`` at once."""
+        meter = self._meter(self.limit_workers)
+        tag = uuid.uuid4().hex[:8]
+
+        async def main() -> dict[str, Any]:
+            client = await LimitClient.connect(self.server.url)
+            try:
+
+                async def one(i: int) -> bool:
+                    return await client.run_chain(f"{tag}{i}", CHAIN_TEXT) == CHAIN_RESULT
+
+                async def warm(i: int) -> bool:
+                    return await client.run_chain(f"{tag}w{i}", CHAIN_TEXT) == CHAIN_RESULT
+
+                await closed_loop(warm, runs=warmup_runs(runs), inflight=inflight)
+                with self.h.task(label, runs) as advance:
+                    meter.start()
+                    lat, done, wall = await closed_loop(
+                        one, runs=runs, inflight=inflight, on_done=advance
+                    )
+                    cpu = meter.stop()
+            finally:
+                await client.close()
+            return _figures(
+                runs, done, wall, cpu, lat, inflight, len(self.limit_workers), self.uvloop
+            )
+
+        return run_loop(main, uvloop=self.uvloop)
+
+    def jetloom(
+        self, *, runs: int, inflight: int, label: str, hops: bool = False
+    ) -> dict[str, Any]:
+        """jetloom's chain through ``NatsClient.start`` + ``await handler``; with ``hops``, also
+        where a run's time goes, read from the server timestamps in the last runs' logs."""
+        meter = self._meter(self.jetloom_workers)
+        tag = uuid.uuid4().hex[:8]
+
+        async def main() -> dict[str, Any]:
+            client = await NatsClient.connect(self.server.url)
+            latency_of: dict[str, float] = {}
+            try:
+
+                async def run(rid: str) -> bool:
+                    handler = await client.start(
+                        BenchChain, run_id=rid, text=CHAIN_TEXT, timeout=120
+                    )
+                    return await handler == CHAIN_RESULT
+
+                async def one(i: int) -> bool:
+                    t0 = time.perf_counter()
+                    ok = await run(f"{tag}-{i}")
+                    latency_of[f"{tag}-{i}"] = time.perf_counter() - t0
+                    return ok
+
+                async def warm(i: int) -> bool:
+                    return await run(f"{tag}-w{i}")
+
+                await closed_loop(warm, runs=warmup_runs(runs), inflight=inflight)
+                with self.h.task(label, runs) as advance:
+                    meter.start()
+                    lat, done, wall = await closed_loop(
+                        one, runs=runs, inflight=inflight, on_done=advance
+                    )
+                    cpu = meter.stop()
+                out = _figures(
+                    runs, done, wall, cpu, lat, inflight, len(self.jetloom_workers), self.uvloop
+                )
+                if hops:
+                    out["breakdown"] = await hop_breakdown(client, latency_of, runs)
+            finally:
+                await client.close()
+            return out
+
+        return run_loop(main, uvloop=self.uvloop)
+
+
+async def hop_breakdown(
+    client: NatsClient, latency_of: dict[str, float], runs: int
+) -> dict[str, Any]:
+    """Where one run's time goes, from the stored records of the last ``HOP_SAMPLE`` runs.
+
+    Server timestamps give, per step, the time from the commit that stored its trigger to the
+    commit of the step itself (delivery, reading the run's log, running the step, the atomic
+    commit). What is left of the driver's latency is the client's part: appending the start commit
+    and learning of the end through the run's ordered consumer.
+
+    Returns medians in ms: ``{"steps_ms": {step: ms}, "server_span_ms", "client_ms", "runs"}``.
+    """
+    wf = BenchChain.workflow_name
+    steps: dict[str, list[float]] = {}
+    spans: list[float] = []
+    client_part: list[float] = []
+    for rid in list(latency_of)[-min(HOP_SAMPLE, runs) :]:
+        raws = await client.log.read(wf, rid)
+        if not raws:
+            continue
+        prev = raws[0].time_ns
+        for raw in raws:
+            if raw.subject.endswith(".sys.StepCompleted"):
+                step = raw.headers.get("Jl-Step", "?")
+                steps.setdefault(step, []).append((raw.time_ns - prev) / 1e6)
+                prev = raw.time_ns
+        span = (raws[-1].time_ns - raws[0].time_ns) / 1e6
+        spans.append(span)
+        client_part.append(latency_of[rid] * 1e3 - span)
+    med = statistics.median
+    return {
+        "runs": len(spans),
+        "steps_ms": {s: med(v) for s, v in steps.items()},
+        "server_span_ms": med(spans) if spans else None,
+        "client_ms": med(client_part) if client_part else None,
+    }
+
+
+def _figures(
+    runs: int,
+    completed: int,
+    wall: float,
+    cpu: dict[str, float],
+    lat: list[float],
+    inflight: int,
+    processes: int,
+    uvloop: bool,
+) -> dict[str, Any]:
+    out = throughput_figures(
+        runs=runs,
+        completed=completed,
+        transitions_per_run=CHAIN_TRANSITIONS,
+        wall_s=wall,
+        cpu_s=cpu,
+        latencies_s=lat,
+    )
+    out.update(inflight=inflight, processes=processes, uvloop=uvloop, cdf_ms=cdf_points(lat))
+    return out
+
+
+def measure_peer_chain(
+    h: Harness, *, runs: int, inflight: int, uvloop: bool, label: str
+) -> dict[str, Any]:
+    """llama-index-workflows' chain in its own process (no server, no durability)."""
+    with h.task(label, runs) as advance:
+        res = run_json(
+            [
+                "peer-chain",
+                str(runs),
+                str(inflight),
+                "--warmup",
+                str(warmup_runs(runs)),
+                _uv(uvloop),
+            ]
+        )
+        advance(runs)
+    out = throughput_figures(
+        runs=runs,
+        completed=res["completed"],
+        transitions_per_run=CHAIN_TRANSITIONS,
+        wall_s=res["wall_s"],
+        cpu_s={"engine": res["cpu_s"]},
+        latencies_s=res["latencies_s"],
+    )
+    out.update(inflight=inflight, processes=1, uvloop=uvloop, cdf_ms=cdf_points(res["latencies_s"]))
+    out["note"] = "in-process: engine and driver are one process; no server"
+    return out

@@ -1,0 +1,186 @@
+"""(d) Rebuilding a run's context from its log at 100 / 1,000 / 10,000 / 100,000 records, beside a
+raw ordered-consumer replay of the same subjects.
+
+A synthetic run is appended through ``JetStreamLog.append`` (atomic batches of up to
+``APPEND_BATCH`` messages): its start commit (``RunStarted`` + ``StartEvent``), then step commits of
+a ``StepCompleted`` (one state change) and the ``BenchTick`` event it emitted, up to N records.
+
+- **rebuild** = what a worker or a reader does for a run it has not cached:
+  ``JetStreamLog.read`` (batched direct gets) → ``decode_record`` each → ``fold``; the three parts
+  are timed separately.
+- **raw replay** = a nats-py ordered push consumer on the run's subject filter, counting messages
+  until the N-th (no decoding): the floor for reading a run on this stack.
+
+Snapshots (latest snapshot + the records after it, DESIGN.md §3) are not implemented yet (issue 4),
+so the snapshot figure is reported as not available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from typing import Any
+
+from engine import StartEvent, fold
+from engine.codec import decode_record, encode
+from engine.events import encode_event
+from engine.log.jetstream import JetStreamLog
+from engine.records import (
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    OutMessage,
+    StepCompleted,
+    run_filter,
+    run_subject,
+)
+from engine.runtime import start_commit
+
+from ..harness import Harness
+from ..measure import CpuMeter, run_loop
+from ..workflows import BenchTick
+
+TITLE = "rebuilding a run's context from its log"
+PREFIX = "benchrb"
+WORKFLOW = "Synthetic"
+APPEND_BATCH = 1000
+EVENTS: dict[str, Any] = {"StartEvent": StartEvent, "BenchTick": BenchTick}
+SNAPSHOTS = {
+    "available": False,
+    "reason": "snapshots are not implemented yet (issue 4): rebuild always folds the whole log",
+}
+
+
+def reps_for(size: int, quick: bool) -> int:
+    """Timed repetitions per size (the median is reported)."""
+    if quick:
+        return 2
+    return 7 if size <= 1_000 else 5 if size <= 10_000 else 3
+
+
+def synthetic_run(run_id: str, size: int) -> list[OutMessage]:
+    """The ``size`` records of a synthetic run (``size`` ≥ 2)."""
+    msgs = start_commit(PREFIX, WORKFLOW, run_id, StartEvent())
+    i = 0
+    while len(msgs) < size:
+        trigger = len(msgs)  # the synthetic trigger: the record before (not checked by the fold)
+        done = StepCompleted(step="tick", trigger=trigger, emitted=["BenchTick"], state={"i": i})
+        base = {H_RUN: run_id, H_STEP: "tick", H_TRIGGER: str(trigger)}
+        msgs.append(
+            OutMessage(
+                run_subject(PREFIX, WORKFLOW, run_id, "sys", "StepCompleted"),
+                encode(done),
+                {**base, H_TYPE: "StepCompleted"},
+            )
+        )
+        if len(msgs) < size:
+            msgs.append(
+                OutMessage(
+                    run_subject(PREFIX, WORKFLOW, run_id, "evt", "BenchTick"),
+                    encode_event(BenchTick(i=i)),
+                    {**base, H_TYPE: "BenchTick"},
+                )
+            )
+        i += 1
+    return msgs
+
+
+async def rebuild(log: JetStreamLog, run_id: str) -> tuple[dict[str, float], int]:
+    """Read, decode and fold one run; returns the phase times in ms and the records folded."""
+    t0 = time.perf_counter()
+    raws = await log.read(WORKFLOW, run_id)
+    t1 = time.perf_counter()
+    records = [decode_record(r, EVENTS) for r in raws]
+    t2 = time.perf_counter()
+    state = fold(records)
+    t3 = time.perf_counter()
+    phases = {"read_ms": (t1 - t0) * 1e3, "decode_ms": (t2 - t1) * 1e3, "fold_ms": (t3 - t2) * 1e3}
+    return phases, state.records
+
+
+async def raw_replay(log: JetStreamLog, run_id: str, size: int) -> float:
+    """Seconds for an ordered consumer to deliver the run's ``size`` messages."""
+    done = asyncio.get_running_loop().create_future()
+    count = 0
+
+    async def cb(_: Any) -> None:
+        nonlocal count
+        count += 1
+        if count == size and not done.done():
+            done.set_result(None)
+
+    t0 = time.perf_counter()
+    sub = await log.js.subscribe(
+        run_filter(PREFIX, WORKFLOW, run_id), stream=log.stream, ordered_consumer=True, cb=cb
+    )
+    try:
+        async with asyncio.timeout(300):
+            await done
+        return time.perf_counter() - t0
+    finally:
+        await sub.unsubscribe()
+
+
+def run(h: Harness) -> dict[str, Any]:
+    o = h.options
+    srv = h.server()
+    results: dict[str, Any] = {}
+
+    async def main() -> None:
+        log = await JetStreamLog.connect(srv.url, prefix=PREFIX)
+        try:
+            for size in o.rebuild_sizes:
+                run_id = f"n{size}-{uuid.uuid4().hex[:8]}"
+                msgs = synthetic_run(run_id, size)
+                reps = reps_for(size, o.quick)
+                with h.task(
+                    f"(d) rebuild {size:,}", len(msgs) // APPEND_BATCH + 1 + 2 * reps
+                ) as advance:
+                    t0 = time.perf_counter()
+                    for i in range(0, len(msgs), APPEND_BATCH):
+                        await log.append(msgs[i : i + APPEND_BATCH])
+                        advance(1)
+                    append_s = time.perf_counter() - t0
+                    await rebuild(log, run_id)  # warm-up (connection, direct-get inbox, caches)
+                    await raw_replay(log, run_id, size)
+                    meter = CpuMeter({"driver": [os.getpid()], "server": [srv.pid or 0]})
+                    phases, replays, folded = [], [], 0
+                    cpu_rebuild = {"driver": 0.0, "server": 0.0}
+                    cpu_raw = {"driver": 0.0, "server": 0.0}
+                    for _ in range(reps):  # alternate, so drift hits both alike
+                        meter.start()
+                        p, folded = await rebuild(log, run_id)
+                        for k, v in meter.stop().items():
+                            cpu_rebuild[k] += v
+                        phases.append(p)
+                        advance(1)
+                        meter.start()
+                        replays.append(await raw_replay(log, run_id, size) * 1e3)
+                        for k, v in meter.stop().items():
+                            cpu_raw[k] += v
+                        advance(1)
+                totals = [sum(p.values()) for p in phases]
+                med = statistics.median
+                results[str(size)] = {
+                    "records": size,
+                    "folded": folded,
+                    "reps": reps,
+                    "append_s": append_s,
+                    "rebuild_ms": med(totals),
+                    "rebuild_phases_ms": {k: med(p[k] for p in phases) for k in phases[0]},
+                    "raw_replay_ms": med(replays),
+                    "ratio": med(totals) / med(replays),
+                    "cpu_us_per_record": {
+                        "rebuild": {k: v / reps / size * 1e6 for k, v in cpu_rebuild.items()},
+                        "raw_replay": {k: v / reps / size * 1e6 for k, v in cpu_raw.items()},
+                    },
+                }
+        finally:
+            await log.close()
+
+    run_loop(main, uvloop=h.uvloop)
+    return {"sizes": o.rebuild_sizes, "results": results, "snapshots": SNAPSHOTS}

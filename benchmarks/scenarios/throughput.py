@@ -1,0 +1,44 @@
+"""(b) The 3-step chain with ``inflight`` runs at once (default 100) and at saturation (default
+1,000 at once): runs/s and step transitions/s of limit, peer and jetloom."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..harness import Harness
+from .chain import ChainRig, measure_peer_chain
+
+TITLE = "3-step chain, many runs in flight: throughput"
+
+
+def measure_all(
+    h: Harness, rig: ChainRig, *, runs: int, inflight: int, label: str, peer: bool = True
+) -> dict[str, Any]:
+    """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once."""
+    out = {"limit": rig.limit(runs=runs, inflight=inflight, label=f"{label} limit")}
+    if peer:
+        out["peer"] = measure_peer_chain(
+            h, runs=runs, inflight=inflight, uvloop=rig.uvloop, label=f"{label} peer"
+        )
+    out["jetloom"] = rig.jetloom(runs=runs, inflight=inflight, label=f"{label} jetloom")
+    return out
+
+
+def run(h: Harness) -> dict[str, Any]:
+    o = h.options
+    with ChainRig(h, h.server(), uvloop=h.uvloop) as rig:
+        inflight = measure_all(
+            h, rig, runs=o.throughput_runs, inflight=o.inflight, label=f"(b) {o.inflight} in flight"
+        )
+        saturated = measure_all(
+            h,
+            rig,
+            runs=o.throughput_runs,
+            inflight=o.saturation,
+            label=f"(b) {o.saturation} in flight",
+        )
+    return {
+        "inflight": o.inflight,
+        "saturation": o.saturation,
+        "results": {"inflight": inflight, "saturated": saturated},
+    }

@@ -1,0 +1,100 @@
+"""Child processes of the harness: ``python -m benchmarks.worker COMMAND ...``.
+
+Each measured system runs in a process of its own so its CPU time can be told apart from the
+driver's and the server's:
+
+- ``jetloom TARGET --nats URL``: a jetloom step worker (``services.worker.serve``, the function
+  behind ``jetloom worker``), with the event loop chosen by ``--uvloop/--no-uvloop`` (the CLI
+  always takes uvloop when it is installed, so it cannot show the figure both ways).
+- ``limit --nats URL``: the hand-written nats-py steps (``benchmarks.limit``).
+- ``peer-chain`` / ``peer-fan``: llama-index-workflows in-process (``benchmarks.peer``); prints
+  one JSON line with its own timings and CPU seconds.
+- ``docloop ROOT DB``: the plain single-process docindex loop; prints one JSON line.
+
+Workers print a line starting with ``jetloom worker ready`` / ``limit worker ready`` once consuming
+and stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from .measure import run_loop
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+UvloopOpt = Annotated[bool, typer.Option("--uvloop/--no-uvloop", help="Use uvloop if installed.")]
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def jetloom(
+    target: str,
+    nats_url: Annotated[str, typer.Option("--nats")],
+    uvloop: UvloopOpt = True,
+    prefix: str = "jetloom",
+) -> None:
+    """A jetloom step worker for TARGET (``module:WorkflowClass``)."""
+    from services.worker import serve
+
+    run_loop(lambda: serve(target, nats_url, prefix=prefix, grace=2.0), uvloop=uvloop)
+
+
+@app.command()
+def limit(nats_url: Annotated[str, typer.Option("--nats")], uvloop: UvloopOpt = True) -> None:
+    """The hand-written nats-py steps of the limit baseline."""
+    from .limit import serve
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await serve(
+            nats_url, stop, ready=lambda: print(f"limit worker ready pid={os.getpid()}", flush=True)
+        )
+
+    run_loop(main, uvloop=uvloop)
+
+
+@app.command("peer-chain")
+def peer_chain(runs: int, inflight: int, warmup: int = 20, uvloop: UvloopOpt = True) -> None:
+    """The peer's chain: prints ``{"latencies_s", "latency", "completed", "wall_s", "cpu_s"}``."""
+    from .peer import measure_chain
+
+    _print_json(
+        run_loop(lambda: measure_chain(runs=runs, inflight=inflight, warmup=warmup), uvloop=uvloop)
+    )
+
+
+@app.command("peer-fan")
+def peer_fan(n: int, reps: int, uvloop: UvloopOpt = True) -> None:
+    """The peer's fan: prints ``{"walls_s", "completed", "cpu_s"}``."""
+    from .peer import measure_fan
+
+    _print_json(run_loop(lambda: measure_fan(n=n, reps=reps), uvloop=uvloop))
+
+
+@app.command()
+def docloop(root: str, db: str) -> None:
+    """The plain docindex loop over ROOT into DB: prints its counts, ``wall_s`` and ``cpu_s``."""
+    from .scenarios.docindex import plain_loop
+
+    _print_json(plain_loop(root, db))
+
+
+if __name__ == "__main__":
+    app()

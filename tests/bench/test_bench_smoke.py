@@ -1,0 +1,110 @@
+"""Smoke run of the benchmark harness: ``python -m benchmarks --quick`` runs every scenario at tiny
+sizes; the result must have its full structure, and the baselines and jetloom must have completed
+the same runs. No timing is asserted: on a shared 2-core machine the figures of a quick run mean
+nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN_SYSTEMS = ("limit", "peer", "jetloom")
+MEASUREMENT_KEYS = {"runs", "completed", "transitions", "wall_s", "transitions_per_s", "cpu_s",
+                    "cpu_us_per_transition"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-progress", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text()), out
+
+
+def _same_runs(results: dict[str, Any], systems: tuple[str, ...]) -> None:
+    for name in systems:
+        m = results[name]
+        assert MEASUREMENT_KEYS <= m.keys(), (name, sorted(m))
+        assert m["completed"] == m["runs"] > 0, (name, m["completed"], m["runs"])
+        assert m["transitions"] == 3 * m["completed"]
+    assert len({results[n]["completed"] for n in systems}) == 1
+
+
+def test_document_structure(quick_result: tuple[dict[str, Any], Path]) -> None:
+    doc, out = quick_result
+    assert doc["schema"] == 1
+    for key in ("cores", "python", "nats_server", "nats_py", "llama_index_workflows", "git_commit"):
+        assert key in doc["machine"]
+    assert doc["options"]["quick"] is True
+    assert set("abcdefg") <= set(doc["scenarios"])
+    for key, sc in doc["scenarios"].items():
+        assert sc["title"]
+        assert "results" in sc or (key == "u" and "skipped" in sc), key
+    md = next(out.glob("*.md")).read_text()
+    assert "## Targets" in md and "## (d)" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    for name in ("targets", "a-latency", "b-throughput", "d-rebuild", "e-scaleout"):
+        assert any(p.endswith(f"-{name}.png") for p in pngs), (name, pngs)
+
+
+def test_chain_baselines_and_engine_completed_the_same_runs(
+    quick_result: tuple[dict[str, Any], Path],
+) -> None:
+    sc = quick_result[0]["scenarios"]
+    _same_runs(sc["a"]["results"], CHAIN_SYSTEMS)
+    for mode in ("inflight", "saturated"):
+        _same_runs(sc["b"]["results"][mode], CHAIN_SYSTEMS)
+    for mode in ("sequential", "inflight", "saturated"):
+        _same_runs(sc["g"]["results"][mode], ("limit", "jetloom"))
+    for m in sc["a"]["results"].values():
+        assert {"p50_ms", "p99_ms"} <= m["latency"].keys()
+    assert sc["a"]["results"]["jetloom"]["breakdown"]["steps_ms"].keys() == {"parse", "count", "finish"}
+    if "results" in sc["u"]:
+        _same_runs(sc["u"]["results"]["inflight"], CHAIN_SYSTEMS)
+
+
+def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Path]) -> None:
+    sc = quick_result[0]["scenarios"]
+    fan = sc["c"]["results"]
+    assert {m["completed"] for m in fan.values()} == {fan["limit"]["runs"]}
+    assert {m["transitions"] for m in fan.values()} == {fan["limit"]["runs"] * (1 + 2 * sc["c"]["n"])}
+    rebuild = sc["d"]["results"]
+    assert [int(k) for k in rebuild] == sc["d"]["sizes"]
+    for size, m in rebuild.items():
+        assert m["folded"] == int(size)
+        assert m["rebuild_ms"] > 0 and m["raw_replay_ms"] > 0
+    assert sc["d"]["snapshots"]["available"] is False
+    scale = sc["e"]["results"]
+    assert list(scale) == ["1", "2", "4"]
+    assert {m["completed"] for m in scale.values()} == {scale["1"]["runs"]}
+    assert sc["f"]["same_counts"] is True
+    assert sc["f"]["results"]["jetloom"]["files"] > 0
+
+
+def test_targets_have_verdicts(quick_result: tuple[dict[str, Any], Path]) -> None:
+    targets = {t["id"]: t for t in quick_result[0]["targets"]}
+    for tid in ("a.p50_vs_limit", "a.p50_vs_peer", "b.tps_vs_limit.inflight",
+                "b.tps_vs_limit.saturated", "b.runs_vs_peer", "d.rebuild_vs_raw.100",
+                "d.snapshot_100k_vs_1k", "e.cpu_4_vs_1"):  # fmt: skip
+        assert tid in targets, tid
+    for t in targets.values():
+        assert t["verdict"] in ("pass", "miss", "n/a")
+        if t["verdict"] == "miss":
+            assert t["off_by"] > 1 and t["dominant"], t
+    assert targets["d.snapshot_100k_vs_1k"]["verdict"] == "n/a"
