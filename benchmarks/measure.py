@@ -16,6 +16,7 @@ import psutil
 
 __all__ = [
     "CpuMeter",
+    "attempt",
     "closed_loop",
     "cdf_points",
     "latency_summary",
@@ -25,6 +26,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def attempt(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``fn(*args, **kwargs)``, or ``{"error": "<Type>: <message>"}`` if it raises: one system
+    failing a measurement is a result to report, not a reason to lose the others."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported in the results
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def uvloop_available() -> bool:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ def _table(head: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ok(results: dict[str, Any]) -> dict[str, Any]:
+    """The measurements of ``results`` that did not fail."""
+    return {k: v for k, v in results.items() if isinstance(v, dict) and "error" not in v}
+
+
 def _cpu_cells(m: dict[str, Any]) -> list[str]:
     per = m.get("cpu_us_per_transition") or {}
     return [_f(per.get(g), ",.0f") for g in GROUPS]
@@ -49,6 +55,9 @@ def _chain_rows(results: dict[str, Any], label: str = "") -> list[list[str]]:
     for name in SYSTEMS:
         m = results.get(name)
         if not m:
+            continue
+        if "error" in m:
+            rows.append([label, name, f"failed: {m['error'][:300]}", *["—"] * 7])
             continue
         lat = m.get("latency", {})
         rows.append(
@@ -123,7 +132,7 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
              "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"],
             [[k, f"{v['completed']}/{v['runs']}", _f(v["wall_s"], ",.3f"),
               _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
-             for k, v in c["results"].items()],
+             for k, v in _ok(c["results"]).items()],
         ))  # fmt: skip
     if "d" in sc and "results" in sc["d"]:
         d = sc["d"]
@@ -144,7 +153,7 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
              "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"],
             [[k, f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
               _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
-             for k, v in e["results"].items()],
+             for k, v in _ok(e["results"]).items()],
         ))  # fmt: skip
         if e.get("note"):
             out.append(f"\n{e['note']}.\n")
@@ -173,7 +182,7 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
         out.append(
             f"\njetloom / limit transitions/s in flight with sync always: {_f(ratio, '.3f')}.\n"
         )
-    if "u" in sc:
+    if "u" in sc and "error" not in sc["u"]:
         u = sc["u"]
         out.append(f"\n## (u) {u['title']}\n")
         if "skipped" in u:
@@ -186,9 +195,10 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
                 ("sequential", "a", None),
                 ("in flight", "b", "inflight"),
             ):
-                this = u["results"]["sequential" if src_mode is None else "inflight"]
+                this = _ok(u["results"]["sequential" if src_mode is None else "inflight"])
                 ref = sc.get(src_key, {}).get("results", {})
                 ref = ref.get(src_mode, {}) if src_mode else ref
+                ref = _ok(ref)
                 for name in SYSTEMS:
                     if name in this:
                         for lp, m in ((main, ref.get(name)), (loop, this[name])):
@@ -198,6 +208,12 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             out.append(_table(
                 ["", "system", "loop", "p50 ms", "transitions/s", "engine CPU µs/tr",
                  "server CPU µs/tr", "driver CPU µs/tr"], rows))  # fmt: skip
+    failed = [(k, v) for k, v in sc.items() if "error" in v]
+    failed += [(f"{k}/{n}", m) for k, v in sc.items() if k in ("c", "e")
+               for n, m in v.get("results", {}).items() if "error" in m]  # fmt: skip
+    if failed:
+        out.append("\n## Failures\n")
+        out += [f"- ({k}) {v['error']}\n" for k, v in failed]
     if pngs:
         out.append("\n## Plots\n")
         out += [f"![{p.stem}]({p.name})\n" for p in pngs]
@@ -249,7 +265,7 @@ def _plot_targets(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) 
 
 
 def _plot_latency(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
-    a = doc["scenarios"].get("a", {}).get("results")
+    a = _ok(doc["scenarios"].get("a", {}).get("results", {}))
     if not a:
         return
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -292,6 +308,7 @@ def _plot_throughput(doc: dict[str, Any], out: Path, stem: str, paths: list[Path
         return
     fig, ax = plt.subplots(figsize=(11, 4.5))
     w = 0.27
+    groups = [(g, _ok(r)) for g, r in groups]
     for j, name in enumerate(SYSTEMS):
         xs = [i + (j - 1) * w for i, (_, r) in enumerate(groups) if name in r]
         ys = [r[name]["transitions_per_s"] for _, r in groups if name in r]
@@ -318,6 +335,7 @@ def _plot_cpu(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> N
         return
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 4), squeeze=False)
     for ax, (title, res) in zip(axes[0], cases, strict=True):
+        res = _ok(res)
         names = [s for s in SYSTEMS if s in res]
         bottom = [0.0] * len(names)
         for g, alpha in zip(GROUPS, (1.0, 0.6, 0.3), strict=True):
@@ -356,7 +374,7 @@ def _plot_rebuild(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) 
 
 
 def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
-    e = doc["scenarios"].get("e", {}).get("results")
+    e = _ok(doc["scenarios"].get("e", {}).get("results", {}))
     if not e:
         return
     ks = list(e)
@@ -393,6 +411,7 @@ def _plot_walls(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) ->
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (title, res) in zip(axes[0], panels, strict=True):
+        res = _ok(res)
         names = list(res)
         bars = ax.bar(names, [res[n]["wall_s"] for n in names],
                       color=[COLORS.get(n, "#8172b3") for n in names])  # fmt: skip
@@ -407,5 +426,10 @@ def render_plots(doc: dict[str, Any], out: Path, stem: str) -> list[Path]:
     paths: list[Path] = []
     for plot in (_plot_targets, _plot_latency, _plot_throughput, _plot_cpu, _plot_rebuild,
                  _plot_scaleout, _plot_walls):  # fmt: skip
-        plot(doc, out, stem, paths)
+        try:
+            plot(doc, out, stem, paths)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            # A failed measurement leaves holes; the JSON and the Markdown still say what failed.
+            print(f"plot {plot.__name__} skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            plt.close("all")
     return paths

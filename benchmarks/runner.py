@@ -50,7 +50,10 @@ def run_benchmarks(options: Options, console: Console | None = None) -> dict[str
                 continue
             title, fn = SCENARIOS[key]
             s0 = time.perf_counter()
-            figures = fn(h)
+            try:
+                figures = fn(h)
+            except Exception as exc:  # noqa: BLE001 - one broken scenario must not lose the rest
+                figures = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             doc["scenarios"][key] = {"title": title, **figures, "seconds": time.perf_counter() - s0}
     doc["duration_s"] = time.perf_counter() - t0
     doc["targets"] = evaluate(doc)

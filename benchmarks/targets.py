@@ -13,6 +13,7 @@ means "12× too slow".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["evaluate"]
@@ -94,59 +95,92 @@ def _latency_story(jl: dict[str, Any], limit: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _failures(results: dict[str, Any]) -> str:
+    errs = [
+        f"{k}: {v['error']}" for k, v in results.items() if isinstance(v, dict) and "error" in v
+    ]
+    return "; ".join(errs) or "figures missing"
+
+
 def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets whose scenarios ran in ``doc``."""
+    """The targets whose scenarios ran in ``doc``; a target whose figures are missing (a system
+    failed its measurement) is ``n/a`` with the failure in ``detail``."""
     sc = doc["scenarios"]
     cores = doc["machine"].get("cores") or 1
     out: list[dict[str, Any]] = []
+
+    def add(
+        id_: str,
+        scenario: str,
+        what: str,
+        op: str,
+        target: float,
+        results: dict[str, Any],
+        compute: Callable[[], tuple[float | None, str, str]],
+    ) -> None:
+        try:
+            measured, detail, dominant = compute()
+        except (KeyError, TypeError, ZeroDivisionError):
+            measured, detail, dominant = None, f"not measured — {_failures(results)}", ""
+        out.append(_target(id_, scenario, what, measured, op, target, detail, dominant))
+
     a = sc.get("a", {}).get("results")
     if a:
-        jl, lim = a["jetloom"], a["limit"]
-        p = {k: v["latency"]["p50_ms"] for k, v in a.items()}
-        out.append(_target(
-            "a.p50_vs_limit", "a", "jetloom p50 ≤ 1.5 × limit p50 (one run at a time)",
-            p["jetloom"] / p["limit"], "<=", 1.5,
-            f"p50 jetloom {p['jetloom']:.2f} ms, limit {p['limit']:.2f} ms",
-            _latency_story(jl, lim),
-        ))  # fmt: skip
-        out.append(_target(
-            "a.p50_vs_peer", "a", "jetloom p50 below the peer's in-process p50",
-            p["jetloom"] / p["peer"], "<", 1.0,
-            f"p50 jetloom {p['jetloom']:.2f} ms, peer {p['peer']:.2f} ms",
-            _latency_story(jl, lim),
-        ))  # fmt: skip
+
+        def p50(vs: str) -> tuple[float, str, str]:
+            p = {k: a[k]["latency"]["p50_ms"] for k in ("jetloom", vs)}
+            return (
+                p["jetloom"] / p[vs],
+                f"p50 jetloom {p['jetloom']:.2f} ms, {vs} {p[vs]:.2f} ms",
+                _latency_story(a["jetloom"], a["limit"]),
+            )
+
+        add("a.p50_vs_limit", "a", "jetloom p50 ≤ 1.5 × limit p50 (one run at a time)", "<=", 1.5,
+            a, lambda: p50("limit"))  # fmt: skip
+        add("a.p50_vs_peer", "a", "jetloom p50 below the peer's in-process p50", "<", 1.0,
+            a, lambda: p50("peer"))  # fmt: skip
     b = sc.get("b", {}).get("results")
     if b:
+
+        def tps(r: dict[str, Any]) -> tuple[float, str, str]:
+            t = {k: r[k]["transitions_per_s"] for k in ("jetloom", "limit")}
+            return (
+                t["jetloom"] / t["limit"],
+                f"transitions/s jetloom {t['jetloom']:,.0f}, limit {t['limit']:,.0f}",
+                _cpu_story(r["jetloom"], r["limit"], "limit", cores),
+            )
+
+        def runs_vs_peer(r: dict[str, Any]) -> tuple[float, str, str]:
+            rps = {k: r[k]["runs_per_s"] for k in ("jetloom", "peer")}
+            return (
+                rps["jetloom"] / rps["peer"],
+                f"runs/s jetloom {rps['jetloom']:,.0f}, peer {rps['peer']:,.0f}",
+                _cpu_story(r["jetloom"], r["limit"], "limit", cores),
+            )
+
         for mode, label in (("inflight", f"{sc['b']['inflight']} in flight"),
                             ("saturated", f"saturated ({sc['b']['saturation']} in flight)")):  # fmt: skip
             r = b[mode]
-            t = {k: v["transitions_per_s"] for k, v in r.items()}
-            out.append(_target(
-                f"b.tps_vs_limit.{mode}", "b", f"jetloom ≥ 0.5 × limit transitions/s, {label}",
-                t["jetloom"] / t["limit"], ">=", 0.5,
-                f"transitions/s jetloom {t['jetloom']:,.0f}, limit {t['limit']:,.0f}",
-                _cpu_story(r["jetloom"], r["limit"], "limit", cores),
-            ))  # fmt: skip
-        r = b["inflight"]
-        rps = {k: v["runs_per_s"] for k, v in r.items()}
-        out.append(_target(
-            "b.runs_vs_peer", "b", f"jetloom ≥ 3 × the peer's runs/s at {sc['b']['inflight']} in flight",
-            rps["jetloom"] / rps["peer"], ">=", 3.0,
-            f"runs/s jetloom {rps['jetloom']:,.0f}, peer {rps['peer']:,.0f}",
-            _cpu_story(r["jetloom"], r["limit"], "limit", cores),
-        ))  # fmt: skip
+            add(f"b.tps_vs_limit.{mode}", "b", f"jetloom ≥ 0.5 × limit transitions/s, {label}",
+                ">=", 0.5, r, lambda r=r: tps(r))  # fmt: skip
+        add("b.runs_vs_peer", "b", f"jetloom ≥ 3 × the peer's runs/s at {sc['b']['inflight']} in flight",
+            ">=", 3.0, b["inflight"], lambda: runs_vs_peer(b["inflight"]))  # fmt: skip
     d = sc.get("d", {}).get("results")
     if d:
-        for size, m in d.items():
+
+        def rebuild(m: dict[str, Any]) -> tuple[float, str, str]:
             ph = m["rebuild_phases_ms"]
             top = max(ph, key=lambda k: ph[k])
-            out.append(_target(
-                f"d.rebuild_vs_raw.{size}", "d", f"rebuild ≤ 1.5 × raw replay at {int(size):,} records",
-                m["ratio"], "<=", 1.5,
+            return (
+                m["ratio"],
                 f"rebuild {m['rebuild_ms']:.1f} ms, raw replay {m['raw_replay_ms']:.1f} ms",
                 f"Phases: read {ph['read_ms']:.1f} ms (batched direct gets), decode "
                 f"{ph['decode_ms']:.1f} ms, fold {ph['fold_ms']:.1f} ms; largest: {top[:-3]}.",
-            ))  # fmt: skip
+            )
+
+        for size, m in d.items():
+            add(f"d.rebuild_vs_raw.{size}", "d", f"rebuild ≤ 1.5 × raw replay at {int(size):,} records",
+                "<=", 1.5, {size: m}, lambda m=m: rebuild(m))  # fmt: skip
         snap = sc["d"].get("snapshots", {})
         out.append(_target(
             "d.snapshot_100k_vs_1k", "d", "with snapshots, rebuild at 100,000 ≤ 2 × at 1,000",
@@ -154,17 +188,21 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
         ))  # fmt: skip
     e = sc.get("e", {}).get("results")
     if e and "1" in e and "4" in e:
-        c1 = e["1"]["cpu_us_per_transition"]["engine"]
-        c4 = e["4"]["cpu_us_per_transition"]["engine"]
-        s1 = e["1"]["cpu_us_per_transition"]["server"]
-        s4 = e["4"]["cpu_us_per_transition"]["server"]
-        out.append(_target(
-            "e.cpu_4_vs_1", "e", "engine CPU s/transition with 4 worker processes ≤ 1.15 × with 1",
-            c4 / c1 if c1 else None, "<=", 1.15,
-            f"engine CPU {c4:.0f} µs/transition with 4 processes, {c1:.0f} µs with 1 "
-            f"(server {s4:.0f} vs {s1:.0f} µs)",
-            "Each process polls, reads the run's log and keeps its own run cache: with more "
-            "processes a run's records are read and folded in more places "
-            f"(server CPU per transition {s4 / s1 if s1 else float('nan'):.2f}× as well).",
-        ))  # fmt: skip
+
+        def scale() -> tuple[float | None, str, str]:
+            c1 = e["1"]["cpu_us_per_transition"]["engine"]
+            c4 = e["4"]["cpu_us_per_transition"]["engine"]
+            s1 = e["1"]["cpu_us_per_transition"]["server"]
+            s4 = e["4"]["cpu_us_per_transition"]["server"]
+            return (
+                c4 / c1 if c1 else None,
+                f"engine CPU {c4:.0f} µs/transition with 4 processes, {c1:.0f} µs with 1 "
+                f"(server {s4:.0f} vs {s1:.0f} µs)",
+                "Each process polls, reads the run's log and keeps its own run cache: with more "
+                "processes a run's records are read and folded in more places "
+                f"(server CPU per transition {s4 / s1 if s1 else float('nan'):.2f}× as well).",
+            )
+
+        add("e.cpu_4_vs_1", "e", "engine CPU s/transition with 4 worker processes ≤ 1.15 × with 1",
+            "<=", 1.15, e, scale)  # fmt: skip
     return out

@@ -14,7 +14,7 @@ from services.nats_client import NatsClient
 
 from ..harness import Harness
 from ..limit import LimitClient
-from ..measure import CpuMeter, run_loop
+from ..measure import CpuMeter, attempt, run_loop
 from ..procs import Child, run_json, start_children
 from ..workflows import BenchFan, fan_result, fan_transitions
 from .chain import jetloom_worker_args
@@ -100,7 +100,9 @@ def run(h: Harness) -> dict[str, Any]:
     uv = "--uvloop" if h.uvloop else "--no-uvloop"
     limit_w = start_children([["limit", "--nats", srv.url, uv]], "limit worker ready")
     try:
-        limit = _measure(h, limit_w, f"(c) fan {o.fan_n} limit", lambda: _LimitRuns(srv.url))
+        limit = attempt(
+            _measure, h, limit_w, f"(c) fan {o.fan_n} limit", lambda: _LimitRuns(srv.url)
+        )
     finally:
         for c in limit_w:
             c.stop()
@@ -114,7 +116,9 @@ def run(h: Harness) -> dict[str, Any]:
         "jetloom worker ready",
     )
     try:
-        jetloom = _measure(h, jl_w, f"(c) fan {o.fan_n} jetloom", lambda: _JetloomRuns(srv.url))
+        jetloom = attempt(
+            _measure, h, jl_w, f"(c) fan {o.fan_n} jetloom", lambda: _JetloomRuns(srv.url)
+        )
     finally:
         for c in jl_w:
             c.stop()

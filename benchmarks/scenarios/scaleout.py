@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from ..harness import Harness
+from ..measure import attempt
 from .chain import ChainRig
 
 TITLE = "scale-out over worker processes"
@@ -23,8 +24,11 @@ def run(h: Harness) -> dict[str, Any]:
     with ChainRig(h, h.server(), uvloop=h.uvloop, jetloom_workers=0, limit=False) as rig:
         for n in counts:
             rig.add_jetloom_workers(n - len(rig.jetloom_workers))
-            results[str(n)] = rig.jetloom(
-                runs=o.throughput_runs, inflight=o.inflight, label=f"(e) {n} worker process(es)"
+            results[str(n)] = attempt(
+                rig.jetloom,
+                runs=o.throughput_runs,
+                inflight=o.inflight,
+                label=f"(e) {n} worker process(es)",
             )
     note = None
     if (os.cpu_count() or 1) < 8:

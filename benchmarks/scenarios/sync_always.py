@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..harness import Harness
+from ..measure import attempt
 from .chain import ChainRig
 from .throughput import measure_all
 
@@ -17,8 +18,10 @@ def run(h: Harness) -> dict[str, Any]:
     o = h.options
     with ChainRig(h, h.server(sync_always=True), uvloop=h.uvloop) as rig:
         latency = {
-            "limit": rig.limit(runs=o.runs, inflight=1, label="(g) sequential limit"),
-            "jetloom": rig.jetloom(runs=o.runs, inflight=1, label="(g) sequential jetloom"),
+            "limit": attempt(rig.limit, runs=o.runs, inflight=1, label="(g) sequential limit"),
+            "jetloom": attempt(
+                rig.jetloom, runs=o.runs, inflight=1, label="(g) sequential jetloom"
+            ),
         }
         inflight = measure_all(
             h,

@@ -1,11 +1,12 @@
 """(b) The 3-step chain with ``inflight`` runs at once (default 100) and at saturation (default
-1,000 at once): runs/s and step transitions/s of limit, peer and jetloom."""
+500 at once): runs/s and step transitions/s of limit, peer and jetloom."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..harness import Harness
+from ..measure import attempt
 from .chain import ChainRig, measure_peer_chain
 
 TITLE = "3-step chain, many runs in flight: throughput"
@@ -15,12 +16,17 @@ def measure_all(
     h: Harness, rig: ChainRig, *, runs: int, inflight: int, label: str, peer: bool = True
 ) -> dict[str, Any]:
     """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once."""
-    out = {"limit": rig.limit(runs=runs, inflight=inflight, label=f"{label} limit")}
+    out = {"limit": attempt(rig.limit, runs=runs, inflight=inflight, label=f"{label} limit")}
     if peer:
-        out["peer"] = measure_peer_chain(
-            h, runs=runs, inflight=inflight, uvloop=rig.uvloop, label=f"{label} peer"
+        out["peer"] = attempt(
+            measure_peer_chain,
+            h,
+            runs=runs,
+            inflight=inflight,
+            uvloop=rig.uvloop,
+            label=f"{label} peer",
         )
-    out["jetloom"] = rig.jetloom(runs=runs, inflight=inflight, label=f"{label} jetloom")
+    out["jetloom"] = attempt(rig.jetloom, runs=runs, inflight=inflight, label=f"{label} jetloom")
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..harness import Harness
-from ..measure import uvloop_available
+from ..measure import attempt, uvloop_available
 from .chain import ChainRig, measure_peer_chain
 from .throughput import measure_all
 
@@ -22,11 +22,18 @@ def run(h: Harness) -> dict[str, Any]:
     other = not h.uvloop
     with ChainRig(h, h.server(), uvloop=other) as rig:
         latency = {
-            "limit": rig.limit(runs=o.runs, inflight=1, label="(u) sequential limit"),
-            "peer": measure_peer_chain(
-                h, runs=o.runs, inflight=1, uvloop=other, label="(u) sequential peer"
+            "limit": attempt(rig.limit, runs=o.runs, inflight=1, label="(u) sequential limit"),
+            "peer": attempt(
+                measure_peer_chain,
+                h,
+                runs=o.runs,
+                inflight=1,
+                uvloop=other,
+                label="(u) sequential peer",
             ),
-            "jetloom": rig.jetloom(runs=o.runs, inflight=1, label="(u) sequential jetloom"),
+            "jetloom": attempt(
+                rig.jetloom, runs=o.runs, inflight=1, label="(u) sequential jetloom"
+            ),
         }
         inflight = measure_all(
             h, rig, runs=o.throughput_runs, inflight=o.inflight, label=f"(u) {o.inflight} in flight"
