@@ -43,9 +43,10 @@ class Options:
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
         throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
-        saturation: runs in flight for the saturated measurement of (b) and (g) (default 500;
+        saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
             quick 8). Not more: jetloom's client follows each run with an ordered consumer of its
-            own, and nats-server 2.15 refuses a stream's 1,001st consumer (err_code 10026).
+            own, which lingers ~5 s after the run ends, and nats-server 2.15 refuses a stream's
+            1,001st consumer (err_code 10026); 500 hit that limit on this machine.
         fan_n: events fanned out and in by (c) (default 1,000; quick 20).
         fan_reps: fan runs measured per system (default 3; quick 1).
         rebuild_sizes: log sizes of (d) (default 100 … 100,000; quick 100 and 1,000).
@@ -61,7 +62,7 @@ class Options:
     runs: int = 300
     throughput_runs: int = 3000
     inflight: int = 100
-    saturation: int = 500
+    saturation: int = 300
     fan_n: int = 1000
     fan_reps: int = 3
     rebuild_sizes: list[int] = field(default_factory=lambda: [100, 1_000, 10_000, 100_000])

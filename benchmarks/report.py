@@ -18,7 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["render_markdown", "render_plots"]
 
 SYSTEMS = ("limit", "peer", "jetloom")
-COLORS = {"limit": "#4c72b0", "peer": "#dd8452", "jetloom": "#55a868", "raw": "#4c72b0"}
+#: Rows of the chain tables: the systems, and jetloom with the lean driver of (b)/(g).
+CHAIN_ROWS = (*SYSTEMS, "jetloom_lean")
+COLORS = {
+    "limit": "#4c72b0",
+    "peer": "#dd8452",
+    "jetloom": "#55a868",
+    "jetloom_lean": "#8fd19e",
+    "raw": "#4c72b0",
+}
 GROUPS = ("engine", "server", "driver")
 
 
@@ -52,7 +60,7 @@ def _cpu_cells(m: dict[str, Any]) -> list[str]:
 
 def _chain_rows(results: dict[str, Any], label: str = "") -> list[list[str]]:
     rows = []
-    for name in SYSTEMS:
+    for name in CHAIN_ROWS:
         m = results.get(name)
         if not m:
             continue
@@ -307,10 +315,10 @@ def _plot_throughput(doc: dict[str, Any], out: Path, stem: str, paths: list[Path
     if not groups:
         return
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    w = 0.27
+    w = 0.2
     groups = [(g, _ok(r)) for g, r in groups]
-    for j, name in enumerate(SYSTEMS):
-        xs = [i + (j - 1) * w for i, (_, r) in enumerate(groups) if name in r]
+    for j, name in enumerate(CHAIN_ROWS):
+        xs = [i + (j - 1.5) * w for i, (_, r) in enumerate(groups) if name in r]
         ys = [r[name]["transitions_per_s"] for _, r in groups if name in r]
         if xs:
             _bar_labels(ax, ax.bar(xs, ys, w, label=name, color=COLORS[name]), ",.0f")

@@ -10,12 +10,20 @@ and waiting for their ends).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import time
 import uuid
 from typing import Any
 
+import msgspec
+from nats.aio.msg import Msg
+
+from engine import StartEvent
+from engine.log.jetstream import JetStreamLog
+from engine.records import RunCompleted
+from engine.runtime import append_start
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 
@@ -28,6 +36,7 @@ from ..workflows import CHAIN_RESULT, CHAIN_TEXT, CHAIN_TRANSITIONS, BenchChain
 __all__ = ["ChainRig", "measure_peer_chain", "warmup_runs"]
 
 JETLOOM_CHAIN = "benchmarks.workflows:BenchChain"
+_END_DECODER = msgspec.json.Decoder(RunCompleted)
 HOP_SAMPLE = 30  # runs whose logs are read for the per-step breakdown
 
 
@@ -165,6 +174,56 @@ class ChainRig:
                     out["breakdown"] = await hop_breakdown(client, latency_of, runs)
             finally:
                 await client.close()
+            return out
+
+        return run_loop(main, uvloop=self.uvloop)
+
+    def jetloom_lean(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
+        """jetloom's chain with a lean driver: each run is started with ``append_start`` (its start
+        commit) and its end is seen on one core subscription to
+        ``jetloom.run.BenchChain.*.sys.RunCompleted`` for all runs, instead of one handler (an
+        ordered consumer) per run. Isolates the workers' throughput from the client's per-run
+        follow, which nats-server caps at 1,000 consumers per stream (a finished run's consumer
+        lingers ~5 s)."""
+        meter = self._meter(self.jetloom_workers)
+        tag = uuid.uuid4().hex[:8]
+        wf = BenchChain.workflow_name
+
+        async def main() -> dict[str, Any]:
+            log = await JetStreamLog.connect(self.server.url)
+            waiting: dict[str, asyncio.Future[Any]] = {}
+
+            async def on_end(msg: Msg) -> None:
+                fut = waiting.pop(msg.subject.split(".")[3], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(_END_DECODER.decode(msg.data).event.get("result"))
+
+            try:
+                for spec in BenchChain.steps.values():
+                    await log.ensure_consumer(wf, spec.name, spec.accepts_names, update=False)
+                await log.nc.subscribe(f"{log.prefix}.run.{wf}.*.sys.RunCompleted", cb=on_end)
+
+                async def run(rid: str) -> bool:
+                    fut = waiting[rid] = asyncio.get_running_loop().create_future()
+                    await append_start(log, wf, rid, StartEvent(text=CHAIN_TEXT))
+                    async with asyncio.timeout(120):
+                        return await fut == CHAIN_RESULT
+
+                await closed_loop(
+                    lambda i: run(f"{tag}-w{i}"), runs=warmup_runs(runs), inflight=inflight
+                )
+                with self.h.task(label, runs) as advance:
+                    meter.start()
+                    lat, done, wall = await closed_loop(
+                        lambda i: run(f"{tag}-{i}"), runs=runs, inflight=inflight, on_done=advance
+                    )
+                    cpu = meter.stop()
+            finally:
+                await log.close()
+            out = _figures(
+                runs, done, wall, cpu, lat, inflight, len(self.jetloom_workers), self.uvloop
+            )
+            out["note"] = "lean driver: start commit + one subscription for every run's end"
             return out
 
         return run_loop(main, uvloop=self.uvloop)

@@ -1,5 +1,10 @@
 """(b) The 3-step chain with ``inflight`` runs at once (default 100) and at saturation (default
-500 at once): runs/s and step transitions/s of limit, peer and jetloom."""
+300 at once): runs/s and step transitions/s of limit, peer and jetloom.
+
+jetloom is measured twice: through its client (``NatsClient.start`` + ``await handler``, which the
+targets use) and with a lean driver (start commit + one subscription for every run's end,
+``jetloom_lean``), so the workers' throughput shows even where the client's per-run follow is
+the limit."""
 
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ def measure_all(
             label=f"{label} peer",
         )
     out["jetloom"] = attempt(rig.jetloom, runs=runs, inflight=inflight, label=f"{label} jetloom")
+    out["jetloom_lean"] = attempt(
+        rig.jetloom_lean, runs=runs, inflight=inflight, label=f"{label} jetloom (lean driver)"
+    )
     return out
 
 

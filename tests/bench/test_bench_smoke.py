@@ -69,9 +69,10 @@ def test_chain_baselines_and_engine_completed_the_same_runs(
     sc = quick_result[0]["scenarios"]
     _same_runs(sc["a"]["results"], CHAIN_SYSTEMS)
     for mode in ("inflight", "saturated"):
-        _same_runs(sc["b"]["results"][mode], CHAIN_SYSTEMS)
-    for mode in ("sequential", "inflight", "saturated"):
-        _same_runs(sc["g"]["results"][mode], ("limit", "jetloom"))
+        _same_runs(sc["b"]["results"][mode], (*CHAIN_SYSTEMS, "jetloom_lean"))
+    _same_runs(sc["g"]["results"]["sequential"], ("limit", "jetloom"))
+    for mode in ("inflight", "saturated"):
+        _same_runs(sc["g"]["results"][mode], ("limit", "jetloom", "jetloom_lean"))
     for m in sc["a"]["results"].values():
         assert {"p50_ms", "p99_ms"} <= m["latency"].keys()
     assert sc["a"]["results"]["jetloom"]["breakdown"]["steps_ms"].keys() == {"parse", "count", "finish"}
