@@ -9,7 +9,7 @@ A child run is an ordinary run whose ``RunStarted`` names the parent step's wait
    trigger, step and wait, so a parent step run again never starts a second child).
 2. Whoever appends the child's terminal record tells the parent: the executor after a commit that
    ends the run (and again on any later trigger of the ended run, which covers a crash in between),
-   and ``commands.append_cancel``. The message is a ``Resume(reason="child")`` on the parent's
+   ``commands.append_cancel`` and the handler's run timeout. The message is a ``Resume(reason="child")`` on the parent's
    ``cmd.<step>``, appended once per child (key ``<parent run>:child:<child run>``).
 3. The parent step runs again from its start; ``ctx.run_workflow`` finds the wait resolved in the
    fold and returns the child's result, or raises ``ChildWorkflowError``.
@@ -17,8 +17,8 @@ A child run is an ordinary run whose ``RunStarted`` names the parent step's wait
 A child given as a class runs in the parent's process (the parent's executor starts one for the
 child's workflow on the same log, unless ``in_process=False``); a child given by name runs on
 whatever workers serve that workflow, anywhere on the NATS cluster: the parent only needs its name
-and its start event's name. Cancelling a run cancels the child runs it still awaits; a child wait
-that times out cancels its child.
+and its start event's name. A run that ends (cancelled, failed, timed out, or completed by another
+step) cancels the child runs it still awaits; a child wait that times out cancels its child.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChildSuspend",
-    "after_cancel",
+    "after_end",
+    "awaited_children",
     "cancel_children",
     "cancel_timed_out_child",
     "child_run_id",
@@ -143,12 +144,13 @@ async def cancel_children(log: EventLog, state: RunState, reason: str = "") -> i
     return len(waits)
 
 
-async def after_cancel(log: EventLog, workflow: str, run_id: str, reason: str) -> None:
-    """After ``RunCancelled`` was appended to a run: tell its parent, cancel its children."""
+async def after_end(log: EventLog, workflow: str, run_id: str, reason: str = "") -> None:
+    """After a terminal record was appended to a run (a cancel, a timeout): tell its parent, and
+    cancel the child runs it still awaits (with ``reason``, default "parent run ... cancelled")."""
     state = await _fold(log, workflow, run_id)
     await notify_parent(log, state)
-    if state.status == "cancelled":
-        await cancel_children(log, state, reason)
+    if state.terminal:
+        await cancel_children(log, state, reason or f"parent run {run_id} {state.status}")
 
 
 async def start_child(log: EventLog, workflow: str, run_id: str, susp: ChildSuspend) -> None:

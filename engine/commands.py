@@ -129,7 +129,7 @@ async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str =
     """Append ``sys.RunCancelled`` (once per run). Steps not yet started will not run; if the run
     had already ended, the fold keeps the first terminal record and this one changes nothing.
     The run's child runs still awaited are cancelled too, and a child run's parent is told."""
-    from .children import after_cancel  # children builds on this module
+    from .children import after_end  # children builds on this module
 
     msg = OutMessage(
         run_subject(log.prefix, workflow, run_id, "sys", "RunCancelled"),
@@ -137,5 +137,5 @@ async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str =
         {H_RUN: run_id, H_TYPE: "RunCancelled"},
     )
     result = await log.append([msg], idempotency_key=f"{run_id}:cancel")
-    await after_cancel(log, workflow, run_id, reason)
+    await after_end(log, workflow, run_id, reason)
     return result

@@ -324,14 +324,19 @@ class Executor:
             await self._complete(run_id, key)
         elif messages and run.state.waits:
             await self._resolve_if_awaited(run, run_id, messages)
-        if run.state.parent is not None and any(m.headers.get(H_TYPE) in _ENDS_RUN for m in messages):
+        if (run.state.parent is not None or children.awaited_children(run.state)) and any(
+            m.headers.get(H_TYPE) in _ENDS_RUN for m in messages
+        ):
             await self._report_end(run_id)
         await delivery.ack()
 
     async def _report_end(self, run_id: str) -> None:
-        """A commit ending this child run was made: resume the parent's waiting step."""
+        """A commit ending a child run, or a run with children, was made: resume the parent's
+        waiting step; cancel the children still awaited."""
         run = await self.runs.get(run_id, min_seq=0, refresh=True)
         await children.notify_parent(self.log, run.state)
+        if run.state.terminal:
+            await children.cancel_children(self.log, run.state, f"parent run {run_id} {run.state.status}")
 
     async def _resolve_if_awaited(self, run: CachedRun, run_id: str, messages: list[OutMessage]) -> None:
         awaited = {w.event_type for _, w in run.state.open_event_waits()}

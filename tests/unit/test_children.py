@@ -8,7 +8,12 @@ import pytest
 from engine import Context, HumanResponseEvent, MemoryLog, StartEvent, StopEvent, Workflow, step
 from engine.children import child_run_id
 from engine.codec import decode_record
-from engine.errors import ChildWorkflowError, StepFailedError, WorkflowCancelledError
+from engine.errors import (
+    ChildWorkflowError,
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowTimeoutError,
+)
 from engine.fold import fold
 from engine.records import StepSuspended
 from tests.integration.procs import eventually
@@ -193,3 +198,50 @@ async def test_cancelling_the_parent_cancels_the_child() -> None:
         await handler
     child = fold(decode_record(r) for r in await log.read("Waiter", wait.child_run))
     assert child.status == "cancelled"
+
+
+
+class Boom(HumanResponseEvent):
+    pass
+
+
+class Doomed(Workflow):
+    """Awaits a child; a ``Boom`` sent from outside fails the run meanwhile."""
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=await ctx.run_workflow(Waiter))
+
+    @step
+    async def boom(self, ev: Boom) -> StopEvent:
+        raise RuntimeError("boom")
+
+
+async def child_waiting(log: MemoryLog, workflow: str, run_id: str) -> str | None:
+    """The child run ``run_id`` awaits, once that child is itself waiting."""
+    for w in await suspended_children(log, workflow, run_id):
+        assert w.child_run is not None
+        if fold(decode_record(r) for r in await log.read("Waiter", w.child_run)).waits:
+            return w.child_run
+    return None
+
+
+async def test_a_run_that_fails_or_times_out_cancels_the_children_it_awaits() -> None:
+    log = MemoryLog()
+    doomed = Doomed(timeout=10, log=log).run()
+
+    async def waiting() -> bool:
+        return await child_waiting(log, "Doomed", doomed.run_id) is not None
+
+    await eventually(waiting, timeout=10, what="the child waits")
+    await doomed.send_event(Boom())
+    with pytest.raises(StepFailedError, match="boom"):
+        await doomed
+    timed_out = Holder(timeout=0.3, log=log).run()
+    with pytest.raises(WorkflowTimeoutError):
+        await timed_out
+    for workflow, handler in (("Doomed", doomed), ("Holder", timed_out)):
+        (wait,) = await suspended_children(log, workflow, handler.run_id)
+        assert wait.child_run is not None
+        child = fold(decode_record(r) for r in await log.read("Waiter", wait.child_run))
+        assert child.status == "cancelled", workflow
