@@ -217,7 +217,7 @@ def _result(resolved: Resume, cls: type[Workflow] | None) -> Any:
     return out.event.get("result")
 
 
-def _error(ctx: Context, wait: StepSuspended | None, resolved: Resume, name: str, run: str) -> ChildWorkflowError:
+def _error(ctx: Context, resolved: Resume, name: str, run: str) -> ChildWorkflowError:
     out = resolved.child
     if out is None:  # a timeout
         return ChildWorkflowError(
@@ -289,7 +289,7 @@ async def run_child(
             )
         if resolved.child is not None and resolved.child.status == "completed":
             return _result(resolved, cls)
-        err = _error(ctx, suspended, resolved, name, child)
+        err = _error(ctx, resolved, name, child)
         if err.status == "cancelled" or attempt == retries:
             raise err
     raise AssertionError("unreachable")
