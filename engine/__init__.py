@@ -3,6 +3,7 @@ behind ``EventLog`` (``engine.log.jetstream``)."""
 
 from .context import Context
 from .errors import (
+    ChildWorkflowError,
     EventDecodeError,
     JetloomError,
     RunNotFoundError,
@@ -19,6 +20,7 @@ from .log import EventLog, MemoryLog
 from .workflow import Workflow, step
 
 __all__ = [
+    "ChildWorkflowError",
     "Context",
     "Event",
     "EventDecodeError",

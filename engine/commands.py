@@ -12,7 +12,16 @@ from .commit import complete_commit, copy_of, tag_commit
 from .events import TAG_FIELD
 from .fold import fold
 from .log.base import AppendResult, EventLog
-from .records import H_RUN, H_TARGET, H_TYPE, OutMessage, RunCancelled, RunStarted, run_subject
+from .records import (
+    H_RUN,
+    H_TARGET,
+    H_TYPE,
+    OutMessage,
+    ParentRef,
+    RunCancelled,
+    RunStarted,
+    run_subject,
+)
 from .waits import resolve_waits
 
 __all__ = [
@@ -36,11 +45,19 @@ def start_key(run_id: str) -> str:
 
 
 def start_messages(
-    prefix: str, workflow: str, run_id: str, event_type: str, payload: bytes, *, copy: bool = True
+    prefix: str,
+    workflow: str,
+    run_id: str,
+    event_type: str,
+    payload: bytes,
+    *,
+    copy: bool = True,
+    parent: ParentRef | None = None,
 ) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event. With ``copy``
     (for logs whose appends are not atomic), RunStarted carries a copy of the start event so an
-    interrupted start can be completed (``engine.commit``)."""
+    interrupted start can be completed (``engine.commit``). ``parent``: the wait a child run
+    answers (``engine.children``)."""
     base = {H_RUN: run_id}
     event = OutMessage(
         run_subject(prefix, workflow, run_id, "evt", event_type), payload, {**base, H_TYPE: event_type}
@@ -50,6 +67,7 @@ def start_messages(
         run_id=run_id,
         start_event=event_type,
         messages=copy_of([event], base) if copy else [],
+        parent=parent,
     )
     started = OutMessage(
         run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
@@ -60,13 +78,21 @@ def start_messages(
 
 
 async def append_start(
-    log: EventLog, workflow: str, run_id: str, event_type: str, payload: bytes
+    log: EventLog,
+    workflow: str,
+    run_id: str,
+    event_type: str,
+    payload: bytes,
+    *,
+    parent: ParentRef | None = None,
 ) -> AppendResult:
     """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
     run (``duplicate=True`` the second time, within the log's duplicate window), and completes the
     first start's commit if a crash interrupted it."""
     key = start_key(run_id)
-    messages = start_messages(log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic)
+    messages = start_messages(
+        log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic, parent=parent
+    )
     result = await log.append(messages, idempotency_key=key)
     if result.duplicate and not log.atomic:
         state = fold(decode_record(r) for r in await log.read(workflow, run_id))
@@ -101,10 +127,15 @@ async def append_event(
 
 async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str = "") -> AppendResult:
     """Append ``sys.RunCancelled`` (once per run). Steps not yet started will not run; if the run
-    had already ended, the fold keeps the first terminal record and this one changes nothing."""
+    had already ended, the fold keeps the first terminal record and this one changes nothing.
+    The run's child runs still awaited are cancelled too, and a child run's parent is told."""
+    from .children import after_end  # children builds on this module
+
     msg = OutMessage(
         run_subject(log.prefix, workflow, run_id, "sys", "RunCancelled"),
         encode(RunCancelled(reason=reason)),
         {H_RUN: run_id, H_TYPE: "RunCancelled"},
     )
-    return await log.append([msg], idempotency_key=f"{run_id}:cancel")
+    result = await log.append([msg], idempotency_key=f"{run_id}:cancel")
+    await after_end(log, workflow, run_id, reason)
+    return result

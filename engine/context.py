@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .describe import fields_schema
 from .errors import WaitTimeoutError
-from .events import Event, StopEvent, event_from_fields, event_name
+from .events import Event, StartEvent, StopEvent, event_from_fields, event_name
 from .fold import _MISSING, get_path, set_path
 from .records import Resume, StepSuspended, check_token
 from .waits import Suspend
 
 if TYPE_CHECKING:
     from .fold import RunState
+    from .workflow import Workflow
 
 E = TypeVar("E", bound=Event)
 
@@ -234,6 +235,57 @@ class Context:
                 fire_at_ns=fire_at,
                 attempt=self._attempt,
             )
+        )
+
+    async def run_workflow(
+        self,
+        workflow: type[Workflow] | str,
+        *,
+        timeout: float | timedelta | None = None,
+        retries: int = 0,
+        run_id: str | None = None,
+        start_event: StartEvent | str | None = None,
+        in_process: bool = True,
+        **fields: Any,
+    ) -> Any:
+        """Run another workflow as a child of this run and return its result, durably: the step
+        is suspended while the child runs (no worker holds it) and runs again from its start
+        when the child ends, so, as with ``wait_for_event``, it must make its waits and child
+        calls in the same order every time. See ``engine.children``.
+
+        Args:
+            workflow: the child's class (runs in this process unless ``in_process=False``; its
+                result comes back typed), or its name (runs on whatever workers serve it, e.g.
+                another service; its result comes back as JSON values).
+            timeout: seconds (or a timedelta) to wait for each attempt (default ``None``:
+                forever); a child that takes longer is cancelled.
+            retries: further attempts, each a new child run, after a child fails or times out
+                (default 0). A cancelled child is not retried.
+            run_id: the child's run id (attempt n > 0 adds ``-r<n>``); default: derived from this
+                run, trigger, step and call, so a replay never starts a second child.
+            start_event: the child's start event, or, with a name, its start event's name
+                (default ``"StartEvent"``); else ``**fields`` are the start event's fields.
+
+        Returns:
+            the ``result`` of the child's plain ``StopEvent``, or the event itself for a
+            ``StopEvent`` subclass of a child given as a class.
+
+        Raises:
+            ChildWorkflowError: the child failed (``error_type``/``error_message`` of the child
+                step's exception), was cancelled, or timed out (``status``), after ``retries``.
+            ValueError: a workflow name or ``run_id`` that is not a subject token.
+        """
+        from .children import run_child
+
+        return await run_child(
+            self,
+            workflow,
+            timeout=timeout,
+            retries=retries,
+            run_id=run_id,
+            start_event=start_event,
+            in_process=in_process,
+            fields=fields,
         )
 
     def collect_events(

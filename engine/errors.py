@@ -8,7 +8,8 @@
     │   ├── StepFailedError          a step raised; carries the step, run id, error type and traceback
     │   ├── WorkflowTimeoutError     the run did not finish within its timeout
     │   ├── WorkflowCancelledError   the run was cancelled
-    │   └── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
+    │   ├── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
+    │   └── ChildWorkflowError       a child run (``ctx.run_workflow``) failed, was cancelled or timed out
     ├── RunNotFoundError             no log records for that run id
     ├── InvalidSequenceError         a rollback/fork/state point is not a usable sequence of the run
     ├── RunConflictError             the run cannot take that command now (e.g. a fork's id exists)
@@ -93,6 +94,50 @@ class WorkflowCancelledError(WorkflowRuntimeError):
 class WaitTimeoutError(WorkflowRuntimeError, TimeoutError):
     """``ctx.wait_for_event`` got no matching event within its ``timeout`` (raised in the step,
     which may catch it; also a ``TimeoutError``)."""
+
+
+class ChildWorkflowError(WorkflowRuntimeError):
+    """A child run started with ``ctx.run_workflow`` did not complete; raised in the parent step,
+    which may catch it.
+
+    Attributes:
+        child_workflow / child_run_id: the child run.
+        status: ``"failed"``, ``"cancelled"`` or ``"timed_out"`` (no result within the call's
+            ``timeout``; the child is then cancelled).
+        error_type: for a failed child, the qualified name of the exception its step raised
+            (``"builtins.ValueError"``), or the RunFailed record's type; else ``None``.
+        error_message: that exception's message (or the cancel reason).
+        child_step: the child's step that raised, when a step raised.
+        traceback: the child step's traceback, as recorded in its ``StepFailed``.
+        run_id / step: the parent run and the parent step that made the call.
+    """
+
+    def __init__(
+        self,
+        *,
+        child_workflow: str,
+        child_run_id: str,
+        status: str,
+        error_type: str | None = None,
+        error_message: str = "",
+        child_step: str | None = None,
+        traceback: str = "",
+        run_id: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        what = f"{error_type}: {error_message}" if error_type else error_message or status
+        super().__init__(
+            f"child workflow {child_workflow} run {child_run_id} {status}: {what}",
+            run_id=run_id,
+            step=step,
+        )
+        self.child_workflow = child_workflow
+        self.child_run_id = child_run_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = error_message
+        self.child_step = child_step
+        self.traceback = traceback
 
 
 class RunNotFoundError(JetloomError):

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import children
 from .codec import decode_record, encode
 from .commit import complete_commit, copy_of, tag_commit
 from .context import Context
@@ -73,6 +74,8 @@ FORK_DELAY = timedelta(milliseconds=100)  # nak delay while a fork's prefix is s
 
 
 commit_id = commit_key  # the idempotency key of a step's commit for one trigger
+
+_ENDS_RUN = frozenset({"RunCompleted", "StepFailed"})  # records of a commit that end the run
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Executor:
         self.stats = ExecutorStats()
         self._loops: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._hosted: dict[str, Executor] = {}  # child workflows run in this process
 
     async def start(self) -> None:
         """Create the step consumers (idempotent) and start consuming."""
@@ -159,6 +163,9 @@ class Executor:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for hosted in self._hosted.values():
+            await hosted.stop(grace=grace)
+        self._hosted.clear()
 
     async def _loop(self, spec: StepSpec) -> None:
         while True:
@@ -230,10 +237,13 @@ class Executor:
         if (raw.seq, spec.name) in st.done:
             if key in st.incomplete:
                 await self._complete(rec.run_id, key)
+            if st.terminal:  # a crash may have come between a child's end and its report
+                await children.notify_parent(self.log, st)
             self.stats.skipped += 1
             await delivery.ack()
             return
         if st.terminal:
+            await children.notify_parent(self.log, st)
             self.stats.skipped += 1
             await delivery.ack()
             return
@@ -258,6 +268,7 @@ class Executor:
             await self._dead_letter(spec, delivery, f"trigger {body.trigger} of {rec.run_id} not in its log")
             return
         self.stats.resumed += 1
+        await children.cancel_timed_out_child(self.log, st, body)
         await self._execute(spec, delivery, run, rec.run_id, body.trigger, event)
 
     async def _admit(self, spec: StepSpec, delivery: Delivery, run: CachedRun, rec: Record) -> bool:
@@ -305,14 +316,27 @@ class Executor:
         except CommitTooLargeError as exc:
             self.stats.failed += 1
             failed = self._failure(spec, run_id, seq, delivery.attempt, exc, time.perf_counter())
-            result = await self.log.append([failed], idempotency_key=key)
+            messages = [failed]
+            result = await self.log.append(messages, idempotency_key=key)
         if result.duplicate:
             # Another execution's completion stands; make sure its commit is whole.
             self.stats.duplicates += 1
             await self._complete(run_id, key)
         elif messages and run.state.waits:
             await self._resolve_if_awaited(run, run_id, messages)
+        if (run.state.parent is not None or children.awaited_children(run.state)) and any(
+            m.headers.get(H_TYPE) in _ENDS_RUN for m in messages
+        ):
+            await self._report_end(run_id)
         await delivery.ack()
+
+    async def _report_end(self, run_id: str) -> None:
+        """A commit ending a child run, or a run with children, was made: resume the parent's
+        waiting step; cancel the children still awaited."""
+        run = await self.runs.get(run_id, min_seq=0, refresh=True)
+        await children.notify_parent(self.log, run.state)
+        if run.state.terminal:
+            await children.cancel_children(self.log, run.state, f"parent run {run_id} {run.state.status}")
 
     async def _resolve_if_awaited(self, run: CachedRun, run_id: str, messages: list[OutMessage]) -> None:
         awaited = {w.event_type for _, w in run.state.open_event_waits()}
@@ -346,10 +370,22 @@ class Executor:
                 name=f"{seq}-{spec.name}-{rec.wait}",
                 idempotency_key=f"{key}:timer",
             )
+        if isinstance(susp, children.ChildSuspend):
+            if susp.host is not None:
+                await self._host(susp.host)
+            await children.start_child(self.log, self.name, run_id, susp)
         self.runs.forget(run_id)  # appended without the cache: read the run afresh next time
         self.stats.suspended += 1
         if rec.kind == "event":
             await resolve_waits(self.log, self.name, run_id)
+
+    async def _host(self, cls: type[Workflow]) -> None:
+        """Serve the child workflow ``cls`` in this process too (once), on the same log."""
+        name = cls.workflow_name
+        if name == self.name or name in self._hosted:
+            return
+        hosted = self._hosted[name] = Executor(cls(), self.log, worker_id=self.worker_id)
+        await hosted.start()
 
     async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult:
         """Append a commit. While this process is the run's only writer, the commit is made with

@@ -20,6 +20,7 @@ from .records import (
     H_TYPE,
     CommitMessage,
     OutMessage,
+    ParentRef,
     Record,
     Resume,
     RolledBack,
@@ -156,6 +157,7 @@ class RunState:
     """
 
     __slots__ = (
+        "parent",
         "waits",
         "resolved",
         "claimed",
@@ -218,6 +220,7 @@ class RunState:
         self.forking = False
         # the records that count, kept (as references) so that a rollback can fold them again
         self._log: list[Record] = []
+        self.parent: ParentRef | None = None  # the parent step's wait, for a child run
 
     @property
     def terminal(self) -> bool:
@@ -267,6 +270,7 @@ class RunState:
                 self.start_event = body.start_event
                 self.started_ns = rec.time_ns
                 self.forking = bool(body.forked_from)
+                self.parent = body.parent
             return
         if isinstance(body, RunForked):
             self.forking = False

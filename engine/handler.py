@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
+from .children import after_end
 from .codec import decode_record, encode
 from .commands import append_cancel, append_event
 from .errors import (
@@ -172,6 +173,7 @@ class WorkflowHandler:
             ],
             idempotency_key=f"{self.run_id}:timeout",
         )
+        await after_end(self._log, self.workflow, self.run_id)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._future.__await__()

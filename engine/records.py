@@ -27,7 +27,9 @@ __all__ = [
     "H_TARGET",
     "H_TRIGGER",
     "H_TYPE",
+    "ChildOutcome",
     "CommitMessage",
+    "ParentRef",
     "OutMessage",
     "RawRecord",
     "Record",
@@ -168,6 +170,16 @@ class CommitMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     headers: dict[str, str] = {}
 
 
+class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The step wait a child run answers (``ctx.run_workflow``): where its end is reported."""
+
+    workflow: str
+    run_id: str
+    step: str
+    trigger: int
+    wait: str
+
+
 class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
     """First record of a run; the start event follows it in the same commit.
 
@@ -177,6 +189,7 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
         forked_from: for a fork (``engine.timetravel.fork``), the run it copies; its copy is
             complete once ``sys.RunForked`` follows. Empty for a run started normally.
         forked_at: the sequence of ``forked_from`` the copy ends at (0 when not a fork).
+        parent: for a child run, the parent step's wait it answers (``None`` for a top-level run).
     """
 
     workflow: str
@@ -185,6 +198,7 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
     messages: list[CommitMessage] = []
     forked_from: str = ""
     forked_at: int = 0
+    parent: ParentRef | None = None
 
 
 class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,6 +273,8 @@ class StepSuspended(msgspec.Struct, frozen=True, kw_only=True):
         fire_at_ns: when the timer fires / the wait times out, ns since the epoch (0: never).
         event_schema: JSON schema of the awaited event's fields, so that a process without the
             workflow's code (the control plane) can validate an answer.
+        child_workflow / child_run: the child run a ``"child"`` wait (``ctx.run_workflow``)
+            awaits.
     """
 
     step: str
@@ -270,6 +286,8 @@ class StepSuspended(msgspec.Struct, frozen=True, kw_only=True):
     fire_at_ns: int = 0
     attempt: int = 1
     event_schema: dict[str, Any] = {}
+    child_workflow: str | None = None
+    child_run: str | None = None
 
 
 class ResumeEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -280,13 +298,35 @@ class ResumeEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any] = {}
 
 
+class ChildOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How a child run ended, as reported to its parent.
+
+    Attributes:
+        status: ``completed``, ``failed`` or ``cancelled``.
+        event_type / event: the StopEvent's name and fields (completed).
+        error_type / message / step / traceback: why it failed (the StepFailed or RunFailed
+            record), or the cancel reason in ``message``.
+    """
+
+    workflow: str
+    run_id: str
+    status: str
+    event_type: str | None = None
+    event: dict[str, Any] = {}
+    error_type: str | None = None
+    message: str = ""
+    step: str | None = None
+    traceback: str = ""
+
+
 class Resume(msgspec.Struct, frozen=True, kw_only=True):
     """``cmd.<step>``: run ``step`` on trigger ``trigger`` again, because ``wait`` was resolved.
 
     Attributes:
         reason: ``"event"`` (an awaited event arrived; ``event`` holds it), ``"timer"`` (a sleep
-            ended), ``"timeout"`` (an event wait timed out), ``"rollback"`` (a rollback made the
-            trigger pending again; ``wait`` is ``None``).
+            ended), ``"timeout"`` (an event or child wait timed out), ``"rollback"`` (a rollback
+            made the trigger pending again; ``wait`` is ``None``), ``"child"`` (the awaited child
+            run ended; ``child`` says how).
     """
 
     step: str
@@ -294,6 +334,7 @@ class Resume(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     wait: str | None = None
     event: ResumeEvent | None = None
+    child: ChildOutcome | None = None
 
 
 class RolledBack(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 from engine import (
     Context,
@@ -187,3 +189,35 @@ class Nap(Workflow):
         await ctx.store.set("slept", False)
         await ctx.sleep(ev.seconds)
         return StopEvent(result={"slept": ev.seconds})
+
+
+class Half(Event):
+    x: int
+    marker: str
+
+
+class SlowChild(Workflow):
+    """Two steps; the second, the first time it runs, creates the file ``marker`` and then hangs
+    (for a test to kill its worker mid-run); once the marker exists it returns ``2 * x``."""
+
+    @step
+    async def first(self, ev: StartEvent) -> Half:
+        return Half(x=ev.x, marker=ev.marker)
+
+    @step
+    def second(self, ev: Half) -> StopEvent:
+        marker = Path(ev.marker)
+        if not marker.exists():
+            marker.touch()
+            time.sleep(600)
+        return StopEvent(result={"x2": ev.x * 2})
+
+
+class Delegate(Workflow):
+    """Runs the workflow named ``child`` (served elsewhere) with start fields ``fields`` and ends
+    with its result; its process does not import the child's code."""
+
+    @step
+    async def delegate(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        got = await ctx.run_workflow(ev.child, timeout=ev.get("timeout"), **ev.fields)
+        return StopEvent(result={"child": got})

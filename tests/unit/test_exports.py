@@ -6,6 +6,7 @@ import engine
 def test_engine_exports() -> None:
     assert sorted(engine.__all__) == sorted(
         [
+            "ChildWorkflowError",
             "Context",
             "Event",
             "EventDecodeError",
