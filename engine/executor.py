@@ -40,6 +40,7 @@ from .commit import complete_commit, copy_of, tag_commit
 from .context import Context
 from .errors import CommitTooLargeError, LastSeqMismatchError, LogError, WorkflowVersionError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
+from .failures import Failed, attempt_key, run_of
 from .log.base import AppendResult, Delivery, EventLog
 from .records import (
     H_CLASS,
@@ -55,10 +56,12 @@ from .records import (
     RunFailed,
     StepCompleted,
     StepFailed,
+    StepRetrying,
     commit_key,
     run_subject,
 )
 from .replay import check as check_version
+from .retry import StepTimeoutError
 from .runs import CachedRun, RunCache
 from .waits import Suspend, resolve_waits, resume_message
 
@@ -71,6 +74,7 @@ logger = logging.getLogger("jetloom.executor")
 
 RETRY_DELAY = timedelta(seconds=1)  # nak delay after an infrastructure error (log unreachable)
 FORK_DELAY = timedelta(milliseconds=100)  # nak delay while a fork's prefix is still being copied
+MAX_CANCELLED = 4096  # cancelled run ids remembered per executor (older ones: the fold decides)
 
 
 commit_id = commit_key  # the idempotency key of a step's commit for one trigger
@@ -92,6 +96,8 @@ class ExecutorStats:
         repaired: messages of interrupted commits appended again from their copy.
         suspended: step executions that stopped to wait (``wait_for_event``, ``sleep``).
         resumed: ``Resume`` commands handled (a wait ended; the step ran again).
+        retries: failed attempts recorded as ``StepRetrying`` (another attempt scheduled).
+        cancelled: step executions stopped, or commits dropped, because their run was cancelled.
     """
 
     handled: int = 0
@@ -103,6 +109,8 @@ class ExecutorStats:
     repaired: int = 0
     suspended: int = 0
     resumed: int = 0
+    retries: int = 0
+    cancelled: int = 0
 
 
 class Executor:
@@ -143,6 +151,8 @@ class Executor:
         self._loops: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._hosted: dict[str, Executor] = {}  # child workflows run in this process
+        self._by_run: dict[str, set[asyncio.Task[None]]] = {}
+        self._cancelled: dict[str, None] = {}  # runs known cancelled, oldest first (bounded)
 
     async def start(self) -> None:
         """Create the step consumers (idempotent) and start consuming."""
@@ -150,6 +160,7 @@ class Executor:
             await self.log.ensure_consumer(self.name, spec.name, spec.accepts_names)
         for spec in self.specs:
             self._loops.append(asyncio.create_task(self._loop(spec), name=f"jetloom:{spec.name}"))
+        self._loops.append(asyncio.create_task(self._watch_cancels(), name="jetloom:cancels"))
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """Stop taking deliveries; give in-flight steps ``grace`` seconds, then cancel them
@@ -176,6 +187,7 @@ class Executor:
                         task = asyncio.create_task(self._handle(spec, delivery))
                         self._inflight.add(task)
                         task.add_done_callback(self._inflight.discard)
+                        self._track(run_of(delivery.record.subject), task)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -186,7 +198,12 @@ class Executor:
         try:
             await self._process(spec, delivery)
         except asyncio.CancelledError:
-            raise
+            if run_of(delivery.record.subject) not in self._cancelled:
+                raise
+            # the run was cancelled (not this process stopped): settle the trigger, nothing to redo
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            self.stats.cancelled += 1
+            await delivery.ack()
         except (LogError, OSError, TimeoutError, ConnectionError) as exc:
             self.stats.retried += 1
             logger.warning("step %r: log error %r; trigger will be redelivered", spec.name, exc)
@@ -233,7 +250,7 @@ class Executor:
             return
         if not await self._admit(spec, delivery, run, rec):
             return
-        key = commit_id(rec.run_id, raw.seq, spec.name, st.epoch)
+        key = attempt_key(rec.run_id, raw.seq, spec.name, st.attempt_of(raw.seq, spec.name), st.epoch)
         if (raw.seq, spec.name) in st.done:
             if key in st.incomplete:
                 await self._complete(rec.run_id, key)
@@ -244,6 +261,12 @@ class Executor:
             return
         if st.terminal:
             await children.notify_parent(self.log, st)
+            self.stats.skipped += 1
+            await delivery.ack()
+            return
+        pending = st.retrying.get((raw.seq, spec.name))
+        if pending is not None:  # redelivered while the next attempt waits: make sure it is set
+            await self._schedule_retry(rec.run_id, pending, st.epoch)
             self.stats.skipped += 1
             await delivery.ack()
             return
@@ -259,7 +282,8 @@ class Executor:
         st = run.state
         if not await self._admit(spec, delivery, run, rec):
             return
-        if st.terminal or (body.trigger, spec.name) in st.done:
+        stale = body.attempt and body.attempt != st.attempt_of(body.trigger, spec.name)
+        if st.terminal or (body.trigger, spec.name) in st.done or stale:
             self.stats.skipped += 1
             await delivery.ack()
             return
@@ -302,20 +326,34 @@ class Executor:
     async def _execute(
         self, spec: StepSpec, delivery: Delivery, run: CachedRun, run_id: str, seq: int, event: Event
     ) -> None:
-        """Run the step on trigger ``seq`` and commit what it did (or record that it waits)."""
+        """Run the step on trigger ``seq`` and commit what it did (or record that it waits, or
+        that it fails and will be tried again)."""
         epoch = run.state.epoch
-        key = commit_id(run_id, seq, spec.name, epoch)
-        outcome = await self._run_step(spec, run, run_id, seq, event, delivery.attempt, epoch)
+        attempt = run.state.attempt_of(seq, spec.name)
+        key = attempt_key(run_id, seq, spec.name, attempt, epoch)
+        outcome: list[OutMessage] | Suspend | Failed | None = None
+        if run_id not in self._cancelled:
+            outcome = await self._run_step(spec, run, run_id, seq, event, attempt, epoch)
+        if run_id in self._cancelled:  # cancelled meanwhile: nothing of the run commits
+            self.stats.cancelled += 1
+            await delivery.ack()
+            return
         if isinstance(outcome, Suspend):
             await self._suspend(spec, run_id, seq, outcome, epoch)
             await delivery.ack()
             return
+        if isinstance(outcome, Failed):
+            outcome = await self._failed(spec, run, run_id, seq, event, attempt, outcome)
+            if outcome is None:  # another attempt is scheduled
+                await delivery.ack()
+                return
+        assert outcome is not None
         messages = outcome
         try:
             result = await self._commit(run, messages, key)
         except CommitTooLargeError as exc:
             self.stats.failed += 1
-            failed = self._failure(spec, run_id, seq, delivery.attempt, exc, time.perf_counter())
+            failed = self._failure(spec, run_id, seq, attempt, exc, time.perf_counter())
             messages = [failed]
             result = await self.log.append(messages, idempotency_key=key)
         if result.duplicate:
@@ -414,7 +452,7 @@ class Executor:
 
     async def _run_step(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
-    ) -> list[OutMessage] | Suspend:
+    ) -> list[OutMessage] | Suspend | Failed:
         ctx = Context(
             run_id=run_id,
             step=spec.name,
@@ -430,10 +468,7 @@ class Executor:
             kwargs[spec.ctx_param] = ctx
         t0 = time.perf_counter()
         try:
-            if spec.is_async:
-                returned = await spec.fn(self.workflow, **kwargs)
-            else:
-                returned = await asyncio.to_thread(spec.fn, self.workflow, **kwargs)
+            returned = await self._call(spec, kwargs)
             if returned is not None and not isinstance(returned, Event):
                 raise TypeError(
                     f"step {spec.name!r} returned {type(returned).__name__}; "
@@ -446,9 +481,25 @@ class Executor:
             return susp
         except Exception as exc:
             self.stats.failed += 1
-            messages = [self._failure(spec, run_id, seq, attempt, exc, t0)]
+            self.stats.handled += 1
+            return Failed(exc, t0)
         self.stats.handled += 1
         return messages
+
+    async def _call(self, spec: StepSpec, kwargs: dict[str, Any]) -> Any:
+        """Call the step's function, within its ``timeout`` (``StepTimeoutError`` past it)."""
+        cm = asyncio.timeout(spec.timeout)
+        try:
+            async with cm:
+                if spec.is_async:
+                    return await spec.fn(self.workflow, **kwargs)
+                return await asyncio.to_thread(spec.fn, self.workflow, **kwargs)
+        except TimeoutError as exc:
+            if cm.expired():
+                raise StepTimeoutError(
+                    f"step {spec.name!r} ran longer than its timeout of {spec.timeout}s"
+                ) from exc
+            raise
 
     def _success(
         self,
@@ -504,7 +555,7 @@ class Executor:
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
         out.insert(0, self._sys(run_id, "StepCompleted", done, base))
-        return tag_commit(out, commit_id(run_id, seq, spec.name, epoch))
+        return tag_commit(out, attempt_key(run_id, seq, spec.name, attempt, epoch))
 
     def _failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float
@@ -522,6 +573,93 @@ class Executor:
         )
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
         return self._sys(run_id, "StepFailed", failed, base)
+
+    # ---- failures: retries, the error handler, cancellation (engine.failures) ------------------
+
+    async def _failed(
+        self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, failed: Failed
+    ) -> list[OutMessage] | None:
+        """A step attempt raised: record it and schedule another attempt if the step's retry
+        policy asks for one (``None``), else the commit that ends the step: ``StepFailed``, routed
+        to the workflow's error handler if it has one."""
+        st = run.state
+        delay = failed.next_delay(spec, st, seq, attempt)
+        if delay is not None:
+            retrying = failed.retrying(spec.name, seq, attempt, delay, self.worker_id)
+            base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+            key = attempt_key(run_id, seq, spec.name, attempt, st.epoch)
+            await self.log.append([self._sys(run_id, "StepRetrying", retrying, base)], idempotency_key=key)
+            await self._schedule_retry(run_id, retrying, st.epoch)
+            self.runs.forget(run_id)
+            self.stats.retries += 1
+            return None
+        handler = self._catch_step(spec)
+        record = self._failure(spec, run_id, seq, attempt, failed.error, failed.t0)
+        if handler is None:
+            return [record]
+        return failed.routed(self, spec.name, run_id, seq, attempt, event, record, handler, st.epoch)
+
+    def _catch_step(self, spec: StepSpec) -> str | None:
+        if spec.catch_error:
+            return None  # a failing error handler fails the run
+        for s in type(self.workflow).steps.values():
+            if s.catch_error:
+                return s.name
+        return None
+
+    async def _schedule_retry(self, run_id: str, retrying: StepRetrying, epoch: int) -> None:
+        nxt = retrying.attempt + 1
+        resume = Resume(step=retrying.step, trigger=retrying.trigger, reason="retry", attempt=nxt)
+        key = attempt_key(run_id, retrying.trigger, retrying.step, retrying.attempt, epoch)
+        await self.log.schedule(
+            resume_message(self.log.prefix, self.name, run_id, resume),
+            at_ns=retrying.retry_at_ns,
+            name=f"{retrying.trigger}-{retrying.step}-a{nxt}",
+            idempotency_key=f"{key}:retry",
+        )
+
+    def _track(self, run_id: str | None, task: asyncio.Task[None]) -> None:
+        if run_id is None:
+            return
+        tasks = self._by_run.setdefault(run_id, set())
+        tasks.add(task)
+
+        def untrack(t: asyncio.Task[None]) -> None:
+            tasks.discard(t)
+            if not tasks and self._by_run.get(run_id) is tasks:
+                del self._by_run[run_id]
+
+        task.add_done_callback(untrack)
+
+    def cancel_run(self, run_id: str) -> int:
+        """Stop this process's in-flight steps of a cancelled run (they see
+        ``asyncio.CancelledError``) and commit nothing of the run from now on. Returns how many
+        step executions were cancelled. Called when ``sys.RunCancelled`` is seen (``_watch_cancels``)."""
+        self._cancelled[run_id] = None
+        while len(self._cancelled) > MAX_CANCELLED:
+            del self._cancelled[next(iter(self._cancelled))]
+        self.runs.forget(run_id)
+        tasks = [t for t in self._by_run.get(run_id, ()) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        return len(tasks)
+
+    async def _watch_cancels(self) -> None:
+        watch = getattr(self.log, "watch", None)
+        if watch is None:  # a log without live notifications: the fold alone stops the run
+            return
+        subject = run_subject(self.log.prefix, self.name, "*", "sys", "RunCancelled")
+        while True:
+            try:
+                async for raw in watch(subject):
+                    rid = run_of(raw.subject)
+                    if rid is not None and self.cancel_run(rid):
+                        logger.info("run %s cancelled: stopped its in-flight steps here", rid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("watching cancels failed; again in 1s")
+                await asyncio.sleep(1.0)
 
     def _sys(self, run_id: str, name: str, body: msgspec.Struct, base: dict[str, str]) -> OutMessage:
         try:

@@ -31,6 +31,7 @@ from .records import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepRetrying,
     StepSuspended,
     run_subject,
 )
@@ -154,10 +155,20 @@ class RunState:
             trigger lies in such a range (a step that was running when the rollback came).
         epoch: how many rollbacks the run has had (commit keys after one get ``@<epoch>``).
         forking: the run is a fork whose copied prefix is not complete yet (``RunForked``).
+        attempts: ``(trigger_seq, step)`` -> attempts that failed so far (``StepRetrying``,
+            ``StepFailed``); the attempt running now is ``attempt_of(trigger, step)``.
+        retrying: ``(trigger_seq, step)`` -> the ``StepRetrying`` whose next attempt is pending.
+        retried_from: ``(trigger_seq, step)`` -> failed attempts before the last retry-from-failure
+            (``Resume(reason="manual")``); a retry policy counts attempts after it.
+        first_failed_ns: ``(trigger_seq, step)`` -> server time of its first ``StepRetrying``.
     """
 
     __slots__ = (
         "parent",
+        "attempts",
+        "retrying",
+        "retried_from",
+        "first_failed_ns",
         "waits",
         "resolved",
         "claimed",
@@ -221,6 +232,10 @@ class RunState:
         # the records that count, kept (as references) so that a rollback can fold them again
         self._log: list[Record] = []
         self.parent: ParentRef | None = None  # the parent step's wait, for a child run
+        self.attempts: dict[tuple[int, str], int] = {}
+        self.retrying: dict[tuple[int, str], StepRetrying] = {}
+        self.retried_from: dict[tuple[int, str], int] = {}
+        self.first_failed_ns: dict[tuple[int, str], int] = {}
 
     @property
     def terminal(self) -> bool:
@@ -229,6 +244,22 @@ class RunState:
     def excluded(self, seq: int) -> bool:
         """Whether sequence ``seq`` lies in a range a rollback undid."""
         return any(n < seq < m for n, m in self.rollbacks)
+    def attempt_of(self, trigger: int, step: str) -> int:
+        """The 1-based attempt of ``step`` on ``trigger`` that runs next (or ran last, once done)."""
+        return self.attempts.get((trigger, step), 0) + 1
+
+    def _reopen(self, r: Resume) -> None:
+        # retry-from-failure: the failed step runs again and the run is running again
+        err = self.error
+        if self.status != FAILED or not isinstance(err, StepFailed):
+            return
+        if (err.trigger, err.step) != (r.trigger, r.step):
+            return
+        self.status = RUNNING
+        self.error = None
+        self.ended_ns = None
+        self.done.discard((r.trigger, r.step))
+        self.retried_from[(r.trigger, r.step)] = self.attempts.get((r.trigger, r.step), 0)
 
     def apply(self, rec: Record) -> None:
         """Fold one record in. Records must come in increasing ``seq`` order.
@@ -255,6 +286,8 @@ class RunState:
                 self.events.setdefault(rec.type, []).append((rec.seq, rec.target))
             return
         if rec.kind == "cmd":
+            if isinstance(rec.body, Resume) and rec.body.reason == "manual":
+                self._reopen(rec.body)
             if isinstance(rec.body, Resume) and rec.body.wait is not None and not self.terminal:
                 r = rec.body
                 self.resolved.setdefault((r.trigger, r.step, r.wait), r)
@@ -284,8 +317,20 @@ class RunState:
             if (body.trigger, body.step) not in self.done:
                 self.waits.setdefault((body.trigger, body.step, body.wait), (rec.seq, body))
             return
+        if isinstance(body, StepRetrying):
+            self.attempts[(body.trigger, body.step)] = body.attempt
+            self.retrying[(body.trigger, body.step)] = body
+            self.first_failed_ns.setdefault((body.trigger, body.step), rec.time_ns)
+            return
+        if isinstance(body, StepFailed) and body.handled_by:
+            self.attempts[(body.trigger, body.step)] = body.attempt
+            self.retrying.pop((body.trigger, body.step), None)
+            self.done.add((body.trigger, body.step))
+            self.steps_failed += 1
+            return
         if isinstance(body, StepCompleted):
             self.done.add((body.trigger, body.step))
+            self.retrying.pop((body.trigger, body.step), None)
             self._drop_waits(body.trigger, body.step)
             self.steps_completed += 1
             if body.state:
@@ -299,6 +344,8 @@ class RunState:
                 self.collections.setdefault(body.step, []).append(tuple(body.consumed))
         elif isinstance(body, StepFailed):
             self.done.add((body.trigger, body.step))
+            self.attempts[(body.trigger, body.step)] = body.attempt
+            self.retrying.pop((body.trigger, body.step), None)
             self.steps_failed += 1
             self._end(FAILED, rec)
             self.error = body

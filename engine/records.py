@@ -41,6 +41,7 @@ __all__ = [
     "RunStarted",
     "StepCompleted",
     "StepFailed",
+    "StepRetrying",
     "SYS_TYPES",
     "Resume",
     "ResumeEvent",
@@ -227,7 +228,9 @@ class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
-    """A step raised; the run fails with it."""
+    """A step raised (and its retry policy, if any, gave up); the run fails with it, unless
+    ``handled_by`` names the workflow's error handler step, to which a ``StepFailedEvent`` is
+    committed with this record (``messages`` then holds its copy, as in ``StepCompleted``)."""
 
     step: str
     trigger: int
@@ -235,6 +238,30 @@ class StepFailed(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     traceback: str = ""
     attempt: int = 1
+    duration_ms: float = 0.0
+    worker: str = ""
+    handled_by: str = ""
+    messages: list[CommitMessage] = []
+
+
+class StepRetrying(msgspec.Struct, frozen=True, kw_only=True):
+    """A step attempt failed and the step's retry policy asked for another attempt.
+
+    Attributes:
+        attempt: the attempt that failed (1-based); the next one is ``attempt + 1``.
+        delay_ms: how long after this failure the next attempt is scheduled, milliseconds
+            (jitter included: drawn once, by the worker that recorded this).
+        retry_at_ns: when the next attempt's ``Resume`` fires, ns since the epoch.
+    """
+
+    step: str
+    trigger: int
+    attempt: int
+    error_type: str
+    message: str
+    traceback: str = ""
+    delay_ms: float = 0.0
+    retry_at_ns: int = 0
     duration_ms: float = 0.0
     worker: str = ""
 
@@ -326,7 +353,9 @@ class Resume(msgspec.Struct, frozen=True, kw_only=True):
         reason: ``"event"`` (an awaited event arrived; ``event`` holds it), ``"timer"`` (a sleep
             ended), ``"timeout"`` (an event or child wait timed out), ``"rollback"`` (a rollback
             made the trigger pending again; ``wait`` is ``None``), ``"child"`` (the awaited child
-            run ended; ``child`` says how).
+            run ended; ``child`` says how), ``"retry"`` (the next attempt after a ``StepRetrying``),
+            ``"manual"`` (retry-from-failure: the fold reopens the failed run).
+        attempt: for ``retry``/``manual``, the attempt this starts (0 otherwise).
     """
 
     step: str
@@ -335,6 +364,7 @@ class Resume(msgspec.Struct, frozen=True, kw_only=True):
     wait: str | None = None
     event: ResumeEvent | None = None
     child: ChildOutcome | None = None
+    attempt: int = 0
 
 
 class RolledBack(msgspec.Struct, frozen=True, kw_only=True):
@@ -379,6 +409,7 @@ SYS_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
         RunStarted,
         StepCompleted,
         StepFailed,
+        StepRetrying,
         StepSuspended,
         RunCompleted,
         RunFailed,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .handler import WorkflowHandler
     from .log.base import EventLog
 
-__all__ = ["StepSpec", "Workflow", "step"]
+__all__ = ["StepSpec", "Workflow", "catch_error", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +45,9 @@ class StepSpec:
         event_param / ctx_param: parameter names (``ctx_param`` is ``None`` if it takes no context).
         num_workers: concurrent handlers of this step per process (default 4).
         is_async: ``async def`` (a plain ``def`` runs in a worker thread).
+        retry_policy: decides retries of a failed attempt (``engine.retry``); ``None``: none.
+        timeout: seconds one attempt may run before it fails with ``StepTimeoutError``.
+        catch_error: this is the workflow's error handler (``@catch_error``).
     """
 
     name: str
@@ -55,30 +58,66 @@ class StepSpec:
     ctx_param: str | None
     num_workers: int
     is_async: bool
+    retry_policy: Any = None
+    timeout: float | None = None
+    catch_error: bool = False
 
     @property
     def accepts_names(self) -> tuple[str, ...]:
         return tuple(event_name(t) for t in self.accepts)
 
 
-def step(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
+def step(
+    fn: F | None = None,
+    *,
+    num_workers: int = DEFAULT_NUM_WORKERS,
+    retry_policy: Any = None,
+    timeout: float | timedelta | None = None,
+    catch_error: bool = False,
+) -> Any:
     """Mark a workflow method as a step. Use bare (``@step``) or with options.
 
     Args:
         num_workers: how many triggers of this step one process handles at once (default 4,
             as in llama-index-workflows). Across processes, every replica adds as many.
+        retry_policy: an ``engine.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
+            llama-index-workflows' protocol) deciding whether, and after how many seconds, a failed
+            attempt is tried again; each attempt is a record in the log (default: no retries).
+        timeout: seconds (or a timedelta) one attempt may run; a longer one is cancelled and fails
+            with ``engine.retry.StepTimeoutError`` (default: no limit). A plain ``def`` step's
+            thread cannot be stopped: its attempt fails, the thread runs on.
+        catch_error: make this step the workflow's error handler (same as ``@catch_error``): it
+            accepts ``StepFailedEvent`` and gets one whenever another step fails for good.
 
     Raises:
-        ValueError: ``num_workers`` < 1.
+        ValueError: ``num_workers`` < 1, a ``timeout`` <= 0, or a ``retry_policy`` without ``next``.
     """
     if num_workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if retry_policy is not None and not callable(getattr(retry_policy, "next", None)):
+        raise ValueError(f"retry_policy {retry_policy!r} has no next(elapsed_time, attempts, error)")
 
     def mark(f: F) -> F:
-        f.__jl_step__ = {"num_workers": num_workers}  # type: ignore[attr-defined]
+        f.__jl_step__ = {  # type: ignore[attr-defined]
+            "num_workers": num_workers,
+            "retry_policy": retry_policy,
+            "timeout": seconds,
+            "catch_error": catch_error,
+        }
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
+    """Mark a workflow method as its error handler: a step accepting ``StepFailedEvent``
+    (``engine.retry``), called when any other step fails for good (after its retries). What it
+    returns continues the run, or ends it with a ``StopEvent``; if it fails, the run fails. At most
+    one per workflow. ``@catch_error`` is ``@step(catch_error=True)``."""
+    return step(fn, num_workers=num_workers, catch_error=True)
 
 
 def _flatten(hint: Any) -> list[Any]:
@@ -163,6 +202,9 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
         ctx_param=ctx_param,
         num_workers=opts["num_workers"],
         is_async=inspect.iscoroutinefunction(fn),
+        retry_policy=opts.get("retry_policy"),
+        timeout=opts.get("timeout"),
+        catch_error=opts.get("catch_error", False),
     )
 
 
@@ -173,6 +215,33 @@ def _caller_locals() -> dict[str, Any]:
     while frame is not None and frame.f_code.co_name == "__init_subclass__":
         frame = frame.f_back
     return dict(frame.f_locals) if frame is not None else {}
+
+
+def _external(t: type[Event]) -> bool:
+    """Events that come from outside the step graph (a start, human input, a step failure)."""
+    from .retry import StepFailedEvent
+
+    return issubclass(t, StartEvent | HumanResponseEvent | StepFailedEvent)
+
+
+def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
+    from .retry import StepFailedEvent
+
+    handlers = [s for s in steps.values() if s.catch_error]
+    if len(handlers) > 1:
+        names = ", ".join(repr(s.name) for s in handlers)
+        raise WorkflowValidationError(f"workflow {name!r} has more than one @catch_error step ({names})")
+    for s in steps.values():
+        takes = any(issubclass(t, StepFailedEvent) for t in s.accepts)
+        if s.catch_error and not takes:
+            raise WorkflowValidationError(
+                f"step {s.name!r} is marked catch_error but does not accept StepFailedEvent",
+                step=s.name,
+            )
+        if takes and not s.catch_error:
+            raise WorkflowValidationError(
+                f"step {s.name!r} accepts StepFailedEvent; mark it @catch_error", step=s.name
+            )
 
 
 def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
@@ -204,6 +273,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
             f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
         )
     consumed = {t for s in steps.values() for t in s.accepts}
+    _check_catch_error(name, steps)
     for s in steps.values():
         for t in s.produces:
             if not issubclass(t, StopEvent) and t not in consumed:
@@ -212,7 +282,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                     step=s.name,
                 )
         for t in s.accepts:
-            if not issubclass(t, StartEvent | HumanResponseEvent) and t not in produced:
+            if not _external(t) and t not in produced:
                 raise WorkflowValidationError(
                     f"step {s.name!r} accepts {event_name(t)} but no step produces it, "
                     "so the step can never run",
