@@ -17,21 +17,31 @@ from .events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, S
 from .fold import RunState, fold
 from .handler import WorkflowHandler
 from .log import EventLog, MemoryLog
-from .workflow import Workflow, step
+from .retry import (
+    ConstantDelayRetryPolicy,
+    ExponentialBackoffRetryPolicy,
+    RetryPolicy,
+    StepFailedEvent,
+)
+from .workflow import Workflow, catch_error, step
 
 __all__ = [
     "ChildWorkflowError",
+    "ConstantDelayRetryPolicy",
     "Context",
     "Event",
     "EventDecodeError",
     "EventLog",
+    "ExponentialBackoffRetryPolicy",
     "HumanResponseEvent",
     "InputRequiredEvent",
     "JetloomError",
     "MemoryLog",
+    "RetryPolicy",
     "RunNotFoundError",
     "RunState",
     "StartEvent",
+    "StepFailedEvent",
     "StepFailedError",
     "StopEvent",
     "Workflow",
@@ -40,6 +50,7 @@ __all__ = [
     "WorkflowRuntimeError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "catch_error",
     "fold",
     "step",
 ]

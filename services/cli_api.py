@@ -1,6 +1,6 @@
 """The ``jetloom`` commands that talk to the control plane over HTTP (through ``SyncClient``):
-``run``, ``runs``, ``events``, ``send``, ``cancel``, ``services``, ``workflows``, and the time
-travel commands ``state``, ``rollback``, ``fork``.
+``run``, ``runs``, ``events``, ``send``, ``cancel``, ``retry``, ``services``, ``workflows``, and
+the time travel commands ``state``, ``rollback``, ``fork``.
 
 Output is for people by default (rich tables, a live progress line while following a run) and
 JSON with ``--json`` (one JSON document, or one JSON line per record when following).
@@ -281,6 +281,20 @@ def register(app: typer.Typer) -> None:
             _print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
         else:
             out.print(handle.run_id, markup=False)
+
+    @app.command()
+    def retry(
+        run_id: Annotated[str, typer.Argument(help="Id of a failed run.")],
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Retry a failed run from the step that failed (after a fix and a worker restart)."""
+        with _client(url) as client:
+            res = client.handle(run_id).retry()
+        if as_json:
+            _print_json(res)
+        else:
+            out.print(f"retrying {run_id} from step {res['step']} (attempt {res['attempt']})", markup=False)
 
     @app.command()
     def services(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -198,6 +199,7 @@ class Client:
         *,
         run_id: str | None = None,
         start_event: Event | None = None,
+        run_timeout: float | timedelta | None = None,
         **fields: Any,
     ) -> RunHandle:
         """Start a run; returns at once with its handle.
@@ -206,14 +208,20 @@ class Client:
             workflow: its name, or the class (its events then come back typed).
             run_id: makes the start idempotent (default: a new id).
             start_event / **fields: the start event, or its fields.
+            run_timeout: seconds (or a timedelta) after which the run fails with
+                ``WorkflowTimeoutError`` unless it has ended (a durable JetStream schedule;
+                default: none).
 
         Raises:
             ApiError: 404 unknown workflow, 422 fields not matching the start event's schema.
         """
         name = _workflow_name(workflow)
         body = event_fields(start_event) if start_event is not None else fields
-        params = {"run_id": run_id} if run_id else None
-        data = await self._call("POST", f"/workflows/{name}/runs", json=body, params=params)
+        params: dict[str, Any] = {"run_id": run_id} if run_id else {}
+        if run_timeout is not None:
+            secs = run_timeout.total_seconds() if isinstance(run_timeout, timedelta) else run_timeout
+            params["run_timeout"] = secs
+        data = await self._call("POST", f"/workflows/{name}/runs", json=body, params=params or None)
         return RunHandle(self, data["run_id"], name, queued=data.get("queued", False))
 
     async def run(
@@ -438,6 +446,15 @@ class RunHandle:
         data = await self.client._call("POST", f"/runs/{self.run_id}/fork", json=body)
         return RunHandle(self.client, data["run_id"], data["workflow"])
 
+    async def retry(self) -> dict[str, Any]:
+        """Retry the failed run from its failed step (``POST /runs/{id}/retry``); returns
+        ``{"run_id", "status": "running", "step", "trigger", "attempt", "duplicate"}``.
+
+        Raises:
+            ApiError: 409 if the run is not failed (or failed other than in a step), 404 unknown run.
+        """
+        return await self.client._call("POST", f"/runs/{self.run_id}/retry")  # type: ignore[no-any-return]
+
 
 # ---- the blocking twin ----------------------------------------------------------------------------
 
@@ -549,3 +566,6 @@ class SyncRunHandle:
     def fork(self, at_seq: int, *, run_id: str | None = None) -> SyncRunHandle:
         handle = self._client._portal.call(lambda: self._handle.fork(at_seq, run_id=run_id))
         return SyncRunHandle(self._client, handle)
+
+    def retry(self) -> dict[str, Any]:
+        return self._client._portal.call(self._handle.retry)

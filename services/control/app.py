@@ -19,6 +19,7 @@ Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": 
     GET  /runs/{id}/state?at=N          the run folded up to sequence N   (services.control.timetravel)
     POST /runs/{id}/rollback            body: {"to_seq": N}
     POST /runs/{id}/fork                body: {"at_seq": N, "run_id": optional}
+    POST /runs/{id}/retry               retry a failed run from its failed step (409 if not failed)
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from engine.describe import WorkflowInfo
 from engine.fold import RunState
 from engine.log.jetstream import JetStreamLog
 from engine.records import check_token
+from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
 from engine.runtime import new_run_id
 from services.registry import Registry, RegistryView, jetloom_version
 
@@ -289,6 +291,7 @@ async def start_run(
     wait: FromQuery[bool] = False,
     timeout: Annotated[float | None, QueryParameter(gt=0, le=86_400)] = None,
     run_id: FromQuery[str | None] = None,
+    run_timeout: Annotated[float | None, QueryParameter(gt=0, le=365 * 86_400)] = None,
 ) -> Response[dict[str, Any]]:
     """Start a run; the body holds the start event's fields.
 
@@ -296,6 +299,8 @@ async def start_run(
     the run still running, status 202). ``run_id`` (or an ``Idempotency-Key`` header) makes the
     start idempotent: the same id starts one run. A workflow no live process serves is accepted
     and queued in JetStream until a worker comes (``"queued": true``, status 202).
+    ``run_timeout`` (seconds) fails the run with ``WorkflowTimeoutError`` if it has not ended by
+    then: a JetStream message schedule, so it holds while no process runs.
     """
     cp = _cp(state)
     assert cp.log is not None and cp.view is not None
@@ -307,6 +312,8 @@ async def start_run(
     res = await commands.append_start(
         cp.log, info.name, rid, info.start_event, commands.event_payload(info.start_event, fields)
     )
+    if run_timeout is not None:
+        await schedule_run_timeout(cp.log, info.name, rid, run_timeout)
     queued = not cp.view.serving(info.name)
     links = {
         "self": f"/runs/{rid}",
@@ -526,6 +533,30 @@ async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: From
     return {"run_id": run_id, "status": "cancelled"}
 
 
+@post("/runs/{run_id:str}/retry", status_code=HTTP_202_ACCEPTED)
+async def retry_failed_run(state: State, run_id: FromPath[str]) -> dict[str, Any]:
+    """Retry a failed run from the step that failed (e.g. after a code fix and a worker restart):
+    appends ``Resume(reason="manual")`` for that step; the run is running again. 409 if the run is
+    not failed, or failed other than in a step (a run timeout)."""
+    cp = _cp(state)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    try:
+        resume, res = await retry_run(cp.log, wf, run_id)
+    except RunNotRetryableError as exc:
+        raise ApiError(
+            status_code=HTTP_409_CONFLICT, detail=exc.message, extra={"run_status": exc.status}
+        ) from None
+    return {
+        "run_id": run_id,
+        "status": "running",
+        "step": resume.step,
+        "trigger": resume.trigger,
+        "attempt": resume.attempt,
+        "duplicate": res.duplicate,
+    }
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 
@@ -594,6 +625,7 @@ def create_app(
             send_event,
             cancel_run,
             *TIMETRAVEL,
+            retry_failed_run,
         ],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
