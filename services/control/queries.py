@@ -79,7 +79,36 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 def _terminal_subjects(prefix: str, workflow: str, run_id: str) -> list[str]:
     base = f"{prefix}.run.{workflow}.{run_id}.sys."
-    return [base + t for t in (*TERMINAL_TYPES, "StepFailed")]
+    # cmd.*: a retry-from-failure after a StepFailed reopens the run (engine.recovery)
+    return [base + t for t in (*TERMINAL_TYPES, "StepFailed")] + [f"{prefix}.run.{workflow}.{run_id}.cmd.*"]
+
+
+def _ends(hits: list[RawRecord]) -> list[RawRecord]:
+    """The terminal records among ``hits`` (last records per terminal and command subject, in
+    sequence order): a ``StepFailed`` handled by a ``@catch_error`` step, or followed by a retry of
+    its step, ends nothing."""
+    out: list[RawRecord] = []
+    for i, h in enumerate(hits):
+        parts = parse_subject(h.subject)
+        if parts is None or parts.kind == "cmd":
+            continue
+        if parts.type == "StepFailed":
+            body = _json(h.data)
+            step = body.get("step") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or body.get("handled_by"):
+                continue
+            if any(_reopens(later, parts.run_id, step) for later in hits[i + 1 :]):
+                continue
+        out.append(h)
+    return out
+
+
+def _reopens(raw: RawRecord, run_id: str, step: str | None) -> bool:
+    parts = parse_subject(raw.subject)
+    if parts is None or parts.kind != "cmd" or parts.run_id != run_id or parts.type != step:
+        return False
+    body = _json(raw.data)
+    return isinstance(body, dict) and body.get("reason") in ("manual", "retry")
 
 
 def _status_of(records: list[RawRecord]) -> dict[str, tuple[str, int]]:
@@ -115,8 +144,10 @@ async def list_runs(
         started = await log.scan(subject, after_seq=cursor, limit=page)
         runs = [(r, p) for r in started if (p := parse_subject(r.subject)) is not None]
         ends = _status_of(
-            await log.last_per_subject(
-                [s for _, p in runs for s in _terminal_subjects(log.prefix, p.workflow, p.run_id)]
+            _ends(
+                await log.last_per_subject(
+                    [s for _, p in runs for s in _terminal_subjects(log.prefix, p.workflow, p.run_id)]
+                )
             )
         )
         for raw, p in runs:
@@ -155,7 +186,7 @@ async def terminal_seq(log: JetStreamLog, workflow: str, run_id: str) -> int | N
     marker_subject = f"{log.prefix}.run.{workflow}.{run_id}.sys.RolledBack"
     hits = await log.last_per_subject([*_terminal_subjects(log.prefix, workflow, run_id), marker_subject])
     marker = next((h for h in reversed(hits) if h.subject == marker_subject), None)
-    ends = [h for h in hits if h.subject != marker_subject]
+    ends = _ends([h for h in hits if h.subject != marker_subject])
     if marker is not None:
         to_seq = msgspec.json.decode(marker.data).get("to_seq", 0)
         ends = [h for h in ends if h.seq > marker.seq or h.seq <= to_seq]

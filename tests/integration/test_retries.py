@@ -89,6 +89,8 @@ async def test_exhausted_retries_go_to_the_catch_error_step(client: Client, star
     assert failed["data"]["handled_by"] == "recover" and failed["data"]["attempt"] == 2
     (routed,) = [r for r in records if r["type"] == "StepFailedEvent"]
     assert routed["target"] == "recover"
+    listed, _ = await client.runs(workflow="Guarded")
+    assert [r["status"] for r in listed] == ["completed"]  # a handled failure ends nothing
 
 
 async def test_retry_a_failed_run_after_fixing_the_worker(
@@ -99,6 +101,8 @@ async def test_retry_a_failed_run_after_fixing_the_worker(
     handle = await client.start("Fixable", text="fixed")
     with pytest.raises(StepFailedError, match="broken in this build"):
         await asyncio.wait_for(handle.result(), 30)
+    listed, _ = await client.runs(workflow="Fixable", status="failed")
+    assert [r["run_id"] for r in listed] == [handle.run_id]
 
     with pytest.raises(ApiError) as not_found:
         await client.handle("nosuchrun").retry()
@@ -116,6 +120,8 @@ async def test_retry_a_failed_run_after_fixing_the_worker(
     assert conflict.value.status == 409
     assert conflict.value.body is not None and conflict.value.body["status"] == 409
 
+    listed, _ = await client.runs(workflow="Fixable")
+    assert [(r["run_id"], r["status"]) for r in listed] == [(handle.run_id, "completed")]
     records = await handle.events()
     completed = [r["data"]["step"] for r in records if r["type"] == "StepCompleted"]
     assert completed == ["prepare", "check"]  # prepare did not run again
