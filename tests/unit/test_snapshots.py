@@ -156,3 +156,12 @@ async def test_two_executors_finish_a_fan_in_from_snapshots() -> None:
     assert store.puts > 0
     assert sum(ex.runs.snapshots_loaded for ex in executors) > 0
     assert sum(ex.runs.full_reloads for ex in executors) > 0, "a fan-in reached back past a snapshot"
+
+
+def test_run_started_initial_state_seeds_the_fold() -> None:
+    from engine.commands import event_payload, start_messages
+    from engine.records import RawRecord
+
+    messages = start_messages("jetloom", "W", "r", "StartEvent", event_payload("StartEvent", {}), initial_state={"total": 3})
+    st = fold(decode_record(RawRecord(i + 1, m.subject, m.headers, m.data, 0)) for i, m in enumerate(messages))
+    assert st.state == {"total": 3} and st.state_changed_seq == 1
