@@ -96,6 +96,9 @@ class CachedRun:
         for rec in records:
             if rec.seq <= self.state.seq:
                 continue
+            if self.base is not None and rec.kind == "sys" and rec.type == "RolledBack":
+                # a rollback refolds the records before it, which a snapshot does not hold
+                raise HistoryNeeded(self.state.run_id, "a rollback")
             self.records.append(rec)
             if rec.kind == "evt" and rec.error is None:
                 self._events_by_seq[rec.seq] = rec

@@ -20,7 +20,15 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from .fold import PendingCommit, RunState
-from .records import CommitMessage, Resume, RunCompleted, RunFailed, StepFailed, StepSuspended
+from .records import (
+    CommitMessage,
+    ParentRef,
+    Resume,
+    RunCompleted,
+    RunFailed,
+    StepFailed,
+    StepSuspended,
+)
 
 __all__ = [
     "DEFAULT_SNAPSHOT_EVERY",
@@ -43,9 +51,11 @@ HANDLED_SLOTS: Final = frozenset(
         "workflow", "run_id", "seq", "status", "state", "state_changed_seq", "start_event",
         "result", "error", "done", "events", "consumed", "collections", "_memos", "started_ns",
         "ended_ns", "steps_completed", "steps_failed", "records", "skipped", "incomplete",
-        "waits", "resolved", "claimed",
+        "waits", "resolved", "claimed", "rollbacks", "epoch", "forking", "parent", "_log",
     }
 )  # fmt: skip
+# "_log" (every record that counts, kept for a rollback to refold) is not carried: a run loaded
+# from a snapshot that meets a RolledBack record is reloaded from its whole log (engine.runs).
 
 
 class _Pending(msgspec.Struct, array_like=True):
@@ -100,6 +110,10 @@ class _Snapshot(msgspec.Struct, kw_only=True):
     waits: list[_Wait]
     resolved: list[_Resolved]
     claimed: list[int]
+    rollbacks: list[tuple[int, int]] = []
+    epoch: int = 0
+    forking: bool = False
+    parent: ParentRef | None = None
 
 
 class _Head(msgspec.Struct):
@@ -168,6 +182,10 @@ def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
         waits=[_Wait(t, s, w, seq, rec) for (t, s, w), (seq, rec) in st.waits.items()],
         resolved=[_Resolved(t, s, w, r) for (t, s, w), r in st.resolved.items()],
         claimed=sorted(st.claimed),
+        rollbacks=st.rollbacks,
+        epoch=st.epoch,
+        forking=st.forking,
+        parent=st.parent,
     )
     # the sequence first, readable without decoding the rest (snapshot_seq)
     return zlib.compress(_encoder.encode(_Head(SNAPSHOT_VERSION, st.seq)), level) + zlib.compress(
@@ -227,6 +245,10 @@ def decode_snapshot(data: bytes) -> RunState | None:
     st.waits = {(w.trigger, w.step, w.wait): (w.seq, w.record) for w in snap.waits}
     st.resolved = {(r.trigger, r.step, r.wait): r.resume for r in snap.resolved}
     st.claimed = set(snap.claimed)
+    st.rollbacks = [(a, b) for a, b in snap.rollbacks]
+    st.epoch = snap.epoch
+    st.forking = snap.forking
+    st.parent = snap.parent
     return st
 
 
