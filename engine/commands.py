@@ -7,6 +7,8 @@ can issue them; ``engine.runtime`` builds the payloads from event objects.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .codec import decode_record, encode
 from .commit import complete_commit, copy_of, tag_commit
 from .events import TAG_FIELD
@@ -53,11 +55,13 @@ def start_messages(
     *,
     copy: bool = True,
     parent: ParentRef | None = None,
+    initial_state: dict[str, Any] | None = None,
 ) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event. With ``copy``
     (for logs whose appends are not atomic), RunStarted carries a copy of the start event so an
     interrupted start can be completed (``engine.commit``). ``parent``: the wait a child run
-    answers (``engine.children``)."""
+    answers (``engine.children``). ``initial_state`` is the user state the run starts with
+    (default: empty)."""
     base = {H_RUN: run_id}
     event = OutMessage(
         run_subject(prefix, workflow, run_id, "evt", event_type), payload, {**base, H_TYPE: event_type}
@@ -68,6 +72,7 @@ def start_messages(
         start_event=event_type,
         messages=copy_of([event], base) if copy else [],
         parent=parent,
+        initial_state=initial_state or {},
     )
     started = OutMessage(
         run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
@@ -85,13 +90,22 @@ async def append_start(
     payload: bytes,
     *,
     parent: ParentRef | None = None,
+    initial_state: dict[str, Any] | None = None,
 ) -> AppendResult:
     """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
     run (``duplicate=True`` the second time, within the log's duplicate window), and completes the
-    first start's commit if a crash interrupted it."""
+    first start's commit if a crash interrupted it. ``initial_state``: the user state the run
+    starts with (default: empty; sessions pass the previous run's final state)."""
     key = start_key(run_id)
     messages = start_messages(
-        log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic, parent=parent
+        log.prefix,
+        workflow,
+        run_id,
+        event_type,
+        payload,
+        copy=not log.atomic,
+        parent=parent,
+        initial_state=initial_state,
     )
     result = await log.append(messages, idempotency_key=key)
     if result.duplicate and not log.atomic:

@@ -18,7 +18,7 @@ from .describe import fields_schema
 from .errors import WaitTimeoutError
 from .events import Event, StartEvent, StopEvent, event_from_fields, event_name
 from .fold import _MISSING, get_path, set_path
-from .records import Resume, StepSuspended, check_token
+from .records import Resume, StepSuspended, check_token, commit_key
 from .waits import Suspend
 
 if TYPE_CHECKING:
@@ -80,6 +80,11 @@ class Context:
     Attributes:
         run_id: the run's id.
         store: the run's state (``await ctx.store.get/set``).
+        idempotency_key: ``<run_id>:<trigger_seq>:<step>``, the key of this step's commit for
+            its trigger. Steps run at least once (a crash before the commit runs the step
+            again on the same trigger, with the same key); give it to external systems as the
+            de-duplication key of a side effect (an upsert, a payment id) to make the effect
+            happen once.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Context:
         self.run_id = run_id
         self.step_name = step
         self.trigger_seq = trigger_seq
+        self.idempotency_key = commit_key(run_id, trigger_seq, step)
         self.store = StateStore(state)
         self._collector = collector
         self._known = known_events

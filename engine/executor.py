@@ -62,7 +62,8 @@ from .records import (
 )
 from .replay import check as check_version
 from .retry import StepTimeoutError
-from .runs import CachedRun, RunCache
+from .runs import CachedRun, HistoryNeeded, RunCache
+from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore
 from .waits import Suspend, resolve_waits, resume_message
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class Executor:
         worker_id: recorded on every completion (default ``<hostname>:<pid>``).
         num_workers: concurrent triggers per step in this process, overriding each step's
             ``num_workers`` (default: the step's own).
+        snapshots: where run snapshots are kept (default: none; ``engine.snapshots``).
+        snapshot_every: records a run folds between two snapshots (default 1,000).
     """
 
     def __init__(
@@ -135,6 +138,8 @@ class Executor:
         max_cached_runs: int = 1024,
         worker_id: str | None = None,
         num_workers: int | None = None,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -146,7 +151,14 @@ class Executor:
         self.log = log
         self.specs = [cls.steps[s] for s in (steps if steps is not None else cls.steps)]
         self.events = cls.events
-        self.runs = RunCache(log, self.name, self.events, max_runs=max_cached_runs)
+        self.runs = RunCache(
+            log,
+            self.name,
+            self.events,
+            max_runs=max_cached_runs,
+            snapshots=snapshots,
+            snapshot_every=snapshot_every,
+        )
         self.stats = ExecutorStats()
         self._loops: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -196,7 +208,15 @@ class Executor:
 
     async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
         try:
-            await self._process(spec, delivery)
+            try:
+                await self._process(spec, delivery)
+            except HistoryNeeded as need:  # loaded from a snapshot that is too recent: whole log
+                self.runs.reload_full(need.run_id)
+                await self._process(spec, delivery)
+        except HistoryNeeded as need:
+            self.stats.retried += 1
+            logger.warning("step %r: %s; trigger will be redelivered", spec.name, need)
+            await delivery.nak(RETRY_DELAY)
         except asyncio.CancelledError:
             if run_of(delivery.record.subject) not in self._cancelled:
                 raise

@@ -304,6 +304,9 @@ class RunState:
                 self.started_ns = rec.time_ns
                 self.forking = bool(body.forked_from)
                 self.parent = body.parent
+                if body.initial_state:
+                    self.state = dict(body.initial_state)
+                    self.state_changed_seq = rec.seq
             return
         if isinstance(body, RunForked):
             self.forking = False

@@ -191,6 +191,8 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
             complete once ``sys.RunForked`` follows. Empty for a run started normally.
         forked_at: the sequence of ``forked_from`` the copy ends at (0 when not a fork).
         parent: for a child run, the parent step's wait it answers (``None`` for a top-level run).
+        initial_state: the user state the run starts with (a session's run starts with the
+            state the session's previous run ended with); empty by default.
     """
 
     workflow: str
@@ -200,6 +202,7 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True):
     forked_from: str = ""
     forked_at: int = 0
     parent: ParentRef | None = None
+    initial_state: dict[str, Any] = {}
 
 
 class StepCompleted(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,26 +3,51 @@
 A worker handling a trigger needs the run's records up to the trigger (for the step's view) and any
 records after it (to see that the trigger was already handled, or that the run ended). The cache
 reads only what it has not seen, so a run's log is read once per process, not once per step.
+
+With a ``SnapshotStore``, a run the cache does not hold starts from its latest snapshot and reads
+only the records after it; the cache writes a new snapshot each time a run has folded another
+``snapshot_every`` records. What a snapshot leaves out (records before it, for a step's view of the
+state as of an older trigger, or an older event's body) raises ``HistoryNeeded``; the executor then
+reloads the run from its whole log and runs the step again (nothing was committed yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from .codec import decode_record
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
 from .records import OutMessage, RawRecord, Record
+from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore, decode_snapshot, encode_snapshot
 
-__all__ = ["CachedRun", "RunCache"]
+__all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
+
+logger = logging.getLogger("jetloom.runs")
 
 EVICT_SCAN = 64  # oldest cached runs looked at for a finished one to evict
+
+
+class HistoryNeeded(BaseException):  # noqa: N818 - a signal, like Suspend, not an error
+    """A run loaded from a snapshot was asked for something from before the snapshot. A
+    ``BaseException``, so that a step's ``except Exception`` does not swallow it.
+
+    Attributes:
+        run_id: the run to reload from its whole log.
+    """
+
+    def __init__(self, run_id: str, what: str) -> None:
+        super().__init__(f"run {run_id}: {what} is older than its snapshot")
+        self.run_id = run_id
 
 
 class CachedRun:
@@ -40,11 +65,18 @@ class CachedRun:
             (``engine.replay.check``) when this process first loaded it.
     """
 
-    __slots__ = ("records", "state", "lock", "guard", "_events_by_seq", "contended", "version_checked")
+    __slots__ = (
+        "records", "state", "lock", "guard", "_events_by_seq", "contended", "version_checked",
+        "base", "base_seq", "snapshot_records",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, snapshot: bytes | None = None, state: RunState | None = None) -> None:
         self.records: list[Record] = []
-        self.state = RunState()
+        self.state = state if state is not None else RunState()
+        # the snapshot the records continue from (None: they start at the run's first record)
+        self.base = snapshot if state is not None else None
+        self.base_seq = self.state.seq
+        self.snapshot_records = self.state.records  # records folded when last snapshotted
         self.lock = asyncio.Lock()  # one log read at a time per run
         # Plain-def steps call collect() from worker threads while the loop folds new records in.
         self.guard = threading.Lock()
@@ -64,6 +96,9 @@ class CachedRun:
         for rec in records:
             if rec.seq <= self.state.seq:
                 continue
+            if self.base is not None and rec.kind == "sys" and rec.type == "RolledBack":
+                # a rollback refolds the records before it, which a snapshot does not hold
+                raise HistoryNeeded(self.state.run_id, "a rollback")
             self.records.append(rec)
             if rec.kind == "evt" and rec.error is None:
                 self._events_by_seq[rec.seq] = rec
@@ -101,13 +136,34 @@ class CachedRun:
             return len(batch)
 
     def state_at(self, seq: int) -> dict[str, Any]:
-        """The user state as of ``seq`` (shared; callers must not mutate it)."""
+        """The user state as of ``seq`` (shared; callers must not mutate it).
+
+        Raises:
+            HistoryNeeded: the run was loaded from a snapshot taken after ``seq`` and its state
+                changed since ``seq``.
+        """
         if seq >= self.state.state_changed_seq:
             return self.state.state
-        return fold(self.records, until_seq=seq).state
+        if self.base is None:
+            return fold(self.records, until_seq=seq).state
+        st = decode_snapshot(self.base)
+        if seq < self.base_seq or st is None:
+            raise HistoryNeeded(self.state.run_id, f"the state as of seq {seq}")
+        for rec in self.records:
+            if rec.seq > seq:
+                break
+            st.apply(rec)
+        return st.state
 
     def event(self, seq: int) -> Event | None:
+        """The body of event ``seq``; ``None`` if the run has no such event.
+
+        Raises:
+            HistoryNeeded: the run was loaded from a snapshot taken after ``seq``.
+        """
         rec = self._events_by_seq.get(seq)
+        if rec is None and seq <= self.base_seq:
+            raise HistoryNeeded(self.state.run_id, f"event {seq}")
         return rec.body if rec is not None else None
 
     def collect(
@@ -117,6 +173,8 @@ class CachedRun:
             seqs = self.state.collect(step, expected, trigger_seq)
             if seqs is None:
                 return None
+            if any(s not in self._events_by_seq for s in seqs):
+                raise HistoryNeeded(self.state.run_id, "an event collected by fan-in")
             return seqs, [self._events_by_seq[s].body for s in seqs]
 
 
@@ -127,7 +185,17 @@ class RunCache:
         log: where records are read from.
         workflow: the workflow name.
         events: event registry used to decode ``evt``/``out`` payloads.
-        max_runs: runs kept (default 1024); finished runs are dropped first.
+        max_runs: runs kept (default 1024); finished runs are dropped first, then runs whose
+            steps all wait (``ctx.wait_for_event``/``ctx.sleep``): a resumed run is read again,
+            from its snapshot and the records after it.
+        snapshots: where run snapshots are read and written (default: none, runs are folded from
+            their whole log).
+        snapshot_every: records a run folds between two snapshots (default 1,000).
+
+    Attributes:
+        records_read: records read from the log so far (snapshots make this the tail only).
+        snapshots_loaded / snapshots_written: counters.
+        full_reloads: runs read again from their whole log after ``HistoryNeeded``.
     """
 
     def __init__(
@@ -137,8 +205,20 @@ class RunCache:
         events: Mapping[str, type[Event]],
         *,
         max_runs: int = 1024,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
+        if snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         self._log = log
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
+        self.records_read = 0
+        self.snapshots_loaded = 0
+        self.snapshots_written = 0
+        self.full_reloads = 0
+        self._full: set[str] = set()  # runs to load without their snapshot (HistoryNeeded)
+        self._writes: set[asyncio.Task[None]] = set()
         self._workflow = workflow
         self._events = events
         self._max = max_runs
@@ -152,14 +232,19 @@ class RunCache:
         is when the read returns it (a trigger is not decoded twice)."""
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = CachedRun()
-            self._evict()
+            run = await self._load(run_id)
+            if run_id in self._runs:  # loaded meanwhile by another trigger of the run
+                run = self._runs[run_id]
+            else:
+                self._runs[run_id] = run
+                self._evict()
         else:
             self._runs.move_to_end(run_id)
         if run.last_seq < min_seq or refresh:
             async with run.lock:
                 if run.last_seq < min_seq or refresh:
                     raws = await self._log.read(self._workflow, run_id, after_seq=run.last_seq)
+                    self.records_read += len(raws)
                     known = trigger.seq if trigger is not None else -1
                     run.extend(
                         [
@@ -167,7 +252,58 @@ class RunCache:
                             for r in raws
                         ]
                     )
+        self._maybe_snapshot(run)
         return run
+
+    async def _load(self, run_id: str) -> CachedRun:
+        if self.snapshots is None or run_id in self._full:
+            self._full.discard(run_id)
+            return CachedRun()
+        try:
+            data = await self.snapshots.get(self._workflow, run_id)
+        except Exception as exc:  # a snapshot is an optimisation: fold from the log instead
+            logger.warning("snapshot of %s unreadable (%r); folding its log", run_id, exc)
+            return CachedRun()
+        st = decode_snapshot(data) if data else None
+        if st is None or st.run_id != run_id:
+            return CachedRun()
+        self.snapshots_loaded += 1
+        return CachedRun(data, st)
+
+    def reload_full(self, run_id: str) -> None:
+        """Drop the run and read it from its whole log next time (after ``HistoryNeeded``)."""
+        self._runs.pop(run_id, None)
+        self._full.add(run_id)
+        self.full_reloads += 1
+
+    def _maybe_snapshot(self, run: CachedRun) -> None:
+        st = run.state
+        if self.snapshots is None or st.records - run.snapshot_records < self.snapshot_every:
+            return
+        with run.guard:
+            try:
+                data = encode_snapshot(st)
+            except (TypeError, ValueError, msgspec.EncodeError) as exc:
+                logger.warning("no snapshot of %s: %s", st.run_id, exc)
+                run.snapshot_records = st.records  # do not retry at every step
+                return
+            run.snapshot_records = st.records
+        task = asyncio.create_task(self._write(st.run_id, data))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, run_id: str, data: bytes) -> None:
+        assert self.snapshots is not None
+        try:
+            if await self.snapshots.put(self._workflow, run_id, data):
+                self.snapshots_written += 1
+        except Exception as exc:  # the next boundary writes again
+            logger.warning("snapshot of %s not written: %r", run_id, exc)
+
+    async def flush(self) -> None:
+        """Wait for snapshot writes in flight."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     def forget(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
@@ -176,6 +312,14 @@ class RunCache:
         while len(self._runs) > self._max:
             # Prefer a finished run among the oldest few (bounded: a full scan per new run made
             # eviction the worker's top cost at 100+ runs in flight).
-            oldest = itertools.islice(self._runs.items(), EVICT_SCAN)
-            victim = next((k for k, v in oldest if v.state.terminal), next(iter(self._runs)))
+            oldest = list(itertools.islice(self._runs.items(), EVICT_SCAN))
+            victim = next(
+                (k for k, v in oldest if v.state.terminal),
+                next((k for k, v in oldest if _waiting(v.state)), next(iter(self._runs))),
+            )
             del self._runs[victim]
+
+
+def _waiting(st: RunState) -> bool:
+    """Whether a step of the run waits (its executions are suspended, not held in memory)."""
+    return bool(st.waits)

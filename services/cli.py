@@ -188,6 +188,9 @@ def main() -> None:
     from .cli_api import register
 
     register(app)  # the HTTP API commands (run, runs, events, ...)
+    from .cli_sessions import register as register_sessions
+
+    register_sessions(app)  # jetloom sessions create|list|show|run|delete
 
     app()
 

@@ -49,7 +49,7 @@ from engine.errors import (
 from engine.events import Event, StopEvent, event_fields, event_from_fields, event_name, known_event
 from engine.workflow import Workflow
 
-__all__ = ["ApiError", "Client", "RunHandle", "SyncClient", "SyncRunHandle"]
+__all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "SyncRunHandle"]
 
 TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"})
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -261,6 +261,69 @@ class Client:
             found, cursor = await self.runs(workflow=workflow, status=status, limit=page, cursor=cursor)
             for r in found:
                 yield r
+
+
+    # ---- sessions ------------------------------------------------------------------------------
+
+    async def create_session(self, workflow: str | type[Workflow], *, session_id: str | None = None) -> SessionHandle:
+        """A new session of ``workflow``: runs started in it carry their state from one to the next.
+
+        Raises:
+            ApiError: 404 unknown workflow, 409 ``session_id`` taken.
+        """
+        body: dict[str, Any] = {"workflow": _workflow_name(workflow)}
+        if session_id is not None:
+            body["id"] = session_id
+        data = await self._call("POST", "/sessions", json=body)
+        return SessionHandle(self, data["id"], data["workflow"])
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """Every session (``id``, ``workflow``, ``runs``, ``created_at``), oldest first."""
+        return await self._call("GET", "/sessions")  # type: ignore[no-any-return]
+
+    async def session(self, session_id: str) -> SessionHandle:
+        """A handle on an existing session.
+
+        Raises:
+            ApiError: 404 no such session.
+        """
+        data = await self._call("GET", f"/sessions/{session_id}")
+        return SessionHandle(self, data["id"], data["workflow"])
+
+
+class SessionHandle:
+    """A session (``Client.create_session``/``session``): runs of one workflow, each starting with
+    the state the previous one ended with."""
+
+    def __init__(self, client: Client, session_id: str, workflow: str) -> None:
+        self.client = client
+        self.id = session_id
+        self.workflow = workflow
+
+    def __repr__(self) -> str:
+        return f"SessionHandle(id={self.id!r}, workflow={self.workflow!r})"
+
+    async def info(self) -> dict[str, Any]:
+        """``id``, ``workflow``, ``runs`` (oldest first), ``runs_status``, ``created_at``."""
+        return await self.client._call("GET", f"/sessions/{self.id}")  # type: ignore[no-any-return]
+
+    async def start(self, *, start_event: Event | None = None, **fields: Any) -> RunHandle:
+        """Start the session's next run.
+
+        Raises:
+            ApiError: 409 while the previous run is still running, 404 session deleted, 422 fields.
+        """
+        body = event_fields(start_event) if start_event is not None else fields
+        data = await self.client._call("POST", f"/sessions/{self.id}/runs", json=body)
+        return RunHandle(self.client, data["run_id"], self.workflow)
+
+    async def run(self, *, start_event: Event | None = None, **fields: Any) -> Any:
+        """Start the session's next run and wait for its result (see ``RunHandle.result``)."""
+        return await (await self.start(start_event=start_event, **fields)).result()
+
+    async def delete(self) -> None:
+        """Forget the session (its runs stay in the log)."""
+        await self.client._call("DELETE", f"/sessions/{self.id}")
 
 
 class RunHandle:
@@ -524,6 +587,27 @@ class SyncClient:
 
     def iter_runs(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         return self._iterate(self._client.iter_runs(**kwargs))
+
+    # sessions (the async client's SessionHandle methods, by session id)
+    def create_session(self, workflow: str | type[Workflow], *, session_id: str | None = None) -> dict[str, Any]:
+        """Create a session; returns its ``id`` and ``workflow``."""
+        h = self._portal.call(lambda: self._client.create_session(workflow, session_id=session_id))
+        return {"id": h.id, "workflow": h.workflow}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self._portal.call(self._client.sessions)
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        """The session with its runs and their status (404 ``ApiError`` if unknown)."""
+        return self._portal.call(self._client._call, "GET", f"/sessions/{session_id}")  # type: ignore[no-any-return]
+
+    def start_in_session(self, session_id: str, **fields: Any) -> SyncRunHandle:
+        """Start the session's next run (409 ``ApiError`` while the previous one runs)."""
+        h = self._portal.call(lambda: self._client.session(session_id))
+        return SyncRunHandle(self, self._portal.call(lambda: h.start(**fields)))
+
+    def delete_session(self, session_id: str) -> None:
+        self._portal.call(self._client._call, "DELETE", f"/sessions/{session_id}")
 
 
 class SyncRunHandle:

@@ -19,6 +19,8 @@ from datetime import timedelta
 from engine.describe import describe
 from engine.executor import Executor
 from engine.log.jetstream import JetStreamLog
+from engine.log.jssnapshots import KvSnapshots
+from engine.snapshots import DEFAULT_SNAPSHOT_EVERY
 
 from .loading import load_workflow
 from .registry import DEFAULT_TTL, Heartbeat, Registry
@@ -40,6 +42,7 @@ async def serve(
     service: str | None = None,
     registry_ttl: float = DEFAULT_TTL,
     num_workers: int | None = None,
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
 ) -> None:
     """Run step workers for ``target`` until ``stop`` is set (or SIGINT/SIGTERM).
 
@@ -54,12 +57,17 @@ async def serve(
         registry_ttl: seconds the registry entry outlives this process's last heartbeat
             (default 10; heartbeats every third of it).
         num_workers: concurrent triggers per step, overriding the steps' own ``num_workers``.
+        snapshot_every: records a run folds between two snapshots in the KV bucket
+            ``<prefix>_snapshots`` (default 1,000).
 
     Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming.
     """
     workflow = load_workflow(target)
     log = await JetStreamLog.connect(nats_url, prefix=prefix, ack_wait=ack_wait)
-    executor = Executor(workflow, log, steps=steps, num_workers=num_workers)
+    snapshots = await KvSnapshots.open(log.nc, prefix=prefix)
+    executor = Executor(
+        workflow, log, steps=steps, num_workers=num_workers, snapshots=snapshots, snapshot_every=snapshot_every
+    )
     registry = await Registry.open(log.nc)
     heartbeat = Heartbeat(
         registry,

@@ -20,6 +20,8 @@ Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": 
     POST /runs/{id}/rollback            body: {"to_seq": N}
     POST /runs/{id}/fork                body: {"at_seq": N, "run_id": optional}
     POST /runs/{id}/retry               retry a failed run from its failed step (409 if not failed)
+    POST /sessions, GET /sessions, GET|DELETE /sessions/{id}, POST /sessions/{id}/runs
+                                        (services/control/sessions.py)
 """
 
 from __future__ import annotations
@@ -598,6 +600,7 @@ def create_app(
         wait_timeout: default seconds for ``?wait=true`` (default 30).
         sse_ping: seconds between keep-alive comments on idle SSE streams (default 15).
     """
+    from .sessions import HANDLERS as SESSION_HANDLERS  # imports this module
     from .timetravel import HANDLERS as TIMETRAVEL  # it imports this module's helpers
 
     cp = ControlPlane(nats_url, prefix=prefix, wait_timeout=wait_timeout, sse_ping=sse_ping)
@@ -626,6 +629,7 @@ def create_app(
             cancel_run,
             *TIMETRAVEL,
             retry_failed_run,
+            *SESSION_HANDLERS,
         ],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

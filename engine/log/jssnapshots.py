@@ -1,0 +1,96 @@
+"""``KvSnapshots``: run snapshots in the JetStream KV bucket ``<prefix>_snapshots``.
+
+One key per run, ``<workflow>.<run_id>``, history 1. A put reads the current entry and writes
+with its revision as the expected last one (``KeyValue.update``), so of two processes writing the
+same run's snapshot the one covering more records wins and a slower writer never moves a snapshot
+backwards. ``nats kv ls jetloom_snapshots`` lists them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from ..snapshots import snapshot_seq
+
+__all__ = ["KvSnapshots"]
+
+logger = logging.getLogger("jetloom.snapshots")
+
+
+class KvSnapshots:
+    """``SnapshotStore`` on a KV bucket. Create with ``await KvSnapshots.open(nc)``.
+
+    Args:
+        kv: the bucket.
+    """
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(
+        cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file", max_value_bytes: int = -1
+    ) -> KvSnapshots:
+        """The bucket ``<prefix>_snapshots``, created if missing.
+
+        Args:
+            nc: a connected nats-py client.
+            prefix: bucket name prefix (default ``jetloom``).
+            storage: ``"file"`` (default) or ``"memory"``.
+            max_value_bytes: largest snapshot stored (default -1: the server's ``max_payload``).
+        """
+        js = nc.jetstream()
+        name = f"{prefix}_snapshots"
+        try:
+            kv = await js.key_value(name)
+        except (BucketNotFoundError, NotFoundError):
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=name,
+                    history=1,
+                    storage=StorageType.FILE if storage == "file" else StorageType.MEMORY,
+                    direct=True,
+                    max_value_size=max_value_bytes,
+                )
+            )
+        return cls(kv)
+
+    async def get(self, workflow: str, run_id: str) -> bytes | None:
+        with contextlib.suppress(KeyNotFoundError):
+            entry = await self.kv.get(f"{workflow}.{run_id}")
+            return entry.value or None
+        return None
+
+    async def put(self, workflow: str, run_id: str, data: bytes) -> bool:
+        key = f"{workflow}.{run_id}"
+        mine = snapshot_seq(data) or 0
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        try:
+            if entry is None or not entry.value:
+                # create() also succeeds over a deleted key
+                await self.kv.create(key, data)
+            else:
+                if (snapshot_seq(entry.value) or 0) >= mine:
+                    return False
+                await self.kv.update(key, data, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False  # another writer got there first; it covers as much or will be retried
+        return True
+
+    async def delete(self, workflow: str, run_id: str) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self.kv.purge(f"{workflow}.{run_id}")

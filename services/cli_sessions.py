@@ -1,0 +1,97 @@
+"""``jetloom sessions ...``: create, list, show, run in, and delete sessions over the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .cli_api import DEFAULT_URL, ApiUrl, AsJson, _client, _follow, _parse_fields, _print_json, out
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sessions`` command group to ``app``."""
+    sessions = typer.Typer(help="Sessions: runs of a workflow that carry their state from one to the next.")
+    app.add_typer(sessions, name="sessions")
+
+    @sessions.command("create")
+    def create(
+        workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+        session_id: Annotated[str | None, typer.Option("--id", help="Session id (default: new).")] = None,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Create a session; prints its id."""
+        with _client(url) as client:
+            created = client.create_session(workflow, session_id=session_id)
+        if as_json:
+            _print_json(created)
+        else:
+            out.print(created["id"], markup=False)
+
+    @sessions.command("list")
+    def list_(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+        """Every session, oldest first."""
+        with _client(url) as client:
+            found = client.sessions()
+        if as_json:
+            _print_json(found)
+            return
+        table = Table("session", "workflow", "runs", "created")
+        for s in found:
+            table.add_row(s["id"], s["workflow"], str(len(s["runs"])), s["created_at"])
+        out.print(table)
+
+    @sessions.command("show")
+    def show(
+        session_id: Annotated[str, typer.Argument(help="Session id.")],
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """A session's runs and their status."""
+        with _client(url) as client:
+            s = client.session(session_id)
+        if as_json:
+            _print_json(s)
+            return
+        out.print(f"session {s['id']} ({s['workflow']}, created {s['created_at']})", markup=False)
+        for rid, status in zip(s["runs"], s["runs_status"], strict=False):
+            out.print(f"  {rid}  {status}", markup=False)
+
+    @sessions.command("run")
+    def run(
+        session_id: Annotated[str, typer.Argument(help="Session id.")],
+        field: Annotated[
+            list[str] | None, typer.Option("--field", "-f", help="Start event field KEY=VALUE (repeatable).")
+        ] = None,
+        follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Start the session's next run (it starts with the state the previous run ended with)."""
+        with _client(url) as client:
+            handle = client.start_in_session(session_id, **_parse_fields(field or []))
+            if follow:
+                _follow(handle, as_json)
+                return
+        if as_json:
+            _print_json({"run_id": handle.run_id, "session": session_id})
+        else:
+            out.print(handle.run_id, markup=False)
+
+    @sessions.command("delete")
+    def delete(
+        session_id: Annotated[str, typer.Argument(help="Session id.")],
+        url: ApiUrl = DEFAULT_URL,
+        as_json: AsJson = False,
+    ) -> None:
+        """Forget a session (its runs stay in the log)."""
+        with _client(url) as client:
+            client.delete_session(session_id)
+        if as_json:
+            _print_json({"id": session_id, "deleted": True})
+        else:
+            out.print(f"deleted session {session_id}", markup=False)

@@ -1,0 +1,159 @@
+"""Session endpoints of the control plane (``services.sessions``)::
+
+    POST   /sessions                  body: {"workflow": NAME, "id": optional}     201
+    GET    /sessions                  every session, oldest first
+    GET    /sessions/{id}             the session, with each run's status
+    POST   /sessions/{id}/runs        body: start event fields; starts the next run     201
+    DELETE /sessions/{id}             forgets the session (its runs stay in the log)   200
+
+``POST /sessions/{id}/runs`` answers 409 while the session's previous run is still running: the
+state the next run starts with is the state that run ends with, not known until it ends. It
+also answers 409 when another request added a run to the session at the same moment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+from litestar.status_codes import (
+    HTTP_201_CREATED,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
+
+from engine import commands
+from engine.runtime import new_run_id
+from services.sessions import Session, SessionConflictError, SessionNotFoundError, SessionStore
+
+from .app import ApiError, ControlPlane, _cp, _json_body, _token
+from .queries import find_workflow, load_run
+
+__all__ = ["HANDLERS"]
+
+
+async def _store(cp: ControlPlane) -> SessionStore:
+    store: SessionStore | None = getattr(cp, "_session_store", None)
+    if store is None:
+        assert cp.log is not None
+        store = await SessionStore.open(cp.log.nc, prefix=cp.prefix)
+        cp._session_store = store  # type: ignore[attr-defined]
+    return store
+
+
+async def _get(cp: ControlPlane, session_id: str) -> tuple[Session, int]:
+    _token(session_id, "session id")
+    try:
+        return await (await _store(cp)).get(session_id)
+    except SessionNotFoundError as exc:
+        raise ApiError(status_code=HTTP_404_NOT_FOUND, detail=str(exc)) from None
+
+
+@post("/sessions", status_code=HTTP_201_CREATED)
+async def create_session(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Create a session of a workflow. Body: ``{"workflow": NAME, "id": optional id}``."""
+    cp = _cp(state)
+    body = await _json_body(request, required=True)
+    if not isinstance(body, dict) or not isinstance(body.get("workflow"), str):
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail="'workflow' (a workflow name) is required",
+            extra={"field": "workflow"},
+        )
+    info = await cp.workflow(body["workflow"])
+    sid = body.get("id")
+    if sid is not None and not isinstance(sid, str):
+        raise ApiError(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="'id' must be a string", extra={"field": "id"})
+    try:
+        session = await (await _store(cp)).create(info.name, _token(sid, "session id") if sid else None)
+    except SessionConflictError as exc:
+        raise ApiError(status_code=HTTP_409_CONFLICT, detail=str(exc)) from None
+    return msgspec.to_builtins(session)  # type: ignore[no-any-return]
+
+
+@get("/sessions")
+async def list_sessions(state: State) -> list[dict[str, Any]]:
+    """Every session, oldest first."""
+    return [msgspec.to_builtins(s) for s in await (await _store(_cp(state))).list()]
+
+
+@get("/sessions/{session_id:str}")
+async def session_detail(state: State, session_id: FromPath[str]) -> dict[str, Any]:
+    """A session, with the status of each of its runs (``runs_status``, same order as ``runs``)."""
+    cp = _cp(state)
+    assert cp.log is not None
+    session, _ = await _get(cp, session_id)
+    body: dict[str, Any] = msgspec.to_builtins(session)
+    statuses = []
+    for rid in session.runs:
+        st, _ = await load_run(cp.log, session.workflow, rid)
+        statuses.append(st.status)
+    body["runs_status"] = statuses
+    return body
+
+
+@post("/sessions/{session_id:str}/runs", status_code=HTTP_201_CREATED)
+async def run_in_session(
+    state: State, request: Request[Any, Any, Any], session_id: FromPath[str]
+) -> Response[dict[str, Any]]:
+    """Start the session's next run; the body holds the start event's fields. The run starts with
+    the state the previous run ended with. 409 while the previous run is still running."""
+    cp = _cp(state)
+    assert cp.log is not None
+    session, revision = await _get(cp, session_id)
+    info = await cp.workflow(session.workflow)
+    fields = await _json_body(request, required=False)
+    cp.validate(info, info.start_event, fields)
+    initial: dict[str, Any] = {}
+    if session.runs:
+        prev = session.runs[-1]
+        if await find_workflow(cp.log, prev) is not None:
+            st, _ = await load_run(cp.log, session.workflow, prev)
+            if not st.terminal:
+                raise ApiError(
+                    status_code=HTTP_409_CONFLICT,
+                    detail=f"the session's previous run {prev} is still {st.status}; "
+                    "start the next one when it has ended",
+                    extra={"run_id": prev, "run_status": st.status},
+                )
+            initial = st.state
+    rid = new_run_id()
+    try:
+        await (await _store(cp)).add_run(session, revision, rid)
+    except SessionConflictError as exc:
+        raise ApiError(status_code=HTTP_409_CONFLICT, detail=str(exc)) from None
+    await cp.ensure_consumers(info)
+    await commands.append_start(
+        cp.log,
+        info.name,
+        rid,
+        info.start_event,
+        commands.event_payload(info.start_event, fields),
+        initial_state=initial,
+    )
+    links = {"self": f"/runs/{rid}", "events": f"/runs/{rid}/events", "stream": f"/runs/{rid}/stream"}
+    body = {
+        "run_id": rid,
+        "workflow": info.name,
+        "session": session.id,
+        "status": "running",
+        "initial_state": initial,
+        "links": links,
+    }
+    return Response(body, status_code=HTTP_201_CREATED, headers={"Location": links["self"]})
+
+
+@delete("/sessions/{session_id:str}", status_code=200)
+async def delete_session(state: State, session_id: FromPath[str]) -> dict[str, Any]:
+    """Forget a session; its runs stay in the log."""
+    cp = _cp(state)
+    session, _ = await _get(cp, session_id)
+    await (await _store(cp)).delete(session.id)
+    return {"id": session.id, "deleted": True}
+
+
+HANDLERS = [create_session, list_sessions, session_detail, run_in_session, delete_session]

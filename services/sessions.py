@@ -1,0 +1,146 @@
+"""Sessions: runs of one workflow that carry their state from one run to the next.
+
+A session is an entry of the KV bucket ``<prefix>_sessions`` (key = session id): its workflow,
+the ids of its runs in order, and when it was created. Running in a session starts a run whose
+``RunStarted`` carries ``initial_state`` = the user state the session's previous run ended with
+(folded from that run's log), so ``ctx.store`` continues where the last run left off. A new run
+is refused while the previous one is still running (the state it will end with is not known yet).
+
+Every change is a compare-and-set on the entry's revision, so two control-plane replicas starting
+runs in one session at once cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from engine.errors import JetloomError
+
+from .registry import _current_values
+
+__all__ = ["Session", "SessionConflictError", "SessionNotFoundError", "SessionStore"]
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """One session.
+
+    Attributes:
+        id: the session id (32 hex digits unless given).
+        workflow: the workflow every run of the session runs.
+        runs: the ids of its runs, oldest first.
+        created_at: RFC 3339 UTC.
+    """
+
+    id: str
+    workflow: str
+    runs: list[str] = []
+    created_at: str = ""
+
+
+class SessionNotFoundError(JetloomError):
+    """No session with that id."""
+
+
+class SessionConflictError(JetloomError):
+    """Another writer changed the session meanwhile (a concurrent run in the same session)."""
+
+
+_decoder = msgspec.json.Decoder(Session)
+
+
+class SessionStore:
+    """Sessions in a KV bucket. Create with ``await SessionStore.open(nc)``."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file") -> SessionStore:
+        """The bucket ``<prefix>_sessions``, created if missing."""
+        js = nc.jetstream()
+        name = f"{prefix}_sessions"
+        try:
+            kv = await js.key_value(name)
+        except (BucketNotFoundError, NotFoundError):
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=name,
+                    history=1,
+                    storage=StorageType.FILE if storage == "file" else StorageType.MEMORY,
+                    direct=True,
+                )
+            )
+        return cls(kv)
+
+    async def create(self, workflow: str, session_id: str | None = None) -> Session:
+        """A new, empty session of ``workflow``.
+
+        Raises:
+            SessionConflictError: ``session_id`` exists already.
+        """
+        created = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        session = Session(id=session_id or uuid.uuid4().hex, workflow=workflow, created_at=created)
+        try:
+            await self.kv.create(session.id, msgspec.json.encode(session))
+        except KeyWrongLastSequenceError:
+            raise SessionConflictError(f"session {session.id!r} exists already") from None
+        return session
+
+    async def get(self, session_id: str) -> tuple[Session, int]:
+        """The session and its revision.
+
+        Raises:
+            SessionNotFoundError: no such session (or it was deleted).
+        """
+        try:
+            entry = await self.kv.get(session_id)
+        except (KeyNotFoundError, ValueError):  # ValueError: not a valid key
+            raise SessionNotFoundError(f"no session {session_id!r}") from None
+        if not entry.value:
+            raise SessionNotFoundError(f"no session {session_id!r}")
+        return _decoder.decode(entry.value), entry.revision or 0
+
+    async def list(self) -> list[Session]:
+        """Every session, oldest first."""
+        out = []
+        for value in await _current_values(self.kv):
+            with contextlib.suppress(msgspec.DecodeError):
+                out.append(_decoder.decode(value))
+        return sorted(out, key=lambda s: (s.created_at, s.id))
+
+    async def add_run(self, session: Session, revision: int, run_id: str) -> Session:
+        """Append ``run_id`` to the session read at ``revision``.
+
+        Raises:
+            SessionConflictError: the session changed since ``revision``.
+        """
+        updated = Session(
+            id=session.id, workflow=session.workflow, runs=[*session.runs, run_id], created_at=session.created_at
+        )
+        try:
+            await self.kv.update(session.id, msgspec.json.encode(updated), last=revision)
+        except KeyWrongLastSequenceError:
+            raise SessionConflictError(f"session {session.id!r} changed meanwhile; retry") from None
+        return updated
+
+    async def delete(self, session_id: str) -> None:
+        """Forget the session (its runs stay in the log).
+
+        Raises:
+            SessionNotFoundError: no such session.
+        """
+        await self.get(session_id)
+        await self.kv.purge(session_id)

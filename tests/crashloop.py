@@ -1,0 +1,63 @@
+"""A workflow whose steps have an external side effect (a line appended to a file), made
+exactly-once under at-least-once execution with ``ctx.idempotency_key``."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from pathlib import Path
+
+from engine import Context, Event, StartEvent, StopEvent, Workflow, step
+
+
+class LineStart(StartEvent):
+    path: str
+    hold: float = 0.02  # seconds a step waits after its write, so kills land between write and commit
+
+
+class First(Event):
+    path: str
+    hold: float
+
+
+class Second(Event):
+    path: str
+    hold: float
+
+
+def append_once(path: str, key: str, line: str) -> bool:
+    """Append ``<key> <line>`` to ``path`` unless a line with ``key`` is there already; the check
+    and the write happen under an exclusive lock on the file. Returns whether it wrote."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.seek(0)
+            if any(existing.split(" ", 1)[0] == key for existing in f):
+                return False
+            f.write(f"{key} {line}\n")
+            f.flush()
+            return True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Lines(Workflow):
+    """Three steps; each appends one line ``<idempotency key> <run id> <step>`` to ``path``."""
+
+    @step
+    async def one(self, ctx: Context, ev: LineStart) -> First:
+        append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} one")
+        await asyncio.sleep(ev.hold)
+        return First(path=ev.path, hold=ev.hold)
+
+    @step
+    async def two(self, ctx: Context, ev: First) -> Second:
+        append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} two")
+        await asyncio.sleep(ev.hold)
+        return Second(path=ev.path, hold=ev.hold)
+
+    @step
+    async def three(self, ctx: Context, ev: Second) -> StopEvent:
+        append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} three")
+        await asyncio.sleep(ev.hold)
+        return StopEvent(result=Path(ev.path).name)

@@ -1,0 +1,115 @@
+"""Snapshots in the JetStream KV bucket: a 100,000-record run rebuilt from its snapshot and the
+tail, without reading the whole log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.codec import encode
+from engine.commands import event_payload, start_messages
+from engine.log.jetstream import JetStreamLog
+from engine.log.jssnapshots import KvSnapshots
+from engine.records import H_RUN, H_STEP, H_TRIGGER, H_TYPE, OutMessage, StepCompleted, run_subject
+from engine.runs import RunCache
+from engine.snapshots import encode_snapshot, snapshot_seq
+from tests.workflows import Ticker
+
+RUN = "big"
+
+
+@pytest.fixture
+async def log(nats_url: str) -> AsyncIterator[JetStreamLog]:
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        yield log
+    finally:
+        await log.close()
+
+
+def _pair(log: JetStreamLog, i: int, trigger: int) -> list[OutMessage]:
+    """``tick`` handled the Tick at ``trigger`` (setting ``i``) and emitted the next Tick."""
+    base = {H_RUN: RUN, H_STEP: "tick", H_TRIGGER: str(trigger)}
+    done = StepCompleted(step="tick", trigger=trigger, emitted=["Tick"], state={"i": i})
+    return [
+        OutMessage(run_subject(log.prefix, "Ticker", RUN, "sys", "StepCompleted"), encode(done), {**base, H_TYPE: "StepCompleted"}),
+        OutMessage(
+            run_subject(log.prefix, "Ticker", RUN, "evt", "Tick"),
+            event_payload("Tick", {"i": i + 1, "n": 10**9, "interval": 0.0}),
+            {**base, H_TYPE: "Tick"},
+        ),
+    ]
+
+
+async def _append_ticks(log: JetStreamLog, first: int, count: int, last_tick_seq: int) -> int:
+    """Append ``count`` (StepCompleted, Tick) pairs after the Tick at ``last_tick_seq``, in
+    pipelined chunks; returns the sequence of the last Tick."""
+    i, seq = first, last_tick_seq
+    while i < first + count:
+        chunk: list[OutMessage] = []
+        for j in range(i, min(i + 2000, first + count)):
+            # the stream holds only this run, so the next sequences are known in advance
+            chunk += _pair(log, j, seq + 2 * (j - i))
+        res = await log.append(chunk)
+        assert res.count == len(chunk) and res.seqs[0] == seq + 1, "nothing else writes here"
+        seq = res.seqs[-1]
+        i += len(chunk) // 2
+    return seq
+
+
+@pytest.mark.parametrize(
+    "records", [20_000, pytest.param(100_000, marks=pytest.mark.slow)], ids=["20k", "100k"]
+)
+async def test_a_long_run_is_rebuilt_from_its_snapshot_and_the_tail(log: JetStreamLog, records: int) -> None:
+    """100,000 records (make test-slow; 20,000 in make test): the first cache folds them all and
+    writes a snapshot, the run goes on, and a second cache reads the snapshot and 20 records."""
+    pairs = (records - 2) // 2
+    start = start_messages(log.prefix, "Ticker", RUN, "TickStart", event_payload("TickStart", {"n": 10**9}))
+    res = await log.append(start, idempotency_key=f"{RUN}:start")
+    seq = await _append_ticks(log, 0, pairs, res.seqs[-1])
+    assert seq == records
+    store = await KvSnapshots.open(log.nc)
+
+    t0 = time.perf_counter()
+    first = RunCache(log, "Ticker", Ticker.events, snapshots=store)
+    whole = await first.get(RUN, min_seq=0, refresh=True)
+    await first.flush()
+    full_s = time.perf_counter() - t0
+    assert first.records_read == records and first.snapshots_written == 1
+    assert snapshot_seq(await store.get("Ticker", RUN) or b"") == records
+
+    seq = await _append_ticks(log, pairs, 10, seq)  # the run goes on: a tail of 20 records
+
+    t0 = time.perf_counter()
+    second = RunCache(log, "Ticker", Ticker.events, snapshots=store)
+    run = await second.get(RUN, min_seq=0, refresh=True)
+    snap_s = time.perf_counter() - t0
+    assert second.snapshots_loaded == 1
+    assert second.records_read == 20, "only the tail after the snapshot was read"
+    st = run.state
+    assert (st.seq, st.records, st.status) == (records + 20, records + 20, "running")
+    assert st.state == {"i": pairs + 9}
+    assert len(st.done) == pairs + 10 and len(st.events["Tick"]) == pairs + 10
+    assert run.event(seq) is not None  # the newest Tick, for the step that handles it
+    await first.get(RUN, min_seq=seq)
+    assert encode_snapshot(whole.state) == encode_snapshot(st)
+    size = len(await store.get("Ticker", RUN) or b"")
+    print(f"\n{records:,} records: full fold {full_s:.2f} s, snapshot ({size:,} B) + 20-record tail {snap_s:.3f} s")
+    assert snap_s < full_s
+
+
+async def test_kv_store_never_moves_a_snapshot_backwards(log: JetStreamLog) -> None:
+    from engine.fold import RunState
+
+    store = await KvSnapshots.open(log.nc)
+    old, new = RunState("W", "r"), RunState("W", "r")
+    old.seq, new.seq = 5, 9
+    assert await store.put("W", "r", encode_snapshot(old))
+    assert await store.put("W", "r", encode_snapshot(new))
+    assert not await store.put("W", "r", encode_snapshot(old))
+    assert snapshot_seq(await store.get("W", "r") or b"") == 9
+    await store.delete("W", "r")
+    assert await store.get("W", "r") is None
+    assert await store.put("W", "r", encode_snapshot(old))

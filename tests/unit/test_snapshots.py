@@ -1,0 +1,167 @@
+"""Snapshots of a run's fold (engine.snapshots) and the run cache reading snapshot + tail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+
+import msgspec
+import pytest
+
+from engine import MemoryLog, WorkflowCancelledError, fold
+from engine.codec import decode_record
+from engine.executor import Executor
+from engine.fold import RunState
+from engine.runs import CachedRun, HistoryNeeded, RunCache
+from engine.runtime import start_run
+from engine.snapshots import (
+    HANDLED_SLOTS,
+    SNAPSHOT_VERSION,
+    MemorySnapshots,
+    decode_snapshot,
+    encode_snapshot,
+    snapshot_seq,
+)
+from tests.integration.procs import eventually
+from tests.workflows import FanInOut, Interview, Reply, Ticker
+
+
+def _same(a: RunState, b: RunState) -> None:
+    for slot in sorted(HANDLED_SLOTS - {"_memos", "incomplete", "_log"}):
+        assert getattr(a, slot) == getattr(b, slot), slot
+    assert a.incomplete.keys() == b.incomplete.keys()
+    for key, p in a.incomplete.items():
+        q = b.incomplete[key]
+        assert (p.head_seq, p.base, p.seen) == (q.head_seq, q.base, q.seen)
+        assert p.missing("jetloom", a.workflow, a.run_id) == q.missing("jetloom", a.workflow, a.run_id)
+
+
+async def _run(wf: type, log: MemoryLog, **fields: object) -> str:
+    handler = wf(timeout=30, log=log).run(**fields)
+    await handler
+    return handler.run_id
+
+
+def test_every_run_state_slot_is_in_the_snapshot_format() -> None:
+    # a new RunState field must be carried by snapshots (engine/snapshots.py), else none is written
+    assert set(RunState.__slots__) == HANDLED_SLOTS
+
+
+async def test_snapshot_round_trip_of_a_fan_in_run() -> None:
+    log = MemoryLog()
+    rid = await _run(FanInOut, log, n=20, delay=0)
+    st = fold(decode_record(r, FanInOut.events) for r in await log.read("FanInOut", rid))
+    data = encode_snapshot(st)
+    assert snapshot_seq(data) == st.seq
+    back = decode_snapshot(data)
+    assert back is not None
+    _same(st, back)
+    assert back.collect("join", ["Squared"] * 20, st.seq) == st.collect("join", ["Squared"] * 20, st.seq)
+
+
+async def test_snapshot_round_trip_of_waits_and_an_interrupted_commit() -> None:
+    log = MemoryLog()
+    handler = Interview(timeout=30, log=log).run(people=["a", "b"])
+    rid = handler.run_id
+
+    async def records_with(text: str, n: int) -> bool:
+        return sum(text in r.subject for r in await log.read("Interview", rid)) >= n
+
+    await eventually(lambda: records_with("sys.StepSuspended", 2), timeout=10, what="two waits")
+    await handler.send_event(Reply(who="a", text="Ann"))
+    await eventually(lambda: records_with("sys.StepCompleted", 3), timeout=10, what="a answered")
+    records = [decode_record(r, Interview.events) for r in await log.read("Interview", rid)]
+    # leave out the second event of begin's commit, as a crash part-way through it would
+    dropped = next(r.seq for r in records if r.type == "Person" and r.commit and r.commit.endswith("/2"))
+    st = fold(r for r in records if r.seq != dropped)
+    assert st.waits and st.incomplete
+    back = decode_snapshot(encode_snapshot(st))
+    assert back is not None
+    _same(st, back)
+    await handler.cancel_run()
+    with contextlib.suppress(WorkflowCancelledError):
+        await handler
+
+
+def test_other_versions_and_garbage_are_ignored() -> None:
+    st = RunState("W", "r1")
+    data = encode_snapshot(st)
+    assert decode_snapshot(data) is not None
+    assert decode_snapshot(b"not a snapshot") is None
+    assert snapshot_seq(b"") is None
+    other = zlib.compress(msgspec.msgpack.encode([SNAPSHOT_VERSION + 1, 5])) + data[len(data) // 2 :]
+    assert decode_snapshot(other) is None and snapshot_seq(other) is None
+
+
+async def test_memory_store_keeps_the_snapshot_covering_most_records() -> None:
+    store = MemorySnapshots()
+    old, new = RunState("W", "r"), RunState("W", "r")
+    old.seq, new.seq = 10, 20
+    assert await store.put("W", "r", encode_snapshot(new))
+    assert not await store.put("W", "r", encode_snapshot(old))
+    assert snapshot_seq(await store.get("W", "r") or b"") == 20
+
+
+async def test_cache_reads_the_snapshot_and_only_the_tail() -> None:
+    log = MemoryLog()
+    rid = await _run(Ticker, log, n=40, interval=0)
+    total = len(await log.read("Ticker", rid))
+    store = MemorySnapshots()
+    first = RunCache(log, "Ticker", Ticker.events, snapshots=store, snapshot_every=50)
+    full = await first.get(rid, min_seq=0, refresh=True)
+    await first.flush()
+    assert first.records_read == total and first.snapshots_written == 1
+
+    second = RunCache(log, "Ticker", Ticker.events, snapshots=store)
+    again = await second.get(rid, min_seq=0, refresh=True)
+    assert second.snapshots_loaded == 1 and second.records_read == 0
+    _same(full.state, again.state)
+    assert again.state.status == "completed" and again.state.result is not None
+
+
+async def test_older_history_than_the_snapshot_raises_history_needed() -> None:
+    log = MemoryLog()
+    rid = await _run(Ticker, log, n=5, interval=0)
+    records = [decode_record(r, Ticker.events) for r in await log.read("Ticker", rid)]
+    st = fold(records[:6])
+    run = CachedRun(encode_snapshot(st), decode_snapshot(encode_snapshot(st)))
+    run.extend(records[6:])
+    assert run.event(records[-3].seq) is not None or records[-3].kind != "evt"
+    with pytest.raises(HistoryNeeded):
+        run.event(records[1].seq)  # the start event, before the snapshot
+    assert run.state_at(run.last_seq) == run.state.state
+
+
+async def test_two_executors_finish_a_fan_in_from_snapshots() -> None:
+    """Every few records a snapshot is written; the second executor loads runs from them, and
+    a fan-in that needs events from before its snapshot reloads the whole log."""
+    log = MemoryLog()
+    store = MemorySnapshots()
+    executors = [
+        Executor(FanInOut(), log, snapshots=store, snapshot_every=7, max_cached_runs=1) for _ in range(2)
+    ]
+    for ex in executors:
+        await ex.start()
+    try:
+        handlers = [
+            start_run(log, FanInOut, start_event=None, run_id=None, fields={"n": 15, "delay": 0}, timeout=30)
+            for _ in range(6)
+        ]
+        results = await asyncio.gather(*handlers)
+        assert results == [[i * i for i in range(15)]] * len(handlers)
+    finally:
+        for ex in executors:
+            await ex.stop(grace=0)
+    assert store.puts > 0
+    assert sum(ex.runs.snapshots_loaded for ex in executors) > 0
+    assert sum(ex.runs.full_reloads for ex in executors) > 0, "a fan-in reached back past a snapshot"
+
+
+def test_run_started_initial_state_seeds_the_fold() -> None:
+    from engine.commands import event_payload, start_messages
+    from engine.records import RawRecord
+
+    messages = start_messages("jetloom", "W", "r", "StartEvent", event_payload("StartEvent", {}), initial_state={"total": 3})
+    st = fold(decode_record(RawRecord(i + 1, m.subject, m.headers, m.data, 0)) for i, m in enumerate(messages))
+    assert st.state == {"total": 3} and st.state_changed_seq == 1
