@@ -27,6 +27,7 @@ from .records import (
     RunCompleted,
     RunFailed,
     StepFailed,
+    StepRetrying,
     StepSuspended,
 )
 
@@ -52,6 +53,7 @@ HANDLED_SLOTS: Final = frozenset(
         "result", "error", "done", "events", "consumed", "collections", "_memos", "started_ns",
         "ended_ns", "steps_completed", "steps_failed", "records", "skipped", "incomplete",
         "waits", "resolved", "claimed", "rollbacks", "epoch", "forking", "parent", "_log",
+        "attempts", "retrying", "retried_from", "first_failed_ns",
     }
 )  # fmt: skip
 # "_log" (every record that counts, kept for a rollback to refold) is not carried: a run loaded
@@ -114,6 +116,11 @@ class _Snapshot(msgspec.Struct, kw_only=True):
     epoch: int = 0
     forking: bool = False
     parent: ParentRef | None = None
+    # retries: per (trigger, step)
+    attempts: list[tuple[int, str, int]] = []
+    retrying: list[tuple[int, str, StepRetrying]] = []
+    retried_from: list[tuple[int, str, int]] = []
+    first_failed_ns: list[tuple[int, str, int]] = []
 
 
 class _Head(msgspec.Struct):
@@ -186,6 +193,10 @@ def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
         epoch=st.epoch,
         forking=st.forking,
         parent=st.parent,
+        attempts=[(t, s, n) for (t, s), n in st.attempts.items()],
+        retrying=[(t, s, r) for (t, s), r in st.retrying.items()],
+        retried_from=[(t, s, n) for (t, s), n in st.retried_from.items()],
+        first_failed_ns=[(t, s, n) for (t, s), n in st.first_failed_ns.items()],
     )
     # the sequence first, readable without decoding the rest (snapshot_seq)
     return zlib.compress(_encoder.encode(_Head(SNAPSHOT_VERSION, st.seq)), level) + zlib.compress(
@@ -249,6 +260,10 @@ def decode_snapshot(data: bytes) -> RunState | None:
     st.epoch = snap.epoch
     st.forking = snap.forking
     st.parent = snap.parent
+    st.attempts = {(t, s): n for t, s, n in snap.attempts}
+    st.retrying = {(t, s): r for t, s, r in snap.retrying}
+    st.retried_from = {(t, s): n for t, s, n in snap.retried_from}
+    st.first_failed_ns = {(t, s): n for t, s, n in snap.first_failed_ns}
     return st
 
 
