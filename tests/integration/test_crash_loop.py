@@ -9,8 +9,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
 from services.launcher import WorkerProcess
 from services.nats_client import NatsClient
 from tests.crashloop import Lines
@@ -95,7 +93,6 @@ async def test_crash_loop_short(
     assert await _crash_loop(nats_url, start_worker, path, runs=30, kill=kill) == 2
 
 
-@pytest.mark.slow
 async def test_crash_loop_200_runs(
     nats_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]], tmp_path: Path
 ) -> None:

@@ -60,10 +60,10 @@ async def _append_ticks(log: JetStreamLog, first: int, count: int, last_tick_seq
 
 
 @pytest.mark.parametrize(
-    "records", [20_000, pytest.param(100_000, marks=pytest.mark.slow)], ids=["20k", "100k"]
+    "records", [100_000], ids=["100k"]
 )
 async def test_a_long_run_is_rebuilt_from_its_snapshot_and_the_tail(log: JetStreamLog, records: int) -> None:
-    """100,000 records (make test-slow; 20,000 in make test): the first cache folds them all and
+    """100,000 records: the first cache folds them all and
     writes a snapshot, the run goes on, and a second cache reads the snapshot and 20 records."""
     pairs = (records - 2) // 2
     start = start_messages(log.prefix, "Ticker", RUN, "TickStart", event_payload("TickStart", {"n": 10**9}))
