@@ -182,10 +182,22 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"d.rebuild_vs_raw.{size}", "d", f"rebuild ≤ 1.5 × raw replay at {int(size):,} records",
                 "<=", 1.5, {size: m}, lambda m=m: rebuild(m))  # fmt: skip
         snap = sc["d"].get("snapshots", {})
-        out.append(_target(
-            "d.snapshot_100k_vs_1k", "d", "with snapshots, rebuild at 100,000 ≤ 2 × at 1,000",
-            None, "<=", 2.0, snap.get("reason", "snapshots not available"),
-        ))  # fmt: skip
+        if snap.get("ratio_100k_vs_1k") is not None:
+            big, small = d["100000"], d["1000"]
+            out.append(_target(
+                "d.snapshot_100k_vs_1k", "d", "with snapshots, rebuild at 100,000 ≤ 2 × at 1,000",
+                snap["ratio_100k_vs_1k"], "<=", 2.0,
+                f"from snapshot + {snap['tail']}-record tail: {big['snapshot_rebuild_ms']:.1f} ms at "
+                f"100,000 ({big['snapshot_bytes'] / 1024:.0f} kB), "
+                f"{small['snapshot_rebuild_ms']:.1f} ms at 1,000",
+                "The snapshot's size grows with the run (the fold keeps every event's sequence "
+                "for fan-in); decoding it is the cost.",
+            ))  # fmt: skip
+        else:
+            out.append(_target(
+                "d.snapshot_100k_vs_1k", "d", "with snapshots, rebuild at 100,000 ≤ 2 × at 1,000",
+                None, "<=", 2.0, snap.get("reason", "snapshots not available"),
+            ))  # fmt: skip
     e = sc.get("e", {}).get("results")
     if e and "1" in e and "4" in e:
 

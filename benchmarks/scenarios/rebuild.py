@@ -11,8 +11,10 @@ a ``StepCompleted`` (one state change) and the ``BenchTick`` event it emitted, u
 - **raw replay** = a nats-py ordered push consumer on the run's subject filter, counting messages
   until the N-th (no decoding): the floor for reading a run on this stack.
 
-Snapshots (latest snapshot + the records after it, DESIGN.md §3) are not implemented yet (issue 4),
-so the snapshot figure is reported as not available.
+- **rebuild from a snapshot** = what a worker does for a run it has not cached once a snapshot
+  exists (``engine.runs.RunCache``): get the snapshot from the KV bucket ``<prefix>_snapshots``,
+  ``decode_snapshot``, read the records after it (a tail of ``SNAPSHOT_TAIL``) and fold them in. The
+  snapshot is written once, of the fold up to the tail, with ``encode_snapshot`` + ``KvSnapshots``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from engine import StartEvent, fold
 from engine.codec import decode_record, encode
 from engine.events import encode_event
 from engine.log.jetstream import JetStreamLog
+from engine.log.jssnapshots import KvSnapshots
 from engine.records import (
     H_RUN,
     H_STEP,
@@ -39,6 +42,7 @@ from engine.records import (
     run_subject,
 )
 from engine.runtime import start_commit
+from engine.snapshots import decode_snapshot, encode_snapshot
 
 from ..harness import Harness
 from ..measure import CpuMeter, run_loop
@@ -49,10 +53,7 @@ PREFIX = "benchrb"
 WORKFLOW = "Synthetic"
 APPEND_BATCH = 1000
 EVENTS: dict[str, Any] = {"StartEvent": StartEvent, "BenchTick": BenchTick}
-SNAPSHOTS = {
-    "available": False,
-    "reason": "snapshots are not implemented yet (issue 4): rebuild always folds the whole log",
-}
+SNAPSHOT_TAIL = 20  # records after the snapshot
 
 
 def reps_for(size: int, quick: bool) -> int:
@@ -102,6 +103,28 @@ async def rebuild(log: JetStreamLog, run_id: str) -> tuple[dict[str, float], int
     return phases, state.records
 
 
+async def snapshot_rebuild(log: JetStreamLog, store: KvSnapshots, run_id: str) -> tuple[float, int]:
+    """Rebuild from the run's snapshot and its tail; returns (ms, records read from the log)."""
+    t0 = time.perf_counter()
+    data = await store.get(WORKFLOW, run_id)
+    state = decode_snapshot(data) if data else None
+    if state is None:
+        raise RuntimeError(f"no usable snapshot of {run_id}")
+    tail = await log.read(WORKFLOW, run_id, after_seq=state.seq)
+    for raw in tail:
+        state.apply(decode_record(raw, EVENTS))
+    return (time.perf_counter() - t0) * 1e3, len(tail)
+
+
+async def write_snapshot(log: JetStreamLog, store: KvSnapshots, run_id: str, size: int) -> int:
+    """Snapshot the fold of all but the last ``SNAPSHOT_TAIL`` records; returns its bytes."""
+    raws = await log.read(WORKFLOW, run_id)
+    state = fold(decode_record(r, EVENTS) for r in raws[: max(1, size - SNAPSHOT_TAIL)])
+    data = encode_snapshot(state)
+    await store.put(WORKFLOW, run_id, data)
+    return len(data)
+
+
 async def raw_replay(log: JetStreamLog, run_id: str, size: int) -> float:
     """Seconds for an ordered consumer to deliver the run's ``size`` messages."""
     done = asyncio.get_running_loop().create_future()
@@ -132,6 +155,7 @@ def run(h: Harness) -> dict[str, Any]:
 
     async def main() -> None:
         log = await JetStreamLog.connect(srv.url, prefix=PREFIX)
+        store = await KvSnapshots.open(log.nc, prefix=PREFIX)
         try:
             for size in o.rebuild_sizes:
                 run_id = f"n{size}-{uuid.uuid4().hex[:8]}"
@@ -163,6 +187,8 @@ def run(h: Harness) -> dict[str, Any]:
                         for k, v in meter.stop().items():
                             cpu_raw[k] += v
                         advance(1)
+                snap_bytes = await write_snapshot(log, store, run_id, size)
+                snaps = [await snapshot_rebuild(log, store, run_id) for _ in range(reps)]
                 totals = [sum(p.values()) for p in phases]
                 med = statistics.median
                 results[str(size)] = {
@@ -174,6 +200,9 @@ def run(h: Harness) -> dict[str, Any]:
                     "rebuild_phases_ms": {k: med(p[k] for p in phases) for k in phases[0]},
                     "raw_replay_ms": med(replays),
                     "ratio": med(totals) / med(replays),
+                    "snapshot_rebuild_ms": med(ms for ms, _ in snaps),
+                    "snapshot_tail_records": snaps[0][1],
+                    "snapshot_bytes": snap_bytes,
                     "cpu_us_per_record": {
                         "rebuild": {k: v / reps / size * 1e6 for k, v in cpu_rebuild.items()},
                         "raw_replay": {k: v / reps / size * 1e6 for k, v in cpu_raw.items()},
@@ -183,4 +212,11 @@ def run(h: Harness) -> dict[str, Any]:
             await log.close()
 
     run_loop(main, uvloop=h.uvloop)
-    return {"sizes": o.rebuild_sizes, "results": results, "snapshots": SNAPSHOTS}
+    snapshots: dict[str, Any] = {"available": True, "tail": SNAPSHOT_TAIL}
+    if "1000" in results and "100000" in results:
+        snapshots["ratio_100k_vs_1k"] = (
+            results["100000"]["snapshot_rebuild_ms"] / results["1000"]["snapshot_rebuild_ms"]
+        )
+    else:
+        snapshots["reason"] = "needs the 1,000 and 100,000 sizes"
+    return {"sizes": o.rebuild_sizes, "results": results, "snapshots": snapshots}
