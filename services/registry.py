@@ -25,11 +25,11 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from engine.describe import WorkflowInfo
+from engine.log.kv import open_bucket
 
 __all__ = ["DEFAULT_TTL", "Heartbeat", "Registry", "RegistryView", "ServiceEntry", "jetloom_version"]
 
@@ -100,7 +100,7 @@ class Registry:
         self.js = nc.jetstream()
         self.services_bucket = f"{prefix}_services"
         self.workflows_bucket = f"{prefix}_workflows"
-        self._storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
+        self._storage_name = storage
         self._services: KeyValue | None = None
         self._workflows: KeyValue | None = None
 
@@ -113,14 +113,7 @@ class Registry:
         return reg
 
     async def _bucket(self, name: str, *, marker_ttl: float | None) -> KeyValue:
-        try:
-            return await self.js.key_value(name)
-        except (BucketNotFoundError, NotFoundError):
-            pass
-        config = KeyValueConfig(
-            bucket=name, history=1, storage=self._storage, direct=True, limit_marker_ttl=marker_ttl
-        )
-        return await self.js.create_key_value(config)
+        return await open_bucket(self.nc, name, storage=self._storage_name, limit_marker_ttl=marker_ttl)
 
     # ---- writes (workers) ------------------------------------------------------------------
 

@@ -18,16 +18,14 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
 from engine.errors import JetloomError
+from engine.log.kv import open_bucket
 
 from .registry import _current_values
 
@@ -70,19 +68,7 @@ class SessionStore:
     @classmethod
     async def open(cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file") -> SessionStore:
         """The bucket ``<prefix>_sessions``, created if missing."""
-        js = nc.jetstream()
-        name = f"{prefix}_sessions"
-        try:
-            kv = await js.key_value(name)
-        except (BucketNotFoundError, NotFoundError):
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=name,
-                    history=1,
-                    storage=StorageType.FILE if storage == "file" else StorageType.MEMORY,
-                    direct=True,
-                )
-            )
+        kv = await open_bucket(nc, f"{prefix}_sessions", storage=storage)
         return cls(kv)
 
     async def create(self, workflow: str, session_id: str | None = None) -> Session:
