@@ -90,7 +90,8 @@ def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Pa
     for size, m in rebuild.items():
         assert m["folded"] == int(size)
         assert m["rebuild_ms"] > 0 and m["raw_replay_ms"] > 0
-    assert sc["d"]["snapshots"]["available"] is False
+        assert m["snapshot_rebuild_ms"] > 0 and m["snapshot_bytes"] > 0
+    assert sc["d"]["snapshots"]["available"] is True
     scale = sc["e"]["results"]
     assert list(scale) == ["1", "2", "4"]
     assert {m["completed"] for m in scale.values()} == {scale["1"]["runs"]}
