@@ -1,0 +1,56 @@
+"""The read path's own header and timestamp parsing agree with nats-py and ``datetime``."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+from nats.aio.client import Client
+
+from engine.log.jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
+
+BLOCKS = [
+    b"",
+    b"\r\n",
+    b"Jl-Run: r1\r\nJl-Step: count\r\nJl-Trigger: 12\r\n\r\n",
+    b"Nats-Subject: a.b.c\r\nNats-Sequence: 5\r\nNats-Time-Stamp: 2026-11-21T11:01:46.9Z\r\n\r\n",
+    b"Name:Value\r\nName2:\tTabbed \r\n  Spaced  :  x  \r\n",
+    b"no colon line\r\nk: v\r\n",
+    b"bad name: x\r\nok: y\r\n",
+    b"k: first\r\nk: second\r\n",
+    b"caf\xc3\xa9: x\r\nk: caf\xc3\xa9\r\nbroken: \xff\xfe\r\n",
+    b"sep\x1cname: x\r\nv: a\x1cb\x1c\r\n\x1fk\x1f: w\r\n",
+    b"empty:\r\n:novalue\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", BLOCKS)
+def test_header_parser_matches_nats_py(raw: bytes) -> None:
+    assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+def test_header_parser_matches_nats_py_on_random_blocks() -> None:
+    rng = random.Random(5)
+    alphabet = b"ab:: \t\r\n\x0b\x0c\x1c\x1f\x85\xc3\xa9\xff-"
+    for _ in range(3000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        assert parse_header_lines(raw) == Client._parse_header_lines(raw), raw
+
+
+def test_header_parser_is_installed_on_the_instance_only() -> None:
+    nc = Client()
+    install_header_parser(nc)
+    assert nc._parse_header_lines is parse_header_lines
+    assert Client()._parse_header_lines is not parse_header_lines
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-21T11:01:46.971872205Z", "2026-11-21T11:01:46Z", "1970-01-01T00:00:00.5Z", "2026-11-21T11:01:46.1Z"],
+)
+def test_rfc3339_ns(text: str) -> None:
+    main, _, frac = text.rstrip("Z").partition(".")
+    secs = int(datetime.fromisoformat(main).replace(tzinfo=UTC).timestamp())
+    assert parse_rfc3339_ns(text) == secs * 1_000_000_000 + int((frac + "0" * 9)[:9])
+    assert parse_rfc3339_ns(text) == parse_rfc3339_ns(text)  # cached second, same answer
