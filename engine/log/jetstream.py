@@ -283,7 +283,9 @@ class JetStreamLog:
     """``EventLog`` on NATS JetStream.
 
     Create with ``await JetStreamLog.connect(url)`` (owns the connection) or
-    ``JetStreamLog(nc)`` + ``await log.setup()`` (borrows one).
+    ``JetStreamLog(nc)`` + ``await log.setup()`` (borrows one). Either way the connection parses
+    message headers with ``jswire.parse_header_lines`` from then on (nats-py's result, at half the
+    cost; set on that client instance only).
 
     Args:
         nc: a connected nats-py client.
