@@ -76,6 +76,15 @@ class RunNotFound(ApiError, RunNotFoundError):
     """404 for a run."""
 
 
+def _ends_run(record: dict[str, Any]) -> bool:
+    """Whether a record (as streamed) ends its run; a step failure that an error handler took over
+    (``handled_by``) does not."""
+    if record["kind"] != "sys" or record["type"] not in TERMINAL:
+        return False
+    data = record.get("data")
+    return not (record["type"] == "StepFailed" and isinstance(data, dict) and data.get("handled_by"))
+
+
 def _workflow_name(workflow: str | type[Workflow]) -> str:
     return workflow if isinstance(workflow, str) else workflow.workflow_name
 
@@ -391,7 +400,7 @@ class RunHandle:
                     record = orjson.loads(sse.data)
                     last = record["seq"]
                     yield record
-                    if record["kind"] == "sys" and record["type"] in TERMINAL:
+                    if _ends_run(record):
                         return
                 # the server closed the stream without the ending record (e.g. it shut down, or
                 # ``last`` was already past the end): stop if the run is over, else reconnect

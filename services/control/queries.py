@@ -63,7 +63,12 @@ def is_terminal(raw: RawRecord) -> bool:
         return False
     if parts.type in TERMINAL_TYPES:
         return True
-    return parts.type == "StepFailed"
+    if parts.type != "StepFailed":
+        return False
+    try:  # a failure an error handler (@catch_error) took over does not end the run
+        return not orjson.loads(raw.data).get("handled_by")
+    except (orjson.JSONDecodeError, AttributeError):
+        return True
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
