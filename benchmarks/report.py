@@ -33,6 +33,9 @@ GROUPS = ("engine", "server", "driver")
 # ---- Markdown -------------------------------------------------------------------------------------
 
 
+TRIED = Path(__file__).with_name("tried.md")  # what was tried on the hot path, appended to reports
+
+
 def _f(x: Any, fmt: str = ",.2f") -> str:
     if x is None:
         return "—"
@@ -230,6 +233,8 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
     if failed:
         out.append("\n## Failures\n")
         out += [f"- ({k}) {v['error']}\n" for k, v in failed]
+    if TRIED.exists():
+        out.append("\n" + TRIED.read_text())
     if pngs:
         out.append("\n## Plots\n")
         out += [f"![{p.stem}]({p.name})\n" for p in pngs]
