@@ -24,13 +24,13 @@ step) cancels the child runs it still awaits; a child wait that times out cancel
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import commands
 from .codec import decode_record
+from .durations import deadline_ns
 from .errors import ChildWorkflowError
 from .events import StartEvent, StopEvent, encode_event, event_from_fields, event_name
 from .fold import RunState
@@ -191,10 +191,6 @@ async def cancel_timed_out_child(log: EventLog, state: RunState, resume: Resume)
         await commands.append_cancel(log, w.child_workflow, w.child_run, "timed out")
 
 
-def _seconds(timeout: float | timedelta | None) -> float | None:
-    return timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-
-
 def _start(
     workflow: type[Workflow] | str, start_event: StartEvent | str | None, fields: Mapping[str, Any]
 ) -> tuple[str, bytes]:
@@ -266,11 +262,7 @@ async def run_child(
             child = child_run_id(ctx.run_id, ctx.trigger_seq, ctx.step_name, wait)
         resolved, suspended = ctx._wait_state(wait)
         if resolved is None:
-            seconds = _seconds(timeout)
-            if suspended is not None:
-                fire_at = suspended.fire_at_ns
-            else:
-                fire_at = time.time_ns() + int(seconds * 1e9) if seconds is not None else 0
+            fire_at = deadline_ns(timeout, suspended.fire_at_ns if suspended is not None else None)
             start_type, payload = _start(workflow, start_event, fields)
             raise ChildSuspend(
                 StepSuspended(

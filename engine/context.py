@@ -9,12 +9,12 @@ of its trigger event's sequence, plus its own writes.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .describe import fields_schema
+from .durations import deadline_ns
 from .errors import WaitTimeoutError
 from .events import Event, StartEvent, StopEvent, event_from_fields, event_name
 from .fold import _MISSING, get_path, set_path
@@ -195,11 +195,7 @@ class Context:
                 run_id=self.run_id,
                 step=self.step_name,
             )
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if suspended is not None:
-            fire_at = suspended.fire_at_ns
-        else:
-            fire_at = time.time_ns() + int(seconds * 1e9) if seconds is not None else 0
+        fire_at = deadline_ns(timeout, suspended.fire_at_ns if suspended is not None else None)
         raise Suspend(
             StepSuspended(
                 step=self.step_name,
@@ -230,8 +226,7 @@ class Context:
         resolved, suspended = self._wait_state(wait)
         if resolved is not None:
             return
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        fire_at = suspended.fire_at_ns if suspended is not None else time.time_ns() + int(seconds * 1e9)
+        fire_at = deadline_ns(delay, suspended.fire_at_ns if suspended is not None else None)
         raise Suspend(
             StepSuspended(
                 step=self.step_name,

@@ -271,15 +271,10 @@ class Executor:
         if not await self._admit(spec, delivery, run, rec):
             return
         key = attempt_key(rec.run_id, raw.seq, spec.name, st.attempt_of(raw.seq, spec.name), st.epoch)
-        if (raw.seq, spec.name) in st.done:
-            if key in st.incomplete:
+        if (raw.seq, spec.name) in st.done or st.terminal:
+            if key in st.incomplete:  # (only a completed step has a commit to complete)
                 await self._complete(rec.run_id, key)
-            if st.terminal:  # a crash may have come between a child's end and its report
-                await children.notify_parent(self.log, st)
-            self.stats.skipped += 1
-            await delivery.ack()
-            return
-        if st.terminal:
+            # a crash may have come between a child's end and its report
             await children.notify_parent(self.log, st)
             self.stats.skipped += 1
             await delivery.ack()

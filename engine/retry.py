@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import tenacity
 
+from .durations import seconds
 from .events import Event
 
 __all__ = [
@@ -65,10 +66,6 @@ class _Attempt:
         self.attempt_number = attempt_number
 
 
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 def _retries(error: Exception, retry_on: Sequence[type[BaseException]]) -> bool:
     return isinstance(error, tuple(retry_on))
 
@@ -94,13 +91,13 @@ class ConstantDelayRetryPolicy:
     def __post_init__(self) -> None:
         if self.maximum_attempts < 1:
             raise ValueError(f"maximum_attempts must be >= 1, got {self.maximum_attempts}")
-        if _seconds(self.delay) < 0:
+        if seconds(self.delay) < 0:
             raise ValueError(f"delay must be >= 0, got {self.delay}")
 
     def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None:
         if attempts >= self.maximum_attempts or not _retries(error, self.retry_on):
             return None
-        return float(tenacity.wait_fixed(_seconds(self.delay))(_Attempt(attempts)))  # type: ignore[arg-type]
+        return float(tenacity.wait_fixed(seconds(self.delay))(_Attempt(attempts)))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -134,17 +131,17 @@ class ExponentialBackoffRetryPolicy:
         if self.multiplier < 1:
             raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
         for name in ("initial_delay", "max_delay", "jitter"):
-            if _seconds(getattr(self, name)) < 0:
+            if seconds(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None:
         if attempts >= self.maximum_attempts or not _retries(error, self.retry_on):
             return None
         wait = tenacity.wait_exponential_jitter(
-            multiplier=_seconds(self.initial_delay),
+            multiplier=seconds(self.initial_delay),
             exp_base=self.multiplier,
-            max=_seconds(self.max_delay),
-            jitter=_seconds(self.jitter),
+            max=seconds(self.max_delay),
+            jitter=seconds(self.jitter),
         )
         return float(wait(_Attempt(attempts)))  # type: ignore[arg-type]
 

@@ -50,6 +50,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from ..durations import seconds
 from ..errors import AppendError, CommitTooLargeError, LastSeqMismatchError, LogError
 from ..records import (
     DEFAULT_PREFIX,
@@ -92,10 +93,6 @@ def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
 def consumer_name(workflow: str, step: str) -> str:
     """The durable consumer name of a workflow's step."""
     return f"{workflow}--{step}"
-
-
-def _seconds(value: timedelta | float) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class _Batch:
@@ -328,8 +325,8 @@ class JetStreamLog:
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
         self.dlq_stream = f"{self.stream}_DLQ"
-        self.ack_wait = _seconds(ack_wait)
-        self.duplicate_window = _seconds(duplicate_window)
+        self.ack_wait = seconds(ack_wait)
+        self.duplicate_window = seconds(duplicate_window)
         self.storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
         self.timeout = request_timeout
         self.prefetch = prefetch

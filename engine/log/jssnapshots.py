@@ -12,16 +12,14 @@ import contextlib
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
 from ..snapshots import snapshot_seq
+from .kv import open_bucket
 
 __all__ = ["KvSnapshots"]
 
@@ -50,20 +48,9 @@ class KvSnapshots:
             storage: ``"file"`` (default) or ``"memory"``.
             max_value_bytes: largest snapshot stored (default -1: the server's ``max_payload``).
         """
-        js = nc.jetstream()
-        name = f"{prefix}_snapshots"
-        try:
-            kv = await js.key_value(name)
-        except (BucketNotFoundError, NotFoundError):
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=name,
-                    history=1,
-                    storage=StorageType.FILE if storage == "file" else StorageType.MEMORY,
-                    direct=True,
-                    max_value_size=max_value_bytes,
-                )
-            )
+        kv = await open_bucket(
+            nc, f"{prefix}_snapshots", storage=storage, max_value_size=max_value_bytes
+        )
         return cls(kv)
 
     async def get(self, workflow: str, run_id: str) -> bytes | None:

@@ -149,14 +149,7 @@ class ControlPlane:
 
     def validate(self, info: WorkflowInfo, event_type: str, fields: Any) -> None:
         """Check ``fields`` against the event's schema; raise 422 naming the first bad field."""
-        if not isinstance(fields, dict):
-            raise ApiError(
-                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
-                detail=f"the {event_type} fields must be a JSON object, not {type(fields).__name__}",
-            )
-        schema = info.events.get(event_type)
-        if schema is not None:
-            self.validate_schema(event_type, schema, fields)
+        self.validate_schema(event_type, info.events.get(event_type) or {}, fields)
 
     def validate_schema(self, event_type: str, schema: dict[str, Any], fields: Any) -> None:
         """Check ``fields`` against a JSON schema; raise 422 naming the first bad field."""
@@ -475,12 +468,14 @@ async def send_event(
             extra={"field": "type"},
         )
     data = body.get("data", {})
+    key = request.headers.get("idempotency-key")
     accepted = info.accepted_events() - {info.start_event}
     if event_type in accepted:
         cp.validate(info, event_type, data)
+        ended = await terminal_seq(cp.log, wf, run_id) is not None
     else:  # not a step's input: maybe what a waiting step awaits (ctx.wait_for_event)
         st, records = await load_run(cp.log, wf, run_id)
-        key = request.headers.get("idempotency-key")
+        ended = st.terminal
         if key is not None:  # a retried send whose event is in the log already
             msg_id = f"{run_id}:ext:{key}"
             for r in records:
@@ -503,9 +498,8 @@ async def send_event(
             detail=f"{wf} has no step {target!r}",
             extra={"field": "step"},
         )
-    if await terminal_seq(cp.log, wf, run_id) is not None:
+    if ended:
         raise ApiError(status_code=HTTP_409_CONFLICT, detail=f"run {run_id} has already ended")
-    key = request.headers.get("idempotency-key")
     res = await commands.append_event(
         cp.log,
         wf,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import nats
@@ -17,7 +16,7 @@ from engine.log.jetstream import JetStreamLog
 from engine.records import Record, StepCompleted
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
-from tests.integration.procs import WorkerProcess
+from tests.integration.procs import WorkerProcess, eventually
 from tests.workflows import Chain3, FanInOut, Progress
 
 CHAIN = "tests.workflows:Chain3"
@@ -31,15 +30,6 @@ async def client(nats_url: str) -> AsyncIterator[NatsClient]:
         yield c
     finally:
         await c.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s: {what}")
 
 
 async def records_of(log: JetStreamLog, workflow: type, run_id: str) -> list[Record]:

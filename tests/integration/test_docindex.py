@@ -22,6 +22,7 @@ import pytest
 
 from examples.docindex.store import DocRow, DocStore
 from examples.docindex.workflow import DocIndex, Progress
+from services.launcher import WorkerProcess
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 
@@ -312,62 +313,27 @@ def test_store_replace_is_idempotent(tmp_path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def workers(url: str, n: int) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+async def workers(url: str, n: int) -> AsyncIterator[list[WorkerProcess]]:
     """``n`` worker processes, yielded once each has printed its ready line; killed on exit."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    procs: list[asyncio.subprocess.Process] = []
+    procs: list[WorkerProcess] = []
     try:
         for _ in range(n):
             procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "services.cli",
-                    "worker",
-                    "examples.docindex.workflow:DocIndex",
-                    "--nats",
-                    url,
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                )
+                await WorkerProcess.start("examples.docindex.workflow:DocIndex", url, cwd=REPO_ROOT)
             )
-
-        async def ready(proc: asyncio.subprocess.Process) -> None:
-            assert proc.stdout is not None
-            seen: list[bytes] = []
-            while line := await proc.stdout.readline():
-                if line.startswith(b"jetloom worker ready"):
-                    return
-                seen.append(line)
-            raise AssertionError(
-                f"worker {proc.pid} exited ({await proc.wait()}) before ready: {seen}"
-            )
-
-        async with asyncio.timeout(READY_TIMEOUT):
-            await asyncio.gather(*(ready(p) for p in procs))
+        await asyncio.gather(*(w.wait_ready(READY_TIMEOUT) for w in procs))
         yield procs
     finally:
-        for p in procs:
-            if p.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-        for p in procs:
-            await p.wait()
+        for w in procs:
+            w.kill()
+            await w.stop(timeout=5)
 
 
-async def stop_workers(procs: list[asyncio.subprocess.Process]) -> list[str]:
-    """SIGTERM each worker and wait (with a deadline) for a clean exit; their last stdout lines."""
-    for p in procs:
-        p.terminate()
-    async with asyncio.timeout(30):
-        outs = await asyncio.gather(*(p.communicate() for p in procs))
-    assert [p.returncode for p in procs] == [0] * len(procs)
-    return [out.decode() for out, _ in outs]
+async def stop_workers(procs: list[WorkerProcess]) -> list[str]:
+    """SIGTERM each worker and wait (with a deadline) for a clean exit; their last output lines."""
+    codes = await asyncio.gather(*(w.stop(timeout=30) for w in procs))
+    assert codes == [0] * len(procs)
+    return [w.output() for w in procs]
 
 
 async def test_distributed_two_workers(
@@ -392,7 +358,7 @@ async def test_distributed_two_workers(
             await client.close()
         # both workers were alive throughout, stop cleanly, and between them ran every step:
         # per run, discover once, then parse and finish once per file
-        assert all(p.returncode is None for p in procs)
+        assert all(w.proc.returncode is None for w in procs)
         outs = await stop_workers(procs)
     def total(counter: str) -> int:
         return sum(int(n) for out in outs for n in re.findall(rf"\b{counter}=(\d+)", out))
