@@ -232,7 +232,7 @@ class RunCache:
         is when the read returns it (a trigger is not decoded twice)."""
         run = self._runs.get(run_id)
         if run is None:
-            run = await self._load(run_id)
+            run = await self._load(run_id, fresh=_starts_run(trigger, run_id))
             if run_id in self._runs:  # loaded meanwhile by another trigger of the run
                 run = self._runs[run_id]
             else:
@@ -255,8 +255,8 @@ class RunCache:
         self._maybe_snapshot(run)
         return run
 
-    async def _load(self, run_id: str) -> CachedRun:
-        if self.snapshots is None or run_id in self._full:
+    async def _load(self, run_id: str, *, fresh: bool = False) -> CachedRun:
+        if self.snapshots is None or run_id in self._full or fresh:
             self._full.discard(run_id)
             return CachedRun()
         try:
@@ -318,6 +318,12 @@ class RunCache:
                 next((k for k, v in oldest if _waiting(v.state)), next(iter(self._runs))),
             )
             del self._runs[victim]
+
+
+def _starts_run(trigger: Record | None, run_id: str) -> bool:
+    """Whether ``trigger`` is the start event of the run's start commit: the run then has too few
+    records for a snapshot, and looking one up (a KV round trip) is skipped."""
+    return trigger is not None and trigger.commit == f"{run_id}:start/1"
 
 
 def _waiting(st: RunState) -> bool:
