@@ -79,7 +79,7 @@ def start_messages(
         encode(body),
         {**base, H_TYPE: "RunStarted"},
     )
-    return tag_commit([started, event], start_key(run_id))
+    return tag_commit([started, event], start_key(run_id), pipelined=copy)
 
 
 async def append_start(

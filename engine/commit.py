@@ -1,41 +1,64 @@
 """The ordered idempotent commit: how a step's effects reach the log, and how a commit that a
 crash interrupted is completed.
 
-A commit is the messages one step execution (or one run start) appends: its first record
-(``sys.StepCompleted`` / ``sys.RunStarted``), then the events it emitted, its stream output and
-``sys.RunCompleted``. Its idempotency key is ``<run_id>:<trigger_seq>:<step>`` (``<run_id>:start``
+A commit is the messages one step execution (or one run start) appends: its first record, the
+*head* (``sys.StepCompleted`` / ``sys.RunStarted``), then the events it emitted, its stream output
+and ``sys.RunCompleted``. Its idempotency key is ``<run_id>:<trigger_seq>:<step>`` (``<run_id>:start``
 for a start). On a log whose appends are not atomic (``EventLog.atomic`` false: the pipelined
 ``JetStreamLog``, ``MemoryLog``):
 
-1. The first record carries a copy of every other message of the commit (``CommitMessage``:
-   kind, type, the headers it does not imply, the payload as raw JSON). Every message carries
-   ``Jl-Commit: <key>/<index>``; message ``i`` is appended under the id ``message_id(key, i)``.
-2. The first record is appended and its ack awaited. If the log reports a duplicate, another
-   execution's commit stands: nothing of this execution is sent, and the stored commit is
-   completed from its own copy (step 4). So two executions' outputs never mix.
-3. The other messages are appended pipelined (sent without waiting for each ack); the trigger is
-   acked only after every ack.
-4. A crash in step 3 leaves a prefix of the commit in the log. The fold tracks, per commit, the
+1. Every message carries ``Jl-Commit: <key>/<index>:<execution>``, where ``execution`` is an id
+   drawn for this execution of the step (``new_execution_id``). The head carries a copy of every
+   other message of the commit (``CommitMessage``: kind, type, the headers it does not imply, the
+   payload as raw JSON).
+2. All messages are sent at once (pipelined, one write); the head under the id ``<key>``, message
+   ``i`` under its own tag. The trigger is acked only after every ack.
+3. The head decides whose commit stands: of two executions of one commit (a redelivery racing a
+   slow worker), the server stores one head and reports the other as a duplicate. The fold counts
+   a message of a commit only if the head it folded is of the same execution; the other
+   execution's messages that were stored (*orphans*) are history only: never folded, never run as
+   triggers (``RunState.orphans``). So two executions' outputs never mix, without waiting for the
+   head's ack before sending the rest (which cost a round trip per step).
+4. A crash in step 2 leaves a prefix of the commit in the log. The fold tracks, per commit, the
    indices it has seen and keeps the copy while some are missing (``RunState.incomplete``); the
    trigger's redelivery finds the completion in the fold and re-appends exactly the missing
    messages from the copy, under their original ids, so any that landed meanwhile are dropped as
    duplicates (and after the log's duplicate window, the fold's knowledge decides).
 
-On an atomic log (``JetStreamLog(commit="batch")``) the copy is left out: a commit is stored
-whole or not at all.
+On an atomic log (``JetStreamLog(commit="batch")``) the copy and the execution id are left out: a
+commit is stored whole or not at all.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Mapping, Sequence
 
 import msgspec
 
 from .fold import RunState
 from .log.base import EventLog
-from .records import H_COMMIT, H_TYPE, CommitMessage, OutMessage
+from .records import (
+    H_COMMIT,
+    H_TYPE,
+    CommitMessage,
+    OutMessage,
+    RawRecord,
+    commit_tag,
+    parse_commit_tag,
+)
 
-__all__ = ["complete_commit", "copy_of", "tag_commit"]
+__all__ = ["OrphanFilter", "complete_commit", "copy_of", "new_execution_id", "tag_commit"]
+
+_PROCESS = os.urandom(4).hex()  # execution ids: this process's random prefix and a counter
+_COUNTER = itertools.count(1)
+
+
+def new_execution_id() -> str:
+    """A short id unique to one execution of one commit: 8 hex digits of this process, then a
+    counter (``"3fa85f64-1c"``)."""
+    return f"{_PROCESS}-{next(_COUNTER):x}"
 
 
 def copy_of(messages: Sequence[OutMessage], base: Mapping[str, str]) -> list[CommitMessage]:
@@ -49,13 +72,15 @@ def copy_of(messages: Sequence[OutMessage], base: Mapping[str, str]) -> list[Com
     return out
 
 
-def tag_commit(messages: Sequence[OutMessage], key: str) -> list[OutMessage]:
-    """``messages`` with ``Jl-Commit: <key>/<index>`` added; a single message is left as is (its
-    idempotency id alone identifies it)."""
+def tag_commit(messages: Sequence[OutMessage], key: str, *, pipelined: bool = True) -> list[OutMessage]:
+    """``messages`` with ``Jl-Commit`` added: ``<key>/<index>:<execution>`` with a fresh execution
+    id when ``pipelined`` (the log's appends are not atomic), else ``<key>/<index>``. A single
+    message is left as is (its idempotency id alone identifies it)."""
     if len(messages) < 2:
         return list(messages)
+    execution = new_execution_id() if pipelined else None
     return [
-        OutMessage(m.subject, m.data, {**m.headers, H_COMMIT: f"{key}/{i}"})
+        OutMessage(m.subject, m.data, {**m.headers, H_COMMIT: commit_tag(key, i, execution)})
         for i, m in enumerate(messages)
     ]
 
@@ -79,3 +104,40 @@ async def complete_commit(log: EventLog, state: RunState, key: str) -> int:
         return 0
     result = await log.append(messages, idempotency_key=key, indices=indices)
     return result.count
+
+
+class OrphanFilter:
+    """Tells a run's orphans (``engine.commit`` step 3) from the records that count, for readers
+    that show records without folding them (the control plane's record listing and SSE stream).
+
+    Feed it every record of one run in log order from the run's first record (``counts`` answers
+    for each as it comes). The rule is the fold's: a message of a pipelined commit counts when the
+    first head of its commit seen was of the same execution; a later head of another execution
+    does not count. (The fold also drops a second copy of an index; readers see such a repair
+    duplicate, which can only come after the log's duplicate window.) Memory: one entry per
+    multi-message commit of the run.
+    """
+
+    __slots__ = ("_heads",)
+
+    def __init__(self) -> None:
+        self._heads: dict[str, str | None] = {}
+
+    def counts(self, record: RawRecord) -> bool:
+        tag = record.headers.get(H_COMMIT)
+        if tag is None:
+            return True
+        parsed = parse_commit_tag(tag)
+        if parsed is None or parsed[2] is None:
+            return True
+        key, index, execution = parsed
+        head = self._heads.get(key, _NO_HEAD)
+        if index == 0:
+            if head is _NO_HEAD:
+                self._heads[key] = execution
+                return True
+            return head == execution
+        return head == execution
+
+
+_NO_HEAD = object()

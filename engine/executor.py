@@ -268,6 +268,10 @@ class Executor:
         if st.status == "pending":
             await self._dead_letter(spec, delivery, f"run {rec.run_id} has no RunStarted record")
             return
+        if raw.seq in st.orphans:  # another execution's output whose commit did not stand
+            self.stats.skipped += 1
+            await delivery.ack()
+            return
         if not await self._admit(spec, delivery, run, rec):
             return
         key = attempt_key(rec.run_id, raw.seq, spec.name, st.attempt_of(raw.seq, spec.name), st.epoch)
@@ -450,8 +454,10 @@ class Executor:
         try:
             result = await self.log.append(messages, idempotency_key=key, expected_last_seq=expected)
         except LastSeqMismatchError:
+            # The head was refused, and what was sent with it stored as orphans under this
+            # execution's ids: send again as another execution.
             run.contended = True
-            return await self.log.append(messages, idempotency_key=key)
+            return await self.log.append(tag_commit(messages, key), idempotency_key=key)
         if not result.duplicate:
             run.advance_own(expected, result.seqs, messages, self.events)
         return result
@@ -570,7 +576,7 @@ class Executor:
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
         out.insert(0, self._sys(run_id, "StepCompleted", done, base))
-        return tag_commit(out, attempt_key(run_id, seq, spec.name, attempt, epoch))
+        return tag_commit(out, attempt_key(run_id, seq, spec.name, attempt, epoch), pipelined=not self.log.atomic)
 
     def _failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float

@@ -141,4 +141,4 @@ class Failed:
             failed, handled_by=handler, messages=[] if ex.log.atomic else copy_of(out, base)
         )
         first = ex._sys(run_id, "StepFailed", head, base)
-        return tag_commit([first, *out], attempt_key(run_id, seq, step, attempt, epoch))
+        return tag_commit([first, *out], attempt_key(run_id, seq, step, attempt, epoch), pipelined=not ex.log.atomic)

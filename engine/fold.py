@@ -33,6 +33,8 @@ from .records import (
     StepFailed,
     StepRetrying,
     StepSuspended,
+    commit_tag,
+    parse_commit_tag,
     run_subject,
 )
 
@@ -89,18 +91,26 @@ class PendingCommit:
         base: headers every message of the commit shares (``Jl-Run``, ``Jl-Step``, ``Jl-Trigger``).
         messages: the copy: message ``i`` (1-based) of the commit is ``messages[i - 1]``.
         seen: indices of the messages in the log so far (0 is the first record).
+        execution: the id of the execution whose head was folded (``None`` in logs written
+            before execution ids); only its messages count.
     """
 
-    __slots__ = ("key", "head_seq", "base", "messages", "seen")
+    __slots__ = ("key", "head_seq", "base", "messages", "seen", "execution")
 
     def __init__(
-        self, key: str, head_seq: int, base: dict[str, str], messages: list[CommitMessage]
+        self,
+        key: str,
+        head_seq: int,
+        base: dict[str, str],
+        messages: list[CommitMessage],
+        execution: str | None = None,
     ) -> None:
         self.key = key
         self.head_seq = head_seq
         self.base = base
         self.messages = messages
         self.seen = {0}
+        self.execution = execution
 
     @property
     def size(self) -> int:
@@ -115,7 +125,12 @@ class PendingCommit:
         for i, cm in enumerate(self.messages, 1):
             if i in self.seen:
                 continue
-            headers = {**self.base, H_TYPE: cm.type, **cm.headers, H_COMMIT: f"{self.key}/{i}"}
+            headers = {
+                **self.base,
+                H_TYPE: cm.type,
+                **cm.headers,
+                H_COMMIT: commit_tag(self.key, i, self.execution),
+            }
             subject = run_subject(prefix, workflow, run_id, cm.kind, cm.type)  # type: ignore[arg-type]
             indices.append(i)
             out.append(OutMessage(subject, bytes(cm.data), headers))
@@ -150,6 +165,9 @@ class RunState:
             by commit key (see ``PendingCommit``). A commit is appended message by message, so
             this is normally empty between commits; an entry that stays means the writer crashed
             part-way and the trigger's redelivery will complete it.
+        orphans: sequences of messages another execution of a commit stored after the head that
+            stands was folded, or without it (``engine.commit``): not folded, and never run as a
+            trigger.
         rollbacks: ``(to_seq, marker_seq)`` of every ``sys.RolledBack`` folded in: records in
             ``to_seq < seq < marker_seq`` do not count, nor do later records of a step whose
             trigger lies in such a range (a step that was running when the rollback came).
@@ -193,6 +211,7 @@ class RunState:
         "records",
         "skipped",
         "incomplete",
+        "orphans",
         "rollbacks",
         "epoch",
         "forking",
@@ -221,6 +240,7 @@ class RunState:
         self.records = 0
         self.skipped = 0
         self.incomplete: dict[str, PendingCommit] = {}
+        self.orphans: set[int] = set()
         # (trigger, step, wait id) -> (seq of the StepSuspended, the record), while unresolved or
         # until the step completes; first resolution of each wait; events given to a wait
         self.waits: dict[tuple[int, str, str], tuple[int, StepSuspended]] = {}
@@ -274,8 +294,9 @@ class RunState:
         self._log.append(rec)
         if self.rollbacks and rec.trigger is not None and self.excluded(rec.trigger):
             return
-        if rec.commit is not None:
-            self._track_commit(rec)
+        if rec.commit is not None and not self._track_commit(rec):
+            self.orphans.add(rec.seq)
+            return
         if rec.error is not None:
             self.skipped += 1
             return
@@ -380,18 +401,31 @@ class RunState:
         self.records = records
         self.epoch = len(self.rollbacks)
 
-    def _track_commit(self, rec: Record) -> None:
-        key, _, index = rec.commit.rpartition("/")  # type: ignore[union-attr]
-        if index == "0":
-            copy = getattr(rec.body, "messages", None)
-            if copy and key not in self.incomplete:
-                self.incomplete[key] = PendingCommit(key, rec.seq, _head_base(rec), copy)
-            return
+    def _track_commit(self, rec: Record) -> bool:
+        """Track a message of a multi-message commit; whether it counts (``False``: an orphan,
+        written by an execution whose head did not stand)."""
+        tag = parse_commit_tag(rec.commit)  # type: ignore[arg-type]
+        if tag is None:
+            return True
+        key, index, execution = tag
         pending = self.incomplete.get(key)
-        if pending is not None and index.isdigit() and 0 < int(index) < pending.size:
-            pending.seen.add(int(index))
-            if len(pending.seen) == pending.size:
-                del self.incomplete[key]
+        if index == 0:
+            if pending is not None:  # a second head, stored after the log's duplicate window
+                return execution is None or execution == pending.execution
+            copy = getattr(rec.body, "messages", None)
+            if copy:
+                self.incomplete[key] = PendingCommit(key, rec.seq, _head_base(rec), copy, execution)
+            return True
+        if pending is None or pending.execution != execution:
+            # no head of this execution is open: the commit of another execution stands (or this
+            # one's head was rejected); a log without execution ids keeps the old rule
+            return execution is None
+        if index >= pending.size or index in pending.seen:
+            return execution is None
+        pending.seen.add(index)
+        if len(pending.seen) == pending.size:
+            del self.incomplete[key]
+        return True
 
     def _drop_waits(self, trigger: int, step: str) -> None:
         if not self.waits:

@@ -154,7 +154,7 @@ class WorkflowHandler:
         """Fold one record in; true once the run has ended."""
         rec = decode_record(raw, self._events)
         self.state.apply(rec)
-        if rec.kind == "out" and rec.error is None:
+        if rec.kind == "out" and rec.error is None and rec.seq not in self.state.orphans:
             self._queue.put_nowait(rec.body)
         return self.state.terminal
 

@@ -18,6 +18,7 @@ took 0.48 s instead of 1.1 s (the collector's passes over every live record were
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import msgspec
@@ -54,7 +55,10 @@ __all__ = [
     "SubjectParts",
     "check_token",
     "commit_key",
+    "commit_tag",
+    "execution_of",
     "message_id",
+    "parse_commit_tag",
     "parse_subject",
     "run_filter",
     "run_subject",
@@ -108,11 +112,42 @@ def commit_key(run_id: str, trigger_seq: int, step: str, epoch: int = 0) -> str:
     return key if epoch == 0 else f"{key}@{epoch}"
 
 
-def message_id(key: str, index: int) -> str:
-    """The idempotency id of message ``index`` of the commit ``key``: the key itself for the first
-    message (so a single-message commit and the head of a larger one share it), ``<key>/<index>``
-    for the others."""
-    return key if index == 0 else f"{key}/{index}"
+def commit_tag(key: str, index: int, execution: str | None = None) -> str:
+    """The ``Jl-Commit`` value of message ``index`` of commit ``key``: ``<key>/<index>``, and
+    ``<key>/<index>:<execution>`` when the commit is sent pipelined (``engine.commit``): the id of
+    the step execution that wrote it, by which the fold tells its messages from those of another
+    execution of the same commit."""
+    tag = f"{key}/{index}"
+    return tag if execution is None else f"{tag}:{execution}"
+
+
+def parse_commit_tag(tag: str) -> tuple[str, int, str | None] | None:
+    """``(key, index, execution or None)`` of a ``Jl-Commit`` value; ``None`` if malformed."""
+    key, sep, rest = tag.rpartition("/")
+    if not sep:
+        return None
+    index, _, execution = rest.partition(":")
+    if not index.isdigit():
+        return None
+    return key, int(index), execution or None
+
+
+def execution_of(headers: Mapping[str, str]) -> str | None:
+    """The execution id in a message's ``Jl-Commit`` header, if any."""
+    tag = headers.get(H_COMMIT)
+    if tag is None:
+        return None
+    parsed = parse_commit_tag(tag)
+    return parsed[2] if parsed is not None else None
+
+
+def message_id(key: str, index: int, execution: str | None = None) -> str:
+    """The idempotency id (``Nats-Msg-Id``) of message ``index`` of the commit ``key``: the key
+    itself for the first message (so a single-message commit and the head of a larger one share
+    it, and of two executions of one commit only one head is stored), else the message's
+    ``commit_tag``: a message of one execution is a duplicate only of itself (a repair re-sending
+    it), never of another execution's message at the same index."""
+    return key if index == 0 else commit_tag(key, index, execution)
 
 
 class SubjectParts(msgspec.Struct, frozen=True, gc=False):

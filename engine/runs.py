@@ -27,7 +27,7 @@ from .codec import decode_record
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
-from .records import OutMessage, RawRecord, Record
+from .records import OutMessage, RawRecord, Record, parse_commit_tag
 from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore, decode_snapshot, encode_snapshot
 
 __all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
@@ -323,7 +323,10 @@ class RunCache:
 def _starts_run(trigger: Record | None, run_id: str) -> bool:
     """Whether ``trigger`` is the start event of the run's start commit: the run then has too few
     records for a snapshot, and looking one up (a KV round trip) is skipped."""
-    return trigger is not None and trigger.commit == f"{run_id}:start/1"
+    if trigger is None or trigger.commit is None:
+        return False
+    tag = parse_commit_tag(trigger.commit)
+    return tag is not None and tag[:2] == (f"{run_id}:start", 1)  # (commands.start_key)
 
 
 def _waiting(st: RunState) -> bool:

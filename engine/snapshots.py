@@ -52,7 +52,7 @@ HANDLED_SLOTS: Final = frozenset(
         "workflow", "run_id", "seq", "status", "state", "state_changed_seq", "start_event",
         "result", "error", "done", "events", "consumed", "collections", "_memos", "started_ns",
         "ended_ns", "steps_completed", "steps_failed", "records", "skipped", "incomplete",
-        "waits", "resolved", "claimed", "rollbacks", "epoch", "forking", "parent", "_log",
+        "orphans", "waits", "resolved", "claimed", "rollbacks", "epoch", "forking", "parent", "_log",
         "attempts", "retrying", "retried_from", "first_failed_ns",
     }
 )  # fmt: skip
@@ -66,6 +66,7 @@ class _Pending(msgspec.Struct, array_like=True):
     base: dict[str, str]
     messages: bytes  # JSON list of CommitMessage (their payloads are raw JSON)
     seen: list[int]
+    execution: str | None = None
 
 
 class _Wait(msgspec.Struct, array_like=True):
@@ -121,6 +122,7 @@ class _Snapshot(msgspec.Struct, kw_only=True):
     retrying: list[tuple[int, str, StepRetrying]] = []
     retried_from: list[tuple[int, str, int]] = []
     first_failed_ns: list[tuple[int, str, int]] = []
+    orphans: list[int] = []
 
 
 class _Head(msgspec.Struct):
@@ -183,7 +185,9 @@ def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
         records=st.records,
         skipped=st.skipped,
         incomplete=[
-            _Pending(p.key, p.head_seq, p.base, msgspec.json.encode(p.messages), sorted(p.seen))
+            _Pending(
+                p.key, p.head_seq, p.base, msgspec.json.encode(p.messages), sorted(p.seen), p.execution
+            )
             for p in st.incomplete.values()
         ],
         waits=[_Wait(t, s, w, seq, rec) for (t, s, w), (seq, rec) in st.waits.items()],
@@ -197,6 +201,7 @@ def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
         retrying=[(t, s, r) for (t, s), r in st.retrying.items()],
         retried_from=[(t, s, n) for (t, s), n in st.retried_from.items()],
         first_failed_ns=[(t, s, n) for (t, s), n in st.first_failed_ns.items()],
+        orphans=sorted(st.orphans),
     )
     # the sequence first, readable without decoding the rest (snapshot_seq)
     return zlib.compress(_encoder.encode(_Head(SNAPSHOT_VERSION, st.seq)), level) + zlib.compress(
@@ -250,12 +255,15 @@ def decode_snapshot(data: bytes) -> RunState | None:
     st.records = snap.records
     st.skipped = snap.skipped
     for p in snap.incomplete:
-        pending = PendingCommit(p.key, p.head_seq, p.base, _messages_decoder.decode(p.messages))
+        pending = PendingCommit(
+            p.key, p.head_seq, p.base, _messages_decoder.decode(p.messages), p.execution
+        )
         pending.seen = set(p.seen)
         st.incomplete[p.key] = pending
     st.waits = {(w.trigger, w.step, w.wait): (w.seq, w.record) for w in snap.waits}
     st.resolved = {(r.trigger, r.step, r.wait): r.resume for r in snap.resolved}
     st.claimed = set(snap.claimed)
+    st.orphans = set(snap.orphans)
     st.rollbacks = [(a, b) for a, b in snap.rollbacks]
     st.epoch = snap.epoch
     st.forking = snap.forking

@@ -96,12 +96,14 @@ class EventLog(Protocol):
         part-way leaves a prefix stored unless the log is ``atomic``.
 
         Idempotency: with an ``idempotency_key``, the message at index ``i`` of the commit is
-        stored under the id ``message_id(key, i)`` (the key itself for index 0, ``<key>/<i>``
-        otherwise) and a message whose id was stored before is not stored again (JetStream: within
-        the stream's duplicate window, 2 min by default). The first message is stored before any
-        other is sent; if it is a duplicate, nothing else is sent and ``duplicate=True``: the first
-        message decides which writer's commit stands. Without a key (and without
-        ``expected_last_seq``) all messages may be sent at once.
+        stored under the id ``message_id(key, i, execution)`` (the key itself for index 0, the
+        message's ``Jl-Commit`` tag otherwise) and a message whose id was stored before is not
+        stored again (JetStream: within the stream's duplicate window, 2 min by default). If the
+        first message is a duplicate the result has ``duplicate=True`` and ``count=0``: the first
+        message decides which writer's commit stands. The other messages may be sent at once with
+        the first (``JetStreamLog``), so a second writer's may be stored; each names its
+        execution in ``Jl-Commit`` and the fold leaves them out (``engine.commit``). A log may
+        instead stop at a duplicate first message (``MemoryLog``).
 
         Args:
             messages: what to append, in order.

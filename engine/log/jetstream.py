@@ -56,6 +56,7 @@ from ..records import (
     DEFAULT_PREFIX,
     OutMessage,
     RawRecord,
+    execution_of,
     message_id,
     parse_subject,
     run_filter,
@@ -421,41 +422,39 @@ class JetStreamLog:
                     f"{limit:,} bytes (a commit's first record carries a copy of everything the "
                     "step emitted; raise max_payload in the server config, see nats.conf)",
                 )
-        acks: list[dict[str, Any]] = []
-        rest = 0
-        if positions[0] == 0 and (key is not None or expected_last_seq is not None):
-            # The first message decides whose commit stands: nothing else goes out before its ack.
-            head = messages[0]
-            if expected_last_seq is not None:
-                parts = parse_subject(head.subject)
-                if parts is None:
-                    raise ValueError(f"not a run subject: {head.subject!r}")
-                head = OutMessage(
-                    head.subject,
-                    head.data,
-                    {
-                        **head.headers,
-                        "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq),
-                        "Nats-Expected-Last-Subject-Sequence-Subject": run_filter(
-                            self.prefix, parts.workflow, parts.run_id
-                        ),
-                    },
-                )
-            first = await self._request(head, key)
-            acks.append(first)
-            if first.get("duplicate"):
-                seq = int(first.get("seq") or 0)
-                return AppendResult(seq or None, 0, duplicate=True, seqs=(seq,))
-            rest = 1
-        if rest < len(messages):
-            futures = [
-                await self._send(m, message_id(key, i) if key is not None else None)
-                for m, i in zip(messages[rest:], positions[rest:], strict=True)
-            ]
-            acks.extend(await self._gather(futures))
+        head_first = positions[0] == 0 and (key is not None or expected_last_seq is not None)
+        futures = []
+        for n, (m, i) in enumerate(zip(messages, positions, strict=True)):
+            if n == 0 and expected_last_seq is not None:
+                m = self._expecting(m, expected_last_seq)
+            msg_id = None if key is None else message_id(key, i, execution_of(m.headers))
+            futures.append(await self._send(m, msg_id))
+        # All at once: the head decides whose commit stands, and the fold leaves out what another
+        # execution's messages put in the log meanwhile (engine.commit), so nothing waits for it.
+        acks = await self._gather(futures)
+        if head_first and acks[0].get("duplicate"):
+            seq = int(acks[0].get("seq") or 0)
+            return AppendResult(seq or None, 0, duplicate=True, seqs=(seq,))
         seqs = tuple(int(a.get("seq") or 0) for a in acks)
         count = sum(1 for a in acks if not a.get("duplicate"))
         return AppendResult(seqs[-1] or None, count, duplicate=count == 0, seqs=seqs)
+
+    def _expecting(self, head: OutMessage, expected_last_seq: int) -> OutMessage:
+        """``head`` with the check that the run's last record is at ``expected_last_seq``."""
+        parts = parse_subject(head.subject)
+        if parts is None:
+            raise ValueError(f"not a run subject: {head.subject!r}")
+        return OutMessage(
+            head.subject,
+            head.data,
+            {
+                **head.headers,
+                "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq),
+                "Nats-Expected-Last-Subject-Sequence-Subject": run_filter(
+                    self.prefix, parts.workflow, parts.run_id
+                ),
+            },
+        )
 
     async def _ack_route(self, msg: Msg) -> None:
         future = self._ack_waiters.pop(msg.subject, None)

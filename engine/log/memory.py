@@ -16,7 +16,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 from ..errors import LastSeqMismatchError
-from ..records import DEFAULT_PREFIX, OutMessage, RawRecord, SubjectParts, message_id, parse_subject
+from ..records import (
+    DEFAULT_PREFIX,
+    OutMessage,
+    RawRecord,
+    SubjectParts,
+    execution_of,
+    message_id,
+    parse_subject,
+)
 from .base import AppendResult, DeadLetter
 
 __all__ = ["MemoryLog"]
@@ -121,7 +129,11 @@ class MemoryLog:
         seqs: list[int] = []
         count = 0
         for m, parts, index in zip(messages, parsed, positions, strict=True):
-            msg_id = message_id(idempotency_key, index) if idempotency_key is not None else None
+            msg_id = (
+                message_id(idempotency_key, index, execution_of(m.headers))
+                if idempotency_key is not None
+                else None
+            )
             if msg_id is not None and msg_id in self._ids:
                 seqs.append(self._ids[msg_id])
                 if index == 0:

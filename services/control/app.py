@@ -56,6 +56,7 @@ from litestar.status_codes import (
 
 from engine import commands
 from engine.codec import decode_record
+from engine.commit import OrphanFilter
 from engine.describe import WorkflowInfo
 from engine.fold import RunState
 from engine.log.jetstream import JetStreamLog
@@ -370,11 +371,13 @@ async def run_detail(state: State, run_id: FromPath[str]) -> dict[str, Any]:
 async def run_events(
     state: State, run_id: FromPath[str], after: Annotated[int, QueryParameter(ge=0)] = 0
 ) -> dict[str, Any]:
-    """Every record of the run after sequence ``after``, in order."""
+    """Every record of the run after sequence ``after``, in order (orphans of a commit that did not
+    stand left out: ``engine.commit``)."""
     cp = _cp(state)
     assert cp.log is not None
     wf = await cp.run_workflow(run_id)
-    records = await cp.log.read(wf, run_id, after_seq=after)
+    orphans = OrphanFilter()
+    records = [r for r in await cp.log.read(wf, run_id) if orphans.counts(r) and r.seq > after]
     return {"run_id": run_id, "workflow": wf, "records": [record_view(r) for r in records]}
 
 
@@ -389,7 +392,8 @@ async def run_stream(
 
     Each event has ``id:`` = stream sequence, ``event:`` = kind (evt/sys/out) and ``data:`` = the
     record as in ``/runs/{id}/events``. Reconnect with ``Last-Event-ID`` (or ``?after=``) to
-    resume without loss or repeats. The stream ends after the record that ends the run.
+    resume without loss or repeats. The stream ends after the record that ends the run. Orphans
+    (messages of a commit that did not stand, ``engine.commit``) are left out.
     """
     cp = _cp(state)
     assert cp.log is not None
@@ -416,9 +420,14 @@ async def _sse(
     async def pump() -> None:
         assert cp.log is not None
         try:
+            orphans = OrphanFilter()  # (it needs the commit heads before ``after`` too)
+            for raw in await cp.log.read(workflow, run_id, up_to_seq=after) if after else ():
+                orphans.counts(raw)
             records = cp.log.follow(workflow, run_id, after_seq=after)
             async with contextlib.aclosing(records):  # type: ignore[type-var]
                 async for raw in records:
+                    if not orphans.counts(raw):
+                        continue
                     await queue.put(raw)
                     if is_terminal(raw):
                         break

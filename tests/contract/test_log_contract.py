@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.commit import tag_commit
 from engine.log.jetstream import JetStreamLog
 from engine.log.memory import MemoryLog
-from engine.records import OutMessage, run_subject
+from engine.records import OutMessage, execution_of, run_subject
 from services.natsserver import EmbeddedNats
 
 WF = "Contract"
@@ -82,16 +83,23 @@ async def test_append_reports_each_sequence(log: MemoryLog | JetStreamLog) -> No
     assert result.last_seq == result.seqs[-1]
 
 
-async def test_a_duplicate_first_message_stops_the_append(log: MemoryLog | JetStreamLog) -> None:
-    """The first message decides whose commit stands: a second writer's other messages are not
-    sent, even those the first writer never stored (no mixture of two writers' outputs)."""
-    await log.append([msg("r1", "sys", "StepCompleted", b'"mine"')], idempotency_key="k")
-    theirs = await log.append(
-        [msg("r1", "sys", "StepCompleted", b'"theirs"'), msg("r1", "evt", "A", b'"theirs"')],
-        idempotency_key="k",
+async def test_a_duplicate_first_message_decides_whose_commit_stands(log: MemoryLog | JetStreamLog) -> None:
+    """The first message decides whose commit stands: the second writer's append is reported a
+    duplicate, and whatever of it a pipelined log stored names another execution than the head
+    that stands (the fold leaves such orphans out: tests/unit/test_commit_orphans.py)."""
+    mine = tag_commit([msg("r1", "sys", "StepCompleted", b'"mine"'), msg("r1", "evt", "A", b'"mine"')], "k")
+    await log.append(mine, idempotency_key="k")
+    theirs = tag_commit(
+        [msg("r1", "sys", "StepCompleted", b'"theirs"'), msg("r1", "evt", "A", b'"theirs"'), msg("r1", "evt", "B", b'"theirs"')],
+        "k",
     )
-    assert theirs.duplicate and theirs.count == 0
-    assert [r.data for r in await log.read(WF, "r1")] == [b'"mine"']
+    result = await log.append(theirs, idempotency_key="k")
+    assert result.duplicate and result.count == 0
+    records = await log.read(WF, "r1")
+    assert [r.data for r in records[:2]] == [b'"mine"', b'"mine"']
+    assert all(execution_of(r.headers) == execution_of(theirs[0].headers) for r in records[2:])
+    assert execution_of(mine[0].headers) != execution_of(theirs[0].headers)
+    assert all(r.data == b'"theirs"' and not r.subject.endswith("StepCompleted") for r in records[2:])
 
 
 async def test_an_interrupted_append_is_completed_by_its_missing_indices(log: MemoryLog | JetStreamLog) -> None:

@@ -73,7 +73,9 @@ async def test_fan_out_fan_in_across_two_worker_processes(
     # llama-index-workflows, where a StopEvent cancels the rest of the run.
     assert steps["split"] == 1 and steps["square"] == 40 and 1 <= steps["join"] <= 40
     consumed = [s for c in done for s in c.consumed]
-    assert sorted(consumed) == [r.seq for r in records if r.type == "Squared"]
+    # (a commit refused for a stale cache leaves the messages sent with its head as orphans)
+    orphans = fold(records).orphans
+    assert sorted(consumed) == [r.seq for r in records if r.type == "Squared" and r.seq not in orphans]
     assert len({c.worker for c in done if c.step == "square"}) == 2
 
 
