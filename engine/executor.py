@@ -8,14 +8,15 @@ that runs the step) and handles up to ``num_workers`` at once. Handling a trigge
    for the trigger (a redelivery after a crash), complete that commit if a crash interrupted it,
    ack and stop; skip the trigger if the run has ended;
 3. call the step with a ``Context`` showing the run as of the trigger's sequence;
-4. append its completion record, then its effects, as one ordered idempotent commit
+4. append its completion record and its effects, sent at once, as one ordered idempotent commit
    (key ``<run_id>:<trigger_seq>:<step>``, protocol in ``engine.commit``), and only then ack the
    trigger.
 
 A crash anywhere before the ack redelivers the trigger. If the completion record had been stored,
 the redelivery finds it and appends whatever part of that commit is missing from the copy the
-record carries; if another execution's completion got there first, this one's commit is dropped
-whole. So the log holds each step's completion once, with exactly the messages of one execution.
+record carries; if another execution's completion got there first, this one's commit does not
+count: whatever of it was stored is an orphan the fold leaves out. So the run holds each step's
+completion once, with exactly the messages of one execution.
 """
 
 from __future__ import annotations
