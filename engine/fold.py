@@ -8,9 +8,11 @@ questions as of any earlier sequence, which is what makes fan-in race-free acros
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from operator import itemgetter
+from typing import Any, Final, NoReturn
 
 from .records import (
     H_COMMIT,
@@ -38,7 +40,18 @@ from .records import (
     run_subject,
 )
 
-__all__ = ["RUNNING", "TERMINAL", "PendingCommit", "RunState", "fold", "get_path", "set_path"]
+__all__ = [
+    "KEEP_EVENTS",
+    "RUNNING",
+    "TERMINAL",
+    "DroppedEvents",
+    "PendingCommit",
+    "RunState",
+    "compact",
+    "fold",
+    "get_path",
+    "set_path",
+]
 
 PENDING: Final = "pending"
 RUNNING: Final = "running"
@@ -48,6 +61,7 @@ CANCELLED: Final = "cancelled"
 TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 
 _MISSING = object()
+KEEP_EVENTS: Final = 256  # newest events whose details a compacted fold keeps whatever happened to them
 
 
 def set_path(root: dict[str, Any], path: str, value: Any) -> None:
@@ -146,6 +160,77 @@ def _head_base(rec: Record) -> dict[str, str]:
     return base
 
 
+def _history_needed(run_id: str, what: str) -> NoReturn:
+    # The run cache's signal (the executor reloads the run from its whole log and tries again);
+    # imported here because engine.runs imports this module.
+    from .runs import HistoryNeeded
+
+    raise HistoryNeeded(run_id, what)
+
+
+class DroppedEvents:
+    """What a compacted fold remembers of the events of one type it dropped (see ``compact``).
+
+    Attributes:
+        untargeted: dropped events addressed to no step in particular.
+        targeted: ``{step: dropped events addressed to it}``.
+        consumed: ``{step: dropped events it consumed}`` (by ``collect_events``, at a sequence at
+            or below the horizon). A step consumed every dropped event it could collect when this
+            equals ``untargeted + targeted[step]``.
+    """
+
+    __slots__ = ("untargeted", "targeted", "consumed")
+
+    def __init__(
+        self,
+        untargeted: int = 0,
+        targeted: dict[str, int] | None = None,
+        consumed: dict[str, int] | None = None,
+    ) -> None:
+        self.untargeted = untargeted
+        self.targeted: dict[str, int] = targeted if targeted is not None else {}
+        self.consumed: dict[str, int] = consumed if consumed is not None else {}
+
+    def unconsumed_by(self, step: str) -> int:
+        """Dropped events ``step`` could collect and did not consume."""
+        return self.untargeted + self.targeted.get(step, 0) - self.consumed.get(step, 0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DroppedEvents):
+            return NotImplemented
+        return (self.untargeted, self.targeted, self.consumed) == (
+            other.untargeted,
+            other.targeted,
+            other.consumed,
+        )
+
+    def __repr__(self) -> str:
+        return f"DroppedEvents({self.untargeted}, {self.targeted}, {self.consumed})"
+
+
+class _HorizonDone(set[tuple[int, str]]):
+    """``RunState.done`` of a compacted fold: the pairs kept, and a membership test that refuses
+    (``HistoryNeeded``) to answer for a trigger at or below the horizon whose pairs were dropped."""
+
+    __slots__ = ("horizon", "known", "run_id")
+
+    def __init__(
+        self, pairs: Iterable[tuple[int, str]], horizon: int, known: set[int], run_id: str
+    ) -> None:
+        super().__init__(pairs)
+        self.horizon = horizon
+        self.known = known  # triggers at or below the horizon whose pairs are all kept
+        self.run_id = run_id
+
+    def __contains__(self, key: object) -> bool:
+        if set.__contains__(self, key):
+            return True
+        trigger = key[0]  # type: ignore[index]
+        if trigger <= self.horizon and trigger not in self.known:
+            _history_needed(self.run_id, f"whether trigger {trigger} was handled")
+        return False
+
+
 class RunState:
     """Everything known about one run, as of record ``seq``.
 
@@ -179,6 +264,17 @@ class RunState:
         retried_from: ``(trigger_seq, step)`` -> failed attempts before the last retry-from-failure
             (``Resume(reason="manual")``); a retry policy counts attempts after it.
         first_failed_ns: ``(trigger_seq, step)`` -> server time of its first ``StepRetrying``.
+        horizon: 0 for a fold of the whole log. For a fold loaded from a compacted snapshot
+            (``compact``), the sequence at or below which details were dropped: ``done`` then holds
+            the pairs of the triggers after it and of those it still needs, ``events`` the events
+            after it and those a step that collects their type has not consumed, and a question
+            the dropped details would answer raises ``engine.runs.HistoryNeeded`` instead (the run
+            cache then folds the whole log).
+        dropped: per event type, what was dropped of its events (``DroppedEvents``); empty when
+            ``horizon`` is 0.
+        base_seq: sequence of the snapshot the fold was loaded from (0: folded from the first
+            record). Such a fold does not hold the records before it, so a rollback raises
+            ``HistoryNeeded``.
     """
 
     __slots__ = (
@@ -216,6 +312,9 @@ class RunState:
         "epoch",
         "forking",
         "_log",
+        "horizon",
+        "dropped",
+        "base_seq",
     )
 
     def __init__(self, workflow: str = "", run_id: str = "") -> None:
@@ -256,6 +355,9 @@ class RunState:
         self.retrying: dict[tuple[int, str], StepRetrying] = {}
         self.retried_from: dict[tuple[int, str], int] = {}
         self.first_failed_ns: dict[tuple[int, str], int] = {}
+        self.horizon = 0
+        self.dropped: dict[str, DroppedEvents] = {}
+        self.base_seq = 0
 
     @property
     def terminal(self) -> bool:
@@ -265,8 +367,17 @@ class RunState:
         """Whether sequence ``seq`` lies in a range a rollback undid."""
         return any(n < seq < m for n, m in self.rollbacks)
     def attempt_of(self, trigger: int, step: str) -> int:
-        """The 1-based attempt of ``step`` on ``trigger`` that runs next (or ran last, once done)."""
-        return self.attempts.get((trigger, step), 0) + 1
+        """The 1-based attempt of ``step`` on ``trigger`` that runs next (or ran last, once done).
+
+        Raises:
+            HistoryNeeded: a compacted fold dropped what it knew of ``trigger`` (``horizon``).
+        """
+        n = self.attempts.get((trigger, step))
+        if n is not None:
+            return n + 1
+        if self.horizon and trigger <= self.horizon and trigger not in self.done.known:  # type: ignore[attr-defined]
+            _history_needed(self.run_id, f"the attempts on trigger {trigger}")
+        return 1
 
     def _reopen(self, r: Resume) -> None:
         # retry-from-failure: the failed step runs again and the run is running again
@@ -383,6 +494,9 @@ class RunState:
             self._end(CANCELLED, rec)
 
     def _roll_back(self, marker: Record) -> None:
+        if self.base_seq:
+            # a rollback refolds the records before it, which a fold from a snapshot does not hold
+            _history_needed(self.run_id, "a rollback")
         to_seq = marker.body.to_seq
         fresh = RunState(self.workflow, self.run_id)
         fresh.rollbacks = [*self.rollbacks, (to_seq, marker.seq)]
@@ -460,7 +574,12 @@ class RunState:
         Cost: amortised O(1) per event while a step collects with one ``expected`` list (the
         partition is memoised and checked against the consumption records); a step that changes
         its ``expected`` list falls back to a scan of the buffered events.
+
+        Raises:
+            HistoryNeeded: a compacted fold dropped events the answer may depend on (``horizon``).
         """
+        if self.dropped:
+            self._check_dropped(step, expected, trigger_seq)
         key = (step, tuple(expected))
         memo = self._memos.get(key, _UNSET)
         if memo is _UNSET:
@@ -471,10 +590,22 @@ class RunState:
             self._memos[key] = None  # the log was collected differently; stop trusting the memo
         return self.collect_scan(step, expected, trigger_seq)
 
+    def _check_dropped(self, step: str, expected: Sequence[str], trigger_seq: int) -> None:
+        # Dropped events count for a fan-in as of trigger_seq unless the step consumed them by
+        # then; compact() only drops an event a step consumed at or below the horizon.
+        for type_name in set(expected):
+            d = self.dropped.get(type_name)
+            if d is None or not (d.untargeted or d.targeted.get(step)):
+                continue
+            if trigger_seq <= self.horizon or d.unconsumed_by(step) > 0:
+                _history_needed(self.run_id, f"events of type {type_name} a fan-in may collect")
+
     def collect_scan(
         self, step: str, expected: Sequence[str], trigger_seq: int
     ) -> list[int] | None:
         """``collect`` by scanning every buffered event (O(buffered) per call)."""
+        if self.dropped:
+            self._check_dropped(step, expected, trigger_seq)
         need = Counter(expected)
         consumed = self.consumed.get(step, {})
         candidates: list[tuple[int, str]] = []
@@ -566,3 +697,130 @@ def fold(records: Iterable[Record], *, until_seq: int | None = None) -> RunState
             break
         st.apply(rec)
     return st
+
+
+def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
+    """``st`` without the details no question after its horizon needs, so that the snapshot of a
+    long run is about as small as that of a short one (``engine.snapshots``).
+
+    The horizon ``H`` is the sequence of the ``keep_events + 1``-th newest event (default 256;
+    never lower than ``st.horizon``; no compaction while the run has fewer events). Dropped:
+
+    - an event at or below ``H``, unless a step known to collect its type (one that consumed an
+      event of that type) and to which it is addressed had not consumed it by ``H``; what was
+      dropped is counted in ``dropped``, so that a fan-in that could still collect it raises;
+    - everything keyed by a trigger at or below ``H`` (``done`` pairs, ``attempts``,
+      ``retried_from``, ``first_failed_ns``, ``resolved``) unless the trigger is open (a wait,
+      a pending retry, an incomplete commit, the failure that ended the run, or a step not done
+      that failed or was resumed on it) or its event is kept;
+    - ``consumed``, ``collections`` and ``claimed`` entries of dropped events.
+
+    Every answer of the result about sequences after ``H`` is the answer of ``st``; about the
+    kept triggers at or below ``H`` too; about the others it raises ``HistoryNeeded``.
+
+    Args:
+        st: the fold; read, not changed.
+        keep_events: newest events kept whatever happened to them (≥ 0).
+
+    Returns:
+        a new ``RunState`` sharing the unchanged parts (user state, waits, commits) with ``st``,
+        meant to be serialised rather than folded further; ``st`` itself when nothing is dropped.
+    """
+    tails = sorted(seq for lst in st.events.values() for seq, _ in lst[-(keep_events + 1) :])
+    if len(tails) <= keep_events or tails[-(keep_events + 1)] <= st.horizon:
+        return st
+    h = tails[-(keep_events + 1)]
+    done = st.done
+    old_known: set[int] | None = getattr(done, "known", None) if st.horizon else None
+
+    # steps known to collect each type: they consumed one of its events, now or before
+    collectors: dict[str, set[str]] = {
+        t: {s for s, n in d.consumed.items() if n} for t, d in st.dropped.items()
+    }
+    if st.consumed:
+        wanted = {e for mine in st.consumed.values() for e in mine}
+        type_of = {seq: t for t, lst in st.events.items() for seq, _ in lst if seq in wanted}
+        for step, mine in st.consumed.items():
+            for e in mine:
+                t = type_of.get(e)
+                if t is not None:
+                    collectors.setdefault(t, set()).add(step)
+
+    dropped = {
+        t: DroppedEvents(d.untargeted, dict(d.targeted), dict(d.consumed)) for t, d in st.dropped.items()
+    }
+    events: dict[str, list[tuple[int, str | None]]] = {}
+    kept_old: set[int] = set()  # events at or below the horizon that are kept
+    for t, lst in st.events.items():
+        cut = bisect_right(lst, h, key=itemgetter(0))
+        if not cut:
+            events[t] = list(lst)
+            continue
+        d = dropped.get(t)
+        if d is None:
+            d = dropped[t] = DroppedEvents()
+        takers_of = collectors.get(t)
+        keep: list[tuple[int, str | None]] = []
+        for e, target in lst[:cut]:
+            if takers_of:
+                takers = [s for s in takers_of if target is None or target == s]
+                at = [st.consumed.get(s, {}).get(e) for s in takers]
+                if any(c is None or c > h for c in at):
+                    keep.append((e, target))
+                    kept_old.add(e)
+                    continue
+                for s in takers:
+                    d.consumed[s] = d.consumed.get(s, 0) + 1
+            if target is None:
+                d.untargeted += 1
+            else:
+                d.targeted[target] = d.targeted.get(target, 0) + 1
+        keep.extend(lst[cut:])
+        if keep:
+            events[t] = keep
+
+    # triggers at or below the horizon whose details stay
+    keep_trigger = set(kept_old)
+    keep_trigger.update(k[0] for k in st.waits)
+    keep_trigger.update(k[0] for k in st.retrying)
+    for p in st.incomplete.values():
+        trig = p.base.get(H_TRIGGER, "")
+        if trig.isdigit():
+            keep_trigger.add(int(trig))
+    if isinstance(st.error, StepFailed):
+        keep_trigger.add(st.error.trigger)
+    for table in (st.attempts, st.retried_from, st.first_failed_ns, st.resolved):
+        keep_trigger.update(k[0] for k in table if not set.__contains__(done, (k[0], k[1])))
+
+    def stays(trigger: int) -> bool:
+        return trigger > h or trigger in keep_trigger
+
+    def exact(trigger: int) -> bool:  # st itself knew everything about it
+        return not st.horizon or trigger > st.horizon or trigger in (old_known or ())
+
+    known = {t for t in keep_trigger if t <= h and exact(t)}
+    out = RunState(st.workflow, st.run_id)
+    for name in RunState.__slots__:
+        setattr(out, name, getattr(st, name))
+    out.horizon = h
+    out.done = _HorizonDone((p for p in done if stays(p[0])), h, known, st.run_id)
+    out.events = events
+    out.dropped = {t: d for t, d in dropped.items() if d.untargeted or d.targeted}
+    out.consumed = {}
+    for step, mine in st.consumed.items():
+        left = {e: c for e, c in mine.items() if e > h or e in kept_old}
+        if left:
+            out.consumed[step] = left
+    out.collections = {}
+    for step, groups in st.collections.items():
+        left_groups = [g for g in groups if any(e > h or e in kept_old for e in g)]
+        if left_groups:
+            out.collections[step] = left_groups
+    out.claimed = {e for e in st.claimed if e > h or e in kept_old}
+    out.attempts = {k: v for k, v in st.attempts.items() if stays(k[0])}
+    out.retried_from = {k: v for k, v in st.retried_from.items() if stays(k[0])}
+    out.first_failed_ns = {k: v for k, v in st.first_failed_ns.items() if stays(k[0])}
+    out.resolved = {k: v for k, v in st.resolved.items() if stays(k[0])}
+    out._memos = {}
+    out._log = []
+    return out

@@ -29,8 +29,9 @@ from tests.workflows import FanInOut, Interview, Reply, Ticker
 
 
 def _same(a: RunState, b: RunState) -> None:
-    for slot in sorted(HANDLED_SLOTS - {"_memos", "incomplete", "_log"}):
+    for slot in sorted(HANDLED_SLOTS - {"_memos", "incomplete", "_log", "base_seq"}):
         assert getattr(a, slot) == getattr(b, slot), slot
+    assert b.base_seq in (0, b.seq)  # a fold from a snapshot starts at the snapshot's seq
     assert a.incomplete.keys() == b.incomplete.keys()
     for key, p in a.incomplete.items():
         q = b.incomplete[key]
