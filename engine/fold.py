@@ -761,6 +761,15 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
             d = dropped[t] = DroppedEvents()
         takers_of = collectors.get(t)
         keep: list[tuple[int, str | None]] = []
+        if not takers_of:  # nobody collects the type: every old event goes (the usual case)
+            for target, n in Counter(target for _, target in lst[:cut]).items():
+                if target is None:
+                    d.untargeted += n
+                else:
+                    d.targeted[target] = d.targeted.get(target, 0) + n
+            if cut < len(lst):
+                events[t] = lst[cut:]
+            continue
         for e, target in lst[:cut]:
             if takers_of:
                 takers = [s for s in takers_of if target is None or target == s]
@@ -792,9 +801,6 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
     for table in (st.attempts, st.retried_from, st.first_failed_ns, st.resolved):
         keep_trigger.update(k[0] for k in table if not set.__contains__(done, (k[0], k[1])))
 
-    def stays(trigger: int) -> bool:
-        return trigger > h or trigger in keep_trigger
-
     def exact(trigger: int) -> bool:  # st itself knew everything about it
         return not st.horizon or trigger > st.horizon or trigger in (old_known or ())
 
@@ -803,7 +809,7 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
     for name in RunState.__slots__:
         setattr(out, name, getattr(st, name))
     out.horizon = h
-    out.done = _HorizonDone((p for p in done if stays(p[0])), h, known, st.run_id)
+    out.done = _HorizonDone([p for p in done if p[0] > h or p[0] in keep_trigger], h, known, st.run_id)
     out.events = events
     out.dropped = {t: d for t, d in dropped.items() if d.untargeted or d.targeted}
     out.consumed = {}
@@ -817,10 +823,10 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
         if left_groups:
             out.collections[step] = left_groups
     out.claimed = {e for e in st.claimed if e > h or e in kept_old}
-    out.attempts = {k: v for k, v in st.attempts.items() if stays(k[0])}
-    out.retried_from = {k: v for k, v in st.retried_from.items() if stays(k[0])}
-    out.first_failed_ns = {k: v for k, v in st.first_failed_ns.items() if stays(k[0])}
-    out.resolved = {k: v for k, v in st.resolved.items() if stays(k[0])}
+    out.attempts = {k: v for k, v in st.attempts.items() if k[0] > h or k[0] in keep_trigger}
+    out.retried_from = {k: v for k, v in st.retried_from.items() if k[0] > h or k[0] in keep_trigger}
+    out.first_failed_ns = {k: v for k, v in st.first_failed_ns.items() if k[0] > h or k[0] in keep_trigger}
+    out.resolved = {k: v for k, v in st.resolved.items() if k[0] > h or k[0] in keep_trigger}
     out._memos = {}
     out._log = []
     return out

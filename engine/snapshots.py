@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from .fold import DroppedEvents, PendingCommit, RunState, _HorizonDone, compact
+from .fold import KEEP_EVENTS, DroppedEvents, PendingCommit, RunState, _HorizonDone, compact
 from .records import (
     CommitMessage,
     ParentRef,
@@ -160,13 +160,16 @@ class UnsupportedState(ValueError):
     """``RunState`` has slots this snapshot format does not know; no snapshot is written."""
 
 
-def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
+def encode_snapshot(st: RunState, *, level: int = 1, keep_events: int = KEEP_EVENTS) -> bytes:
     """Serialise ``st`` (covering every record up to ``st.seq``), compacted (``compact``).
 
     Args:
         st: the fold; read, not changed. The caller keeps it from changing meanwhile.
         level: zlib level (default 1). Compacted, the snapshot of the synthetic run of benchmark
             (d) is ≈ 2 kB whether it covers 1,000 or 100,000 records (146 kB uncompacted).
+        keep_events: newest events whose details are kept whatever happened to them (default
+            ``KEEP_EVENTS``, 256): a trigger among them that a fresh worker meets is answered
+            from the snapshot; an older one it had not seen handled costs a whole-log reload.
 
     Returns:
         the snapshot bytes (zlib over MessagePack).
@@ -177,7 +180,7 @@ def encode_snapshot(st: RunState, *, level: int = 1) -> bytes:
     unknown = set(RunState.__slots__) - HANDLED_SLOTS
     if unknown:
         raise UnsupportedState(f"RunState slots not in the snapshot format: {sorted(unknown)}")
-    st = compact(st)
+    st = compact(st, keep_events=keep_events)
     error = st.error
     snap = _Snapshot(
         v=SNAPSHOT_VERSION,
