@@ -10,10 +10,11 @@ import pytest
 
 from engine.codec import encode
 from engine.commands import event_payload, start_messages
+from engine.fold import KEEP_EVENTS
 from engine.log.jetstream import JetStreamLog
 from engine.log.jssnapshots import KvSnapshots
 from engine.records import H_RUN, H_STEP, H_TRIGGER, H_TYPE, OutMessage, StepCompleted, run_subject
-from engine.runs import RunCache
+from engine.runs import HistoryNeeded, RunCache
 from engine.snapshots import encode_snapshot, snapshot_seq
 from tests.workflows import Ticker
 
@@ -91,7 +92,13 @@ async def test_a_long_run_is_rebuilt_from_its_snapshot_and_the_tail(log: JetStre
     st = run.state
     assert (st.seq, st.records, st.status) == (records + 20, records + 20, "running")
     assert st.state == {"i": pairs + 9}
-    assert len(st.done) == pairs + 10 and len(st.events["Tick"]) == pairs + 10
+    # compacted: the newest triggers and events in full, the older ones counted
+    assert st.horizon > 0 and len(st.events["Tick"]) == KEEP_EVENTS + 10
+    assert len(st.events["Tick"]) + st.dropped["Tick"].untargeted == pairs + 10
+    assert all((t, "tick") in st.done for t, _ in st.events["Tick"][:-1])
+    with pytest.raises(HistoryNeeded):
+        _ = (4, "tick") in st.done  # only the whole log still knows
+    assert st.steps_completed == pairs + 10
     assert run.event(seq) is not None  # the newest Tick, for the step that handles it
     await first.get(RUN, min_seq=seq)
     assert encode_snapshot(whole.state) == encode_snapshot(st)
