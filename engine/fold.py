@@ -4,6 +4,8 @@ No clock, no I/O, no randomness: every time comes from the records (the server's
 ``RunState.apply`` is the reducer; ``fold`` applies it to a sequence. A step sees the state as of
 its trigger's sequence (DESIGN.md §3): ``state`` is kept as of ``seq``, and ``collect`` answers fan-in
 questions as of any earlier sequence, which is what makes fan-in race-free across processes.
+``compact`` drops what no later question needs, so that a snapshot of a long run stays small; a fold
+loaded from one answers the rest as the whole fold would, or raises ``HistoryNeeded``.
 """
 
 from __future__ import annotations

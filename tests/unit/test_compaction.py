@@ -5,9 +5,11 @@ lies at or below its horizon."""
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from engine import fold
@@ -24,7 +26,7 @@ from engine.records import (
     StepSuspended,
 )
 from engine.runs import HistoryNeeded
-from engine.snapshots import decode_snapshot, encode_snapshot
+from engine.snapshots import decode_snapshot, encode_snapshot, snapshot_seq
 
 # step -> (accepted types, the expected list it collects with, or None: it does not collect)
 STEPS: dict[str, tuple[tuple[str, ...], list[str] | None]] = {
@@ -278,3 +280,9 @@ def test_rollback_on_a_fold_from_a_snapshot_asks_for_history() -> None:
     assert roll_forward(back, records[50:])
     with pytest.raises(HistoryNeeded):
         back.apply(marker)
+
+
+def test_a_version_1_snapshot_is_ignored_not_misread() -> None:
+    v2 = encode_snapshot(fold(_synthetic(100)))
+    v1 = zlib.compress(msgspec.msgpack.encode({"v": 1, "seq": 5})) + v2[len(v2) // 2 :]
+    assert decode_snapshot(v1) is None and snapshot_seq(v1) is None
