@@ -38,6 +38,15 @@ def test_header_parser_matches_nats_py_on_random_blocks() -> None:
         assert parse_header_lines(raw) == Client._parse_header_lines(raw), raw
 
 
+def test_header_parser_matches_nats_py_around_well_formed_names() -> None:
+    # lines that start like the engine's own headers take a shortcut; nats-py must still agree
+    rng = random.Random(7)
+    pieces = [b"Jl-Run", b"Jl-Trigger", b"Nats-Sequence", b"Jl-Runs", b":", b": ", b" ", b"\t", b"x", b"\r\n", b"\x0b", b"\xc3\xa9"]
+    for _ in range(3000):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        assert parse_header_lines(raw) == Client._parse_header_lines(raw), raw
+
+
 def test_header_parser_is_installed_on_the_instance_only() -> None:
     nc = Client()
     install_header_parser(nc)
