@@ -1,0 +1,259 @@
+"""Reading a long run fast: an ephemeral pull consumer whose deliveries skip nats-py's message
+handling.
+
+``JetStreamLog.read`` starts every read with one batched direct get; when that shows many more
+records after it (``LONG_READ``), the rest comes from a consumer made for this read, because:
+
+- the server serves a batched direct get on a run's subject filter at ≈ 8.4 µs of CPU per record
+  against ≈ 2.2 µs for a consumer delivery (nats-server 2.15.1, file stream, the 2-core machine
+  of DESIGN.md §5);
+- a direct-get reply carries six server headers (``Nats-Stream``, ``-Subject``, ``-Sequence``,
+  ``-Time-Stamp``, ``-Num-Pending``, ``-Last-Sequence``) that are parsed for every record; a
+  delivery carries the sequence, time and pending count in its reply subject
+  (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts ns>.<pending>``).
+
+A consumer costs the server a few ms to create and delete, hence the direct get first: short runs
+(the common case) never make one.
+
+``RawTap`` hands the messages of chosen subscriptions of a connection to a plain function before
+nats-py makes a ``Msg`` of them, queues it and wakes a task for it (≈ 4 µs per message on that
+machine, more than the rest of a read). It is installed on the connection while a tapped
+subscription exists, and removed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import LogError
+from ..records import RawRecord
+from .jswire import parse_header_lines
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap"]
+
+FIRST_READ = 256  # records asked for by a read's first direct get
+LONG_READ = 100  # records still to read after the first direct get above which a consumer is made
+PULL_BATCH = 4096  # records asked for per pull request; at most two requests are outstanding
+INACTIVE_S = 30.0
+HEARTBEAT_S = 1.0
+PUSH = True  # the server removes a read's consumer this long after its process went away
+_NS = 1_000_000_000
+_HDR_SKIP = len(b"NATS/1.0\r\n")
+_SPACE = 0x20
+
+Sink = Callable[[bytes, bytes, bytes, "bytes | None"], "Awaitable[None] | None"]
+
+
+class RawTap:
+    """Delivers the messages of chosen subscriptions of one nats-py connection to a function.
+
+    The function gets ``(subject, reply, payload, header block)`` as the protocol parser has them
+    (bytes; the header block ``None`` when there is none, else with its ``NATS/1.0`` line) and may
+    return an awaitable, which is awaited before the next message is parsed. Messages of other
+    subscriptions take nats-py's path unchanged. Works by setting ``_process_msg`` on the client
+    instance (nats-py 2.16's parser calls ``self.nc._process_msg`` for every message) while at
+    least one subscription is tapped; a client without that method is never tapped (``usable``).
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.sinks: dict[int, Sink] = {}
+        self.usable = callable(getattr(nc, "_process_msg", None))
+        self._next: Callable[..., Awaitable[None]] | None = None  # what handled messages before
+        self._own: Any = None  # the instance's own ``_process_msg`` before ours, if it had one
+
+    def add(self, sid: int, sink: Sink) -> None:
+        if not self.sinks:
+            self._own = self.nc.__dict__.get("_process_msg")
+            self._next = self.nc._process_msg
+            self.nc._process_msg = self._process_msg  # type: ignore[method-assign]
+        self.sinks[sid] = sink
+
+    def remove(self, sid: int) -> None:
+        if self.sinks.pop(sid, None) is not None and not self.sinks:
+            if self._own is None:
+                self.nc.__dict__.pop("_process_msg", None)
+            else:
+                self.nc._process_msg = self._own  # type: ignore[method-assign]
+            self._next = self._own = None
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        sink = self.sinks.get(sid)
+        if sink is None:
+            assert self._next is not None
+            await self._next(sid, subject, reply, data, headers)
+            return
+        stats = self.nc.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        later = sink(subject, reply, data, headers)
+        if later is not None:
+            await later
+
+
+class ConsumerRead:
+    """One read of a subject filter from ``start_seq`` on, through an ephemeral push consumer
+    (memory storage, no acks, one replica, flow control) made for it and deleted afterwards, on
+    error too.
+
+    ``run()`` returns the records in stream order, from ``start_seq`` up to the first one the
+    server delivers with nothing pending after it, or up to ``up_to_seq``. Flow control keeps what
+    the server sends ahead of this reader within its window (the server waits for an answer to
+    each flow-control message, which the tap gives as soon as it parses it).
+
+    ``complete`` is false after ``run()`` when the consumer stopped early (``stopped`` says why:
+    a missed delivery, an idle heartbeat before the end, a status the read does not expect, a
+    stored header block nats-py would parse differently, or ``timeout`` seconds without a
+    message): the records returned are then a correct prefix and the caller reads the rest by
+    other means.
+
+    Raises (from ``run``):
+        LogError: the server refused to create the consumer (e.g. the stream's consumer limit).
+        TimeoutError: no answer to the consumer creation within ``timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        tap: RawTap,
+        stream: str,
+        subject_filter: str,
+        start_seq: int,
+        up_to_seq: int | None,
+        timeout: float,
+    ) -> None:
+        self.nc = nc
+        self.tap = tap
+        self.stream = stream
+        self.filter = subject_filter
+        self.start_seq = start_seq
+        self.up_to_seq = up_to_seq
+        self.timeout = timeout
+        self.out: list[RawRecord] = []
+        self.complete = False
+        self.stopped = ""
+        self._name = f"jlr{uuid.uuid4().hex}"
+        self._cseq = 0  # consumer sequence of the last delivery
+        self._subjects: dict[bytes, str] = {}  # one str per distinct subject
+        self._done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+    async def run(self) -> list[RawRecord]:
+        sub = await self.nc.subscribe(self.nc.new_inbox())
+        self.tap.add(sub._id, self._on_msg)
+        created = False
+        try:
+            config: dict[str, Any] = {
+                "name": self._name,
+                "deliver_subject": sub.subject,
+                "deliver_policy": "by_start_sequence",
+                "opt_start_seq": self.start_seq,
+                "filter_subject": self.filter,
+                "ack_policy": "none",
+                "max_deliver": 1,
+                "flow_control": True,
+                "idle_heartbeat": int(HEARTBEAT_S * _NS),
+                "mem_storage": True,
+                "num_replicas": 1,
+                "inactive_threshold": int(INACTIVE_S * _NS),
+            }
+            created = True  # (deleting a consumer that was not made is harmless)
+            reply = await self.nc.request(
+                f"$JS.API.CONSUMER.CREATE.{self.stream}.{self._name}",
+                orjson.dumps({"stream_name": self.stream, "config": config}),
+                timeout=self.timeout,
+            )
+            answer = orjson.loads(reply.data)
+            err = answer.get("error")
+            if err is not None:
+                raise LogError(
+                    f"read consumer on {self.filter}: {err.get('description')} "
+                    f"(error code {err.get('err_code')})"
+                )
+            if not answer.get("num_pending"):
+                self._finish()
+            await self._wait()
+            return self.out
+        finally:
+            self.tap.remove(sub._id)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            if created:
+                self._delete()
+
+    async def _wait(self) -> None:
+        while not self._done.done():
+            seen = self._cseq
+            try:
+                # the timeout runs from the last delivery: a long read is not cut short
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.shield(self._done)
+            except TimeoutError:
+                if self._cseq == seen:
+                    self._finish(f"no delivery for {self.timeout}s")
+        reason = self._done.result()
+        self.complete = reason is None
+        self.stopped = reason or ""
+
+    def _finish(self, reason: str | None = None) -> None:
+        """End the read: complete, or stopped early for ``reason``."""
+        if not self._done.done():
+            self._done.set_result(reason)
+
+    def _delete(self) -> None:
+        if not self.nc.is_closed:
+            task = asyncio.ensure_future(
+                self.nc.publish(
+                    f"$JS.API.CONSUMER.DELETE.{self.stream}.{self._name}", b"", reply=self.nc.new_inbox()
+                )
+            )
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _on_msg(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> Awaitable[None] | None:
+        if self._done.done():
+            return None
+        if headers is not None and headers[8] == _SPACE:  # a status line: not a stored message
+            if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
+                return self.nc.publish(reply.decode(), b"")
+            if headers[9:12] == b"100" and not reply:
+                # an idle heartbeat: the server has nothing more for us, yet the last delivery
+                # said more was pending (records deleted since?); direct gets will tell
+                self._finish("idle before the end")
+            else:
+                self._finish(f"unexpected status {headers[:40]!r}")
+            return None
+        tokens = reply.split(b".")
+        if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
+            tokens = tokens[:2] + tokens[4:]
+        if len(tokens) < 9:
+            self._finish(f"not a delivery: {reply[:80]!r}")
+            return None
+        cseq = int(tokens[6])
+        if cseq != self._cseq + 1:
+            self._finish("missed delivery")
+            return None
+        seq = int(tokens[5])
+        if self.up_to_seq is not None and seq > self.up_to_seq:
+            self._finish()
+            return None
+        name = self._subjects.get(subject)
+        if name is None:
+            name = self._subjects[subject] = subject.decode()
+        h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
+        self._cseq = cseq
+        self.out.append(RawRecord(seq, name, h, data, int(tokens[7])))
+        if tokens[8] == b"0" or seq == self.up_to_seq:
+            self._finish()
+        return None

@@ -1,0 +1,135 @@
+"""``JetStreamLog.read`` of long runs: through a consumer made for the read (``engine.log.jsread``)
+it returns exactly what batched direct gets return, leaves no consumer behind, and falls back to
+direct gets when the server will not make one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StorageType, StreamConfig
+
+from engine.log.jetstream import JetStreamLog
+from engine.log.jsread import FIRST_READ, LONG_READ, ConsumerRead
+from engine.records import OutMessage, run_filter, run_subject
+from services.natsserver import EmbeddedNats
+from tests.integration.procs import eventually
+
+WF = "Reader"
+LONG = FIRST_READ + LONG_READ + 700  # read through a consumer
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "nats") as srv:
+        yield srv
+
+
+@pytest.fixture
+async def log(server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    js_log = await JetStreamLog.connect(server.url)
+    try:
+        yield js_log
+    finally:
+        await js_log.close()
+
+
+def msg(run: str, i: int) -> OutMessage:
+    kind, name = ("evt", "Tick") if i % 2 else ("sys", "StepCompleted")
+    headers = {"Jl-Run": run, "Jl-Type": name, "Jl-Trigger": str(i)}
+    if i % 7 == 0:
+        headers["X-Spaced"] = "  kept, stripped  "
+    if i % 11 == 0:
+        headers = {}
+    return OutMessage(run_subject("jetloom", WF, run, kind, name), b'{"i":%d}' % i, headers)
+
+
+async def fill(log: JetStreamLog, run: str, n: int, *, other: str | None = None) -> None:
+    """``n`` records of ``run`` in appends of 8 (some with an idempotency key, so stored with a
+    ``Nats-Msg-Id``); with ``other``, a record of that run between every two appends."""
+    for start in range(0, n, 8):
+        key = f"{run}-{start}" if start % 3 == 0 else None
+        await log.append([msg(run, i) for i in range(start, min(n, start + 8))], idempotency_key=key)
+        if other is not None:
+            await log.append([msg(other, start)])
+
+
+async def by_direct_gets(log: JetStreamLog, run: str, after_seq: int = 0, up_to_seq: int | None = None):
+    msgs = await log._scan(log.stream, run_filter(log.prefix, WF, run), after_seq, up_to_seq)
+    return [log._raw(m) for m in msgs]
+
+
+async def consumers(log: JetStreamLog) -> int:
+    return (await log.js.stream_info(log.stream)).state.consumer_count
+
+
+async def test_a_long_read_equals_direct_gets_field_by_field(log: JetStreamLog) -> None:
+    await fill(log, "long", LONG, other="noise")
+    expected = await by_direct_gets(log, "long")
+    assert len(expected) == LONG
+    got = await log.read(WF, "long")
+    assert got == expected
+    assert {r.headers.get("X-Spaced") for r in got} == {None, "kept, stripped"}
+    assert all("Nats-Sequence" not in r.headers and "Nats-Num-Pending" not in r.headers for r in got)
+    assert "_process_msg" not in log.nc.__dict__  # the tap is gone with the read
+    await eventually(lambda: _no_consumers(log), timeout=10, what="the read's consumer is deleted")
+
+
+async def _no_consumers(log: JetStreamLog) -> bool:
+    return await consumers(log) == 0
+
+
+@pytest.mark.parametrize("after", [0, 5, FIRST_READ - 1, FIRST_READ + 3, LONG - LONG_READ - 2])
+@pytest.mark.parametrize("upto", [None, 1, FIRST_READ + 1, FIRST_READ + LONG_READ + 50, LONG - 1])
+async def test_bounds_agree_with_direct_gets(log: JetStreamLog, after: int, upto: int | None) -> None:
+    await fill(log, "r", LONG, other="o")
+    seqs = [r.seq for r in await by_direct_gets(log, "r")]
+    after_seq = seqs[after - 1] if after else 0
+    up_to_seq = seqs[upto - 1] if upto is not None else None
+    got = await log.read(WF, "r", after_seq=after_seq, up_to_seq=up_to_seq)
+    assert got == await by_direct_gets(log, "r", after_seq, up_to_seq)
+
+
+async def test_the_consumer_read_alone(log: JetStreamLog) -> None:
+    await fill(log, "c", 600, other="o")
+    expected = await by_direct_gets(log, "c")
+    tap = log._read_tap()
+    assert tap is not None
+    reader = ConsumerRead(log.nc, tap, log.stream, run_filter(log.prefix, WF, "c"), 1, None, 5.0)
+    assert await reader.run() == expected and reader.complete
+    beyond = ConsumerRead(log.nc, tap, log.stream, run_filter(log.prefix, WF, "c"), expected[-1].seq + 1, None, 5.0)
+    assert await beyond.run() == [] and beyond.complete
+    bounded = ConsumerRead(
+        log.nc, tap, log.stream, run_filter(log.prefix, WF, "c"), 1, expected[99].seq, 5.0
+    )
+    assert await bounded.run() == expected[:100] and bounded.complete
+
+
+async def test_concurrent_long_reads_share_the_connection(log: JetStreamLog) -> None:
+    import asyncio
+
+    await fill(log, "a", LONG, other="b")
+    await fill(log, "b", LONG)
+    a, b = await asyncio.gather(log.read(WF, "a"), log.read(WF, "b"))
+    assert a == await by_direct_gets(log, "a") and b == await by_direct_gets(log, "b")
+    assert "_process_msg" not in log.nc.__dict__
+
+
+async def test_direct_gets_read_on_when_no_consumer_can_be_made(server: EmbeddedNats) -> None:
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        config = dict(
+            subjects=["jetloom.run.>"], storage=StorageType.FILE, allow_direct=True, max_consumers=1
+        )
+        await js.add_stream(StreamConfig(name="JETLOOM", **config))  # type: ignore[arg-type]
+        await js.add_stream(StreamConfig(name="JETLOOM_DLQ", subjects=["jetloom.dlq.>"], allow_direct=True))
+        await js.add_consumer("JETLOOM", durable_name="taken")
+        log = JetStreamLog(nc)
+        await fill(log, "full", LONG)
+        assert await log.read(WF, "full") == await by_direct_gets(log, "full")
+        assert await consumers(log) == 1
+    finally:
+        await nc.close()
