@@ -64,7 +64,7 @@ from ..records import (
 )
 from .base import AppendResult, DeadLetter
 from .jsfollow import FollowHub
-from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap
+from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, direct_read
 from .jswire import install_header_parser, parse_rfc3339_ns
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
@@ -597,33 +597,41 @@ class JetStreamLog:
     async def read(
         self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
     ) -> list[RawRecord]:
-        # One direct get of up to FIRST_READ records; when its last one says many more follow,
-        # the rest through a consumer made for this read (jsread: ≈ 4x less server CPU and half
-        # the client's per record, for a few ms to set up), else more direct gets.
+        # Direct gets, the first of FIRST_READ records; when its last one says more than
+        # LONG_READ follow, the rest through a consumer made for this read (jsread: ≈ 4x less
+        # server CPU and half the client's per record, for a millisecond to set up). Replies skip
+        # nats-py's Msg path (jsread.RawTap).
         subject_filter = run_filter(self.prefix, workflow, run_id)
-        msgs = await self._direct_get(
-            self.stream, {"seq": after_seq + 1, "next_by_subj": subject_filter, "batch": FIRST_READ}
-        )
-        pending = int(msgs[-1].headers.get("Nats-Num-Pending") or 0) if msgs and msgs[-1].headers else 0
-        out = [self._raw(m) for m in msgs]
-        if up_to_seq is not None and out and out[-1].seq >= up_to_seq:
-            return [r for r in out if r.seq <= up_to_seq]
-        if len(msgs) < FIRST_READ:
-            return out
-        last = out[-1].seq
         tap = self._read_tap()
-        if pending > LONG_READ and tap is not None and (up_to_seq is None or up_to_seq - last > LONG_READ):
-            reader = ConsumerRead(self.nc, tap, self.stream, subject_filter, last + 1, up_to_seq, self.timeout)
-            try:
-                out.extend(await reader.run())
-            except (LogError, TimeoutError) as exc:
-                # (a server at its consumer limit, say): direct gets still read the run
-                logger.info("read of %s through a consumer failed (%s); direct gets instead", run_id, exc)
-            if reader.complete:
+        if tap is None:  # a client whose messages cannot be tapped
+            msgs = await self._scan(self.stream, subject_filter, after_seq, up_to_seq)
+            return [self._raw(m) for m in msgs]
+        out: list[RawRecord] = []
+        last, batch, consumer = after_seq, FIRST_READ, True
+        while True:
+            request = {"seq": last + 1, "next_by_subj": subject_filter, "batch": batch}
+            got, pending = await direct_read(self.nc, tap, self.stream, request, self.timeout)
+            out.extend(got)
+            if up_to_seq is not None and out and out[-1].seq >= up_to_seq:
+                # (the server honours up_to_seq only with multi_last, so the bound is applied here)
+                while out and out[-1].seq > up_to_seq:
+                    out.pop()
                 return out
-            last = out[-1].seq
-        out.extend(self._raw(m) for m in await self._scan(self.stream, subject_filter, last, up_to_seq))
-        return out
+            if len(got) < batch or not pending:
+                return out
+            last, batch = got[-1].seq, DIRECT_GET_BATCH
+            if consumer and pending > LONG_READ and (up_to_seq is None or up_to_seq - last > LONG_READ):
+                consumer = False
+                reader = ConsumerRead(self.nc, tap, self.stream, subject_filter, last + 1, up_to_seq, self.timeout)
+                try:
+                    out.extend(await reader.run())
+                except (LogError, TimeoutError) as exc:
+                    reader.stopped = str(exc) or type(exc).__name__
+                if reader.complete:
+                    return out
+                # (e.g. a server at its consumer limit): direct gets read the rest
+                logger.info("read of %s by a consumer stopped (%s); direct gets read on", run_id, reader.stopped)
+                last = out[-1].seq
 
     def _read_tap(self) -> RawTap | None:
         tap: RawTap | None = self.__dict__.get("_tap")

@@ -33,12 +33,12 @@ import orjson
 
 from ..errors import LogError
 from ..records import RawRecord
-from .jswire import parse_header_lines
+from .jswire import parse_header_lines, parse_rfc3339_ns
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap"]
+__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "direct_read"]
 
 FIRST_READ = 256  # records asked for by a read's first direct get
 LONG_READ = 100  # records still to read after the first direct get above which a consumer is made
@@ -100,6 +100,64 @@ class RawTap:
         later = sink(subject, reply, data, headers)
         if later is not None:
             await later
+
+
+async def direct_read(
+    nc: NATS, tap: RawTap, stream: str, request: dict[str, Any], timeout: float
+) -> tuple[list[RawRecord], int]:
+    """One batched direct get (``request``: ``seq``, ``next_by_subj``, ``batch``) through the tap:
+    the records (without the server's ``Nats-*`` envelope headers, as ``JetStreamLog._raw`` makes
+    them) and the ``Nats-Num-Pending`` of the last one (records after it matching the filter; 0
+    when none came).
+
+    Raises:
+        LogError: the server answered with a status other than end-of-batch or not-found.
+        TimeoutError: ``timeout`` seconds passed without a reply.
+    """
+    out: list[RawRecord] = []
+    pending = [0]
+    done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def on_msg(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        if done.done():
+            return
+        if headers is None or headers[8] == _SPACE:  # a status line: the end of the batch
+            done.set_result(headers[9:12] if headers else b"")
+            return
+        try:
+            h = parse_header_lines(headers[_HDR_SKIP:])
+            seq = int(h.pop("Nats-Sequence"))
+            name = h.pop("Nats-Subject")
+            ts = parse_rfc3339_ns(h.pop("Nats-Time-Stamp"))
+            h.pop("Nats-Stream", None)
+            pending[0] = int(h.pop("Nats-Num-Pending", None) or 0)
+            h.pop("Nats-Last-Sequence", None)
+        except Exception as exc:  # raised to the reader, not to the connection's parser
+            done.set_exception(exc)
+            return
+        out.append(RawRecord(seq, name, h, data, ts))
+
+    sub = await nc.subscribe(nc.new_inbox())
+    tap.add(sub._id, on_msg)
+    try:
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=sub.subject)
+        while True:
+            seen = len(out)
+            try:
+                # the timeout runs from the last reply: a long batch is not cut short
+                async with asyncio.timeout(timeout):
+                    status = await asyncio.shield(done)
+                break
+            except TimeoutError:
+                if len(out) == seen:
+                    raise
+    finally:
+        tap.remove(sub._id)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    if status not in (b"204", b"404"):
+        raise LogError(f"direct get on {stream} failed: status {status.decode(errors='replace')}")
+    return out, pending[0] if out else 0
 
 
 class ConsumerRead:
@@ -224,6 +282,15 @@ class ConsumerRead:
     ) -> Awaitable[None] | None:
         if self._done.done():
             return None
+        try:
+            return self._take(subject, reply, data, headers)
+        except Exception as exc:  # ends this read, never the connection's parser
+            self._finish(f"bad delivery: {exc!r}")
+            return None
+
+    def _take(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> Awaitable[None] | None:
         if headers is not None and headers[8] == _SPACE:  # a status line: not a stored message
             if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
                 return self.nc.publish(reply.decode(), b"")
