@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "direct_read"]
 
-FIRST_READ = 256  # records asked for by a read's first direct get
-LONG_READ = 100  # records still to read after the first direct get above which a consumer is made
+FIRST_READ = 32  # records asked for by a read's first direct get
+LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
 PULL_BATCH = 4096  # records asked for per pull request; at most two requests are outstanding
 INACTIVE_S = 30.0
 HEARTBEAT_S = 1.0
