@@ -14,7 +14,7 @@ One stream (default ``JETLOOM``) holds every run's records on ``<prefix>.run.>``
 - ``commit="batch"`` keeps atomic batches (``Nats-Batch-Id``/``-Sequence``/``-Commit``, server
   2.12+) with the key as ``Nats-Msg-Id`` on the first message; a duplicate batch is rejected with
   ``err_code`` 10201 and nothing is stored.
-- a run is read with a batched direct get (``next_by_subj`` = the run's filter) of 32 records;
+- a run is read with a batched direct get (``next_by_subj`` = the run's filter) of 128 records;
   when more than 128 follow, the rest comes through a push consumer made for the read and deleted
   after it (``jsread``: a direct get costs the server ≈ 8 µs per record, a delivery ≈ 2 µs),
   otherwise from more direct gets of up to 1,000. Replies reach the read without nats-py's

@@ -7,7 +7,7 @@ read (``ConsumerRead``), because:
 
 - the server serves a batched direct get on a run's subject filter at ≈ 8.4 µs of CPU per record
   against ≈ 2.2 µs for a consumer delivery (nats-server 2.15.1, file stream, the 2-core machine
-  of DESIGN.md §5; a direct get of 1,000 records took 11–14 ms, of 32 records 0.4 ms);
+  of DESIGN.md §5; a direct get of 1,000 records took 11–14 ms, of 128 records 1.2–2 ms);
 - a direct-get reply carries six server headers (``Nats-Stream``, ``-Subject``, ``-Sequence``,
   ``-Time-Stamp``, ``-Num-Pending``, ``-Last-Sequence``) that are parsed for every record; a
   delivery carries the sequence, time and pending count in its reply subject
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "direct_read"]
 
-FIRST_READ = 32  # records asked for by a read's first direct get
+FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
 INACTIVE_S = 30.0  # the server removes a read's consumer this long after its process went away
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
