@@ -122,7 +122,7 @@ async def direct_read(
     def on_msg(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         if done.done():
             return
-        if headers is None or headers[8] == _SPACE:  # a status line: the end of the batch
+        if headers is None or headers[8:9] == b" ":  # a status line: the end of the batch
             done.set_result(headers[9:12] if headers else b"")
             return
         try:
