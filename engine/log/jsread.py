@@ -296,6 +296,8 @@ class ConsumerRead:
             if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
                 return self.nc.publish(reply.decode(), b"")
             if headers[9:12] == b"100" and not reply:
+                if b"Nats-Consumer-Stalled:" in headers:
+                    return None  # the server waited on flow control; its request is answered
                 # an idle heartbeat: the server has nothing more for us, yet the last delivery
                 # said more was pending (records deleted since?); direct gets will tell
                 self._finish("idle before the end")
