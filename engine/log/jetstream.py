@@ -602,7 +602,7 @@ class JetStreamLog:
     ) -> list[RawRecord]:
         # Direct gets, the first of FIRST_READ records; when its last one says more than
         # LONG_READ follow, the rest through a consumer made for this read (jsread: ≈ 4x less
-        # server CPU and half the client's per record, for a millisecond to set up). Replies skip
+        # server CPU and half the client's per record, for 1-3 ms to set up). Replies skip
         # nats-py's Msg path (jsread.RawTap).
         subject_filter = run_filter(self.prefix, workflow, run_id)
         tap = self._read_tap()
@@ -637,6 +637,7 @@ class JetStreamLog:
                 last = out[-1].seq
 
     def _read_tap(self) -> RawTap | None:
+        """The connection's tap (made by the first read), or ``None`` if it cannot be tapped."""
         tap: RawTap | None = self.__dict__.get("_tap")
         if tap is None:
             tap = self.__dict__["_tap"] = RawTap(self.nc)
