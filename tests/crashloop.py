@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 from pathlib import Path
 
 from engine import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -13,16 +14,30 @@ from engine import Context, Event, StartEvent, StopEvent, Workflow, step
 class LineStart(StartEvent):
     path: str
     hold: float = 0.02  # seconds a step waits after its write, so kills land between write and commit
+    gate: str = ""  # a path: while a file is there, steps wait before their write (the test pauses the runs)
 
 
 class First(Event):
     path: str
     hold: float
+    gate: str = ""
 
 
 class Second(Event):
     path: str
     hold: float
+    gate: str = ""
+
+
+def gate_closed(gate: str) -> bool:
+    """Whether the gate file ``gate`` exists (an empty ``gate`` is always open)."""
+    return bool(gate) and os.path.exists(gate)
+
+
+async def pass_gate(gate: str) -> None:
+    """Wait while the file ``gate`` exists (polled every 10 ms); at once when ``gate`` is empty."""
+    while gate_closed(gate):
+        await asyncio.sleep(0.01)
 
 
 def append_once(path: str, key: str, line: str) -> bool:
@@ -46,18 +61,21 @@ class Lines(Workflow):
 
     @step
     async def one(self, ctx: Context, ev: LineStart) -> First:
+        await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} one")
         await asyncio.sleep(ev.hold)
-        return First(path=ev.path, hold=ev.hold)
+        return First(path=ev.path, hold=ev.hold, gate=ev.gate)
 
     @step
     async def two(self, ctx: Context, ev: First) -> Second:
+        await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} two")
         await asyncio.sleep(ev.hold)
-        return Second(path=ev.path, hold=ev.hold)
+        return Second(path=ev.path, hold=ev.hold, gate=ev.gate)
 
     @step
     async def three(self, ctx: Context, ev: Second) -> StopEvent:
+        await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} three")
         await asyncio.sleep(ev.hold)
         return StopEvent(result=Path(ev.path).name)

@@ -24,6 +24,15 @@ def _lines(path: Path) -> list[tuple[str, str, str]]:
     return [tuple(line.split(" ")) for line in path.read_text().splitlines()]  # type: ignore[misc]
 
 
+def _close_gate(gate: Path | None, closed: bool) -> None:
+    """Create (``closed``) or remove the gate file the steps wait at; nothing without a gate."""
+    if gate is not None:
+        if closed:
+            gate.touch()
+        else:
+            gate.unlink()
+
+
 async def _crash_loop(
     nats_url: str,
     start_worker: Callable[..., Awaitable[WorkerProcess]],
@@ -32,13 +41,19 @@ async def _crash_loop(
     runs: int,
     kill: Callable[[list[WorkerProcess], Path], Awaitable[bool]],
     hold: float = 0.02,
+    gate: Path | None = None,
 ) -> int:
     """Run ``runs`` runs over two workers; ``kill(live, path)`` waits for the moment of the next
-    kill and says whether to go on killing. Returns how many kills happened."""
+    kill and says whether to go on killing. With ``gate``, the steps are paused (the gate file
+    exists) from that moment until the replacement worker is ready, so the runs cannot all end
+    while a kill is under way. Returns how many kills happened."""
     live = [await start_worker(TARGET, "--ack-wait", "1") for _ in range(2)]
     kills = 0
     async with await NatsClient.connect(nats_url) as client:
-        handlers = [await client.start(Lines, path=str(path), hold=hold, timeout=600) for _ in range(runs)]
+        handlers = [
+            await client.start(Lines, path=str(path), hold=hold, gate=str(gate or ""), timeout=600)
+            for _ in range(runs)
+        ]
         results = asyncio.gather(*handlers)
 
         async def chaos() -> None:
@@ -46,11 +61,13 @@ async def _crash_loop(
             while not results.done() and await kill(live, path):
                 if results.done():
                     return
+                _close_gate(gate, True)
                 victim = live.pop(0)
                 victim.kill()
                 await victim.stop(timeout=5)
                 kills += 1
                 live.append(await start_worker(TARGET, "--ack-wait", "1"))
+                _close_gate(gate, False)
 
         killer = asyncio.create_task(chaos())
         try:
@@ -73,7 +90,8 @@ async def _crash_loop(
 async def test_crash_loop_short(
     nats_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]], tmp_path: Path
 ) -> None:
-    """30 runs; a worker is SIGKILLed twice, each time once 20 more lines have been written."""
+    """30 runs; a worker is SIGKILLed twice, each time once 20 more lines have been written (the
+    steps pause at a gate during each kill, so both kills land while runs are in flight)."""
     path = tmp_path / "lines.txt"
     state = {"kills": 0, "mark": 0}
 
@@ -90,7 +108,8 @@ async def test_crash_loop_short(
         state["mark"] = target
         return True
 
-    assert await _crash_loop(nats_url, start_worker, path, runs=30, kill=kill) == 2
+    kills = await _crash_loop(nats_url, start_worker, path, runs=30, kill=kill, gate=tmp_path / "gate")
+    assert kills == 2
 
 
 async def test_crash_loop_200_runs(
