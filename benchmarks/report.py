@@ -167,13 +167,19 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
     if "e" in sc and "results" in sc["e"]:
         e = sc["e"]
         out.append(f"\n## (e) {e['title']} ({e['inflight']} runs in flight)\n")
+        rows = [[k, "jetloom", f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
+                 _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
+                for k, v in _ok(e["results"]).items()]  # fmt: skip
+        rows += [[k, "limit", f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
+                  _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
+                 for k, v in _ok(e.get("limit", {})).items()]  # fmt: skip
         out.append(_table(
-            ["worker processes", "completed", "runs/s", "transitions/s",
-             "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"],
-            [[k, f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
-              _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
-             for k, v in _ok(e["results"]).items()],
+            ["processes", "system", "completed", "runs/s", "transitions/s",
+             "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"], rows,
         ))  # fmt: skip
+        spread = _spread(e)
+        if spread:
+            out.append(f"\n{spread}\n")
         if e.get("note"):
             out.append(f"\n{e['note']}.\n")
     if "f" in sc and "results" in sc["f"]:
@@ -397,6 +403,24 @@ def _plot_rebuild(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) 
     _save(fig, out, stem, "d-rebuild", paths)
 
 
+def _spread(e: dict[str, Any]) -> str:
+    """The sentence comparing engine CPU per transition at the most processes with one, for
+    jetloom and for the limit (empty when either figure is missing)."""
+    j, lim = _ok(e.get("results", {})), _ok(e.get("limit", {}))
+    ks = [k for k in j if k in lim and k != "1"]
+    if "1" not in j or "1" not in lim or not ks:
+        return ""
+    k = ks[-1]
+
+    def ratio(m: dict[str, Any]) -> float:
+        return m[k]["cpu_us_per_transition"]["engine"] / m["1"]["cpu_us_per_transition"]["engine"]
+
+    return (
+        f"Engine CPU per transition, {k} processes ÷ 1: jetloom {ratio(j):.2f}×, limit "
+        f"{ratio(lim):.2f}×; jetloom's own part (its ratio ÷ the limit's) {ratio(j) / ratio(lim):.2f}×."
+    )
+
+
 def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) -> None:
     e = _ok(doc["scenarios"].get("e", {}).get("results", {}))
     if not e:
@@ -414,8 +438,12 @@ def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path])
             [e[k]["cpu_us_per_transition"][g] for k in ks],
             style,
             color="black",
-            label=f"{g} CPU",
+            label=f"jetloom {g} CPU",
         )
+    lim = _ok(doc["scenarios"]["e"].get("limit", {}))
+    if all(k in lim for k in ks):
+        ax2.plot(ks, [lim[k]["cpu_us_per_transition"]["engine"] for k in ks], "o:",
+                 color=COLORS["limit"], label="limit engine CPU")  # fmt: skip
     ax2.set_ylabel("CPU µs per transition (lines)")
     ax2.set_ylim(bottom=0)
     ax2.legend(loc="upper right")

@@ -45,6 +45,7 @@ from .failures import Failed, attempt_key, run_of
 from .log.base import AppendResult, Delivery, EventLog
 from .records import (
     H_CLASS,
+    H_LENGTH,
     H_RUN,
     H_STEP,
     H_TARGET,
@@ -82,6 +83,12 @@ MAX_CANCELLED = 4096  # cancelled run ids remembered per executor (older ones: t
 commit_id = commit_key  # the idempotency key of a step's commit for one trigger
 
 _ENDS_RUN = frozenset({"RunCompleted", "StepFailed"})  # records of a commit that end the run
+
+
+def _length(headers: dict[str, str]) -> int | None:
+    """The run's log length an event's ``Jl-Length`` header gives, if it has a valid one."""
+    value = headers.get(H_LENGTH)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 @dataclass
@@ -263,7 +270,11 @@ class Executor:
             await delivery.ack()
             return
         run = await self.runs.get(
-            rec.run_id, min_seq=raw.seq, refresh=delivery.attempt > 1, trigger=rec
+            rec.run_id,
+            min_seq=raw.seq,
+            refresh=delivery.attempt > 1,
+            trigger=rec,
+            length=_length(raw.headers) if delivery.attempt == 1 else None,
         )
         st = run.state
         if st.status == "pending":
@@ -461,6 +472,8 @@ class Executor:
             return await self.log.append(tag_commit(messages, key), idempotency_key=key)
         if not result.duplicate:
             run.advance_own(expected, result.seqs, messages, self.events)
+            if run.state.terminal:
+                self.runs.ended(run.state.run_id)
         return result
 
     async def _complete(self, run_id: str, key: str) -> None:
@@ -496,7 +509,7 @@ class Executor:
                     f"step {spec.name!r} returned {type(returned).__name__}; "
                     "a step returns an Event or None"
                 )
-            messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0, epoch)
+            messages = self._success(spec, ctx, run_id, seq, attempt, returned, t0, epoch, run.state.records)
         except asyncio.CancelledError:
             raise
         except Suspend as susp:
@@ -533,9 +546,11 @@ class Executor:
         returned: Event | None,
         t0: float,
         epoch: int = 0,
+        length: int = 0,
     ) -> list[OutMessage]:
         prefix = self.log.prefix
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+        length_now = str(length)
         emitted = list(ctx.emitted)
         if returned is not None:
             if not isinstance(returned, StopEvent) and event_name(type(returned)) not in self.events:
@@ -550,7 +565,7 @@ class Executor:
                 continue
             name = event_name(type(ev))
             names.append(name)
-            headers = {**base, H_TYPE: name}
+            headers = {**base, H_TYPE: name, H_LENGTH: length_now}
             if target is not None:
                 headers[H_TARGET] = target
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_event(ev), headers))

@@ -28,6 +28,7 @@ __all__ = [
     "H_ATTEMPT",
     "H_CLASS",
     "H_COMMIT",
+    "H_LENGTH",
     "H_RUN",
     "H_STEP",
     "H_TARGET",
@@ -74,6 +75,10 @@ H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
 H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
 H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
 H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a multi-message commit
+# On the events of a step's commit: records in the run's log as the committing worker had folded
+# it. A worker that does not hold the run skips the snapshot lookup (a KV round trip) when this says
+# the run is shorter than a snapshot interval (``engine.runs.RunCache.get``).
+H_LENGTH: Final = "Jl-Length"
 
 Kind = Literal["evt", "sys", "out", "cmd", "sch"]
 #: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's consumer;

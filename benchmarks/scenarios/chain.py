@@ -79,11 +79,13 @@ class ChainRig:
 
     def __enter__(self) -> ChainRig:
         if self._with_limit:
-            self.limit_workers = start_children(
-                [["limit", "--nats", self.server.url, _uv(self.uvloop)]], "limit worker ready"
-            )
+            self.add_limit_workers(1)
         self.add_jetloom_workers(self._initial)
         return self
+
+    def add_limit_workers(self, n: int) -> None:
+        args = ["limit", "--nats", self.server.url, _uv(self.uvloop)]
+        self.limit_workers += start_children([args] * n, "limit worker ready")
 
     def add_jetloom_workers(self, n: int) -> None:
         args = jetloom_worker_args(JETLOOM_CHAIN, self.server.url, self.uvloop)

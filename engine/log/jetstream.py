@@ -67,7 +67,7 @@ from ..records import (
 )
 from .base import AppendResult, DeadLetter
 from .jsfollow import FollowHub
-from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, direct_read
+from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, ReadInbox, direct_read
 from .jswire import install_header_parser, parse_rfc3339_ns
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
@@ -613,7 +613,7 @@ class JetStreamLog:
         last, batch, consumer = after_seq, FIRST_READ, True
         while True:
             request = {"seq": last + 1, "next_by_subj": subject_filter, "batch": batch}
-            got, pending = await direct_read(self.nc, tap, self.stream, request, self.timeout)
+            got, pending = await direct_read(self.nc, self._read_inbox(tap), self.stream, request, self.timeout)
             out.extend(got)
             if up_to_seq is not None and out and out[-1].seq >= up_to_seq:
                 # (the server honours up_to_seq only with multi_last, so the bound is applied here)
@@ -642,6 +642,13 @@ class JetStreamLog:
         if tap is None:
             tap = self.__dict__["_tap"] = RawTap(self.nc)
         return tap if tap.usable else None
+
+    def _read_inbox(self, tap: RawTap) -> ReadInbox:
+        """The connection's shared inbox for direct-get replies (made by the first read)."""
+        inbox: ReadInbox | None = self.__dict__.get("_inbox")
+        if inbox is None:
+            inbox = self.__dict__["_inbox"] = ReadInbox(self.nc, tap)
+        return inbox
 
     async def watch(self, subject: str) -> AsyncIterator[RawRecord]:
         """Messages published on ``subject`` (wildcards allowed) from now on, as they are

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ from .jswire import parse_header_lines, parse_rfc3339_ns
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "direct_read"]
+__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
 
 FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
@@ -62,7 +63,8 @@ class RawTap:
     return an awaitable, which is awaited before the next message is parsed. Messages of other
     subscriptions take nats-py's path unchanged. Works by setting ``_process_msg`` on the client
     instance (nats-py 2.16's parser calls ``self.nc._process_msg`` for every message) while at
-    least one subscription is tapped; a client without that method is never tapped (``usable``).
+    least one subscription is tapped (the connection's ``ReadInbox``, once it has read, stays
+    tapped); a client without that method is never tapped (``usable``).
     """
 
     def __init__(self, nc: NATS) -> None:
@@ -103,13 +105,51 @@ class RawTap:
             await later
 
 
+class ReadInbox:
+    """One tapped subscription, ``<inbox>.*``, that receives the replies of every direct get of
+    a connection; each get has a reply subject of its own under it and a sink for its replies.
+
+    A subscription per get cost a ``SUB`` and an ``UNSUB`` on the wire, and the server an insert
+    into and a removal from its subscription index, for every read; a worker that did not hold a
+    run read it at nearly every step when several processes shared the step consumers.
+    """
+
+    def __init__(self, nc: NATS, tap: RawTap) -> None:
+        self.nc = nc
+        self.tap = tap
+        self._prefix: str | None = None
+        self._lock = asyncio.Lock()
+        self._sinks: dict[bytes, Sink] = {}
+        self._ids = itertools.count()
+
+    async def open(self, sink: Sink) -> str:
+        """A new reply subject whose messages go to ``sink`` until ``close``."""
+        if self._prefix is None:
+            async with self._lock:
+                if self._prefix is None:
+                    inbox = self.nc.new_inbox()
+                    sub = await self.nc.subscribe(inbox + ".*")
+                    self.tap.add(sub._id, self._route)
+                    self._prefix = inbox + "."
+        reply = f"{self._prefix}{next(self._ids)}"
+        self._sinks[reply.encode()] = sink
+        return reply
+
+    def close(self, reply: str) -> None:
+        self._sinks.pop(reply.encode(), None)
+
+    def _route(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> Awaitable[None] | None:
+        sink = self._sinks.get(subject)
+        return None if sink is None else sink(subject, reply, data, headers)
+
+
 async def direct_read(
-    nc: NATS, tap: RawTap, stream: str, request: dict[str, Any], timeout: float
+    nc: NATS, inbox: ReadInbox, stream: str, request: dict[str, Any], timeout: float
 ) -> tuple[list[RawRecord], int]:
-    """One batched direct get (``request``: ``seq``, ``next_by_subj``, ``batch``) through the tap:
-    the records (without the server's ``Nats-*`` envelope headers, as ``JetStreamLog._raw`` makes
-    them) and the ``Nats-Num-Pending`` of the last one (records after it matching the filter; 0
-    when none came).
+    """One batched direct get (``request``: ``seq``, ``next_by_subj``, ``batch``) through the
+    connection's ``ReadInbox``: the records (without the server's ``Nats-*`` envelope headers, as
+    ``JetStreamLog._raw`` makes them) and the ``Nats-Num-Pending`` of the last one (records after
+    it matching the filter; 0 when none came).
 
     Raises:
         LogError: the server answered with a status other than end-of-batch or not-found.
@@ -138,10 +178,9 @@ async def direct_read(
             return
         out.append(RawRecord(seq, name, h, data, ts))
 
-    sub = await nc.subscribe(nc.new_inbox())
-    tap.add(sub._id, on_msg)
+    reply = await inbox.open(on_msg)
     try:
-        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=sub.subject)
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=reply)
         while True:
             seen = len(out)
             try:
@@ -153,9 +192,7 @@ async def direct_read(
                 if len(out) == seen:
                     raise
     finally:
-        tap.remove(sub._id)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        inbox.close(reply)
     if status not in (b"204", b"404"):
         raise LogError(f"direct get on {stream} failed: status {status.decode(errors='replace')}")
     return out, pending[0] if out else 0

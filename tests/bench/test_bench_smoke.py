@@ -92,9 +92,9 @@ def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Pa
         assert m["rebuild_ms"] > 0 and m["raw_replay_ms"] > 0
         assert m["snapshot_rebuild_ms"] > 0 and m["snapshot_bytes"] > 0
     assert sc["d"]["snapshots"]["available"] is True
-    scale = sc["e"]["results"]
-    assert list(scale) == ["1", "2", "4"]
-    assert {m["completed"] for m in scale.values()} == {scale["1"]["runs"]}
+    scale, floor = sc["e"]["results"], sc["e"]["limit"]
+    assert list(scale) == list(floor) == ["1", "2", "4"]
+    assert {m["completed"] for m in [*scale.values(), *floor.values()]} == {scale["1"]["runs"]}
     assert sc["f"]["same_counts"] is True
     assert sc["f"]["results"]["jetloom"]["files"] > 0
 

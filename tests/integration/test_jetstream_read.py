@@ -73,7 +73,8 @@ async def test_a_long_read_equals_direct_gets_field_by_field(log: JetStreamLog) 
     assert got == expected
     assert {r.headers.get("X-Spaced") for r in got} == {None, "kept, stripped"}
     assert all("Nats-Sequence" not in r.headers and "Nats-Num-Pending" not in r.headers for r in got)
-    assert "_process_msg" not in log.nc.__dict__  # the tap is gone with the read
+    tap = log._read_tap()
+    assert tap is not None and len(tap.sinks) == 1  # the read's consumer is untapped; the get inbox stays
     await eventually(lambda: _no_consumers(log), timeout=10, what="the read's consumer is deleted")
 
 
@@ -114,7 +115,8 @@ async def test_concurrent_long_reads_share_the_connection(log: JetStreamLog) -> 
     await fill(log, "b", LONG)
     a, b = await asyncio.gather(log.read(WF, "a"), log.read(WF, "b"))
     assert a == await by_direct_gets(log, "a") and b == await by_direct_gets(log, "b")
-    assert "_process_msg" not in log.nc.__dict__
+    tap = log._read_tap()
+    assert tap is not None and len(tap.sinks) == 1  # both consumers untapped; the get inbox stays
 
 
 async def test_direct_gets_read_on_when_no_consumer_can_be_made(server: EmbeddedNats) -> None:

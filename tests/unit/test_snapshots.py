@@ -167,3 +167,42 @@ def test_run_started_initial_state_seeds_the_fold() -> None:
     messages = start_messages("jetloom", "W", "r", "StartEvent", event_payload("StartEvent", {}), initial_state={"total": 3})
     st = fold(decode_record(RawRecord(i + 1, m.subject, m.headers, m.data, 0)) for i, m in enumerate(messages))
     assert st.state == {"total": 3} and st.state_changed_seq == 1
+
+
+async def test_cache_evicts_ended_runs_first_then_the_least_recently_used() -> None:
+    from engine.commands import event_payload, start_messages
+
+    log = MemoryLog()
+    for rid in "abcde":
+        await log.append(start_messages(log.prefix, "W", rid, "StartEvent", event_payload("StartEvent", {})))
+    cache = RunCache(log, "W", {}, max_runs=3)
+    for rid in "abc":
+        await cache.get(rid, min_seq=1)
+    cache.ended("c")  # the newest, but ended: evicted before a and b
+    await cache.get("d", min_seq=1)
+    assert list(cache._runs) == ["a", "b", "d"]
+    await cache.get("a", min_seq=1)  # used again: b is now the least recently used
+    await cache.get("e", min_seq=1)
+    assert list(cache._runs) == ["d", "a", "e"]
+
+
+async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot_lookup() -> None:
+    from engine.commands import event_payload, start_messages
+
+    class CountingSnapshots(MemorySnapshots):
+        gets = 0
+
+        async def get(self, workflow: str, run_id: str) -> bytes | None:
+            self.gets += 1
+            return await super().get(workflow, run_id)
+
+    log = MemoryLog()
+    for rid in "abc":
+        await log.append(start_messages(log.prefix, "W", rid, "StartEvent", event_payload("StartEvent", {})))
+    store = CountingSnapshots()
+    cache = RunCache(log, "W", {}, snapshots=store, snapshot_every=10)
+    assert (await cache.get("a", min_seq=1, length=9)).state.status == "running"
+    assert store.gets == 0  # Jl-Length said 9 records: no snapshot can be there yet
+    await cache.get("b", min_seq=1, length=10)
+    await cache.get("c", min_seq=1)
+    assert store.gets == 2
