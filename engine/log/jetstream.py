@@ -66,9 +66,10 @@ from ..records import (
     run_subject,
 )
 from .base import AppendResult, DeadLetter
+from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, ReadInbox, direct_read
-from .jswire import install_header_parser, parse_rfc3339_ns
+from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
@@ -80,6 +81,7 @@ ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message 
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
 ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
+_HDR_SKIP = len(b"NATS/1.0\r\n")
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -176,8 +178,10 @@ class _Pull:
         expires: float,
         heartbeat: float,
         ack_wait: float,
+        tap: RawTap | None = None,
     ) -> None:
         self.nc = nc
+        self.tap = tap
         self.api_subject = api_subject
         self.limit = max_in_flight + prefetch
         self.max_in_flight = max_in_flight
@@ -199,14 +203,32 @@ class _Pull:
             self.wake.set()
 
     async def _on_msg(self, msg: Msg) -> None:
-        self.last_heard = time.monotonic()
         headers = msg.headers
         if headers and not msg.data and "Status" in headers:
-            self._on_status(headers["Status"], headers)
-            self.wake.set()
+            self._status(headers["Status"], headers)
             return
+        self._take(msg.subject, msg.reply, dict(headers or {}), msg.data)
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A message of the pull inbox as the protocol parser has it (``jsread.RawTap``)."""
+        if headers is not None and headers[8:9] == b" ":  # NATS/1.0 <code> <description>
+            line, _, rest = headers.partition(b"\r\n")
+            h = parse_header_lines(rest) if rest.strip() else {}
+            h["Description"] = line[13:].decode(errors="replace").strip()
+            self._status(line[9:12].decode(), h)
+            return
+        h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
+        self._take(subject.decode(), reply.decode(), h, data)
+
+    def _status(self, status: str, headers: dict[str, str]) -> None:
+        self.last_heard = time.monotonic()
+        self._on_status(status, headers)
+        self.wake.set()
+
+    def _take(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+        self.last_heard = time.monotonic()
         self.outstanding = max(0, self.outstanding - 1)
-        delivery = self._delivery(msg)
+        delivery = self._delivery(subject, reply, headers, data)
         if delivery is not None:
             self.held.add(delivery)
             self.ready.append(delivery)
@@ -231,7 +253,11 @@ class _Pull:
 
     async def run(self) -> AsyncIterator[_Delivery]:
         self.inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        if self.tap is not None:  # deliveries straight from the parser: no Msg, queue or task each
+            sub = await self.nc.subscribe(self.inbox)
+            self.tap.add(sub._id, self._on_raw)
+        else:
+            sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
         keep_alive = asyncio.create_task(self._keep_alive())
         try:
             while True:
@@ -254,6 +280,8 @@ class _Pull:
                         self.last_heard = time.monotonic()
         finally:
             keep_alive.cancel()
+            if self.tap is not None:
+                self.tap.remove(sub._id)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
                 # Hand buffered deliveries back at once instead of letting them wait out ack_wait.
@@ -271,14 +299,13 @@ class _Pull:
         if status == "409":
             logger.warning("pull consumer %s: 409 %s", self.api_subject, headers.get("Description", ""))
 
-    def _delivery(self, msg: Msg) -> _Delivery | None:
-        parsed = parse_ack_subject(msg.reply)
+    def _delivery(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> _Delivery | None:
+        parsed = parse_ack_subject(reply)
         if parsed is None:
-            logger.warning("unexpected ack subject %r", msg.reply)
+            logger.warning("unexpected ack subject %r", reply)
             return None
         delivered, sseq, ts = parsed
-        rec = RawRecord(sseq, msg.subject, dict(msg.headers or {}), msg.data, ts)
-        return _Delivery(rec, delivered, msg.reply, self)
+        return _Delivery(RawRecord(sseq, subject, headers, data, ts), delivered, reply, self)
 
 
 class JetStreamLog:
@@ -341,9 +368,7 @@ class JetStreamLog:
         self._dg_ids = itertools.count()
         self.commit = commit
         self.atomic = commit == "batch"
-        self._ack_inbox: str | None = None
-        self._ack_waiters: dict[str, asyncio.Future[bytes]] = {}
-        self._ack_ids = itertools.count()
+        self._acks: AckInbox | None = None
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
 
@@ -388,6 +413,8 @@ class JetStreamLog:
         await self.js.update_stream(config)
 
     async def close(self) -> None:
+        if self._acks is not None:
+            await self._acks.close()
         for hub in self._hubs.values():
             await hub.close()
         self._hubs.clear()
@@ -460,34 +487,24 @@ class JetStreamLog:
             },
         )
 
-    async def _ack_route(self, msg: Msg) -> None:
-        future = self._ack_waiters.pop(msg.subject, None)
-        if future is not None and not future.done():
-            future.set_result(msg.data)
-
     async def _send(self, m: OutMessage, msg_id: str | None) -> asyncio.Future[bytes]:
-        """Publish ``m`` with a reply subject of our own; the future resolves to the ack."""
-        if self._ack_inbox is None:
-            inbox = self.nc.new_inbox()
-            await self.nc.subscribe(inbox + ".*", cb=self._ack_route)
-            self._ack_inbox = inbox
-        reply = f"{self._ack_inbox}.{next(self._ack_ids)}"
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._ack_waiters[reply] = future
+        """Publish ``m`` with a reply subject of our own; the future resolves to the ack (and
+        fails with ``LogError`` when none comes within the request timeout: ``jsacks``)."""
+        acks = self._acks
+        if acks is None:
+            acks = self._acks = AckInbox(self.nc, self._read_tap(), self.timeout)
+        reply, future = await acks.reply()
         headers = m.headers if msg_id is None else {**m.headers, "Nats-Msg-Id": msg_id}
         try:
             await self.nc.publish(m.subject, m.data, reply=reply, headers=headers or None)
         except BaseException:
-            self._ack_waiters.pop(reply, None)
+            acks.drop(reply)
             raise
         return future
 
     async def _gather(self, futures: list[asyncio.Future[bytes]]) -> list[dict[str, Any]]:
         try:
-            async with asyncio.timeout(self.timeout):
-                datas = [await f for f in futures]
-        except TimeoutError:
-            raise LogError(f"no publish ack within {self.timeout}s") from None
+            datas = [await f for f in futures]
         finally:
             for f in futures:
                 if not f.done():
@@ -768,6 +785,7 @@ class JetStreamLog:
             expires=30.0,
             heartbeat=5.0,
             ack_wait=self.ack_wait,
+            tap=self._read_tap(),
         )
         async for delivery in pull.run():
             yield delivery

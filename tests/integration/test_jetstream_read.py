@@ -73,9 +73,16 @@ async def test_a_long_read_equals_direct_gets_field_by_field(log: JetStreamLog) 
     assert got == expected
     assert {r.headers.get("X-Spaced") for r in got} == {None, "kept, stripped"}
     assert all("Nats-Sequence" not in r.headers and "Nats-Num-Pending" not in r.headers for r in got)
-    tap = log._read_tap()
-    assert tap is not None and len(tap.sinks) == 1  # the read's consumer is untapped; the get inbox stays
+    assert not _consumer_reads_tapped(log)  # the read's consumer is untapped with the read
     await eventually(lambda: _no_consumers(log), timeout=10, what="the read's consumer is deleted")
+
+
+def _consumer_reads_tapped(log: JetStreamLog) -> bool:
+    """Whether a ``ConsumerRead`` still has a tapped subscription (the shared inboxes of direct
+    gets and publish acks stay tapped)."""
+    tap = log._read_tap()
+    assert tap is not None
+    return any(isinstance(getattr(sink, "__self__", None), ConsumerRead) for sink in tap.sinks.values())
 
 
 async def _no_consumers(log: JetStreamLog) -> bool:
@@ -115,8 +122,7 @@ async def test_concurrent_long_reads_share_the_connection(log: JetStreamLog) -> 
     await fill(log, "b", LONG)
     a, b = await asyncio.gather(log.read(WF, "a"), log.read(WF, "b"))
     assert a == await by_direct_gets(log, "a") and b == await by_direct_gets(log, "b")
-    tap = log._read_tap()
-    assert tap is not None and len(tap.sinks) == 1  # both consumers untapped; the get inbox stays
+    assert not _consumer_reads_tapped(log)
 
 
 async def test_direct_gets_read_on_when_no_consumer_can_be_made(server: EmbeddedNats) -> None:
@@ -134,4 +140,33 @@ async def test_direct_gets_read_on_when_no_consumer_can_be_made(server: Embedded
         assert await log.read(WF, "full") == await by_direct_gets(log, "full")
         assert await consumers(log) == 1
     finally:
+        await nc.close()
+
+
+async def test_a_publish_without_ack_fails_after_the_timeout_and_no_responders_at_once(server: EmbeddedNats) -> None:
+    """Appends on subjects no stream takes: with a silent subscriber there is no ack (LogError
+    after the request timeout, from the ack inbox's deadline sweep); with nobody there, the
+    server's 503 comes back at once (AppendError)."""
+    import asyncio
+    import time
+
+    from engine.errors import AppendError, LogError
+
+    nc = await nats.connect(server.url)
+    log = JetStreamLog(nc, prefix="nostream", request_timeout=0.5)
+    try:
+        message = OutMessage(run_subject("nostream", WF, "r", "evt", "E"), b"{}", {})
+        with pytest.raises(AppendError, match="no responders"):
+            await asyncio.wait_for(log.append([message]), 5)
+
+        async def silent(msg: object) -> None:  # takes the message, never answers
+            return None
+
+        await nc.subscribe("nostream.run.>", cb=silent)
+        t0 = time.monotonic()
+        with pytest.raises(LogError, match="no publish ack within 0.5s"):
+            await asyncio.wait_for(log.append([message]), 5)
+        assert time.monotonic() - t0 >= 0.5
+    finally:
+        await log.close()
         await nc.close()
