@@ -81,8 +81,10 @@ class WorkflowHandler:
         timeout: float | None,
         prepare: Callable[[], Awaitable[None]] | None = None,
         cleanup: Callable[[], Awaitable[None]] | None = None,
+        fresh: bool = False,
     ) -> None:
         self.run_id = run_id
+        self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
         self.workflow = workflow
         self._log = log
         self._events = events
@@ -127,7 +129,13 @@ class WorkflowHandler:
     async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
-        records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq)
+        if prepare is not None and self._fresh:
+            # The follow is set up first, then the start commit is appended: every record of the
+            # new run is delivered as it lands, without a read of the stored log.
+            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, create=prepare)
+            prepare = None
+        else:
+            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq)
         async with contextlib.aclosing(records):  # type: ignore[type-var]
             if prepare is not None:
                 # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``

@@ -116,6 +116,7 @@ def start_run(
         timeout=timeout,
         prepare=prepare,
         cleanup=after,
+        fresh=run_id is None,
     )
 
 

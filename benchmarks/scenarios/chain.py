@@ -137,30 +137,26 @@ class ChainRig:
     def jetloom(
         self, *, runs: int, inflight: int, label: str, hops: bool = False
     ) -> dict[str, Any]:
-        """jetloom's chain through ``NatsClient.start`` + ``await handler``; with ``hops``, also
-        where a run's time goes, read from the server timestamps in the last runs' logs."""
+        """jetloom's chain through ``NatsClient.start`` + ``await handler``, as a user starts a
+        run (the run id made by the client); with ``hops``, also where a run's time goes, read
+        from the server timestamps in the last runs' logs."""
         meter = self._meter(self.jetloom_workers)
-        tag = uuid.uuid4().hex[:8]
 
         async def main() -> dict[str, Any]:
             client = await NatsClient.connect(self.server.url)
             latency_of: dict[str, float] = {}
             try:
 
-                async def run(rid: str) -> bool:
-                    handler = await client.start(
-                        BenchChain, run_id=rid, text=CHAIN_TEXT, timeout=120
-                    )
-                    return await handler == CHAIN_RESULT
-
                 async def one(i: int) -> bool:
                     t0 = time.perf_counter()
-                    ok = await run(f"{tag}-{i}")
-                    latency_of[f"{tag}-{i}"] = time.perf_counter() - t0
+                    handler = await client.start(BenchChain, text=CHAIN_TEXT, timeout=120)
+                    ok = await handler == CHAIN_RESULT
+                    latency_of[handler.run_id] = time.perf_counter() - t0
                     return ok
 
                 async def warm(i: int) -> bool:
-                    return await run(f"{tag}-w{i}")
+                    handler = await client.start(BenchChain, text=CHAIN_TEXT, timeout=120)
+                    return await handler == CHAIN_RESULT
 
                 await closed_loop(warm, runs=warmup_runs(runs), inflight=inflight)
                 with self.h.task(label, runs) as advance:

@@ -6,7 +6,7 @@ tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -128,9 +128,21 @@ class EventLog(Protocol):
         """The run's records with ``after_seq < seq <= up_to_seq``, in order."""
         ...
 
-    def follow(self, workflow: str, run_id: str, *, after_seq: int = 0) -> AsyncIterator[RawRecord]:
+    def follow(
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        create: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[RawRecord]:
         """The run's records after ``after_seq``: the stored ones, then new ones as they land.
-        Never ends by itself; the caller stops iterating."""
+        Never ends by itself; the caller stops iterating.
+
+        ``create``: for a run that has no records yet (a start under a new run id), the coroutine
+        function that appends its first ones. It is awaited once the follow is set up, and the
+        records it appends, like all later ones, are delivered as they land (on JetStream, no
+        read of the stored log is needed). Its exception ends the iteration."""
         ...
 
     async def ensure_consumer(

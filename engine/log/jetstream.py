@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -683,21 +683,30 @@ class JetStreamLog:
                 await sub.unsubscribe()
 
     async def follow(
-        self, workflow: str, run_id: str, *, after_seq: int = 0
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        create: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[RawRecord]:
         # The stored records by direct get, then the workflow's shared follow consumer
-        # (``jsfollow.FollowHub``): registered first, so nothing falls between the two.
+        # (``jsfollow.FollowHub``): registered first, so nothing falls between the two. With
+        # ``create``, the run has no records before it: nothing stored is read.
         hub = self._hubs.get(workflow)
         if hub is None:
             hub = self._hubs[workflow] = FollowHub(
-                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", self.timeout
+                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", self.timeout, self._read_tap()
             )
         queue = await hub.register(run_id)
         try:
             last = after_seq
-            for rec in await self.read(workflow, run_id, after_seq=after_seq):
-                last = rec.seq
-                yield rec
+            if create is not None:
+                await create()
+            else:
+                for rec in await self.read(workflow, run_id, after_seq=after_seq):
+                    last = rec.seq
+                    yield rec
             while True:
                 rec = await queue.get()
                 if rec.seq > last:

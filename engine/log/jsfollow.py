@@ -25,6 +25,8 @@ import orjson
 from nats.aio.msg import Msg
 
 from ..records import RawRecord
+from .jsread import RawTap
+from .jswire import parse_header_lines
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -36,6 +38,7 @@ logger = logging.getLogger("jetloom.log")
 HEARTBEAT_S = 2.0  # idle heartbeat of the hub's consumer
 INACTIVE_S = 10.0  # the server removes the consumer this long after its process went away
 _NS = 1_000_000_000
+_HDR_SKIP = len(b"NATS/1.0\r\n")
 
 
 class FollowHub:
@@ -46,10 +49,16 @@ class FollowHub:
         stream: the run stream.
         subject_filter: ``<prefix>.run.<workflow>.>``.
         timeout: seconds to wait for the consumer API.
+        tap: the connection's ``jsread.RawTap``: deliveries then reach the hub straight from the
+            protocol parser (no nats-py ``Msg``, queue or task each), and the headers of records
+            of runs nobody here follows are not parsed. ``None``: nats-py's subscription path.
     """
 
-    def __init__(self, nc: NATS, stream: str, subject_filter: str, timeout: float) -> None:
+    def __init__(
+        self, nc: NATS, stream: str, subject_filter: str, timeout: float, tap: RawTap | None = None
+    ) -> None:
         self.nc = nc
+        self.tap = tap if tap is not None and tap.usable else None
         self.stream = stream
         self.filter = subject_filter
         self.timeout = timeout
@@ -127,7 +136,11 @@ class FollowHub:
 
     async def _run(self) -> None:
         assert self._ready is not None
-        self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._on_msg)
+        if self.tap is not None:
+            self._sub = await self.nc.subscribe(self.nc.new_inbox())
+            self.tap.add(self._sub._id, self._on_raw)
+        else:
+            self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._on_msg)
         try:
             while True:
                 try:
@@ -157,34 +170,64 @@ class FollowHub:
                 self._delete(old)
         finally:
             self._delete(self._name)
+            if self.tap is not None:
+                self.tap.remove(self._sub._id)
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
     _silent = False
 
     async def _on_msg(self, msg: Msg) -> None:
-        self._silent = False
         headers = msg.headers
         if headers and not msg.data and "Status" in headers:
-            sent = headers.get("Nats-Last-Consumer")
-            if sent is not None and int(sent) > self._delivered and self._name:
-                self._renew.set()  # a delivery was missed
+            self._on_status(headers.get("Nats-Last-Consumer"))
             return
-        tokens = msg.reply.split(".")
+        tokens = self._tokens(msg.reply.split("."))
+        if tokens is None:
+            return
+        queues = self.followers.get(msg.subject.rsplit(".", 3)[1])
+        if queues:
+            rec = RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
+            for q in queues:
+                q.put_nowait(rec)
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A delivery as the protocol parser has it (``jsread.RawTap``)."""
+        if headers is not None and headers[8:9] == b" ":  # a status: heartbeat or flow control
+            _, _, rest = headers.partition(b"\r\n")
+            h = parse_header_lines(rest) if rest.strip() else {}
+            self._on_status(h.get("Nats-Last-Consumer"))
+            return
+        tokens = self._tokens(reply.decode().split("."))
+        if tokens is None:
+            return
+        name = subject.decode()
+        queues = self.followers.get(name.rsplit(".", 3)[1])
+        if queues:
+            h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
+            rec = RawRecord(int(tokens[5]), name, h, data, int(tokens[7]))
+            for q in queues:
+                q.put_nowait(rec)
+
+    def _on_status(self, last_consumer_seq: str | None) -> None:
+        self._silent = False
+        if last_consumer_seq is not None and int(last_consumer_seq) > self._delivered and self._name:
+            self._renew.set()  # a delivery was missed
+
+    def _tokens(self, tokens: list[str]) -> list[str] | None:
+        """The ack-subject tokens of a delivery to hand on (ADR-15 short form); ``None`` for a
+        delivery of a replaced consumer, a repeat, or after a gap (which renews the consumer)."""
+        self._silent = False
         if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
             tokens = tokens[:2] + tokens[4:]
         if len(tokens) < 9 or tokens[3] != self._name:
-            return  # from a consumer we have replaced
+            return None  # from a consumer we have replaced
         cseq, seq = int(tokens[6]), int(tokens[5])
         if cseq != self._delivered + 1:
             self._renew.set()
-            return
+            return None
         self._delivered = cseq
         if seq <= self._last_seq:
-            return
+            return None
         self._last_seq = seq
-        queues = self.followers.get(msg.subject.rsplit(".", 3)[1])
-        if queues:
-            rec = RawRecord(seq, msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
-            for q in queues:
-                q.put_nowait(rec)
+        return tokens

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from ..errors import LastSeqMismatchError
@@ -168,8 +168,15 @@ class MemoryLog:
         ]
 
     async def follow(
-        self, workflow: str, run_id: str, *, after_seq: int = 0
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        create: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[RawRecord]:
+        if create is not None:
+            await create()
         last = after_seq
         while True:
             async with self._appended:
