@@ -68,6 +68,7 @@ from ..records import (
 from .base import AppendResult, DeadLetter
 from .jsacks import AckInbox
 from .jsfollow import FollowHub
+from .jspub import Outbox
 from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, ReadInbox, direct_read
 from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
 
@@ -139,7 +140,7 @@ class _Delivery:
             return
         self._settled = True
         self._pull.release(self)
-        await self._pull.nc.publish(self._reply, payload)
+        await self._pull.publish(self._reply, payload)
 
     async def ack(self) -> None:
         await self._settle(b"+ACK")
@@ -156,7 +157,7 @@ class _Delivery:
 
     async def in_progress(self) -> None:
         if not self._settled:
-            await self._pull.nc.publish(self._reply, b"+WPI")
+            await self._pull.publish(self._reply, b"+WPI")
 
 
 class _Pull:
@@ -179,9 +180,11 @@ class _Pull:
         heartbeat: float,
         ack_wait: float,
         tap: RawTap | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.nc = nc
         self.tap = tap
+        self.publish = outbox.publish if outbox is not None else nc.publish
         self.api_subject = api_subject
         self.limit = max_in_flight + prefetch
         self.max_in_flight = max_in_flight
@@ -242,7 +245,7 @@ class _Pull:
             {"batch": want, "expires": self.expires_ns, "idle_heartbeat": int(self.heartbeat * _NS)}
         )
         self.outstanding += want
-        await self.nc.publish(self.api_subject, body, reply=self.inbox)
+        await self.publish(self.api_subject, body, self.inbox)
 
     async def _keep_alive(self) -> None:
         # Buffered and running deliveries must not hit ack_wait while they wait or work.
@@ -369,6 +372,7 @@ class JetStreamLog:
         self.commit = commit
         self.atomic = commit == "batch"
         self._acks: AckInbox | None = None
+        self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
 
@@ -459,7 +463,8 @@ class JetStreamLog:
             if n == 0 and expected_last_seq is not None:
                 m = self._expecting(m, expected_last_seq)
             msg_id = None if key is None else message_id(key, i, execution_of(m.headers))
-            futures.append(await self._send(m, msg_id))
+            futures.append(await self._send(m, msg_id, flush=False))
+        await self.outbox.flush()
         # All at once: the head decides whose commit stands, and the fold leaves out what another
         # execution's messages put in the log meanwhile (engine.commit), so nothing waits for it.
         acks = await self._gather(futures)
@@ -487,16 +492,23 @@ class JetStreamLog:
             },
         )
 
-    async def _send(self, m: OutMessage, msg_id: str | None) -> asyncio.Future[bytes]:
+    async def _send(self, m: OutMessage, msg_id: str | None, *, flush: bool = True) -> asyncio.Future[bytes]:
         """Publish ``m`` with a reply subject of our own; the future resolves to the ack (and
-        fails with ``LogError`` when none comes within the request timeout: ``jsacks``)."""
+        fails with ``LogError`` when none comes within the request timeout: ``jsacks``). Without
+        ``flush`` the message may wait in the connection's buffer for ``self.outbox.flush()``."""
         acks = self._acks
         if acks is None:
             acks = self._acks = AckInbox(self.nc, self._read_tap(), self.timeout)
-        reply, future = await acks.reply()
+        if not acks.ready:
+            await acks.open()
+        reply, future = acks.new()
         headers = m.headers if msg_id is None else {**m.headers, "Nats-Msg-Id": msg_id}
         try:
-            await self.nc.publish(m.subject, m.data, reply=reply, headers=headers or None)
+            if self.outbox.put(m.subject, m.data, reply, headers):
+                if flush:
+                    await self.outbox.flush()
+            else:
+                await self.nc.publish(m.subject, m.data, reply=reply, headers=headers or None)
         except BaseException:
             acks.drop(reply)
             raise
@@ -795,6 +807,7 @@ class JetStreamLog:
             heartbeat=5.0,
             ack_wait=self.ack_wait,
             tap=self._read_tap(),
+            outbox=self.outbox,
         )
         async for delivery in pull.run():
             yield delivery

@@ -52,12 +52,15 @@ class AckInbox:
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def reply(self) -> tuple[str, asyncio.Future[bytes]]:
+    @property
+    def ready(self) -> bool:
+        """Whether the inbox is subscribed (``open`` has run)."""
+        return bool(self._prefix)
+
+    def new(self) -> tuple[str, asyncio.Future[bytes]]:
         """A new reply subject and the future its ack will resolve (to the ack's payload; ``b""``
         for a status without payload such as 503 no responders). The future fails with
-        ``LogError`` when no ack came within ``timeout``."""
-        if not self._prefix:
-            await self._open()
+        ``LogError`` when no ack came within ``timeout``. Call ``open`` first."""
         n = next(self._ids)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiters[n] = future
@@ -79,7 +82,8 @@ class AckInbox:
                 await self._sweeper
             self._sweeper = None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
+        """Subscribe the inbox (once)."""
         async with self._lock:
             if self._prefix:
                 return
