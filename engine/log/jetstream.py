@@ -248,11 +248,21 @@ class _Pull:
         await self.publish(self.api_subject, body, self.inbox)
 
     async def _keep_alive(self) -> None:
-        # Buffered and running deliveries must not hit ack_wait while they wait or work.
+        # Buffered and running deliveries must not hit ack_wait while they wait or work; and when
+        # the server has been silent for two heartbeats (a restart or a reconnect drops pending
+        # pull requests), ask again. One timer for both, not one per wait of the pull loop.
+        last_wip = time.monotonic()
         while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            for d in list(self.held):
-                await d.in_progress()
+            await asyncio.sleep(min(self.heartbeat, self.ack_wait / 3))
+            now = time.monotonic()
+            if now - self.last_heard > 2 * self.heartbeat:
+                self.outstanding = 0  # our pull requests are gone; ask again
+                self.last_heard = now
+                self.wake.set()
+            if now - last_wip >= self.ack_wait / 3:
+                last_wip = now
+                for d in list(self.held):
+                    await d.in_progress()
 
     async def run(self) -> AsyncIterator[_Delivery]:
         self.inbox = self.nc.new_inbox()
@@ -273,14 +283,7 @@ class _Pull:
                         yield d
                     continue
                 self.wake.clear()
-                try:
-                    # (not wait_for: on 3.11 it can swallow a cancel that coincides with a wake-up)
-                    async with asyncio.timeout(self.heartbeat):
-                        await self.wake.wait()
-                except TimeoutError:
-                    if time.monotonic() - self.last_heard > 2 * self.heartbeat:
-                        self.outstanding = 0  # our pull requests are gone; ask again
-                        self.last_heard = time.monotonic()
+                await self.wake.wait()
         finally:
             keep_alive.cancel()
             if self.tap is not None:

@@ -13,7 +13,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ..records import H_ATTEMPT, H_CLASS, H_COMMIT, H_LENGTH, H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE
+from ..records import (
+    H_ATTEMPT,
+    H_CLASS,
+    H_COMMIT,
+    H_LENGTH,
+    H_RUN,
+    H_STEP,
+    H_TARGET,
+    H_TRIGGER,
+    H_TYPE,
+)
 
 __all__ = ["install_header_parser", "parse_header_lines", "parse_rfc3339_ns"]
 
