@@ -1,0 +1,82 @@
+"""The continuous pull loop (``jetstream._Pull``) with its messages taken straight from the
+protocol parser: pull requests that expire come back as 408 statuses whose pending counts return
+the unused part of the request, so the loop keeps asking and a message appended after several
+expiries is still delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.log.jetstream import JetStreamLog, _Pull, consumer_name
+from engine.records import OutMessage, run_subject
+from services.natsserver import EmbeddedNats
+from tests.integration.procs import eventually
+
+WF = "Pulled"
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> AsyncIterator[JetStreamLog]:
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "nats") as srv:
+        js_log = await JetStreamLog.connect(srv.url)
+        try:
+            yield js_log
+        finally:
+            await js_log.close()
+
+
+class _Recording(_Pull):
+    statuses: list[str]
+
+    def _on_status(self, status: str, headers: dict[str, str]) -> None:
+        self.statuses.append(status)
+        super()._on_status(status, headers)
+
+
+async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the_tap(log: JetStreamLog) -> None:
+    await log.ensure_consumer(WF, "s", ["Tick"])
+    pull = _Recording(
+        log.nc,
+        f"$JS.API.CONSUMER.MSG.NEXT.{log.stream}.{consumer_name(WF, 's')}",
+        max_in_flight=2,
+        prefetch=2,
+        expires=0.3,
+        heartbeat=0.1,
+        ack_wait=5.0,
+        tap=log._read_tap(),
+        outbox=log.outbox,
+    )
+    pull.statuses = []
+    assert pull.tap is not None
+    got: list[int] = []
+
+    async def take() -> None:
+        async for d in pull.run():
+            got.append(d.record.seq)
+            assert d.record.headers.get("Jl-Run") == "r"
+            await d.ack()
+
+    task = asyncio.create_task(take())
+    try:
+
+        async def expired_twice() -> bool:
+            return pull.statuses.count("408") >= 2
+
+        await eventually(expired_twice, timeout=10, what="two pull requests expired")
+        assert pull.outstanding <= pull.limit
+        result = await log.append(
+            [OutMessage(run_subject(log.prefix, WF, "r", "evt", "Tick"), b"{}", {"Jl-Run": "r"})]
+        )
+
+        async def delivered() -> bool:
+            return got == [result.last_seq]
+
+        await eventually(delivered, timeout=10, what="the message appended after the expiries")
+        assert "100" in pull.statuses  # idle heartbeats parsed from the raw status lines
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
