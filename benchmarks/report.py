@@ -102,7 +102,10 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
         f"uvloop {m['uvloop'] or 'not installed'} ({'on' if doc.get('uvloop') else 'off'} in the main "
         f"figures). Commit `{m['git_commit'][:12]}` on `{m['git_branch']}`"
         f"{' (uncommitted changes)' if m['git_dirty'] else ''}. "
-        f"{'Quick (smoke) sizes. ' if o['quick'] else ''}Took {doc['duration_s']:.0f} s.\n"
+        f"{'Quick (smoke) sizes. ' if o['quick'] else ''}Took {doc['duration_s']:.0f} s."
+        + (f" Steal time (CPU the hypervisor gave to other guests): {m['steal']:.0%} of the machine's "
+           "CPU time during the run." if m.get("steal") is not None else "")
+        + "\n"
     )
     out.append("## Targets\n")
     out.append(

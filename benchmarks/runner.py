@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 
 from .harness import Harness, Options, machine_info
@@ -34,6 +35,7 @@ def run_benchmarks(options: Options, console: Console | None = None) -> dict[str
         raise ValueError(f"unknown scenario(s) {unknown}; choose from {sorted(SCENARIOS)}")
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    times0 = psutil.cpu_times()
     doc: dict[str, Any] = {
         "schema": 1,
         "started_at": started.isoformat(timespec="seconds"),
@@ -56,8 +58,20 @@ def run_benchmarks(options: Options, console: Console | None = None) -> dict[str
                 figures = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             doc["scenarios"][key] = {"title": title, **figures, "seconds": time.perf_counter() - s0}
     doc["duration_s"] = time.perf_counter() - t0
+    doc["machine"]["steal"] = steal_fraction(times0, psutil.cpu_times())
     doc["targets"] = evaluate(doc)
     return doc
+
+
+def steal_fraction(before: Any, after: Any) -> float | None:
+    """The share of the machine's CPU time between two ``psutil.cpu_times()`` readings that the
+    hypervisor gave to other guests (Linux "steal"); ``None`` where the kernel does not report it.
+    A large share means the host was oversubscribed: wall figures then move between runs, and
+    cores look idle while they were taken away."""
+    if not hasattr(before, "steal"):
+        return None
+    total = sum(after) - sum(before)
+    return (after.steal - before.steal) / total if total > 0 else 0.0
 
 
 def write_results(doc: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -56,7 +56,9 @@ def _cpu(m: dict[str, Any]) -> str:
     return ", ".join(f"{g} {per[g]:.0f}" for g in GROUPS if per.get(g) is not None) + " µs"
 
 
-def _cpu_story(jl: dict[str, Any], base: dict[str, Any], base_name: str, cores: int) -> str:
+def _cpu_story(
+    jl: dict[str, Any], base: dict[str, Any], base_name: str, cores: int, steal: float | None = None
+) -> str:
     """Which process group's CPU per transition is largest, against the baseline's, and whether
     the cores were busy (CPU-bound) or idle (waiting)."""
     per = {g: v for g, v in (jl.get("cpu_us_per_transition") or {}).items() if v is not None}
@@ -73,6 +75,12 @@ def _cpu_story(jl: dict[str, Any], base: dict[str, Any], base_name: str, cores: 
     if base_per.get(top):
         story += f" ({per[top] / base_per[top]:.0f}× the {base_name}'s)"
     story += f". Cores busy {busy:.0%} of the wall time ({wall_us:.0f} µs per transition)"
+    if steal is not None and steal >= 0.05 and busy < 0.7:
+        story += (
+            f": not conclusive, the hypervisor took {steal:.0%} of the machine's CPU time during "
+            "the run, so idle-looking cores may have been taken away."
+        )
+        return story
     story += (
         ": CPU-bound." if busy >= 0.7 else
         ": mostly waiting (commit round trips serialize), not CPU-bound."
@@ -112,6 +120,7 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
     failed its measurement) is ``n/a`` with the failure in ``detail``."""
     sc = doc["scenarios"]
     cores = doc["machine"].get("cores") or 1
+    steal = doc["machine"].get("steal")
     out: list[dict[str, Any]] = []
 
     def add(
@@ -152,7 +161,7 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
             return (
                 t["jetloom"] / t["limit"],
                 f"transitions/s jetloom {t['jetloom']:,.0f}, limit {t['limit']:,.0f}",
-                _cpu_story(r["jetloom"], r["limit"], "limit", cores),
+                _cpu_story(r["jetloom"], r["limit"], "limit", cores, steal),
             )
 
         def runs_vs_peer(r: dict[str, Any]) -> tuple[float, str, str]:
@@ -160,7 +169,7 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
             return (
                 rps["jetloom"] / rps["peer"],
                 f"runs/s jetloom {rps['jetloom']:,.0f}, peer {rps['peer']:,.0f}",
-                _cpu_story(r["jetloom"], r["limit"], "limit", cores),
+                _cpu_story(r["jetloom"], r["limit"], "limit", cores, steal),
             )
 
         for mode, label in (("inflight", f"{sc['b']['inflight']} in flight"),
