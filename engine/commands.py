@@ -15,6 +15,7 @@ from .events import TAG_FIELD
 from .fold import fold
 from .log.base import AppendResult, EventLog
 from .records import (
+    H_NEW_RUN,
     H_RUN,
     H_TARGET,
     H_TYPE,
@@ -56,16 +57,22 @@ def start_messages(
     copy: bool = True,
     parent: ParentRef | None = None,
     initial_state: dict[str, Any] | None = None,
+    new_run: bool = False,
 ) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event. With ``copy``
     (for logs whose appends are not atomic), RunStarted carries a copy of the start event so an
     interrupted start can be completed (``engine.commit``). ``parent``: the wait a child run
     answers (``engine.children``). ``initial_state`` is the user state the run starts with
-    (default: empty)."""
+    (default: empty). ``new_run``: the run id was made for this start and the commit is sent
+    without idempotency ids; the start event says so (``Jl-New-Run``), and the first step's
+    worker then needs no read (``engine.runs``)."""
+    if new_run and (parent is not None or initial_state):
+        raise ValueError("a new run's start event carries neither a parent nor an initial state")
     base = {H_RUN: run_id}
-    event = OutMessage(
-        run_subject(prefix, workflow, run_id, "evt", event_type), payload, {**base, H_TYPE: event_type}
-    )
+    event_headers = {**base, H_TYPE: event_type}
+    if new_run:
+        event_headers[H_NEW_RUN] = "1"
+    event = OutMessage(run_subject(prefix, workflow, run_id, "evt", event_type), payload, event_headers)
     body = RunStarted(
         workflow=workflow,
         run_id=run_id,

@@ -29,6 +29,7 @@ __all__ = [
     "H_CLASS",
     "H_COMMIT",
     "H_LENGTH",
+    "H_NEW_RUN",
     "H_RUN",
     "H_STEP",
     "H_TARGET",
@@ -79,6 +80,11 @@ H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a mult
 # it. A worker that does not hold the run skips the snapshot lookup (a KV round trip) when this says
 # the run is shorter than a snapshot interval (``engine.runs.RunCache.get``).
 H_LENGTH: Final = "Jl-Length"
+# On the start event of a run started under a run id made for it (no parent, no initial state, no
+# idempotency ids; ``engine.runtime.append_start(fresh=True)``): nobody else can have written to
+# the run, so the run's log is this commit's RunStarted, stored just before, and this event. The
+# worker of the first step folds that from the event itself instead of reading the run.
+H_NEW_RUN: Final = "Jl-New-Run"
 
 Kind = Literal["evt", "sys", "out", "cmd", "sch"]
 #: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's consumer;

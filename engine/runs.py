@@ -23,10 +23,11 @@ from typing import Any
 import msgspec
 
 from .codec import decode_record
+from .commands import start_key, start_messages
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
-from .records import OutMessage, RawRecord, Record, parse_commit_tag
+from .records import H_COMMIT, OutMessage, RawRecord, Record, commit_tag, parse_commit_tag
 from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore, decode_snapshot, encode_snapshot
 
 __all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
@@ -231,6 +232,7 @@ class RunCache:
         refresh: bool = False,
         trigger: Record | None = None,
         length: int | None = None,
+        new_run: RawRecord | None = None,
     ) -> CachedRun:
         """The run with at least every record up to ``min_seq``; with ``refresh``, up to the
         current end of its log. ``trigger``, a record the caller has decoded already, is used as
@@ -238,8 +240,14 @@ class RunCache:
         the run had when the trigger was committed (its ``Jl-Length`` header); a run not held here
         whose length is below ``snapshot_every`` is read from its first record without looking
         for a snapshot (none can be older than the trigger; at worst the run grew since, and is
-        read whole)."""
+        read whole). ``new_run``: ``trigger`` as it was delivered, when it is the start event of a
+        new run (``Jl-New-Run``): a run not held here is then folded from it without a read."""
         run = self._runs.get(run_id)
+        if run is None and new_run is not None and trigger is not None:
+            run = self._new_run(run_id, new_run, trigger)
+            if run is not None:
+                self._runs[run_id] = run
+                self._evict()
         if run is None:
             short = length is not None and length < self.snapshot_every
             run = await self._load(run_id, fresh=short or _starts_run(trigger, run_id))
@@ -265,6 +273,26 @@ class RunCache:
         self._maybe_snapshot(run)
         if run.state.terminal:
             self._runs.move_to_end(run_id, last=False)
+        return run
+
+    def _new_run(self, run_id: str, raw: RawRecord, trigger: Record) -> CachedRun | None:
+        """The run as its new-run start commit made it: the ``RunStarted`` the starter sent just
+        before ``raw`` (rebuilt from ``raw``, with the commit's execution id; its sequence is not
+        known and taken as ``raw.seq - 1``, which no question the fold answers depends on), and
+        the start event. ``None`` when ``raw`` is not such a start event."""
+        tag = parse_commit_tag(trigger.commit) if trigger.commit is not None else None
+        if tag is None or tag[:2] != (start_key(run_id), 1) or trigger.kind != "evt" or raw.seq < 2:
+            return None
+        head = start_messages(
+            self._log.prefix, self._workflow, run_id, trigger.type, raw.data,
+            copy=tag[2] is not None, new_run=True,
+        )[0]  # fmt: skip
+        headers = {**head.headers, H_COMMIT: commit_tag(start_key(run_id), 0, tag[2])}
+        started = decode_record(RawRecord(raw.seq - 1, head.subject, headers, head.data, raw.time_ns), self._events)
+        run = CachedRun()
+        run.extend([started, trigger])
+        if run.state.status != "running" or run.state.incomplete or run.state.orphans:
+            return None  # (not the start commit this header promises: read the log instead)
         return run
 
     async def _load(self, run_id: str, *, fresh: bool = False) -> CachedRun:

@@ -28,12 +28,13 @@ def new_run_id() -> str:
 
 
 def start_commit(
-    prefix: str, workflow: str, run_id: str, start: StartEvent, *, copy: bool = True
+    prefix: str, workflow: str, run_id: str, start: StartEvent, *, copy: bool = True, new_run: bool = False
 ) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event (with ``copy``,
-    RunStarted carries a copy of the start event; see ``commands.start_messages``)."""
+    RunStarted carries a copy of the start event; ``new_run``: the run id was made for this start;
+    see ``commands.start_messages``)."""
     return start_messages(
-        prefix, workflow, run_id, event_name(type(start)), encode_event(start), copy=copy
+        prefix, workflow, run_id, event_name(type(start)), encode_event(start), copy=copy, new_run=new_run
     )
 
 
@@ -46,7 +47,7 @@ async def append_start(
     is sent without idempotency ids, both messages at once: one round trip instead of two.
     """
     if fresh:
-        await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic))
+        await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic, new_run=True))
         return
     await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
 

@@ -206,3 +206,39 @@ async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot
     await cache.get("b", min_seq=1, length=10)
     await cache.get("c", min_seq=1)
     assert store.gets == 2
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomic: bool) -> None:
+    from engine import StartEvent
+    from engine.records import H_NEW_RUN
+    from engine.runtime import append_start
+
+    log = MemoryLog()
+    log.atomic = atomic  # (the copy in RunStarted and the execution ids exist only without it)
+    await append_start(log, "W", "fresh1", StartEvent(topic="x"), fresh=True)
+    raws = await log.read("W", "fresh1")
+    assert [r.subject.rsplit(".", 1)[1] for r in raws] == ["RunStarted", "StartEvent"]
+    start = raws[1]
+    assert start.headers[H_NEW_RUN] == "1"
+    whole = fold(decode_record(r) for r in raws)
+    cache = RunCache(log, "W", {})
+    run = await cache.get("fresh1", min_seq=start.seq, trigger=decode_record(start), new_run=start)
+    assert cache.records_read == 0
+    got = run.state
+    for slot in ("status", "start_event", "incomplete", "orphans", "records", "done", "events", "state", "seq"):
+        assert getattr(got, slot) == getattr(whole, slot), slot
+
+
+async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None:
+    from engine.commands import event_payload, start_messages
+    from engine.records import H_NEW_RUN, OutMessage, run_subject
+
+    log = MemoryLog()
+    await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))
+    odd = OutMessage(run_subject(log.prefix, "W", "r", "evt", "StartEvent"), b"{}", {"Jl-Run": "r", H_NEW_RUN: "1"})
+    await log.append([odd])
+    raw = (await log.read("W", "r"))[-1]
+    cache = RunCache(log, "W", {})
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), new_run=raw)
+    assert cache.records_read == 3 and run.state.records == 3  # no start tag: read, not made up
