@@ -68,6 +68,7 @@ from ..records import (
 from .base import AppendResult, DeadLetter
 from .jsacks import AckInbox
 from .jsfollow import FollowHub
+from .jsproto import install_protocol_parser
 from .jspub import Outbox
 from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, ReadInbox, direct_read
 from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
@@ -319,8 +320,9 @@ class JetStreamLog:
 
     Create with ``await JetStreamLog.connect(url)`` (owns the connection) or
     ``JetStreamLog(nc)`` + ``await log.setup()`` (borrows one). Either way the connection parses
-    message headers with ``jswire.parse_header_lines`` from then on (nats-py's result, at half the
-    cost; set on that client instance only).
+    message headers with ``jswire.parse_header_lines`` and the protocol with
+    ``jsproto.ProtocolParser`` from then on (nats-py's results, at a fraction of the cost; set on
+    that client instance only), and the log's own publishes go out through ``jspub.Outbox``.
 
     Args:
         nc: a connected nats-py client.
@@ -359,6 +361,7 @@ class JetStreamLog:
             raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
         self.nc = nc
         install_header_parser(nc)  # nats-py's own costs more than the rest of a read (jswire)
+        install_protocol_parser(nc)  # no copy of the read buffer per message (jsproto)
         self.js = nc.jetstream(timeout=request_timeout)
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
