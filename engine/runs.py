@@ -261,7 +261,13 @@ class RunCache:
         if run.last_seq < min_seq or refresh:
             async with run.lock:
                 if run.last_seq < min_seq or refresh:
-                    raws = await self._log.read(self._workflow, run_id, after_seq=run.last_seq)
+                    bound = None if refresh else _expected(run, trigger, length)
+                    if bound is None:
+                        raws = await self._log.read(self._workflow, run_id, after_seq=run.last_seq)
+                    else:  # only up to the trigger, whose commit says how many records that is
+                        raws = await self._log.read(
+                            self._workflow, run_id, after_seq=run.last_seq, up_to_seq=min_seq, expect=bound
+                        )
                     self.records_read += len(raws)
                     known = trigger.seq if trigger is not None else -1
                     run.extend(
@@ -359,6 +365,20 @@ class RunCache:
         # several processes share a workflow, whose caches hold runs they never see end.)
         while len(self._runs) > self._max:
             self._runs.popitem(last=False)
+
+
+def _expected(run: CachedRun, trigger: Record | None, length: int | None) -> int | None:
+    """How many records ``run`` lacks up to ``trigger``: the run had ``length`` records when the
+    trigger's commit was made (``Jl-Length``), and the trigger is message ``i`` of that commit;
+    ``None`` when that cannot be told (no length, no commit tag, or a count that does not add
+    up)."""
+    if trigger is None or length is None or trigger.commit is None:
+        return None
+    tag = parse_commit_tag(trigger.commit)
+    if tag is None:
+        return None
+    missing = length + tag[1] + 1 - run.state.records
+    return missing if missing > 0 else None
 
 
 def _starts_run(trigger: Record | None, run_id: str) -> bool:

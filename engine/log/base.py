@@ -123,9 +123,16 @@ class EventLog(Protocol):
         ...
 
     async def read(
-        self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        expect: int | None = None,
     ) -> list[RawRecord]:
-        """The run's records with ``after_seq < seq <= up_to_seq``, in order."""
+        """The run's records with ``after_seq < seq <= up_to_seq``, in order. ``expect``: how many
+        records the caller believes that is (a hint; the result does not depend on it)."""
         ...
 
     def follow(

@@ -70,7 +70,7 @@ from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsproto import install_protocol_parser
 from .jspub import Outbox
-from .jsread import FIRST_READ, LONG_READ, ConsumerRead, RawTap, ReadInbox, direct_read
+from .jsread import FIRST_READ, LONG_READ, WALK_MAX, ConsumerRead, RawTap, ReadInbox, direct_read
 from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
@@ -633,17 +633,46 @@ class JetStreamLog:
         return RawRecord(seq, subject, h, msg.data, ts)
 
     async def read(
-        self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        expect: int | None = None,
     ) -> list[RawRecord]:
-        # Direct gets, the first of FIRST_READ records; when its last one says more than
-        # LONG_READ follow, the rest through a consumer made for this read (jsread: ≈ 4x less
-        # server CPU and half the client's per record, for 1-3 ms to set up). Replies skip
-        # nats-py's Msg path (jsread.RawTap).
+        # A short read the caller can bound (``up_to_seq``, ``expect`` of at most WALK_MAX) is
+        # walked one direct get per record: a batched direct get on a run's wildcard filter makes
+        # the server count the matches after its start (NumPending) and look past the run's end,
+        # which on a stream of many runs cost it 4-27 ms of CPU per read where the walk costs
+        # ≈ 0.1 ms per record (nats-server 2.15.1, 160,000 records of 20,000 runs).
         subject_filter = run_filter(self.prefix, workflow, run_id)
         tap = self._read_tap()
         if tap is None:  # a client whose messages cannot be tapped
             msgs = await self._scan(self.stream, subject_filter, after_seq, up_to_seq)
             return [self._raw(m) for m in msgs]
+        out: list[RawRecord] = []
+        if up_to_seq is not None and expect is not None and expect <= WALK_MAX:
+            inbox = self._read_inbox(tap)
+            while after_seq < up_to_seq:
+                if len(out) == WALK_MAX:  # more than the caller thought: read the rest in batches
+                    return out + await self._read_batched(subject_filter, tap, after_seq, up_to_seq)
+                request = {"seq": after_seq + 1, "next_by_subj": subject_filter}
+                got, _ = await direct_read(self.nc, inbox, self.stream, request, self.timeout)
+                if not got or got[0].seq > up_to_seq:
+                    break
+                out.append(got[0])
+                after_seq = got[0].seq
+            return out
+        return await self._read_batched(subject_filter, tap, after_seq, up_to_seq)
+
+    async def _read_batched(
+        self, subject_filter: str, tap: RawTap, after_seq: int, up_to_seq: int | None
+    ) -> list[RawRecord]:
+        # Direct gets, the first of FIRST_READ records; when its last one says more than
+        # LONG_READ follow, the rest through a consumer made for this read (jsread: ≈ 4x less
+        # server CPU and half the client's per record, for 1-3 ms to set up). Replies skip
+        # nats-py's Msg path (jsread.RawTap).
         out: list[RawRecord] = []
         last, batch, consumer = after_seq, FIRST_READ, True
         while True:
@@ -668,7 +697,7 @@ class JetStreamLog:
                 if reader.complete:
                     return out
                 # (e.g. a server at its consumer limit): direct gets read the rest
-                logger.info("read of %s by a consumer stopped (%s); direct gets read on", run_id, reader.stopped)
+                logger.info("read of %s by a consumer stopped (%s); direct gets read on", subject_filter, reader.stopped)
                 last = out[-1].seq
 
     def _read_tap(self) -> RawTap | None:

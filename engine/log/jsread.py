@@ -42,10 +42,11 @@ from .jswire import parse_header_lines, parse_rfc3339_ns
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FIRST_READ", "LONG_READ", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
+__all__ = ["FIRST_READ", "LONG_READ", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
 
 FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
+WALK_MAX = 8  # records a bounded short read gets one direct get each (JetStreamLog.read)
 INACTIVE_S = 30.0  # the server removes a read's consumer this long after its process went away
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
 _NS = 1_000_000_000
@@ -146,10 +147,11 @@ class ReadInbox:
 async def direct_read(
     nc: NATS, inbox: ReadInbox, stream: str, request: dict[str, Any], timeout: float
 ) -> tuple[list[RawRecord], int]:
-    """One batched direct get (``request``: ``seq``, ``next_by_subj``, ``batch``) through the
-    connection's ``ReadInbox``: the records (without the server's ``Nats-*`` envelope headers, as
+    """One direct get through the connection's ``ReadInbox``: batched (``request``: ``seq``,
+    ``next_by_subj``, ``batch``), or of one record (no ``batch``: the reply is that record or a
+    404). Returns the records (without the server's ``Nats-*`` envelope headers, as
     ``JetStreamLog._raw`` makes them) and the ``Nats-Num-Pending`` of the last one (records after
-    it matching the filter; 0 when none came).
+    it matching the filter; 0 when none came or the get was of one record).
 
     Raises:
         LogError: the server answered with a status other than end-of-batch or not-found.
@@ -157,6 +159,7 @@ async def direct_read(
     """
     out: list[RawRecord] = []
     pending = [0]
+    single = not request.get("batch")
     done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
     def on_msg(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
@@ -177,6 +180,8 @@ async def direct_read(
             done.set_exception(exc)
             return
         out.append(RawRecord(seq, name, h, data, ts))
+        if single:
+            done.set_result(b"204")
 
     reply = await inbox.open(on_msg)
     try:

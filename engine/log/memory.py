@@ -160,7 +160,13 @@ class MemoryLog:
         )
 
     async def read(
-        self, workflow: str, run_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        up_to_seq: int | None = None,
+        expect: int | None = None,
     ) -> list[RawRecord]:
         records = self._runs.get((workflow, run_id), [])
         return [

@@ -170,3 +170,19 @@ async def test_a_publish_without_ack_fails_after_the_timeout_and_no_responders_a
     finally:
         await log.close()
         await nc.close()
+
+
+@pytest.mark.parametrize("expect", [1, 3, 8, 100])
+@pytest.mark.parametrize("after", [0, 5, 40])
+async def test_a_bounded_read_walked_record_by_record_agrees_with_direct_gets(
+    log: JetStreamLog, expect: int, after: int
+) -> None:
+    """``expect`` is a hint: walked when it is small, read in batches past ``WALK_MAX`` records,
+    the same records either way (here it is often wrong on purpose)."""
+    await fill(log, "w", 60, other="o")
+    seqs = [r.seq for r in await by_direct_gets(log, "w")]
+    after_seq = seqs[after - 1] if after else 0
+    for upto in (after + 1, after + 3, after + 12, 60):
+        up_to_seq = seqs[upto - 1]
+        got = await log.read(WF, "w", after_seq=after_seq, up_to_seq=up_to_seq, expect=expect)
+        assert got == await by_direct_gets(log, "w", after_seq, up_to_seq), upto
