@@ -70,7 +70,16 @@ from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsproto import install_protocol_parser
 from .jspub import Outbox
-from .jsread import FIRST_READ, LONG_READ, WALK_MAX, ConsumerRead, RawTap, ReadInbox, direct_read
+from .jsread import (
+    FIRST_READ,
+    LONG_READ,
+    WALK_DISTANCE,
+    WALK_MAX,
+    ConsumerRead,
+    RawTap,
+    ReadInbox,
+    direct_read,
+)
 from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
@@ -378,6 +387,7 @@ class JetStreamLog:
         self.commit = commit
         self.atomic = commit == "batch"
         self._acks: AckInbox | None = None
+        self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
         self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
@@ -478,6 +488,8 @@ class JetStreamLog:
             seq = int(acks[0].get("seq") or 0)
             return AppendResult(seq or None, 0, duplicate=True, seqs=(seq,))
         seqs = tuple(int(a.get("seq") or 0) for a in acks)
+        if seqs[-1] > self.head_seq:
+            self.head_seq = seqs[-1]
         count = sum(1 for a in acks if not a.get("duplicate"))
         return AppendResult(seqs[-1] or None, count, duplicate=count == 0, seqs=seqs)
 
@@ -641,18 +653,24 @@ class JetStreamLog:
         up_to_seq: int | None = None,
         expect: int | None = None,
     ) -> list[RawRecord]:
-        # A short read the caller can bound (``up_to_seq``, ``expect`` of at most WALK_MAX) is
-        # walked one direct get per record: a batched direct get on a run's wildcard filter makes
-        # the server count the matches after its start (NumPending) and look past the run's end,
-        # which on a stream of many runs cost it 4-27 ms of CPU per read where the walk costs
-        # ≈ 0.1 ms per record (nats-server 2.15.1, 160,000 records of 20,000 runs).
+        # A short read of an old part of the stream that the caller can bound (``up_to_seq``,
+        # ``expect`` of at most WALK_MAX, more than WALK_DISTANCE records behind the newest
+        # sequence this log has seen) is walked one direct get per record: a batched direct get
+        # on a run's wildcard filter makes the server count the matches after its start
+        # (NumPending) and look past the run's end, over every message block from there on. For
+        # runs in the middle of a stream of 160,000 records of 20,000 runs that cost it 4-27 ms of
+        # CPU per read, where the walk costs ≈ 0.1 ms per record (nats-server 2.15.1). Near the
+        # stream's end the batch is cheap for the server and the walk's round trips cost the
+        # client more (scenario (e) of ``benchmarks``: worker CPU per transition 752 → 1,019 µs
+        # with 4 processes when every short read was walked).
         subject_filter = run_filter(self.prefix, workflow, run_id)
         tap = self._read_tap()
         if tap is None:  # a client whose messages cannot be tapped
             msgs = await self._scan(self.stream, subject_filter, after_seq, up_to_seq)
             return [self._raw(m) for m in msgs]
         out: list[RawRecord] = []
-        if up_to_seq is not None and expect is not None and expect <= WALK_MAX:
+        old_part = self.head_seq - after_seq > WALK_DISTANCE
+        if up_to_seq is not None and expect is not None and expect <= WALK_MAX and old_part:
             inbox = self._read_inbox(tap)
             while after_seq < up_to_seq:
                 if len(out) == WALK_MAX:  # more than the caller thought: read the rest in batches
@@ -664,7 +682,10 @@ class JetStreamLog:
                 out.append(got[0])
                 after_seq = got[0].seq
             return out
-        return await self._read_batched(subject_filter, tap, after_seq, up_to_seq)
+        out = await self._read_batched(subject_filter, tap, after_seq, up_to_seq)
+        if out and out[-1].seq > self.head_seq:
+            self.head_seq = out[-1].seq
+        return out
 
     async def _read_batched(
         self, subject_filter: str, tap: RawTap, after_seq: int, up_to_seq: int | None

@@ -42,11 +42,12 @@ from .jswire import parse_header_lines, parse_rfc3339_ns
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FIRST_READ", "LONG_READ", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
+__all__ = ["FIRST_READ", "LONG_READ", "WALK_DISTANCE", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
 
 FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
 WALK_MAX = 8  # records a bounded short read gets one direct get each (JetStreamLog.read)
+WALK_DISTANCE = 20_000  # ... when it starts this many stream sequences or more behind the newest
 INACTIVE_S = 30.0  # the server removes a read's consumer this long after its process went away
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
 _NS = 1_000_000_000

@@ -172,17 +172,25 @@ async def test_a_publish_without_ack_fails_after_the_timeout_and_no_responders_a
         await nc.close()
 
 
+@pytest.mark.parametrize("far", [True, False])
 @pytest.mark.parametrize("expect", [1, 3, 8, 100])
 @pytest.mark.parametrize("after", [0, 5, 40])
 async def test_a_bounded_read_walked_record_by_record_agrees_with_direct_gets(
-    log: JetStreamLog, expect: int, after: int
+    log: JetStreamLog, expect: int, after: int, far: bool
 ) -> None:
-    """``expect`` is a hint: walked when it is small, read in batches past ``WALK_MAX`` records,
-    the same records either way (here it is often wrong on purpose)."""
+    """``expect`` is a hint: a short read far behind the stream's newest sequence is walked
+    record by record, read in batches past ``WALK_MAX`` records or near the newest sequence; the
+    same records every way (the hint is often wrong here on purpose)."""
     await fill(log, "w", 60, other="o")
+    if far:
+        log.head_seq = 10**9  # as if the stream had grown far past the run
     seqs = [r.seq for r in await by_direct_gets(log, "w")]
     after_seq = seqs[after - 1] if after else 0
     for upto in (after + 1, after + 3, after + 12, 60):
         up_to_seq = seqs[upto - 1]
+        sent = log.nc.stats["out_msgs"]
         got = await log.read(WF, "w", after_seq=after_seq, up_to_seq=up_to_seq, expect=expect)
+        requests = log.nc.stats["out_msgs"] - sent
         assert got == await by_direct_gets(log, "w", after_seq, up_to_seq), upto
+        if upto - after <= 3:  # one request per record when walked, else one batch
+            assert requests == (upto - after if far and expect <= 8 else 1), (upto, requests)
