@@ -92,10 +92,12 @@ def main(
 ) -> None:
     """Run the scenarios of issue 5 with their baselines and write the results."""
     from .runner import run_benchmarks, write_results
+    from .targets import evaluate
 
     console = Console(stderr=True)
     if render is not None:
         doc = json.loads(render.read_text(encoding="utf-8"))
+        doc["targets"] = evaluate(doc)  # the verdicts and explanations of this harness's version
         paths = write_results(doc, render.parent)
         console.print(f"rendered {paths['markdown']}")
         return
