@@ -19,7 +19,7 @@ from .targets import evaluate
 __all__ = ["SHARED_MACHINE_NOTE", "run_benchmarks", "write_results"]
 
 SHARED_MACHINE_NOTE = (
-    "Measured on a shared 2-core machine (other engineers ran tests at the same time); "
+    "Measured on a small virtual machine shared with other work (its steal time is below); "
     "compare the ratios between systems of one run, not absolute figures across runs."
 )
 
