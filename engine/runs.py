@@ -278,7 +278,7 @@ class RunCache:
                     )
         self._maybe_snapshot(run)
         if run.state.terminal:
-            self._runs.move_to_end(run_id, last=False)
+            self.ended(run_id)
         return run
 
     def _new_run(self, run_id: str, raw: RawRecord, trigger: Record) -> CachedRun | None:
@@ -286,9 +286,10 @@ class RunCache:
         before ``raw`` (rebuilt from ``raw``, with the commit's execution id; its sequence is not
         known and taken as ``raw.seq - 1``, which no question the fold answers depends on), and
         the start event. ``None`` when ``raw`` is not such a start event."""
-        tag = parse_commit_tag(trigger.commit) if trigger.commit is not None else None
-        if tag is None or tag[:2] != (start_key(run_id), 1) or trigger.kind != "evt" or raw.seq < 2:
+        if not _starts_run(trigger, run_id) or trigger.kind != "evt" or raw.seq < 2:
             return None
+        tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]
+        assert tag is not None  # (_starts_run parsed it)
         head = start_messages(
             self._log.prefix, self._workflow, run_id, trigger.type, raw.data,
             copy=tag[2] is not None, new_run=True,
@@ -387,5 +388,5 @@ def _starts_run(trigger: Record | None, run_id: str) -> bool:
     if trigger is None or trigger.commit is None:
         return False
     tag = parse_commit_tag(trigger.commit)
-    return tag is not None and tag[:2] == (f"{run_id}:start", 1)  # (commands.start_key)
+    return tag is not None and tag[:2] == (start_key(run_id), 1)
 

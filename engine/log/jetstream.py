@@ -79,8 +79,9 @@ from .jsread import (
     RawTap,
     ReadInbox,
     direct_read,
+    subscribe_tapped,
 )
-from .jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
+from .jswire import install_header_parser, is_status, parse_block, parse_rfc3339_ns, parse_status
 
 __all__ = ["JetStreamLog", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
@@ -92,7 +93,6 @@ ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message 
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
 ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
-_HDR_SKIP = len(b"NATS/1.0\r\n")
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -224,14 +224,10 @@ class _Pull:
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A message of the pull inbox as the protocol parser has it (``jsread.RawTap``)."""
-        if headers is not None and headers[8:9] == b" ":  # NATS/1.0 <code> <description>
-            line, _, rest = headers.partition(b"\r\n")
-            h = parse_header_lines(rest) if rest.strip() else {}
-            h["Description"] = line[13:].decode(errors="replace").strip()
-            self._status(line[9:12].decode(), h)
+        if is_status(headers):
+            self._status(*parse_status(headers))  # type: ignore[arg-type]
             return
-        h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
-        self._take(subject.decode(), reply.decode(), h, data)
+        self._take(subject.decode(), reply.decode(), parse_block(headers), data)
 
     def _status(self, status: str, headers: dict[str, str]) -> None:
         self.last_heard = time.monotonic()
@@ -276,11 +272,8 @@ class _Pull:
 
     async def run(self) -> AsyncIterator[_Delivery]:
         self.inbox = self.nc.new_inbox()
-        if self.tap is not None:  # deliveries straight from the parser: no Msg, queue or task each
-            sub = await self.nc.subscribe(self.inbox)
-            self.tap.add(sub._id, self._on_raw)
-        else:
-            sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        # (deliveries straight from the parser when tapped: no Msg, queue or task each)
+        sub = await subscribe_tapped(self.nc, self.inbox, self.tap, self._on_raw, self._on_msg)
         keep_alive = asyncio.create_task(self._keep_alive())
         try:
             while True:

@@ -20,7 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import LogError
-from .jsread import RawTap
+from .jsread import RawTap, subscribe_tapped
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -88,11 +88,7 @@ class AckInbox:
             if self._prefix:
                 return
             inbox = self.nc.new_inbox()
-            if self.tap is not None:
-                sub = await self.nc.subscribe(inbox + ".*")
-                self.tap.add(sub._id, self._on_raw)
-            else:
-                await self.nc.subscribe(inbox + ".*", cb=self._on_msg)
+            await subscribe_tapped(self.nc, inbox + ".*", self.tap, self._on_raw, self._on_msg)
             self._prefix = inbox + "."
             self._cut = len(self._prefix)
 

@@ -25,8 +25,8 @@ import orjson
 from nats.aio.msg import Msg
 
 from ..records import RawRecord
-from .jsread import RawTap
-from .jswire import parse_header_lines
+from .jsread import RawTap, subscribe_tapped
+from .jswire import is_status, parse_block, parse_status
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -38,7 +38,6 @@ logger = logging.getLogger("jetloom.log")
 HEARTBEAT_S = 2.0  # idle heartbeat of the hub's consumer
 INACTIVE_S = 10.0  # the server removes the consumer this long after its process went away
 _NS = 1_000_000_000
-_HDR_SKIP = len(b"NATS/1.0\r\n")
 
 
 class FollowHub:
@@ -136,11 +135,7 @@ class FollowHub:
 
     async def _run(self) -> None:
         assert self._ready is not None
-        if self.tap is not None:
-            self._sub = await self.nc.subscribe(self.nc.new_inbox())
-            self.tap.add(self._sub._id, self._on_raw)
-        else:
-            self._sub = await self.nc.subscribe(self.nc.new_inbox(), cb=self._on_msg)
+        self._sub = await subscribe_tapped(self.nc, self.nc.new_inbox(), self.tap, self._on_raw, self._on_msg)
         try:
             while True:
                 try:
@@ -193,10 +188,8 @@ class FollowHub:
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A delivery as the protocol parser has it (``jsread.RawTap``)."""
-        if headers is not None and headers[8:9] == b" ":  # a status: heartbeat or flow control
-            _, _, rest = headers.partition(b"\r\n")
-            h = parse_header_lines(rest) if rest.strip() else {}
-            self._on_status(h.get("Nats-Last-Consumer"))
+        if is_status(headers):  # a heartbeat
+            self._on_status(parse_status(headers)[1].get("Nats-Last-Consumer"))  # type: ignore[arg-type]
             return
         tokens = self._tokens(reply.decode().split("."))
         if tokens is None:
@@ -204,8 +197,7 @@ class FollowHub:
         name = subject.decode()
         queues = self.followers.get(name.rsplit(".", 3)[1])
         if queues:
-            h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
-            rec = RawRecord(int(tokens[5]), name, h, data, int(tokens[7]))
+            rec = RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7]))
             for q in queues:
                 q.put_nowait(rec)
 

@@ -37,12 +37,12 @@ import orjson
 
 from ..errors import LogError
 from ..records import RawRecord
-from .jswire import parse_header_lines, parse_rfc3339_ns
+from .jswire import is_status, parse_block, parse_rfc3339_ns
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FIRST_READ", "LONG_READ", "WALK_DISTANCE", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read"]
+__all__ = ["FIRST_READ", "LONG_READ", "WALK_DISTANCE", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read", "subscribe_tapped"]
 
 FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
@@ -51,8 +51,6 @@ WALK_DISTANCE = 20_000  # ... when it ends this many stream sequences or more be
 INACTIVE_S = 30.0  # the server removes a read's consumer this long after its process went away
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
 _NS = 1_000_000_000
-_HDR_SKIP = len(b"NATS/1.0\r\n")
-_SPACE = 0x20
 
 Sink = Callable[[bytes, bytes, bytes, "bytes | None"], "Awaitable[None] | None"]
 
@@ -107,6 +105,19 @@ class RawTap:
             await later
 
 
+async def subscribe_tapped(
+    nc: NATS, subject: str, tap: RawTap | None, sink: Sink, cb: Callable[[Any], Awaitable[None]] | None = None
+) -> Any:
+    """Subscribe ``subject`` so that its messages reach ``sink`` straight from the protocol
+    parser through ``tap``, or ``cb`` by nats-py's subscription path when there is no tap.
+    Returns the subscription (``tap.remove(sub._id)`` before unsubscribing it)."""
+    if tap is not None:
+        sub = await nc.subscribe(subject)
+        tap.add(sub._id, sink)
+        return sub
+    return await nc.subscribe(subject, cb=cb)
+
+
 class ReadInbox:
     """One tapped subscription, ``<inbox>.*``, that receives the replies of every direct get of
     a connection; each get has a reply subject of its own under it and a sink for its replies.
@@ -130,8 +141,7 @@ class ReadInbox:
             async with self._lock:
                 if self._prefix is None:
                     inbox = self.nc.new_inbox()
-                    sub = await self.nc.subscribe(inbox + ".*")
-                    self.tap.add(sub._id, self._route)
+                    await subscribe_tapped(self.nc, inbox + ".*", self.tap, self._route)
                     self._prefix = inbox + "."
         reply = f"{self._prefix}{next(self._ids)}"
         self._sinks[reply.encode()] = sink
@@ -166,11 +176,11 @@ async def direct_read(
     def on_msg(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         if done.done():
             return
-        if headers is None or headers[8:9] == b" ":  # a status line: the end of the batch
+        if headers is None or is_status(headers):  # a status line: the end of the batch
             done.set_result(headers[9:12] if headers else b"")
             return
         try:
-            h = parse_header_lines(headers[_HDR_SKIP:])
+            h = parse_block(headers)
             seq = int(h.pop("Nats-Sequence"))
             name = h.pop("Nats-Subject")
             ts = parse_rfc3339_ns(h.pop("Nats-Time-Stamp"))
@@ -335,7 +345,7 @@ class ConsumerRead:
     def _take(
         self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> Awaitable[None] | None:
-        if headers is not None and headers[8] == _SPACE:  # a status line: not a stored message
+        if is_status(headers):  # a status line: not a stored message
             if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
                 return self.nc.publish(reply.decode(), b"")
             if headers[9:12] == b"100" and not reply:
@@ -364,7 +374,7 @@ class ConsumerRead:
         name = self._subjects.get(subject)
         if name is None:
             name = self._subjects[subject] = subject.decode()
-        h = parse_header_lines(headers[_HDR_SKIP:]) if headers is not None else {}
+        h = parse_block(headers)
         self._cseq = cseq
         self.out.append(RawRecord(seq, name, h, data, int(tokens[7])))
         if tokens[8] == b"0" or seq == self.up_to_seq:

@@ -26,7 +26,14 @@ from ..records import (
     H_TYPE,
 )
 
-__all__ = ["install_header_parser", "parse_header_lines", "parse_rfc3339_ns"]
+__all__ = [
+    "install_header_parser",
+    "is_status",
+    "parse_block",
+    "parse_header_lines",
+    "parse_rfc3339_ns",
+    "parse_status",
+]
 
 _NS = 1_000_000_000
 _CRLF = b"\r\n"
@@ -77,6 +84,29 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             continue
         out[key] = value.strip().decode("utf-8", "replace")
     return out
+
+
+_HDR_SKIP = len(b"NATS/1.0\r\n")
+
+
+def is_status(block: bytes | None) -> bool:
+    """Whether a raw header block (as the protocol parser hands it, ``NATS/1.0`` line included)
+    is a status message (``NATS/1.0 <code> <description>``), not a stored message's headers."""
+    return block is not None and block[8:9] == b" "
+
+
+def parse_block(block: bytes | None) -> dict[str, str]:
+    """The headers of a raw header block of a message (not a status), as a dict."""
+    return parse_header_lines(block[_HDR_SKIP:]) if block is not None else {}
+
+
+def parse_status(block: bytes) -> tuple[str, dict[str, str]]:
+    """``(code, headers)`` of a status block: the code (``"408"``), and its headers with the
+    status line's text as ``Description``, as nats-py gives them."""
+    line, _, rest = block.partition(b"\r\n")
+    headers = parse_header_lines(rest) if rest.strip() else {}
+    headers["Description"] = line[13:].decode(errors="replace").strip()
+    return line[9:12].decode(), headers
 
 
 def install_header_parser(nc: Any) -> None:

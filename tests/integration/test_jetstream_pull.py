@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,13 +19,12 @@ WF = "Pulled"
 
 
 @pytest.fixture
-async def log(tmp_path: Path) -> AsyncIterator[JetStreamLog]:
-    async with EmbeddedNats(port=0, store_dir=tmp_path / "nats") as srv:
-        js_log = await JetStreamLog.connect(srv.url)
-        try:
-            yield js_log
-        finally:
-            await js_log.close()
+async def log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    js_log = await JetStreamLog.connect(nats_server.url)
+    try:
+        yield js_log
+    finally:
+        await js_log.close()
 
 
 class _Recording(_Pull):

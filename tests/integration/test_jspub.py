@@ -4,11 +4,8 @@ arrives the same (subject, reply, headers, payload), whichever path it took."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
-import pytest
 from nats.aio.msg import Msg
 
 from engine.log.jspub import Outbox
@@ -24,16 +21,6 @@ CASES: list[tuple[str, dict[str, str] | None, bytes]] = [
     ("", {"Ünicode-Name": "v"}, b"p"),  # nats-py refuses the name
     ("", {"Value": "naïve ✓"}, b"p"),
 ]
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    srv = EmbeddedNats(port=0, store_dir=tmp_path / "store")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def _received(server: EmbeddedNats, via_outbox: bool) -> list[tuple[str, str, dict[str, str] | None, bytes] | str]:
@@ -68,5 +55,5 @@ async def _received(server: EmbeddedNats, via_outbox: bool) -> list[tuple[str, s
     return out
 
 
-async def test_the_outbox_sends_what_client_publish_sends(server: EmbeddedNats) -> None:
-    assert await _received(server, True) == await _received(server, False)
+async def test_the_outbox_sends_what_client_publish_sends(nats_server: EmbeddedNats) -> None:
+    assert await _received(nats_server, True) == await _received(nats_server, False)
