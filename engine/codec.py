@@ -23,7 +23,7 @@ from .records import (
     parse_subject,
 )
 
-__all__ = ["decode_record", "encode"]
+__all__ = ["decode_record", "encode", "subject_parts"]
 
 _SYS_DECODERS = {name: msgspec.json.Decoder(t) for name, t in SYS_TYPES.items()}
 _ANY_DECODER = msgspec.json.Decoder(dict[str, Any])
@@ -34,6 +34,20 @@ _SUBJECTS: dict[str, SubjectParts] = {}
 _SUBJECTS_MAX = 4096
 
 encode = _encoder.encode
+
+
+def subject_parts(subject: str) -> SubjectParts | None:
+    """``parse_subject``, remembered for the last few thousand subjects (a run's records use a
+    handful); ``None`` for a subject that is not a run subject."""
+    parts = _SUBJECTS.get(subject)
+    if parts is None:
+        parts = parse_subject(subject)
+        if parts is None:
+            return None
+        if len(_SUBJECTS) >= _SUBJECTS_MAX:
+            _SUBJECTS.clear()
+        _SUBJECTS[subject] = parts
+    return parts
 
 
 def decode_record(
@@ -48,14 +62,9 @@ def decode_record(
     exception, so one bad message cannot stop a reader.
     """
     subject = raw.subject
-    parts = _SUBJECTS.get(subject)
+    parts = _SUBJECTS.get(subject) or subject_parts(subject)
     if parts is None:
-        parts = parse_subject(subject)
-        if parts is None:
-            return Record(raw.seq, "?", "?", "?", "?", raw.time_ns, None, error=f"not a run subject: {subject}")
-        if len(_SUBJECTS) >= _SUBJECTS_MAX:
-            _SUBJECTS.clear()
-        _SUBJECTS[subject] = parts
+        return Record(raw.seq, "?", "?", "?", "?", raw.time_ns, None, error=f"not a run subject: {subject}")
     h = raw.headers
     kind = parts.kind
     body: Any = None

@@ -1,7 +1,9 @@
 """``WorkflowHandler``: a started run, followed through its log.
 
 The same handler serves a run executed in this process and one executed by remote workers: it
-follows the run's records, streams its ``out`` events, and resolves when a terminal record lands.
+follows the run's ``sys`` and ``out`` records into an ``EndProjection`` (not the whole fold: a
+waiter needs the end and the stream output only), streams the ``out`` events, and resolves when a
+terminal record lands.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from typing import Any
 
 from .children import after_end
-from .codec import decode_record, encode
+from .codec import encode
 from .commands import append_cancel, append_event
+from .ending import FOLLOWED_KINDS, EndProjection
 from .errors import (
     StepFailedError,
     WorkflowCancelledError,
@@ -31,9 +34,10 @@ _END = object()
 
 
 def outcome(
-    state: RunState, events: Mapping[str, type[Event]]
+    state: RunState | EndProjection, events: Mapping[str, type[Event]]
 ) -> tuple[StopEvent | None, BaseException | None]:
-    """The StopEvent of a completed run, or the error of a failed or cancelled one."""
+    """The StopEvent of a completed run, or the error of a failed or cancelled one (from the whole
+    fold or from the end projection: both name the same fields)."""
     if state.status == "completed" and state.result is not None:
         cls = events.get(state.result.event_type)
         if cls is not None and issubclass(cls, StopEvent):
@@ -92,7 +96,7 @@ class WorkflowHandler:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._stop_event: StopEvent | None = None
-        self.state = RunState()
+        self.state = EndProjection(run_id)  # how the run ended, as far as followed
         self._task = asyncio.create_task(self._follow(prepare, cleanup), name=f"jetloom:run:{run_id}")
 
     async def _follow(
@@ -132,10 +136,14 @@ class WorkflowHandler:
         if prepare is not None and self._fresh:
             # The follow is set up first, then the start commit is appended: every record of the
             # new run is delivered as it lands, without a read of the stored log.
-            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, create=prepare)
+            records = self._log.follow(
+                self.workflow, self.run_id, after_seq=self.state.seq, create=prepare, kinds=FOLLOWED_KINDS
+            )
             prepare = None
         else:
-            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq)
+            records = self._log.follow(
+                self.workflow, self.run_id, after_seq=self.state.seq, kinds=FOLLOWED_KINDS
+            )
         async with contextlib.aclosing(records):  # type: ignore[type-var]
             if prepare is not None:
                 # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
@@ -159,11 +167,10 @@ class WorkflowHandler:
         )
 
     def _apply(self, raw: RawRecord) -> bool:
-        """Fold one record in; true once the run has ended."""
-        rec = decode_record(raw, self._events)
-        self.state.apply(rec)
-        if rec.kind == "out" and rec.error is None and rec.seq not in self.state.orphans:
-            self._queue.put_nowait(rec.body)
+        """Apply one record to the end projection; true once the run has ended."""
+        out = self.state.apply(raw, self._events)
+        if out is not None:
+            self._queue.put_nowait(out.body)
         return self.state.terminal
 
     async def _fail_timeout(self) -> None:

@@ -6,7 +6,7 @@ tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -142,9 +142,14 @@ class EventLog(Protocol):
         *,
         after_seq: int = 0,
         create: Callable[[], Awaitable[None]] | None = None,
+        kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         """The run's records after ``after_seq``: the stored ones, then new ones as they land.
         Never ends by itself; the caller stops iterating.
+
+        ``kinds``: only records of these kinds (the subject's kind token: ``evt``, ``sys``,
+        ``out``, ``cmd``, ``sch``); ``None`` (the default): all. On JetStream the others are
+        left out by the server.
 
         ``create``: for a run that has no records yet (a start under a new run id), the coroutine
         function that appends its first ones. It is awaited once the follow is set up, and the

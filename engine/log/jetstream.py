@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -383,7 +383,8 @@ class JetStreamLog:
         self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
         self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
-        self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
+        # shared follow consumer per (workflow, kinds followed or None for all)
+        self._hubs: dict[tuple[str, tuple[str, ...] | None], FollowHub] = {}
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
@@ -750,14 +751,19 @@ class JetStreamLog:
         *,
         after_seq: int = 0,
         create: Callable[[], Awaitable[None]] | None = None,
+        kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         # The stored records by direct get, then the workflow's shared follow consumer
-        # (``jsfollow.FollowHub``): registered first, so nothing falls between the two. With
-        # ``create``, the run has no records before it: nothing stored is read.
-        hub = self._hubs.get(workflow)
+        # (``jsfollow.FollowHub``, one per workflow and set of kinds): registered first, so
+        # nothing falls between the two. With ``create``, the run has no records before it:
+        # nothing stored is read.
+        wanted = None if kinds is None else tuple(sorted(set(kinds)))
+        hub = self._hubs.get((workflow, wanted))
         if hub is None:
-            hub = self._hubs[workflow] = FollowHub(
-                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", self.timeout, self._read_tap()
+            base = f"{self.prefix}.run.{workflow}."
+            filters = [base + ">"] if wanted is None else [f"{base}*.{kind}.>" for kind in wanted]
+            hub = self._hubs[(workflow, wanted)] = FollowHub(
+                self.nc, self.stream, filters, self.timeout, self._read_tap()
             )
         queue = await hub.register(run_id)
         try:
@@ -767,7 +773,8 @@ class JetStreamLog:
             else:
                 for rec in await self.read(workflow, run_id, after_seq=after_seq):
                     last = rec.seq
-                    yield rec
+                    if wanted is None or rec.subject.rsplit(".", 2)[1] in wanted:
+                        yield rec
             while True:
                 rec = await queue.get()
                 if rec.seq > last:

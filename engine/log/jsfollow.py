@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -46,7 +47,8 @@ class FollowHub:
     Args:
         nc: the connection.
         stream: the run stream.
-        subject_filter: ``<prefix>.run.<workflow>.>``.
+        subject_filters: ``[<prefix>.run.<workflow>.>]``, or one filter per kind of record
+            followed (``<prefix>.run.<workflow>.*.<kind>.>``).
         timeout: seconds to wait for the consumer API.
         tap: the connection's ``jsread.RawTap``: deliveries then reach the hub straight from the
             protocol parser (no nats-py ``Msg``, queue or task each), and the headers of records
@@ -54,12 +56,18 @@ class FollowHub:
     """
 
     def __init__(
-        self, nc: NATS, stream: str, subject_filter: str, timeout: float, tap: RawTap | None = None
+        self,
+        nc: NATS,
+        stream: str,
+        subject_filters: Sequence[str],
+        timeout: float,
+        tap: RawTap | None = None,
     ) -> None:
         self.nc = nc
         self.tap = tap if tap is not None and tap.usable else None
         self.stream = stream
-        self.filter = subject_filter
+        self.filters = list(subject_filters)
+        self.filter = ",".join(self.filters)  # (for messages)
         self.timeout = timeout
         self.followers: dict[str, set[asyncio.Queue[RawRecord]]] = {}
         self._name = ""
@@ -100,7 +108,6 @@ class FollowHub:
         config: dict[str, Any] = {
             "name": self._name,
             "deliver_subject": self._sub.subject,
-            "filter_subject": self.filter,
             "ack_policy": "none",
             "max_deliver": 1,
             "mem_storage": True,
@@ -108,6 +115,10 @@ class FollowHub:
             "inactive_threshold": int(INACTIVE_S * _NS),
             "idle_heartbeat": int(HEARTBEAT_S * _NS),
         }
+        if len(self.filters) == 1:
+            config["filter_subject"] = self.filters[0]
+        else:
+            config["filter_subjects"] = self.filters
         if self._last_seq:
             config.update(deliver_policy="by_start_sequence", opt_start_seq=self._last_seq + 1)
         else:

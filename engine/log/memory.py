@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 
 from ..errors import LastSeqMismatchError
@@ -180,6 +180,7 @@ class MemoryLog:
         *,
         after_seq: int = 0,
         create: Callable[[], Awaitable[None]] | None = None,
+        kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         if create is not None:
             await create()
@@ -192,7 +193,8 @@ class MemoryLog:
                     continue
             for rec in batch:
                 last = rec.seq
-                yield rec
+                if kinds is None or rec.subject.rsplit(".", 2)[1] in kinds:
+                    yield rec
 
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
