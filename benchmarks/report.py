@@ -408,12 +408,15 @@ def _plot_rebuild(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) 
 
 def _spread(e: dict[str, Any]) -> str:
     """The sentence comparing engine CPU per transition at the most processes with one, for
-    jetloom and for the limit (empty when either figure is missing)."""
+    jetloom and for the limit (empty when a figure is missing, or zero: a run too short for the
+    CPU clock's 10 ms ticks)."""
     j, lim = _ok(e.get("results", {})), _ok(e.get("limit", {}))
     ks = [k for k in j if k in lim and k != "1"]
     if "1" not in j or "1" not in lim or not ks:
         return ""
     k = ks[-1]
+    if not all(m[n]["cpu_us_per_transition"]["engine"] for m in (j, lim) for n in ("1", k)):
+        return ""
 
     def ratio(m: dict[str, Any]) -> float:
         return m[k]["cpu_us_per_transition"]["engine"] / m["1"]["cpu_us_per_transition"]["engine"]

@@ -249,7 +249,7 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
             s4 = e["4"]["cpu_us_per_transition"]["server"]
             lim = e_limit if e_limit and "1" in e_limit and "4" in e_limit else None
             floor = ""
-            if lim is not None:
+            if lim is not None and c1 and lim["1"]["cpu_us_per_transition"]["engine"]:
                 l1 = lim["1"]["cpu_us_per_transition"]["engine"]
                 l4 = lim["4"]["cpu_us_per_transition"]["engine"]
                 floor = (

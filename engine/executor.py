@@ -37,7 +37,7 @@ import msgspec
 
 from . import children
 from .codec import decode_record, encode
-from .commit import complete_commit, copy_of, tag_commit
+from .commit import complete_commit, copy_of, one_message_commit, tag_commit
 from .context import Context
 from .errors import CommitTooLargeError, LastSeqMismatchError, LogError, WorkflowVersionError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
@@ -582,6 +582,11 @@ class Executor:
                 step=spec.name, trigger=seq, event_type=event_name(type(stop)), event=event_fields(stop)
             )
             out.append(self._sys(run_id, "RunCompleted", completed, base))
+        key = attempt_key(run_id, seq, spec.name, attempt, epoch)
+        if len(out) == 1 and stop is None and not ctx.streamed and attempt == 1 and not ctx.store._changes and not ctx.consumed:
+            # The common step (one event out, nothing else): a one-message commit, the event as its
+            # own head (engine.commit); the fold reads the completion from it.
+            return [one_message_commit(out[0], key, self.worker_id)]
         done = StepCompleted(
             step=spec.name,
             trigger=seq,
@@ -596,7 +601,7 @@ class Executor:
         # The completion record goes first: the state it sets and the events it consumed are then
         # in the prefix every emitted event's handler sees.
         out.insert(0, self._sys(run_id, "StepCompleted", done, base))
-        return tag_commit(out, attempt_key(run_id, seq, spec.name, attempt, epoch), pipelined=not self.log.atomic)
+        return tag_commit(out, key, pipelined=not self.log.atomic)
 
     def _failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float

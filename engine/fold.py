@@ -38,6 +38,7 @@ from .records import (
     StepRetrying,
     StepSuspended,
     commit_tag,
+    is_one_message_commit,
     parse_commit_tag,
     run_subject,
 )
@@ -416,6 +417,10 @@ class RunState:
         if not self.workflow:
             self.workflow, self.run_id = rec.workflow, rec.run_id
         if rec.kind == "evt":
+            if rec.trigger is not None and is_one_message_commit("evt", rec.commit, rec.step):
+                # a one-message step commit: the event is its head, and stands for the
+                # StepCompleted that would have come first (engine.commit)
+                self._completed(rec.trigger, rec.step)
             if not self.terminal:
                 self.events.setdefault(rec.type, []).append((rec.seq, rec.target))
             return
@@ -466,10 +471,7 @@ class RunState:
             self.steps_failed += 1
             return
         if isinstance(body, StepCompleted):
-            self.done.add((body.trigger, body.step))
-            self.retrying.pop((body.trigger, body.step), None)
-            self._drop_waits(body.trigger, body.step)
-            self.steps_completed += 1
+            self._completed(body.trigger, body.step)
             if body.state:
                 for path, value in body.state.items():
                     set_path(self.state, path, value)
@@ -528,7 +530,8 @@ class RunState:
         if index == 0:
             if pending is not None:  # a second head, stored after the log's duplicate window
                 return execution is None or execution == pending.execution
-            copy = getattr(rec.body, "messages", None)
+            # (only an engine record carries a copy: an event's own ``messages`` field is not one)
+            copy = getattr(rec.body, "messages", None) if rec.kind == "sys" else None
             if copy:
                 self.incomplete[key] = PendingCommit(key, rec.seq, _head_base(rec), copy, execution)
             return True
@@ -542,6 +545,15 @@ class RunState:
         if len(pending.seen) == pending.size:
             del self.incomplete[key]
         return True
+
+    def _completed(self, trigger: int, step: str) -> None:
+        if self.terminal:  # the first terminal record wins; a later completion is history only
+            self.done.add((trigger, step))
+            return
+        self.done.add((trigger, step))
+        self.retrying.pop((trigger, step), None)
+        self._drop_waits(trigger, step)
+        self.steps_completed += 1
 
     def _drop_waits(self, trigger: int, step: str) -> None:
         if not self.waits:

@@ -24,6 +24,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 __all__ = [
+    "completed_step",
+    "is_one_message_commit",
     "DEFAULT_PREFIX",
     "H_ATTEMPT",
     "H_CLASS",
@@ -35,6 +37,7 @@ __all__ = [
     "H_TARGET",
     "H_TRIGGER",
     "H_TYPE",
+    "H_WORKER",
     "ChildOutcome",
     "CommitMessage",
     "ParentRef",
@@ -74,6 +77,9 @@ H_STEP: Final = "Jl-Step"  # step that committed the record
 H_TRIGGER: Final = "Jl-Trigger"  # stream sequence of the event that step was handling
 H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
 H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
+# On the event of a one-message commit (engine.commit): the worker that ran the step, as
+# ``StepCompleted.worker`` says it for other commits.
+H_WORKER: Final = "Jl-Worker"
 H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
 H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a multi-message commit
 # On the events of a step's commit: records in the run's log as the committing worker had folded
@@ -496,3 +502,20 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     target: str | None = None
     error: str | None = None
     commit: str | None = None
+
+
+def is_one_message_commit(kind: str, commit: str | None, step: str | None) -> bool:
+    """Whether a message is the whole commit of a step (``engine.commit.one_message_commit``):
+    an ``evt`` tagged as message 0 of its commit (``Jl-Commit: <key>/0``), written by a step."""
+    return kind == "evt" and step is not None and commit is not None and commit.endswith("/0")
+
+
+def completed_step(rec: Record) -> tuple[int, str] | None:
+    """``(trigger, step)`` when ``rec`` records that a step completed on a trigger: a
+    ``sys.StepCompleted``, or the event of a one-message commit; else ``None``."""
+    if rec.kind == "sys":
+        body = rec.body
+        return (body.trigger, body.step) if isinstance(body, StepCompleted) else None
+    if rec.trigger is not None and is_one_message_commit(rec.kind, rec.commit, rec.step):
+        return rec.trigger, rec.step  # type: ignore[return-value]
+    return None

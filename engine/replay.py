@@ -42,6 +42,8 @@ def differences(
             steps.add(rec.type)
         elif rec.kind == "evt":
             events.add(rec.type)
+            if rec.step is not None:  # emitted by a step (the whole commit of a one-message one)
+                steps.add(rec.step)
             if rec.error is not None and rec.step is not None:
                 undecodable.append((rec.seq, rec.type, rec.error))
         elif rec.kind == "sys" and isinstance(rec.body, StepCompleted | StepFailed | StepSuspended | RunCompleted):

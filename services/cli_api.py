@@ -91,7 +91,9 @@ def _follow(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
             steps = 0
             for record in handle.records(after=after):
                 sys.stdout.write(_summary(record) + "\n")  # shown above the live progress line
-                if record["kind"] == "sys" and record["type"] in ("StepCompleted", "StepFailed"):
+                if (record["kind"] == "sys" and record["type"] in ("StepCompleted", "StepFailed")) or record.get(
+                    "completes_step"
+                ):
                     steps += 1
                 progress.update(task, description=f"run {handle.run_id}: {steps} steps")
     view = handle.status()

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 from engine import StartEvent
 from engine.log.jetstream import JetStreamLog
-from engine.records import RunCompleted
+from engine.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit
 from engine.runtime import append_start
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
@@ -249,8 +249,12 @@ async def hop_breakdown(
             continue
         prev = raws[0].time_ns
         for raw in raws:
-            if raw.subject.endswith(".sys.StepCompleted"):
-                step = raw.headers.get("Jl-Step", "?")
+            kind = raw.subject.rsplit(".", 2)[1]
+            step_commit = raw.subject.endswith(".sys.StepCompleted") or is_one_message_commit(
+                kind, raw.headers.get(H_COMMIT), raw.headers.get(H_STEP)
+            )
+            if step_commit:  # the record by which the step's commit completed it
+                step = raw.headers.get(H_STEP, "?")
                 steps.setdefault(step, []).append((raw.time_ns - prev) / 1e6)
                 prev = raw.time_ns
         span = (raws[-1].time_ns - raws[0].time_ns) / 1e6

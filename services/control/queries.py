@@ -20,12 +20,15 @@ from engine.log.jetstream import JetStreamLog
 from engine.records import (
     H_ATTEMPT,
     H_CLASS,
+    H_COMMIT,
     H_STEP,
     H_TARGET,
     H_TRIGGER,
+    H_WORKER,
     RawRecord,
     RunFailed,
     StepFailed,
+    is_one_message_commit,
     parse_subject,
 )
 
@@ -218,7 +221,9 @@ def _json(data: bytes) -> Any:
 
 def record_view(raw: RawRecord) -> dict[str, Any]:
     """A record as JSON: ``seq``, ``time``, ``kind`` (evt/sys/out), ``type``, ``subject``,
-    ``step``/``trigger``/``target``/``attempt``/``class`` (``module:QualName`` of stream output) when set, ``data`` (the payload, parsed)."""
+    ``step``/``trigger``/``target``/``attempt``/``class`` (``module:QualName`` of stream output)/``worker`` when set,
+    ``completes_step: true`` on an event that is its step's whole commit (it stands for the
+    ``sys.StepCompleted`` of that step), ``data`` (the payload, parsed)."""
     parts = parse_subject(raw.subject)
     h = raw.headers
     view: dict[str, Any] = {
@@ -228,12 +233,14 @@ def record_view(raw: RawRecord) -> dict[str, Any]:
         "type": parts.type if parts else "?",
         "subject": raw.subject,
     }
-    for key, header in (("step", H_STEP), ("target", H_TARGET), ("class", H_CLASS)):
+    for key, header in (("step", H_STEP), ("target", H_TARGET), ("class", H_CLASS), ("worker", H_WORKER)):
         if header in h:
             view[key] = h[header]
     for key, header in (("trigger", H_TRIGGER), ("attempt", H_ATTEMPT)):
         if header in h and h[header].isdigit():
             view[key] = int(h[header])
+    if is_one_message_commit(view["kind"], h.get(H_COMMIT), h.get(H_STEP)):
+        view["completes_step"] = True  # the event is its step's whole commit (engine.commit)
     view["data"] = _json(raw.data)
     return view
 

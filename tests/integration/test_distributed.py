@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -13,7 +14,7 @@ import pytest
 from engine import fold
 from engine.codec import decode_record
 from engine.log.jetstream import JetStreamLog
-from engine.records import Record, StepCompleted
+from engine.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import WorkerProcess, eventually
@@ -36,8 +37,31 @@ async def records_of(log: JetStreamLog, workflow: type, run_id: str) -> list[Rec
     return [decode_record(r, workflow.events) for r in await log.read(workflow.workflow_name, run_id)]
 
 
-def completions(records: list[Record]) -> list[StepCompleted]:
-    return [r.body for r in records if isinstance(r.body, StepCompleted)]
+class Completion(NamedTuple):
+    trigger: int
+    step: str
+    worker: str
+    consumed: list[int]
+
+
+def completions(raws: list[RawRecord], workflow: type) -> list[Completion]:
+    """Every step completion in a run's log: a ``StepCompleted``, or the event of a one-message
+    commit (its worker in ``Jl-Worker``)."""
+    out = []
+    for raw in raws:
+        rec = decode_record(raw, workflow.events)
+        done = completed_step(rec)
+        if done is None:
+            continue
+        if isinstance(rec.body, StepCompleted):
+            out.append(Completion(*done, rec.body.worker, list(rec.body.consumed)))
+        else:
+            out.append(Completion(*done, raw.headers[H_WORKER], []))
+    return out
+
+
+async def completions_of(log: JetStreamLog, workflow: type, run_id: str) -> list[Completion]:
+    return completions(await log.read(workflow.workflow_name, run_id), workflow)
 
 
 async def test_three_step_chain_across_two_worker_processes(
@@ -53,7 +77,7 @@ async def test_three_step_chain_across_two_worker_processes(
 
     pids = set()
     for h in handlers:
-        done = completions(await records_of(client.log, Chain3, h.run_id))
+        done = await completions_of(client.log, Chain3, h.run_id)
         assert sorted(c.step for c in done) == ["count", "finish", "parse"]
         pids.update(c.worker.rsplit(":", 1)[1] for c in done)
     assert pids == {str(w1.proc.pid), str(w2.proc.pid)}, "both worker processes took steps"
@@ -67,7 +91,7 @@ async def test_fan_out_fan_in_across_two_worker_processes(
     handler = await client.start(FanInOut, n=40, timeout=60)
     assert await handler == [i * i for i in range(40)]
     records = await records_of(client.log, FanInOut, handler.run_id)
-    done = completions(records)
+    done = await completions_of(client.log, FanInOut, handler.run_id)
     steps = Counter(c.step for c in done)
     # Every square ran; join triggers still queued when the run completed are skipped, as in
     # llama-index-workflows, where a StopEvent cancels the rest of the run.
@@ -86,19 +110,19 @@ async def test_worker_killed_mid_run_is_finished_by_a_restarted_worker(
     handler = await client.start(FanInOut, n=30, timeout=120)
 
     async def some_squares_done() -> bool:
-        done = completions(await records_of(client.log, FanInOut, handler.run_id))
+        done = await completions_of(client.log, FanInOut, handler.run_id)
         return 4 <= sum(c.step == "square" for c in done) < 30
 
     await eventually(some_squares_done, what="the first worker completed some squares")
     first.kill()
-    before = completions(await records_of(client.log, FanInOut, handler.run_id))
+    before = await completions_of(client.log, FanInOut, handler.run_id)
     assert fold(await records_of(client.log, FanInOut, handler.run_id)).status == "running"
 
     workers(FAN, nats_url, "--ack-wait", "1")
     assert await handler == [i * i for i in range(30)]
 
     records = await records_of(client.log, FanInOut, handler.run_id)
-    done = completions(records)
+    done = await completions_of(client.log, FanInOut, handler.run_id)
     keys = Counter((c.trigger, c.step) for c in done)
     assert all(n == 1 for n in keys.values()), f"a completion appears twice: {keys.most_common(3)}"
     steps = Counter(c.step for c in done)
@@ -203,14 +227,14 @@ async def test_worker_killed_repeatedly_during_a_large_fan_out(
         target = (round_ + 1) * n // 6
 
         async def progressed(target: int = target) -> bool:
-            done = completions(await records_of(client.log, FanInOut, handler.run_id))
+            done = await completions_of(client.log, FanInOut, handler.run_id)
             return sum(c.step == "square" for c in done) >= target
 
         await eventually(progressed, timeout=60, what=f"{target} squares done")
         worker.kill()
     workers(FAN, nats_url, "--ack-wait", "1")
     assert await handler == [i * i for i in range(n)]
-    done = completions(await records_of(client.log, FanInOut, handler.run_id))
+    done = await completions_of(client.log, FanInOut, handler.run_id)
     keys = Counter((c.trigger, c.step) for c in done)
     assert all(v == 1 for v in keys.values())
     steps = Counter(c.step for c in done)
