@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 import msgspec
 import nats
