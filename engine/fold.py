@@ -547,10 +547,9 @@ class RunState:
         return True
 
     def _completed(self, trigger: int, step: str) -> None:
-        if self.terminal:  # the first terminal record wins; a later completion is history only
-            self.done.add((trigger, step))
-            return
         self.done.add((trigger, step))
+        if self.terminal:  # the first terminal record wins; a later completion is history only
+            return
         self.retrying.pop((trigger, step), None)
         self._drop_waits(trigger, step)
         self.steps_completed += 1

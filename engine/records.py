@@ -24,8 +24,6 @@ from typing import Any, Final, Literal
 import msgspec
 
 __all__ = [
-    "completed_step",
-    "is_one_message_commit",
     "DEFAULT_PREFIX",
     "H_ATTEMPT",
     "H_CLASS",
@@ -61,7 +59,9 @@ __all__ = [
     "check_token",
     "commit_key",
     "commit_tag",
+    "completed_step",
     "execution_of",
+    "is_one_message_commit",
     "message_id",
     "parse_commit_tag",
     "parse_subject",
