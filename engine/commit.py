@@ -28,11 +28,12 @@ for a start). On a log whose appends are not atomic (``EventLog.atomic`` false: 
 On an atomic log (``JetStreamLog(commit="batch")``) the copy and the execution id are left out: a
 commit is stored whole or not at all.
 
-**One-message commits.** Most steps emit one event and nothing else. Their commit is that event
-alone, tagged ``<key>/0`` (``one_message_commit``): it is its own head, de-duplicated under
-``<key>`` and checked against the run's expected last sequence like any head, and the fold takes
-an ``evt`` record tagged as message 0 of a commit, with its ``Jl-Step`` and ``Jl-Trigger``, as
-the completion of that step on that trigger (``RunState.apply``). A single message is stored or
+**One-message commits.** Most steps emit one event, or end the run, and nothing else. Their
+commit is that event (or the ``RunCompleted``) alone, tagged ``<key>/0``
+(``one_message_commit``): it is its own head, de-duplicated under ``<key>`` and checked against
+the run's expected last sequence like any head, and the fold takes an ``evt`` record or a
+``RunCompleted`` tagged as message 0 of a commit, with its ``Jl-Step`` and ``Jl-Trigger``, as the
+completion of that step on that trigger (``RunState.apply``; ``records.is_one_message_commit``). A single message is stored or
 not, so such a commit needs no copy, no execution id and no repair. It costs one message, one
 publish ack and one stored record per step instead of two; what it leaves out of the log is the
 step's ``attempt`` (always 1 here) and ``duration_ms``; the worker is a header (``Jl-Worker``).
@@ -95,14 +96,15 @@ def tag_commit(messages: Sequence[OutMessage], key: str, *, pipelined: bool = Tr
     ]
 
 
-def one_message_commit(event: OutMessage, key: str, worker: str) -> OutMessage:
-    """The event a step emitted, as the whole commit of that step: ``Jl-Commit: <key>/0``, so
-    the event is its own head (stored under the id ``<key>``, with the run's expected last
-    sequence when the executor sends it) and the fold reads the step's completion from it (its
-    ``Jl-Step`` and ``Jl-Trigger``); ``Jl-Worker`` names the ``worker`` that ran the step. For a
-    step that emits one event, sets no state, consumes no collection, streams nothing, does not
-    end the run and succeeds at its first attempt."""
-    return OutMessage(event.subject, event.data, {**event.headers, H_COMMIT: commit_tag(key, 0), H_WORKER: worker})
+def one_message_commit(message: OutMessage, key: str, worker: str) -> OutMessage:
+    """The one event a step emitted, or the ``RunCompleted`` of its ``StopEvent``, as the whole
+    commit of that step: ``Jl-Commit: <key>/0``, so the message is its own head (stored under
+    the id ``<key>``, with the run's expected last sequence when the executor sends it) and the
+    fold reads the step's completion from it (its ``Jl-Step`` and ``Jl-Trigger``); ``Jl-Worker``
+    names the ``worker`` that ran the step. For a step that sets no state, consumes no
+    collection, streams nothing, emits nothing else and succeeds at its first attempt."""
+    headers = {**message.headers, H_COMMIT: commit_tag(key, 0), H_WORKER: worker}
+    return OutMessage(message.subject, message.data, headers)
 
 
 async def complete_commit(log: EventLog, state: RunState, key: str) -> int:

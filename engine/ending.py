@@ -78,7 +78,9 @@ class EndProjection:
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
-    def apply(self, raw: RawRecord, events: Mapping[str, type[Event]] | None = None) -> Record | None:
+    def apply(
+        self, raw: RawRecord, events: Mapping[str, type[Event]] | None = None
+    ) -> Record | None:
         """Apply one record (records in increasing ``seq`` order); returns the decoded record of
         an ``out`` event that counts (to be streamed), else ``None``. Records of other kinds than
         ``sys`` and ``out``, and records of no run subject, are passed over."""
@@ -151,4 +153,3 @@ class EndProjection:
             return False
         standing[1][index] = seq
         return True
-

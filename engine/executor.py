@@ -583,9 +583,10 @@ class Executor:
             )
             out.append(self._sys(run_id, "RunCompleted", completed, base))
         key = attempt_key(run_id, seq, spec.name, attempt, epoch)
-        if len(out) == 1 and stop is None and not ctx.streamed and attempt == 1 and not ctx.store._changes and not ctx.consumed:
-            # The common step (one event out, nothing else): a one-message commit, the event as its
-            # own head (engine.commit); the fold reads the completion from it.
+        if len(out) == 1 and not ctx.streamed and attempt == 1 and not ctx.store._changes and not ctx.consumed:
+            # The common step (one event out, or the run's end, and nothing else): a one-message
+            # commit, that record as its own head (engine.commit); the fold reads the completion
+            # from it.
             return [one_message_commit(out[0], key, self.worker_id)]
         done = StepCompleted(
             step=spec.name,

@@ -417,7 +417,7 @@ class RunState:
         if not self.workflow:
             self.workflow, self.run_id = rec.workflow, rec.run_id
         if rec.kind == "evt":
-            if rec.trigger is not None and is_one_message_commit("evt", rec.commit, rec.step):
+            if rec.trigger is not None and is_one_message_commit("evt", rec.type, rec.commit, rec.step):
                 # a one-message step commit: the event is its head, and stands for the
                 # StepCompleted that would have come first (engine.commit)
                 self._completed(rec.trigger, rec.step)
@@ -450,6 +450,9 @@ class RunState:
         if isinstance(body, RunForked):
             self.forking = False
             return
+        if isinstance(body, RunCompleted) and is_one_message_commit("sys", rec.type, rec.commit, rec.step):
+            # a one-message step commit that ends the run: also the step's StepCompleted
+            self._completed(body.trigger, body.step)
         if self.terminal:
             # The first terminal record wins; anything a slower step committed later is history only.
             if isinstance(body, StepCompleted | StepFailed):

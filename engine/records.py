@@ -504,18 +504,25 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     commit: str | None = None
 
 
-def is_one_message_commit(kind: str, commit: str | None, step: str | None) -> bool:
+def is_one_message_commit(kind: str, type_name: str, commit: str | None, step: str | None) -> bool:
     """Whether a message is the whole commit of a step (``engine.commit.one_message_commit``):
-    an ``evt`` tagged as message 0 of its commit (``Jl-Commit: <key>/0``), written by a step."""
-    return kind == "evt" and step is not None and commit is not None and commit.endswith("/0")
+    an ``evt``, or a ``sys.RunCompleted``, tagged as message 0 of its commit (``Jl-Commit:
+    <key>/0``) and written by a step. (Other engine records are message 0 of a commit only as its
+    head: a ``StepCompleted`` or ``RunStarted``, or a single record without a tag.)"""
+    return (
+        step is not None
+        and commit is not None
+        and commit.endswith("/0")
+        and (kind == "evt" or (kind == "sys" and type_name == "RunCompleted"))
+    )
 
 
 def completed_step(rec: Record) -> tuple[int, str] | None:
     """``(trigger, step)`` when ``rec`` records that a step completed on a trigger: a
-    ``sys.StepCompleted``, or the event of a one-message commit; else ``None``."""
-    if rec.kind == "sys":
-        body = rec.body
-        return (body.trigger, body.step) if isinstance(body, StepCompleted) else None
-    if rec.trigger is not None and is_one_message_commit(rec.kind, rec.commit, rec.step):
+    ``sys.StepCompleted``, or the event or ``RunCompleted`` of a one-message commit; else
+    ``None``."""
+    if isinstance(rec.body, StepCompleted):
+        return rec.body.trigger, rec.body.step
+    if rec.trigger is not None and is_one_message_commit(rec.kind, rec.type, rec.commit, rec.step):
         return rec.trigger, rec.step  # type: ignore[return-value]
     return None

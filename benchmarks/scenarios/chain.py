@@ -249,9 +249,9 @@ async def hop_breakdown(
             continue
         prev = raws[0].time_ns
         for raw in raws:
-            kind = raw.subject.rsplit(".", 2)[1]
+            kind, type_name = raw.subject.rsplit(".", 2)[1:]
             step_commit = raw.subject.endswith(".sys.StepCompleted") or is_one_message_commit(
-                kind, raw.headers.get(H_COMMIT), raw.headers.get(H_STEP)
+                kind, type_name, raw.headers.get(H_COMMIT), raw.headers.get(H_STEP)
             )
             if step_commit:  # the record by which the step's commit completed it
                 step = raw.headers.get(H_STEP, "?")

@@ -222,8 +222,8 @@ def _json(data: bytes) -> Any:
 def record_view(raw: RawRecord) -> dict[str, Any]:
     """A record as JSON: ``seq``, ``time``, ``kind`` (evt/sys/out), ``type``, ``subject``,
     ``step``/``trigger``/``target``/``attempt``/``class`` (``module:QualName`` of stream output)/``worker`` when set,
-    ``completes_step: true`` on an event that is its step's whole commit (it stands for the
-    ``sys.StepCompleted`` of that step), ``data`` (the payload, parsed)."""
+    ``completes_step: true`` on an event or ``RunCompleted`` that is its step's whole commit (it
+    stands for the ``sys.StepCompleted`` of that step), ``data`` (the payload, parsed)."""
     parts = parse_subject(raw.subject)
     h = raw.headers
     view: dict[str, Any] = {
@@ -239,8 +239,8 @@ def record_view(raw: RawRecord) -> dict[str, Any]:
     for key, header in (("trigger", H_TRIGGER), ("attempt", H_ATTEMPT)):
         if header in h and h[header].isdigit():
             view[key] = int(h[header])
-    if is_one_message_commit(view["kind"], h.get(H_COMMIT), h.get(H_STEP)):
-        view["completes_step"] = True  # the event is its step's whole commit (engine.commit)
+    if is_one_message_commit(view["kind"], view["type"], h.get(H_COMMIT), h.get(H_STEP)):
+        view["completes_step"] = True  # the record is its step's whole commit (engine.commit)
     view["data"] = _json(raw.data)
     return view
 

@@ -161,8 +161,7 @@ async def test_core_subscription_sees_every_record_in_order_and_readable(
         "sys.StepCompleted",
         "evt.Counted",
         "out.Progress",
-        "sys.StepCompleted",
-        "sys.RunCompleted",
+        "sys.RunCompleted",  # finish's whole commit (a one-message commit)
     ]
     payloads = [msgspec.json.decode(d) for _, d in seen]
     assert payloads[1] == {"$type": "StartEvent", "text": "hello readable world"}

@@ -82,8 +82,7 @@ async def test_exhausted_retries_go_to_the_catch_error_step(client: Client, star
         "RunStarted",
         "StepRetrying",
         "StepFailed",
-        "StepCompleted",
-        "RunCompleted",
+        "RunCompleted",  # recover's whole commit (a one-message commit)
     ]
     (failed,) = [r for r in records if r["type"] == "StepFailed"]
     assert failed["data"]["handled_by"] == "recover" and failed["data"]["attempt"] == 2

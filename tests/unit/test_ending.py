@@ -9,12 +9,13 @@ import random
 from engine import Event, StartEvent
 from engine.codec import decode_record, encode
 from engine.commands import start_messages
-from engine.commit import copy_of, tag_commit
+from engine.commit import copy_of, one_message_commit, tag_commit
 from engine.ending import EndProjection
 from engine.events import encode_event
 from engine.fold import RunState
 from engine.handler import outcome
 from engine.records import (
+    H_COMMIT,
     H_RUN,
     H_STEP,
     H_TRIGGER,
@@ -48,11 +49,27 @@ def _msg(kind: str, type_name: str, data: bytes, trigger: int) -> OutMessage:
 
 def execution(rng: random.Random, trigger: int, epoch: int, n: int) -> list[OutMessage]:
     """One execution of a step on ``trigger``: its head, 0-2 ``out`` Notes, and maybe the end
-    (completed, or failed with or without a handler)."""
-    rest = [_msg("out", "Note", encode_event(Note(n=n * 10 + i)), trigger) for i in range(rng.randint(0, 2))]
+    (completed, or failed with or without a handler); or a one-message commit of the end."""
+    if rng.random() < 0.15:
+        body = RunCompleted(
+            step="finish", trigger=trigger, event_type="StopEvent", event={"result": n}
+        )
+        return [
+            one_message_commit(
+                _msg("sys", "RunCompleted", encode(body), trigger),
+                commit_key(RUN, trigger, "finish", epoch),
+                "w",
+            )
+        ]
+    rest = [
+        _msg("out", "Note", encode_event(Note(n=n * 10 + i)), trigger)
+        for i in range(rng.randint(0, 2))
+    ]
     end = rng.random()
     if end < 0.5:
-        body = RunCompleted(step="finish", trigger=trigger, event_type="StopEvent", event={"result": n})
+        body = RunCompleted(
+            step="finish", trigger=trigger, event_type="StopEvent", event={"result": n}
+        )
         rest.append(_msg("sys", "RunCompleted", encode(body), trigger))
     elif end < 0.65:
         failed = StepFailed(
@@ -61,7 +78,9 @@ def execution(rng: random.Random, trigger: int, epoch: int, n: int) -> list[OutM
         )  # fmt: skip
         rest.append(_msg("sys", "StepFailed", encode(failed), trigger))
     base = {H_RUN: RUN, H_STEP: "finish", H_TRIGGER: str(trigger)}
-    done = StepCompleted(step="finish", trigger=trigger, emitted=[], messages=copy_of(rest, base) if rest else [])
+    done = StepCompleted(
+        step="finish", trigger=trigger, emitted=[], messages=copy_of(rest, base) if rest else []
+    )
     head = _msg("sys", "StepCompleted", encode(done), trigger)
     return tag_commit([head, *rest], commit_key(RUN, trigger, "finish", epoch)) if rest else [head]
 
@@ -78,7 +97,7 @@ def history(rng: random.Random) -> list[OutMessage]:
         while any(runs):
             ex = rng.choice([r for r in runs if r])
             m = ex.pop(0)
-            if m.subject.endswith("StepCompleted"):
+            if m.subject.endswith("StepCompleted") or m.headers.get(H_COMMIT, "").endswith("/0"):
                 if epoch in heads_stored:
                     continue
                 heads_stored.add(epoch)
@@ -104,7 +123,10 @@ def test_the_projection_ends_and_streams_as_the_fold_does() -> None:
     rng = random.Random(20261201)
     ended = streamed = 0
     for case in range(600):
-        raws = [RawRecord(seq, m.subject, dict(m.headers), m.data, seq) for seq, m in enumerate(history(rng), 1)]
+        raws = [
+            RawRecord(seq, m.subject, dict(m.headers), m.data, seq)
+            for seq, m in enumerate(history(rng), 1)
+        ]
         full, light = RunState(), EndProjection(RUN)
         for raw in raws:
             rec = decode_record(raw, EVENTS)
@@ -133,6 +155,8 @@ def test_the_projection_ends_and_streams_as_the_fold_does() -> None:
 def test_records_of_other_kinds_are_passed_over() -> None:
     proj = EndProjection(RUN)
     start = start_messages("jetloom", WF, RUN, "StartEvent", encode_event(StartEvent()))
-    raws = [RawRecord(seq, m.subject, dict(m.headers), m.data, seq) for seq, m in enumerate(start, 1)]
+    raws = [
+        RawRecord(seq, m.subject, dict(m.headers), m.data, seq) for seq, m in enumerate(start, 1)
+    ]
     assert [proj.apply(r, EVENTS) for r in raws] == [None, None]
     assert proj.seq == 2 and proj.status == "running" and not proj.terminal
