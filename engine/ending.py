@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .codec import decode_record, subject_parts
+from .commit import OrphanFilter
 from .events import Event
 from .fold import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL
 from .records import (
@@ -38,7 +39,6 @@ from .records import (
     RunCompleted,
     RunFailed,
     StepFailed,
-    parse_commit_tag,
 )
 
 __all__ = ["FOLLOWED_KINDS", "EndProjection"]
@@ -62,7 +62,7 @@ class EndProjection:
         error: the ``StepFailed`` or ``RunFailed`` of a failed run.
     """
 
-    __slots__ = ("_rollbacks", "_standing", "error", "result", "run_id", "seq", "status")
+    __slots__ = ("_commits", "_rollbacks", "error", "result", "run_id", "seq", "status")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -71,8 +71,7 @@ class EndProjection:
         self.result: RunCompleted | None = None
         self.error: StepFailed | RunFailed | None = None
         self._rollbacks: list[tuple[int, int]] = []  # (to_seq, marker seq)
-        # commit key -> (execution of the head that stands, {index seen: its seq}, head included)
-        self._standing: dict[str, tuple[str, dict[int, int]]] = {}
+        self._commits = OrphanFilter(repeats=False)
 
     @property
     def terminal(self) -> bool:
@@ -97,14 +96,15 @@ class EndProjection:
         if parts.type == "RolledBack" and kind == "sys":
             rec = decode_record(raw, events)
             if isinstance(rec.body, RolledBack):
-                self._roll_back(rec.body.to_seq, raw.seq)
+                self._rollbacks.append((rec.body.to_seq, raw.seq))
+                self._commits.roll_back(rec.body.to_seq)
             return None
         if self._rollbacks:
             trigger = h.get(H_TRIGGER)
             if trigger is not None and trigger.isdigit() and self._excluded(int(trigger)):
                 return None
         tag = h.get(H_COMMIT)
-        if tag is not None and not self._counts(tag, raw.seq):
+        if tag is not None and not self._commits.counts_tag(tag, raw.seq):
             return None
         if kind == "out":
             rec = decode_record(raw, events)
@@ -124,32 +124,3 @@ class EndProjection:
 
     def _excluded(self, seq: int) -> bool:
         return any(n < seq < m for n, m in self._rollbacks)
-
-    def _roll_back(self, to_seq: int, marker: int) -> None:
-        # As the fold's refold: what the records after ``to_seq`` said of commits is undone.
-        self._rollbacks.append((to_seq, marker))
-        for key in list(self._standing):
-            execution, seen = self._standing[key]
-            kept = {i: s for i, s in seen.items() if s <= to_seq}
-            if 0 in kept:
-                self._standing[key] = (execution, kept)
-            else:
-                del self._standing[key]
-
-    def _counts(self, tag: str, seq: int) -> bool:
-        parsed = parse_commit_tag(tag)
-        if parsed is None:
-            return True
-        key, index, execution = parsed
-        if execution is None:  # an atomic commit: stored whole or not at all
-            return True
-        standing = self._standing.get(key)
-        if index == 0:
-            if standing is None:
-                self._standing[key] = (execution, {0: seq})
-                return True
-            return standing[0] == execution
-        if standing is None or standing[0] != execution or index in standing[1]:
-            return False
-        standing[1][index] = seq
-        return True
