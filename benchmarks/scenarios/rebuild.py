@@ -17,6 +17,19 @@ a ``StepCompleted`` (one state change) and the ``BenchTick`` event it emitted, u
   snapshot is written once, of the fold up to the tail, with ``encode_snapshot`` + ``KvSnapshots``.
   Once every size is in the stream, the sizes are rebuilt from their snapshots in turns,
   ``SNAPSHOT_REPS`` rounds (the median per size is reported).
+
+Every measured run is followed in the stream by a short neighbour run (``NEIGHBOUR`` records), as
+in a stream other runs keep appending to, and the rounds from snapshots start once the stream has
+been idle ``IDLE_S``, so that every size is read in the same conditions. Before (2026-12-01), the
+100,000-record run was the last thing in the stream and the only one read less than 10 s after
+its append; its 20-record tail read cost nats-server 5–8 ms of CPU, the same read with a 2-record
+run after it ≈ 1 ms. The server's cost of a tail read depends on where the tail lies in its
+message block, not on the run's size: a batched direct get counts the filter's matches after its
+start (``NumPending``), and when the tail lies in the first half of the stream's blocks the server
+walks the block's messages from its first to the read's start to count them (nats-server 2.15
+``filestore.go``), ≈ 0.25 µs per message. With this layout that falls on the 10,000-record run,
+whose tail lies ≈ 11,000 messages into the first block (3 ms against 0.7 ms of server CPU per
+read).
 """
 
 from __future__ import annotations
@@ -57,6 +70,10 @@ APPEND_BATCH = 1000
 EVENTS: dict[str, Any] = {"StartEvent": StartEvent, "BenchTick": BenchTick}
 SNAPSHOT_TAIL = 20  # records after the snapshot
 SNAPSHOT_REPS = 15  # rounds of rebuilds from snapshots (one per size each; the median is reported)
+NEIGHBOUR = 2  # records of the short run appended after each measured run (a start commit)
+IDLE_S = 11.0  # wait before the rounds from snapshots (not in a quick run): nats-server drops a
+# message block's cache 10 s after its last use (filestore.go defaultCacheBufferExpiration), so
+# every size is read as a worker reads a run nobody touched lately, the newest one included
 
 
 def reps_for(size: int, quick: bool) -> int:
@@ -128,6 +145,14 @@ async def snapshot_rebuild(
     return (t4 - t0) * 1e3, len(tail), phases
 
 
+async def append_run(log: JetStreamLog, msgs: list[OutMessage], advance: Any = None) -> None:
+    """Append a synthetic run's records in atomic batches of ``APPEND_BATCH``."""
+    for i in range(0, len(msgs), APPEND_BATCH):
+        await log.append(msgs[i : i + APPEND_BATCH])
+        if advance is not None:
+            advance(1)
+
+
 async def write_snapshot(log: JetStreamLog, store: KvSnapshots, run_id: str, size: int) -> int:
     """Snapshot the fold of all but the last ``SNAPSHOT_TAIL`` records; returns its bytes."""
     raws = await log.read(WORKFLOW, run_id)
@@ -178,10 +203,9 @@ def run(h: Harness) -> dict[str, Any]:
                     f"(d) rebuild {size:,}", len(msgs) // APPEND_BATCH + 1 + 2 * reps
                 ) as advance:
                     t0 = time.perf_counter()
-                    for i in range(0, len(msgs), APPEND_BATCH):
-                        await log.append(msgs[i : i + APPEND_BATCH])
-                        advance(1)
+                    await append_run(log, msgs, advance)
                     append_s = time.perf_counter() - t0
+                    await append_run(log, synthetic_run(f"nb{size}-{uuid.uuid4().hex[:8]}", NEIGHBOUR))
                     await rebuild(log, run_id)  # warm-up (connection, direct-get inbox, caches)
                     await raw_replay(log, run_id, size)
                     meter = CpuMeter({"driver": [os.getpid()], "server": [srv.pid or 0]})
@@ -217,6 +241,8 @@ def run(h: Harness) -> dict[str, Any]:
                         "raw_replay": {k: v / reps / size * 1e6 for k, v in cpu_raw.items()},
                     },
                 }
+            if not o.quick:
+                await asyncio.sleep(IDLE_S)
             # From a snapshot: the sizes in turns, so drift on this machine hits them alike (a
             # rebuild from a snapshot takes milliseconds; a median of few would be noise). Then
             # the CPU of each size on its own (in turns, the server's could not be told apart):
