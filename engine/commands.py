@@ -32,6 +32,8 @@ __all__ = [
     "append_event",
     "append_start",
     "event_payload",
+    "run_started",
+    "start_event_message",
     "start_key",
     "start_messages",
 ]
@@ -68,25 +70,45 @@ def start_messages(
     worker then needs no read (``engine.runs``)."""
     if new_run and (parent is not None or initial_state):
         raise ValueError("a new run's start event carries neither a parent nor an initial state")
-    base = {H_RUN: run_id}
-    event_headers = {**base, H_TYPE: event_type}
-    if new_run:
-        event_headers[H_NEW_RUN] = "1"
-    event = OutMessage(run_subject(prefix, workflow, run_id, "evt", event_type), payload, event_headers)
-    body = RunStarted(
-        workflow=workflow,
-        run_id=run_id,
-        start_event=event_type,
-        messages=copy_of([event], base) if copy else [],
-        parent=parent,
-        initial_state=initial_state or {},
-    )
+    event = start_event_message(prefix, workflow, run_id, event_type, payload, new_run=new_run)
+    body = run_started(workflow, run_id, event, copy=copy, parent=parent, initial_state=initial_state)
     started = OutMessage(
         run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
         encode(body),
-        {**base, H_TYPE: "RunStarted"},
+        {H_RUN: run_id, H_TYPE: "RunStarted"},
     )
     return tag_commit([started, event], start_key(run_id), pipelined=copy)
+
+
+def start_event_message(
+    prefix: str, workflow: str, run_id: str, event_type: str, payload: bytes, *, new_run: bool = False
+) -> OutMessage:
+    """The start event of a start commit, before its commit tag (``start_messages``)."""
+    headers = {H_RUN: run_id, H_TYPE: event_type}
+    if new_run:
+        headers[H_NEW_RUN] = "1"
+    return OutMessage(run_subject(prefix, workflow, run_id, "evt", event_type), payload, headers)
+
+
+def run_started(
+    workflow: str,
+    run_id: str,
+    event: OutMessage,
+    *,
+    copy: bool = True,
+    parent: ParentRef | None = None,
+    initial_state: dict[str, Any] | None = None,
+) -> RunStarted:
+    """The ``RunStarted`` body of a start commit whose start event is ``event`` (as
+    ``start_event_message`` makes it); arguments as for ``start_messages``."""
+    return RunStarted(
+        workflow=workflow,
+        run_id=run_id,
+        start_event=event.headers[H_TYPE],
+        messages=copy_of([event], {H_RUN: run_id}) if copy else [],
+        parent=parent,
+        initial_state=initial_state or {},
+    )
 
 
 async def append_start(

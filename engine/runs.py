@@ -23,11 +23,11 @@ from typing import Any
 import msgspec
 
 from .codec import decode_record
-from .commands import start_key, start_messages
+from .commands import run_started, start_event_message, start_key
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
-from .records import H_COMMIT, OutMessage, RawRecord, Record, commit_tag, parse_commit_tag
+from .records import OutMessage, RawRecord, Record, commit_tag, parse_commit_tag
 from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore, decode_snapshot, encode_snapshot
 
 __all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
@@ -290,12 +290,12 @@ class RunCache:
             return None
         tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]
         assert tag is not None  # (_starts_run parsed it)
-        head = start_messages(
-            self._log.prefix, self._workflow, run_id, trigger.type, raw.data,
-            copy=tag[2] is not None, new_run=True,
-        )[0]  # fmt: skip
-        headers = {**head.headers, H_COMMIT: commit_tag(start_key(run_id), 0, tag[2])}
-        started = decode_record(RawRecord(raw.seq - 1, head.subject, headers, head.data, raw.time_ns), self._events)
+        # Made as the starter made it, without encoding and decoding it (≈ 5 % of a worker's CPU
+        # at 100 runs in flight, one new run every three steps).
+        event = start_event_message(self._log.prefix, self._workflow, run_id, trigger.type, raw.data, new_run=True)
+        body = run_started(self._workflow, run_id, event, copy=tag[2] is not None)
+        commit = commit_tag(start_key(run_id), 0, tag[2])
+        started = Record(raw.seq - 1, "sys", "RunStarted", self._workflow, run_id, raw.time_ns, body, None, None, None, None, commit)
         run = CachedRun()
         run.extend([started, trigger])
         if run.state.status != "running" or run.state.incomplete or run.state.orphans:

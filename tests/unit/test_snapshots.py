@@ -229,6 +229,10 @@ async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomi
     got = run.state
     for slot in ("status", "start_event", "incomplete", "orphans", "records", "done", "events", "state", "seq"):
         assert getattr(got, slot) == getattr(whole, slot), slot
+    # the RunStarted made up from the start event is the one the starter wrote, field for field
+    made, stored = run.records[0], decode_record(raws[0])
+    assert msgspec.structs.replace(made, time_ns=stored.time_ns) == stored
+    assert msgspec.json.encode(made.body) == msgspec.json.encode(stored.body)
 
 
 async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None:
