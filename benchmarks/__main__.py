@@ -70,6 +70,10 @@ def main(
         str | None, typer.Option(help="Worker counts of (e), e.g. 1,2,4.")
     ] = None,
     docindex_root: Annotated[str | None, typer.Option(help="Directory (f) indexes.")] = None,
+    retained_runs: Annotated[
+        int | None,
+        typer.Option(help="After (b), add this many finished runs to the streams and measure (b) again."),
+    ] = None,
     sync_always: Annotated[
         bool,
         typer.Option(
@@ -110,7 +114,8 @@ def main(
     opts = Options.quick_sizes() if quick else Options()
     opts.scenarios, opts.sync_always, opts.uvloop, opts.out = keys, sync_always, uvloop, out
     for name, value in (("runs", runs), ("throughput_runs", throughput_runs), ("inflight", inflight),
-                        ("saturation", saturation), ("fan_n", fan_n), ("docindex_root", docindex_root)):  # fmt: skip
+                        ("saturation", saturation), ("fan_n", fan_n), ("docindex_root", docindex_root),
+                        ("retained_runs", retained_runs)):  # fmt: skip
         if value is not None:
             setattr(opts, name, value)
     if rebuild_sizes:

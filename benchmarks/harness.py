@@ -52,6 +52,9 @@ class Options:
         rebuild_sizes: log sizes of (d) (default 100 … 100,000; quick 100 and 1,000).
         scale_workers: worker process counts of (e) (default 1, 2, 4, and 8 on 8+ cores).
         docindex_root: directory (f) indexes (default: the standard library; quick: its ``json``).
+        retained_runs: finished runs added to the chain's streams after (b)'s measurements, which
+            (b) then measures again at ``inflight`` (default 0: not measured; see
+            ``ChainRig.retain``).
         sync_always: run (g) (the server with ``sync_interval: always``).
         uvloop: use uvloop in the driver, the workers and the peer (default: when installed).
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
@@ -68,6 +71,7 @@ class Options:
     rebuild_sizes: list[int] = field(default_factory=lambda: [100, 1_000, 10_000, 100_000])
     scale_workers: list[int] = field(default_factory=lambda: [1, 2, 4])
     docindex_root: str | None = None
+    retained_runs: int = 0
     sync_always: bool = True
     uvloop: bool = True
     out: Path = ROOT / "benchmarks" / "results"

@@ -137,6 +137,10 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
         out.append(f"\n## (b) {b['title']}\n")
         rows = _chain_rows(b["results"]["inflight"], f"{b['inflight']} in flight")
         rows += _chain_rows(b["results"]["saturated"], f"{b['saturation']} in flight")
+        if "retained" in b["results"]:
+            rows += _chain_rows(
+                b["results"]["retained"], f"{b['inflight']} in flight, {b['retained_runs']:,} runs kept"
+            )
         out.append(_table(CHAIN_HEAD, rows))
     if "c" in sc and "results" in sc["c"]:
         c = sc["c"]

@@ -18,11 +18,12 @@ import uuid
 from typing import Any
 
 import msgspec
+import nats
 from nats.aio.msg import Msg
 
 from engine import StartEvent
 from engine.log.jetstream import JetStreamLog
-from engine.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit
+from engine.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit, run_subject
 from engine.runtime import append_start
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
@@ -103,6 +104,41 @@ class ChainRig:
                 "driver": [os.getpid()],
             }
         )
+
+    def retain(self, n: int, label: str) -> None:
+        """Add ``n`` finished runs to both chain streams, as streams that keep their runs hold
+        them: two subjects per run that none of the chain's consumers reads (jetloom:
+        ``sys.RunStarted`` and ``sys.RunCompleted`` of workflow ``BenchChain``, empty bodies; the
+        limit: ``done`` and ``archived``). What grows is each stream's per-subject index, which
+        nats-server 2.15 walks under a consumer's filters at every message-block roll for a
+        consumer with several filters (``benchmarks/tried.md``)."""
+
+        async def main() -> None:
+            nc = await nats.connect(self.server.url)
+            js = nc.jetstream()
+            wf = BenchChain.workflow_name
+            try:
+                with self.h.task(label, n) as advance:
+                    acks: list[Any] = []
+                    for i in range(n):
+                        run_id = f"kept{i:08d}{uuid.uuid4().hex[:8]}"
+                        for subject in (
+                            run_subject("jetloom", wf, run_id, "sys", "RunStarted"),
+                            run_subject("jetloom", wf, run_id, "sys", "RunCompleted"),
+                            f"limit.chain.{run_id}.done",
+                            f"limit.chain.{run_id}.archived",
+                        ):
+                            acks.append(await js.publish_async(subject, b"{}"))
+                        if len(acks) >= 4_000:
+                            await asyncio.gather(*acks)
+                            advance(len(acks) // 4)
+                            acks = []
+                    await asyncio.gather(*acks)
+                    advance(len(acks) // 4)
+            finally:
+                await nc.close()
+
+        run_loop(main, uvloop=self.uvloop)
 
     def limit(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
         """The hand-written chain: ``runs`` runs, ``inflight`` at once."""

@@ -4,7 +4,10 @@
 jetloom is measured twice: through its client (``NatsClient.start`` + ``await handler``, which the
 targets use) and with a lean driver (start commit + one subscription for every run's end,
 ``jetloom_lean``), so the workers' throughput shows even where the client's per-run follow is
-the limit."""
+the limit.
+
+With ``--retained-runs N``, (b) then adds N finished runs to both streams (``ChainRig.retain``) and
+measures limit and jetloom again at ``inflight``: what a stream that keeps its runs costs."""
 
 from __future__ import annotations
 
@@ -51,8 +54,19 @@ def run(h: Harness) -> dict[str, Any]:
             inflight=o.saturation,
             label=f"(b) {o.saturation} in flight",
         )
+        results = {"inflight": inflight, "saturated": saturated}
+        if o.retained_runs:
+            rig.retain(o.retained_runs, f"(b) adding {o.retained_runs:,} finished runs")
+            label = f"(b) {o.inflight} in flight, {o.retained_runs:,} runs kept"
+            results["retained"] = {
+                "limit": attempt(rig.limit, runs=o.throughput_runs, inflight=o.inflight, label=f"{label} limit"),
+                "jetloom": attempt(
+                    rig.jetloom, runs=o.throughput_runs, inflight=o.inflight, label=f"{label} jetloom"
+                ),
+            }
     return {
         "inflight": o.inflight,
         "saturation": o.saturation,
-        "results": {"inflight": inflight, "saturated": saturated},
+        "retained_runs": o.retained_runs,
+        "results": results,
     }
