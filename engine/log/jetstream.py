@@ -759,11 +759,9 @@ class JetStreamLog:
         # nothing stored is read.
         wanted = None if kinds is None else tuple(sorted(set(kinds)))
         hub = self._hubs.get((workflow, wanted))
-        if hub is None:
-            base = f"{self.prefix}.run.{workflow}."
-            filters = [base + ">"] if wanted is None else [f"{base}*.{kind}.>" for kind in wanted]
+        if hub is None:  # (one filter subject, whatever the kinds: see jsfollow)
             hub = self._hubs[(workflow, wanted)] = FollowHub(
-                self.nc, self.stream, filters, self.timeout, self._read_tap()
+                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", wanted, self.timeout, self._read_tap()
             )
         queue = await hub.register(run_id)
         try:

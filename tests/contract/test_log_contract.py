@@ -139,6 +139,29 @@ async def test_follow_replays_then_tails(log: MemoryLog | JetStreamLog) -> None:
     assert tail == ["B", "C"]
 
 
+async def test_follow_of_some_kinds_skips_the_others_stored_and_live(log: MemoryLog | JetStreamLog) -> None:
+    await log.append([msg("r1", "sys", "RunStarted"), msg("r1", "evt", "A"), msg("r1", "out", "O1")])
+    some: list[str] = []
+    every: list[str] = []
+
+    async def reader(out: list[str], kinds: tuple[str, ...] | None, until: str) -> None:
+        async for rec in log.follow(WF, "r1", kinds=kinds):
+            out.append(rec.subject.rsplit(".", 1)[1])
+            if out[-1] == until:
+                return
+
+    tasks = [
+        asyncio.create_task(reader(some, ("sys", "out"), "RunCompleted")),
+        asyncio.create_task(reader(every, None, "RunCompleted")),
+    ]
+    await asyncio.sleep(0.2)  # (both followers past their read of the stored records, usually)
+    await log.append([msg("r1", "evt", "B"), msg("r1", "sys", "X"), msg("r2", "sys", "Y")])
+    await log.append([msg("r1", "out", "O2"), msg("r1", "cmd", "c"), msg("r1", "sys", "RunCompleted")])
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert some == ["RunStarted", "O1", "X", "O2", "RunCompleted"]
+    assert every == ["RunStarted", "A", "O1", "B", "X", "O2", "c", "RunCompleted"]
+
+
 async def test_consumer_delivers_matching_events_from_the_start(log: MemoryLog | JetStreamLog) -> None:
     await log.append([msg("r1", "evt", "A", b"1"), msg("r1", "evt", "B", b"2"), msg("r1", "sys", "RunStarted")])
     await log.ensure_consumer(WF, "stepa", ["A", "C"])
