@@ -44,9 +44,9 @@ class Options:
         throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
-            quick 8). Not more: jetloom's client follows each run with an ordered consumer of its
-            own, which lingers ~5 s after the run ends, and nats-server 2.15 refuses a stream's
-            1,001st consumer (err_code 10026); 500 hit that limit on this machine.
+            quick 8). (Until 12-01 jetloom's client followed each run with a consumer of its own
+            and 500 hit nats-server's 1,000 consumers per stream; it now shares one per workflow,
+            ``engine.log.jsfollow``, and 300 stays so that figures compare across dates.)
         fan_n: events fanned out and in by (c) (default 1,000; quick 20).
         fan_reps: fan runs measured per system (default 3; quick 1).
         rebuild_sizes: log sizes of (d) (default 100 … 100,000; quick 100 and 1,000).
