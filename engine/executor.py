@@ -173,13 +173,20 @@ class Executor:
         self._inflight: dict[asyncio.Task[None], str | None] = {}  # task -> its run id
         self._hosted: dict[str, Executor] = {}  # child workflows run in this process
         self._cancelled: dict[str, None] = {}  # runs known cancelled, oldest first (bounded)
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per step: executions at once here
 
     async def start(self) -> None:
         """Create the step consumers (idempotent) and start consuming."""
         for spec in self.specs:
             await self.log.ensure_consumer(self.name, spec.name, spec.accepts_names)
         for spec in self.specs:
+            # Triggers and resumes come through two consumers; one limit per step in this process
+            # keeps the step's executions at num_workers, as when they shared one consumer.
+            self._slots[spec.name] = asyncio.Semaphore(self._limit(spec))
             self._loops.append(asyncio.create_task(self._loop(spec), name=f"jetloom:{spec.name}"))
+            self._loops.append(
+                asyncio.create_task(self._loop(spec, commands=True), name=f"jetloom:{spec.name}:commands")
+            )
         self._loops.append(asyncio.create_task(self._watch_cancels(), name="jetloom:cancels"))
 
     async def stop(self, *, grace: float = 5.0) -> None:
@@ -198,10 +205,13 @@ class Executor:
             await hosted.stop(grace=grace)
         self._hosted.clear()
 
-    async def _loop(self, spec: StepSpec) -> None:
+    def _limit(self, spec: StepSpec) -> int:
+        return self.num_workers or spec.num_workers
+
+    async def _loop(self, spec: StepSpec, *, commands: bool = False) -> None:
         while True:
             try:
-                deliveries = self.log.consume(self.name, spec.name, max_in_flight=self.num_workers or spec.num_workers)
+                deliveries = self.log.consume(self.name, spec.name, max_in_flight=self._limit(spec), commands=commands)
                 async with contextlib.aclosing(deliveries):  # type: ignore[type-var]
                     async for delivery in deliveries:
                         task = asyncio.create_task(self._handle(spec, delivery))
@@ -214,6 +224,10 @@ class Executor:
                 await asyncio.sleep(1.0)
 
     async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
+        async with self._slots[spec.name]:
+            await self._handle_one(spec, delivery)
+
+    async def _handle_one(self, spec: StepSpec, delivery: Delivery) -> None:
         try:
             try:
                 await self._process(spec, delivery)

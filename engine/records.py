@@ -93,7 +93,7 @@ H_LENGTH: Final = "Jl-Length"
 H_NEW_RUN: Final = "Jl-New-Run"
 
 Kind = Literal["evt", "sys", "out", "cmd", "sch"]
-#: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's consumer;
+#: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's commands consumer;
 #: ``sch.<id>``: a pending message schedule (a durable timer), removed by the server when it fires.
 KINDS: Final = ("evt", "sys", "out", "cmd", "sch")
 

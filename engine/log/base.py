@@ -160,16 +160,22 @@ class EventLog(Protocol):
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        """Create the durable consumer of ``step``: every event of ``event_types`` of every run of
-        ``workflow``, and every command to the step (``cmd.<step>``), from the start of the log, shared by all replicas. An existing consumer is
-        updated to this configuration, unless ``update`` is false (clients that only need it to
-        exist leave the workers' settings alone)."""
+        """Create the two durable consumers of ``step``, shared by all replicas: its events
+        (every event of ``event_types`` of every run of ``workflow``, from the start of the log)
+        and its commands (every ``cmd.<step>`` record: the resumes of its waits). An existing
+        consumer is updated to this configuration, unless ``update`` is false (clients that only
+        need it to exist leave the workers' settings alone).
+
+        Two consumers, not one with both filters: on JetStream a consumer with several filter
+        subjects costs the server a walk of the stream's per-subject index at every message-block
+        roll (``JetStreamLog.ensure_consumer``)."""
         ...
 
     def consume(
-        self, workflow: str, step: str, *, max_in_flight: int
+        self, workflow: str, step: str, *, max_in_flight: int, commands: bool = False
     ) -> AsyncIterator[Delivery]:
-        """Deliveries for ``step``'s consumer, at most ``max_in_flight`` unsettled at a time."""
+        """Deliveries of ``step``'s events consumer (with ``commands``, of its commands consumer),
+        at most ``max_in_flight`` unsettled at a time."""
         ...
 
     async def schedule(

@@ -70,18 +70,19 @@ class _Delivery:
 
 
 class _Consumer:
-    def __init__(self, step: str, types: frozenset[str]) -> None:
+    def __init__(self, step: str, types: frozenset[str], commands: bool = False) -> None:
         self.step = step
         self.types = types
+        self.commands = commands  # the step's commands consumer (``cmd.<step>``), else its events
         self.queue: deque[tuple[RawRecord, int]] = deque()
         self.wake = asyncio.Event()
         self.in_flight = 0
 
 
 def _delivers(consumer: _Consumer, parts: SubjectParts) -> bool:
-    if parts.kind == "evt":
-        return parts.type in consumer.types
-    return parts.kind == "cmd" and parts.type == consumer.step
+    if consumer.commands:
+        return parts.kind == "cmd" and parts.type == consumer.step
+    return parts.kind == "evt" and parts.type in consumer.types
 
 
 class MemoryLog:
@@ -100,7 +101,7 @@ class MemoryLog:
         self._timers: set[asyncio.Future[AppendResult]] = set()
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
         self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
-        self._consumers: dict[tuple[str, str], _Consumer] = {}
+        self._consumers: dict[tuple[str, str, bool], _Consumer] = {}  # (workflow, step, commands)
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
@@ -148,7 +149,7 @@ class MemoryLog:
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
-                for (wf, _), consumer in self._consumers.items():
+                for (wf, _, _), consumer in self._consumers.items():
                     if wf == parts.workflow and _delivers(consumer, parts):
                         consumer.queue.append((rec, 1))
                         consumer.wake.set()
@@ -199,23 +200,24 @@ class MemoryLog:
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        key = (workflow, step)
         types = frozenset(event_types)
-        existing = self._consumers.get(key)
-        if existing is not None:
-            if update:
-                existing.types = types
-            return
-        consumer = self._consumers[key] = _Consumer(step, types)
-        for rec in self._by_workflow.get(workflow, []):
-            parts = parse_subject(rec.subject)
-            if parts is not None and _delivers(consumer, parts):
-                consumer.queue.append((rec, 1))
+        for commands in (False, True):
+            key = (workflow, step, commands)
+            existing = self._consumers.get(key)
+            if existing is not None:
+                if update:
+                    existing.types = types
+                continue
+            consumer = self._consumers[key] = _Consumer(step, types, commands)
+            for rec in self._by_workflow.get(workflow, []):
+                parts = parse_subject(rec.subject)
+                if parts is not None and _delivers(consumer, parts):
+                    consumer.queue.append((rec, 1))
 
     async def consume(
-        self, workflow: str, step: str, *, max_in_flight: int
+        self, workflow: str, step: str, *, max_in_flight: int, commands: bool = False
     ) -> AsyncIterator[_Delivery]:
-        consumer = self._consumers[(workflow, step)]
+        consumer = self._consumers[(workflow, step, commands)]
         while True:
             if consumer.queue and consumer.in_flight < max_in_flight:
                 rec, attempt = consumer.queue.popleft()

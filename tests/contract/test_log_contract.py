@@ -175,6 +175,26 @@ async def test_consumer_delivers_matching_events_from_the_start(log: MemoryLog |
     assert got == [(b"1", 1), (b"3", 1)]
 
 
+async def test_a_steps_commands_come_through_its_commands_consumer_only(log: MemoryLog | JetStreamLog) -> None:
+    await log.append([msg("r1", "cmd", "stepa", b"c1"), msg("r1", "evt", "A", b"e1"), msg("r1", "cmd", "other", b"x")])
+    await log.ensure_consumer(WF, "stepa", ["A"])
+    await log.append([msg("r2", "cmd", "stepa", b"c2"), msg("r2", "evt", "A", b"e2")])
+
+    async def first(n: int, *, commands: bool) -> list[bytes]:
+        got = []
+        async for d in log.consume(WF, "stepa", max_in_flight=4, commands=commands):
+            got.append(d.record.data)
+            await d.ack()
+            if len(got) == n:
+                break
+        return got
+
+    assert await asyncio.wait_for(first(2, commands=True), 10) == [b"c1", b"c2"]
+    assert await asyncio.wait_for(first(2, commands=False), 10) == [b"e1", b"e2"]
+    await log.append([msg("r3", "cmd", "stepa", b"c3"), msg("r3", "evt", "A", b"e3")])
+    assert await asyncio.wait_for(first(1, commands=False), 10) == [b"e3"]  # (not c3 first)
+
+
 async def test_nak_redelivers_with_a_higher_attempt(log: MemoryLog | JetStreamLog) -> None:
     await log.ensure_consumer(WF, "s", ["A"])
     await log.append([msg("r1", "evt", "A", b"x")])
