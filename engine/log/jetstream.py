@@ -830,14 +830,15 @@ class JetStreamLog:
         # time its position crosses into a new message block (``checkSkipFirstBlockMulti``: every
         # run of the workflow, up to 1,000,000 subjects; with one filter, ``LoadNextMsg``'s check
         # stops at 64,000). With 300,000 finished runs kept, (b) of ``benchmarks --retained-runs``
-        # measured <FIGURES>.
+        # (4 rounds, twice, alternated with the step consumers of both filters): server CPU per
+        # transition 139–203 → 99–149 µs, p99 327–708 → 128–164 ms.
         events = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
         known = self._ensured.get((workflow, step))
         if known is not None and (not update or known == tuple(events)):
             # Set up by this log already: an in-process workflow restarting its executor for the
             # next run does not pay the consumer API round trips again.
             return
-        # (the commands consumer first: a step consumer made before 2026-12-02 also delivered the
+        # (the commands consumer first: a step consumer made by an older jetloom also delivered the
         # step's commands, and the new consumer starts after what that one has acknowledged)
         await self._ensure_commands(workflow, step, update)
         name = consumer_name(workflow, step)

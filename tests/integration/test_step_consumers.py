@@ -1,6 +1,6 @@
 """A step's two durable consumers on JetStream: its events, with one filter subject per accepted
 event type, and its commands (``cmd.<step>``) apart; and the move from a step consumer that had
-both filters (before 2026-12-02): the commands it acknowledged are not delivered again."""
+both filters (an older jetloom's): the commands it acknowledged are not delivered again."""
 
 from __future__ import annotations
 
