@@ -70,6 +70,9 @@ def main(
         str | None, typer.Option(help="Worker counts of (e), e.g. 1,2,4.")
     ] = None,
     docindex_root: Annotated[str | None, typer.Option(help="Directory (f) indexes.")] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="Alternating rounds of limit and jetloom in (a) and (b).")
+    ] = None,
     retained_runs: Annotated[
         int | None,
         typer.Option(help="After (b), add this many finished runs to the streams and measure (b) again."),
@@ -115,7 +118,7 @@ def main(
     opts.scenarios, opts.sync_always, opts.uvloop, opts.out = keys, sync_always, uvloop, out
     for name, value in (("runs", runs), ("throughput_runs", throughput_runs), ("inflight", inflight),
                         ("saturation", saturation), ("fan_n", fan_n), ("docindex_root", docindex_root),
-                        ("retained_runs", retained_runs)):  # fmt: skip
+                        ("retained_runs", retained_runs), ("rounds", rounds)):  # fmt: skip
         if value is not None:
             setattr(opts, name, value)
     if rebuild_sizes:

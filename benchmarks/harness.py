@@ -41,6 +41,8 @@ class Options:
         scenarios: scenario keys to run, in order (``a``..``g``, ``u`` = (a)+(b) without uvloop).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
+        rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
+            (default 3; quick 1): the machine's speed drifts within minutes.
         throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
@@ -63,6 +65,7 @@ class Options:
     scenarios: list[str] = field(default_factory=lambda: list("abcdefgu"))
     quick: bool = False
     runs: int = 300
+    rounds: int = 3
     throughput_runs: int = 3000
     inflight: int = 100
     saturation: int = 300
@@ -81,6 +84,7 @@ class Options:
         base = cls(
             quick=True,
             runs=12,
+            rounds=1,
             throughput_runs=24,
             inflight=4,
             saturation=8,

@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -39,6 +40,20 @@ __all__ = ["ChainRig", "measure_peer_chain", "warmup_runs"]
 JETLOOM_CHAIN = "benchmarks.workflows:BenchChain"
 _END_DECODER = msgspec.json.Decoder(RunCompleted)
 HOP_SAMPLE = 30  # runs whose logs are read for the per-step breakdown
+
+
+@dataclass
+class Round:
+    """One measurement of one system: runs asked for and completed, wall seconds, CPU seconds by
+    role, each completed run's latency in seconds, worker processes, and extra figures."""
+
+    runs: int
+    completed: int
+    wall: float
+    cpu: dict[str, float]
+    latencies: list[float]
+    processes: int
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def warmup_runs(runs: int) -> int:
@@ -142,10 +157,14 @@ class ChainRig:
 
     def limit(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
         """The hand-written chain: ``runs`` runs, ``inflight`` at once."""
+        return self.pool([self.limit_round(runs=runs, inflight=inflight, label=label)], inflight)
+
+    def limit_round(self, *, runs: int, inflight: int, label: str) -> Round:
+        """One measurement of the hand-written chain, unpooled."""
         meter = self._meter(self.limit_workers)
         tag = uuid.uuid4().hex[:8]
 
-        async def main() -> dict[str, Any]:
+        async def main() -> Round:
             client = await LimitClient.connect(self.server.url)
             try:
 
@@ -164,9 +183,7 @@ class ChainRig:
                     cpu = meter.stop()
             finally:
                 await client.close()
-            return _figures(
-                runs, done, wall, cpu, lat, inflight, len(self.limit_workers), self.uvloop
-            )
+            return Round(runs, done, wall, cpu, lat, len(self.limit_workers))
 
         return run_loop(main, uvloop=self.uvloop)
 
@@ -176,9 +193,13 @@ class ChainRig:
         """jetloom's chain through ``NatsClient.start`` + ``await handler``, as a user starts a
         run (the run id made by the client); with ``hops``, also where a run's time goes, read
         from the server timestamps in the last runs' logs."""
+        return self.pool([self.jetloom_round(runs=runs, inflight=inflight, label=label, hops=hops)], inflight)
+
+    def jetloom_round(self, *, runs: int, inflight: int, label: str, hops: bool = False) -> Round:
+        """One measurement of jetloom's chain, unpooled (``jetloom``)."""
         meter = self._meter(self.jetloom_workers)
 
-        async def main() -> dict[str, Any]:
+        async def main() -> Round:
             client = await NatsClient.connect(self.server.url)
             latency_of: dict[str, float] = {}
             try:
@@ -201,16 +222,59 @@ class ChainRig:
                         one, runs=runs, inflight=inflight, on_done=advance
                     )
                     cpu = meter.stop()
-                out = _figures(
-                    runs, done, wall, cpu, lat, inflight, len(self.jetloom_workers), self.uvloop
-                )
+                out = Round(runs, done, wall, cpu, lat, len(self.jetloom_workers))
                 if hops:
-                    out["breakdown"] = await hop_breakdown(client, latency_of, runs)
+                    out.extra["breakdown"] = await hop_breakdown(client, latency_of, runs)
             finally:
                 await client.close()
             return out
 
         return run_loop(main, uvloop=self.uvloop)
+
+    def pool(self, rounds: list[Round], inflight: int) -> dict[str, Any]:
+        """The figures of ``rounds`` of one system taken together: their runs, wall times and CPU
+        seconds summed, their latencies as one sample; ``rounds`` says how many there were."""
+        cpu: dict[str, float] = {}
+        for r in rounds:
+            for k, v in r.cpu.items():
+                cpu[k] = cpu.get(k, 0.0) + v
+        lat = [x for r in rounds for x in r.latencies]
+        out = _figures(
+            sum(r.runs for r in rounds), sum(r.completed for r in rounds), sum(r.wall for r in rounds),
+            cpu, lat, inflight, rounds[-1].processes, self.uvloop,
+        )  # fmt: skip
+        for r in rounds:
+            out.update(r.extra)
+        out["rounds"] = len(rounds)
+        return out
+
+    def alternate(
+        self, *, runs: int, inflight: int, label: str, rounds: int, hops: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """limit and jetloom measured in ``rounds`` alternating rounds (limit, jetloom, limit, ...)
+        of ``runs / rounds`` runs each, and pooled (``pool``): this machine's speed drifts by up to
+        2x within minutes (steal time), and figures taken minutes apart compared that drift, not
+        the systems. ``{"limit": figures, "jetloom": figures}``; a system whose round raised gets
+        ``{"error": ...}`` (``measure.attempt``), the other is still measured."""
+        rounds = max(1, min(rounds, runs))
+        sizes = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
+        parts: dict[str, list[Round]] = {"limit": [], "jetloom": []}
+        failed: dict[str, dict[str, Any]] = {}
+        for i, n in enumerate(sizes):
+            tag = f"{label} round {i + 1}/{rounds}" if rounds > 1 else label
+            for name in parts:
+                if name in failed:
+                    continue
+                try:
+                    if name == "limit":
+                        got = self.limit_round(runs=n, inflight=inflight, label=f"{tag} limit")
+                    else:
+                        last = i == len(sizes) - 1
+                        got = self.jetloom_round(runs=n, inflight=inflight, label=f"{tag} jetloom", hops=hops and last)
+                    parts[name].append(got)
+                except Exception as exc:  # noqa: BLE001 - reported in the results
+                    failed[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        return {name: failed.get(name) or self.pool(parts[name], inflight) for name in parts}
 
     def jetloom_lean(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
         """jetloom's chain with a lean driver: each run is started with ``append_start`` (its start

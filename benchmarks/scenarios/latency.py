@@ -1,4 +1,5 @@
-"""(a) The 3-step chain, one run at a time: end-to-end latency p50/p99 of limit, peer and jetloom."""
+"""(a) The 3-step chain, one run at a time: end-to-end latency p50/p99 of limit, peer and jetloom
+(limit and jetloom in ``rounds`` alternating rounds, pooled: ``ChainRig.alternate``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ TITLE = "3-step chain, one run at a time: end-to-end latency"
 def run(h: Harness) -> dict[str, Any]:
     o = h.options
     with ChainRig(h, h.server(), uvloop=h.uvloop) as rig:
-        limit = attempt(rig.limit, runs=o.runs, inflight=1, label="(a) limit")
+        # limit and jetloom in alternating rounds (ChainRig.alternate), then the peer
+        both = rig.alternate(runs=o.runs, inflight=1, label="(a)", rounds=o.rounds, hops=True)
         peer = attempt(
             measure_peer_chain, h, runs=o.runs, inflight=1, uvloop=h.uvloop, label="(a) peer"
         )
-        jetloom = attempt(rig.jetloom, runs=o.runs, inflight=1, label="(a) jetloom", hops=True)
-    return {"results": {"limit": limit, "peer": peer, "jetloom": jetloom}}
+    return {"results": {"limit": both["limit"], "peer": peer, "jetloom": both["jetloom"]}}

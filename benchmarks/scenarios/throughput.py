@@ -23,8 +23,10 @@ TITLE = "3-step chain, many runs in flight: throughput"
 def measure_all(
     h: Harness, rig: ChainRig, *, runs: int, inflight: int, label: str, peer: bool = True
 ) -> dict[str, Any]:
-    """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once."""
-    out = {"limit": attempt(rig.limit, runs=runs, inflight=inflight, label=f"{label} limit")}
+    """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once; limit and jetloom
+    in ``h.options.rounds`` alternating rounds (``ChainRig.alternate``)."""
+    both = rig.alternate(runs=runs, inflight=inflight, label=label, rounds=h.options.rounds)
+    out = {"limit": both["limit"]}
     if peer:
         out["peer"] = attempt(
             measure_peer_chain,
@@ -34,7 +36,7 @@ def measure_all(
             uvloop=rig.uvloop,
             label=f"{label} peer",
         )
-    out["jetloom"] = attempt(rig.jetloom, runs=runs, inflight=inflight, label=f"{label} jetloom")
+    out["jetloom"] = both["jetloom"]
     out["jetloom_lean"] = attempt(
         rig.jetloom_lean, runs=runs, inflight=inflight, label=f"{label} jetloom (lean driver)"
     )
