@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,46 +233,39 @@ class ChainRig:
         return run_loop(main, uvloop=self.uvloop)
 
     def pool(self, rounds: list[Round], inflight: int) -> dict[str, Any]:
-        """The figures of ``rounds`` of one system taken together: their runs, wall times and CPU
-        seconds summed, their latencies as one sample; ``rounds`` says how many there were."""
-        cpu: dict[str, float] = {}
-        for r in rounds:
-            for k, v in r.cpu.items():
-                cpu[k] = cpu.get(k, 0.0) + v
-        lat = [x for r in rounds for x in r.latencies]
-        out = _figures(
-            sum(r.runs for r in rounds), sum(r.completed for r in rounds), sum(r.wall for r in rounds),
-            cpu, lat, inflight, rounds[-1].processes, self.uvloop,
-        )  # fmt: skip
-        for r in rounds:
-            out.update(r.extra)
-        out["rounds"] = len(rounds)
-        return out
+        """``pool`` with this rig's event loop setting."""
+        return pool(rounds, inflight, self.uvloop)
 
     def alternate(
-        self, *, runs: int, inflight: int, label: str, rounds: int, hops: bool = False
+        self, *, runs: int, inflight: int, label: str, rounds: int, hops: bool = False, peer: bool = False
     ) -> dict[str, dict[str, Any]]:
-        """limit and jetloom measured in ``rounds`` alternating rounds (limit, jetloom, limit, ...)
-        of ``runs / rounds`` runs each, and pooled (``pool``): this machine's speed drifts by up to
-        2x within minutes (steal time), and figures taken minutes apart compared that drift, not
-        the systems. ``{"limit": figures, "jetloom": figures}``; a system whose round raised gets
-        ``{"error": ...}`` (``measure.attempt``), the other is still measured."""
+        """limit, (the peer,) and jetloom measured in ``rounds`` alternating rounds (limit, peer,
+        jetloom, limit, ...) of ``runs / rounds`` runs each, and pooled (``pool``): this machine's
+        speed drifts by up to 2x within minutes (steal time), and figures taken minutes apart
+        compared that drift, not the systems. ``{"limit": figures, ("peer": ...,) "jetloom":
+        figures}``; a system whose round raised gets ``{"error": ...}`` (``measure.attempt``), the
+        others are still measured. ``hops``: jetloom's last round also reads where its time went."""
         rounds = max(1, min(rounds, runs))
         sizes = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
-        parts: dict[str, list[Round]] = {"limit": [], "jetloom": []}
+        calls: dict[str, Callable[[int, str, bool], Round]] = {
+            "limit": lambda n, tag, last: self.limit_round(runs=n, inflight=inflight, label=tag),
+        }
+        if peer:
+            calls["peer"] = lambda n, tag, last: peer_chain_round(
+                self.h, runs=n, inflight=inflight, uvloop=self.uvloop, label=tag
+            )
+        calls["jetloom"] = lambda n, tag, last: self.jetloom_round(
+            runs=n, inflight=inflight, label=tag, hops=hops and last
+        )
+        parts: dict[str, list[Round]] = {name: [] for name in calls}
         failed: dict[str, dict[str, Any]] = {}
         for i, n in enumerate(sizes):
             tag = f"{label} round {i + 1}/{rounds}" if rounds > 1 else label
-            for name in parts:
+            for name, call in calls.items():
                 if name in failed:
                     continue
                 try:
-                    if name == "limit":
-                        got = self.limit_round(runs=n, inflight=inflight, label=f"{tag} limit")
-                    else:
-                        last = i == len(sizes) - 1
-                        got = self.jetloom_round(runs=n, inflight=inflight, label=f"{tag} jetloom", hops=hops and last)
-                    parts[name].append(got)
+                    parts[name].append(call(n, f"{tag} {name}", i == len(sizes) - 1))
                 except Exception as exc:  # noqa: BLE001 - reported in the results
                     failed[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         return {name: failed.get(name) or self.pool(parts[name], inflight) for name in parts}
@@ -395,6 +389,11 @@ def measure_peer_chain(
     h: Harness, *, runs: int, inflight: int, uvloop: bool, label: str
 ) -> dict[str, Any]:
     """llama-index-workflows' chain in its own process (no server, no durability)."""
+    return pool([peer_chain_round(h, runs=runs, inflight=inflight, uvloop=uvloop, label=label)], inflight, uvloop)
+
+
+def peer_chain_round(h: Harness, *, runs: int, inflight: int, uvloop: bool, label: str) -> Round:
+    """One measurement of the peer's chain, unpooled (``measure_peer_chain``)."""
     with h.task(label, runs) as advance:
         res = run_json(
             [
@@ -407,14 +406,23 @@ def measure_peer_chain(
             ]
         )
         advance(runs)
-    out = throughput_figures(
-        runs=runs,
-        completed=res["completed"],
-        transitions_per_run=CHAIN_TRANSITIONS,
-        wall_s=res["wall_s"],
-        cpu_s={"engine": res["cpu_s"]},
-        latencies_s=res["latencies_s"],
-    )
-    out.update(inflight=inflight, processes=1, uvloop=uvloop, cdf_ms=cdf_points(res["latencies_s"]))
-    out["note"] = "in-process: engine and driver are one process; no server"
+    note = "in-process: engine and driver are one process; no server"
+    return Round(runs, res["completed"], res["wall_s"], {"engine": res["cpu_s"]}, res["latencies_s"], 1, {"note": note})
+
+
+def pool(rounds: list[Round], inflight: int, uvloop: bool) -> dict[str, Any]:
+    """The figures of ``rounds`` of one system taken together: their runs, wall times and CPU
+    seconds summed, their latencies as one sample; ``rounds`` says how many there were."""
+    cpu: dict[str, float] = {}
+    for r in rounds:
+        for k, v in r.cpu.items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    lat = [x for r in rounds for x in r.latencies]
+    out = _figures(
+        sum(r.runs for r in rounds), sum(r.completed for r in rounds), sum(r.wall for r in rounds),
+        cpu, lat, inflight, rounds[-1].processes, uvloop,
+    )  # fmt: skip
+    for r in rounds:
+        out.update(r.extra)
+    out["rounds"] = len(rounds)
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..harness import Harness
 from ..measure import attempt
-from .chain import ChainRig, measure_peer_chain
+from .chain import ChainRig
 
 TITLE = "3-step chain, many runs in flight: throughput"
 
@@ -23,20 +23,10 @@ TITLE = "3-step chain, many runs in flight: throughput"
 def measure_all(
     h: Harness, rig: ChainRig, *, runs: int, inflight: int, label: str, peer: bool = True
 ) -> dict[str, Any]:
-    """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once; limit and jetloom
-    in ``h.options.rounds`` alternating rounds (``ChainRig.alternate``)."""
-    both = rig.alternate(runs=runs, inflight=inflight, label=label, rounds=h.options.rounds)
-    out = {"limit": both["limit"]}
-    if peer:
-        out["peer"] = attempt(
-            measure_peer_chain,
-            h,
-            runs=runs,
-            inflight=inflight,
-            uvloop=rig.uvloop,
-            label=f"{label} peer",
-        )
-    out["jetloom"] = both["jetloom"]
+    """limit, (peer,) jetloom, each ``runs`` runs with ``inflight`` at once, in
+    ``h.options.rounds`` alternating rounds (``ChainRig.alternate``); then jetloom with the lean
+    driver."""
+    out = rig.alternate(runs=runs, inflight=inflight, label=label, rounds=h.options.rounds, peer=peer)
     out["jetloom_lean"] = attempt(
         rig.jetloom_lean, runs=runs, inflight=inflight, label=f"{label} jetloom (lean driver)"
     )
