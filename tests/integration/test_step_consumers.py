@@ -56,7 +56,7 @@ async def test_a_step_with_one_event_type_has_consumers_of_one_filter_each(log: 
 
 
 async def test_commands_a_step_consumer_of_both_filters_acknowledged_are_not_delivered_again(
-    log: JetStreamLog,
+    log: JetStreamLog, nats_server: EmbeddedNats
 ) -> None:
     old = ConsumerConfig(
         durable_name=consumer_name(WF, "s"),
@@ -83,3 +83,14 @@ async def test_commands_a_step_consumer_of_both_filters_acknowledged_are_not_del
     assert got == [b"e2"]
     events = (await log.js.consumer_info(log.stream, consumer_name(WF, "s"))).config
     assert events.filter_subject == f"{log.prefix}.run.{WF}.*.evt.A" and not events.filter_subjects
+
+    # A worker starting later (a log of its own) updates both consumers; the commands consumer
+    # keeps its start, which the server would refuse to change.
+    start = (await log.js.consumer_info(log.stream, commands_consumer_name(WF, "s"))).config.opt_start_seq
+    later = await JetStreamLog.connect(nats_server.url)
+    try:
+        await later.ensure_consumer(WF, "s", ["A"])
+    finally:
+        await later.close()
+    after = (await log.js.consumer_info(log.stream, commands_consumer_name(WF, "s"))).config
+    assert after.opt_start_seq == start and after.filter_subject == f"{log.prefix}.run.{WF}.*.cmd.s"
