@@ -22,6 +22,7 @@ __all__ = [
     "latency_summary",
     "run_loop",
     "throughput_figures",
+    "failure",
     "uvloop_available",
 ]
 
@@ -34,7 +35,12 @@ def attempt(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dic
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - reported in the results
-        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        return failure(exc)
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    """A failed measurement as the results report it: ``{"error": "<Type>: <message>"}``."""
+    return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def uvloop_available() -> bool:

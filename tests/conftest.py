@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.log.jetstream import JetStreamLog
 from services.client import Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess
@@ -33,6 +34,16 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
 def nats_url(nats_server: EmbeddedNats) -> str:
     """Client URL of the `nats_server` fixture, e.g. "nats://127.0.0.1:54321"."""
     return nats_server.url
+
+
+@pytest.fixture
+async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    """A `JetStreamLog` (default prefix and settings) on the `nats_server` fixture, closed after."""
+    log = await JetStreamLog.connect(nats_server.url)
+    try:
+        yield log
+    finally:
+        await log.close()
 
 
 # --------------------------------------------------------------------------------------------

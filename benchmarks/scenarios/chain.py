@@ -32,7 +32,7 @@ from services.natsserver import EmbeddedNats
 
 from ..harness import Harness
 from ..limit import LimitClient
-from ..measure import CpuMeter, cdf_points, closed_loop, run_loop, throughput_figures
+from ..measure import CpuMeter, cdf_points, closed_loop, failure, run_loop, throughput_figures
 from ..procs import Child, run_json, start_children
 from ..workflows import CHAIN_RESULT, CHAIN_TEXT, CHAIN_TRANSITIONS, BenchChain
 
@@ -243,7 +243,7 @@ class ChainRig:
         jetloom, limit, ...) of ``runs / rounds`` runs each, and pooled (``pool``): this machine's
         speed drifts by up to 2x within minutes (steal time), and figures taken minutes apart
         compared that drift, not the systems. ``{"limit": figures, ("peer": ...,) "jetloom":
-        figures}``; a system whose round raised gets ``{"error": ...}`` (``measure.attempt``), the
+        figures}``; a system whose round raised gets ``{"error": ...}`` (``measure.failure``), the
         others are still measured. ``hops``: jetloom's last round also reads where its time went."""
         rounds = max(1, min(rounds, runs))
         sizes = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
@@ -267,7 +267,7 @@ class ChainRig:
                 try:
                     parts[name].append(call(n, f"{tag} {name}", i == len(sizes) - 1))
                 except Exception as exc:  # noqa: BLE001 - reported in the results
-                    failed[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    failed[name] = failure(exc)
         return {name: failed.get(name) or self.pool(parts[name], inflight) for name in parts}
 
     def jetloom_lean(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:

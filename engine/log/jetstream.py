@@ -47,6 +47,7 @@ from nats.aio.msg import Msg
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DeliverPolicy,
     StorageType,
     StreamConfig,
@@ -388,8 +389,7 @@ class JetStreamLog:
         self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
         self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
-        # shared follow consumer per (workflow, kinds followed or None for all)
-        self._hubs: dict[tuple[str, tuple[str, ...] | None], FollowHub] = {}
+        self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
@@ -759,16 +759,16 @@ class JetStreamLog:
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         # The stored records by direct get, then the workflow's shared follow consumer
-        # (``jsfollow.FollowHub``, one per workflow and set of kinds): registered first, so
-        # nothing falls between the two. With ``create``, the run has no records before it:
-        # nothing stored is read.
-        wanted = None if kinds is None else tuple(sorted(set(kinds)))
-        hub = self._hubs.get((workflow, wanted))
-        if hub is None:  # (one filter subject, whatever the kinds: see jsfollow)
-            hub = self._hubs[(workflow, wanted)] = FollowHub(
-                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", wanted, self.timeout, self._read_tap()
+        # (``jsfollow.FollowHub``, one per workflow, which hands this follower only ``kinds``):
+        # registered first, so nothing falls between the two. With ``create``, the run has no
+        # records before it: nothing stored is read.
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hubs.get(workflow)
+        if hub is None:
+            hub = self._hubs[workflow] = FollowHub(
+                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", self.timeout, self._read_tap()
             )
-        queue = await hub.register(run_id)
+        queue = await hub.register(run_id, wanted)
         try:
             last = after_seq
             if create is not None:
@@ -840,41 +840,34 @@ class JetStreamLog:
             return
         # (the commands consumer first: a step consumer made by an older jetloom also delivered the
         # step's commands, and the new consumer starts after what that one has acknowledged)
-        await self._ensure_commands(workflow, step, update)
         name = consumer_name(workflow, step)
-        if update or not await self._consumer_exists(name):
+        old = await self._consumer_info(name)
+        await self._ensure_commands(workflow, step, old, update)
+        if update or old is None:
             await self._add_durable(name, f"jetloom step {workflow}.{step}", events)
         self._ensured[(workflow, step)] = tuple(events)
 
-    async def _ensure_commands(self, workflow: str, step: str, update: bool) -> None:
+    async def _ensure_commands(self, workflow: str, step: str, events: ConsumerInfo | None, update: bool) -> None:
+        """The step's commands consumer; ``events``: its events consumer as it was, if any."""
         name = commands_consumer_name(workflow, step)
         subject = f"{self.prefix}.run.{workflow}.*.cmd.{step}"
-        try:
-            cfg = (await self.js.consumer_info(self.stream, name)).config
-        except NotFoundError:
-            cfg = None
-        if cfg is not None:
-            if update:  # (its delivery start cannot change; the rest is brought up to date)
-                await self._add_durable(
-                    name, f"jetloom step commands {workflow}.{step}", [subject],
-                    cfg.deliver_policy, cfg.opt_start_seq,
-                )  # fmt: skip
+        info = await self._consumer_info(name)
+        if info is not None and not update:
             return
-        policy, start = DeliverPolicy.ALL, None
-        try:
-            old = await self.js.consumer_info(self.stream, consumer_name(workflow, step))
-        except NotFoundError:
-            old = None
-        if old is not None and subject in (old.config.filter_subjects or [old.config.filter_subject]):
-            policy, start = DeliverPolicy.BY_START_SEQUENCE, (old.ack_floor.stream_seq if old.ack_floor else 0) + 1
+        if info is not None:  # (its delivery start cannot change; the rest is brought up to date)
+            policy, start = info.config.deliver_policy, info.config.opt_start_seq
+        elif events is not None and subject in (events.config.filter_subjects or [events.config.filter_subject]):
+            floor = events.ack_floor.stream_seq if events.ack_floor else 0
+            policy, start = DeliverPolicy.BY_START_SEQUENCE, floor + 1
+        else:
+            policy, start = DeliverPolicy.ALL, None
         await self._add_durable(name, f"jetloom step commands {workflow}.{step}", [subject], policy, start)
 
-    async def _consumer_exists(self, name: str) -> bool:
+    async def _consumer_info(self, name: str) -> ConsumerInfo | None:
         try:
-            await self.js.consumer_info(self.stream, name)
+            return await self.js.consumer_info(self.stream, name)
         except NotFoundError:
-            return False
-        return True
+            return None
 
     async def _add_durable(
         self,

@@ -12,9 +12,9 @@ The consumer is made again from the last stream sequence seen when a delivery is
 the consumer sequence) or when the server goes quiet for three heartbeats (a restart drops it).
 The cost: the process receives every record of the workflow it follows, its own runs' or not.
 
-The consumer has one filter subject even when its followers want only some kinds of record
-(``kinds``, e.g. ``sys`` and ``out`` for a handler); the hub drops the other kinds on arrival,
-before parsing their headers. A consumer with several filters costs nats-server 2.15 a walk of
+The consumer has one filter subject even when a follower wants only some kinds of record
+(``register(run_id, kinds)``, e.g. ``sys`` and ``out`` for a handler); the hub hands a follower
+only those, and parses no headers of a record no follower wants. A consumer with several filters costs nats-server 2.15 a walk of
 the stream's per-subject index under its filters whenever its position crosses into a new message
 block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000): with
 300,000 finished runs in the stream, (b) of ``benchmarks --retained-runs`` measured 204 µs of
@@ -56,8 +56,6 @@ class FollowHub:
         nc: the connection.
         stream: the run stream.
         subject_filter: ``<prefix>.run.<workflow>.>``.
-        kinds: the kinds of record handed to followers (``sys``, ``evt``, ``out``, ...); the
-            others are dropped on arrival. ``None``: every record.
         timeout: seconds to wait for the consumer API.
         tap: the connection's ``jsread.RawTap``: deliveries then reach the hub straight from the
             protocol parser (no nats-py ``Msg``, queue or task each), and the headers of records
@@ -69,7 +67,6 @@ class FollowHub:
         nc: NATS,
         stream: str,
         subject_filter: str,
-        kinds: Collection[str] | None,
         timeout: float,
         tap: RawTap | None = None,
     ) -> None:
@@ -77,9 +74,9 @@ class FollowHub:
         self.tap = tap if tap is not None and tap.usable else None
         self.stream = stream
         self.filter = subject_filter
-        self.kinds = None if kinds is None else frozenset(kinds)
         self.timeout = timeout
-        self.followers: dict[str, set[asyncio.Queue[RawRecord]]] = {}
+        # run id -> its followers' queues and the kinds each wants (None: every kind)
+        self.followers: dict[str, dict[asyncio.Queue[RawRecord], frozenset[str] | None]] = {}
         self._name = ""
         self._delivered = 0
         self._last_seq = 0  # last stream sequence delivered (0: none yet, start from "new")
@@ -88,11 +85,12 @@ class FollowHub:
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
 
-    async def register(self, run_id: str) -> asyncio.Queue[RawRecord]:
+    async def register(self, run_id: str, kinds: Collection[str] | None = None) -> asyncio.Queue[RawRecord]:
         """A queue receiving every record of ``run_id`` stored from now on (once the hub's consumer
-        exists, which this waits for)."""
+        exists, which this waits for); with ``kinds``, only records of those kinds (``sys``,
+        ``out``, ...)."""
         queue: asyncio.Queue[RawRecord] = asyncio.Queue()
-        self.followers.setdefault(run_id, set()).add(queue)
+        self.followers.setdefault(run_id, {})[queue] = None if kinds is None else frozenset(kinds)
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
@@ -102,7 +100,7 @@ class FollowHub:
     def unregister(self, run_id: str, queue: asyncio.Queue[RawRecord]) -> None:
         queues = self.followers.get(run_id)
         if queues is not None:
-            queues.discard(queue)
+            queues.pop(queue, None)
             if not queues:
                 del self.followers[run_id]
 
@@ -198,11 +196,10 @@ class FollowHub:
         tokens = self._tokens(msg.reply.split("."))
         if tokens is None:
             return
-        _, run_id, kind, _ = msg.subject.rsplit(".", 3)
-        queues = self.followers.get(run_id)
-        if queues and (self.kinds is None or kind in self.kinds):
+        takers = self._takers(msg.subject)
+        if takers:
             rec = RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
-            for q in queues:
+            for q in takers:
                 q.put_nowait(rec)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
@@ -214,12 +211,19 @@ class FollowHub:
         if tokens is None:
             return
         name = subject.decode()
-        _, run_id, kind, _ = name.rsplit(".", 3)
-        queues = self.followers.get(run_id)
-        if queues and (self.kinds is None or kind in self.kinds):
+        takers = self._takers(name)
+        if takers:
             rec = RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7]))
-            for q in queues:
+            for q in takers:
                 q.put_nowait(rec)
+
+    def _takers(self, subject: str) -> list[asyncio.Queue[RawRecord]]:
+        """The queues of the followers of the record's run that want its kind."""
+        _, run_id, kind, _ = subject.rsplit(".", 3)
+        queues = self.followers.get(run_id)
+        if not queues:
+            return []
+        return [q for q, kinds in queues.items() if kinds is None or kind in kinds]
 
     def _on_status(self, last_consumer_seq: str | None) -> None:
         self._silent = False

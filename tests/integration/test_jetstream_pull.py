@@ -6,25 +6,12 @@ expiries is still delivered."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from engine.log.jetstream import JetStreamLog, _Pull, consumer_name
 from engine.records import OutMessage, run_subject
-from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 
 WF = "Pulled"
-
-
-@pytest.fixture
-async def log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
-    js_log = await JetStreamLog.connect(nats_server.url)
-    try:
-        yield js_log
-    finally:
-        await js_log.close()
 
 
 class _Recording(_Pull):
@@ -35,18 +22,18 @@ class _Recording(_Pull):
         super()._on_status(status, headers)
 
 
-async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the_tap(log: JetStreamLog) -> None:
-    await log.ensure_consumer(WF, "s", ["Tick"])
+async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the_tap(js_log: JetStreamLog) -> None:
+    await js_log.ensure_consumer(WF, "s", ["Tick"])
     pull = _Recording(
-        log.nc,
-        f"$JS.API.CONSUMER.MSG.NEXT.{log.stream}.{consumer_name(WF, 's')}",
+        js_log.nc,
+        f"$JS.API.CONSUMER.MSG.NEXT.{js_log.stream}.{consumer_name(WF, 's')}",
         max_in_flight=2,
         prefetch=2,
         expires=0.3,
         heartbeat=0.1,
         ack_wait=5.0,
-        tap=log._read_tap(),
-        outbox=log.outbox,
+        tap=js_log._read_tap(),
+        outbox=js_log.outbox,
     )
     pull.statuses = []
     assert pull.tap is not None
@@ -66,8 +53,8 @@ async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the
 
         await eventually(expired_twice, timeout=10, what="two pull requests expired")
         assert pull.outstanding <= pull.limit
-        result = await log.append(
-            [OutMessage(run_subject(log.prefix, WF, "r", "evt", "Tick"), b"{}", {"Jl-Run": "r"})]
+        result = await js_log.append(
+            [OutMessage(run_subject(js_log.prefix, WF, "r", "evt", "Tick"), b"{}", {"Jl-Run": "r"})]
         )
 
         async def delivered() -> bool:

@@ -5,9 +5,7 @@ both filters (an older jetloom's): the commands it acknowledged are not delivere
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine.log.jetstream import JetStreamLog, commands_consumer_name, consumer_name
@@ -15,15 +13,6 @@ from engine.records import OutMessage, run_subject
 from services.natsserver import EmbeddedNats
 
 WF = "Consumed"
-
-
-@pytest.fixture
-async def log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
-    js_log = await JetStreamLog.connect(nats_server.url)
-    try:
-        yield js_log
-    finally:
-        await js_log.close()
 
 
 def msg(log: JetStreamLog, run: str, kind: str, type_name: str, data: bytes) -> OutMessage:
@@ -44,53 +33,53 @@ async def take(log: JetStreamLog, step: str, n: int, *, commands: bool) -> list[
     return got
 
 
-async def test_a_step_with_one_event_type_has_consumers_of_one_filter_each(log: JetStreamLog) -> None:
-    await log.ensure_consumer(WF, "s", ["A"])
-    events = (await log.js.consumer_info(log.stream, consumer_name(WF, "s"))).config
-    commands = (await log.js.consumer_info(log.stream, commands_consumer_name(WF, "s"))).config
-    assert events.filter_subject == f"{log.prefix}.run.{WF}.*.evt.A" and not events.filter_subjects
-    assert commands.filter_subject == f"{log.prefix}.run.{WF}.*.cmd.s" and not commands.filter_subjects
-    await log.ensure_consumer(WF, "t", ["B", "A"])  # several types: one filter each, no more
-    several = (await log.js.consumer_info(log.stream, consumer_name(WF, "t"))).config
-    assert several.filter_subjects == [f"{log.prefix}.run.{WF}.*.evt.A", f"{log.prefix}.run.{WF}.*.evt.B"]
+async def test_a_step_with_one_event_type_has_consumers_of_one_filter_each(js_log: JetStreamLog) -> None:
+    await js_log.ensure_consumer(WF, "s", ["A"])
+    events = (await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "s"))).config
+    commands = (await js_log.js.consumer_info(js_log.stream, commands_consumer_name(WF, "s"))).config
+    assert events.filter_subject == f"{js_log.prefix}.run.{WF}.*.evt.A" and not events.filter_subjects
+    assert commands.filter_subject == f"{js_log.prefix}.run.{WF}.*.cmd.s" and not commands.filter_subjects
+    await js_log.ensure_consumer(WF, "t", ["B", "A"])  # several types: one filter each, no more
+    several = (await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "t"))).config
+    assert several.filter_subjects == [f"{js_log.prefix}.run.{WF}.*.evt.A", f"{js_log.prefix}.run.{WF}.*.evt.B"]
 
 
 async def test_commands_a_step_consumer_of_both_filters_acknowledged_are_not_delivered_again(
-    log: JetStreamLog, nats_server: EmbeddedNats
+    js_log: JetStreamLog, nats_server: EmbeddedNats
 ) -> None:
     old = ConsumerConfig(
         durable_name=consumer_name(WF, "s"),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         max_deliver=-1,
-        filter_subjects=[f"{log.prefix}.run.{WF}.*.evt.A", f"{log.prefix}.run.{WF}.*.cmd.s"],
+        filter_subjects=[f"{js_log.prefix}.run.{WF}.*.evt.A", f"{js_log.prefix}.run.{WF}.*.cmd.s"],
     )
-    await log.js.add_consumer(log.stream, old)
-    await log.append([msg(log, "r1", "cmd", "s", b"c1")])
-    await log.append([msg(log, "r1", "evt", "A", b"e1")])
-    await log.append([msg(log, "r1", "cmd", "s", b"c2")])
-    assert await take(log, "s", 2, commands=False) == [b"c1", b"e1"]  # (the old consumer's order)
+    await js_log.js.add_consumer(js_log.stream, old)
+    await js_log.append([msg(js_log, "r1", "cmd", "s", b"c1")])
+    await js_log.append([msg(js_log, "r1", "evt", "A", b"e1")])
+    await js_log.append([msg(js_log, "r1", "cmd", "s", b"c2")])
+    assert await take(js_log, "s", 2, commands=False) == [b"c1", b"e1"]  # (the old consumer's order)
 
-    await log.ensure_consumer(WF, "s", ["A"])  # as a worker of this version starts
-    await log.append([msg(log, "r2", "cmd", "s", b"c3"), msg(log, "r2", "evt", "A", b"e2")])
-    assert await take(log, "s", 2, commands=True) == [b"c2", b"c3"]  # c1 was acknowledged
+    await js_log.ensure_consumer(WF, "s", ["A"])  # as a worker of this version starts
+    await js_log.append([msg(js_log, "r2", "cmd", "s", b"c3"), msg(js_log, "r2", "evt", "A", b"e2")])
+    assert await take(js_log, "s", 2, commands=True) == [b"c2", b"c3"]  # c1 was acknowledged
     # The events consumer may hand out c2 once more: the old consumer had delivered it (the pull
     # asks for more than it keeps) and not acknowledged it. A command handled twice is skipped
-    # the second time (at least once; the executor checks the run's log).
-    got = await take(log, "s", 1, commands=False)
+    # the second time (at least once; the executor checks the run's js_log).
+    got = await take(js_log, "s", 1, commands=False)
     if got == [b"c2"]:
-        got = await take(log, "s", 1, commands=False)
+        got = await take(js_log, "s", 1, commands=False)
     assert got == [b"e2"]
-    events = (await log.js.consumer_info(log.stream, consumer_name(WF, "s"))).config
-    assert events.filter_subject == f"{log.prefix}.run.{WF}.*.evt.A" and not events.filter_subjects
+    events = (await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "s"))).config
+    assert events.filter_subject == f"{js_log.prefix}.run.{WF}.*.evt.A" and not events.filter_subjects
 
     # A worker starting later (a log of its own) updates both consumers; the commands consumer
     # keeps its start, which the server would refuse to change.
-    start = (await log.js.consumer_info(log.stream, commands_consumer_name(WF, "s"))).config.opt_start_seq
+    start = (await js_log.js.consumer_info(js_log.stream, commands_consumer_name(WF, "s"))).config.opt_start_seq
     later = await JetStreamLog.connect(nats_server.url)
     try:
         await later.ensure_consumer(WF, "s", ["A"])
     finally:
         await later.close()
-    after = (await log.js.consumer_info(log.stream, commands_consumer_name(WF, "s"))).config
-    assert after.opt_start_seq == start and after.filter_subject == f"{log.prefix}.run.{WF}.*.cmd.s"
+    after = (await js_log.js.consumer_info(js_log.stream, commands_consumer_name(WF, "s"))).config
+    assert after.opt_start_seq == start and after.filter_subject == f"{js_log.prefix}.run.{WF}.*.cmd.s"
