@@ -156,7 +156,8 @@ class _Delivery:
             return
         self._settled = True
         self._pull.release(self)
-        await self._pull.publish(self._reply, payload)
+        if not self._pull.later(self._reply, payload):
+            await self._pull.publish(self._reply, payload)
 
     async def ack(self) -> None:
         await self._settle(b"+ACK")
@@ -201,6 +202,7 @@ class _Pull:
         self.nc = nc
         self.tap = tap
         self.publish = outbox.publish if outbox is not None else nc.publish
+        self.later = outbox.later if outbox is not None else (lambda subject, payload: False)
         self.api_subject = api_subject
         self.limit = max_in_flight + prefetch
         self.max_in_flight = max_in_flight

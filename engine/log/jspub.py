@@ -18,6 +18,7 @@ It relies on nats-py's outgoing buffer (``_pending``, ``_pending_data_size``, ``
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ __all__ = ["Outbox"]
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the header names nats-py accepts
 _WHITESPACE = frozenset(" \t\r\n\x0b\x0c")
+_LATER = 4  # event-loop turns an acknowledgement waits for a publish to ride with
 _ATTRS = ("_pending", "_pending_data_size", "_flush_queue", "_flush_pending", "_max_pending_size", "stats")
 
 
@@ -50,6 +52,7 @@ class Outbox:
         self.nc = nc
         self.usable = all(hasattr(nc, a) for a in _ATTRS)
         self._names: set[str] = set()
+        self._later = False
 
     def put(self, subject: str, payload: bytes, reply: str = "", headers: Mapping[str, str] | None = None) -> bool:
         """Queue one message; ``False`` (nothing queued) when it must go through
@@ -96,6 +99,32 @@ class Outbox:
             await nc._flush_pending(force_flush=True)
         elif nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()
+
+    def later(self, subject: str, payload: bytes) -> bool:
+        """Queue one message and wake the writer only after ``_LATER`` more turns of the event loop,
+        so that a publish made meanwhile (the next commit) goes out in the same write; ``False``
+        when it must go through ``Client.publish``."""
+        if not self.put(subject, payload):
+            return False
+        if not self._later:
+            self._later = True
+            asyncio.get_running_loop().call_soon(self._turn, _LATER)
+        return True
+
+    def _turn(self, left: int) -> None:
+        if left > 1:
+            asyncio.get_running_loop().call_soon(self._turn, left - 1)
+            return
+        self._later = False
+        nc = self.nc
+        queue = nc._flush_queue
+        if not nc._pending_data_size or queue is None or not queue.empty():
+            return  # written already, or the writer is awake
+        flusher = getattr(nc, "_flusher_task", None)
+        if nc.is_connected and flusher is not None and not flusher.done():
+            queue.put_nowait(asyncio.get_running_loop().create_future())  # what _flush_pending does
+        else:
+            asyncio.ensure_future(nc._flush_pending())
 
     async def publish(
         self, subject: str, payload: bytes, reply: str = "", headers: Mapping[str, str] | None = None
