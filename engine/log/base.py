@@ -122,6 +122,17 @@ class EventLog(Protocol):
         """
         ...
 
+    def predecessor(self, record: RawRecord) -> int | None:
+        """The sequence of the run's record right before ``record``, when the record itself shows
+        it: it was appended with ``expected_last_seq`` (and so stored only if the run ended
+        there). ``None`` for a record appended without that check. A reader holding the run up to
+        that sequence can take ``record`` as the next one without reading the log.
+
+        On JetStream the check travels with the stored message (its
+        ``Nats-Expected-Last-Subject-Sequence`` headers), so the answer holds on the stream the
+        record was appended to (not on a stream that sources it under other sequences)."""
+        ...
+
     async def read(
         self,
         workflow: str,

@@ -94,6 +94,8 @@ ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message 
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
 ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
+_H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"  # the run check of _expecting
+_H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -494,6 +496,16 @@ class JetStreamLog:
         count = sum(1 for a in acks if not a.get("duplicate"))
         return AppendResult(seqs[-1] or None, count, duplicate=count == 0, seqs=seqs)
 
+    def predecessor(self, record: RawRecord) -> int | None:
+        h = record.headers
+        value = h.get(_H_EXPECTED_SEQ)
+        if value is None or not value.isdigit():
+            return None
+        parts = parse_subject(record.subject)
+        if parts is None or h.get(_H_EXPECTED_SUBJECT) != run_filter(self.prefix, parts.workflow, parts.run_id):
+            return None
+        return int(value)
+
     def _expecting(self, head: OutMessage, expected_last_seq: int) -> OutMessage:
         """``head`` with the check that the run's last record is at ``expected_last_seq``."""
         parts = parse_subject(head.subject)
@@ -504,8 +516,8 @@ class JetStreamLog:
             head.data,
             {
                 **head.headers,
-                "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq),
-                "Nats-Expected-Last-Subject-Sequence-Subject": run_filter(
+                _H_EXPECTED_SEQ: str(expected_last_seq),
+                _H_EXPECTED_SUBJECT: run_filter(
                     self.prefix, parts.workflow, parts.run_id
                 ),
             },

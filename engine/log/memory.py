@@ -101,10 +101,14 @@ class MemoryLog:
         self._timers: set[asyncio.Future[AppendResult]] = set()
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
         self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
+        self._checked: dict[int, int] = {}  # sequence -> the run's last sequence it was appended after
         self._consumers: dict[tuple[str, str, bool], _Consumer] = {}  # (workflow, step, commands)
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
+
+    def predecessor(self, record: RawRecord) -> int | None:
+        return self._checked.get(record.seq)
 
     async def append(
         self,
@@ -129,7 +133,7 @@ class MemoryLog:
         now = time.time_ns()
         seqs: list[int] = []
         count = 0
-        for m, parts, index in zip(messages, parsed, positions, strict=True):
+        for n, (m, parts, index) in enumerate(zip(messages, parsed, positions, strict=True)):
             msg_id = (
                 message_id(idempotency_key, index, execution_of(m.headers))
                 if idempotency_key is not None
@@ -146,6 +150,8 @@ class MemoryLog:
             if msg_id is not None:
                 self._ids[msg_id] = self._seq
             rec = RawRecord(self._seq, m.subject, dict(m.headers), m.data, now)
+            if expected_last_seq is not None and n == 0:
+                self._checked[self._seq] = expected_last_seq
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):

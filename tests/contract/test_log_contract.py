@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.commit import tag_commit
+from engine.errors import LastSeqMismatchError
 from engine.log.jetstream import JetStreamLog
 from engine.log.memory import MemoryLog
 from engine.records import OutMessage, execution_of, run_subject
@@ -160,6 +161,27 @@ async def test_follow_of_some_kinds_skips_the_others_stored_and_live(log: Memory
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert some == ["RunStarted", "O1", "X", "O2", "RunCompleted"]
     assert every == ["RunStarted", "A", "O1", "B", "X", "O2", "c", "RunCompleted"]
+
+
+async def test_a_checked_append_shows_the_record_it_follows(log: MemoryLog | JetStreamLog) -> None:
+    """``expected_last_seq`` stores the first message only right after that record of the run,
+    and the stored record (read or delivered) names it: ``predecessor``."""
+    first = await log.append([msg("r1", "evt", "A")])
+    await log.append([msg("r2", "evt", "A")])  # another run's record in between changes nothing
+    checked = await log.append([msg("r1", "evt", "A", b"2"), msg("r1", "evt", "B")], expected_last_seq=first.last_seq)
+    with pytest.raises(LastSeqMismatchError):
+        await log.append([msg("r1", "evt", "A", b"late")], expected_last_seq=first.last_seq)
+    records = await log.read(WF, "r1")
+    assert [r.seq for r in records] == [first.last_seq, *checked.seqs]
+    assert [log.predecessor(r) for r in records] == [None, first.last_seq, None]
+    await log.ensure_consumer(WF, "stepa", ["A"])
+    delivered = []
+    async for d in log.consume(WF, "stepa", max_in_flight=4):
+        delivered.append(log.predecessor(d.record))
+        await d.ack()
+        if len(delivered) == 3:
+            break
+    assert delivered == [None, None, first.last_seq]  # r1's A, r2's A, r1's checked A
 
 
 async def test_consumer_delivers_matching_events_from_the_start(log: MemoryLog | JetStreamLog) -> None:

@@ -247,3 +247,32 @@ async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None
     cache = RunCache(log, "W", {})
     run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), new_run=raw)
     assert cache.records_read == 3 and run.state.records == 3  # no start tag: read, not made up
+
+
+async def test_a_trigger_appended_right_after_the_cached_end_is_taken_without_a_read() -> None:
+    """A run held up to sequence E takes a trigger whose append checked that the run ended at E
+    (``EventLog.predecessor``) as its next record; any other trigger is read."""
+    from engine.commands import event_payload, start_messages
+    from engine.records import OutMessage, run_subject
+
+    log = MemoryLog()
+    await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))
+    cache = RunCache(log, "W", {})
+    run = await cache.get("r", min_seq=0, refresh=True)
+    held, read = run.last_seq, cache.records_read
+
+    def event(n: int) -> OutMessage:
+        return OutMessage(run_subject(log.prefix, "W", "r", "evt", "E"), b"{}", {"Jl-Run": "r", "Jl-N": str(n)})
+
+    checked = await log.append([event(1)], expected_last_seq=held)
+    raw = (await log.read("W", "r", after_seq=held))[0]
+    assert log.predecessor(raw) == held
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), predecessor=log.predecessor(raw))
+    assert cache.records_read == read and run.last_seq == checked.last_seq
+    assert run.records[-1].seq == raw.seq
+    # unchecked, or checked after a record the cache lacks: read
+    await log.append([event(2)])
+    nxt = await log.append([event(3)], expected_last_seq=checked.last_seq + 1)
+    raw = (await log.read("W", "r", after_seq=nxt.last_seq - 1))[0]
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), predecessor=log.predecessor(raw))
+    assert cache.records_read == read + 2 and run.last_seq == nxt.last_seq
