@@ -211,17 +211,26 @@ class Executor:
     async def _loop(self, spec: StepSpec, *, commands: bool = False) -> None:
         while True:
             try:
-                deliveries = self.log.consume(self.name, spec.name, max_in_flight=self._limit(spec), commands=commands)
+                deliveries = self.log.consume(
+                    self.name,
+                    spec.name,
+                    max_in_flight=self._limit(spec),
+                    commands=commands,
+                    dispatch=lambda delivery: self._dispatch(spec, delivery),
+                )
                 async with contextlib.aclosing(deliveries):  # type: ignore[type-var]
                     async for delivery in deliveries:
-                        task = asyncio.create_task(self._handle(spec, delivery))
-                        self._inflight[task] = run_of(delivery.record.subject)
-                        task.add_done_callback(self._settled)
+                        self._dispatch(spec, delivery)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("consumer loop of step %r failed; restarting in 1s", spec.name)
                 await asyncio.sleep(1.0)
+
+    def _dispatch(self, spec: StepSpec, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._handle(spec, delivery))
+        self._inflight[task] = run_of(delivery.record.subject)
+        task.add_done_callback(self._settled)
 
     async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
         async with self._slots[spec.name]:

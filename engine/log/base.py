@@ -184,10 +184,21 @@ class EventLog(Protocol):
         ...
 
     def consume(
-        self, workflow: str, step: str, *, max_in_flight: int, commands: bool = False
+        self,
+        workflow: str,
+        step: str,
+        *,
+        max_in_flight: int,
+        commands: bool = False,
+        dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[Delivery]:
         """Deliveries of ``step``'s events consumer (with ``commands``, of its commands consumer),
-        at most ``max_in_flight`` unsettled at a time."""
+        at most ``max_in_flight`` unsettled at a time.
+
+        ``dispatch``: a log may hand deliveries to this function (which must not block; it
+        typically starts a task) as they arrive, instead of yielding them: on JetStream straight
+        from the connection's read loop, one turn of the event loop sooner than through the
+        iterator. Every delivery reaches the caller one way or the other, once."""
         ...
 
     async def schedule(

@@ -66,7 +66,7 @@ from ..records import (
     run_filter,
     run_subject,
 )
-from .base import AppendResult, DeadLetter
+from .base import AppendResult, DeadLetter, Delivery
 from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsproto import install_protocol_parser
@@ -200,9 +200,11 @@ class _Pull:
         ack_wait: float,
         tap: RawTap | None = None,
         outbox: Outbox | None = None,
+        dispatch: Callable[[_Delivery], None] | None = None,
     ) -> None:
         self.nc = nc
         self.tap = tap
+        self.dispatch = dispatch
         self.publish = outbox.publish if outbox is not None else nc.publish
         self.later = outbox.later if outbox is not None else (lambda subject, payload: False)
         self.api_subject = api_subject
@@ -248,10 +250,18 @@ class _Pull:
         self.last_heard = time.monotonic()
         self.outstanding = max(0, self.outstanding - 1)
         delivery = self._delivery(subject, reply, headers, data)
-        if delivery is not None:
-            self.held.add(delivery)
-            self.ready.append(delivery)
-            self.wake.set()
+        if delivery is None:
+            return
+        self.held.add(delivery)
+        if self.dispatch is not None and not self.ready and self.running < self.max_in_flight:
+            # handed on from the read loop: its handler starts in the next turn of the event
+            # loop, not after the pull loop's
+            delivery.yielded = True
+            self.running += 1
+            self.dispatch(delivery)
+            return  # (a delivery that arrives leaves the pull window as it was: no refill)
+        self.ready.append(delivery)
+        self.wake.set()
 
     async def _pull_more(self) -> None:
         want = self.limit - len(self.held) - self.outstanding
@@ -293,7 +303,10 @@ class _Pull:
                     if d in self.held:
                         d.yielded = True
                         self.running += 1
-                        yield d
+                        if self.dispatch is not None:
+                            self.dispatch(d)
+                        else:
+                            yield d
                     continue
                 self.wake.clear()
                 await self.wake.wait()
@@ -910,7 +923,13 @@ class JetStreamLog:
         await self.js.add_consumer(self.stream, config)
 
     async def consume(
-        self, workflow: str, step: str, *, max_in_flight: int, commands: bool = False
+        self,
+        workflow: str,
+        step: str,
+        *,
+        max_in_flight: int,
+        commands: bool = False,
+        dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[_Delivery]:
         name = commands_consumer_name(workflow, step) if commands else consumer_name(workflow, step)
         pull = _Pull(
@@ -923,6 +942,7 @@ class JetStreamLog:
             ack_wait=self.ack_wait,
             tap=self._read_tap(),
             outbox=self.outbox,
+            dispatch=dispatch,
         )
         async for delivery in pull.run():
             yield delivery

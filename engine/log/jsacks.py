@@ -102,7 +102,13 @@ class AckInbox:
             future.set_result(data)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        self._resolve(subject, data)
+        # Resolved two turns of the event loop later: a delivery read with the ack (the next step
+        # of the run, which the server sends right after the ack of the commit that stored it)
+        # then has its handler run and its commit written before the ack's waiter resumes.
+        asyncio.get_running_loop().call_soon(self._turn, subject, data)
+
+    def _turn(self, subject: bytes, data: bytes) -> None:
+        asyncio.get_running_loop().call_soon(self._resolve, subject, data)
 
     async def _on_msg(self, msg: Msg) -> None:
         self._resolve(msg.subject, msg.data)

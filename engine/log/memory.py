@@ -25,7 +25,7 @@ from ..records import (
     message_id,
     parse_subject,
 )
-from .base import AppendResult, DeadLetter
+from .base import AppendResult, DeadLetter, Delivery
 
 __all__ = ["MemoryLog"]
 
@@ -221,8 +221,15 @@ class MemoryLog:
                     consumer.queue.append((rec, 1))
 
     async def consume(
-        self, workflow: str, step: str, *, max_in_flight: int, commands: bool = False
+        self,
+        workflow: str,
+        step: str,
+        *,
+        max_in_flight: int,
+        commands: bool = False,
+        dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[_Delivery]:
+        # (``dispatch`` is not used: every delivery is yielded)
         consumer = self._consumers[(workflow, step, commands)]
         while True:
             if consumer.queue and consumer.in_flight < max_in_flight:

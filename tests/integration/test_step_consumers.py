@@ -11,6 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from engine.log.jetstream import JetStreamLog, commands_consumer_name, consumer_name
 from engine.records import OutMessage, run_subject
 from services.natsserver import EmbeddedNats
+from tests.integration.procs import eventually
 
 WF = "Consumed"
 
@@ -59,6 +60,12 @@ async def test_commands_a_step_consumer_of_both_filters_acknowledged_are_not_del
     await js_log.append([msg(js_log, "r1", "evt", "A", b"e1")])
     await js_log.append([msg(js_log, "r1", "cmd", "s", b"c2")])
     assert await take(js_log, "s", 2, commands=False) == [b"c1", b"e1"]  # (the old consumer's order)
+
+    async def acknowledged() -> bool:  # (the server takes acks in on the consumer's own time)
+        info = await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "s"))
+        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= 2
+
+    await eventually(acknowledged, 10, "c1 and e1 acknowledged")
 
     await js_log.ensure_consumer(WF, "s", ["A"])  # as a worker of this version starts
     await js_log.append([msg(js_log, "r2", "cmd", "s", b"c3"), msg(js_log, "r2", "evt", "A", b"e2")])
