@@ -41,10 +41,13 @@ from .records import (
     StepFailed,
 )
 
-__all__ = ["FOLLOWED_KINDS", "EndProjection"]
+__all__ = ["ENDING_KINDS", "FOLLOWED_KINDS", "EndProjection"]
 
-#: The record kinds an ``EndProjection`` reads (``EventLog.follow(kinds=...)``).
+#: The record kinds an ``EndProjection`` reads (``EventLog.follow(kinds=...)``) to stream a
+#: run's ``out`` events as well as learn how it ends.
 FOLLOWED_KINDS: tuple[str, ...] = ("sys", "out")
+#: The record kinds that decide how a run ends: enough for a waiter that streams nothing.
+ENDING_KINDS: tuple[str, ...] = ("sys",)
 
 # sys records whose body the projection decodes; the rest it reads by their headers only
 _DECODED = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed", "RolledBack"})

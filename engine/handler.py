@@ -1,9 +1,11 @@
 """``WorkflowHandler``: a started run, followed through its log.
 
 The same handler serves a run executed in this process and one executed by remote workers: it
-follows the run's ``sys`` and ``out`` records into an ``EndProjection`` (not the whole fold: a
-waiter needs the end and the stream output only), streams the ``out`` events, and resolves when a
-terminal record lands.
+follows the run's ``sys`` records into an ``EndProjection`` (not the whole fold: a waiter needs
+the end only) and resolves when a terminal record lands. Its ``out`` records (the stream output)
+are followed too when ``stream_events()`` is called before the follow begins (right after the
+run is started, as llama-index-workflows users do); a later call follows them on its own, from
+the run's first record. A handler that is only awaited so receives none of its run's events.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from .children import after_end
 from .codec import encode
 from .commands import append_cancel, append_event
-from .ending import FOLLOWED_KINDS, EndProjection
+from .ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from .errors import (
     StepFailedError,
     WorkflowCancelledError,
@@ -97,6 +99,8 @@ class WorkflowHandler:
         self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._stop_event: StopEvent | None = None
         self.state = EndProjection(run_id)  # how the run ended, as far as followed
+        self._streaming = False  # stream_events() was called before the follow began
+        self._kinds: tuple[str, ...] | None = None  # the kinds followed, once the follow begins
         self._task = asyncio.create_task(self._follow(prepare, cleanup), name=f"jetloom:run:{run_id}")
 
     async def _follow(
@@ -133,17 +137,17 @@ class WorkflowHandler:
     async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
+        if self._kinds is None:
+            self._kinds = FOLLOWED_KINDS if self._streaming else ENDING_KINDS
         if prepare is not None and self._fresh:
             # The follow is set up first, then the start commit is appended: every record of the
             # new run is delivered as it lands, without a read of the stored log.
             records = self._log.follow(
-                self.workflow, self.run_id, after_seq=self.state.seq, create=prepare, kinds=FOLLOWED_KINDS
+                self.workflow, self.run_id, after_seq=self.state.seq, create=prepare, kinds=self._kinds
             )
             prepare = None
         else:
-            records = self._log.follow(
-                self.workflow, self.run_id, after_seq=self.state.seq, kinds=FOLLOWED_KINDS
-            )
+            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
         async with contextlib.aclosing(records):  # type: ignore[type-var]
             if prepare is not None:
                 # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
@@ -207,19 +211,52 @@ class WorkflowHandler:
         """Yield each event written with ``ctx.write_event_to_stream`` as it is committed (typed
         when its class is known here, else a dict), then the StopEvent.
 
+        Called before the handler's follow begins (right after the run was started, before the
+        caller's next ``await``), it streams what that follow takes in; called later, it follows
+        the run's ``sys`` and ``out`` records on its own, from the run's first record.
+
         Raises:
             the run's error, after the last streamed event, if it failed.
         """
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                break
-            yield item
+        if self._kinds is None:
+            self._streaming = True
+        if self._streaming:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    break
+                yield item
+        else:
+            async for item in self._stream_on_its_own():
+                yield item
         await asyncio.wait([self._future])
         if self._future.exception() is not None:
             raise self._future.exception()  # type: ignore[misc]
         if self._stop_event is not None:
             yield self._stop_event
+
+    async def _stream_on_its_own(self) -> AsyncIterator[Any]:
+        """The run's ``out`` events that count, in log order, from a follow of its own; ends with
+        the run's end, or when the handler ends without one (its log stopped)."""
+        proj = EndProjection(self.run_id)
+        records = self._log.follow(self.workflow, self.run_id, kinds=FOLLOWED_KINDS)
+        async with contextlib.aclosing(records):  # type: ignore[type-var]
+            while not proj.terminal:
+                nxt = asyncio.ensure_future(anext(records))
+                if not self._future.done():
+                    await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done() and not self.state.terminal:
+                    nxt.cancel()  # the handler ended without the run's end (its log stopped)
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                    return
+                try:
+                    raw = await nxt
+                except StopAsyncIteration:
+                    return
+                out = proj.apply(raw, self._events)
+                if out is not None:
+                    yield out.body
 
     async def send_event(
         self, event: Event, *, step: str | None = None, idempotency_key: str | None = None

@@ -159,9 +159,10 @@ class EventLog(Protocol):
         Never ends by itself; the caller stops iterating.
 
         ``kinds``: only records of these kinds (the subject's kind token: ``evt``, ``sys``,
-        ``out``, ``cmd``, ``sch``); ``None`` (the default): all. On JetStream the others still
-        reach the process (the follow consumer has one filter subject, see ``jsfollow``) and are
-        dropped before their headers are parsed.
+        ``out``, ``cmd``, ``sch``); ``None`` (the default): all. On JetStream a follow of one
+        kind takes a consumer of that kind only; with several kinds the others still reach the
+        process (the follow consumer has one filter subject, see ``jsfollow``) and are dropped
+        before their headers are parsed.
 
         ``create``: for a run that has no records yet (a start under a new run id), the coroutine
         function that appends its first ones. It is awaited once the follow is set up, and the

@@ -406,7 +406,7 @@ class JetStreamLog:
         self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
         self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
-        self._hubs: dict[str, FollowHub] = {}  # shared follow consumer per workflow
+        self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
@@ -785,16 +785,18 @@ class JetStreamLog:
         create: Callable[[], Awaitable[None]] | None = None,
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
-        # The stored records by direct get, then the workflow's shared follow consumer
-        # (``jsfollow.FollowHub``, one per workflow, which hands this follower only ``kinds``):
-        # registered first, so nothing falls between the two. With ``create``, the run has no
-        # records before it: nothing stored is read.
+        # The stored records by direct get, then a shared follow consumer of the workflow
+        # (``jsfollow.FollowHub``, which hands this follower only ``kinds``): registered first, so
+        # nothing falls between the two. With ``create``, the run has no records before it:
+        # nothing stored is read. A follower of one kind takes that kind's hub (one filter,
+        # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
+        # ``sys`` records only, not every event of every run of the workflow.
         wanted = None if kinds is None else frozenset(kinds)
-        hub = self._hubs.get(workflow)
+        kind = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
+        hub = self._hubs.get((workflow, kind))
         if hub is None:
-            hub = self._hubs[workflow] = FollowHub(
-                self.nc, self.stream, f"{self.prefix}.run.{workflow}.>", self.timeout, self._read_tap()
-            )
+            subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
+            hub = self._hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self._read_tap())
         queue = await hub.register(run_id, wanted)
         try:
             last = after_seq

@@ -1,5 +1,5 @@
-"""Following runs on JetStream: one ordered push consumer per workflow and process, shared by
-every run that process follows.
+"""Following runs on JetStream: one ordered push consumer per workflow and process (one more per
+kind followed alone, such as a handler's ``sys``), shared by every run that process follows.
 
 A consumer per followed run costs the server ≈ 4.4 ms of CPU to create and delete (measured on
 nats-server 2.15, 2 cores) — more than everything else a three-step run costs. A ``FollowHub``
@@ -10,11 +10,15 @@ delivered by the hub afterwards (the follower drops what it has already seen by 
 
 The consumer is made again from the last stream sequence seen when a delivery is missed (a gap in
 the consumer sequence) or when the server goes quiet for three heartbeats (a restart drops it).
-The cost: the process receives every record of the workflow it follows, its own runs' or not.
+The cost: the process receives every record of the workflow it follows (of the hub's kind), its
+own runs' or not.
 
-The consumer has one filter subject even when a follower wants only some kinds of record
-(``register(run_id, kinds)``, e.g. ``sys`` and ``out`` for a handler); the hub hands a follower
-only those, and parses no headers of a record no follower wants. A consumer with several filters costs nats-server 2.15 a walk of
+The consumer has one filter subject: ``<prefix>.run.<workflow>.>``, or
+``<prefix>.run.<workflow>.*.<kind>.>`` for the followers of one kind (``JetStreamLog.follow``:
+a handler that is only awaited follows ``sys``, and so receives two records of a three-step run
+instead of five). Followers of several kinds register them (``register(run_id, kinds)``, e.g.
+``sys`` and ``out`` for a handler that streams); the hub hands a follower only those, and parses no
+headers of a record no follower wants. A consumer with several filters costs nats-server 2.15 a walk of
 the stream's per-subject index under its filters whenever its position crosses into a new message
 block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000): with
 300,000 finished runs in the stream, (b) of ``benchmarks --retained-runs`` measured 204 µs of

@@ -108,3 +108,32 @@ async def test_commit_over_the_servers_max_payload_fails_the_step_clearly(tmp_pa
             ]  # nothing of the oversized commit was stored
         finally:
             await log.close()
+
+
+async def test_an_awaited_handler_follows_sys_records_and_a_late_stream_the_rest(nats_url: str) -> None:
+    """A handler only awaited takes its run's sys records through the workflow's sys follow
+    consumer (one filter, ``*.sys.>``); ``stream_events`` called after the end follows every
+    kind on its own and streams what the steps wrote."""
+    from engine import StopEvent
+    from tests.workflows import Progress
+
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        handler = Chain3(timeout=30, log=log).run(text="a b c")
+        assert await handler == {"n": 3, "source": "a b c"}
+        filters = {
+            c.config.filter_subject
+            for c in await log.js.consumers_info(log.stream)
+            if (c.name or "").startswith("jlf")
+        }
+        assert filters == {f"{log.prefix}.run.Chain3.*.sys.>"}
+        streamed = [ev async for ev in handler.stream_events()]
+        assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
+        filters = {
+            c.config.filter_subject
+            for c in await log.js.consumers_info(log.stream)
+            if (c.name or "").startswith("jlf")
+        }
+        assert filters == {f"{log.prefix}.run.Chain3.*.sys.>", f"{log.prefix}.run.Chain3.>"}
+    finally:
+        await log.close()

@@ -29,6 +29,28 @@ async def test_three_step_chain_result_and_stream() -> None:
     assert await handler == {"n": 3, "source": "a b c"}
 
 
+async def test_stream_events_called_after_the_end_streams_every_event() -> None:
+    """A handler only awaited follows its run's sys records; ``stream_events`` called later
+    follows the out records on its own, from the run's first record."""
+    log = MemoryLog()
+    handler = Chain3(timeout=10, log=log).run(text="a b c")
+    assert await handler == {"n": 3, "source": "a b c"}
+    assert handler._kinds == ("sys",)
+    streamed = [ev async for ev in handler.stream_events()]
+    assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
+    again = [ev async for ev in handler.stream_events()]  # (a follow of its own each time)
+    assert again == streamed
+
+
+async def test_stream_events_called_mid_run_streams_the_events_before_it_too() -> None:
+    handler = Chain3(timeout=10).run(text="a b", delay=0.05)
+    while handler._kinds is None:  # the handler's own follow begins (sys records only)
+        await asyncio.sleep(0)
+    assert handler._kinds == ("sys",) and not handler.done()
+    streamed = [ev async for ev in handler.stream_events()]
+    assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 2, "source": "a b"})]
+
+
 async def test_fan_out_fan_in_collects_every_event_once() -> None:
     log = MemoryLog()
     wf = FanInOut(timeout=10, log=log)
