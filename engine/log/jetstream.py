@@ -258,8 +258,13 @@ class _Pull:
             # loop, not after the pull loop's
             delivery.yielded = True
             self.running += 1
-            self.dispatch(delivery)
-            return  # (a delivery that arrives leaves the pull window as it was: no refill)
+            try:
+                self.dispatch(delivery)
+                return  # (a delivery that arrives leaves the pull window as it was: no refill)
+            except Exception:  # not into the connection's read loop: the pull loop hands it on
+                logger.exception("pull consumer %s: dispatch failed", self.api_subject)
+                delivery.yielded = False
+                self.running -= 1
         self.ready.append(delivery)
         self.wake.set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -245,6 +246,42 @@ async def test_max_in_flight_bounds_unsettled_deliveries(log: MemoryLog | JetStr
     third = await asyncio.wait_for(blocked, 5)
     assert third.record.data == b"2"
     await it.aclose()
+
+
+async def test_deliveries_handed_to_dispatch_stay_within_max_in_flight(log: MemoryLog | JetStreamLog) -> None:
+    """With ``dispatch``, each delivery reaches the caller once, by ``dispatch`` (JetStream: from
+    the read loop) or by the iterator (MemoryLog), and no more than ``max_in_flight`` unsettled."""
+    await log.ensure_consumer(WF, "s", ["A"])
+    await log.append([msg("r1", "evt", "A", str(i).encode()) for i in range(6)])
+    got: list[object] = []
+    arrived = asyncio.Event()
+
+    def take(d: object) -> None:
+        got.append(d)
+        arrived.set()
+
+    async def iterate() -> None:
+        async for d in log.consume(WF, "s", max_in_flight=2, dispatch=take):
+            take(d)
+
+    task = asyncio.create_task(iterate())
+    try:
+        while len(got) < 2:
+            await asyncio.wait_for(arrived.wait(), 5)
+            arrived.clear()
+        await asyncio.sleep(0.3)
+        assert len(got) == 2  # a third delivery waits for a settle
+        while len(got) < 6:  # settling lets the next ones through
+            arrived.clear()
+            for d in got:
+                await d.ack()  # type: ignore[attr-defined]
+            if len(got) < 6:
+                await asyncio.wait_for(arrived.wait(), 5)
+        assert [d.record.data for d in got] == [str(i).encode() for i in range(6)]  # type: ignore[attr-defined]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_dead_letters_keep_the_message_and_reason(log: MemoryLog | JetStreamLog) -> None:
