@@ -297,7 +297,9 @@ class ChainRig:
 
                 async def run(rid: str) -> bool:
                     fut = waiting[rid] = asyncio.get_running_loop().create_future()
-                    await append_start(log, wf, rid, StartEvent(text=CHAIN_TEXT))
+                    # (fresh: the id is this driver's own, so the start commit goes out as a
+                    # handler's does, and the first step folds it without a read)
+                    await append_start(log, wf, rid, StartEvent(text=CHAIN_TEXT), fresh=True)
                     async with asyncio.timeout(120):
                         return await fut == CHAIN_RESULT
 
