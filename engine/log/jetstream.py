@@ -94,7 +94,7 @@ ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message 
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
 ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
-_H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"  # the run check of _expecting
+_H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"  # the run check of _expect
 _H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 
@@ -485,7 +485,6 @@ class JetStreamLog:
         indices: Sequence[int] | None,
         expected_last_seq: int | None,
     ) -> AppendResult:
-        positions = list(indices) if indices is not None else list(range(len(messages)))
         limit = self.nc.max_payload
         for m in messages:
             if len(m.data) > limit:
@@ -494,13 +493,32 @@ class JetStreamLog:
                     f"{limit:,} bytes (a commit's first record carries a copy of everything the "
                     "step emitted; raise max_payload in the server config, see nats.conf)",
                 )
+        if len(messages) == 1 and indices is None:  # a one-message commit (most steps'): one dict
+            m = messages[0]
+            headers = dict(m.headers)
+            if expected_last_seq is not None:
+                self._expect(headers, m.subject, expected_last_seq)
+            if key is not None:
+                headers["Nats-Msg-Id"] = key  # (message_id(key, 0, ...))
+            future = await self._send(m.subject, m.data, headers)
+            await self.outbox.flush()
+            ack = (await self._gather([future]))[0]
+            seq = int(ack.get("seq") or 0)
+            if ack.get("duplicate"):
+                return AppendResult(seq or None, 0, duplicate=True, seqs=(seq,))
+            if seq > self.head_seq:
+                self.head_seq = seq
+            return AppendResult(seq or None, 1, seqs=(seq,))
+        positions = list(indices) if indices is not None else list(range(len(messages)))
         head_first = positions[0] == 0 and (key is not None or expected_last_seq is not None)
         futures = []
         for n, (m, i) in enumerate(zip(messages, positions, strict=True)):
+            headers = dict(m.headers)
             if n == 0 and expected_last_seq is not None:
-                m = self._expecting(m, expected_last_seq)
-            msg_id = None if key is None else message_id(key, i, execution_of(m.headers))
-            futures.append(await self._send(m, msg_id, flush=False))
+                self._expect(headers, m.subject, expected_last_seq)
+            if key is not None:
+                headers["Nats-Msg-Id"] = message_id(key, i, execution_of(m.headers))
+            futures.append(await self._send(m.subject, m.data, headers))
         await self.outbox.flush()
         # All at once: the head decides whose commit stands, and the fold leaves out what another
         # execution's messages put in the log meanwhile (engine.commit), so nothing waits for it.
@@ -524,40 +542,27 @@ class JetStreamLog:
             return None
         return int(value)
 
-    def _expecting(self, head: OutMessage, expected_last_seq: int) -> OutMessage:
-        """``head`` with the check that the run's last record is at ``expected_last_seq``."""
-        parts = parse_subject(head.subject)
+    def _expect(self, headers: dict[str, str], subject: str, expected_last_seq: int) -> None:
+        """Add to ``headers`` the check that the run of ``subject`` ends at ``expected_last_seq``."""
+        parts = parse_subject(subject)
         if parts is None:
-            raise ValueError(f"not a run subject: {head.subject!r}")
-        return OutMessage(
-            head.subject,
-            head.data,
-            {
-                **head.headers,
-                _H_EXPECTED_SEQ: str(expected_last_seq),
-                _H_EXPECTED_SUBJECT: run_filter(
-                    self.prefix, parts.workflow, parts.run_id
-                ),
-            },
-        )
+            raise ValueError(f"not a run subject: {subject!r}")
+        headers[_H_EXPECTED_SEQ] = str(expected_last_seq)
+        headers[_H_EXPECTED_SUBJECT] = run_filter(self.prefix, parts.workflow, parts.run_id)
 
-    async def _send(self, m: OutMessage, msg_id: str | None, *, flush: bool = True) -> asyncio.Future[bytes]:
-        """Publish ``m`` with a reply subject of our own; the future resolves to the ack (and
-        fails with ``LogError`` when none comes within the request timeout: ``jsacks``). Without
-        ``flush`` the message may wait in the connection's buffer for ``self.outbox.flush()``."""
+    async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[bytes]:
+        """Queue a publish with a reply subject of our own (sent at ``self.outbox.flush()``); the
+        future resolves to the ack (and fails with ``LogError`` when none comes within the
+        request timeout: ``jsacks``)."""
         acks = self._acks
         if acks is None:
             acks = self._acks = AckInbox(self.nc, self._read_tap(), self.timeout)
         if not acks.ready:
             await acks.open()
         reply, future = acks.new()
-        headers = m.headers if msg_id is None else {**m.headers, "Nats-Msg-Id": msg_id}
         try:
-            if self.outbox.put(m.subject, m.data, reply, headers):
-                if flush:
-                    await self.outbox.flush()
-            else:
-                await self.nc.publish(m.subject, m.data, reply=reply, headers=headers or None)
+            if not self.outbox.put(subject, data, reply, headers):
+                await self.nc.publish(subject, data, reply=reply, headers=headers or None)
         except BaseException:
             acks.drop(reply)
             raise
@@ -580,9 +585,6 @@ class JetStreamLog:
                 raise cls(f"append rejected: {err.get('description')}", code=code)
             acks.append(ack)
         return acks
-
-    async def _request(self, m: OutMessage, msg_id: str | None) -> dict[str, Any]:
-        return (await self._gather([await self._send(m, msg_id)]))[0]
 
     async def _append_batch(self, messages: Sequence[OutMessage], key: str | None) -> AppendResult:
         last = messages[-1]
