@@ -180,10 +180,15 @@ class Executor:
         for spec in self.specs:
             await self.log.ensure_consumer(self.name, spec.name, spec.accepts_names)
         for spec in self.specs:
-            # Triggers and resumes come through two consumers; one limit per step in this process
-            # keeps the step's executions at num_workers, as when they shared one consumer.
+            # Triggers come through a consumer per accepted event type and resumes through one
+            # more; one limit per step in this process keeps the step's executions at
+            # num_workers, as when they shared one consumer.
             self._slots[spec.name] = asyncio.Semaphore(self._limit(spec))
-            self._loops.append(asyncio.create_task(self._loop(spec), name=f"jetloom:{spec.name}"))
+            for i, event_type in enumerate(sorted(spec.accepts_names)):
+                source = None if i == 0 else event_type  # (the first is the step's main consumer)
+                self._loops.append(
+                    asyncio.create_task(self._loop(spec, event_type=source), name=f"jetloom:{spec.name}:{event_type}")
+                )
             self._loops.append(
                 asyncio.create_task(self._loop(spec, commands=True), name=f"jetloom:{spec.name}:commands")
             )
@@ -208,7 +213,7 @@ class Executor:
     def _limit(self, spec: StepSpec) -> int:
         return self.num_workers or spec.num_workers
 
-    async def _loop(self, spec: StepSpec, *, commands: bool = False) -> None:
+    async def _loop(self, spec: StepSpec, *, commands: bool = False, event_type: str | None = None) -> None:
         while True:
             try:
                 deliveries = self.log.consume(
@@ -216,6 +221,7 @@ class Executor:
                     spec.name,
                     max_in_flight=self._limit(spec),
                     commands=commands,
+                    event_type=event_type,
                     dispatch=lambda delivery: self._dispatch(spec, delivery),
                 )
                 async with contextlib.aclosing(deliveries):  # type: ignore[type-var]

@@ -221,3 +221,30 @@ class Delegate(Workflow):
     async def delegate(self, ctx: Context, ev: StartEvent) -> StopEvent:
         got = await ctx.run_workflow(ev.child, timeout=ev.get("timeout"), **ev.fields)
         return StopEvent(result={"child": got})
+
+
+class Left(Event):
+    value: int
+
+
+class Right(Event):
+    value: int
+
+
+class TwoKinds(Workflow):
+    """One step (``join``) accepting two event types, which reach it through two consumers."""
+
+    @step
+    async def split(self, ctx: Context, ev: StartEvent) -> Left | Right | None:
+        for i in range(ev.get("n", 3)):
+            ctx.send_event(Left(value=i))
+            ctx.send_event(Right(value=10 * i))
+        await ctx.store.set("n", ev.get("n", 3))
+
+    @step
+    async def join(self, ctx: Context, ev: Left | Right) -> StopEvent | None:
+        n = await ctx.store.get("n")
+        got = ctx.collect_events(ev, [Left] * n + [Right] * n)
+        if got is None:
+            return None
+        return StopEvent(result=sorted(e.value for e in got))

@@ -173,15 +173,17 @@ class EventLog(Protocol):
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        """Create the two durable consumers of ``step``, shared by all replicas: its events
-        (every event of ``event_types`` of every run of ``workflow``, from the start of the log)
-        and its commands (every ``cmd.<step>`` record: the resumes of its waits). An existing
-        consumer is updated to this configuration, unless ``update`` is false (clients that only
-        need it to exist leave the workers' settings alone).
+        """Create the durable consumers of ``step``, shared by all replicas: one per event type
+        in ``event_types`` (every event of that type of every run of ``workflow``, from the
+        start of the log; the first type in sorted order is the step's main consumer, the others
+        are ``consume(event_type=...)``) and its commands (every ``cmd.<step>`` record: the
+        resumes of its waits). An existing consumer is updated to this configuration, unless
+        ``update`` is false (clients that only need it to exist leave the workers' settings
+        alone).
 
-        Two consumers, not one with both filters: on JetStream a consumer with several filter
-        subjects costs the server a walk of the stream's per-subject index at every message-block
-        roll (``JetStreamLog.ensure_consumer``)."""
+        One consumer per type and one for commands, not one with every filter: on JetStream a
+        consumer with several filter subjects costs the server a walk of the stream's per-subject
+        index at every message-block roll (``JetStreamLog.ensure_consumer``)."""
         ...
 
     def consume(
@@ -191,10 +193,12 @@ class EventLog(Protocol):
         *,
         max_in_flight: int,
         commands: bool = False,
+        event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[Delivery]:
-        """Deliveries of ``step``'s events consumer (with ``commands``, of its commands consumer),
-        at most ``max_in_flight`` unsettled at a time.
+        """Deliveries of one of ``step``'s consumers, at most ``max_in_flight`` unsettled at a
+        time: its main consumer (the first of its event types, in sorted order), or with
+        ``event_type`` the consumer of that other type, or with ``commands`` its commands.
 
         ``dispatch``: a log may hand deliveries to this function (which must not block; it
         typically starts a task) as they arrive, instead of yielding them: on JetStream straight

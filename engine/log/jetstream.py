@@ -111,9 +111,11 @@ def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
     return None
 
 
-def consumer_name(workflow: str, step: str) -> str:
-    """The durable consumer name of a workflow's step (its events)."""
-    return f"{workflow}--{step}"
+def consumer_name(workflow: str, step: str, event_type: str | None = None) -> str:
+    """The durable consumer name of a workflow's step's events: ``<workflow>--<step>`` for its
+    first accepted event type (in sorted order; its only one for most steps), and
+    ``<workflow>--<step>--evt--<event_type>`` for each other type it accepts."""
+    return f"{workflow}--{step}" if event_type is None else f"{workflow}--{step}--evt--{event_type}"
 
 
 def commands_consumer_name(workflow: str, step: str) -> str:
@@ -860,44 +862,62 @@ class JetStreamLog:
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        # Two durable consumers per step, each with the fewest filter subjects: one per accepted
-        # event type, and the step's commands (``cmd.<step>``) apart. A consumer with several
-        # filters makes nats-server 2.15 intersect the stream's per-subject index with them each
-        # time its position crosses into a new message block (``checkSkipFirstBlockMulti``: every
-        # run of the workflow, up to 1,000,000 subjects; with one filter, ``LoadNextMsg``'s check
-        # stops at 64,000). With 300,000 finished runs kept, (b) of ``benchmarks --retained-runs``
-        # (4 rounds, twice, alternated with the step consumers of both filters): server CPU per
-        # transition 139–203 → 99–149 µs, p99 327–708 → 128–164 ms.
-        events = sorted(f"{self.prefix}.run.{workflow}.*.evt.{t}" for t in event_types)
+        # Durable consumers of one filter subject each: one per accepted event type (the first,
+        # in sorted order, under the step's own name), and the step's commands (``cmd.<step>``)
+        # apart. A consumer with several filters makes nats-server 2.15 intersect the stream's
+        # per-subject index with them each time its position crosses into a new message block
+        # (``checkSkipFirstBlockMulti``: every run of the workflow, up to 1,000,000 subjects; with
+        # one filter, ``LoadNextMsg``'s check stops at 64,000). With 300,000 finished runs kept,
+        # (b) of ``benchmarks --retained-runs`` (4 rounds, twice, alternated with the step
+        # consumers of both filters): server CPU per transition 139–203 → 99–149 µs, p99
+        # 327–708 → 128–164 ms.
+        types = sorted(event_types)
+        events = tuple(self._event_filter(workflow, t) for t in types)
         known = self._ensured.get((workflow, step))
-        if known is not None and (not update or known == tuple(events)):
+        if known is not None and (not update or known == events):
             # Set up by this log already: an in-process workflow restarting its executor for the
             # next run does not pay the consumer API round trips again.
             return
-        # (the commands consumer first: a step consumer made by an older jetloom also delivered the
-        # step's commands, and the new consumer starts after what that one has acknowledged)
+        # (the split consumers first: a step consumer made by an older jetloom also delivered the
+        # step's commands and its other event types, and each new consumer starts after what that
+        # one has acknowledged)
         name = consumer_name(workflow, step)
         old = await self._consumer_info(name)
-        await self._ensure_commands(workflow, step, old, update)
+        await self._ensure_split(
+            commands_consumer_name(workflow, step),
+            f"jetloom step commands {workflow}.{step}",
+            f"{self.prefix}.run.{workflow}.*.cmd.{step}",
+            old,
+            update,
+        )
+        for t, subject in zip(types[1:], events[1:], strict=True):
+            await self._ensure_split(
+                consumer_name(workflow, step, t), f"jetloom step {workflow}.{step} ({t})", subject, old, update
+            )
         if update or old is None:
-            await self._add_durable(name, f"jetloom step {workflow}.{step}", events)
-        self._ensured[(workflow, step)] = tuple(events)
+            await self._add_durable(name, f"jetloom step {workflow}.{step}", events[:1])
+        self._ensured[(workflow, step)] = events
 
-    async def _ensure_commands(self, workflow: str, step: str, events: ConsumerInfo | None, update: bool) -> None:
-        """The step's commands consumer; ``events``: its events consumer as it was, if any."""
-        name = commands_consumer_name(workflow, step)
-        subject = f"{self.prefix}.run.{workflow}.*.cmd.{step}"
+    def _event_filter(self, workflow: str, event_type: str) -> str:
+        return f"{self.prefix}.run.{workflow}.*.evt.{event_type}"
+
+    async def _ensure_split(
+        self, name: str, description: str, subject: str, old: ConsumerInfo | None, update: bool
+    ) -> None:
+        """A step's consumer of ``subject`` apart from its main one; ``old``: the main consumer
+        as it was, if any. Made from scratch it starts after what ``old`` acknowledged when
+        ``old`` delivered ``subject`` too (a consumer of an older jetloom), else at the start."""
         info = await self._consumer_info(name)
         if info is not None and not update:
             return
         if info is not None:  # (its delivery start cannot change; the rest is brought up to date)
             policy, start = info.config.deliver_policy, info.config.opt_start_seq
-        elif events is not None and subject in (events.config.filter_subjects or [events.config.filter_subject]):
-            floor = events.ack_floor.stream_seq if events.ack_floor else 0
+        elif old is not None and subject in (old.config.filter_subjects or [old.config.filter_subject]):
+            floor = old.ack_floor.stream_seq if old.ack_floor else 0
             policy, start = DeliverPolicy.BY_START_SEQUENCE, floor + 1
         else:
             policy, start = DeliverPolicy.ALL, None
-        await self._add_durable(name, f"jetloom step commands {workflow}.{step}", [subject], policy, start)
+        await self._add_durable(name, description, [subject], policy, start)
 
     async def _consumer_info(self, name: str) -> ConsumerInfo | None:
         try:
@@ -938,9 +958,10 @@ class JetStreamLog:
         *,
         max_in_flight: int,
         commands: bool = False,
+        event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[_Delivery]:
-        name = commands_consumer_name(workflow, step) if commands else consumer_name(workflow, step)
+        name = commands_consumer_name(workflow, step) if commands else consumer_name(workflow, step, event_type)
         pull = _Pull(
             self.nc,
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{name}",

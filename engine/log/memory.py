@@ -102,7 +102,8 @@ class MemoryLog:
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
         self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
         self._checked: dict[int, int] = {}  # sequence -> the run's last sequence it was appended after
-        self._consumers: dict[tuple[str, str, bool], _Consumer] = {}  # (workflow, step, commands)
+        # (workflow, step, commands, event type of its own consumer: None for the step's first)
+        self._consumers: dict[tuple[str, str, bool, str | None], _Consumer] = {}
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
@@ -155,7 +156,7 @@ class MemoryLog:
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
-                for (wf, _, _), consumer in self._consumers.items():
+                for (wf, _, _, _), consumer in self._consumers.items():
                     if wf == parts.workflow and _delivers(consumer, parts):
                         consumer.queue.append((rec, 1))
                         consumer.wake.set()
@@ -206,15 +207,18 @@ class MemoryLog:
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        types = frozenset(event_types)
-        for commands in (False, True):
-            key = (workflow, step, commands)
+        types = sorted(event_types)
+        wanted: list[tuple[str | None, frozenset[str], bool]] = [(None, frozenset(types[:1]), False)]
+        wanted += [(t, frozenset([t]), False) for t in types[1:]]
+        wanted.append((None, frozenset(), True))
+        for event_type, accepted, commands in wanted:
+            key = (workflow, step, commands, event_type)
             existing = self._consumers.get(key)
             if existing is not None:
                 if update:
-                    existing.types = types
+                    existing.types = accepted
                 continue
-            consumer = self._consumers[key] = _Consumer(step, types, commands)
+            consumer = self._consumers[key] = _Consumer(step, accepted, commands)
             for rec in self._by_workflow.get(workflow, []):
                 parts = parse_subject(rec.subject)
                 if parts is not None and _delivers(consumer, parts):
@@ -227,10 +231,11 @@ class MemoryLog:
         *,
         max_in_flight: int,
         commands: bool = False,
+        event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[_Delivery]:
         # (``dispatch`` is not used: every delivery is yielded)
-        consumer = self._consumers[(workflow, step, commands)]
+        consumer = self._consumers[(workflow, step, commands, None if commands else event_type)]
         while True:
             if consumer.queue and consumer.in_flight < max_in_flight:
                 rec, attempt = consumer.queue.popleft()

@@ -186,16 +186,24 @@ async def test_a_checked_append_shows_the_record_it_follows(log: MemoryLog | Jet
 
 
 async def test_consumer_delivers_matching_events_from_the_start(log: MemoryLog | JetStreamLog) -> None:
-    await log.append([msg("r1", "evt", "A", b"1"), msg("r1", "evt", "B", b"2"), msg("r1", "sys", "RunStarted")])
-    await log.ensure_consumer(WF, "stepa", ["A", "C"])
-    await log.append([msg("r2", "evt", "C", b"3"), msg("r2", "out", "A", b"4")])
-    got = []
-    async for d in log.consume(WF, "stepa", max_in_flight=4):
-        got.append((d.record.data, d.attempt))
-        await d.ack()
-        if len(got) == 2:
-            break
-    assert got == [(b"1", 1), (b"3", 1)]
+    """A step that accepts several event types has a consumer for each: the first type (sorted)
+    through its main consumer, each other through ``consume(event_type=...)``."""
+    await log.append([msg("r1", "evt", "C", b"0"), msg("r1", "evt", "A", b"1"), msg("r1", "evt", "B", b"2")])
+    await log.append([msg("r1", "sys", "RunStarted")])
+    await log.ensure_consumer(WF, "stepa", ["C", "A"])
+    await log.append([msg("r2", "evt", "C", b"3"), msg("r2", "out", "A", b"4"), msg("r2", "evt", "A", b"5")])
+
+    async def first(n: int, event_type: str | None = None) -> list[tuple[bytes, int]]:
+        got = []
+        async for d in log.consume(WF, "stepa", max_in_flight=4, event_type=event_type):
+            got.append((d.record.data, d.attempt))
+            await d.ack()
+            if len(got) == n:
+                break
+        return got
+
+    assert await asyncio.wait_for(first(2), 10) == [(b"1", 1), (b"5", 1)]  # A, the first type
+    assert await asyncio.wait_for(first(2, "C"), 10) == [(b"0", 1), (b"3", 1)]
 
 
 async def test_a_steps_commands_come_through_its_commands_consumer_only(log: MemoryLog | JetStreamLog) -> None:

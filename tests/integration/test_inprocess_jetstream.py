@@ -137,3 +137,16 @@ async def test_an_awaited_handler_follows_sys_records_and_a_late_stream_the_rest
         assert filters == {f"{log.prefix}.run.Chain3.*.sys.>", f"{log.prefix}.run.Chain3.>"}
     finally:
         await log.close()
+
+
+async def test_a_step_of_two_event_types_takes_both_through_its_two_consumers(nats_url: str) -> None:
+    from tests.workflows import TwoKinds
+
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        result = await TwoKinds(timeout=30, log=log).run(n=4)
+        assert result == sorted([0, 1, 2, 3, 0, 10, 20, 30])
+        names = {c.name for c in await log.js.consumers_info(log.stream)}
+        assert {"TwoKinds--join", "TwoKinds--join--evt--Right", "TwoKinds--join--cmd"} <= names
+    finally:
+        await log.close()

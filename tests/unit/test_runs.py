@@ -51,6 +51,12 @@ async def test_stream_events_called_mid_run_streams_the_events_before_it_too() -
     assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 2, "source": "a b"})]
 
 
+async def test_a_step_of_two_event_types_collects_both() -> None:
+    from tests.workflows import TwoKinds
+
+    assert await TwoKinds(timeout=10).run(n=3) == [0, 0, 1, 2, 10, 20]
+
+
 async def test_fan_out_fan_in_collects_every_event_once() -> None:
     log = MemoryLog()
     wf = FanInOut(timeout=10, log=log)
