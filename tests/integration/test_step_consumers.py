@@ -34,6 +34,32 @@ async def take(log: JetStreamLog, step: str, n: int, *, commands: bool, event_ty
     return got
 
 
+async def old_consumer_took_two(log: JetStreamLog, step: str, filters: list[str], first: list[tuple[str, str, bytes]]) -> list[bytes]:
+    """An older jetloom's consumer of ``step`` with every one of ``filters`` (kind.type), fed
+    ``first`` (kind, type, payload) on run r1; it takes and acknowledges two of them (the server
+    has taken both acks in before this returns: it does so on the consumer's own time)."""
+    await log.js.add_consumer(
+        log.stream,
+        ConsumerConfig(
+            durable_name=consumer_name(WF, step),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=-1,
+            filter_subjects=[f"{log.prefix}.run.{WF}.*.{f}" for f in filters],
+        ),
+    )
+    for kind, type_name, data in first:
+        await log.append([msg(log, "r1", kind, type_name, data)])
+    got = await take(log, step, 2, commands=False)
+
+    async def acknowledged() -> bool:
+        info = await log.js.consumer_info(log.stream, consumer_name(WF, step))
+        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= 2
+
+    await eventually(acknowledged, 10, "two deliveries acknowledged")
+    return got
+
+
 async def test_a_step_with_one_event_type_has_consumers_of_one_filter_each(js_log: JetStreamLog) -> None:
     await js_log.ensure_consumer(WF, "s", ["A"])
     events = (await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "s"))).config
@@ -49,24 +75,8 @@ async def test_a_step_with_one_event_type_has_consumers_of_one_filter_each(js_lo
 
 
 async def test_a_step_consumer_of_several_types_is_split_after_what_it_acknowledged(js_log: JetStreamLog) -> None:
-    old = ConsumerConfig(
-        durable_name=consumer_name(WF, "m"),
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        max_deliver=-1,
-        filter_subjects=[f"{js_log.prefix}.run.{WF}.*.evt.A", f"{js_log.prefix}.run.{WF}.*.evt.B"],
-    )
-    await js_log.js.add_consumer(js_log.stream, old)
-    await js_log.append([msg(js_log, "r1", "evt", "B", b"b1")])
-    await js_log.append([msg(js_log, "r1", "evt", "A", b"a1")])
-    await js_log.append([msg(js_log, "r1", "evt", "B", b"b2")])
-    assert await take(js_log, "m", 2, commands=False) == [b"b1", b"a1"]  # (the old consumer's order)
-
-    async def acknowledged() -> bool:
-        info = await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "m"))
-        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= 2
-
-    await eventually(acknowledged, 10, "b1 and a1 acknowledged")
+    first = [("evt", "B", b"b1"), ("evt", "A", b"a1"), ("evt", "B", b"b2")]
+    assert await old_consumer_took_two(js_log, "m", ["evt.A", "evt.B"], first) == [b"b1", b"a1"]
     await js_log.ensure_consumer(WF, "m", ["A", "B"])  # as a worker of this version starts
     await js_log.append([msg(js_log, "r2", "evt", "B", b"b3"), msg(js_log, "r2", "evt", "A", b"a2")])
     assert await take(js_log, "m", 2, commands=False, event_type="B") == [b"b2", b"b3"]  # b1 was acknowledged
@@ -81,24 +91,8 @@ async def test_a_step_consumer_of_several_types_is_split_after_what_it_acknowled
 async def test_commands_a_step_consumer_of_both_filters_acknowledged_are_not_delivered_again(
     js_log: JetStreamLog, nats_server: EmbeddedNats
 ) -> None:
-    old = ConsumerConfig(
-        durable_name=consumer_name(WF, "s"),
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        max_deliver=-1,
-        filter_subjects=[f"{js_log.prefix}.run.{WF}.*.evt.A", f"{js_log.prefix}.run.{WF}.*.cmd.s"],
-    )
-    await js_log.js.add_consumer(js_log.stream, old)
-    await js_log.append([msg(js_log, "r1", "cmd", "s", b"c1")])
-    await js_log.append([msg(js_log, "r1", "evt", "A", b"e1")])
-    await js_log.append([msg(js_log, "r1", "cmd", "s", b"c2")])
-    assert await take(js_log, "s", 2, commands=False) == [b"c1", b"e1"]  # (the old consumer's order)
-
-    async def acknowledged() -> bool:  # (the server takes acks in on the consumer's own time)
-        info = await js_log.js.consumer_info(js_log.stream, consumer_name(WF, "s"))
-        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= 2
-
-    await eventually(acknowledged, 10, "c1 and e1 acknowledged")
+    first = [("cmd", "s", b"c1"), ("evt", "A", b"e1"), ("cmd", "s", b"c2")]
+    assert await old_consumer_took_two(js_log, "s", ["evt.A", "cmd.s"], first) == [b"c1", b"e1"]
 
     await js_log.ensure_consumer(WF, "s", ["A"])  # as a worker of this version starts
     await js_log.append([msg(js_log, "r2", "cmd", "s", b"c3"), msg(js_log, "r2", "evt", "A", b"e2")])
