@@ -97,7 +97,7 @@ def _latency_story(jl: dict[str, Any], limit: dict[str, Any]) -> str:
             f"Server timestamps (median of {b['runs']} runs): trigger stored → step commit stored "
             f"per step: {steps} ms; span {b['server_span_ms']:.2f} ms of the "
             f"{jl['latency']['p50_ms']:.2f} ms p50; the client's part (start commit + learning the "
-            f"end through the run's ordered consumer) {b['client_ms']:.2f} ms."
+            f"end through the workflow's sys follow consumer) {b['client_ms']:.2f} ms."
         )
     parts.append(f"CPU per transition — jetloom: {_cpu(jl)}; limit: {_cpu(limit)}.")
     return " ".join(parts)

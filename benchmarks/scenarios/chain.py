@@ -273,10 +273,10 @@ class ChainRig:
     def jetloom_lean(self, *, runs: int, inflight: int, label: str) -> dict[str, Any]:
         """jetloom's chain with a lean driver: each run is started with ``append_start`` (its start
         commit) and its end is seen on one core subscription to
-        ``jetloom.run.BenchChain.*.sys.RunCompleted`` for all runs, instead of one handler (an
-        ordered consumer) per run. Isolates the workers' throughput from the client's per-run
-        follow, which nats-server caps at 1,000 consumers per stream (a finished run's consumer
-        lingers ~5 s)."""
+        ``jetloom.run.BenchChain.*.sys.RunCompleted`` for all runs, instead of one handler per
+        run (following the run's ``sys`` records through the workflow's shared follow consumer
+        into an end projection). Isolates the workers' throughput from what a handler costs the
+        client."""
         meter = self._meter(self.jetloom_workers)
         tag = uuid.uuid4().hex[:8]
         wf = BenchChain.workflow_name
@@ -331,7 +331,7 @@ async def hop_breakdown(
     Server timestamps give, per step, the time from the commit that stored its trigger to the
     commit of the step itself (delivery, reading the run's log, running the step, the atomic
     commit). What is left of the driver's latency is the client's part: appending the start commit
-    and learning of the end through the run's ordered consumer.
+    and learning of the end through the workflow's ``sys`` follow consumer.
 
     Returns medians in ms: ``{"steps_ms": {step: ms}, "server_span_ms", "client_ms", "runs"}``.
     """
