@@ -304,7 +304,7 @@ class Executor:
             trigger=rec,
             length=_length(raw.headers) if delivery.attempt == 1 else None,
             new_run=raw if delivery.attempt == 1 and H_NEW_RUN in raw.headers else None,
-            predecessor=self.log.predecessor(raw),
+            delivered=raw,
         )
         st = run.state
         if st.status == "pending":

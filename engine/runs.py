@@ -233,7 +233,7 @@ class RunCache:
         trigger: Record | None = None,
         length: int | None = None,
         new_run: RawRecord | None = None,
-        predecessor: int | None = None,
+        delivered: RawRecord | None = None,
     ) -> CachedRun:
         """The run with at least every record up to ``min_seq``; with ``refresh``, up to the
         current end of its log. ``trigger``, a record the caller has decoded already, is used as
@@ -243,9 +243,9 @@ class RunCache:
         for a snapshot (none can be older than the trigger; at worst the run grew since, and is
         read whole). ``new_run``: ``trigger`` as it was delivered, when it is the start event of a
         new run (``Jl-New-Run``): a run not held here is then folded from it without a read.
-        ``predecessor``: the sequence of the run's record right before ``trigger``
-        (``EventLog.predecessor``): a run held here up to exactly that record takes the trigger
-        as its next record, without a read."""
+        ``delivered``: ``trigger`` as it was delivered; a run held here up to exactly the record
+        its append was checked against (``EventLog.predecessor``) takes the trigger as its next
+        record, without a read."""
         run = self._runs.get(run_id)
         if run is None and new_run is not None and trigger is not None:
             run = self._new_run(run_id, new_run, trigger)
@@ -263,10 +263,11 @@ class RunCache:
         else:
             self._runs.move_to_end(run_id)
             if (
-                predecessor is not None
+                delivered is not None
                 and not refresh
                 and trigger is not None
-                and trigger.seq == min_seq > run.last_seq == predecessor
+                and trigger.seq == min_seq > run.last_seq
+                and self._log.predecessor(delivered) == run.last_seq
             ):
                 run.extend([trigger])  # the trigger's append checked that the run ended here
         if run.last_seq < min_seq or refresh:

@@ -267,12 +267,12 @@ async def test_a_trigger_appended_right_after_the_cached_end_is_taken_without_a_
     checked = await log.append([event(1)], expected_last_seq=held)
     raw = (await log.read("W", "r", after_seq=held))[0]
     assert log.predecessor(raw) == held
-    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), predecessor=log.predecessor(raw))
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), delivered=raw)
     assert cache.records_read == read and run.last_seq == checked.last_seq
     assert run.records[-1].seq == raw.seq
     # unchecked, or checked after a record the cache lacks: read
     await log.append([event(2)])
     nxt = await log.append([event(3)], expected_last_seq=checked.last_seq + 1)
     raw = (await log.read("W", "r", after_seq=nxt.last_seq - 1))[0]
-    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), predecessor=log.predecessor(raw))
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), delivered=raw)
     assert cache.records_read == read + 2 and run.last_seq == nxt.last_seq
