@@ -42,7 +42,7 @@ from .context import Context
 from .errors import CommitTooLargeError, LastSeqMismatchError, LogError, WorkflowVersionError
 from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
 from .failures import Failed, attempt_key, run_of
-from .log.base import AppendResult, Delivery, EventLog
+from .log.base import AppendResult, Delivery, EventLog, event_consumers
 from .records import (
     H_CLASS,
     H_LENGTH,
@@ -184,8 +184,7 @@ class Executor:
             # more; one limit per step in this process keeps the step's executions at
             # num_workers, as when they shared one consumer.
             self._slots[spec.name] = asyncio.Semaphore(self._limit(spec))
-            for i, event_type in enumerate(sorted(spec.accepts_names)):
-                source = None if i == 0 else event_type  # (the first is the step's main consumer)
+            for source, event_type in event_consumers(spec.accepts_names):
                 self._loops.append(
                     asyncio.create_task(self._loop(spec, event_type=source), name=f"jetloom:{spec.name}:{event_type}")
                 )

@@ -99,8 +99,8 @@ class WorkflowHandler:
         self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._stop_event: StopEvent | None = None
         self.state = EndProjection(run_id)  # how the run ended, as far as followed
-        self._streaming = False  # stream_events() was called before the follow began
-        self._kinds: tuple[str, ...] | None = None  # the kinds followed, once the follow begins
+        # the kinds followed: set when the follow begins, or earlier by stream_events()
+        self._kinds: tuple[str, ...] | None = None
         self._task = asyncio.create_task(self._follow(prepare, cleanup), name=f"jetloom:run:{run_id}")
 
     async def _follow(
@@ -138,7 +138,7 @@ class WorkflowHandler:
         if self.state.terminal:
             return
         if self._kinds is None:
-            self._kinds = FOLLOWED_KINDS if self._streaming else ENDING_KINDS
+            self._kinds = ENDING_KINDS
         if prepare is not None and self._fresh:
             # The follow is set up first, then the start commit is appended: every record of the
             # new run is delivered as it lands, without a read of the stored log.
@@ -219,8 +219,8 @@ class WorkflowHandler:
             the run's error, after the last streamed event, if it failed.
         """
         if self._kinds is None:
-            self._streaming = True
-        if self._streaming:
+            self._kinds = FOLLOWED_KINDS
+        if self._kinds is FOLLOWED_KINDS:
             while True:
                 item = await self._queue.get()
                 if item is _END:

@@ -14,7 +14,7 @@ import msgspec
 
 from ..records import OutMessage, RawRecord
 
-__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter"]
+__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "event_consumers"]
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -47,6 +47,13 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     consumer: str
     data: bytes
+
+
+def event_consumers(event_types: Sequence[str]) -> list[tuple[str | None, str]]:
+    """A step's events consumers (``EventLog.ensure_consumer``) as ``(source, event type)``:
+    ``source`` is ``consume``'s ``event_type`` argument for it, ``None`` for the step's main
+    consumer, which delivers the first type in sorted order; each other type has its own."""
+    return [(None if i == 0 else t, t) for i, t in enumerate(sorted(event_types))]
 
 
 class Delivery(Protocol):

@@ -25,7 +25,7 @@ from ..records import (
     message_id,
     parse_subject,
 )
-from .base import AppendResult, DeadLetter, Delivery
+from .base import AppendResult, DeadLetter, Delivery, event_consumers
 
 __all__ = ["MemoryLog"]
 
@@ -207,9 +207,7 @@ class MemoryLog:
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:
-        types = sorted(event_types)
-        wanted: list[tuple[str | None, frozenset[str], bool]] = [(None, frozenset(types[:1]), False)]
-        wanted += [(t, frozenset([t]), False) for t in types[1:]]
+        wanted = [(source, frozenset([t]), False) for source, t in event_consumers(event_types)]
         wanted.append((None, frozenset(), True))
         for event_type, accepted, commands in wanted:
             key = (workflow, step, commands, event_type)
