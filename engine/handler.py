@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
@@ -32,7 +33,14 @@ from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed
 
 __all__ = ["WorkflowHandler", "outcome"]
 
+logger = logging.getLogger("jetloom.handler")
+
 _END = object()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("a handler's cleanup failed", exc_info=task.exception())
 
 
 def outcome(
@@ -108,20 +116,18 @@ class WorkflowHandler:
         prepare: Callable[[], Awaitable[None]] | None,
         cleanup: Callable[[], Awaitable[None]] | None,
     ) -> None:
+        if prepare is not None and self._fresh:
+            await self._begin_new_run(prepare, cleanup)
+            return
         try:
             try:
                 async with asyncio.timeout(self._timeout):
                     await self._consume_log(prepare)
             except TimeoutError:
-                await self._fail_timeout()
-                await self._consume_log()  # whichever terminal record landed first decides
-            stop, error = outcome(self.state, self._events)
-            if error is not None:
-                self._future.set_exception(error)
-            else:
-                self._stop_event = stop
-                result = stop if type(stop) is not StopEvent else stop.result  # type: ignore[union-attr]
-                self._future.set_result(result)
+                if not self.state.terminal:
+                    await self._fail_timeout()
+                    await self._consume_log()  # whichever terminal record landed first decides
+            self._finish()
         except asyncio.CancelledError:
             if not self._future.done():
                 self._future.cancel()
@@ -134,20 +140,23 @@ class WorkflowHandler:
             if cleanup is not None:
                 await cleanup()
 
+    def _finish(self) -> None:
+        """Resolve the handler from the end projection (once)."""
+        if self._future.done():
+            return
+        stop, error = outcome(self.state, self._events)
+        if error is not None:
+            self._future.set_exception(error)
+        else:
+            self._stop_event = stop
+            self._future.set_result(stop if type(stop) is not StopEvent else stop.result)  # type: ignore[union-attr]
+
     async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
         if self._kinds is None:
             self._kinds = ENDING_KINDS
-        if prepare is not None and self._fresh:
-            # The follow is set up first, then the start commit is appended: every record of the
-            # new run is delivered as it lands, without a read of the stored log.
-            records = self._log.follow(
-                self.workflow, self.run_id, after_seq=self.state.seq, create=prepare, kinds=self._kinds
-            )
-            prepare = None
-        else:
-            records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
+        records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
         async with contextlib.aclosing(records):  # type: ignore[type-var]
             if prepare is not None:
                 # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
@@ -169,6 +178,85 @@ class WorkflowHandler:
             f"the log stopped delivering run {self.run_id} before it ended (connection closed?)",
             run_id=self.run_id,
         )
+
+    # ---- a run under a new id: followed by callback ------------------------------------------
+    # Its records are handed to ``_take`` by the log as they land (``EventLog.follow_callback``,
+    # set up before ``prepare`` appends the start commit, so nothing stored is read), and the
+    # record that ends the run resolves the handler there and then: no queue, generator or turn
+    # of a task between the log and the caller, and this handler's task ends once the start commit
+    # is appended. The timeout is a timer that appends the run's ``RunFailed``; the first terminal
+    # record to land decides, as on the other path.
+
+    _over = False  # the follow by callback has ended
+    _unfollow: Callable[[], None] | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _cleanup: Callable[[], Awaitable[None]] | None = None
+    _timing_out: asyncio.Future[None] | None = None  # the timeout's append
+    _cleaning: asyncio.Future[None] | None = None
+
+    async def _begin_new_run(
+        self, prepare: Callable[[], Awaitable[None]], cleanup: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        self._cleanup = cleanup
+        if self._kinds is None:
+            self._kinds = ENDING_KINDS
+        try:
+            self._unfollow = await self._log.follow_callback(self.workflow, self.run_id, self._take, kinds=self._kinds)
+            if self._timeout is not None:
+                self._timer = asyncio.get_running_loop().call_later(self._timeout, self._on_timeout)
+            await prepare()
+        except asyncio.CancelledError:
+            self._close(cancel=True)
+            raise
+        except BaseException as exc:  # surfaced to whoever awaits the handler
+            self._close(exc)
+
+    def _take(self, raw: RawRecord) -> None:
+        """One record of the run, in log order, from the log's delivery path."""
+        if self._over or raw.seq <= self.state.seq:
+            return
+        try:
+            ended = self._apply(raw)
+        except Exception as exc:  # (a record the projection cannot take: the handler fails with it)
+            self._close(exc)
+            return
+        if ended:
+            self._close()
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if not self._over:
+            self._timing_out = asyncio.ensure_future(self._fail_timeout())
+            self._timing_out.add_done_callback(self._timed_out)
+
+    def _timed_out(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._close(task.exception())
+
+    def _close(self, error: BaseException | None = None, *, cancel: bool = False) -> None:
+        """End the follow by callback: resolve the handler (from the end projection, or with
+        ``error``, or cancelled), stop following and the timer, end ``stream_events``, run the
+        cleanup."""
+        if self._over:
+            return
+        self._over = True
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if cancel:
+            self._future.cancel()
+        elif error is not None:
+            if not self._future.done():
+                self._future.set_exception(error)
+        else:
+            self._finish()
+        self._queue.put_nowait(_END)
+        if self._cleanup is not None:
+            self._cleaning = asyncio.ensure_future(self._cleanup())
+            self._cleaning.add_done_callback(_log_failure)
 
     def _apply(self, raw: RawRecord) -> bool:
         """Apply one record to the end projection; true once the run has ended."""
@@ -264,6 +352,7 @@ class WorkflowHandler:
         """Send ``event`` to the run from outside (e.g. a ``HumanResponseEvent`` a step waits for
         with ``ctx.wait_for_event``), optionally to one ``step`` only. With an
         ``idempotency_key``, a repeated call appends once."""
+        self._fresh = False  # (the run has a record now: a follow not begun yet must read it)
         await append_event(
             self._log,
             self.workflow,
@@ -276,6 +365,7 @@ class WorkflowHandler:
 
     async def cancel_run(self, reason: str = "") -> None:
         """Record that the run is cancelled; steps not yet started will not run."""
+        self._fresh = False  # (as in send_event)
         await append_cancel(self._log, self.workflow, self.run_id, reason)
         await asyncio.wait([self._future])
         if not self._future.cancelled():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,8 @@ __all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "star
 
 
 def new_run_id() -> str:
-    """A new random run id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A new random run id: 32 hex digits (128 random bits, as a UUID4 has 122)."""
+    return os.urandom(16).hex()
 
 
 def start_commit(
@@ -102,7 +102,7 @@ def start_run(
         ValueError: ``run_id`` is not a subject token.
     """
     start = build_start_event(cls, start_event, fields)
-    rid = check_token(run_id or new_run_id(), "run id")
+    rid = check_token(run_id, "run id") if run_id else new_run_id()
 
     async def prepare() -> None:
         if before is not None:

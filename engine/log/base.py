@@ -177,6 +177,23 @@ class EventLog(Protocol):
         read of the stored log is needed). Its exception ends the iteration."""
         ...
 
+    async def follow_callback(
+        self,
+        workflow: str,
+        run_id: str,
+        sink: Callable[[RawRecord], None],
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Callable[[], None]:
+        """Hand ``sink`` every record of the run stored from now on (of ``kinds``, as in
+        ``follow``), in log order, as the log takes it in: a call per record from the log's own
+        delivery path, with no queue, generator or task between (for a follower that only folds
+        records, such as a handler awaiting its run's end). Nothing stored is read: set it up
+        before the run's first record is appended (a start under a new run id); otherwise use
+        ``follow``. ``sink`` must not block; an exception it raises is logged and the follow goes
+        on. Returns once the follow is set up: the function that ends it (safe to call twice)."""
+        ...
+
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:

@@ -784,11 +784,7 @@ class JetStreamLog:
         # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
         # ``sys`` records only, not every event of every run of the workflow.
         wanted = None if kinds is None else frozenset(kinds)
-        kind = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
-        hub = self._hubs.get((workflow, kind))
-        if hub is None:
-            subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
-            hub = self._hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self._read_tap())
+        hub = self._hub(workflow, wanted)
         queue = await hub.register(run_id, wanted)
         try:
             last = after_seq
@@ -805,7 +801,32 @@ class JetStreamLog:
                     last = rec.seq
                     yield rec
         finally:
-            hub.unregister(run_id, queue)
+            hub.unregister(run_id, queue.put_nowait)
+
+    async def follow_callback(
+        self,
+        workflow: str,
+        run_id: str,
+        sink: Callable[[RawRecord], None],
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Callable[[], None]:
+        # The follow hub's delivery callback calls ``sink`` itself (from the protocol parser).
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hub(workflow, wanted)
+        await hub.add(run_id, sink, wanted)
+        return lambda: hub.unregister(run_id, sink)
+
+    def _hub(self, workflow: str, kinds: frozenset[str] | None) -> FollowHub:
+        """The follow hub of ``workflow`` for followers of ``kinds``: a follower of one kind takes
+        that kind's hub (one filter, ``<prefix>.run.<workflow>.*.<kind>.>``), others the hub of
+        every kind."""
+        kind = next(iter(kinds)) if kinds is not None and len(kinds) == 1 else None
+        hub = self._hubs.get((workflow, kind))
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
+            hub = self._hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self._read_tap())
+        return hub
 
     # ---- queries across runs (control plane) -------------------------------------------------
 

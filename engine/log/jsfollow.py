@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -79,8 +79,9 @@ class FollowHub:
         self.stream = stream
         self.filter = subject_filter
         self.timeout = timeout
-        # run id -> its followers' queues and the kinds each wants (None: every kind)
-        self.followers: dict[str, dict[asyncio.Queue[RawRecord], frozenset[str] | None]] = {}
+        # run id -> its followers' sinks (a queue's ``put_nowait``, or ``EventLog.follow_callback``'s sink)
+        # and the kinds each wants (None: every kind)
+        self.followers: dict[str, dict[Callable[[RawRecord], None], frozenset[str] | None]] = {}
         self._name = ""
         self._delivered = 0
         self._last_seq = 0  # last stream sequence delivered (0: none yet, start from "new")
@@ -92,20 +93,31 @@ class FollowHub:
     async def register(self, run_id: str, kinds: Collection[str] | None = None) -> asyncio.Queue[RawRecord]:
         """A queue receiving every record of ``run_id`` stored from now on (once the hub's consumer
         exists, which this waits for); with ``kinds``, only records of those kinds (``sys``,
-        ``out``, ...)."""
+        ``out``, ...). ``unregister(run_id, queue.put_nowait)`` ends it."""
         queue: asyncio.Queue[RawRecord] = asyncio.Queue()
-        self.followers.setdefault(run_id, {})[queue] = None if kinds is None else frozenset(kinds)
+        await self.add(run_id, queue.put_nowait, kinds)
+        return queue
+
+    async def add(
+        self, run_id: str, sink: Callable[[RawRecord], None], kinds: Collection[str] | None = None
+    ) -> None:
+        """Call ``sink`` with every record of ``run_id`` stored from now on, from the delivery
+        path (once the hub's consumer exists, which this waits for); with ``kinds``, only records
+        of those kinds. An exception ``sink`` raises is logged."""
+        self.followers.setdefault(run_id, {})[sink] = None if kinds is None else frozenset(kinds)
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
-        await asyncio.shield(self._ready)
-        return queue
+        if not self._ready.done():
+            await asyncio.shield(self._ready)
+        elif self._ready.exception() is not None:
+            raise self._ready.exception()  # type: ignore[misc]
 
-    def unregister(self, run_id: str, queue: asyncio.Queue[RawRecord]) -> None:
-        queues = self.followers.get(run_id)
-        if queues is not None:
-            queues.pop(queue, None)
-            if not queues:
+    def unregister(self, run_id: str, sink: Callable[[RawRecord], None]) -> None:
+        sinks = self.followers.get(run_id)
+        if sinks is not None:
+            sinks.pop(sink, None)
+            if not sinks:
                 del self.followers[run_id]
 
     async def close(self) -> None:
@@ -202,9 +214,7 @@ class FollowHub:
             return
         takers = self._takers(msg.subject)
         if takers:
-            rec = RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7]))
-            for q in takers:
-                q.put_nowait(rec)
+            _hand(takers, RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7])))
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A delivery as the protocol parser has it (``jsread.RawTap``)."""
@@ -217,17 +227,15 @@ class FollowHub:
         name = subject.decode()
         takers = self._takers(name)
         if takers:
-            rec = RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7]))
-            for q in takers:
-                q.put_nowait(rec)
+            _hand(takers, RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7])))
 
-    def _takers(self, subject: str) -> list[asyncio.Queue[RawRecord]]:
-        """The queues of the followers of the record's run that want its kind."""
+    def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
+        """The sinks of the followers of the record's run that want its kind."""
         _, run_id, kind, _ = subject.rsplit(".", 3)
-        queues = self.followers.get(run_id)
-        if not queues:
+        sinks = self.followers.get(run_id)
+        if not sinks:
             return []
-        return [q for q, kinds in queues.items() if kinds is None or kind in kinds]
+        return [sink for sink, kinds in sinks.items() if kinds is None or kind in kinds]
 
     def _on_status(self, last_consumer_seq: str | None) -> None:
         self._silent = False
@@ -251,3 +259,12 @@ class FollowHub:
             return None
         self._last_seq = seq
         return tokens
+
+
+def _hand(sinks: list[Callable[[RawRecord], None]], rec: RawRecord) -> None:
+    # (called from the protocol parser: a sink's error must not reach the connection)
+    for sink in sinks:
+        try:
+            sink(rec)
+        except Exception:
+            logger.exception("a follower of %s failed on seq %d", rec.subject, rec.seq)

@@ -10,6 +10,7 @@ completes an interrupted one, and the in-process tests exercise that path too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -26,6 +27,8 @@ from ..records import (
     parse_subject,
 )
 from .base import AppendResult, DeadLetter, Delivery, event_consumers
+
+logger = logging.getLogger("jetloom.log")
 
 __all__ = ["MemoryLog"]
 
@@ -107,6 +110,8 @@ class MemoryLog:
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
+        # (workflow, run id) -> the sinks following the run by callback and the kinds each wants (None: all)
+        self._sinks: dict[tuple[str, str], dict[Callable[[RawRecord], None], frozenset[str] | None]] = {}
 
     def predecessor(self, record: RawRecord) -> int | None:
         return self._checked.get(record.seq)
@@ -154,6 +159,9 @@ class MemoryLog:
             if expected_last_seq is not None and n == 0:
                 self._checked[self._seq] = expected_last_seq
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
+            sinks = self._sinks.get((parts.workflow, parts.run_id))
+            if sinks:
+                _hand(sinks, rec, parts.kind)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
                 for (wf, _, _, _), consumer in self._consumers.items():
@@ -203,6 +211,26 @@ class MemoryLog:
                 last = rec.seq
                 if kinds is None or rec.subject.rsplit(".", 2)[1] in kinds:
                     yield rec
+
+    async def follow_callback(
+        self,
+        workflow: str,
+        run_id: str,
+        sink: Callable[[RawRecord], None],
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Callable[[], None]:
+        key = (workflow, run_id)
+        self._sinks.setdefault(key, {})[sink] = None if kinds is None else frozenset(kinds)
+
+        def stop() -> None:
+            sinks = self._sinks.get(key)
+            if sinks is not None:
+                sinks.pop(sink, None)
+                if not sinks:
+                    del self._sinks[key]
+
+        return stop
 
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
@@ -279,3 +307,13 @@ class MemoryLog:
 
     async def close(self) -> None:
         pass
+
+
+def _hand(sinks: dict[Callable[[RawRecord], None], frozenset[str] | None], rec: RawRecord, kind: str) -> None:
+    """Call each sink that wants ``kind`` with ``rec`` (``EventLog.follow_callback``)."""
+    for sink, kinds in list(sinks.items()):
+        if kinds is None or kind in kinds:
+            try:
+                sink(rec)
+            except Exception:
+                logger.exception("a follower of %s failed on seq %d", rec.subject, rec.seq)

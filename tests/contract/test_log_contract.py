@@ -14,7 +14,7 @@ from engine.commit import tag_commit
 from engine.errors import LastSeqMismatchError
 from engine.log.jetstream import JetStreamLog
 from engine.log.memory import MemoryLog
-from engine.records import OutMessage, execution_of, run_subject
+from engine.records import OutMessage, RawRecord, execution_of, run_subject
 from services.natsserver import EmbeddedNats
 
 WF = "Contract"
@@ -162,6 +162,46 @@ async def test_follow_of_some_kinds_skips_the_others_stored_and_live(log: Memory
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert some == ["RunStarted", "O1", "X", "O2", "RunCompleted"]
     assert every == ["RunStarted", "A", "O1", "B", "X", "O2", "c", "RunCompleted"]
+
+
+async def test_a_callback_follow_gets_the_runs_new_records_of_its_kinds_in_order(
+    log: MemoryLog | JetStreamLog,
+) -> None:
+    """``follow_callback``: what is stored after it is set up, of the run and kinds asked for, in
+    log order, until it is stopped; a sink that raises does not stop it."""
+    await log.append([msg("r1", "sys", "Before")])  # stored before: not handed over
+    some: list[tuple[int, str]] = []
+    every: list[str] = []
+    done = asyncio.Event()
+
+    def take_some(rec: RawRecord) -> None:
+        some.append((rec.seq, rec.subject.rsplit(".", 1)[1]))
+        if rec.subject.endswith(".Boom"):
+            raise RuntimeError("a sink's own failure")
+        if rec.subject.endswith(".RunCompleted"):
+            done.set()
+
+    stop_some = await log.follow_callback(WF, "r1", take_some, kinds=("sys", "out"))
+    after = asyncio.Event()
+
+    def take_every(rec: RawRecord) -> None:
+        every.append(rec.subject.rsplit(".", 1)[1])
+        if every[-1] == "After":
+            after.set()
+
+    stop_every = await log.follow_callback(WF, "r1", take_every)
+    await log.append([msg("r1", "sys", "RunStarted"), msg("r1", "evt", "A"), msg("r2", "sys", "Other")])
+    await log.append([msg("r1", "sys", "Boom"), msg("r1", "out", "O1"), msg("r1", "sys", "RunCompleted")])
+    await asyncio.wait_for(done.wait(), 10)
+    stop_some()
+    stop_some()  # (twice is fine)
+    await log.append([msg("r1", "sys", "After")])
+    records = await log.read(WF, "r1")
+    await asyncio.wait_for(after.wait(), 10)
+    stop_every()
+    assert [name for _, name in some] == ["RunStarted", "Boom", "O1", "RunCompleted"]
+    assert [seq for seq, _ in some] == [r.seq for r in records if r.subject.rsplit(".", 2)[1] in ("sys", "out")][1:-1]
+    assert every == ["RunStarted", "A", "Boom", "O1", "RunCompleted", "After"]
 
 
 async def test_a_checked_append_shows_the_record_it_follows(log: MemoryLog | JetStreamLog) -> None:

@@ -148,3 +148,38 @@ async def test_a_step_of_two_event_types_takes_both_through_its_two_consumers(na
         assert {"TwoKinds--join", "TwoKinds--join--evt--Right", "TwoKinds--join--cmd"} <= names
     finally:
         await log.close()
+
+
+async def test_a_new_runs_handler_follows_it_by_callback_to_every_kind_of_end(nats_url: str) -> None:
+    """A run started under a new id is followed by ``follow_callback``: it resolves on its end,
+    on its timeout (the ``RunFailed`` the timer appends) and on a cancel sent before its follow
+    began, and it leaves no follower behind in the log's follow hub."""
+    import asyncio
+
+    import pytest
+
+    from engine import WorkflowCancelledError, WorkflowTimeoutError
+    from tests.workflows import Approval, Gate
+
+    log = await JetStreamLog.connect(nats_url)
+    try:
+        assert await Chain3(timeout=30, log=log).run(text="a b") == {"n": 2, "source": "a b"}
+        waiting = Gate(timeout=0.5, log=log).run()
+        with pytest.raises(WorkflowTimeoutError):
+            await waiting
+        st = fold(decode_record(r) for r in await log.read("Gate", waiting.run_id))
+        assert st.status == "failed" and st.error is not None and st.error.error_type == "WorkflowTimeoutError"
+        cancelled = Gate(timeout=30, log=log).run()
+        await cancelled.cancel_run("at once")  # (before the handler's follow began)
+        with pytest.raises(WorkflowCancelledError):
+            await cancelled
+        approved = Gate(timeout=30, log=log).run()
+        async with asyncio.timeout(10):
+            while not await log.read("Gate", approved.run_id):  # (its start commit has landed)
+                await asyncio.sleep(0.01)
+        assert approved._take in log._hubs[("Gate", "sys")].followers[approved.run_id]
+        await approved.send_event(Approval(approved=True, by="me"))
+        assert await approved == {"approved": True, "by": "me"}
+        assert all(not hub.followers for hub in log._hubs.values())
+    finally:
+        await log.close()
