@@ -6,6 +6,12 @@ the end only) and resolves when a terminal record lands. Its ``out`` records (th
 are followed too when ``stream_events()`` is called before the follow begins (right after the
 run is started, as llama-index-workflows users do); a later call follows them on its own, from
 the run's first record. A handler that is only awaited so receives none of its run's events.
+
+A run started under a new id (nobody else can have appended to it) is followed by callback
+(``EventLog.follow_callback``, set up before the start commit is appended): each record goes from
+the log's delivery path into the end projection, and the one that ends the run resolves the
+handler there. Any other run, and a new run that ``send_event`` or ``cancel_run`` wrote to before
+its follow began, is followed with ``EventLog.follow`` (its stored records, then the new ones).
 """
 
 from __future__ import annotations
