@@ -6,7 +6,7 @@ tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -159,7 +159,6 @@ class EventLog(Protocol):
         run_id: str,
         *,
         after_seq: int = 0,
-        create: Callable[[], Awaitable[None]] | None = None,
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         """The run's records after ``after_seq``: the stored ones, then new ones as they land.
@@ -169,12 +168,8 @@ class EventLog(Protocol):
         ``out``, ``cmd``, ``sch``); ``None`` (the default): all. On JetStream a follow of one
         kind takes a consumer of that kind only; with several kinds the others still reach the
         process (the follow consumer has one filter subject, see ``jsfollow``) and are dropped
-        before their headers are parsed.
-
-        ``create``: for a run that has no records yet (a start under a new run id), the coroutine
-        function that appends its first ones. It is awaited once the follow is set up, and the
-        records it appends, like all later ones, are delivered as they land (on JetStream, no
-        read of the stored log is needed). Its exception ends the iteration."""
+        before their headers are parsed. (A run with no records yet is followed by
+        ``follow_callback``, which reads nothing stored.)"""
         ...
 
     async def follow_callback(

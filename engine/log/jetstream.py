@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -774,13 +774,11 @@ class JetStreamLog:
         run_id: str,
         *,
         after_seq: int = 0,
-        create: Callable[[], Awaitable[None]] | None = None,
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         # The stored records by direct get, then a shared follow consumer of the workflow
         # (``jsfollow.FollowHub``, which hands this follower only ``kinds``): registered first, so
-        # nothing falls between the two. With ``create``, the run has no records before it:
-        # nothing stored is read. A follower of one kind takes that kind's hub (one filter,
+        # nothing falls between the two. A follower of one kind takes that kind's hub (one filter,
         # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
         # ``sys`` records only, not every event of every run of the workflow.
         wanted = None if kinds is None else frozenset(kinds)
@@ -788,13 +786,10 @@ class JetStreamLog:
         queue = await hub.register(run_id, wanted)
         try:
             last = after_seq
-            if create is not None:
-                await create()
-            else:
-                for rec in await self.read(workflow, run_id, after_seq=after_seq):
-                    last = rec.seq
-                    if wanted is None or rec.subject.rsplit(".", 2)[1] in wanted:
-                        yield rec
+            for rec in await self.read(workflow, run_id, after_seq=after_seq):
+                last = rec.seq
+                if wanted is None or rec.subject.rsplit(".", 2)[1] in wanted:
+                    yield rec
             while True:
                 rec = await queue.get()
                 if rec.seq > last:

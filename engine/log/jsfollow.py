@@ -108,10 +108,14 @@ class FollowHub:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
-        if not self._ready.done():
-            await asyncio.shield(self._ready)
-        elif self._ready.exception() is not None:
-            raise self._ready.exception()  # type: ignore[misc]
+        try:
+            if not self._ready.done():
+                await asyncio.shield(self._ready)
+            elif self._ready.exception() is not None:
+                raise self._ready.exception()  # type: ignore[misc]
+        except BaseException:
+            self.unregister(run_id, sink)
+            raise
 
     def unregister(self, run_id: str, sink: Callable[[RawRecord], None]) -> None:
         sinks = self.followers.get(run_id)

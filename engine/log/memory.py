@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 
 from ..errors import LastSeqMismatchError
@@ -195,11 +195,8 @@ class MemoryLog:
         run_id: str,
         *,
         after_seq: int = 0,
-        create: Callable[[], Awaitable[None]] | None = None,
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
-        if create is not None:
-            await create()
         last = after_seq
         while True:
             async with self._appended:
