@@ -54,6 +54,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from ..codec import subject_parts
 from ..durations import seconds
 from ..errors import AppendError, CommitTooLargeError, LastSeqMismatchError, LogError
 from ..records import (
@@ -522,14 +523,14 @@ class JetStreamLog:
         value = h.get(_H_EXPECTED_SEQ)
         if value is None or not value.isdigit():
             return None
-        parts = parse_subject(record.subject)
+        parts = subject_parts(record.subject)  # (remembered per subject: a run uses a handful)
         if parts is None or h.get(_H_EXPECTED_SUBJECT) != run_filter(self.prefix, parts.workflow, parts.run_id):
             return None
         return int(value)
 
     def _expect(self, headers: dict[str, str], subject: str, expected_last_seq: int) -> None:
         """Add to ``headers`` the check that the run of ``subject`` ends at ``expected_last_seq``."""
-        parts = parse_subject(subject)
+        parts = subject_parts(subject)
         if parts is None:
             raise ValueError(f"not a run subject: {subject!r}")
         headers[_H_EXPECTED_SEQ] = str(expected_last_seq)
