@@ -46,7 +46,6 @@ from .log.base import AppendResult, Delivery, EventLog, event_consumers
 from .records import (
     H_CLASS,
     H_LENGTH,
-    H_NEW_RUN,
     H_RUN,
     H_STEP,
     H_TARGET,
@@ -302,8 +301,7 @@ class Executor:
             refresh=delivery.attempt > 1,
             trigger=rec,
             length=_length(raw.headers) if delivery.attempt == 1 else None,
-            new_run=raw if delivery.attempt == 1 and H_NEW_RUN in raw.headers else None,
-            delivered=raw,
+            delivered=raw if delivery.attempt == 1 else None,
         )
         st = run.state
         if st.status == "pending":

@@ -27,7 +27,7 @@ from .commands import run_started, start_event_message, start_key
 from .events import Event
 from .fold import RunState, fold
 from .log.base import EventLog
-from .records import OutMessage, RawRecord, Record, commit_tag, parse_commit_tag
+from .records import H_NEW_RUN, OutMessage, RawRecord, Record, commit_tag, parse_commit_tag
 from .snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore, decode_snapshot, encode_snapshot
 
 __all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
@@ -232,7 +232,6 @@ class RunCache:
         refresh: bool = False,
         trigger: Record | None = None,
         length: int | None = None,
-        new_run: RawRecord | None = None,
         delivered: RawRecord | None = None,
     ) -> CachedRun:
         """The run with at least every record up to ``min_seq``; with ``refresh``, up to the
@@ -241,14 +240,13 @@ class RunCache:
         the run had when the trigger was committed (its ``Jl-Length`` header); a run not held here
         whose length is below ``snapshot_every`` is read from its first record without looking
         for a snapshot (none can be older than the trigger; at worst the run grew since, and is
-        read whole). ``new_run``: ``trigger`` as it was delivered, when it is the start event of a
-        new run (``Jl-New-Run``): a run not held here is then folded from it without a read.
-        ``delivered``: ``trigger`` as it was delivered; a run held here up to exactly the record
-        its append was checked against (``EventLog.predecessor``) takes the trigger as its next
-        record, without a read."""
+        read whole). ``delivered``: ``trigger`` as it was delivered, at its first delivery. A run held
+        here up to exactly the record its append was checked against (``EventLog.predecessor``)
+        takes the trigger as its next record, without a read; a run not held here whose trigger
+        is the start event of a new run (``Jl-New-Run``) is folded from it without a read."""
         run = self._runs.get(run_id)
-        if run is None and new_run is not None and trigger is not None:
-            run = self._new_run(run_id, new_run, trigger)
+        if run is None and delivered is not None and trigger is not None and H_NEW_RUN in delivered.headers:
+            run = self._new_run(run_id, delivered, trigger)
             if run is not None:
                 self._runs[run_id] = run
                 self._evict()

@@ -6,7 +6,8 @@ tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -14,7 +15,9 @@ import msgspec
 
 from ..records import OutMessage, RawRecord
 
-__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "event_consumers"]
+__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "event_consumers", "hand_over"]
+
+logger = logging.getLogger("jetloom.log")
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -54,6 +57,17 @@ def event_consumers(event_types: Sequence[str]) -> list[tuple[str | None, str]]:
     ``source`` is ``consume``'s ``event_type`` argument for it, ``None`` for the step's main
     consumer, which delivers the first type in sorted order; each other type has its own."""
     return [(None if i == 0 else t, t) for i, t in enumerate(sorted(event_types))]
+
+
+def hand_over(sinks: Iterable[Callable[[RawRecord], None]], rec: RawRecord) -> None:
+    """Call each of ``sinks`` (``EventLog.follow_callback``) with ``rec``; an exception one
+    raises is logged, and the others are still called (a log calls its sinks from its delivery
+    path, which a follower's error must not stop)."""
+    for sink in sinks:
+        try:
+            sink(rec)
+        except Exception:
+            logger.exception("a follower of %s failed on seq %d", rec.subject, rec.seq)
 
 
 class Delivery(Protocol):

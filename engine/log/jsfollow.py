@@ -38,6 +38,7 @@ import orjson
 from nats.aio.msg import Msg
 
 from ..records import RawRecord
+from .base import hand_over
 from .jsread import RawTap, subscribe_tapped
 from .jswire import is_status, parse_block, parse_status
 
@@ -218,7 +219,7 @@ class FollowHub:
             return
         takers = self._takers(msg.subject)
         if takers:
-            _hand(takers, RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7])))
+            hand_over(takers, RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7])))
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A delivery as the protocol parser has it (``jsread.RawTap``)."""
@@ -231,7 +232,7 @@ class FollowHub:
         name = subject.decode()
         takers = self._takers(name)
         if takers:
-            _hand(takers, RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7])))
+            hand_over(takers, RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7])))
 
     def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
         """The sinks of the followers of the record's run that want its kind."""
@@ -264,11 +265,3 @@ class FollowHub:
         self._last_seq = seq
         return tokens
 
-
-def _hand(sinks: list[Callable[[RawRecord], None]], rec: RawRecord) -> None:
-    # (called from the protocol parser: a sink's error must not reach the connection)
-    for sink in sinks:
-        try:
-            sink(rec)
-        except Exception:
-            logger.exception("a follower of %s failed on seq %d", rec.subject, rec.seq)

@@ -10,7 +10,6 @@ completes an interrupted one, and the in-process tests exercise that path too.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -26,9 +25,7 @@ from ..records import (
     message_id,
     parse_subject,
 )
-from .base import AppendResult, DeadLetter, Delivery, event_consumers
-
-logger = logging.getLogger("jetloom.log")
+from .base import AppendResult, DeadLetter, Delivery, event_consumers, hand_over
 
 __all__ = ["MemoryLog"]
 
@@ -161,7 +158,7 @@ class MemoryLog:
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             sinks = self._sinks.get((parts.workflow, parts.run_id))
             if sinks:
-                _hand(sinks, rec, parts.kind)
+                hand_over([sink for sink, kinds in sinks.items() if kinds is None or parts.kind in kinds], rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
                 for (wf, _, _, _), consumer in self._consumers.items():
@@ -305,12 +302,3 @@ class MemoryLog:
     async def close(self) -> None:
         pass
 
-
-def _hand(sinks: dict[Callable[[RawRecord], None], frozenset[str] | None], rec: RawRecord, kind: str) -> None:
-    """Call each sink that wants ``kind`` with ``rec`` (``EventLog.follow_callback``)."""
-    for sink, kinds in list(sinks.items()):
-        if kinds is None or kind in kinds:
-            try:
-                sink(rec)
-            except Exception:
-                logger.exception("a follower of %s failed on seq %d", rec.subject, rec.seq)

@@ -224,7 +224,7 @@ async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomi
     assert start.headers[H_NEW_RUN] == "1"
     whole = fold(decode_record(r) for r in raws)
     cache = RunCache(log, "W", {})
-    run = await cache.get("fresh1", min_seq=start.seq, trigger=decode_record(start), new_run=start)
+    run = await cache.get("fresh1", min_seq=start.seq, trigger=decode_record(start), delivered=start)
     assert cache.records_read == 0
     got = run.state
     for slot in ("status", "start_event", "incomplete", "orphans", "records", "done", "events", "state", "seq"):
@@ -245,7 +245,7 @@ async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None
     await log.append([odd])
     raw = (await log.read("W", "r"))[-1]
     cache = RunCache(log, "W", {})
-    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), new_run=raw)
+    run = await cache.get("r", min_seq=raw.seq, trigger=decode_record(raw), delivered=raw)
     assert cache.records_read == 3 and run.state.records == 3  # no start tag: read, not made up
 
 
