@@ -122,6 +122,8 @@ class WorkflowHandler:
         prepare: Callable[[], Awaitable[None]] | None,
         cleanup: Callable[[], Awaitable[None]] | None,
     ) -> None:
+        if self._kinds is None:  # (stream_events() called before this sets the kinds it streams)
+            self._kinds = ENDING_KINDS
         if prepare is not None and self._fresh:
             await self._begin_new_run(prepare, cleanup)
             return
@@ -160,8 +162,6 @@ class WorkflowHandler:
     async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
-        if self._kinds is None:
-            self._kinds = ENDING_KINDS
         records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
         async with contextlib.aclosing(records):  # type: ignore[type-var]
             if prepare is not None:
@@ -204,8 +204,6 @@ class WorkflowHandler:
         self, prepare: Callable[[], Awaitable[None]], cleanup: Callable[[], Awaitable[None]] | None
     ) -> None:
         self._cleanup = cleanup
-        if self._kinds is None:
-            self._kinds = ENDING_KINDS
         try:
             self._unfollow = await self._log.follow_callback(self.workflow, self.run_id, self._take, kinds=self._kinds)
             if self._timeout is not None:

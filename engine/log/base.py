@@ -7,7 +7,7 @@ tests and notebooks) and ``JetStreamLog`` (durable, shared by every process).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -15,7 +15,7 @@ import msgspec
 
 from ..records import OutMessage, RawRecord
 
-__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "event_consumers", "hand_over"]
+__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "Followers", "event_consumers", "hand_over"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -59,7 +59,34 @@ def event_consumers(event_types: Sequence[str]) -> list[tuple[str | None, str]]:
     return [(None if i == 0 else t, t) for i, t in enumerate(sorted(event_types))]
 
 
-def hand_over(sinks: Iterable[Callable[[RawRecord], None]], rec: RawRecord) -> None:
+Sink = Callable[[RawRecord], None]
+
+
+class Followers(dict[Hashable, dict[Sink, frozenset[str] | None]]):
+    """The callback followers of runs (``EventLog.follow_callback``, and JetStream's follow hub):
+    for each run's key, its sinks and the record kinds each wants (``None``: every kind)."""
+
+    def add(self, key: Hashable, sink: Sink, kinds: Collection[str] | None = None) -> None:
+        self.setdefault(key, {})[sink] = None if kinds is None else frozenset(kinds)
+
+    def remove(self, key: Hashable, sink: Sink) -> None:
+        """Forget ``sink`` as a follower of ``key`` (nothing when it is not one), and ``key``
+        with its last follower."""
+        sinks = self.get(key)
+        if sinks is not None:
+            sinks.pop(sink, None)
+            if not sinks:
+                del self[key]
+
+    def takers(self, key: Hashable, kind: str) -> list[Sink]:
+        """The sinks of ``key``'s followers that want a record of ``kind``."""
+        sinks = self.get(key)
+        if not sinks:
+            return []
+        return [sink for sink, kinds in sinks.items() if kinds is None or kind in kinds]
+
+
+def hand_over(sinks: Iterable[Sink], rec: RawRecord) -> None:
     """Call each of ``sinks`` (``EventLog.follow_callback``) with ``rec``; an exception one
     raises is logged, and the others are still called (a log calls its sinks from its delivery
     path, which a follower's error must not stop)."""

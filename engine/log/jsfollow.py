@@ -38,7 +38,7 @@ import orjson
 from nats.aio.msg import Msg
 
 from ..records import RawRecord
-from .base import hand_over
+from .base import Followers, hand_over
 from .jsread import RawTap, subscribe_tapped
 from .jswire import is_status, parse_block, parse_status
 
@@ -81,8 +81,7 @@ class FollowHub:
         self.filter = subject_filter
         self.timeout = timeout
         # run id -> its followers' sinks (a queue's ``put_nowait``, or ``EventLog.follow_callback``'s sink)
-        # and the kinds each wants (None: every kind)
-        self.followers: dict[str, dict[Callable[[RawRecord], None], frozenset[str] | None]] = {}
+        self.followers = Followers()
         self._name = ""
         self._delivered = 0
         self._last_seq = 0  # last stream sequence delivered (0: none yet, start from "new")
@@ -105,7 +104,7 @@ class FollowHub:
         """Call ``sink`` with every record of ``run_id`` stored from now on, from the delivery
         path (once the hub's consumer exists, which this waits for); with ``kinds``, only records
         of those kinds. An exception ``sink`` raises is logged."""
-        self.followers.setdefault(run_id, {})[sink] = None if kinds is None else frozenset(kinds)
+        self.followers.add(run_id, sink, kinds)
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
@@ -119,11 +118,7 @@ class FollowHub:
             raise
 
     def unregister(self, run_id: str, sink: Callable[[RawRecord], None]) -> None:
-        sinks = self.followers.get(run_id)
-        if sinks is not None:
-            sinks.pop(sink, None)
-            if not sinks:
-                del self.followers[run_id]
+        self.followers.remove(run_id, sink)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -237,10 +232,7 @@ class FollowHub:
     def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
         """The sinks of the followers of the record's run that want its kind."""
         _, run_id, kind, _ = subject.rsplit(".", 3)
-        sinks = self.followers.get(run_id)
-        if not sinks:
-            return []
-        return [sink for sink, kinds in sinks.items() if kinds is None or kind in kinds]
+        return self.followers.takers(run_id, kind)
 
     def _on_status(self, last_consumer_seq: str | None) -> None:
         self._silent = False

@@ -25,7 +25,7 @@ from ..records import (
     message_id,
     parse_subject,
 )
-from .base import AppendResult, DeadLetter, Delivery, event_consumers, hand_over
+from .base import AppendResult, DeadLetter, Delivery, Followers, event_consumers, hand_over
 
 __all__ = ["MemoryLog"]
 
@@ -107,8 +107,7 @@ class MemoryLog:
         self._by_workflow: dict[str, list[RawRecord]] = {}
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
-        # (workflow, run id) -> the sinks following the run by callback and the kinds each wants (None: all)
-        self._sinks: dict[tuple[str, str], dict[Callable[[RawRecord], None], frozenset[str] | None]] = {}
+        self._sinks = Followers()  # (workflow, run id) -> the sinks following the run by callback
 
     def predecessor(self, record: RawRecord) -> int | None:
         return self._checked.get(record.seq)
@@ -156,9 +155,8 @@ class MemoryLog:
             if expected_last_seq is not None and n == 0:
                 self._checked[self._seq] = expected_last_seq
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
-            sinks = self._sinks.get((parts.workflow, parts.run_id))
-            if sinks:
-                hand_over([sink for sink, kinds in sinks.items() if kinds is None or parts.kind in kinds], rec)
+            if self._sinks:
+                hand_over(self._sinks.takers((parts.workflow, parts.run_id), parts.kind), rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
                 for (wf, _, _, _), consumer in self._consumers.items():
@@ -215,16 +213,8 @@ class MemoryLog:
         kinds: Collection[str] | None = None,
     ) -> Callable[[], None]:
         key = (workflow, run_id)
-        self._sinks.setdefault(key, {})[sink] = None if kinds is None else frozenset(kinds)
-
-        def stop() -> None:
-            sinks = self._sinks.get(key)
-            if sinks is not None:
-                sinks.pop(sink, None)
-                if not sinks:
-                    del self._sinks[key]
-
-        return stop
+        self._sinks.add(key, sink, kinds)
+        return lambda: self._sinks.remove(key, sink)
 
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
