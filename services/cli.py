@@ -12,16 +12,14 @@ from typing import Annotated
 
 import typer
 
+from . import nats_options as no
+
 app = typer.Typer(
     name="jetloom",
     help="Event-sourced, distributed workflows on NATS JetStream.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-NatsUrl = Annotated[
-    str, typer.Option("--nats", envvar="JETLOOM_NATS_URL", help="NATS server URL.")
-]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -47,7 +45,18 @@ def _run(coro: object) -> None:
 @app.command()
 def worker(
     target: Annotated[str, typer.Argument(help="MODULE:WorkflowClass to serve.")],
-    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    nats_url: no.NatsUrl = None,
+    replicas: no.Replicas = None,
+    nats_user: no.NatsUser = None,
+    nats_password: no.NatsPassword = None,
+    nats_token: no.NatsToken = None,
+    nats_nkey: no.NatsNkey = None,
+    nats_creds: no.NatsCreds = None,
+    nats_tls_ca: no.NatsTlsCa = None,
+    nats_tls_cert: no.NatsTlsCert = None,
+    nats_tls_key: no.NatsTlsKey = None,
+    connect_attempts: no.ConnectAttempts = None,
+    connect_wait: no.ConnectWait = None,
     step: Annotated[
         list[str] | None, typer.Option("--step", help="Run only this step (repeatable).")
     ] = None,
@@ -67,11 +76,12 @@ def worker(
     """Run step workers for a workflow: one durable pull consumer per step, shared by every replica."""
     from .worker import serve
 
+    settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
     _run(
         serve(
             target,
-            nats_url,
+            settings,
             steps=step or None,
             prefix=prefix,
             ack_wait=timedelta(seconds=ack_wait),
@@ -84,7 +94,18 @@ def worker(
 
 @app.command("control-plane")
 def control_plane(
-    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    nats_url: no.NatsUrl = None,
+    replicas: no.Replicas = None,
+    nats_user: no.NatsUser = None,
+    nats_password: no.NatsPassword = None,
+    nats_token: no.NatsToken = None,
+    nats_nkey: no.NatsNkey = None,
+    nats_creds: no.NatsCreds = None,
+    nats_tls_ca: no.NatsTlsCa = None,
+    nats_tls_cert: no.NatsTlsCert = None,
+    nats_tls_key: no.NatsTlsKey = None,
+    connect_attempts: no.ConnectAttempts = None,
+    connect_wait: no.ConnectWait = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     prefix: Annotated[str, typer.Option(help="Subject and bucket prefix.")] = "jetloom",
@@ -94,6 +115,7 @@ def control_plane(
     """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer)."""
     from .launcher import ControlPlaneServer
 
+    settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
 
     async def serve() -> None:
@@ -102,7 +124,7 @@ def control_plane(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         server = ControlPlaneServer(
-            nats_url,
+            settings,
             host=host,
             port=port,
             shutdown_grace=10.0,  # then open SSE streams are cut; clients resume elsewhere
@@ -111,7 +133,7 @@ def control_plane(
             max_body_size=max_body_size,
         )
         url = await server.start()
-        print(f"jetloom control plane ready api={url} nats={nats_url}", flush=True)
+        print(f"jetloom control plane ready api={url} nats={settings.display_url}", flush=True)
         try:
             await stop.wait()
         finally:
@@ -133,17 +155,32 @@ def dev(
     port: Annotated[int | None, typer.Option(help="Control plane port (0 = any free port).")] = None,
     nats_port: Annotated[int | None, typer.Option(help="Embedded NATS port (0 = any free port).")] = None,
     store_dir: Annotated[Path | None, typer.Option(help="Embedded NATS store directory.")] = None,
+    nats_url: no.NatsUrl = None,
+    replicas: no.Replicas = None,
+    nats_user: no.NatsUser = None,
+    nats_password: no.NatsPassword = None,
+    nats_token: no.NatsToken = None,
+    nats_nkey: no.NatsNkey = None,
+    nats_creds: no.NatsCreds = None,
+    nats_tls_ca: no.NatsTlsCa = None,
+    nats_tls_cert: no.NatsTlsCert = None,
+    nats_tls_key: no.NatsTlsKey = None,
+    connect_attempts: no.ConnectAttempts = None,
+    connect_wait: no.ConnectWait = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Everything in one command: an embedded nats-server, the control plane and the workers.
     Ctrl-C stops them all cleanly."""
     from .dev import run_dev
 
+    nats = no.given(locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
+
     try:
         _run(
             run_dev(
                 deployment,
+                nats=nats,
                 workflows=workflow or [],
                 port=port,
                 nats_port=nats_port,

@@ -13,7 +13,9 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from rich.console import Console
 
 from .launcher import Deployment, Launcher, ServiceSpec, load_deployment
@@ -50,10 +52,15 @@ async def run_dev(
     port: int | None = None,
     nats_port: int | None = None,
     store_dir: Path | None = None,
+    nats: dict[str, Any] | None = None,
     verbose: bool = False,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run a deployment with an embedded server until ``stop`` is set or a signal arrives.
+
+    ``nats`` holds ``NatsSettings`` fields given on the command line or in the environment
+    (None values ignored); they win over the file's ``[nats]`` table. With a ``url`` there or
+    here, no embedded server starts.
 
     Raises:
         FileNotFoundError / ValueError: no usable deployment file (the message says why).
@@ -68,8 +75,10 @@ async def run_dev(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    overrides = {k: v for k, v in (nats or {}).items() if v is not None}
+    spec = msgspec.structs.replace(dep.nats, **overrides)
     server: EmbeddedNats | None = None
-    nats_url = dep.nats.url
+    nats_url = spec.url
     if nats_url is None:
         server = EmbeddedNats(
             port=dep.nats.port if nats_port is None else nats_port,
@@ -82,13 +91,17 @@ async def run_dev(
         if verbose:
             err.print(f"[dim]worker {pid}:[/] {line}", markup=True, highlight=False)
 
-    launcher = Launcher(nats_url, cwd=dep.root, on_line=show)
+    settings = spec.settings(nats_url)
+    launcher = Launcher(settings, cwd=dep.root, on_line=show)
     try:
         cp = await launcher.launch(dep)
         api = cp.url if cp is not None else "-"
         for s in dep.services:
             err.print(f"service [bold]{s.name}[/]: {s.workflow} x{s.replicas}", highlight=False)
-        print(f"jetloom dev ready api={api} nats={nats_url} workers={len(launcher.workers)}", flush=True)
+        print(
+            f"jetloom dev ready api={api} nats={settings.display_url} workers={len(launcher.workers)}",
+            flush=True,
+        )
         await stop.wait()
     finally:
         err.print("stopping workers, control plane and nats-server ...")

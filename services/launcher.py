@@ -40,6 +40,10 @@ from typing import Any
 import msgspec
 import uvicorn
 
+from engine.log.connection import NatsSettings
+
+from .nats_options import environ
+
 __all__ = [
     "ControlPlaneServer",
     "Deployment",
@@ -76,13 +80,27 @@ class ServiceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"service {self.name!r}: num_workers must be >= 1")
 
 
-class NatsSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``[nats]``: ``url`` of an existing server, or (``jetloom dev``) the embedded server's
-    ``port`` (0 = any free port; default 4222) and ``store_dir``."""
+class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[nats]``: ``url`` of an existing server (or several, comma-separated), or (``jetloom
+    dev``, no ``url``) the embedded server's ``port`` (0 = any free port; default 4222) and
+    ``store_dir``; and every other ``NatsSettings`` field (``replicas``, credentials, TLS,
+    ``connect_attempts``, ``connect_wait_s``)."""
 
-    url: str | None = None
+    url: str | None = None  # type: ignore[assignment]
     port: int = 4222
     store_dir: str = ".jetloom/nats"
+
+    def settings(self, url: str | None = None) -> NatsSettings:
+        """The connection settings, with ``url`` (an embedded server's) in place of the file's.
+
+        Raises:
+            ValueError: neither the file nor the caller names a server.
+        """
+        fields = {f: getattr(self, f) for f in NatsSettings.__struct_fields__}
+        fields["url"] = url or self.url
+        if fields["url"] is None:
+            raise ValueError("[nats] names no url and no embedded server was started")
+        return NatsSettings(**fields)
 
 
 class ControlPlaneSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -150,16 +168,20 @@ class WorkerProcess:
     async def start(
         cls,
         target: str,
-        nats_url: str,
+        nats: str | NatsSettings,
         *,
         args: Sequence[str] = (),
         cwd: str | Path | None = None,
         on_line: Callable[[int, str], None] | None = None,
     ) -> WorkerProcess:
-        """Start ``python -m services.cli worker TARGET --nats URL ARGS`` with ``cwd`` (default:
-        the current directory) and the repository on ``PYTHONPATH``."""
+        """Start ``python -m services.cli worker TARGET ARGS`` with ``cwd`` (default: the current
+        directory) and the repository on ``PYTHONPATH``; the NATS settings (``nats``: URLs or
+        ``NatsSettings``) travel in its environment (``services.nats_options.ENV``), so no secret
+        shows on its command line."""
+        settings = nats if isinstance(nats, NatsSettings) else NatsSettings(url=nats)
         workdir = str(cwd or os.getcwd())
         env = dict(os.environ)
+        env.update(environ(settings))
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [workdir, str(REPO_ROOT), env.get("PYTHONPATH")])
         )
@@ -170,8 +192,6 @@ class WorkerProcess:
             "services.cli",
             "worker",
             target,
-            "--nats",
-            nats_url,
             *args,
             cwd=workdir,
             env=env,
@@ -245,7 +265,8 @@ class ControlPlaneServer:
     """The control plane served by uvicorn inside this event loop.
 
     Args:
-        nats_url / host / port: where it connects and listens (port 0 = any free port).
+        nats_url / host / port: where it connects (URLs or ``NatsSettings``) and listens (port
+            0 = any free port).
         shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
         log_level: uvicorn's log level (default ``warning``).
         **app_options: passed to ``create_app``.
@@ -256,7 +277,7 @@ class ControlPlaneServer:
 
     def __init__(
         self,
-        nats_url: str,
+        nats_url: str | NatsSettings,
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -312,14 +333,15 @@ class Launcher:
     """Starts and stops the control plane and workflow services (worker processes).
 
     Args:
-        nats_url: the NATS server every process uses.
+        nats_url: the NATS server every process uses (URLs, or ``NatsSettings`` with credentials
+            and replicas).
         cwd: directory worker processes run in and import workflows from (default: current).
         on_line: called with ``(pid, line)`` for every worker output line (default: ignored).
     """
 
     def __init__(
         self,
-        nats_url: str,
+        nats_url: str | NatsSettings,
         *,
         cwd: str | Path | None = None,
         on_line: Callable[[int, str], None] | None = None,

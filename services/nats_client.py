@@ -15,6 +15,7 @@ from typing import Any
 
 from engine import StartEvent, Workflow, WorkflowHandler
 from engine.events import Event
+from engine.log.connection import NatsSettings
 from engine.log.jetstream import JetStreamLog
 from engine.runtime import start_run
 
@@ -33,9 +34,11 @@ class NatsClient:
         self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
 
     @classmethod
-    async def connect(cls, url: str, **log_options: Any) -> NatsClient:
-        """Connect to ``url`` (options as for ``JetStreamLog``)."""
-        return cls(await JetStreamLog.connect(url, **log_options))
+    async def connect(cls, servers: str | NatsSettings, **log_options: Any) -> NatsClient:
+        """Connect to ``servers`` (URLs, comma-separated, or ``NatsSettings`` with credentials;
+        options as for ``JetStreamLog``)."""
+        log_options.setdefault("name", "jetloom-client")
+        return cls(await JetStreamLog.connect(servers, **log_options))
 
     async def __aenter__(self) -> NatsClient:
         return self

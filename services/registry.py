@@ -93,14 +93,18 @@ class Registry:
         nc: a connected nats-py client.
         prefix: bucket name prefix (default ``jetloom``).
         storage: ``"file"`` (default) or ``"memory"``.
+        replicas: replicas of the buckets when they are created (default 1).
     """
 
-    def __init__(self, nc: NATS, *, prefix: str = "jetloom", storage: str = "file") -> None:
+    def __init__(
+        self, nc: NATS, *, prefix: str = "jetloom", storage: str = "file", replicas: int = 1
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.services_bucket = f"{prefix}_services"
         self.workflows_bucket = f"{prefix}_workflows"
         self._storage_name = storage
+        self._replicas = replicas
         self._services: KeyValue | None = None
         self._workflows: KeyValue | None = None
 
@@ -113,7 +117,13 @@ class Registry:
         return reg
 
     async def _bucket(self, name: str, *, marker_ttl: float | None) -> KeyValue:
-        return await open_bucket(self.nc, name, storage=self._storage_name, limit_marker_ttl=marker_ttl)
+        return await open_bucket(
+            self.nc,
+            name,
+            storage=self._storage_name,
+            replicas=self._replicas,
+            limit_marker_ttl=marker_ttl,
+        )
 
     # ---- writes (workers) ------------------------------------------------------------------
 

@@ -66,9 +66,11 @@ class SessionStore:
         self.kv = kv
 
     @classmethod
-    async def open(cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file") -> SessionStore:
-        """The bucket ``<prefix>_sessions``, created if missing."""
-        kv = await open_bucket(nc, f"{prefix}_sessions", storage=storage)
+    async def open(
+        cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file", replicas: int = 1
+    ) -> SessionStore:
+        """The bucket ``<prefix>_sessions``, created if missing with ``replicas`` replicas."""
+        kv = await open_bucket(nc, f"{prefix}_sessions", storage=storage, replicas=replicas)
         return cls(kv)
 
     async def create(self, workflow: str, session_id: str | None = None) -> Session:

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from engine.describe import describe
 from engine.executor import Executor
+from engine.log.connection import NatsSettings
 from engine.log.jetstream import JetStreamLog
 from engine.log.jssnapshots import KvSnapshots
 from engine.snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -32,7 +33,7 @@ logger = logging.getLogger("jetloom.worker")
 
 async def serve(
     target: str,
-    nats_url: str,
+    nats: str | NatsSettings,
     *,
     steps: Sequence[str] | None = None,
     prefix: str = "jetloom",
@@ -48,7 +49,8 @@ async def serve(
 
     Args:
         target: ``module:WorkflowClass`` (or an instance or factory).
-        nats_url: the NATS server, e.g. ``nats://127.0.0.1:4222``.
+        nats: the NATS server URL(s), e.g. ``nats://127.0.0.1:4222``, or ``NatsSettings``
+            (credentials, and the replicas of the streams and buckets it creates).
         steps: run only these steps (default: all).
         prefix: subject prefix (default ``jetloom``).
         ack_wait: redelivery deadline of an unsettled trigger (default 30 s).
@@ -63,12 +65,12 @@ async def serve(
     Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming.
     """
     workflow = load_workflow(target)
-    log = await JetStreamLog.connect(nats_url, prefix=prefix, ack_wait=ack_wait)
-    snapshots = await KvSnapshots.open(log.nc, prefix=prefix)
+    log = await JetStreamLog.connect(nats, name="jetloom-worker", prefix=prefix, ack_wait=ack_wait)
+    snapshots = await KvSnapshots.open(log.nc, prefix=prefix, replicas=log.replicas)
     executor = Executor(
         workflow, log, steps=steps, num_workers=num_workers, snapshots=snapshots, snapshot_every=snapshot_every
     )
-    registry = await Registry.open(log.nc)
+    registry = await Registry.open(log.nc, prefix=prefix, replicas=log.replicas)
     heartbeat = Heartbeat(
         registry,
         service=service or type(workflow).workflow_name,

@@ -40,7 +40,6 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -68,6 +67,7 @@ from ..records import (
     run_subject,
 )
 from .base import AppendResult, DeadLetter, Delivery, event_consumers
+from .connection import DEFAULT_URL, NatsSettings, open_connection
 from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsproto import install_protocol_parser
@@ -370,6 +370,8 @@ class JetStreamLog:
         commit: how a multi-message append is published: ``"pipelined"`` (default; ordered,
             idempotent per message, not atomic) or ``"batch"`` (one atomic batch, server 2.12+,
             ≈ 2.2 ms each on a file stream and serialized per stream).
+        replicas: replicas of the streams (and of the buckets beside them, ``kv.open_bucket``)
+            that ``setup()`` creates (default 1; 3 on a three-node cluster).
 
     Raises:
         ValueError: an unknown ``commit`` mode.
@@ -387,6 +389,7 @@ class JetStreamLog:
         request_timeout: float = 10.0,
         prefetch: int | None = None,
         commit: str = "pipelined",
+        replicas: int = 1,
         owns_connection: bool = False,
     ) -> None:
         if commit not in ("pipelined", "batch"):
@@ -403,6 +406,7 @@ class JetStreamLog:
         self.storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
         self.timeout = request_timeout
         self.prefetch = prefetch
+        self.replicas = replicas
         self._owns = owns_connection
         self._dg_inbox: str | None = None
         self._dg_waiters: dict[str, _Batch] = {}
@@ -416,10 +420,21 @@ class JetStreamLog:
         self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
 
     @classmethod
-    async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
-        """Connect to ``url``, create the streams if needed, and return a log that closes the
-        connection on ``close()``. Keyword arguments are those of the constructor."""
-        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    async def connect(
+        cls, servers: str | NatsSettings = DEFAULT_URL, *, name: str | None = None, **kwargs: Any
+    ) -> JetStreamLog:
+        """Connect (``connection.open_connection``), create the streams if needed, and return a
+        log that closes the connection on ``close()``.
+
+        Args:
+            servers: a server URL (or comma-separated URLs), or ``NatsSettings`` with credentials
+                and the replicas of what set-up creates.
+            name: the client's name on the server (e.g. ``jetloom-worker``).
+            **kwargs: those of the constructor (``replicas`` defaults to the settings').
+        """
+        settings = servers if isinstance(servers, NatsSettings) else NatsSettings(url=servers)
+        kwargs.setdefault("replicas", settings.replicas)
+        nc = await open_connection(settings, name=name)
         log = cls(nc, owns_connection=True, **kwargs)
         await log.setup()
         return log
@@ -436,6 +451,7 @@ class JetStreamLog:
                 allow_atomic=True,
                 allow_msg_schedules=True,
                 allow_msg_ttl=True,
+                num_replicas=self.replicas,
             )
         )
         await self._ensure_stream(
@@ -444,6 +460,7 @@ class JetStreamLog:
                 subjects=[f"{self.prefix}.dlq.>"],
                 storage=self.storage,
                 allow_direct=True,
+                num_replicas=self.replicas,
             )
         )
 

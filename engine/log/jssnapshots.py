@@ -38,7 +38,13 @@ class KvSnapshots:
 
     @classmethod
     async def open(
-        cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file", max_value_bytes: int = -1
+        cls,
+        nc: NATS,
+        *,
+        prefix: str = "jetloom",
+        storage: str = "file",
+        max_value_bytes: int = -1,
+        replicas: int = 1,
     ) -> KvSnapshots:
         """The bucket ``<prefix>_snapshots``, created if missing.
 
@@ -47,9 +53,14 @@ class KvSnapshots:
             prefix: bucket name prefix (default ``jetloom``).
             storage: ``"file"`` (default) or ``"memory"``.
             max_value_bytes: largest snapshot stored (default -1: the server's ``max_payload``).
+            replicas: replicas of a new bucket (default 1).
         """
         kv = await open_bucket(
-            nc, f"{prefix}_snapshots", storage=storage, max_value_size=max_value_bytes
+            nc,
+            f"{prefix}_snapshots",
+            storage=storage,
+            replicas=replicas,
+            max_value_size=max_value_bytes,
         )
         return cls(kv)
 

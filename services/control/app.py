@@ -59,6 +59,7 @@ from engine.codec import decode_record
 from engine.commit import OrphanFilter
 from engine.describe import WorkflowInfo
 from engine.fold import RunState
+from engine.log.connection import NatsSettings
 from engine.log.jetstream import JetStreamLog
 from engine.records import check_token
 from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
@@ -97,7 +98,7 @@ class ControlPlane:
     """The control plane's connections and settings; one per process, shared by requests.
 
     Args:
-        nats_url: the NATS server.
+        nats_url: the NATS server URL(s), or ``NatsSettings`` (credentials, replicas).
         prefix: subject and bucket prefix (default ``jetloom``).
         wait_timeout: default seconds ``?wait=true`` waits (default 30).
         sse_ping: seconds between keep-alive comments on an idle SSE stream (default 15).
@@ -105,7 +106,7 @@ class ControlPlane:
 
     def __init__(
         self,
-        nats_url: str,
+        nats_url: str | NatsSettings,
         *,
         prefix: str = "jetloom",
         wait_timeout: float = DEFAULT_WAIT,
@@ -121,8 +122,11 @@ class ControlPlane:
         self._ensured: set[bytes] = set()
 
     async def start(self) -> None:
-        self.log = await JetStreamLog.connect(self.nats_url, prefix=self.prefix)
-        self.view = RegistryView(await Registry.open(self.log.nc, prefix=self.prefix))
+        self.log = await JetStreamLog.connect(
+            self.nats_url, name="jetloom-control-plane", prefix=self.prefix
+        )
+        registry = await Registry.open(self.log.nc, prefix=self.prefix, replicas=self.log.replicas)
+        self.view = RegistryView(registry)
         await self.view.start()
 
     async def stop(self) -> None:
@@ -586,7 +590,7 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 
 def create_app(
-    nats_url: str = "nats://127.0.0.1:4222",
+    nats_url: str | NatsSettings = "nats://127.0.0.1:4222",
     *,
     prefix: str = "jetloom",
     max_body_size: int = DEFAULT_MAX_BODY,
@@ -597,7 +601,7 @@ def create_app(
     """The control plane's ASGI app (serve it with uvicorn).
 
     Args:
-        nats_url: the NATS server.
+        nats_url: the NATS server URL(s), or ``NatsSettings`` (credentials, replicas).
         prefix: subject and bucket prefix (default ``jetloom``).
         max_body_size: request bodies above this many bytes get 413 (default 1 MiB).
         wait_timeout: default seconds for ``?wait=true`` (default 30).

@@ -40,7 +40,7 @@ async def _store(cp: ControlPlane) -> SessionStore:
     store: SessionStore | None = getattr(cp, "_session_store", None)
     if store is None:
         assert cp.log is not None
-        store = await SessionStore.open(cp.log.nc, prefix=cp.prefix)
+        store = await SessionStore.open(cp.log.nc, prefix=cp.prefix, replicas=cp.log.replicas)
         cp._session_store = store  # type: ignore[attr-defined]
     return store
 
