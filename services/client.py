@@ -13,7 +13,9 @@
         print(client.run("DocIndex", root=...))
 
 ``RunHandle.stream()`` reconnects after a dropped connection with ``Last-Event-ID``, so no event
-is lost or repeated. Workflows can be named by string or passed as classes (then their events
+is lost or repeated. With an API token (``Client(url, token=...)``, default: the environment
+variable ``JETLOOM_API_TOKEN``) every request, streams included, carries
+``Authorization: Bearer <token>``. Workflows can be named by string or passed as classes (then their events
 come back typed); event classes are also looked up by the ``module:QualName`` the log records and
 imported when that module is importable here.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -53,6 +56,7 @@ __all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "Sy
 
 TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"})
 DEFAULT_URL = "http://127.0.0.1:8000"
+TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
 
 
@@ -144,22 +148,38 @@ def run_result(view: dict[str, Any]) -> Any:
     return _typed(stop["type"], stop.get("data", {}))
 
 
+def _auth_headers(token: str | None) -> dict[str, str]:
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class Client:
     """Async client of the control plane.
 
     Args:
         base_url: the control plane (default ``http://127.0.0.1:8000``).
+        token: the API token sent as ``Authorization: Bearer`` on every request, streams included
+            (default: the environment variable ``JETLOOM_API_TOKEN``; none when it is unset).
         timeout: seconds per HTTP request (default 30; streams wait without limit).
         http: an ``httpx.AsyncClient`` to use instead of a new one (its base URL is kept).
+
+    Methods raise ``ApiError`` for error answers: 401 (no or a wrong token) and 403 (the token
+    lacks the endpoint's scope) included.
     """
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0, http: httpx.AsyncClient | None = None
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
         self._owns = http is None
         self._classes: set[str] = set()
+        self._auth = _auth_headers(token)  # per request, so a borrowed ``http`` is not changed
 
     async def __aenter__(self) -> Client:
         return self
@@ -171,8 +191,8 @@ class Client:
         if self._owns:
             await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = await self._http.request(method, path, **kwargs)
+    async def _call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        resp = await self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -380,7 +400,7 @@ class RunHandle:
             )
             async for attempt in retrying:
                 with attempt:
-                    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+                    headers = {**self.client._auth, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
                     if last:
                         headers["Last-Event-ID"] = str(last)
                     req = http.build_request(
@@ -532,20 +552,21 @@ class RunHandle:
 
 
 class SyncClient:
-    """The blocking twin of ``Client`` (same methods, same arguments), for scripts and notebooks.
+    """The blocking twin of ``Client`` (same methods, same arguments: ``token`` too), for scripts
+    and notebooks.
 
     It runs a ``Client`` on an event loop in a background thread (an anyio blocking portal).
     Close it (or use ``with``) to stop the thread.
     """
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 30.0) -> None:
         self._cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._cm.__enter__()
-        self._client: Client = self._portal.call(self._make, base_url, timeout)
+        self._client: Client = self._portal.call(self._make, base_url, token, timeout)
 
     @staticmethod
-    async def _make(base_url: str, timeout: float) -> Client:
-        return Client(base_url, timeout=timeout)
+    async def _make(base_url: str, token: str | None, timeout: float) -> Client:
+        return Client(base_url, token=token, timeout=timeout)
 
     def __enter__(self) -> SyncClient:
         return self

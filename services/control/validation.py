@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
 from .errors import ApiError, error_body
@@ -73,34 +73,36 @@ _RULES = {
 }
 
 
-def _name_param(description: str, **kw: Any) -> Any:
-    return Parameter(
+def _name_param(kind: Any, description: str, **kw: Any) -> Any:
+    return kind(
         pattern=NAME_PATTERN, min_length=1, max_length=NAME_MAX, description=f"{description} ({NAME_RULE})", **kw
     )
 
 
-Name = Annotated[str, _name_param("a workflow name, run id or session id")]
+Name = Annotated[str, _name_param(PathParameter, "a workflow name, run id or session id")]
 """A path parameter naming a workflow, run or session."""
-OptionalName = Annotated[str | None, _name_param("a name or id")]
+OptionalName = Annotated[str | None, _name_param(QueryParameter, "a name or id")]
 """An optional query parameter naming a workflow or run."""
-Seq = Annotated[int, Parameter(ge=0, le=SEQ_MAX, description=SEQ_RULE)]
+Seq = Annotated[int, QueryParameter(ge=0, le=SEQ_MAX, description=SEQ_RULE)]
 """A stream sequence (``cursor``, ``after``)."""
-OptionalSeq = Annotated[int | None, Parameter(ge=0, le=SEQ_MAX, description=SEQ_RULE)]
+OptionalSeq = Annotated[int | None, QueryParameter(ge=0, le=SEQ_MAX, description=SEQ_RULE)]
 """An optional stream sequence (``after``, ``at``)."""
 LastEventId = Annotated[
     str | None,
-    Parameter(header="Last-Event-ID", pattern=SEQ_PATTERN, required=False, description=SEQ_RULE),
+    HeaderParameter(name="Last-Event-ID", pattern=SEQ_PATTERN, required=False, description=SEQ_RULE),
 ]
 """The SSE ``Last-Event-ID`` header: the last stream sequence the client has."""
 StartIdempotencyKey = Annotated[
     str | None,
-    _name_param("makes the start idempotent; it becomes the run id", header="Idempotency-Key", required=False),
+    _name_param(
+        HeaderParameter, "makes the start idempotent; it becomes the run id", name="Idempotency-Key", required=False
+    ),
 ]
 """``Idempotency-Key`` on a start: it becomes the run id, so it follows the name rule."""
 EventIdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         pattern=IDEMPOTENCY_KEY_PATTERN,
         min_length=1,
         max_length=IDEMPOTENCY_KEY_MAX,
