@@ -184,7 +184,8 @@ class ApiAuth:
         Handlers marked ``PUBLIC`` and those left out of the OpenAPI document (its own pages at
         ``/schema``) pass; a handler without a scope needs ``admin``."""
         opt = handler.opt or {}
-        if opt.get("public") or getattr(handler, "include_in_schema", True) is False:
+        in_schema = getattr(handler, "resolve_include_in_schema", None)
+        if opt.get("public") or (in_schema is not None and not in_schema()):
             return
         scope = opt.get("scope", "admin")
         token = self.authenticate(connection.headers.get("authorization"))
