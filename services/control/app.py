@@ -71,7 +71,14 @@ from services.registry import Registry, RegistryView, jetloom_version
 
 from . import validation as v
 from .auth import OPEN_WARNING, PUBLIC, ApiAuth, needs
-from .errors import RETRY_AFTER_S, ApiError, http_error, nats_unavailable, unexpected_error
+from .errors import (
+    ERROR_RESPONSES,
+    RETRY_AFTER_S,
+    ApiError,
+    http_error,
+    nats_unavailable,
+    unexpected_error,
+)
 from .queries import (
     find_workflow,
     is_terminal,
@@ -242,7 +249,7 @@ async def health(state: State) -> dict[str, Any]:
     return {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
 
 
-@get("/ready", opt=PUBLIC, security=[{}])
+@get("/ready", opt=PUBLIC, security=[{}], responses={503: ERROR_RESPONSES[503]})
 async def ready(state: State) -> Response[dict[str, Any]]:
     """Readiness: 200 while NATS is connected and the run stream has a leader (on a server that
     is not clustered, a stream whose info can be read is led by it); 503 with the reason and
@@ -264,16 +271,22 @@ async def ready(state: State) -> Response[dict[str, Any]]:
                 reason = f"stream {cp.log.stream} has no leader (cluster {cluster.name})"
             leader = cluster.leader if cluster is not None else None
     if reason is not None:
-        body = {"status": "unavailable", "reason": reason, "nats": cp.log is not None and cp.log.nc.is_connected}
+        body = {
+            "error": reason,
+            "status": HTTP_503_SERVICE_UNAVAILABLE,  # the error body every 503 has
+            "ready": False,
+            "nats": cp.log is not None and cp.log.nc.is_connected,
+            "retry_after": RETRY_AFTER_S,
+        }
         return Response(
             body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
         )
     assert cp.log is not None
-    body = {"status": "ready", "nats": True, "stream": cp.log.stream, "leader": leader}
+    body = {"status": "ready", "ready": True, "nats": True, "stream": cp.log.stream, "leader": leader}
     return Response(body, status_code=HTTP_200_OK)
 
 
-@get("/services", opt=needs("read"))
+@get("/services", opt=needs("read"), responses=ERROR_RESPONSES)
 async def services(state: State) -> list[dict[str, Any]]:
     """Live worker processes, as they last reported in their registry heartbeats."""
     view = _cp(state).view
@@ -290,7 +303,7 @@ def _workflow_body(info: WorkflowInfo, view: RegistryView) -> dict[str, Any]:
     return body
 
 
-@get("/workflows", opt=needs("read"))
+@get("/workflows", opt=needs("read"), responses=ERROR_RESPONSES)
 async def workflows(state: State) -> list[dict[str, Any]]:
     """Every workflow ever served, with how many live processes serve it now."""
     view = _cp(state).view
@@ -298,7 +311,7 @@ async def workflows(state: State) -> list[dict[str, Any]]:
     return [_workflow_body(w, view) for w in sorted(view.workflows.values(), key=lambda w: w.name)]
 
 
-@get("/workflows/{name:str}", opt=needs("read"))
+@get("/workflows/{name:str}", opt=needs("read"), responses=ERROR_RESPONSES)
 async def workflow_detail(state: State, name: v.Name) -> dict[str, Any]:
     """A workflow's steps, events (JSON schemas), graph and start event."""
     cp = _cp(state)
@@ -306,7 +319,7 @@ async def workflow_detail(state: State, name: v.Name) -> dict[str, Any]:
     return _workflow_body(await cp.workflow(name), cp.view)
 
 
-@post("/workflows/{name:str}/runs", status_code=HTTP_201_CREATED, opt=needs("run"))
+@post("/workflows/{name:str}/runs", status_code=HTTP_201_CREATED, opt=needs("run"), responses=ERROR_RESPONSES)
 async def start_run(
     state: State,
     request: Request[Any, Any, Any],
@@ -362,7 +375,7 @@ async def start_run(
     return Response(body, status_code=code, headers={"Location": links["self"]})
 
 
-@get("/runs", opt=needs("read"))
+@get("/runs", opt=needs("read"), responses=ERROR_RESPONSES)
 async def runs(
     state: State,
     workflow: v.OptionalName = None,
@@ -377,7 +390,7 @@ async def runs(
     return {"runs": [msgspec.to_builtins(r) for r in found], "next_cursor": nxt}
 
 
-@get("/runs/{run_id:str}", opt=needs("read"))
+@get("/runs/{run_id:str}", opt=needs("read"), responses=ERROR_RESPONSES)
 async def run_detail(state: State, run_id: v.Name) -> dict[str, Any]:
     """A run's status, result or error, timestamps and state, folded from its log."""
     cp = _cp(state)
@@ -387,7 +400,7 @@ async def run_detail(state: State, run_id: v.Name) -> dict[str, Any]:
     return run_view(st)
 
 
-@get("/runs/{run_id:str}/events", opt=needs("read"))
+@get("/runs/{run_id:str}/events", opt=needs("read"), responses=ERROR_RESPONSES)
 async def run_events(state: State, run_id: v.Name, after: v.Seq = 0) -> dict[str, Any]:
     """Every record of the run after sequence ``after``, in order (orphans of a commit that did not
     stand left out: ``engine.commit``)."""
@@ -399,7 +412,7 @@ async def run_events(state: State, run_id: v.Name, after: v.Seq = 0) -> dict[str
     return {"run_id": run_id, "workflow": wf, "records": [record_view(r) for r in records]}
 
 
-@get("/runs/{run_id:str}/stream", opt=needs("read"))
+@get("/runs/{run_id:str}/stream", opt=needs("read"), responses=ERROR_RESPONSES, media_type="text/event-stream")
 async def run_stream(
     state: State,
     run_id: v.Name,
@@ -465,7 +478,7 @@ async def _sse(
             await task
 
 
-@post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED, opt=needs("run"))
+@post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED, opt=needs("run"), responses=ERROR_RESPONSES)
 async def send_event(
     state: State,
     request: Request[Any, Any, Any],
@@ -540,7 +553,7 @@ async def send_event(
     return {"run_id": run_id, "type": event_type, "seq": res.last_seq, "duplicate": res.duplicate}
 
 
-@post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, opt=needs("admin"))
+@post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: v.Name) -> dict[str, Any]:
     """Cancel a run: records ``RunCancelled``; no step of the run starts afterwards."""
     cp = _cp(state)
@@ -557,7 +570,7 @@ async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: v.Na
     return {"run_id": run_id, "status": "cancelled"}
 
 
-@post("/runs/{run_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt=needs("admin"))
+@post("/runs/{run_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def retry_failed_run(state: State, run_id: v.Name) -> dict[str, Any]:
     """Retry a failed run from the step that failed (e.g. after a code fix and a worker restart):
     appends ``Resume(reason="manual")`` for that step; the run is running again. 409 if the run is

@@ -20,17 +20,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 
 from engine.errors import LogError
 
 __all__ = [
+    "ERROR_RESPONSES",
     "RETRY_AFTER_S",
     "ApiError",
+    "ErrorBody",
     "error_body",
     "http_error",
     "nats_unavailable",
@@ -69,6 +73,38 @@ _UNAVAILABLE_WORDS = (
 
 class ApiError(HTTPException):
     """An error answered as ``{"error": detail, "status": code, **extra}``."""
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error's JSON body (for the OpenAPI document; other keys may be present)."""
+
+    error: str
+    """What went wrong, in words."""
+    status: int
+    """The HTTP status code again."""
+    field: str | None = None
+    """The parameter or body field at fault (400, 422)."""
+    errors: list[dict[str, Any]] | None = None
+    """Every problem found, when there were several (400, 422)."""
+    retry_after: int | None = None
+    """Seconds to wait before trying again (503; also the ``Retry-After`` header)."""
+
+
+def _spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
+
+
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _spec("A malformed parameter or body (``field`` names it)"),
+    401: _spec("No API token, or one that is not valid (with ``WWW-Authenticate: Bearer``)"),
+    403: _spec("The API token lacks the scope this endpoint needs"),
+    404: _spec("No such workflow, run or session"),
+    409: _spec("The run or session is not in a state that allows it"),
+    413: _spec("The request body is too large"),
+    422: _spec("The body does not match the event's schema (``field`` names it)"),
+    503: _spec("NATS or the run stream is unavailable; retry after ``Retry-After`` seconds"),
+}
+"""The error responses every endpoint declares in the OpenAPI document."""
 
 
 def nats_unavailable(exc: BaseException) -> str | None:

@@ -32,6 +32,7 @@ from services.sessions import Session, SessionConflictError, SessionNotFoundErro
 from . import validation as v
 from .app import ApiError, ControlPlane, _cp, _json_body
 from .auth import needs
+from .errors import ERROR_RESPONSES
 from .queries import find_workflow, load_run
 
 __all__ = ["HANDLERS"]
@@ -53,7 +54,7 @@ async def _get(cp: ControlPlane, session_id: str) -> tuple[Session, int]:
         raise ApiError(status_code=HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
 
-@post("/sessions", status_code=HTTP_201_CREATED, opt=needs("admin"))
+@post("/sessions", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def create_session(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Create a session of a workflow. Body: ``{"workflow": NAME, "id": optional id}``."""
     cp = _cp(state)
@@ -75,13 +76,13 @@ async def create_session(state: State, request: Request[Any, Any, Any]) -> dict[
     return msgspec.to_builtins(session)  # type: ignore[no-any-return]
 
 
-@get("/sessions", opt=needs("read"))
+@get("/sessions", opt=needs("read"), responses=ERROR_RESPONSES)
 async def list_sessions(state: State) -> list[dict[str, Any]]:
     """Every session, oldest first."""
     return [msgspec.to_builtins(s) for s in await (await _store(_cp(state))).list()]
 
 
-@get("/sessions/{session_id:str}", opt=needs("read"))
+@get("/sessions/{session_id:str}", opt=needs("read"), responses=ERROR_RESPONSES)
 async def session_detail(state: State, session_id: v.Name) -> dict[str, Any]:
     """A session, with the status of each of its runs (``runs_status``, same order as ``runs``)."""
     cp = _cp(state)
@@ -96,7 +97,7 @@ async def session_detail(state: State, session_id: v.Name) -> dict[str, Any]:
     return body
 
 
-@post("/sessions/{session_id:str}/runs", status_code=HTTP_201_CREATED, opt=needs("admin"))
+@post("/sessions/{session_id:str}/runs", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def run_in_session(
     state: State, request: Request[Any, Any, Any], session_id: v.Name
 ) -> Response[dict[str, Any]]:
@@ -147,7 +148,7 @@ async def run_in_session(
     return Response(body, status_code=HTTP_201_CREATED, headers={"Location": links["self"]})
 
 
-@delete("/sessions/{session_id:str}", status_code=200, opt=needs("admin"))
+@delete("/sessions/{session_id:str}", status_code=200, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def delete_session(state: State, session_id: v.Name) -> dict[str, Any]:
     """Forget a session; its runs stay in the log."""
     cp = _cp(state)

@@ -35,6 +35,7 @@ from engine.runtime import new_run_id
 from . import validation as v
 from .app import ApiError, _cp, _json_body
 from .auth import needs
+from .errors import ERROR_RESPONSES
 from .queries import run_view
 
 __all__ = ["HANDLERS", "fork_run", "rollback_run", "run_state"]
@@ -81,7 +82,7 @@ def state_view(st: RunState, accepts: dict[str, list[str]], at: int | None) -> d
     }
 
 
-@get("/runs/{run_id:str}/state", opt=needs("read"))
+@get("/runs/{run_id:str}/state", opt=needs("read"), responses=ERROR_RESPONSES)
 async def run_state(state: State, run_id: v.Name, at: v.OptionalSeq = None) -> dict[str, Any]:
     """The run's context as of stream sequence ``at`` (every record of the run with ``seq <=
     at`` folded; rollbacks among them applied), or now. 422 when ``at`` is before its first
@@ -105,7 +106,7 @@ async def run_state(state: State, run_id: v.Name, at: v.OptionalSeq = None) -> d
     return state_view(st, _accepts(info), at)
 
 
-@post("/runs/{run_id:str}/rollback", status_code=HTTP_200_OK, opt=needs("admin"))
+@post("/runs/{run_id:str}/rollback", status_code=HTTP_200_OK, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def rollback_run(state: State, request: Request[Any, Any, Any], run_id: v.Name) -> dict[str, Any]:
     """Roll the run back to ``to_seq``: it continues as if its records after that had not
     happened (they stay readable in ``/events``); triggers pending as of ``to_seq`` run again."""
@@ -130,7 +131,7 @@ async def rollback_run(state: State, request: Request[Any, Any, Any], run_id: v.
     }
 
 
-@post("/runs/{run_id:str}/fork", status_code=HTTP_201_CREATED, opt=needs("admin"))
+@post("/runs/{run_id:str}/fork", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def fork_run(
     state: State, request: Request[Any, Any, Any], run_id: v.Name
 ) -> Response[dict[str, Any]]:
