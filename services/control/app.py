@@ -40,6 +40,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import msgspec
+import nats.errors
 import orjson
 from jsonschema import Draft202012Validator
 from litestar import Litestar, Request, Response, get, post
@@ -223,7 +224,19 @@ class ControlPlane:
 
 
 def _cp(state: State) -> ControlPlane:
-    return state.control_plane  # type: ignore[no-any-return]
+    """The control plane, for a handler that needs NATS.
+
+    Raises:
+        nats.errors.ConnectionReconnectingError / ConnectionClosedError: NATS is not connected
+            (503 with ``Retry-After`` at once, rather than after a request's timeout).
+    """
+    cp: ControlPlane = state.control_plane
+    nc = cp.log.nc if cp.log is not None else None
+    if nc is None or nc.is_closed:
+        raise nats.errors.ConnectionClosedError
+    if not nc.is_connected:
+        raise nats.errors.ConnectionReconnectingError
+    return cp
 
 
 async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
@@ -244,7 +257,7 @@ async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
 @get("/health", opt=PUBLIC, security=[{}])
 async def health(state: State) -> dict[str, Any]:
     """Liveness: 200 while the process serves HTTP; ``nats`` says whether NATS is connected."""
-    cp = _cp(state)
+    cp: ControlPlane = state.control_plane
     ok = cp.log is not None and cp.log.nc.is_connected
     return {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
 
@@ -254,7 +267,7 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     """Readiness: 200 while NATS is connected and the run stream has a leader (on a server that
     is not clustered, a stream whose info can be read is led by it); 503 with the reason and
     ``Retry-After`` otherwise."""
-    cp = _cp(state)
+    cp: ControlPlane = state.control_plane
     reason: str | None = None
     leader: str | None = None
     if cp.log is None or not cp.log.nc.is_connected:
