@@ -12,6 +12,7 @@
     NATS unavailable (``nats_unavailable``)  503 + ``Retry-After``: no responders, timeouts, a closed or
                                              reconnecting connection, JetStream 503 / stream offline /
                                              no suitable peers / leader election
+    larger than the server's max_payload     413 (nats-py ``MaxPayloadError``, the log's ``CommitTooLargeError``)
     anything else                            500 (logged with its traceback); input never gets here
 """
 
@@ -26,9 +27,13 @@ import nats.js.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
-from engine.errors import LogError
+from engine.errors import CommitTooLargeError, LogError
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -141,7 +146,14 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """Any other exception: 503 with ``Retry-After`` when NATS is unavailable, else 500 (logged)."""
+    """Any other exception: 503 with ``Retry-After`` when NATS is unavailable, 413 for a message
+    larger than the server takes, else 500 (logged)."""
+    if isinstance(exc, nats.errors.MaxPayloadError | CommitTooLargeError):
+        body = {
+            "error": f"the request makes a message larger than the NATS server's max_payload: {exc}".rstrip(": "),
+            "status": HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        }
+        return Response(body, status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     reason = nats_unavailable(exc)
     if reason is not None:
         logger.warning("%s %s: %s", request.method, request.url.path, reason)

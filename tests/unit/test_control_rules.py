@@ -10,14 +10,16 @@ from pathlib import Path
 import nats.errors
 import nats.js.errors
 import pytest
+from litestar import Litestar, get
 from litestar.exceptions import NotAuthorizedException
+from litestar.testing import TestClient
 from nats.js.kv import VALID_KEY_RE
 
-from engine.errors import AppendError, LogError
+from engine.errors import AppendError, CommitTooLargeError, LogError
 from engine.records import check_token
 from services.control import validation
 from services.control.auth import SCOPES, ApiAuth, resolve_auth
-from services.control.errors import ApiError, nats_unavailable
+from services.control.errors import ApiError, nats_unavailable, unexpected_error
 
 
 @pytest.mark.parametrize(
@@ -138,3 +140,26 @@ def test_resolve_auth_reads_the_environment(tmp_path: Path) -> None:
     assert both is not None and {t.name for t in both.tokens} == {"r", "JETLOOM_API_TOKEN"}
     with pytest.raises(ValueError):
         resolve_auth(env={"JETLOOM_API_TOKEN": "  "})
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (nats.errors.MaxPayloadError(), 413),
+        (CommitTooLargeError("a message of 9,000,000 bytes exceeds the server's max_payload"), 413),
+        (nats.errors.NoRespondersError(), 503),
+        (nats.js.errors.ServerError(code=500, err_code=10118, description="stream is offline"), 503),
+        (RuntimeError("a bug"), 500),
+    ],
+)
+def test_the_one_exception_handler_maps_what_escapes_a_handler(exc: Exception, status: int) -> None:
+    @get("/boom", sync_to_thread=False)
+    def boom() -> None:
+        raise exc
+
+    app = Litestar([boom], exception_handlers={Exception: unexpected_error}, logging_config=None)
+    with TestClient(app) as http:
+        resp = http.get("/boom")
+    assert resp.status_code == status and resp.json()["status"] == status and resp.json()["error"]
+    assert ("retry-after" in resp.headers) == (status == 503)
+    assert "Traceback" not in resp.text
