@@ -36,6 +36,7 @@ import orjson
 from httpx_sse import EventSource
 from tenacity import (
     AsyncRetrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_delay,
     wait_random_exponential,
@@ -58,6 +59,7 @@ TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
+UNAVAILABLE_FOR = 30.0  # seconds a GET retries while the control plane answers 503 (NATS unavailable)
 
 
 class ApiError(JetloomError):
@@ -78,6 +80,21 @@ class ApiError(JetloomError):
 
 class RunNotFound(ApiError, RunNotFoundError):
     """404 for a run."""
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """A 503: NATS or the run stream is unavailable for now (e.g. a JetStream leader election)."""
+    return isinstance(exc, ApiError) and exc.status == 503
+
+
+def _error(resp: httpx.Response, path: str) -> ApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": resp.text}
+    reason = body.get("error", resp.reason_phrase) if isinstance(body, dict) else str(body)
+    cls = RunNotFound if resp.status_code == 404 and path.startswith("/runs/") else ApiError
+    return cls(resp.status_code, reason, body if isinstance(body, dict) else None)
 
 
 def _ends_run(record: dict[str, Any]) -> bool:
@@ -162,6 +179,9 @@ class Client:
             (default: the environment variable ``JETLOOM_API_TOKEN``; none when it is unset).
         timeout: seconds per HTTP request (default 30; streams wait without limit).
         http: an ``httpx.AsyncClient`` to use instead of a new one (its base URL is kept).
+        unavailable_for_s: how long reads (GET) and stream connections retry, with backoff,
+            while the control plane answers 503 (NATS unavailable; default 30 s, 0 = not at
+            all). Other requests are not retried: they may have taken effect.
 
     Methods raise ``ApiError`` for error answers: 401 (no or a wrong token) and 403 (the token
     lacks the endpoint's scope) included.
@@ -174,8 +194,10 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         http: httpx.AsyncClient | None = None,
+        unavailable_for_s: float = UNAVAILABLE_FOR,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.unavailable_for_s = unavailable_for_s
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
         self._owns = http is None
         self._classes: set[str] = set()
@@ -191,16 +213,22 @@ class Client:
         if self._owns:
             await self._http.aclose()
 
+    def _retrying(self, *, also: type[BaseException] | None = None, for_s: float | None = None) -> AsyncRetrying:
+        """Retries of a 503 (and of ``also``) with full-jitter backoff, for ``for_s`` seconds
+        (default ``unavailable_for_s``)."""
+        return AsyncRetrying(
+            retry=retry_if_exception(_unavailable) | retry_if_exception_type(also or ()),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(self.unavailable_for_s if for_s is None else for_s),
+            reraise=True,
+        )
+
     async def _call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        resp = await self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {"error": resp.text}
-            reason = body.get("error", resp.reason_phrase) if isinstance(body, dict) else str(body)
-            cls = RunNotFound if resp.status_code == 404 and path.startswith("/runs/") else ApiError
-            raise cls(resp.status_code, reason, body if isinstance(body, dict) else None)
+        async for attempt in self._retrying(for_s=None if method == "GET" else 0):
+            with attempt:
+                resp = await self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
+                if resp.status_code >= 400:
+                    raise _error(resp, path)
         return resp.json()
 
     # ---- workflows and services ----------------------------------------------------------------
@@ -381,8 +409,8 @@ class RunHandle:
     async def records(self, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every record of the run as it is committed, until the record that ends the run.
 
-        Resumes after a dropped connection from the last sequence seen (``Last-Event-ID``),
-        retrying with exponential backoff and jitter for up to 60 s.
+        Resumes after a dropped connection (or a 503) from the last sequence seen
+        (``Last-Event-ID``), retrying with exponential backoff and jitter for up to 60 s.
 
         Raises:
             RunNotFound: no such run.
@@ -392,13 +420,7 @@ class RunHandle:
         http = self.client._http
         while True:
             resp: httpx.Response | None = None
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(httpx.TransportError),
-                wait=wait_random_exponential(multiplier=0.05, max=2.0),  # full jitter
-                stop=stop_after_delay(RECONNECT_FOR),
-                reraise=True,
-            )
-            async for attempt in retrying:
+            async for attempt in self.client._retrying(also=httpx.TransportError, for_s=RECONNECT_FOR):
                 with attempt:
                     headers = {**self.client._auth, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
                     if last:
@@ -407,6 +429,10 @@ class RunHandle:
                         "GET", f"/runs/{self.run_id}/stream", headers=headers, timeout=httpx.Timeout(None, connect=10.0)
                     )
                     resp = await http.send(req, stream=True)
+                    if resp.status_code == 503 and self.client.unavailable_for_s > 0:
+                        await resp.aread()
+                        await resp.aclose()
+                        raise _error(resp, req.url.path)
             assert resp is not None
             try:
                 if resp.status_code >= 400:

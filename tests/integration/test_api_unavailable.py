@@ -8,8 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
-from services.client import Client
+from services.client import ApiError, Client
 from services.control.errors import RETRY_AFTER_S
 from services.launcher import WorkerProcess
 from services.natsserver import EmbeddedNats
@@ -64,7 +65,19 @@ async def test_nats_down_gets_503_with_retry_after_and_ready_follows(
         # malformed input is still 400: it is checked before NATS is needed
         assert (await http.get("/runs/a.b")).status_code == 400
 
-        await asyncio.to_thread(nats_server.start)  # same port, same store
+        async with Client(api) as c:
+            with pytest.raises(ApiError) as info:  # a start is not retried: it may have taken effect
+                await c.start("Chain3", text="during")
+            assert info.value.status == 503
+            # a read retries through the outage (the SDK's unavailable_for_s) and a stream reconnects
+            reading = asyncio.create_task(c.handle(rid).status())
+            streaming = asyncio.create_task(anext(aiter(c.handle(rid).records())))
+            finished, _ = await asyncio.wait({reading, streaming}, timeout=0.5)
+            assert not finished  # both keep retrying while NATS is down
+            await asyncio.to_thread(nats_server.start)  # same port, same store
+            async with asyncio.timeout(30):
+                assert (await reading)["status"] == "completed"
+                assert (await streaming)["type"] == "RunStarted"
 
         async def back() -> bool:
             return (await http.get("/ready")).status_code == 200
