@@ -110,13 +110,29 @@ def control_plane(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     prefix: Annotated[str, typer.Option(help="Subject and bucket prefix.")] = "jetloom",
     max_body_size: Annotated[int, typer.Option(help="Largest request body, bytes (413 above).")] = 1 << 20,
+    api_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-tokens",
+            envvar="JETLOOM_API_TOKENS_FILE",
+            help="TOML file of API tokens and their scopes (also: env JETLOOM_API_TOKEN, one token "
+            "with every scope). Without either the API is open.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer)."""
+    from .control.auth import resolve_auth
     from .launcher import ControlPlaneServer
 
     settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
+    try:
+        auth = resolve_auth(api_tokens)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"jetloom control-plane: API tokens: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -131,6 +147,7 @@ def control_plane(
             log_level="debug" if verbose else "info",
             prefix=prefix,
             max_body_size=max_body_size,
+            auth=auth,
         )
         url = await server.start()
         print(f"jetloom control plane ready api={url} nats={settings.display_url}", flush=True)

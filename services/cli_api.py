@@ -31,17 +31,32 @@ err = Console(stderr=True, highlight=False)
 ApiUrl = Annotated[
     str, typer.Option("--url", envvar="JETLOOM_URL", help="Control plane URL.")
 ]
+ApiToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="JETLOOM_API_TOKEN",
+        help="API token (sent as 'Authorization: Bearer'; never printed).",
+        show_default=False,
+        show_envvar=True,
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @contextlib.contextmanager
-def _client(url: str) -> Iterator[SyncClient]:
-    """A client; API and connection errors become one clear line and exit code 1."""
+def _client(url: str, token: str | None = None) -> Iterator[SyncClient]:
+    """A client sending ``token`` (if any); API and connection errors become one clear line and
+    exit code 1."""
     try:
-        with SyncClient(url) as client:
+        with SyncClient(url, token=token or None) as client:
             yield client
     except ApiError as exc:
+        if exc.status in (401, 403):
+            hint = " (pass --token or set JETLOOM_API_TOKEN)" if exc.status == 401 else ""
+            err.print(f"[red]error:[/] {exc.reason}{hint} [dim](HTTP {exc.status})[/]")
+            raise typer.Exit(1) from None
         field = exc.body.get("field")
         where = f" (field {field!r})" if field and repr(field) not in exc.reason else ""
         err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]")
@@ -127,11 +142,12 @@ def register(app: typer.Typer) -> None:
         follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
         run_id: Annotated[str | None, typer.Option(help="Run id (idempotent start).")] = None,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Start a run. Without --follow, prints its id; with it, streams it to the end."""
         fields = _parse_fields(field or [])
-        with _client(url) as client:
+        with _client(url, token) as client:
             handle = client.start(workflow, run_id=run_id, **fields)
             if not follow:
                 if as_json:
@@ -151,10 +167,11 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=1, max=1000, help="Runs per page.")] = 50,
         cursor: Annotated[int, typer.Option(min=0, help="Page cursor (from a previous page).")] = 0,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """List runs, oldest first."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             found, nxt = client.runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
         if as_json:
             _print_json({"runs": found, "next_cursor": nxt})
@@ -172,10 +189,11 @@ def register(app: typer.Typer) -> None:
         follow: Annotated[bool, typer.Option("--follow", help="Keep streaming until the run ends.")] = False,
         after: Annotated[int, typer.Option(min=0, help="Only records after this sequence.")] = 0,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Print a run's records (its event log)."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             handle = client.handle(run_id)
             if follow:
                 _follow(handle, as_json, after)
@@ -198,6 +216,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Makes a retried send append once.")
         ] = None,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Send an event to a run (e.g. human input)."""
@@ -207,7 +226,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="EVENT") from None
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             raise typer.BadParameter('expected {"type": "Name", "data": {...}}', param_hint="EVENT")
-        with _client(url) as client:
+        with _client(url, token) as client:
             res = client.handle(run_id).send_event(
                 type=body["type"], data=body.get("data") or {}, step=step, idempotency_key=idempotency_key
             )
@@ -222,10 +241,11 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="Run id.")],
         reason: Annotated[str, typer.Option(help="Recorded with the cancel.")] = "",
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Cancel a run: no step of it starts afterwards."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             res = client.handle(run_id).cancel(reason)
         if as_json:
             _print_json(res)
@@ -237,10 +257,11 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="Run id.")],
         at: Annotated[int | None, typer.Option("--at", min=0, help="Fold up to this stream sequence.")] = None,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """A run's context as of a sequence (time travel): status, state, done and pending steps."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             view = client.handle(run_id).state(at=at)
         if as_json:
             _print_json(view)
@@ -257,10 +278,11 @@ def register(app: typer.Typer) -> None:
         to: Annotated[int, typer.Option("--to", min=1, help="The last stream sequence that still counts.")],
         reason: Annotated[str, typer.Option(help="Recorded with the rollback.")] = "",
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Roll a run back to a sequence: what came after no longer counts; pending steps rerun."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             res = client.handle(run_id).rollback(to, reason=reason)
         if as_json:
             _print_json(res)
@@ -274,10 +296,11 @@ def register(app: typer.Typer) -> None:
         at: Annotated[int, typer.Option("--at", min=1, help="The last stream sequence to copy.")],
         new_run_id: Annotated[str | None, typer.Option("--run-id", help="The new run's id.")] = None,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Fork a run at a sequence: a new run continuing from that point; prints its id."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             handle = client.handle(run_id).fork(at, run_id=new_run_id)
         if as_json:
             _print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
@@ -288,10 +311,11 @@ def register(app: typer.Typer) -> None:
     def retry(
         run_id: Annotated[str, typer.Argument(help="Id of a failed run.")],
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Retry a failed run from the step that failed (after a fix and a worker restart)."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             res = client.handle(run_id).retry()
         if as_json:
             _print_json(res)
@@ -299,9 +323,9 @@ def register(app: typer.Typer) -> None:
             out.print(f"retrying {run_id} from step {res['step']} (attempt {res['attempt']})", markup=False)
 
     @app.command()
-    def services(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+    def services(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Live worker processes (from the registry)."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             entries = client.services()
         if as_json:
             _print_json(entries)
@@ -320,9 +344,9 @@ def register(app: typer.Typer) -> None:
         out.print(table)
 
     @app.command()
-    def workflows(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+    def workflows(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Workflows in the catalog, with their steps and live instances."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             found = client.workflows()
         if as_json:
             _print_json(found)

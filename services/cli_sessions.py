@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .cli_api import DEFAULT_URL, ApiUrl, AsJson, _client, _follow, _parse_fields, _print_json, out
+from .cli_api import (
+    DEFAULT_URL,
+    ApiToken,
+    ApiUrl,
+    AsJson,
+    _client,
+    _follow,
+    _parse_fields,
+    _print_json,
+    out,
+)
 
 __all__ = ["register"]
 
@@ -22,10 +32,11 @@ def register(app: typer.Typer) -> None:
         workflow: Annotated[str, typer.Argument(help="Workflow name.")],
         session_id: Annotated[str | None, typer.Option("--id", help="Session id (default: new).")] = None,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Create a session; prints its id."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             created = client.create_session(workflow, session_id=session_id)
         if as_json:
             _print_json(created)
@@ -33,9 +44,9 @@ def register(app: typer.Typer) -> None:
             out.print(created["id"], markup=False)
 
     @sessions.command("list")
-    def list_(url: ApiUrl = DEFAULT_URL, as_json: AsJson = False) -> None:
+    def list_(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Every session, oldest first."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             found = client.sessions()
         if as_json:
             _print_json(found)
@@ -49,10 +60,11 @@ def register(app: typer.Typer) -> None:
     def show(
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """A session's runs and their status."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             s = client.session(session_id)
         if as_json:
             _print_json(s)
@@ -69,10 +81,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             handle = client.start_in_session(session_id, **_parse_fields(field or []))
             if follow:
                 _follow(handle, as_json)
@@ -86,10 +99,11 @@ def register(app: typer.Typer) -> None:
     def delete(
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
+        token: ApiToken = None,
         as_json: AsJson = False,
     ) -> None:
         """Forget a session (its runs stay in the log)."""
-        with _client(url) as client:
+        with _client(url, token) as client:
             client.delete_session(session_id)
         if as_json:
             _print_json({"id": session_id, "deleted": True})

@@ -13,7 +13,9 @@
         print(client.run("DocIndex", root=...))
 
 ``RunHandle.stream()`` reconnects after a dropped connection with ``Last-Event-ID``, so no event
-is lost or repeated. Workflows can be named by string or passed as classes (then their events
+is lost or repeated. With an API token (``Client(url, token=...)``, default: the environment
+variable ``JETLOOM_API_TOKEN``) every request, streams included, carries
+``Authorization: Bearer <token>``. Workflows can be named by string or passed as classes (then their events
 come back typed); event classes are also looked up by the ``module:QualName`` the log records and
 imported when that module is importable here.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -33,6 +36,7 @@ import orjson
 from httpx_sse import EventSource
 from tenacity import (
     AsyncRetrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_delay,
     wait_random_exponential,
@@ -53,7 +57,9 @@ __all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "Sy
 
 TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"})
 DEFAULT_URL = "http://127.0.0.1:8000"
+TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
+UNAVAILABLE_FOR = 30.0  # seconds a GET retries while the control plane answers 503 (NATS unavailable)
 
 
 class ApiError(JetloomError):
@@ -74,6 +80,21 @@ class ApiError(JetloomError):
 
 class RunNotFound(ApiError, RunNotFoundError):
     """404 for a run."""
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """A 503: NATS or the run stream is unavailable for now (e.g. a JetStream leader election)."""
+    return isinstance(exc, ApiError) and exc.status == 503
+
+
+def _error(resp: httpx.Response, path: str) -> ApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": resp.text}
+    reason = body.get("error", resp.reason_phrase) if isinstance(body, dict) else str(body)
+    cls = RunNotFound if resp.status_code == 404 and path.startswith("/runs/") else ApiError
+    return cls(resp.status_code, reason, body if isinstance(body, dict) else None)
 
 
 def _ends_run(record: dict[str, Any]) -> bool:
@@ -144,22 +165,43 @@ def run_result(view: dict[str, Any]) -> Any:
     return _typed(stop["type"], stop.get("data", {}))
 
 
+def _auth_headers(token: str | None) -> dict[str, str]:
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class Client:
     """Async client of the control plane.
 
     Args:
         base_url: the control plane (default ``http://127.0.0.1:8000``).
+        token: the API token sent as ``Authorization: Bearer`` on every request, streams included
+            (default: the environment variable ``JETLOOM_API_TOKEN``; none when it is unset).
         timeout: seconds per HTTP request (default 30; streams wait without limit).
         http: an ``httpx.AsyncClient`` to use instead of a new one (its base URL is kept).
+        unavailable_for_s: how long reads (GET) and stream connections retry, with backoff,
+            while the control plane answers 503 (NATS unavailable; default 30 s, 0 = not at
+            all). Other requests are not retried: they may have taken effect.
+
+    Methods raise ``ApiError`` for error answers: 401 (no or a wrong token) and 403 (the token
+    lacks the endpoint's scope) included.
     """
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0, http: httpx.AsyncClient | None = None
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        http: httpx.AsyncClient | None = None,
+        unavailable_for_s: float = UNAVAILABLE_FOR,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.unavailable_for_s = unavailable_for_s
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
         self._owns = http is None
         self._classes: set[str] = set()
+        self._auth = _auth_headers(token)  # per request, so a borrowed ``http`` is not changed
 
     async def __aenter__(self) -> Client:
         return self
@@ -171,16 +213,22 @@ class Client:
         if self._owns:
             await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = await self._http.request(method, path, **kwargs)
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {"error": resp.text}
-            reason = body.get("error", resp.reason_phrase) if isinstance(body, dict) else str(body)
-            cls = RunNotFound if resp.status_code == 404 and path.startswith("/runs/") else ApiError
-            raise cls(resp.status_code, reason, body if isinstance(body, dict) else None)
+    def _retrying(self, *, also: type[BaseException] | None = None, for_s: float | None = None) -> AsyncRetrying:
+        """Retries of a 503 (and of ``also``) with full-jitter backoff, for ``for_s`` seconds
+        (default ``unavailable_for_s``)."""
+        return AsyncRetrying(
+            retry=retry_if_exception(_unavailable) | retry_if_exception_type(also or ()),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(self.unavailable_for_s if for_s is None else for_s),
+            reraise=True,
+        )
+
+    async def _call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        async for attempt in self._retrying(for_s=None if method == "GET" else 0):
+            with attempt:
+                resp = await self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
+                if resp.status_code >= 400:
+                    raise _error(resp, path)
         return resp.json()
 
     # ---- workflows and services ----------------------------------------------------------------
@@ -361,8 +409,8 @@ class RunHandle:
     async def records(self, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """Every record of the run as it is committed, until the record that ends the run.
 
-        Resumes after a dropped connection from the last sequence seen (``Last-Event-ID``),
-        retrying with exponential backoff and jitter for up to 60 s.
+        Resumes after a dropped connection (or a 503) from the last sequence seen
+        (``Last-Event-ID``), retrying with exponential backoff and jitter for up to 60 s.
 
         Raises:
             RunNotFound: no such run.
@@ -372,21 +420,19 @@ class RunHandle:
         http = self.client._http
         while True:
             resp: httpx.Response | None = None
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(httpx.TransportError),
-                wait=wait_random_exponential(multiplier=0.05, max=2.0),  # full jitter
-                stop=stop_after_delay(RECONNECT_FOR),
-                reraise=True,
-            )
-            async for attempt in retrying:
+            async for attempt in self.client._retrying(also=httpx.TransportError, for_s=RECONNECT_FOR):
                 with attempt:
-                    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+                    headers = {**self.client._auth, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
                     if last:
                         headers["Last-Event-ID"] = str(last)
                     req = http.build_request(
                         "GET", f"/runs/{self.run_id}/stream", headers=headers, timeout=httpx.Timeout(None, connect=10.0)
                     )
                     resp = await http.send(req, stream=True)
+                    if resp.status_code == 503 and self.client.unavailable_for_s > 0:
+                        await resp.aread()
+                        await resp.aclose()
+                        raise _error(resp, req.url.path)
             assert resp is not None
             try:
                 if resp.status_code >= 400:
@@ -532,20 +578,21 @@ class RunHandle:
 
 
 class SyncClient:
-    """The blocking twin of ``Client`` (same methods, same arguments), for scripts and notebooks.
+    """The blocking twin of ``Client`` (same methods, same arguments: ``token`` too), for scripts
+    and notebooks.
 
     It runs a ``Client`` on an event loop in a background thread (an anyio blocking portal).
     Close it (or use ``with``) to stop the thread.
     """
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 30.0) -> None:
         self._cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._cm.__enter__()
-        self._client: Client = self._portal.call(self._make, base_url, timeout)
+        self._client: Client = self._portal.call(self._make, base_url, token, timeout)
 
     @staticmethod
-    async def _make(base_url: str, timeout: float) -> Client:
-        return Client(base_url, timeout=timeout)
+    async def _make(base_url: str, token: str | None, timeout: float) -> Client:
+        return Client(base_url, token=token, timeout=timeout)
 
     def __enter__(self) -> SyncClient:
         return self

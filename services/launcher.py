@@ -16,6 +16,7 @@ A deployment file::
     [control_plane]
     host = "127.0.0.1"
     port = 8000
+    api_tokens = "tokens.toml"  # optional: API tokens (services.control.auth); relative to this file
 
     [[services]]
     name = "indexer"
@@ -104,11 +105,14 @@ class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class ControlPlaneSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``[control_plane]``: ``host`` (default 127.0.0.1) and ``port`` (default 8000; 0 = any)."""
+    """``[control_plane]``: ``host`` (default 127.0.0.1), ``port`` (default 8000; 0 = any) and
+    ``api_tokens``, a tokens file (``services.control.auth``; relative to the deployment file;
+    default: env ``JETLOOM_API_TOKENS_FILE``, and ``JETLOOM_API_TOKEN`` adds one token)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     enabled: bool = True
+    api_tokens: str | None = None
 
 
 class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -138,6 +142,9 @@ def load_deployment(path: str | Path) -> Deployment:
         dep = msgspec.convert(raw, Deployment)
     except (msgspec.ValidationError, ValueError) as exc:
         raise ValueError(f"{p}: {exc}") from None
+    tokens = dep.control_plane.api_tokens
+    if tokens is not None and not Path(tokens).is_absolute():
+        dep.control_plane.api_tokens = str(p.resolve().parent / tokens)
     root = Path(dep.root) if dep.root else p.resolve().parent
     if not root.is_absolute():
         root = (p.resolve().parent / root).resolve()
@@ -402,11 +409,20 @@ class Launcher:
         return started
 
     async def launch(self, deployment: Deployment) -> ControlPlaneServer | None:
-        """Start a deployment's control plane (if enabled) and services."""
+        """Start a deployment's control plane (if enabled; its API tokens from
+        ``[control_plane] api_tokens`` and the environment) and services.
+
+        Raises:
+            FileNotFoundError / ValueError: an unusable API tokens file.
+        """
+        from .control.auth import resolve_auth
+
         cp = None
         if deployment.control_plane.enabled:
             cp = await self.launch_control_plane(
-                host=deployment.control_plane.host, port=deployment.control_plane.port
+                host=deployment.control_plane.host,
+                port=deployment.control_plane.port,
+                auth=resolve_auth(deployment.control_plane.api_tokens),
             )
         for s in deployment.services:
             await self.launch_service(

@@ -5,7 +5,8 @@ any number of replicas behind a load balancer behave as one. OpenAPI is served a
 
 Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": <code>, ...}``)::
 
-    GET  /health
+    GET  /health                        liveness (always 200 while serving); ``nats``: connected or not
+    GET  /ready                         200 while NATS is connected and the run stream has a leader, else 503
     GET  /services                      live worker processes (registry entries)
     GET  /workflows                     the workflow catalog, with live instance counts
     GET  /workflows/{name}              steps, events (JSON schemas), graph, start event
@@ -22,6 +23,11 @@ Endpoints (JSON in and out; every error body is ``{"error": <reason>, "status": 
     POST /runs/{id}/retry               retry a failed run from its failed step (409 if not failed)
     POST /sessions, GET /sessions, GET|DELETE /sessions/{id}, POST /sessions/{id}/runs
                                         (services/control/sessions.py)
+
+Every name and id from outside is checked before it reaches NATS (``services.control.validation``);
+NATS being unavailable answers 503 with ``Retry-After`` (``services.control.errors``); with API
+tokens configured every endpoint but ``/health``, ``/ready`` and ``/schema`` needs a bearer token
+with its scope (``services.control.auth``).
 """
 
 from __future__ import annotations
@@ -31,16 +37,17 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+import nats.errors
 import orjson
 from jsonschema import Draft202012Validator
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -50,7 +57,6 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
-    HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
@@ -61,13 +67,21 @@ from engine.describe import WorkflowInfo
 from engine.fold import RunState
 from engine.log.connection import NatsSettings
 from engine.log.jetstream import JetStreamLog
-from engine.records import check_token
 from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
 from engine.runtime import new_run_id
 from services.registry import Registry, RegistryView, jetloom_version
 
+from . import validation as v
+from .auth import OPEN_WARNING, PUBLIC, ApiAuth, needs
+from .errors import (
+    ERROR_RESPONSES,
+    RETRY_AFTER_S,
+    ApiError,
+    http_error,
+    nats_unavailable,
+    unexpected_error,
+)
 from .queries import (
-    RUN_STATUSES,
     find_workflow,
     is_terminal,
     list_runs,
@@ -79,15 +93,14 @@ from .queries import (
 
 __all__ = ["ApiError", "ControlPlane", "create_app"]
 
+RunStatus = Literal["running", "completed", "failed", "cancelled"]  # queries.RUN_STATUSES
+
 logger = logging.getLogger("jetloom.control")
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
 SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
-
-
-class ApiError(HTTPException):
-    """An error answered as ``{"error": detail, "status": code, **extra}``."""
+READY_TIMEOUT = 2.0  # seconds /ready waits for the stream's info before it answers 503
 
 
 def _not_found(what: str) -> ApiError:
@@ -146,7 +159,6 @@ class ControlPlane:
 
     async def run_workflow(self, run_id: str) -> str:
         assert self.log is not None
-        _token(run_id, "run id")
         wf = await find_workflow(self.log, run_id)
         if wf is None:
             raise _not_found(f"no run {run_id!r}")
@@ -215,15 +227,20 @@ class ControlPlane:
         return state
 
 
-def _token(value: str, what: str) -> str:
-    try:
-        return check_token(value, what)
-    except ValueError as exc:
-        raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail=str(exc)) from None
-
-
 def _cp(state: State) -> ControlPlane:
-    return state.control_plane  # type: ignore[no-any-return]
+    """The control plane, for a handler that needs NATS.
+
+    Raises:
+        nats.errors.ConnectionReconnectingError / ConnectionClosedError: NATS is not connected
+            (503 with ``Retry-After`` at once, rather than after a request's timeout).
+    """
+    cp: ControlPlane = state.control_plane
+    nc = cp.log.nc if cp.log is not None else None
+    if nc is None or nc.is_closed:
+        raise nats.errors.ConnectionClosedError
+    if not nc.is_connected:
+        raise nats.errors.ConnectionReconnectingError
+    return cp
 
 
 async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
@@ -241,16 +258,52 @@ async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
 # ---- handlers ---------------------------------------------------------------------------------
 
 
-@get("/health")
-async def health(state: State) -> Response[dict[str, Any]]:
-    """Liveness and NATS connectivity."""
-    cp = _cp(state)
+@get("/health", opt=PUBLIC, security=[{}])
+async def health(state: State) -> dict[str, Any]:
+    """Liveness: 200 while the process serves HTTP; ``nats`` says whether NATS is connected."""
+    cp: ControlPlane = state.control_plane
     ok = cp.log is not None and cp.log.nc.is_connected
-    body = {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
-    return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
+    return {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
 
 
-@get("/services")
+@get("/ready", opt=PUBLIC, security=[{}], responses={503: ERROR_RESPONSES[503]})
+async def ready(state: State) -> Response[dict[str, Any]]:
+    """Readiness: 200 while NATS is connected and the run stream has a leader (on a server that
+    is not clustered, a stream whose info can be read is led by it); 503 with the reason and
+    ``Retry-After`` otherwise."""
+    cp: ControlPlane = state.control_plane
+    reason: str | None = None
+    leader: str | None = None
+    if cp.log is None or not cp.log.nc.is_connected:
+        reason = "NATS is not connected"
+    else:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                info = await cp.log.js.stream_info(cp.log.stream)
+        except Exception as exc:  # whatever it is, the stream cannot be used now
+            reason = nats_unavailable(exc) or f"stream {cp.log.stream}: {type(exc).__name__}: {exc}"
+        else:
+            cluster = info.cluster
+            if cluster is not None and cluster.name is not None and not cluster.leader:
+                reason = f"stream {cp.log.stream} has no leader (cluster {cluster.name})"
+            leader = cluster.leader if cluster is not None else None
+    if reason is not None:
+        body = {
+            "error": reason,
+            "status": HTTP_503_SERVICE_UNAVAILABLE,  # the error body every 503 has
+            "ready": False,
+            "nats": cp.log is not None and cp.log.nc.is_connected,
+            "retry_after": RETRY_AFTER_S,
+        }
+        return Response(
+            body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
+    assert cp.log is not None
+    body = {"status": "ready", "ready": True, "nats": True, "stream": cp.log.stream, "leader": leader}
+    return Response(body, status_code=HTTP_200_OK)
+
+
+@get("/services", opt=needs("read"), responses=ERROR_RESPONSES)
 async def services(state: State) -> list[dict[str, Any]]:
     """Live worker processes, as they last reported in their registry heartbeats."""
     view = _cp(state).view
@@ -267,7 +320,7 @@ def _workflow_body(info: WorkflowInfo, view: RegistryView) -> dict[str, Any]:
     return body
 
 
-@get("/workflows")
+@get("/workflows", opt=needs("read"), responses=ERROR_RESPONSES)
 async def workflows(state: State) -> list[dict[str, Any]]:
     """Every workflow ever served, with how many live processes serve it now."""
     view = _cp(state).view
@@ -275,23 +328,24 @@ async def workflows(state: State) -> list[dict[str, Any]]:
     return [_workflow_body(w, view) for w in sorted(view.workflows.values(), key=lambda w: w.name)]
 
 
-@get("/workflows/{name:str}")
-async def workflow_detail(state: State, name: FromPath[str]) -> dict[str, Any]:
+@get("/workflows/{name:str}", opt=needs("read"), responses=ERROR_RESPONSES)
+async def workflow_detail(state: State, name: v.Name) -> dict[str, Any]:
     """A workflow's steps, events (JSON schemas), graph and start event."""
     cp = _cp(state)
     assert cp.view is not None
     return _workflow_body(await cp.workflow(name), cp.view)
 
 
-@post("/workflows/{name:str}/runs", status_code=HTTP_201_CREATED)
+@post("/workflows/{name:str}/runs", status_code=HTTP_201_CREATED, opt=needs("run"), responses=ERROR_RESPONSES)
 async def start_run(
     state: State,
     request: Request[Any, Any, Any],
-    name: FromPath[str],
+    name: v.Name,
     wait: FromQuery[bool] = False,
     timeout: Annotated[float | None, QueryParameter(gt=0, le=86_400)] = None,
-    run_id: FromQuery[str | None] = None,
+    run_id: v.OptionalName = None,
     run_timeout: Annotated[float | None, QueryParameter(gt=0, le=365 * 86_400)] = None,
+    idempotency_key: v.StartIdempotencyKey = None,
 ) -> Response[dict[str, Any]]:
     """Start a run; the body holds the start event's fields.
 
@@ -307,7 +361,7 @@ async def start_run(
     info = await cp.workflow(name)
     fields = await _json_body(request, required=False)
     cp.validate(info, info.start_event, fields)
-    rid = _token(run_id or request.headers.get("idempotency-key") or new_run_id(), "run id")
+    rid = run_id or idempotency_key or new_run_id()
     await cp.ensure_consumers(info)
     res = await commands.append_start(
         cp.log, info.name, rid, info.start_event, commands.event_payload(info.start_event, fields)
@@ -338,31 +392,23 @@ async def start_run(
     return Response(body, status_code=code, headers={"Location": links["self"]})
 
 
-@get("/runs")
+@get("/runs", opt=needs("read"), responses=ERROR_RESPONSES)
 async def runs(
     state: State,
-    workflow: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
+    workflow: v.OptionalName = None,
+    status: FromQuery[RunStatus | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
-    cursor: Annotated[int, QueryParameter(ge=0)] = 0,
+    cursor: v.Seq = 0,
 ) -> dict[str, Any]:
     """Runs in the order they started; ``next_cursor`` fetches the next page."""
     cp = _cp(state)
     assert cp.log is not None
-    if workflow is not None:
-        _token(workflow, "workflow")
-    if status is not None and status not in RUN_STATUSES:
-        raise ApiError(
-            status_code=HTTP_400_BAD_REQUEST,
-            detail=f"status must be one of {', '.join(RUN_STATUSES)}",
-            extra={"field": "status"},
-        )
     found, nxt = await list_runs(cp.log, workflow=workflow, status=status, limit=limit, cursor=cursor)
     return {"runs": [msgspec.to_builtins(r) for r in found], "next_cursor": nxt}
 
 
-@get("/runs/{run_id:str}")
-async def run_detail(state: State, run_id: FromPath[str]) -> dict[str, Any]:
+@get("/runs/{run_id:str}", opt=needs("read"), responses=ERROR_RESPONSES)
+async def run_detail(state: State, run_id: v.Name) -> dict[str, Any]:
     """A run's status, result or error, timestamps and state, folded from its log."""
     cp = _cp(state)
     assert cp.log is not None
@@ -371,10 +417,8 @@ async def run_detail(state: State, run_id: FromPath[str]) -> dict[str, Any]:
     return run_view(st)
 
 
-@get("/runs/{run_id:str}/events")
-async def run_events(
-    state: State, run_id: FromPath[str], after: Annotated[int, QueryParameter(ge=0)] = 0
-) -> dict[str, Any]:
+@get("/runs/{run_id:str}/events", opt=needs("read"), responses=ERROR_RESPONSES)
+async def run_events(state: State, run_id: v.Name, after: v.Seq = 0) -> dict[str, Any]:
     """Every record of the run after sequence ``after``, in order (orphans of a commit that did not
     stand left out: ``engine.commit``)."""
     cp = _cp(state)
@@ -385,12 +429,12 @@ async def run_events(
     return {"run_id": run_id, "workflow": wf, "records": [record_view(r) for r in records]}
 
 
-@get("/runs/{run_id:str}/stream")
+@get("/runs/{run_id:str}/stream", opt=needs("read"), responses=ERROR_RESPONSES, media_type="text/event-stream")
 async def run_stream(
     state: State,
-    request: Request[Any, Any, Any],
-    run_id: FromPath[str],
-    after: Annotated[int | None, QueryParameter(ge=0)] = None,
+    run_id: v.Name,
+    after: v.OptionalSeq = None,
+    last_event_id: v.LastEventId = None,
 ) -> ServerSentEvent:
     """The run's records as Server-Sent Events, pushed as they are committed.
 
@@ -402,12 +446,7 @@ async def run_stream(
     cp = _cp(state)
     assert cp.log is not None
     wf = await cp.run_workflow(run_id)
-    last = after or 0
-    header = request.headers.get("last-event-id")
-    if header:
-        if not header.strip().isdigit():
-            raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail="Last-Event-ID must be a stream sequence")
-        last = max(last, int(header))
+    last = min(max(after or 0, int(last_event_id or 0)), v.SEQ_MAX)
     end = await terminal_seq(cp.log, wf, run_id)
     return ServerSentEvent(_sse(cp, wf, run_id, last, end))
 
@@ -456,9 +495,12 @@ async def _sse(
             await task
 
 
-@post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED)
+@post("/runs/{run_id:str}/events", status_code=HTTP_202_ACCEPTED, opt=needs("run"), responses=ERROR_RESPONSES)
 async def send_event(
-    state: State, request: Request[Any, Any, Any], run_id: FromPath[str]
+    state: State,
+    request: Request[Any, Any, Any],
+    run_id: v.Name,
+    idempotency_key: v.EventIdempotencyKey = None,
 ) -> dict[str, Any]:
     """Deliver an event to a run from outside (e.g. human input).
 
@@ -480,8 +522,12 @@ async def send_event(
             detail="'type' (the event's class name) is required",
             extra={"field": "type"},
         )
+    v.name(event_type, "type", "event type")
+    target = body.get("step")
+    if target is not None:
+        v.name(target, "step")
     data = body.get("data", {})
-    key = request.headers.get("idempotency-key")
+    key = idempotency_key
     accepted = info.accepted_events() - {info.start_event}
     if event_type in accepted:
         cp.validate(info, event_type, data)
@@ -504,7 +550,6 @@ async def send_event(
                 extra={"field": "type"},
             )
         cp.validate_schema(event_type, awaited[event_type], data)
-    target = body.get("step")
     if target is not None and target not in {s.name for s in info.steps}:
         raise ApiError(
             status_code=HTTP_422_UNPROCESSABLE_ENTITY,
@@ -525,8 +570,8 @@ async def send_event(
     return {"run_id": run_id, "type": event_type, "seq": res.last_seq, "duplicate": res.duplicate}
 
 
-@post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED)
-async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: FromPath[str]) -> dict[str, Any]:
+@post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, opt=needs("admin"), responses=ERROR_RESPONSES)
+async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: v.Name) -> dict[str, Any]:
     """Cancel a run: records ``RunCancelled``; no step of the run starts afterwards."""
     cp = _cp(state)
     assert cp.log is not None
@@ -542,8 +587,8 @@ async def cancel_run(state: State, request: Request[Any, Any, Any], run_id: From
     return {"run_id": run_id, "status": "cancelled"}
 
 
-@post("/runs/{run_id:str}/retry", status_code=HTTP_202_ACCEPTED)
-async def retry_failed_run(state: State, run_id: FromPath[str]) -> dict[str, Any]:
+@post("/runs/{run_id:str}/retry", status_code=HTTP_202_ACCEPTED, opt=needs("admin"), responses=ERROR_RESPONSES)
+async def retry_failed_run(state: State, run_id: v.Name) -> dict[str, Any]:
     """Retry a failed run from the step that failed (e.g. after a code fix and a worker restart):
     appends ``Resume(reason="manual")`` for that step; the run is running again. 409 if the run is
     not failed, or failed other than in a step (a run timeout)."""
@@ -566,29 +611,6 @@ async def retry_failed_run(state: State, run_id: FromPath[str]) -> dict[str, Any
     }
 
 
-# ---- errors -----------------------------------------------------------------------------------
-
-
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"error": exc.detail, "status": exc.status_code}
-    if isinstance(exc.extra, dict):
-        body.update(exc.extra)
-    elif isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
-        first = exc.extra[0]
-        if isinstance(first, dict):
-            field = first.get("key")
-            body["field"] = field
-            body["error"] = f"{exc.detail}: {field}: {first.get('message')}"
-        body["errors"] = exc.extra
-    return Response(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-
-def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    body = {"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500}
-    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
-
-
 def create_app(
     nats_url: str | NatsSettings = "nats://127.0.0.1:4222",
     *,
@@ -597,6 +619,7 @@ def create_app(
     wait_timeout: float = DEFAULT_WAIT,
     sse_ping: float = SSE_PING,
     debug: bool = False,
+    auth: ApiAuth | None = None,
 ) -> Litestar:
     """The control plane's ASGI app (serve it with uvicorn).
 
@@ -606,6 +629,8 @@ def create_app(
         max_body_size: request bodies above this many bytes get 413 (default 1 MiB).
         wait_timeout: default seconds for ``?wait=true`` (default 30).
         sse_ping: seconds between keep-alive comments on idle SSE streams (default 15).
+        auth: the API tokens (``services.control.auth.resolve_auth``); ``None`` (default) leaves
+            the API open, and the app logs one warning line saying so at start.
     """
     from .sessions import HANDLERS as SESSION_HANDLERS  # imports this module
     from .timetravel import HANDLERS as TIMETRAVEL  # it imports this module's helpers
@@ -614,6 +639,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        if auth is None:
+            logger.warning(OPEN_WARNING)
         await cp.start()
         app.state.control_plane = cp
         try:
@@ -624,6 +651,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             health,
+            ready,
             services,
             workflows,
             workflow_detail,
@@ -639,8 +667,19 @@ def create_app(
             *SESSION_HANDLERS,
         ],
         lifespan=[lifespan],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        # one place maps errors to responses: NATS unavailable -> 503 + Retry-After (errors.py)
+        exception_handlers={
+            ValidationException: v.parameter_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+        guards=[auth.guard] if auth is not None else None,
+        security=auth.security if auth is not None else None,
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title="jetloom control plane", version=jetloom_version()),
+        openapi_config=OpenAPIConfig(
+            title="jetloom control plane",
+            version=jetloom_version(),
+            **({"components": auth.components} if auth is not None else {}),
+        ),
         debug=debug,
     )

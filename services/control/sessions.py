@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath
 from litestar.status_codes import (
     HTTP_201_CREATED,
     HTTP_404_NOT_FOUND,
@@ -30,7 +29,10 @@ from engine import commands
 from engine.runtime import new_run_id
 from services.sessions import Session, SessionConflictError, SessionNotFoundError, SessionStore
 
-from .app import ApiError, ControlPlane, _cp, _json_body, _token
+from . import validation as v
+from .app import ApiError, ControlPlane, _cp, _json_body
+from .auth import needs
+from .errors import ERROR_RESPONSES
 from .queries import find_workflow, load_run
 
 __all__ = ["HANDLERS"]
@@ -46,14 +48,13 @@ async def _store(cp: ControlPlane) -> SessionStore:
 
 
 async def _get(cp: ControlPlane, session_id: str) -> tuple[Session, int]:
-    _token(session_id, "session id")
     try:
         return await (await _store(cp)).get(session_id)
     except SessionNotFoundError as exc:
         raise ApiError(status_code=HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
 
-@post("/sessions", status_code=HTTP_201_CREATED)
+@post("/sessions", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def create_session(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Create a session of a workflow. Body: ``{"workflow": NAME, "id": optional id}``."""
     cp = _cp(state)
@@ -64,25 +65,25 @@ async def create_session(state: State, request: Request[Any, Any, Any]) -> dict[
             detail="'workflow' (a workflow name) is required",
             extra={"field": "workflow"},
         )
-    info = await cp.workflow(body["workflow"])
+    info = await cp.workflow(v.name(body["workflow"], "workflow"))
     sid = body.get("id")
-    if sid is not None and not isinstance(sid, str):
-        raise ApiError(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="'id' must be a string", extra={"field": "id"})
+    if sid is not None:
+        v.name(sid, "id", "session id")
     try:
-        session = await (await _store(cp)).create(info.name, _token(sid, "session id") if sid else None)
+        session = await (await _store(cp)).create(info.name, sid)
     except SessionConflictError as exc:
         raise ApiError(status_code=HTTP_409_CONFLICT, detail=str(exc)) from None
     return msgspec.to_builtins(session)  # type: ignore[no-any-return]
 
 
-@get("/sessions")
+@get("/sessions", opt=needs("read"), responses=ERROR_RESPONSES)
 async def list_sessions(state: State) -> list[dict[str, Any]]:
     """Every session, oldest first."""
     return [msgspec.to_builtins(s) for s in await (await _store(_cp(state))).list()]
 
 
-@get("/sessions/{session_id:str}")
-async def session_detail(state: State, session_id: FromPath[str]) -> dict[str, Any]:
+@get("/sessions/{session_id:str}", opt=needs("read"), responses=ERROR_RESPONSES)
+async def session_detail(state: State, session_id: v.Name) -> dict[str, Any]:
     """A session, with the status of each of its runs (``runs_status``, same order as ``runs``)."""
     cp = _cp(state)
     assert cp.log is not None
@@ -96,9 +97,9 @@ async def session_detail(state: State, session_id: FromPath[str]) -> dict[str, A
     return body
 
 
-@post("/sessions/{session_id:str}/runs", status_code=HTTP_201_CREATED)
+@post("/sessions/{session_id:str}/runs", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def run_in_session(
-    state: State, request: Request[Any, Any, Any], session_id: FromPath[str]
+    state: State, request: Request[Any, Any, Any], session_id: v.Name
 ) -> Response[dict[str, Any]]:
     """Start the session's next run; the body holds the start event's fields. The run starts with
     the state the previous run ended with. 409 while the previous run is still running."""
@@ -147,8 +148,8 @@ async def run_in_session(
     return Response(body, status_code=HTTP_201_CREATED, headers={"Location": links["self"]})
 
 
-@delete("/sessions/{session_id:str}", status_code=200)
-async def delete_session(state: State, session_id: FromPath[str]) -> dict[str, Any]:
+@delete("/sessions/{session_id:str}", status_code=200, opt=needs("admin"), responses=ERROR_RESPONSES)
+async def delete_session(state: State, session_id: v.Name) -> dict[str, Any]:
     """Forget a session; its runs stay in the log."""
     cp = _cp(state)
     session, _ = await _get(cp, session_id)

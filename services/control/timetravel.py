@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -33,7 +32,10 @@ from engine.errors import InvalidSequenceError, RunConflictError, RunNotFoundErr
 from engine.fold import RunState
 from engine.runtime import new_run_id
 
-from .app import ApiError, _cp, _json_body, _token
+from . import validation as v
+from .app import ApiError, _cp, _json_body
+from .auth import needs
+from .errors import ERROR_RESPONSES
 from .queries import run_view
 
 __all__ = ["HANDLERS", "fork_run", "rollback_run", "run_state"]
@@ -80,10 +82,8 @@ def state_view(st: RunState, accepts: dict[str, list[str]], at: int | None) -> d
     }
 
 
-@get("/runs/{run_id:str}/state")
-async def run_state(
-    state: State, run_id: FromPath[str], at: Annotated[int | None, QueryParameter(ge=0)] = None
-) -> dict[str, Any]:
+@get("/runs/{run_id:str}/state", opt=needs("read"), responses=ERROR_RESPONSES)
+async def run_state(state: State, run_id: v.Name, at: v.OptionalSeq = None) -> dict[str, Any]:
     """The run's context as of stream sequence ``at`` (every record of the run with ``seq <=
     at`` folded; rollbacks among them applied), or now. 422 when ``at`` is before its first
     record."""
@@ -106,8 +106,8 @@ async def run_state(
     return state_view(st, _accepts(info), at)
 
 
-@post("/runs/{run_id:str}/rollback", status_code=HTTP_200_OK)
-async def rollback_run(state: State, request: Request[Any, Any, Any], run_id: FromPath[str]) -> dict[str, Any]:
+@post("/runs/{run_id:str}/rollback", status_code=HTTP_200_OK, opt=needs("admin"), responses=ERROR_RESPONSES)
+async def rollback_run(state: State, request: Request[Any, Any, Any], run_id: v.Name) -> dict[str, Any]:
     """Roll the run back to ``to_seq``: it continues as if its records after that had not
     happened (they stay readable in ``/events``); triggers pending as of ``to_seq`` run again."""
     cp = _cp(state)
@@ -131,9 +131,9 @@ async def rollback_run(state: State, request: Request[Any, Any, Any], run_id: Fr
     }
 
 
-@post("/runs/{run_id:str}/fork", status_code=HTTP_201_CREATED)
+@post("/runs/{run_id:str}/fork", status_code=HTTP_201_CREATED, opt=needs("admin"), responses=ERROR_RESPONSES)
 async def fork_run(
-    state: State, request: Request[Any, Any, Any], run_id: FromPath[str]
+    state: State, request: Request[Any, Any, Any], run_id: v.Name
 ) -> Response[dict[str, Any]]:
     """A new run whose log is this run's up to ``at_seq`` (sequences remapped); it continues from
     there. ``run_id`` in the body names it (default: a new id). The original is not touched."""
@@ -143,10 +143,8 @@ async def fork_run(
     info = await cp.workflow(wf)
     body = await _json_body(request, required=True)
     at_seq = _seq_field(body, "at_seq")
-    new = body.get("run_id") or new_run_id()
-    if not isinstance(new, str):
-        raise ApiError(status_code=HTTP_422_UNPROCESSABLE_ENTITY, detail="'run_id' must be a string", extra={"field": "run_id"})
-    _token(new, "run id")
+    given = body.get("run_id")
+    new = v.name(given, "run_id", "run id") if given is not None else new_run_id()
     await cp.ensure_consumers(info)
     with _errors("at_seq"):
         res = await timetravel.fork(cp.log, wf, run_id, at_seq, new)
