@@ -20,14 +20,19 @@ from services.natsserver import EmbeddedNats
 WF = "Contract"
 
 
-@pytest.fixture(params=["memory", "jetstream"])
+@pytest.fixture(params=["memory", "jetstream", "jetstream-nats-py"])
 async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryLog | JetStreamLog]:
+    """Each log under contract; ``jetstream-nats-py`` is JetStream with the fast path off
+    (``fast_path=False``): nats-py's own parser, publishes and ``Msg`` path, the branches taken on
+    a client that cannot be tapped."""
     if request.param == "memory":
         yield MemoryLog()
         return
+    fast = request.param == "jetstream"
     async with EmbeddedNats(port=0, store_dir=tmp_path / "nats") as server:
-        js_log = await JetStreamLog.connect(server.url, ack_wait=timedelta(seconds=2))
+        js_log = await JetStreamLog.connect(server.url, ack_wait=timedelta(seconds=2), fast_path=fast)
         try:
+            assert js_log.fast_path is fast and js_log.outbox.usable is fast
             yield js_log
         finally:
             await js_log.close()

@@ -14,6 +14,7 @@ import pytest
 from engine import fold
 from engine.codec import decode_record
 from engine.log.jetstream import JetStreamLog
+from engine.log.jspub import FAST_PATH_ENV
 from engine.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
@@ -64,10 +65,22 @@ async def completions_of(log: JetStreamLog, workflow: type, run_id: str) -> list
     return completions(await log.read(workflow.workflow_name, run_id), workflow)
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "nats-py-path"])
 async def test_three_step_chain_across_two_worker_processes(
-    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+    nats_url: str, workers: Callable[..., WorkerProcess], fast_path: bool
 ) -> None:
-    w1, w2 = workers(CHAIN, nats_url), workers(CHAIN, nats_url)
+    """Also with the nats-py fast path off in the workers and the client
+    (``JETLOOM_NATS_FASTPATH=0``): the branches a client that cannot be tapped takes."""
+    env = {FAST_PATH_ENV: "1" if fast_path else "0"}
+    w1, w2 = workers(CHAIN, nats_url, env=env), workers(CHAIN, nats_url, env=env)
+    client = await NatsClient.connect(nats_url, fast_path=fast_path)
+    try:
+        await _chain_across(client, w1, w2)
+    finally:
+        await client.close()
+
+
+async def _chain_across(client: NatsClient, w1: WorkerProcess, w2: WorkerProcess) -> None:
     handlers = [await client.start(Chain3, text=f"w{i} x y", delay=0.02, timeout=60) for i in range(30)]
     results = await asyncio.gather(*handlers)
     assert results == [{"n": 3, "source": f"w{i} x y"} for i in range(30)]
