@@ -26,15 +26,16 @@ TICKER = "tests.workflows:Ticker"
 GATE = "tests.workflows:Gate"
 
 
-async def served(client: Client, workflow: str, instances: int = 1) -> None:
-    """Wait until the control plane's registry view shows ``instances`` live processes."""
+async def served(client: Client, workflow: str, instances: int = 1, timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` seconds) until the control plane's registry view shows
+    ``instances`` live processes."""
 
     async def check() -> bool:
         return any(
             w["name"] == workflow and w["instances"] == instances for w in await client.workflows()
         )
 
-    await eventually(check, what=f"{workflow} served by {instances}")
+    await eventually(check, timeout=timeout, what=f"{workflow} served by {instances}")
 
 
 # ---- registry -------------------------------------------------------------------------------------
@@ -78,10 +79,11 @@ async def test_registry_entries_appear_heartbeat_and_expire_after_kill(
 async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_comes(
     client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
-    w = await start_worker(CHAIN)
+    w = await start_worker(CHAIN, "--registry-ttl", "120")
     await served(client, "Chain3")
     assert await w.stop() == 0
-    await served(client, "Chain3", instances=0)  # at once, not after the TTL
+    # at once, not after the TTL: an entry left behind would stay listed for 120 s
+    await served(client, "Chain3", instances=0, timeout=5)
 
     handle = await client.start("Chain3", text="queued run here")
     assert handle.queued
