@@ -59,9 +59,14 @@ async def test_jetloom_nats_command_prints_a_working_url(tmp_path: object) -> No
         url = proc.stdout.readline().strip()
         assert url.startswith("nats://127.0.0.1:")
         nc = await nats.connect(url)
-        info = await nc.jetstream().account_info()
-        assert info is not None
-        await nc.close()
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="T", subjects=["t"])
+            assert (await js.publish("t", b"x")).seq == 1  # JetStream stores
+            assert (await js.account_info()).streams == 1
+        finally:
+            await nc.close()
+        assert any(p.name == "T" for p in tmp_path.rglob("T")), "the stream lives in --store-dir"
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
