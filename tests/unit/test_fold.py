@@ -122,8 +122,8 @@ def test_fold_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     log.sys(RunCompleted(step="s", trigger=4, event_type="StopEvent", event={"result": 1}))
     a = _folded(fold(log.records))
     assert a["status"] == "completed" and a["state"] == {f"k{i}": i for i in range(5)}
+    real, real_ns, mono = time.time, time.time_ns, time.monotonic
     for shift in (3600.0, -86400.0 * 365):
-        real, real_ns, mono = time.time, time.time_ns, time.monotonic
         monkeypatch.setattr(time, "time", lambda s=shift: real() + s)
         monkeypatch.setattr(time, "time_ns", lambda s=shift: real_ns() + int(s * 1e9))
         monkeypatch.setattr(time, "monotonic", lambda s=shift: mono() + s)
