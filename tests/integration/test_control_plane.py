@@ -173,6 +173,28 @@ async def test_every_endpoint(
         assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
 
 
+async def test_an_idempotency_key_starts_one_run(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    """``POST /workflows/{name}/runs`` with an ``Idempotency-Key`` header: the same key names the
+    same run, started once; another key starts another run."""
+    await start_worker(CHAIN)
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        first = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-17"})
+        again = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-17"})
+        other = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-18"})
+        assert first.status_code == 201 and first.json()["created"] is True
+        assert again.status_code == 200 and again.json()["created"] is False
+        assert first.json()["run_id"] == again.json()["run_id"] == "order-17"
+        assert other.status_code == 201 and other.json()["run_id"] == "order-18"
+        assert await client.handle("order-17").result() == {"n": 2, "source": "a b"}
+        records = (await http.get("/runs/order-17/events")).json()["records"]
+        assert [r["type"] for r in records].count("RunStarted") == 1
+        assert [r["type"] for r in records].count("StartEvent") == 1
+        listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()["runs"]
+        assert sorted(r["run_id"] for r in listed) == ["order-17", "order-18"]
+
+
 async def test_runs_are_paginated_with_a_cursor(
     api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
