@@ -11,7 +11,7 @@ import msgspec
 import nats
 import pytest
 
-from engine import fold
+from engine import WorkflowRuntimeError, fold
 from engine.codec import decode_record
 from engine.log.jetstream import JetStreamLog
 from engine.log.jspub import FAST_PATH_ENV
@@ -250,3 +250,29 @@ async def test_worker_killed_repeatedly_during_a_large_fan_out(
     assert all(v == 1 for v in keys.values())
     steps = Counter(c.step for c in done)
     assert steps["split"] == 1 and steps["square"] == n and 1 <= steps["join"] <= n
+
+
+async def test_a_worker_of_another_version_fails_the_run_with_workflow_version_error(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """A run begun by one version of a workflow (``parse`` and ``count`` ran in a worker process)
+    is picked up by a worker process of a version without ``count`` or ``Parsed``: its first
+    delivery (``Counted``, to ``finish``) makes it check its class against the log, and it fails
+    the run with ``WorkflowVersionError`` naming what it lacks."""
+    old = workers(CHAIN, nats_url, "--step", "parse", "--step", "count")
+    handler = await client.start(Chain3, text="a b", timeout=60)
+
+    async def counted() -> bool:
+        return any(c.step == "count" for c in await completions_of(client.log, Chain3, handler.run_id))
+
+    await eventually(counted, what="the old version's count step ran")
+    assert old.stop() == 0
+    new = workers("tests.workflows:Chain3Renamed", nats_url)
+    with pytest.raises(WorkflowRuntimeError, match="written by another version"):
+        await handler
+    st = fold(await records_of(client.log, Chain3, handler.run_id))
+    assert st.status == "failed" and st.error is not None
+    assert st.error.error_type == "engine.errors.WorkflowVersionError"
+    assert "steps in the log that Chain3Renamed lacks: count" in st.error.message
+    assert "neither accepts nor produces: Parsed" in st.error.message
+    assert "lacks: count" in new.wait_for("written by another version")  # the worker's log says so
