@@ -151,17 +151,21 @@ async def test_follow_of_some_kinds_skips_the_others_stored_and_live(log: Memory
     some: list[str] = []
     every: list[str] = []
 
-    async def reader(out: list[str], kinds: tuple[str, ...] | None, until: str) -> None:
+    stored = [asyncio.Event(), asyncio.Event()]
+
+    async def reader(out: list[str], kinds: tuple[str, ...] | None, until: str, past: asyncio.Event) -> None:
         async for rec in log.follow(WF, "r1", kinds=kinds):
             out.append(rec.subject.rsplit(".", 1)[1])
+            if out[-1] == "O1":  # the last stored record: what follows comes live
+                past.set()
             if out[-1] == until:
                 return
 
     tasks = [
-        asyncio.create_task(reader(some, ("sys", "out"), "RunCompleted")),
-        asyncio.create_task(reader(every, None, "RunCompleted")),
+        asyncio.create_task(reader(some, ("sys", "out"), "RunCompleted", stored[0])),
+        asyncio.create_task(reader(every, None, "RunCompleted", stored[1])),
     ]
-    await asyncio.sleep(0.2)  # (both followers past their read of the stored records, usually)
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in stored)), 10)  # both past their read
     await log.append([msg("r1", "evt", "B"), msg("r1", "sys", "X"), msg("r2", "sys", "Y")])
     await log.append([msg("r1", "out", "O2"), msg("r1", "cmd", "c"), msg("r1", "sys", "RunCompleted")])
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
@@ -285,6 +289,20 @@ async def test_nak_redelivers_with_a_higher_attempt(log: MemoryLog | JetStreamLo
     assert attempts == [1, 2]
 
 
+async def _all_delivered_elsewhere(log: MemoryLog | JetStreamLog, n: int) -> None:
+    """The positive marker of the "nothing more arrives" checks: a second consumer (step ``m``)
+    of the same ``n`` records gets them all through the same log and connection, so deliveries
+    the first consumer's limit did not hold back would have arrived by then as well."""
+    await log.ensure_consumer(WF, "m", ["A"])
+    it = log.consume(WF, "m", max_in_flight=n)
+    try:
+        for _ in range(n):
+            d = await asyncio.wait_for(anext(it), 5)
+            await d.ack()
+    finally:
+        await it.aclose()
+
+
 async def test_max_in_flight_bounds_unsettled_deliveries(log: MemoryLog | JetStreamLog) -> None:
     await log.ensure_consumer(WF, "s", ["A"])
     await log.append([msg("r1", "evt", "A", str(i).encode()) for i in range(6)])
@@ -293,8 +311,8 @@ async def test_max_in_flight_bounds_unsettled_deliveries(log: MemoryLog | JetStr
     held.append(await anext(it))
     held.append(await anext(it))
     blocked = asyncio.ensure_future(anext(it))
-    done, _ = await asyncio.wait([blocked], timeout=0.3)
-    assert not done  # a third delivery waits for a settle
+    await _all_delivered_elsewhere(log, 6)
+    assert not blocked.done()  # a third delivery waits for a settle
     await held[0].ack()
     third = await asyncio.wait_for(blocked, 5)
     assert third.record.data == b"2"
@@ -322,7 +340,7 @@ async def test_deliveries_handed_to_dispatch_stay_within_max_in_flight(log: Memo
         while len(got) < 2:
             await asyncio.wait_for(arrived.wait(), 5)
             arrived.clear()
-        await asyncio.sleep(0.3)
+        await _all_delivered_elsewhere(log, 6)
         assert len(got) == 2  # a third delivery waits for a settle
         while len(got) < 6:  # settling lets the next ones through
             arrived.clear()

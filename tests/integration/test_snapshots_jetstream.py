@@ -19,7 +19,7 @@ from engine.runs import HistoryNeeded, RunCache
 from engine.snapshots import encode_snapshot, snapshot_seq
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess
-from tests.workflows import FanInOut, Ticker
+from tests.workflows import FanInOut, Tick, Ticker
 
 RUN = "big"
 
@@ -102,12 +102,12 @@ async def test_a_long_run_is_rebuilt_from_its_snapshot_and_the_tail(log: JetStre
     with pytest.raises(HistoryNeeded):
         _ = (4, "tick") in st.done  # only the whole log still knows
     assert st.steps_completed == pairs + 10
-    assert run.event(seq) is not None  # the newest Tick, for the step that handles it
+    assert run.event(seq) == Tick(i=pairs + 10, n=10**9, interval=0.0)  # the newest, for its step
     await first.get(RUN, min_seq=seq)
     assert encode_snapshot(whole.state) == encode_snapshot(st)
     size = len(await store.get("Ticker", RUN) or b"")
+    # (records_read above is what shows the snapshot saved the read; the times are for the eye)
     print(f"\n{records:,} records: full fold {full_s:.2f} s, snapshot ({size:,} B) + 20-record tail {snap_s:.3f} s")
-    assert snap_s < full_s
 
 
 async def test_kv_store_never_moves_a_snapshot_backwards(log: JetStreamLog) -> None:
