@@ -4,6 +4,7 @@ worker processes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -289,25 +290,30 @@ async def test_sse_reconnect_with_last_event_id_gets_every_record_once(
 async def test_sdk_stream_resumes_across_a_control_plane_restart(
     nats_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
-    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=0.2)
-    url = await cp.start()
-    port = int(url.rsplit(":", 1)[1])
-    await start_worker(TICKER)
-    async with Client(url) as c:
-        handle = await c.start(Ticker, n=40, interval=0.03)
-        seen: list[dict[str, Any]] = []
-        restarted = False
-        async for record in handle.records():
-            seen.append(record)
-            if len(seen) == 10 and not restarted:
-                await cp.stop()  # the stream is cut; the SDK reconnects with Last-Event-ID
-                cp = ControlPlaneServer(nats_url, port=port, shutdown_grace=0.2)
-                await cp.start()
-                restarted = True
-        assert restarted
-        assert [r["seq"] for r in seen] == [r["seq"] for r in await handle.events()]
-        assert seen[-1]["type"] == "RunCompleted"
-    await cp.stop()
+    # One listening socket, held by the test, for both lives of the control plane: the address
+    # stays the test's throughout (no port released and bound again)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        cp = ControlPlaneServer(nats_url, sock=sock, shutdown_grace=0.2)
+        url = await cp.start()
+        assert url == f"http://127.0.0.1:{sock.getsockname()[1]}"
+        await start_worker(TICKER)
+        async with Client(url) as c:
+            handle = await c.start(Ticker, n=40, interval=0.03)
+            seen: list[dict[str, Any]] = []
+            restarted = False
+            async for record in handle.records():
+                seen.append(record)
+                if len(seen) == 10 and not restarted:
+                    await cp.stop()  # the stream is cut; the SDK reconnects with Last-Event-ID
+                    cp = ControlPlaneServer(nats_url, sock=sock, shutdown_grace=0.2)
+                    await cp.start()
+                    restarted = True
+            assert restarted
+            assert [r["seq"] for r in seen] == [r["seq"] for r in await handle.events()]
+            assert seen[-1]["type"] == "RunCompleted"
+        await cp.stop()
 
 
 # ---- load -------------------------------------------------------------------------------------------
