@@ -4,8 +4,9 @@ worker processes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import httpx
 import nats
 import orjson
 import pytest
+import pytest_asyncio
 
 from engine import StopEvent, WorkflowCancelledError
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
+from services.natsserver import EmbeddedNats
 from services.registry import Registry
 from tests.integration.procs import eventually
 from tests.workflows import Approval, Ticked, Ticker
@@ -96,82 +99,153 @@ async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_co
 # ---- endpoints --------------------------------------------------------------------------------------
 
 
-async def test_every_endpoint(
-    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
-) -> None:
-    await start_worker(CHAIN)
-    await start_worker(TICKER)
-    await served(client, "Chain3")
-    await served(client, "Ticker")
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
-        health = (await http.get("/health")).json()
-        assert health["status"] == "ok" and health["nats"] is True
+@dataclasses.dataclass
+class Served:
+    """A control plane with a Chain3 and a Ticker worker process, shared by the endpoint tests
+    (one per endpoint) of this module; ``done`` is a completed Chain3 run started with
+    ``?wait=true``, ``named`` one started under the run id ``my-run-1``."""
 
-        assert (await http.get("/schema/openapi.json")).json()["info"]["title"] == "jetloom control plane"
+    api: str
+    client: Client
+    http: httpx.AsyncClient
+    done: dict[str, Any]
+    named: httpx.Response
 
-        detail = (await http.get("/workflows/Ticker")).json()
-        assert detail["start_event"] == "TickStart"
-        assert detail["events"]["TickStart"]["required"] == ["n"]
-        assert {(e["source"], e["target"]) for e in detail["graph"]} == {
-            ("_start", "begin"),
-            ("begin", "tick"),
-            ("tick", "tick"),
-            ("tick", "_stop"),
-        }
 
-        done = await http.post("/workflows/Chain3/runs", params={"wait": "true"}, json={"text": "a b c"})
-        assert done.status_code == 200
-        body = done.json()
-        assert body["status"] == "completed"
-        assert body["result"] == {"n": 3, "source": "a b c"}
-        assert body["state"] == {"source": "a b c"}
-        rid = body["run_id"]
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    async with EmbeddedNats(port=0, store_dir=tmp_path_factory.mktemp("nats-store")) as server:
+        cp = ControlPlaneServer(server.url, port=0, shutdown_grace=1.0)
+        api = await cp.start()
+        procs: list[WorkerProcess] = []
+        try:
+            for target in (CHAIN, TICKER):
+                procs.append(await WorkerProcess.start(target, server.url, cwd=ROOT))
+                await procs[-1].wait_ready()
+            async with Client(api) as client, httpx.AsyncClient(base_url=api, timeout=30) as http:
+                await served(client, "Chain3")
+                await served(client, "Ticker")
+                done = await http.post("/workflows/Chain3/runs", params={"wait": "true"}, json={"text": "a b c"})
+                named = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+                assert await client.handle("my-run-1").result() == {"n": 1, "source": "x"}
+                yield Served(api, client, http, {"status_code": done.status_code, **done.json()}, named)
+        finally:
+            for w in procs:
+                w.kill()
+                await w.stop(timeout=5)
+            await cp.stop()
 
-        started = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
-        assert started.status_code == 201
-        assert started.headers["location"] == "/runs/my-run-1"
-        again = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
-        assert again.status_code == 200 and again.json()["created"] is False  # idempotent start
-        assert await client.handle("my-run-1").result() == {"n": 1, "source": "x"}
 
-        view = (await http.get(f"/runs/{rid}")).json()
-        assert view["status"] == "completed" and view["steps_completed"] == 3
-        assert view["started_at"] <= view["ended_at"]
+endpoint = pytest.mark.asyncio(loop_scope="module")
 
-        records = (await http.get(f"/runs/{rid}/events")).json()["records"]
-        kinds = [(r["kind"], r["type"]) for r in records]
-        assert kinds[:2] == [("sys", "RunStarted"), ("evt", "StartEvent")]
-        assert kinds[-1] == ("sys", "RunCompleted")
-        # parse and count commit a StepCompleted each; finish's commit is its RunCompleted alone
-        assert kinds.count(("sys", "StepCompleted")) == 2
-        assert [r["type"] for r in records if r.get("completes_step")] == ["RunCompleted"]
-        assert kinds.count(("out", "Progress")) == 2
-        assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
-        tail = (await http.get(f"/runs/{rid}/events", params={"after": records[-3]["seq"]})).json()
-        assert [r["seq"] for r in tail["records"]] == [r["seq"] for r in records[-2:]]
 
-        async with http.stream("GET", f"/runs/{rid}/stream") as resp:
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            text = (await resp.aread()).decode()
-        ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
-        assert ids == [r["seq"] for r in records]  # one SSE event per record; ends with the run
+@endpoint
+async def test_get_health(served_api: Served) -> None:
+    health = (await served_api.http.get("/health")).json()
+    assert health["status"] == "ok" and health["nats"] is True
 
-        listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()
-        assert {r["run_id"] for r in listed["runs"]} == {rid, "my-run-1"}
-        assert listed["next_cursor"] is None
-        completed = (await http.get("/runs", params={"status": "completed"})).json()["runs"]
-        assert {r["run_id"] for r in completed} == {rid, "my-run-1"}
-        assert (await http.get("/runs", params={"status": "failed"})).json()["runs"] == []
 
-        ticking = await client.start(Ticker, n=200, interval=0.05)
-        running = (await http.get("/runs", params={"status": "running"})).json()["runs"]
-        assert [r["run_id"] for r in running] == [ticking.run_id]
-        cancelled = await http.post(f"/runs/{ticking.run_id}/cancel", json={"reason": "test"})
-        assert cancelled.status_code == 202
-        with pytest.raises(WorkflowCancelledError):
-            await asyncio.wait_for(ticking.result(), 30)
-        again = await http.post(f"/runs/{ticking.run_id}/cancel")
-        assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
+@endpoint
+async def test_get_openapi_schema(served_api: Served) -> None:
+    schema = (await served_api.http.get("/schema/openapi.json")).json()
+    assert schema["info"]["title"] == "jetloom control plane"
+    assert "/workflows/{name}/runs" in schema["paths"]
+
+
+@endpoint
+async def test_get_workflow_detail(served_api: Served) -> None:
+    detail = (await served_api.http.get("/workflows/Ticker")).json()
+    assert detail["start_event"] == "TickStart"
+    assert detail["events"]["TickStart"]["required"] == ["n"]
+    assert {(e["source"], e["target"]) for e in detail["graph"]} == {
+        ("_start", "begin"),
+        ("begin", "tick"),
+        ("tick", "tick"),
+        ("tick", "_stop"),
+    }
+
+
+@endpoint
+async def test_post_runs_with_wait_returns_the_result(served_api: Served) -> None:
+    body = served_api.done
+    assert body["status_code"] == 200
+    assert body["status"] == "completed"
+    assert body["result"] == {"n": 3, "source": "a b c"}
+    assert body["state"] == {"source": "a b c"}
+
+
+@endpoint
+async def test_post_runs_with_a_run_id_is_idempotent(served_api: Served) -> None:
+    started = served_api.named
+    assert started.status_code == 201
+    assert started.headers["location"] == "/runs/my-run-1"
+    again = await served_api.http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+    assert again.status_code == 200 and again.json()["created"] is False
+
+
+@endpoint
+async def test_get_run(served_api: Served) -> None:
+    view = (await served_api.http.get(f"/runs/{served_api.done['run_id']}")).json()
+    assert view["status"] == "completed" and view["steps_completed"] == 3
+    assert view["started_at"] <= view["ended_at"]
+
+
+async def _records(served_api: Served) -> list[dict[str, Any]]:
+    return (await served_api.http.get(f"/runs/{served_api.done['run_id']}/events")).json()["records"]
+
+
+@endpoint
+async def test_get_run_events(served_api: Served) -> None:
+    records = await _records(served_api)
+    kinds = [(r["kind"], r["type"]) for r in records]
+    assert kinds[:2] == [("sys", "RunStarted"), ("evt", "StartEvent")]
+    assert kinds[-1] == ("sys", "RunCompleted")
+    # parse and count commit a StepCompleted each; finish's commit is its RunCompleted alone
+    assert kinds.count(("sys", "StepCompleted")) == 2
+    assert [r["type"] for r in records if r.get("completes_step")] == ["RunCompleted"]
+    assert kinds.count(("out", "Progress")) == 2
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    rid = served_api.done["run_id"]
+    tail = (await served_api.http.get(f"/runs/{rid}/events", params={"after": records[-3]["seq"]})).json()
+    assert [r["seq"] for r in tail["records"]] == [r["seq"] for r in records[-2:]]
+
+
+@endpoint
+async def test_get_run_stream(served_api: Served) -> None:
+    records = await _records(served_api)
+    async with served_api.http.stream("GET", f"/runs/{served_api.done['run_id']}/stream") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        text = (await resp.aread()).decode()
+    ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+    assert ids == [r["seq"] for r in records]  # one SSE event per record; ends with the run
+
+
+@endpoint
+async def test_get_runs_filtered(served_api: Served) -> None:
+    http, rid = served_api.http, served_api.done["run_id"]
+    listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()
+    assert {rid, "my-run-1"} <= {r["run_id"] for r in listed["runs"]}
+    assert {r["workflow"] for r in listed["runs"]} == {"Chain3"}
+    assert listed["next_cursor"] is None
+    completed = (await http.get("/runs", params={"status": "completed"})).json()["runs"]
+    assert {rid, "my-run-1"} <= {r["run_id"] for r in completed}
+    assert {r["status"] for r in completed} == {"completed"}
+    assert (await http.get("/runs", params={"status": "failed"})).json()["runs"] == []
+
+
+@endpoint
+async def test_post_run_cancel(served_api: Served) -> None:
+    http = served_api.http
+    ticking = await served_api.client.start(Ticker, n=200, interval=0.05)
+    running = (await http.get("/runs", params={"status": "running"})).json()["runs"]
+    assert ticking.run_id in [r["run_id"] for r in running]
+    assert {r["status"] for r in running} == {"running"}
+    cancelled = await http.post(f"/runs/{ticking.run_id}/cancel", json={"reason": "test"})
+    assert cancelled.status_code == 202
+    with pytest.raises(WorkflowCancelledError):
+        await asyncio.wait_for(ticking.result(), 30)
+    again = await http.post(f"/runs/{ticking.run_id}/cancel")
+    assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
 
 
 async def test_an_idempotency_key_starts_one_run(
