@@ -24,6 +24,7 @@ from engine.codec import decode_record
 from engine.commands import append_cancel
 from engine.executor import Executor
 from engine.runtime import append_start
+from tests.integration.procs import eventually
 from tests.workflows import Chain3, FanInOut, Parsed, Progress
 
 
@@ -40,7 +41,6 @@ async def test_stream_events_called_after_the_end_streams_every_event() -> None:
     log = MemoryLog()
     handler = Chain3(timeout=10, log=log).run(text="a b c")
     assert await handler == {"n": 3, "source": "a b c"}
-    assert handler._kinds == ("sys",)
     streamed = [ev async for ev in handler.stream_events()]
     assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
     again = [ev async for ev in handler.stream_events()]  # (a follow of its own each time)
@@ -48,12 +48,18 @@ async def test_stream_events_called_after_the_end_streams_every_event() -> None:
 
 
 async def test_stream_events_called_mid_run_streams_the_events_before_it_too() -> None:
-    handler = Chain3(timeout=10).run(text="a b", delay=0.05)
-    while handler._kinds is None:  # the handler's own follow begins (sys records only)
-        await asyncio.sleep(0)
-    assert handler._kinds == ("sys",) and not handler.done()
+    from tests.workflows import Ticked, Ticker
+
+    log = MemoryLog()
+    handler = Ticker(timeout=10, log=log).run(n=3, interval=0.3)
+
+    async def ticked() -> bool:  # mid-run: the first tick has been streamed, the run goes on
+        return any(r.subject.endswith("out.Ticked") for r in await log.read("Ticker", handler.run_id))
+
+    await eventually(ticked, timeout=5, what="the first tick streamed")
+    assert not handler.done()
     streamed = [ev async for ev in handler.stream_events()]
-    assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 2, "source": "a b"})]
+    assert streamed == [Ticked(i=0), Ticked(i=1), Ticked(i=2), StopEvent(result=3)]
 
 
 async def test_a_step_of_two_event_types_collects_both() -> None:

@@ -184,10 +184,19 @@ async def test_cache_evicts_ended_runs_first_then_the_least_recently_used() -> N
         await cache.get(rid, min_seq=1)
     cache.ended("c")  # the newest, but ended: evicted before a and b
     await cache.get("d", min_seq=1)
-    assert list(cache._runs) == ["a", "b", "d"]
-    await cache.get("a", min_seq=1)  # used again: b is now the least recently used
-    await cache.get("e", min_seq=1)
-    assert list(cache._runs) == ["d", "a", "e"]
+    # which runs are held, seen from outside: getting a held run reads nothing
+    before = cache.records_read
+    await cache.get("a", min_seq=1)
+    await cache.get("b", min_seq=1)
+    assert cache.records_read == before  # a and b were kept
+    await cache.get("c", min_seq=1)  # c was not: read again; d is now the least recently used
+    assert cache.records_read > before
+    before = cache.records_read
+    await cache.get("b", min_seq=1)
+    await cache.get("c", min_seq=1)
+    assert cache.records_read == before
+    await cache.get("d", min_seq=1)  # evicted as the least recently used
+    assert cache.records_read > before
 
 
 async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot_lookup() -> None:
