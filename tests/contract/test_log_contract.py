@@ -103,6 +103,9 @@ async def test_a_duplicate_first_message_decides_whose_commit_stands(log: Memory
     result = await log.append(theirs, idempotency_key="k")
     assert result.duplicate and result.count == 0
     records = await log.read(WF, "r1")
+    # the memory log drops a duplicate commit whole; JetStream stores what went out with the
+    # refused head (A and B), as orphans
+    assert len(records) == (2 if isinstance(log, MemoryLog) else 4), [r.subject for r in records]
     assert [r.data for r in records[:2]] == [b'"mine"', b'"mine"']
     assert all(execution_of(r.headers) == execution_of(theirs[0].headers) for r in records[2:])
     assert execution_of(mine[0].headers) != execution_of(theirs[0].headers)
