@@ -71,6 +71,9 @@ def worker(
     registry_ttl: Annotated[
         float, typer.Option(min=1.0, help="Seconds the registry entry outlives the last heartbeat.")
     ] = 10.0,
+    snapshot_every: Annotated[
+        int, typer.Option(min=1, help="Records a run folds between two snapshots in the KV bucket.")
+    ] = 1000,  # engine.snapshots.DEFAULT_SNAPSHOT_EVERY (not imported here: the CLI starts lean)
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run step workers for a workflow: one durable pull consumer per step, shared by every replica."""
@@ -88,6 +91,7 @@ def worker(
             service=service,
             num_workers=num_workers,
             registry_ttl=registry_ttl,
+            snapshot_every=snapshot_every,
         )
     )
 

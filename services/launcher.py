@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import tomllib
 from collections import deque
@@ -274,6 +275,11 @@ class ControlPlaneServer:
     Args:
         nats_url / host / port: where it connects (URLs or ``NatsSettings``) and listens (port
             0 = any free port).
+        sock: a bound, listening socket to serve on instead of ``host``/``port``. The server
+            serves a duplicate of it, so the caller's socket stays open (and the address keeps
+            accepting connections into its backlog) after ``stop()``: a control plane restarted
+            on it is reached at the same address, with no window in which another process could
+            take the port.
         shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
         log_level: uvicorn's log level (default ``warning``).
         **app_options: passed to ``create_app``.
@@ -288,11 +294,14 @@ class ControlPlaneServer:
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
+        sock: socket.socket | None = None,
         shutdown_grace: float = 5.0,
         log_level: str = "warning",
         **app_options: Any,
     ) -> None:
         from .control.app import create_app
+
+        self.sock = sock
 
         self.app = create_app(nats_url, **app_options)
         self.server = _EmbeddedUvicorn(
@@ -317,7 +326,8 @@ class ControlPlaneServer:
         Raises:
             RuntimeError: uvicorn exited during startup (e.g. the port is taken, NATS unreachable).
         """
-        self._task = asyncio.create_task(self.server.serve(), name="jetloom:control-plane")
+        sockets = [self.sock.dup()] if self.sock is not None else None
+        self._task = asyncio.create_task(self.server.serve(sockets=sockets), name="jetloom:control-plane")
         async with asyncio.timeout(timeout):
             while not self.server.started:
                 if self._task.done():

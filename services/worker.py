@@ -62,7 +62,9 @@ async def serve(
         snapshot_every: records a run folds between two snapshots in the KV bucket
             ``<prefix>_snapshots`` (default 1,000).
 
-    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming.
+    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming,
+    and ``jetloom worker stopped pid=<pid> stats=<ExecutorStats> snapshots_loaded=<n>
+    snapshots_written=<n> records_read=<n>`` (the run cache's counters) when it stops.
     """
     workflow = load_workflow(target)
     log = await JetStreamLog.connect(nats, name="jetloom-worker", prefix=prefix, ack_wait=ack_wait)
@@ -97,5 +99,11 @@ async def serve(
         await heartbeat.stop()
         await executor.stop(grace=grace)
         logger.info("worker stopping: %s", executor.stats)
-        print(f"jetloom worker stopped pid={os.getpid()} stats={executor.stats}", flush=True)
+        runs = executor.runs
+        print(
+            f"jetloom worker stopped pid={os.getpid()} stats={executor.stats} "
+            f"snapshots_loaded={runs.snapshots_loaded} snapshots_written={runs.snapshots_written} "
+            f"records_read={runs.records_read}",
+            flush=True,
+        )
         await log.close()

@@ -53,11 +53,12 @@ async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
 
 @pytest.fixture
 def workers() -> Iterator[Callable[..., WorkerProcess]]:
-    """Start worker processes with ``workers(target, url, *cli_args)``; all are killed at the end."""
+    """Start worker processes with ``workers(target, url, *cli_args, env={...})``; all are killed
+    at the end."""
     started: list[WorkerProcess] = []
 
-    def start(target: str, url: str, *args: str, ready: bool = True) -> WorkerProcess:
-        w = WorkerProcess(target, url, *args)
+    def start(target: str, url: str, *args: str, ready: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
+        w = WorkerProcess(target, url, *args, env=env)
         started.append(w)
         if ready:
             w.wait_ready()

@@ -40,6 +40,17 @@ async def pass_gate(gate: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def note_execution(path: str, key: str, line: str) -> None:
+    """Append ``<key> <line>`` to ``<path>.executions`` (every execution of a step, written before
+    it waits at the gate: the test checks that each execution of one step had the same key)."""
+    with open(path + ".executions", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.write(f"{key} {line}\n")
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def append_once(path: str, key: str, line: str) -> bool:
     """Append ``<key> <line>`` to ``path`` unless a line with ``key`` is there already; the check
     and the write happen under an exclusive lock on the file. Returns whether it wrote."""
@@ -61,6 +72,7 @@ class Lines(Workflow):
 
     @step
     async def one(self, ctx: Context, ev: LineStart) -> First:
+        note_execution(ev.path, ctx.idempotency_key, f"{ctx.run_id} one")
         await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} one")
         await asyncio.sleep(ev.hold)
@@ -68,6 +80,7 @@ class Lines(Workflow):
 
     @step
     async def two(self, ctx: Context, ev: First) -> Second:
+        note_execution(ev.path, ctx.idempotency_key, f"{ctx.run_id} two")
         await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} two")
         await asyncio.sleep(ev.hold)
@@ -75,6 +88,7 @@ class Lines(Workflow):
 
     @step
     async def three(self, ctx: Context, ev: Second) -> StopEvent:
+        note_execution(ev.path, ctx.idempotency_key, f"{ctx.run_id} three")
         await pass_gate(ev.gate)
         append_once(ev.path, ctx.idempotency_key, f"{ctx.run_id} three")
         await asyncio.sleep(ev.hold)

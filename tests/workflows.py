@@ -51,6 +51,22 @@ class Chain3(Workflow):
         return StopEvent(result={"n": ev.n, "source": await ctx.store.get("source")})
 
 
+class Chain3Renamed(Workflow):
+    """Chain3 after a refactor (a later version deployed under the same workflow name): ``count``
+    folded into ``parse``, ``Parsed`` gone. A run whose ``count`` step ran cannot be continued
+    by it."""
+
+    workflow_name = "Chain3"
+
+    @step
+    async def parse(self, ev: StartEvent) -> Counted:
+        return Counted(n=len(ev.text.split()))
+
+    @step
+    async def finish(self, ev: Counted) -> StopEvent:
+        return StopEvent(result={"n": ev.n})
+
+
 class Item(Event):
     i: int
     delay: float = 0.0

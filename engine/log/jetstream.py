@@ -71,7 +71,7 @@ from .connection import DEFAULT_URL, NatsSettings, open_connection
 from .jsacks import AckInbox
 from .jsfollow import FollowHub
 from .jsproto import install_protocol_parser
-from .jspub import Outbox
+from .jspub import Outbox, fast_path_from_env
 from .jsread import (
     FIRST_READ,
     LONG_READ,
@@ -372,6 +372,12 @@ class JetStreamLog:
             ≈ 2.2 ms each on a file stream and serialized per stream).
         replicas: replicas of the streams (and of the buckets beside them, ``kv.open_bucket``)
             that ``setup()`` creates (default 1; 3 on a three-node cluster).
+        fast_path: whether to bypass nats-py's per-message layers (its protocol and header
+            parsers, ``Client.publish``, ``Msg`` objects: ``jsproto``, ``jswire``, ``jspub``,
+            ``jsread``). ``None`` (default): on unless the environment variable
+            ``JETLOOM_NATS_FASTPATH`` is ``0``/``false``/``no``/``off``. ``False`` runs everything
+            through nats-py's public path, as happens on a nats-py without the attributes the
+            bypasses rely on; same behaviour, more CPU per message.
 
     Raises:
         ValueError: an unknown ``commit`` mode.
@@ -390,13 +396,16 @@ class JetStreamLog:
         prefetch: int | None = None,
         commit: str = "pipelined",
         replicas: int = 1,
+        fast_path: bool | None = None,
         owns_connection: bool = False,
     ) -> None:
         if commit not in ("pipelined", "batch"):
             raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
         self.nc = nc
-        install_header_parser(nc)  # nats-py's own costs more than the rest of a read (jswire)
-        install_protocol_parser(nc)  # no copy of the read buffer per message (jsproto)
+        self.fast_path = fast_path_from_env() if fast_path is None else fast_path
+        if self.fast_path:
+            install_header_parser(nc)  # nats-py's own costs more than the rest of a read (jswire)
+            install_protocol_parser(nc)  # no copy of the read buffer per message (jsproto)
         self.js = nc.jetstream(timeout=request_timeout)
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
@@ -415,7 +424,7 @@ class JetStreamLog:
         self.atomic = commit == "batch"
         self._acks: AckInbox | None = None
         self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
-        self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
+        self.outbox = Outbox(nc, enabled=self.fast_path)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
 
@@ -761,7 +770,7 @@ class JetStreamLog:
         """The connection's tap (made by the first read), or ``None`` if it cannot be tapped."""
         tap: RawTap | None = self.__dict__.get("_tap")
         if tap is None:
-            tap = self.__dict__["_tap"] = RawTap(self.nc)
+            tap = self.__dict__["_tap"] = RawTap(self.nc, enabled=self.fast_path)
         return tap if tap.usable else None
 
     def _read_inbox(self, tap: RawTap) -> ReadInbox:

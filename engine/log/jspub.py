@@ -13,12 +13,15 @@ rewriting (a value with surrounding whitespace or a line break, a subject with w
 then buffers or refuses it).
 
 It relies on nats-py's outgoing buffer (``_pending``, ``_pending_data_size``, ``_flush_queue``,
-``_flush_pending``); a client without them is never used this way (``usable``).
+``_flush_pending``); a client without them is never used this way (``usable``). The environment
+variable ``JETLOOM_NATS_FASTPATH=0`` (or ``JetStreamLog(fast_path=False)``) turns this and the other
+nats-py bypasses of ``engine.log`` off, so that the paths such a client takes can be run on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -26,7 +29,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["Outbox"]
+__all__ = ["FAST_PATH_ENV", "Outbox", "fast_path_from_env"]
+
+FAST_PATH_ENV = "JETLOOM_NATS_FASTPATH"
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the header names nats-py accepts
 _WHITESPACE = frozenset(" \t\r\n\x0b\x0c")
@@ -41,16 +46,27 @@ def _plain(text: str) -> bool:
     )
 
 
+def fast_path_from_env() -> bool:
+    """Whether the nats-py fast path is on by the environment: ``JETLOOM_NATS_FASTPATH`` unset or
+    anything but ``0``, ``false``, ``no`` or ``off`` (any case) means on (the default)."""
+    return os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class Outbox:
     """Queues messages on one nats-py connection.
 
     ``put`` queues (or, when it cannot, returns ``False`` and the caller uses ``Client.publish``);
     ``flush`` wakes the connection's writer once for everything queued since.
+
+    Args:
+        nc: the connection.
+        enabled: ``False`` makes ``usable`` false whatever the client has, so every message takes
+            ``Client.publish`` (``JetStreamLog(fast_path=False)``).
     """
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, *, enabled: bool = True) -> None:
         self.nc = nc
-        self.usable = all(hasattr(nc, a) for a in _ATTRS)
+        self.usable = enabled and all(hasattr(nc, a) for a in _ATTRS)
         self._names: set[str] = set()
         self._later = False
 
@@ -93,8 +109,11 @@ class Outbox:
 
     async def flush(self) -> None:
         """Wake the connection's writer for what ``put`` queued (as ``Client.publish`` does after
-        each message), or flush at once past the connection's pending-size limit."""
+        each message), or flush at once past the connection's pending-size limit. Nothing when
+        not ``usable`` (``Client.publish`` woke it)."""
         nc = self.nc
+        if not self.usable:
+            return
         if nc._max_pending_size > 0 and nc._pending_data_size > nc._max_pending_size:
             await nc._flush_pending(force_flush=True)
         elif nc._flush_queue is not None and nc._flush_queue.empty():

@@ -64,13 +64,14 @@ class RawTap:
     subscriptions take nats-py's path unchanged. Works by setting ``_process_msg`` on the client
     instance (nats-py 2.16's parser calls ``self.nc._process_msg`` for every message) while at
     least one subscription is tapped (the connection's ``ReadInbox``, once it has read, stays
-    tapped); a client without that method is never tapped (``usable``).
+    tapped); a client without that method is never tapped (``usable``), nor is any client when
+    ``enabled`` is false (``JetStreamLog(fast_path=False)``, ``JETLOOM_NATS_FASTPATH=0``).
     """
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, *, enabled: bool = True) -> None:
         self.nc = nc
         self.sinks: dict[int, Sink] = {}
-        self.usable = callable(getattr(nc, "_process_msg", None))
+        self.usable = enabled and callable(getattr(nc, "_process_msg", None))
         self._next: Callable[..., Awaitable[None]] | None = None  # what handled messages before
         self._own: Any = None  # the instance's own ``_process_msg`` before ours, if it had one
 

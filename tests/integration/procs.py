@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class WorkerProcess:
     """``python -m services.cli worker TARGET --nats URL`` in a child process.
 
-    Output (stdout and stderr) is collected in ``self.lines`` by a reader thread.
+    Output (stdout and stderr) is collected in ``self.lines`` by a reader thread; ``env`` adds to
+    (or overrides) this process's environment.
     """
 
-    def __init__(self, target: str, nats_url: str, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    def __init__(self, target: str, nats_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "worker", target, "--nats", nats_url, *args],
             cwd=ROOT,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -97,32 +99,28 @@ async def test_send_and_cancel_and_errors(
     assert code == 2 and "KEY=VALUE" in err
     code, _, err = await jetloom(api, "send", rid, "not json")
     assert code == 2
-    code, _, err = await jetloom("http://127.0.0.1:9", "runs")
+    with socket.socket() as closed:  # bound, never listening, held open: connects are refused
+        closed.bind(("127.0.0.1", 0))
+        code, _, err = await jetloom(f"http://127.0.0.1:{closed.getsockname()[1]}", "runs")
     assert code == 1 and "cannot reach" in err
 
 
 async def test_control_plane_command_serves_the_api(nats_url: str) -> None:
-    import socket
-
-    with socket.socket() as s:  # a free port for the process to bind
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """``jetloom control-plane --port 0`` binds a port of its own choosing and prints its URL in
+    its ready line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "control-plane", "--nats", nats_url, "--port", str(port),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "services.cli", "control-plane", "--nats", nats_url, "--port", "0",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        async with Client(f"http://127.0.0.1:{port}") as c:
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:
-                try:
-                    assert (await c.health())["nats"] is True
-                    break
-                except Exception:
-                    if asyncio.get_running_loop().time() > deadline or proc.returncode is not None:
-                        raise
-                    await asyncio.sleep(0.1)
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode()
+        ready = re.match(r"jetloom control plane ready api=(http://127\.0\.0\.1:(\d+)) ", line)
+        assert ready is not None and int(ready[2]) > 0, line
+        async with Client(ready[1]) as c:
+            assert (await c.health())["nats"] is True  # serving once it says it is ready
             assert await c.workflows() == []
         proc.terminate()
         async with asyncio.timeout(30):

@@ -189,7 +189,10 @@ async def test_a_second_execution_never_mixes_its_output_into_an_interrupted_com
     counted = [r for r in the_commit(records, start) if r.seq not in st.orphans]
     assert [envelope(r) for r in counted] == [envelope(m) for m in crashing.intended]
     orphans = [decode_record(r, Emitter.events).body for r in records if r.seq in st.orphans]
-    assert all(getattr(o, "execution", 2) == 2 for o in orphans)
+    if isinstance(log, JetStreamLog):  # its publishes of the late commit went out with the head
+        assert orphans, "the late execution's messages were expected in the log, as orphans"
+    for o in orphans:  # each one the late execution's, none the first's
+        assert (isinstance(o, Part) and o.execution == 2) or (isinstance(o, Note) and o.text == "execution 2"), o
     assert not any(isinstance(o, StepCompleted) for o in orphans)  # (its head was refused)
     assert [seq for seq, _ in st.events["Part"]] == [r.seq for r in counted if r.subject.endswith("evt.Part")]
     parts = [decode_record(r, Emitter.events).body for r in counted if r.subject.endswith("evt.Part")]

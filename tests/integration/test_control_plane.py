@@ -4,7 +4,9 @@ worker processes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ import httpx
 import nats
 import orjson
 import pytest
+import pytest_asyncio
 
 from engine import StopEvent, WorkflowCancelledError
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
+from services.natsserver import EmbeddedNats
 from services.registry import Registry
 from tests.integration.procs import eventually
 from tests.workflows import Approval, Ticked, Ticker
@@ -26,15 +30,16 @@ TICKER = "tests.workflows:Ticker"
 GATE = "tests.workflows:Gate"
 
 
-async def served(client: Client, workflow: str, instances: int = 1) -> None:
-    """Wait until the control plane's registry view shows ``instances`` live processes."""
+async def served(client: Client, workflow: str, instances: int = 1, timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` seconds) until the control plane's registry view shows
+    ``instances`` live processes."""
 
     async def check() -> bool:
         return any(
             w["name"] == workflow and w["instances"] == instances for w in await client.workflows()
         )
 
-    await eventually(check, what=f"{workflow} served by {instances}")
+    await eventually(check, timeout=timeout, what=f"{workflow} served by {instances}")
 
 
 # ---- registry -------------------------------------------------------------------------------------
@@ -78,10 +83,11 @@ async def test_registry_entries_appear_heartbeat_and_expire_after_kill(
 async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_comes(
     client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
-    w = await start_worker(CHAIN)
+    w = await start_worker(CHAIN, "--registry-ttl", "120")
     await served(client, "Chain3")
     assert await w.stop() == 0
-    await served(client, "Chain3", instances=0)  # at once, not after the TTL
+    # at once, not after the TTL: an entry left behind would stay listed for 120 s
+    await served(client, "Chain3", instances=0, timeout=5)
 
     handle = await client.start("Chain3", text="queued run here")
     assert handle.queued
@@ -93,82 +99,175 @@ async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_co
 # ---- endpoints --------------------------------------------------------------------------------------
 
 
-async def test_every_endpoint(
+@dataclasses.dataclass
+class Served:
+    """A control plane with a Chain3 and a Ticker worker process, shared by the endpoint tests
+    (one per endpoint) of this module; ``done`` is a completed Chain3 run started with
+    ``?wait=true``, ``named`` one started under the run id ``my-run-1``."""
+
+    api: str
+    client: Client
+    http: httpx.AsyncClient
+    done: dict[str, Any]
+    named: httpx.Response
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    async with EmbeddedNats(port=0, store_dir=tmp_path_factory.mktemp("nats-store")) as server:
+        cp = ControlPlaneServer(server.url, port=0, shutdown_grace=1.0)
+        api = await cp.start()
+        procs: list[WorkerProcess] = []
+        try:
+            for target in (CHAIN, TICKER):
+                procs.append(await WorkerProcess.start(target, server.url, cwd=ROOT))
+                await procs[-1].wait_ready()
+            async with Client(api) as client, httpx.AsyncClient(base_url=api, timeout=30) as http:
+                await served(client, "Chain3")
+                await served(client, "Ticker")
+                done = await http.post("/workflows/Chain3/runs", params={"wait": "true"}, json={"text": "a b c"})
+                named = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+                assert await client.handle("my-run-1").result() == {"n": 1, "source": "x"}
+                yield Served(api, client, http, {"status_code": done.status_code, **done.json()}, named)
+        finally:
+            for w in procs:
+                w.kill()
+                await w.stop(timeout=5)
+            await cp.stop()
+
+
+endpoint = pytest.mark.asyncio(loop_scope="module")
+
+
+@endpoint
+async def test_get_health(served_api: Served) -> None:
+    health = (await served_api.http.get("/health")).json()
+    assert health["status"] == "ok" and health["nats"] is True
+
+
+@endpoint
+async def test_get_openapi_schema(served_api: Served) -> None:
+    schema = (await served_api.http.get("/schema/openapi.json")).json()
+    assert schema["info"]["title"] == "jetloom control plane"
+    assert "/workflows/{name}/runs" in schema["paths"]
+
+
+@endpoint
+async def test_get_workflow_detail(served_api: Served) -> None:
+    detail = (await served_api.http.get("/workflows/Ticker")).json()
+    assert detail["start_event"] == "TickStart"
+    assert detail["events"]["TickStart"]["required"] == ["n"]
+    assert {(e["source"], e["target"]) for e in detail["graph"]} == {
+        ("_start", "begin"),
+        ("begin", "tick"),
+        ("tick", "tick"),
+        ("tick", "_stop"),
+    }
+
+
+@endpoint
+async def test_post_runs_with_wait_returns_the_result(served_api: Served) -> None:
+    body = served_api.done
+    assert body["status_code"] == 200
+    assert body["status"] == "completed"
+    assert body["result"] == {"n": 3, "source": "a b c"}
+    assert body["state"] == {"source": "a b c"}
+
+
+@endpoint
+async def test_post_runs_with_a_run_id_is_idempotent(served_api: Served) -> None:
+    started = served_api.named
+    assert started.status_code == 201
+    assert started.headers["location"] == "/runs/my-run-1"
+    again = await served_api.http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
+    assert again.status_code == 200 and again.json()["created"] is False
+
+
+@endpoint
+async def test_get_run(served_api: Served) -> None:
+    view = (await served_api.http.get(f"/runs/{served_api.done['run_id']}")).json()
+    assert view["status"] == "completed" and view["steps_completed"] == 3
+    assert view["started_at"] <= view["ended_at"]
+
+
+async def _records(served_api: Served) -> list[dict[str, Any]]:
+    return (await served_api.http.get(f"/runs/{served_api.done['run_id']}/events")).json()["records"]
+
+
+@endpoint
+async def test_get_run_events(served_api: Served) -> None:
+    records = await _records(served_api)
+    kinds = [(r["kind"], r["type"]) for r in records]
+    assert kinds[:2] == [("sys", "RunStarted"), ("evt", "StartEvent")]
+    assert kinds[-1] == ("sys", "RunCompleted")
+    # parse and count commit a StepCompleted each; finish's commit is its RunCompleted alone
+    assert kinds.count(("sys", "StepCompleted")) == 2
+    assert [r["type"] for r in records if r.get("completes_step")] == ["RunCompleted"]
+    assert kinds.count(("out", "Progress")) == 2
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    rid = served_api.done["run_id"]
+    tail = (await served_api.http.get(f"/runs/{rid}/events", params={"after": records[-3]["seq"]})).json()
+    assert [r["seq"] for r in tail["records"]] == [r["seq"] for r in records[-2:]]
+
+
+@endpoint
+async def test_get_run_stream(served_api: Served) -> None:
+    records = await _records(served_api)
+    async with served_api.http.stream("GET", f"/runs/{served_api.done['run_id']}/stream") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        text = (await resp.aread()).decode()
+    ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+    assert ids == [r["seq"] for r in records]  # one SSE event per record; ends with the run
+
+
+@endpoint
+async def test_get_runs_filtered(served_api: Served) -> None:
+    http, rid = served_api.http, served_api.done["run_id"]
+    listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()
+    assert {rid, "my-run-1"} <= {r["run_id"] for r in listed["runs"]}
+    assert {r["workflow"] for r in listed["runs"]} == {"Chain3"}
+    assert listed["next_cursor"] is None
+    completed = (await http.get("/runs", params={"status": "completed"})).json()["runs"]
+    assert {rid, "my-run-1"} <= {r["run_id"] for r in completed}
+    assert {r["status"] for r in completed} == {"completed"}
+    assert (await http.get("/runs", params={"status": "failed"})).json()["runs"] == []
+
+
+@endpoint
+async def test_post_run_cancel(served_api: Served) -> None:
+    http = served_api.http
+    ticking = await served_api.client.start(Ticker, n=200, interval=0.05)
+    running = (await http.get("/runs", params={"status": "running"})).json()["runs"]
+    assert ticking.run_id in [r["run_id"] for r in running]
+    assert {r["status"] for r in running} == {"running"}
+    cancelled = await http.post(f"/runs/{ticking.run_id}/cancel", json={"reason": "test"})
+    assert cancelled.status_code == 202
+    with pytest.raises(WorkflowCancelledError):
+        await asyncio.wait_for(ticking.result(), 30)
+    again = await http.post(f"/runs/{ticking.run_id}/cancel")
+    assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
+
+
+async def test_an_idempotency_key_starts_one_run(
     api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
+    """``POST /workflows/{name}/runs`` with an ``Idempotency-Key`` header: the same key names the
+    same run, started once; another key starts another run."""
     await start_worker(CHAIN)
-    await start_worker(TICKER)
-    await served(client, "Chain3")
-    await served(client, "Ticker")
     async with httpx.AsyncClient(base_url=api, timeout=30) as http:
-        health = (await http.get("/health")).json()
-        assert health["status"] == "ok" and health["nats"] is True
-
-        assert (await http.get("/schema/openapi.json")).json()["info"]["title"] == "jetloom control plane"
-
-        detail = (await http.get("/workflows/Ticker")).json()
-        assert detail["start_event"] == "TickStart"
-        assert detail["events"]["TickStart"]["required"] == ["n"]
-        assert {(e["source"], e["target"]) for e in detail["graph"]} == {
-            ("_start", "begin"),
-            ("begin", "tick"),
-            ("tick", "tick"),
-            ("tick", "_stop"),
-        }
-
-        done = await http.post("/workflows/Chain3/runs", params={"wait": "true"}, json={"text": "a b c"})
-        assert done.status_code == 200
-        body = done.json()
-        assert body["status"] == "completed"
-        assert body["result"] == {"n": 3, "source": "a b c"}
-        assert body["state"] == {"source": "a b c"}
-        rid = body["run_id"]
-
-        started = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
-        assert started.status_code == 201
-        assert started.headers["location"] == "/runs/my-run-1"
-        again = await http.post("/workflows/Chain3/runs", json={"text": "x"}, params={"run_id": "my-run-1"})
-        assert again.status_code == 200 and again.json()["created"] is False  # idempotent start
-        assert await client.handle("my-run-1").result() == {"n": 1, "source": "x"}
-
-        view = (await http.get(f"/runs/{rid}")).json()
-        assert view["status"] == "completed" and view["steps_completed"] == 3
-        assert view["started_at"] <= view["ended_at"]
-
-        records = (await http.get(f"/runs/{rid}/events")).json()["records"]
-        kinds = [(r["kind"], r["type"]) for r in records]
-        assert kinds[:2] == [("sys", "RunStarted"), ("evt", "StartEvent")]
-        assert kinds[-1] == ("sys", "RunCompleted")
-        # parse and count commit a StepCompleted each; finish's commit is its RunCompleted alone
-        assert kinds.count(("sys", "StepCompleted")) == 2
-        assert [r["type"] for r in records if r.get("completes_step")] == ["RunCompleted"]
-        assert kinds.count(("out", "Progress")) == 2
-        assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
-        tail = (await http.get(f"/runs/{rid}/events", params={"after": records[-3]["seq"]})).json()
-        assert [r["seq"] for r in tail["records"]] == [r["seq"] for r in records[-2:]]
-
-        async with http.stream("GET", f"/runs/{rid}/stream") as resp:
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            text = (await resp.aread()).decode()
-        ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
-        assert ids == [r["seq"] for r in records]  # one SSE event per record; ends with the run
-
-        listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()
-        assert {r["run_id"] for r in listed["runs"]} == {rid, "my-run-1"}
-        assert listed["next_cursor"] is None
-        completed = (await http.get("/runs", params={"status": "completed"})).json()["runs"]
-        assert {r["run_id"] for r in completed} == {rid, "my-run-1"}
-        assert (await http.get("/runs", params={"status": "failed"})).json()["runs"] == []
-
-        ticking = await client.start(Ticker, n=200, interval=0.05)
-        running = (await http.get("/runs", params={"status": "running"})).json()["runs"]
-        assert [r["run_id"] for r in running] == [ticking.run_id]
-        cancelled = await http.post(f"/runs/{ticking.run_id}/cancel", json={"reason": "test"})
-        assert cancelled.status_code == 202
-        with pytest.raises(WorkflowCancelledError):
-            await asyncio.wait_for(ticking.result(), 30)
-        again = await http.post(f"/runs/{ticking.run_id}/cancel")
-        assert again.status_code == 409 and again.json()["run_status"] == "cancelled"
+        first = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-17"})
+        again = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-17"})
+        other = await http.post("/workflows/Chain3/runs", json={"text": "a b"}, headers={"Idempotency-Key": "order-18"})
+        assert first.status_code == 201 and first.json()["created"] is True
+        assert again.status_code == 200 and again.json()["created"] is False
+        assert first.json()["run_id"] == again.json()["run_id"] == "order-17"
+        assert other.status_code == 201 and other.json()["run_id"] == "order-18"
+        assert await client.handle("order-17").result() == {"n": 2, "source": "a b"}
+        records = (await http.get("/runs/order-17/events")).json()["records"]
+        assert [r["type"] for r in records].count("RunStarted") == 1
+        assert [r["type"] for r in records].count("StartEvent") == 1
+        listed = (await http.get("/runs", params={"workflow": "Chain3"})).json()["runs"]
+        assert sorted(r["run_id"] for r in listed) == ["order-17", "order-18"]
 
 
 async def test_runs_are_paginated_with_a_cursor(
@@ -265,25 +364,30 @@ async def test_sse_reconnect_with_last_event_id_gets_every_record_once(
 async def test_sdk_stream_resumes_across_a_control_plane_restart(
     nats_url: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
-    cp = ControlPlaneServer(nats_url, port=0, shutdown_grace=0.2)
-    url = await cp.start()
-    port = int(url.rsplit(":", 1)[1])
-    await start_worker(TICKER)
-    async with Client(url) as c:
-        handle = await c.start(Ticker, n=40, interval=0.03)
-        seen: list[dict[str, Any]] = []
-        restarted = False
-        async for record in handle.records():
-            seen.append(record)
-            if len(seen) == 10 and not restarted:
-                await cp.stop()  # the stream is cut; the SDK reconnects with Last-Event-ID
-                cp = ControlPlaneServer(nats_url, port=port, shutdown_grace=0.2)
-                await cp.start()
-                restarted = True
-        assert restarted
-        assert [r["seq"] for r in seen] == [r["seq"] for r in await handle.events()]
-        assert seen[-1]["type"] == "RunCompleted"
-    await cp.stop()
+    # One listening socket, held by the test, for both lives of the control plane: the address
+    # stays the test's throughout (no port released and bound again)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        cp = ControlPlaneServer(nats_url, sock=sock, shutdown_grace=0.2)
+        url = await cp.start()
+        assert url == f"http://127.0.0.1:{sock.getsockname()[1]}"
+        await start_worker(TICKER)
+        async with Client(url) as c:
+            handle = await c.start(Ticker, n=40, interval=0.03)
+            seen: list[dict[str, Any]] = []
+            restarted = False
+            async for record in handle.records():
+                seen.append(record)
+                if len(seen) == 10 and not restarted:
+                    await cp.stop()  # the stream is cut; the SDK reconnects with Last-Event-ID
+                    cp = ControlPlaneServer(nats_url, sock=sock, shutdown_grace=0.2)
+                    await cp.start()
+                    restarted = True
+            assert restarted
+            assert [r["seq"] for r in seen] == [r["seq"] for r in await handle.events()]
+            assert seen[-1]["type"] == "RunCompleted"
+        await cp.stop()
 
 
 # ---- load -------------------------------------------------------------------------------------------

@@ -42,11 +42,12 @@ async def _crash_loop(
     kill: Callable[[list[WorkerProcess], Path], Awaitable[bool]],
     hold: float = 0.02,
     gate: Path | None = None,
-) -> int:
+) -> tuple[int, int]:
     """Run ``runs`` runs over two workers; ``kill(live, path)`` waits for the moment of the next
     kill and says whether to go on killing. With ``gate``, the steps are paused (the gate file
     exists) from that moment until the replacement worker is ready, so the runs cannot all end
-    while a kill is under way. Returns how many kills happened."""
+    while a kill is under way. Returns how many kills happened and how many step executions
+    were repeats (a step run again after its process was killed)."""
     live = [await start_worker(TARGET, "--ack-wait", "1") for _ in range(2)]
     kills = 0
     async with await NatsClient.connect(nats_url) as client:
@@ -78,13 +79,18 @@ async def _crash_loop(
         assert done == [path.name] * runs, "every run completed"
         ids = {h.run_id for h in handlers}
     lines = _lines(path)
-    keys = Counter(key for key, _, _ in lines)
-    assert [k for k, n in keys.items() if n > 1] == [], "a step's line appears twice"
     per_step = Counter((run, step) for _, run, step in lines)
     assert set(per_step) == {(r, s) for r in ids for s in STEPS}, "every step of every run wrote"
-    assert all(n == 1 for n in per_step.values())
+    assert all(n == 1 for n in per_step.values()), "a step's line appears twice"
     assert len(lines) == 3 * runs
-    return kills
+    # The de-duplication rests on every execution of a step on one trigger seeing the same
+    # ctx.idempotency_key: each execution's key must be the key of the line that was written.
+    written = {(run, step): key for key, run, step in lines}
+    executions = _lines(Path(f"{path}.executions"))
+    assert Counter((run, step) for _, run, step in executions).keys() == per_step.keys()
+    wrong = [(key, run, step) for key, run, step in executions if written[(run, step)] != key]
+    assert wrong == [], "an execution had another idempotency key than the one that wrote"
+    return kills, len(executions) - len(lines)
 
 
 async def test_crash_loop_short(
@@ -108,8 +114,9 @@ async def test_crash_loop_short(
         state["mark"] = target
         return True
 
-    kills = await _crash_loop(nats_url, start_worker, path, runs=30, kill=kill, gate=tmp_path / "gate")
+    kills, repeats = await _crash_loop(nats_url, start_worker, path, runs=30, kill=kill, gate=tmp_path / "gate")
     assert kills == 2
+    assert repeats > 0, "no step ran again after a kill: the de-duplication went untested"
 
 
 async def test_crash_loop_200_runs(
@@ -123,5 +130,5 @@ async def test_crash_loop_200_runs(
         await asyncio.sleep(2.0)  # the chaos schedule, not a synchronisation
         return True
 
-    kills = await _crash_loop(nats_url, start_worker, path, runs=200, kill=kill, hold=0.5)
-    assert kills >= 3
+    kills, repeats = await _crash_loop(nats_url, start_worker, path, runs=200, kill=kill, hold=0.5)
+    assert kills >= 3 and repeats > 0

@@ -11,9 +11,10 @@ import msgspec
 import nats
 import pytest
 
-from engine import fold
+from engine import WorkflowRuntimeError, fold
 from engine.codec import decode_record
 from engine.log.jetstream import JetStreamLog
+from engine.log.jspub import FAST_PATH_ENV
 from engine.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
@@ -64,10 +65,22 @@ async def completions_of(log: JetStreamLog, workflow: type, run_id: str) -> list
     return completions(await log.read(workflow.workflow_name, run_id), workflow)
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "nats-py-path"])
 async def test_three_step_chain_across_two_worker_processes(
-    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+    nats_url: str, workers: Callable[..., WorkerProcess], fast_path: bool
 ) -> None:
-    w1, w2 = workers(CHAIN, nats_url), workers(CHAIN, nats_url)
+    """Also with the nats-py fast path off in the workers and the client
+    (``JETLOOM_NATS_FASTPATH=0``): the branches a client that cannot be tapped takes."""
+    env = {FAST_PATH_ENV: "1" if fast_path else "0"}
+    w1, w2 = workers(CHAIN, nats_url, env=env), workers(CHAIN, nats_url, env=env)
+    client = await NatsClient.connect(nats_url, fast_path=fast_path)
+    try:
+        await _chain_across(client, w1, w2)
+    finally:
+        await client.close()
+
+
+async def _chain_across(client: NatsClient, w1: WorkerProcess, w2: WorkerProcess) -> None:
     handlers = [await client.start(Chain3, text=f"w{i} x y", delay=0.02, timeout=60) for i in range(30)]
     results = await asyncio.gather(*handlers)
     assert results == [{"n": 3, "source": f"w{i} x y"} for i in range(30)]
@@ -237,3 +250,29 @@ async def test_worker_killed_repeatedly_during_a_large_fan_out(
     assert all(v == 1 for v in keys.values())
     steps = Counter(c.step for c in done)
     assert steps["split"] == 1 and steps["square"] == n and 1 <= steps["join"] <= n
+
+
+async def test_a_worker_of_another_version_fails_the_run_with_workflow_version_error(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """A run begun by one version of a workflow (``parse`` and ``count`` ran in a worker process)
+    is picked up by a worker process of a version without ``count`` or ``Parsed``: its first
+    delivery (``Counted``, to ``finish``) makes it check its class against the log, and it fails
+    the run with ``WorkflowVersionError`` naming what it lacks."""
+    old = workers(CHAIN, nats_url, "--step", "parse", "--step", "count")
+    handler = await client.start(Chain3, text="a b", timeout=60)
+
+    async def counted() -> bool:
+        return any(c.step == "count" for c in await completions_of(client.log, Chain3, handler.run_id))
+
+    await eventually(counted, what="the old version's count step ran")
+    assert old.stop() == 0
+    new = workers("tests.workflows:Chain3Renamed", nats_url)
+    with pytest.raises(WorkflowRuntimeError, match="written by another version"):
+        await handler
+    st = fold(await records_of(client.log, Chain3, handler.run_id))
+    assert st.status == "failed" and st.error is not None
+    assert st.error.error_type == "engine.errors.WorkflowVersionError"
+    assert "steps in the log that Chain3Renamed lacks: count" in st.error.message
+    assert "neither accepts nor produces: Parsed" in st.error.message
+    assert "lacks: count" in new.wait_for("written by another version")  # the worker's log says so

@@ -17,9 +17,14 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from engine import fold
+from engine.codec import decode_record
+from engine.log.jetstream import JetStreamLog
+from engine.records import H_WORKER, StepCompleted, completed_step
 from examples.docindex.store import DocRow, DocStore
 from examples.docindex.workflow import DocIndex, Progress
 from services.launcher import WorkerProcess
@@ -348,26 +353,65 @@ async def test_distributed_two_workers(
             result = await handler
             check_index(corpus, db, result)
             check_progress(corpus, events, result["files"])
+            runs = [handler.run_id]
 
             # the same job again on the same database: same rows, no duplicates
             handler = await client.start(DocIndex, root=str(corpus), db=str(db), timeout=120)
             assert await handler == result
             check_index(corpus, db, result)
-
+            runs.append(handler.run_id)
+            done = [c for run in runs for c in await completions_of(client.log, DocIndex, run)]
         finally:
             await client.close()
-        # both workers were alive throughout, stop cleanly, and between them ran every step:
-        # per run, discover once, then parse and finish once per file
+        # both workers were alive throughout and stop cleanly
         assert all(w.proc.returncode is None for w in procs)
         outs = await stop_workers(procs)
-    def total(counter: str) -> int:
-        return sum(int(n) for out in outs for n in re.findall(rf"\b{counter}=(\d+)", out))
 
-    # per run: discover once, parse once per file, and finish once per file -- except that finish
-    # triggers still queued when the fan-in completes the run are acked unrun (skipped)
-    handled, skipped = total("handled"), total("skipped")
-    assert handled >= 2 * (1 + result["files"] + 1)
-    assert handled + skipped >= 2 * (1 + 2 * result["files"])
+    # From the log: per run, discover once, parse once per file and finish at most once per file
+    # (finish triggers still queued when the fan-in completes the run are acked unrun), no step
+    # twice on one trigger, and the parses spread over both processes.
+    files = result["files"]
+    keys = Counter((c.run, c.trigger, c.step) for c in done)
+    assert max(keys.values()) == 1, f"a step ran twice on one trigger: {keys.most_common(2)}"
+    for run in runs:
+        steps = Counter(c.step for c in done if c.run == run)
+        assert steps["discover"] == 1 and steps["parse"] == files and 1 <= steps["finish"] <= files, steps
+    parse_pids = Counter(c.pid for c in done if c.step == "parse")
+    assert set(parse_pids) == {str(w.pid) for w in procs}, parse_pids
+
+    # the workers' own counters agree: each handled some steps, and together exactly the
+    # completions the log holds (a step run twice would count twice)
+    def counts(counter: str) -> list[int]:
+        stopped = [[ln for ln in out.splitlines() if "jetloom worker stopped" in ln] for out in outs]
+        assert [len(lines) for lines in stopped] == [1] * len(outs), outs
+        return [int(re.findall(rf"\b{counter}=(\d+)", lines[0])[0]) for lines in stopped]
+
+    handled = counts("handled")
+    assert all(n > 0 for n in handled), handled
+    assert sum(handled) == len(done), (handled, len(done))
+
+
+class Completion(NamedTuple):
+    run: str
+    trigger: int
+    step: str
+    pid: str
+
+
+async def completions_of(log: JetStreamLog, workflow: type, run_id: str) -> list[Completion]:
+    """Every step completion in a run's log (a ``StepCompleted``, or the event of a one-message
+    commit) with the pid of the worker that made it, leaving out orphans."""
+    raws = await log.read(workflow.workflow_name, run_id)
+    records = [decode_record(r, workflow.events) for r in raws]
+    orphans = fold(records).orphans
+    out = []
+    for raw, rec in zip(raws, records, strict=True):
+        done = completed_step(rec)
+        if done is None or rec.seq in orphans:
+            continue
+        worker = rec.body.worker if isinstance(rec.body, StepCompleted) else raw.headers[H_WORKER]
+        out.append(Completion(run_id, done[0], done[1], worker.rsplit(":", 1)[1]))
+    return out
 
 
 # ---- through `jetloom dev` and the SDK ----------------------------------------------------------

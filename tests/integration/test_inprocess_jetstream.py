@@ -59,12 +59,52 @@ async def test_jetloom_nats_command_prints_a_working_url(tmp_path: object) -> No
         url = proc.stdout.readline().strip()
         assert url.startswith("nats://127.0.0.1:")
         nc = await nats.connect(url)
-        info = await nc.jetstream().account_info()
-        assert info is not None
-        await nc.close()
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="T", subjects=["t"])
+            assert (await js.publish("t", b"x")).seq == 1  # JetStream stores
+            assert (await js.account_info()).streams == 1
+        finally:
+            await nc.close()
+        assert any(p.name == "T" for p in tmp_path.rglob("T")), "the stream lives in --store-dir"
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+async def test_runs_commit_as_atomic_batches_with_commit_batch(nats_url: str) -> None:
+    """``JetStreamLog(commit="batch")`` in normal use: runs complete, every commit is stored whole
+    and contiguous (one atomic batch), with neither a copy of its messages in its head nor an
+    execution id in ``Jl-Commit``, and the fold sees no orphans and nothing incomplete."""
+    from engine.records import H_COMMIT, StepCompleted, parse_commit_tag
+
+    log = await JetStreamLog.connect(nats_url, commit="batch")
+    try:
+        assert log.atomic
+        assert await Chain3(timeout=30, log=log).run(text="a b") == {"n": 2, "source": "a b"}
+        handler = FanInOut(timeout=60, log=log).run(n=20)
+        assert await handler == [i * i for i in range(20)]
+        raws = await log.read("FanInOut", handler.run_id)
+        records = [decode_record(r, FanInOut.events) for r in raws]
+        st = fold(records)
+        assert st.status == "completed" and st.orphans == set() and st.incomplete == {}
+        commits: dict[str, list[tuple[int, int]]] = {}
+        for raw in raws:
+            tag = parse_commit_tag(raw.headers[H_COMMIT]) if H_COMMIT in raw.headers else None
+            if tag is not None:
+                key, index, execution = tag
+                assert execution is None, raw.headers[H_COMMIT]
+                commits.setdefault(key, []).append((index, raw.seq))
+        (split,) = [k for k in commits if k.endswith(":split")]
+        assert [i for i, _ in commits[split]] == list(range(21))  # the head and the 20 Items
+        for parts in commits.values():  # each commit whole, in order, nothing between its messages
+            seqs = [seq for _, seq in parts]
+            assert [i for i, _ in parts] == list(range(len(parts)))
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        heads = [r.body for r in records if isinstance(r.body, StepCompleted)]
+        assert heads and all(not h.messages for h in heads)  # no copies: nothing to repair
+    finally:
+        await log.close()
 
 
 async def test_commit_over_the_servers_batch_limit_fails_the_step_clearly(tmp_path: Path) -> None:
@@ -122,17 +162,14 @@ async def test_an_awaited_handler_follows_sys_records_and_a_late_stream_the_rest
         handler = Chain3(timeout=30, log=log).run(text="a b c")
         assert await handler == {"n": 3, "source": "a b c"}
 
-        async def hub_filters() -> dict[str | None, str]:  # this log's follow consumers, by kind
-            out = {}
-            for (workflow, kind), hub in log._hubs.items():
-                assert workflow == "Chain3"
-                out[kind] = (await log.js.consumer_info(log.stream, hub._name)).config.filter_subject
-            return out
+        async def follow_filters() -> set[str | None]:  # the server's follow consumers (not steps')
+            infos = await log.js.consumers_info(log.stream)
+            return {c.config.filter_subject for c in infos if not (c.name or "").startswith("Chain3--")}
 
-        assert await hub_filters() == {"sys": f"{log.prefix}.run.Chain3.*.sys.>"}
+        assert await follow_filters() == {f"{log.prefix}.run.Chain3.*.sys.>"}
         streamed = [ev async for ev in handler.stream_events()]
         assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
-        assert await hub_filters() == {"sys": f"{log.prefix}.run.Chain3.*.sys.>", None: f"{log.prefix}.run.Chain3.>"}
+        assert await follow_filters() == {f"{log.prefix}.run.Chain3.*.sys.>", f"{log.prefix}.run.Chain3.>"}
     finally:
         await log.close()
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import pytest
 from nats.aio.msg import Msg
 
-from engine.log.jspub import Outbox
+from engine.log.jetstream import JetStreamLog
+from engine.log.jspub import FAST_PATH_ENV, Outbox
 from services.natsserver import EmbeddedNats
 
 CASES: list[tuple[str, dict[str, str] | None, bytes]] = [
@@ -57,3 +59,20 @@ async def _received(server: EmbeddedNats, via_outbox: bool) -> list[tuple[str, s
 
 async def test_the_outbox_sends_what_client_publish_sends(nats_server: EmbeddedNats) -> None:
     assert await _received(nats_server, True) == await _received(nats_server, False)
+
+
+@pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False), (" False ", False)])
+async def test_the_environment_turns_the_fast_path_off(
+    nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv(FAST_PATH_ENV, raising=False)
+    else:
+        monkeypatch.setenv(FAST_PATH_ENV, value)
+    log = await JetStreamLog.connect(nats_server.url)
+    try:
+        assert log.fast_path is on and log.outbox.usable is on
+        explicit = JetStreamLog(log.nc, fast_path=not on)  # the argument wins over the environment
+        assert explicit.fast_path is not on and explicit.outbox.usable is not on
+    finally:
+        await log.close()

@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from services.client import ApiError, Client, RunHandle
@@ -107,7 +108,7 @@ async def test_state_at_rollback_and_fork_over_http(
 
 
 async def test_time_travel_errors_are_clear(
-    client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
 ) -> None:
     await start_worker(CHAIN3)
     handle, records = await finished(client)
@@ -126,10 +127,11 @@ async def test_time_travel_errors_are_clear(
             await call
         assert info.value.status == status and text in info.value.reason, info.value.body
         assert info.value.body["status"] == status
-    resp = await client._http.post(f"/runs/{handle.run_id}/rollback", json={"to_seq": "3"})
-    assert resp.status_code == 422 and resp.json()["field"] == "to_seq"
-    resp = await client._http.post(f"/runs/{handle.run_id}/fork", json={"at_seq": seq[4], "run_id": "bad id"})
-    assert resp.status_code == 400 and "run id" in resp.json()["error"]
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        resp = await http.post(f"/runs/{handle.run_id}/rollback", json={"to_seq": "3"})
+        assert resp.status_code == 422 and resp.json()["field"] == "to_seq"
+        resp = await http.post(f"/runs/{handle.run_id}/fork", json={"at_seq": seq[4], "run_id": "bad id"})
+        assert resp.status_code == 400 and "run id" in resp.json()["error"]
 
 
 async def test_cli_state_fork_and_rollback(

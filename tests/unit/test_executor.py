@@ -16,22 +16,38 @@ class Next(Event):
     pass
 
 
-gate = asyncio.Event()
-entered = 0
+class Gate:
+    """Holds the ``first`` step of every workflow instance it is given to until ``open`` is set;
+    ``both`` is set once two executions are inside the step. One per test (in its event loop)."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.both = asyncio.Event()
+        self.entered = 0
 
 
 class Gated(Workflow):
+    gate: Gate
+
     @step
     async def first(self, ctx: Context, ev: StartEvent) -> Next:
-        global entered
-        entered += 1
-        await ctx.store.set("hits", entered)
-        await gate.wait()
+        gate = self.gate
+        gate.entered += 1
+        if gate.entered == 2:
+            gate.both.set()
+        await ctx.store.set("hits", gate.entered)
+        await gate.open.wait()
         return Next()
 
     @step
     async def second(self, ev: Next) -> StopEvent:
         return StopEvent()
+
+
+def gated(gate: Gate) -> Gated:
+    wf = Gated()
+    wf.gate = gate
+    return wf
 
 
 class FakeDelivery:
@@ -62,38 +78,40 @@ async def completions(log: MemoryLog, run_id: str) -> list[StepCompleted]:
 
 
 async def test_redelivery_after_a_lost_ack_is_skipped() -> None:
-    global entered
-    entered = 0
-    gate.set()
+    gate = Gate()
+    gate.open.set()
     log = MemoryLog()
     await append_start(log, "Gated", "r1", StartEvent())
     start = (await log.read("Gated", "r1"))[1]
-    ex = Executor(Gated(), log)
+    ex = Executor(gated(gate), log)
     spec = Gated.steps["first"]
     d1 = FakeDelivery(start, 1)
-    await ex._process(spec, d1)
+    await ex._process(spec, d1)  # (no public way to hand an executor one chosen delivery)
     d2 = FakeDelivery(start, 2)  # the ack of d1 never reached the log
     await ex._process(spec, d2)
     assert d1.settled == ["ack"] and d2.settled == ["ack"]
-    assert entered == 1 and ex.stats.skipped == 1
+    assert gate.entered == 1 and ex.stats.skipped == 1
     assert [c.step for c in await completions(log, "r1")] == ["first"]
 
 
 async def test_two_processes_racing_on_one_trigger_commit_once() -> None:
-    global entered
-    entered = 0
-    gate.clear()
+    gate = Gate()
     log = MemoryLog()
     await append_start(log, "Gated", "r2", StartEvent())
     start = (await log.read("Gated", "r2"))[1]
-    a, b = Executor(Gated(), log, worker_id="a"), Executor(Gated(), log, worker_id="b")
+    a, b = Executor(gated(gate), log, worker_id="a"), Executor(gated(gate), log, worker_id="b")
     spec = Gated.steps["first"]
-    tasks = [asyncio.create_task(ex._process(spec, FakeDelivery(start, 1))) for ex in (a, b)]
-    while entered < 2:  # both are inside the step before either commits
-        await asyncio.sleep(0)
-    gate.set()
-    await asyncio.gather(*tasks)
+    deliveries = [FakeDelivery(start, 1), FakeDelivery(start, 1)]
+    tasks = [asyncio.create_task(ex._process(spec, d)) for ex, d in zip((a, b), deliveries, strict=True)]
+    try:
+        await asyncio.wait_for(gate.both.wait(), 5)  # both are inside the step before either commits
+        gate.open.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    finally:
+        for t in tasks:
+            t.cancel()
     done = await completions(log, "r2")
     assert len(done) == 1
     assert a.stats.duplicates + b.stats.duplicates == 1
+    assert [d.settled for d in deliveries] == [["ack"], ["ack"]]
     assert len([r for r in await log.read("Gated", "r2") if r.subject.endswith("evt.Next")]) == 1

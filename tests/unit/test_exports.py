@@ -35,5 +35,7 @@ def test_engine_exports() -> None:
             "step",
         ]
     )
-    for name in engine.__all__:
-        assert getattr(engine, name) is not None
+    for name in engine.__all__:  # each a class or function of the engine itself, under its own name
+        obj = getattr(engine, name)
+        assert callable(obj) and obj.__module__.startswith("engine."), name
+        assert obj.__name__ == name, name

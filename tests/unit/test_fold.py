@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -107,13 +108,31 @@ def test_undecodable_records_are_skipped() -> None:
     assert st.seq == bad
 
 
-def test_fold_is_deterministic() -> None:
+def _folded(st: RunState) -> dict[str, object]:
+    return {name: getattr(st, name) for name in RunState.__slots__ if name != "_log"}
+
+
+def test_fold_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same records fold to the same state whatever the clock says, and record by record
+    as at once (the fold reads no clock: here each fold sees another time)."""
     log = started()
     for i in range(5):
         log.evt("Chunk")
         log.sys(StepCompleted(step="s", trigger=i, state={f"k{i}": i}))
-    a, b = fold(log.records), fold(list(log.records))
-    assert (a.state, a.done, a.events, a.seq) == (b.state, b.done, b.events, b.seq)
+    log.sys(RunCompleted(step="s", trigger=4, event_type="StopEvent", event={"result": 1}))
+    a = _folded(fold(log.records))
+    assert a["status"] == "completed" and a["state"] == {f"k{i}": i for i in range(5)}
+    real, real_ns, mono = time.time, time.time_ns, time.monotonic
+    for shift in (3600.0, -86400.0 * 365):
+        monkeypatch.setattr(time, "time", lambda s=shift: real() + s)
+        monkeypatch.setattr(time, "time_ns", lambda s=shift: real_ns() + int(s * 1e9))
+        monkeypatch.setattr(time, "monotonic", lambda s=shift: mono() + s)
+        stepwise = RunState()
+        for rec in log.records:
+            stepwise.apply(rec)
+        assert _folded(stepwise) == a
+        assert _folded(fold(iter(log.records))) == a
+        monkeypatch.undo()
 
 
 def fan_out(n: int) -> tuple[RunState, list[int]]:

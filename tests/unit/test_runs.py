@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,16 @@ from engine import (
     StepFailedError,
     StopEvent,
     Workflow,
+    WorkflowCancelledError,
     WorkflowTimeoutError,
     fold,
     step,
 )
 from engine.codec import decode_record
+from engine.commands import append_cancel
+from engine.executor import Executor
+from engine.runtime import append_start
+from tests.integration.procs import eventually
 from tests.workflows import Chain3, FanInOut, Parsed, Progress
 
 
@@ -35,7 +41,6 @@ async def test_stream_events_called_after_the_end_streams_every_event() -> None:
     log = MemoryLog()
     handler = Chain3(timeout=10, log=log).run(text="a b c")
     assert await handler == {"n": 3, "source": "a b c"}
-    assert handler._kinds == ("sys",)
     streamed = [ev async for ev in handler.stream_events()]
     assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
     again = [ev async for ev in handler.stream_events()]  # (a follow of its own each time)
@@ -43,12 +48,18 @@ async def test_stream_events_called_after_the_end_streams_every_event() -> None:
 
 
 async def test_stream_events_called_mid_run_streams_the_events_before_it_too() -> None:
-    handler = Chain3(timeout=10).run(text="a b", delay=0.05)
-    while handler._kinds is None:  # the handler's own follow begins (sys records only)
-        await asyncio.sleep(0)
-    assert handler._kinds == ("sys",) and not handler.done()
+    from tests.workflows import Ticked, Ticker
+
+    log = MemoryLog()
+    handler = Ticker(timeout=10, log=log).run(n=3, interval=0.3)
+
+    async def ticked() -> bool:  # mid-run: the first tick has been streamed, the run goes on
+        return any(r.subject.endswith("out.Ticked") for r in await log.read("Ticker", handler.run_id))
+
+    await eventually(ticked, timeout=5, what="the first tick streamed")
+    assert not handler.done()
     streamed = [ev async for ev in handler.stream_events()]
-    assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 2, "source": "a b"})]
+    assert streamed == [Ticked(i=0), Ticked(i=1), Ticked(i=2), StopEvent(result=3)]
 
 
 async def test_a_step_of_two_event_types_collects_both() -> None:
@@ -190,8 +201,57 @@ async def test_state_read_is_a_copy_until_set() -> None:
     assert await Mutate(timeout=5).run() == [1]
 
 
-async def test_cancel_run() -> None:
-    handler = Slow(timeout=10).run()
-    await handler.cancel_run("test")
-    with pytest.raises(Exception, match="cancelled"):
+class Swallows(Workflow):
+    """Its step signals that it is running, then swallows the cancel and returns a result."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.started = asyncio.Event()
+        self.swallowed = asyncio.Event()
+
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("before", 1)
+        self.started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            self.swallowed.set()
+        await ctx.store.set("after", 1)
+        return StopEvent(result="should not commit")
+
+
+async def test_cancel_stops_a_running_step_and_nothing_of_it_commits() -> None:
+    """The executor is driven through its public calls (a worker calls ``cancel_run`` when it sees
+    ``sys.RunCancelled``), so that ``stop`` tells when the cancelled step has finished."""
+    log = MemoryLog()
+    wf = Swallows()
+    ex = Executor(wf, log)
+    await ex.start()
+    try:
+        await append_start(log, "Swallows", "c1", StartEvent())
+        await asyncio.wait_for(wf.started.wait(), 5)  # the step is running when the cancel comes
+        await append_cancel(log, "Swallows", "c1", "by the test")
+        assert ex.cancel_run("c1") == 1  # its one in-flight step
+        await asyncio.wait_for(wf.swallowed.wait(), 2)  # the step saw asyncio.CancelledError
+    finally:
+        await ex.stop(grace=5)  # waits for the step, which swallowed the cancel and returns
+    records = [decode_record(r) for r in await log.read("Swallows", "c1")]
+    assert [r.type for r in records] == ["RunStarted", "StartEvent", "RunCancelled"]
+    assert records[-1].body.reason == "by the test"
+    st = fold(records)
+    assert st.status == "cancelled" and st.result is None and st.state == {}
+    assert ex.stats.cancelled == 1
+
+
+async def test_cancel_run_through_the_handler_raises_workflow_cancelled() -> None:
+    log = MemoryLog()
+    wf = Swallows(timeout=10, log=log)
+    handler = wf.run()
+    await asyncio.wait_for(wf.started.wait(), 5)
+    await handler.cancel_run("by the test")
+    with pytest.raises(WorkflowCancelledError) as raised:
         await handler
+    assert raised.value.run_id == handler.run_id
+    records = [decode_record(r) for r in await log.read("Swallows", handler.run_id)]
+    assert records[-1].type == "RunCancelled" and records[-1].body.reason == "by the test"
