@@ -703,6 +703,8 @@ class JetStreamLog:
         finally:
             del self._dg_waiters[reply]
         status = batch.done.result()
+        if status == "503":  # no responders: no replica serves direct gets now (an election)
+            raise LogUnavailableError(f"direct get on {stream}: no responders")
         if status not in ("204", "404"):
             raise LogError(f"direct get on {stream} failed: status {status} {batch.headers}")
         return batch.msgs

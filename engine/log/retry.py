@@ -39,7 +39,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from ..durations import seconds
@@ -177,7 +178,7 @@ async def retrying(
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_delay(budget),
-            wait=wait_exponential_jitter(initial=initial_s, max=max_wait_s, jitter=initial_s),
+            wait=wait_exponential(multiplier=initial_s, max=max_wait_s) + wait_random(0, initial_s),
             before=count,
             reraise=True,
         ):
