@@ -273,6 +273,10 @@ async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: in
             ids = [await start(i) for i in range(runs)]
             leader = await cluster.leader_of("JETLOOM")
             cluster.kill(leader)  # SIGKILL of the stream's leader, runs in flight
+            # A replacement worker starting during the election rides through its set-up.
+            replacement = await WorkerProcess.start(CHAIN, settings, cwd=ROOT)
+            processes.append(replacement)
+            workers.append(replacement)
 
             async def poll_all() -> None:
                 while True:
@@ -290,7 +294,7 @@ async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: in
                     ids.append(await start(i))
 
             async with asyncio.timeout(120):
-                await asyncio.gather(poll_all(), start_more())
+                await asyncio.gather(poll_all(), start_more(), replacement.wait_ready(timeout=60))
             assert not failures, failures[:5]
 
             new_leader = await cluster.leader_of("JETLOOM")
