@@ -33,7 +33,7 @@ from nats.errors import (
     StaleConnectionError,
 )
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -115,8 +115,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, APIError):
         if exc.err_code in TRANSIENT_ERR_CODES:
             return True
-        if exc.code == 503 and exc.err_code not in _PERMANENT_503:
-            return True  # (nats-py's no-responders: 503 without err_code)
+        if (exc.code == 503 or isinstance(exc, ServiceUnavailableError)) and exc.err_code not in _PERMANENT_503:
+            return True  # (nats-py raises a bare ServiceUnavailableError for no responders)
         return _transient_text(exc.description)
     if isinstance(exc, LogError):
         code = getattr(exc, "code", None)

@@ -338,3 +338,62 @@ async def test_stream_leader_sigkilled_mid_run_every_run_completes_exactly_once(
 @pytest.mark.slow
 async def test_stream_leader_sigkilled_under_heavier_load(nats_cluster: EmbeddedCluster, processes: list[Any]) -> None:
     await _node_loss(nats_cluster, processes, runs=150, during=50, delay=1.0)
+
+
+# ---- the local cluster and the sync setting ---------------------------------------------------------
+
+
+async def _varz(url: str, what: str = "varz") -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return (await http.get(f"{url}/{what}")).json()
+
+
+async def test_jetloom_nats_cluster_sync_always_starts_three_synced_nodes(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "nats", "--cluster", "3", "--sync", "always",
+        "--store-dir", str(tmp_path / "nats"),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            urls = (await proc.stdout.readline()).decode().strip()
+        servers = urls.split(",")
+        assert len(servers) == 3 and all(u.startswith("nats://127.0.0.1:") for u in servers), urls
+        nc = await nats.connect(servers)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="TRY", subjects=["try.>"], num_replicas=3)
+            info = await js.stream_info("TRY")
+            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+        finally:
+            await nc.close()
+        assert sorted(p.name for p in (tmp_path / "nats").iterdir()) == ["n1", "n2", "n3"]
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+
+
+def test_sync_interval_always_reaches_the_server() -> None:
+    from services.natsserver import EmbeddedNats
+
+    with EmbeddedNats(sync_interval="always", extra_args=["-m", "-1"]) as server:
+        config = asyncio.run(_varz(server.ports["monitoring"][0]))["jetstream"]["config"]
+        assert config["sync_always"] is True
+    with pytest.raises(ValueError, match="'always' or a duration"):
+        EmbeddedNats(sync_interval="sometimes")
+
+
+async def test_cluster_nodes_sync_always(tmp_path: Path) -> None:
+    async with EmbeddedCluster(3, store_dir=tmp_path, sync_interval="always") as cluster:
+        for node in cluster.nodes:
+            varz = await _varz(node.ports["monitoring"][0])
+            assert varz["jetstream"]["config"]["sync_always"] is True
+            assert varz["server_name"] in cluster.server_names
+            routez = await _varz(node.ports["monitoring"][0], "routez")
+            peers = {r["remote_name"] for r in routez["routes"]}
+            assert peers == set(cluster.server_names) - {varz["server_name"]}  # routed to both others
