@@ -113,11 +113,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return True
     if isinstance(exc, APIError):
-        if exc.err_code in TRANSIENT_ERR_CODES:
+        # (getattr: some of nats-py's subclasses, e.g. KeyNotFoundError, skip APIError.__init__)
+        err_code, code = getattr(exc, "err_code", None), getattr(exc, "code", None)
+        if err_code in TRANSIENT_ERR_CODES:
             return True
-        if (exc.code == 503 or isinstance(exc, ServiceUnavailableError)) and exc.err_code not in _PERMANENT_503:
+        if (code == 503 or isinstance(exc, ServiceUnavailableError)) and err_code not in _PERMANENT_503:
             return True  # (nats-py raises a bare ServiceUnavailableError for no responders)
-        return _transient_text(exc.description)
+        return _transient_text(getattr(exc, "description", None))
     if isinstance(exc, LogError):
         code = getattr(exc, "code", None)
         if code in TRANSIENT_ERR_CODES:
@@ -196,6 +198,7 @@ def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "failed"
     if isinstance(exc, APIError):
-        return f"JetStream {exc.code or ''} {exc.description or type(exc).__name__}".replace("  ", " ")
+        code, text = getattr(exc, "code", None) or "", getattr(exc, "description", None) or type(exc).__name__
+        return f"JetStream {code} {text}".replace("  ", " ")
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -40,11 +40,16 @@ logger = logging.getLogger("jetloom.log")
 ERR_STREAM_NOT_FOUND = 10059
 ERR_STREAM_NAME_IN_USE = 10058  # created meanwhile by another process with another config
 _NS = 1_000_000_000
+# Longest wait for one answer of the JetStream API during set-up: a request that reached a node
+# just before it died is never answered, and the next attempt (elsewhere) should not wait long.
+_ATTEMPT_S = 4.0
 
 
 async def _api(nc: NATS, subject: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
     """One JetStream API request; its JSON reply, or ``APIError`` (typed by nats-py) for an error."""
-    reply = await nc.request(subject, orjson.dumps(body) if body is not None else b"", timeout=timeout)
+    reply = await nc.request(
+        subject, orjson.dumps(body) if body is not None else b"", timeout=min(timeout, _ATTEMPT_S)
+    )
     data: dict[str, Any] = orjson.loads(reply.data) if reply.data else {}
     err = data.get("error")
     if err is not None:

@@ -10,6 +10,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import (
     APIError,
     BadRequestError,
+    KeyNotFoundError,
     NoStreamResponseError,
     NotFoundError,
     ServiceUnavailableError,
@@ -50,6 +51,7 @@ def test_transient(exc: BaseException) -> None:
         BadRequestError(code=400, err_code=10058, description="stream name already in use"),
         ServiceUnavailableError(code=503, err_code=10023, description="insufficient resources"),
         ConnectionClosedError(),  # closed for good: rebuilt elsewhere, not retried here
+        KeyNotFoundError(),  # (an APIError without APIError's attributes)
         ValueError("bad key"),
     ],
 )
