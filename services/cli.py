@@ -206,6 +206,7 @@ def nats(
         typer.Option(
             min=0,
             max=9,
+            show_default=False,
             help="Start a local cluster of this many nodes instead (routes on --host, every port "
             "free, stores under --store-dir/n1 ...); prints the comma-separated URLs. 3 to try R3.",
         ),
@@ -226,6 +227,8 @@ def nats(
         check_sync_interval(sync)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sync") from None
+    if cluster == 1:
+        raise typer.BadParameter("a cluster has 2 nodes or more (3 for R3)", param_hint="--cluster")
     server: EmbeddedNats | EmbeddedCluster
     if cluster:
         server = EmbeddedCluster(

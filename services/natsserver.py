@@ -9,6 +9,9 @@ Example:
     >>> with EmbeddedNats() as server:            # doctest: +SKIP
     ...     nc = await nats.connect(server.url)
 
+`EmbeddedCluster(3)` runs a local JetStream cluster of such servers (routes on 127.0.0.1, every
+port free, a store per node) for replication and node-loss tests; `jetloom nats --cluster 3`.
+
 Notes on the binary (v2.15):
     * `-p 0` means the default port 4222; a random free port is `-p -1`.
     * `-sd DIR` does NOT override a `store_dir` set in the config file: the server refuses to
@@ -669,7 +672,7 @@ class EmbeddedCluster:
     (connected to the meta leader, streams current), polled, never slept on.
 
     Args:
-        size: number of nodes (default 3; 1–9).
+        size: number of nodes (default 3; 2–9).
         config: the config every node starts from (default: the repository's ``nats.conf``);
             the cluster block is added to a copy per node.
         store_dir: parent of the nodes' store directories (``n1/``, ...), kept on stop; None
@@ -694,8 +697,8 @@ class EmbeddedCluster:
         host: str = "127.0.0.1",
         sync_interval: str | None = None,
     ) -> None:
-        if not 1 <= size <= 9:
-            raise ValueError(f"a local cluster has 1 to 9 nodes, got {size}")
+        if not 2 <= size <= 9:
+            raise ValueError(f"a local cluster has 2 to 9 nodes (3 for R3), got {size}")
         self.size = size
         self.name = name
         self._host = host
@@ -748,9 +751,9 @@ class EmbeddedCluster:
                 self.nodes.append(node)
                 node.start(timeout=max(1.0, deadline - time.monotonic()))
                 self._route_ports.append(_port_of(node.ports["cluster"][0]))
-            if self.size > 1:  # the first node's real routes, in place of the placeholder
-                self._write_config(0, listen_port=-1)  # (a listen address cannot change live)
-                self.nodes[0].reload()
+            # the first node's real routes, in place of the placeholder
+            self._write_config(0, listen_port=-1)  # (a listen address cannot change live)
+            self.nodes[0].reload()
             for i in range(self.size):
                 self._wait_healthy(i, deadline)
         except BaseException:

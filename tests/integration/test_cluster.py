@@ -397,3 +397,15 @@ async def test_cluster_nodes_sync_always(tmp_path: Path) -> None:
             routez = await _varz(node.ports["monitoring"][0], "routez")
             peers = {r["remote_name"] for r in routez["routes"]}
             assert peers == set(cluster.server_names) - {varz["server_name"]}  # routed to both others
+
+
+def test_deployment_nats_sync(tmp_path: Path) -> None:
+    from services.launcher import load_deployment
+
+    good = tmp_path / "good.toml"
+    good.write_text('[nats]\nsync = "always"\n')
+    assert load_deployment(good).nats.sync == "always"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[nats]\nsync = "sometimes"\n')
+    with pytest.raises(ValueError, match="sync interval must be 'always' or a duration"):
+        load_deployment(bad)
