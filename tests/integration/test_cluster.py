@@ -239,7 +239,12 @@ async def _raw_run_completed(cluster: EmbeddedCluster) -> Counter[str]:
         await nc.close()
 
 
-async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: int, during: int, delay: float) -> None:
+async def _node_loss(
+    cluster: EmbeddedCluster, processes: list[Any], *, runs: int, during: int, delay: float, leader: bool = True
+) -> None:
+    """``runs`` runs started over HTTP (their first step sleeps ``delay``), then SIGKILL of the
+    node that leads ``JETLOOM`` (``leader``) or of another one, ``during`` more runs started and
+    every run polled while the cluster recovers; then the log is checked run by run."""
     settings = NatsSettings(url=cluster.urls, replicas=3)
     workers = [await WorkerProcess.start(CHAIN, settings, cwd=ROOT) for _ in range(2)]
     processes.extend(workers)
@@ -271,8 +276,9 @@ async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: in
                     await asyncio.sleep(0.5)
 
             ids = [await start(i) for i in range(runs)]
-            leader = await cluster.leader_of("JETLOOM")
-            cluster.kill(leader)  # SIGKILL of the stream's leader, runs in flight
+            stream_leader = await cluster.leader_of("JETLOOM")
+            victim = stream_leader if leader else (stream_leader + 1) % cluster.size
+            cluster.kill(victim)  # SIGKILL, runs in flight
             # A replacement worker starting during the election rides through its set-up.
             replacement = await WorkerProcess.start(CHAIN, settings, cwd=ROOT)
             processes.append(replacement)
@@ -297,8 +303,7 @@ async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: in
                 await asyncio.gather(poll_all(), start_more(), replacement.wait_ready(timeout=60))
             assert not failures, failures[:5]
 
-            new_leader = await cluster.leader_of("JETLOOM")
-            assert new_leader != leader
+            assert await cluster.leader_of("JETLOOM") != victim
             # Exactly once: one RunCompleted per run, one completion per step and trigger, the
             # right result.
             for i, run_id in enumerate(ids):
@@ -312,7 +317,7 @@ async def _node_loss(cluster: EmbeddedCluster, processes: list[Any], *, runs: in
             assert raw == Counter(dict.fromkeys(ids, 1))
 
         # The killed node comes back on its ports and store, rejoins and catches up.
-        await cluster.arestart(leader)
+        await cluster.arestart(victim)
         nc = await nats.connect(cluster.urls.split(","))
         try:
             async def current() -> bool:
@@ -338,6 +343,11 @@ async def test_stream_leader_sigkilled_mid_run_every_run_completes_exactly_once(
 @pytest.mark.slow
 async def test_stream_leader_sigkilled_under_heavier_load(nats_cluster: EmbeddedCluster, processes: list[Any]) -> None:
     await _node_loss(nats_cluster, processes, runs=150, during=50, delay=1.0)
+
+
+@pytest.mark.slow
+async def test_a_follower_node_sigkilled_mid_run(nats_cluster: EmbeddedCluster, processes: list[Any]) -> None:
+    await _node_loss(nats_cluster, processes, runs=30, during=10, delay=0.5, leader=False)
 
 
 # ---- the local cluster and the sync setting ---------------------------------------------------------
