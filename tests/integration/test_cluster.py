@@ -26,6 +26,9 @@ from tests.integration.procs import eventually
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[2]
+# A JetStream API request of the test itself (an R3 stream's creation on a fresh cluster took more
+# than nats-py's 5 s on this 2-core machine under the load of other suites).
+JS_TIMEOUT_S = 30
 CHAIN = "tests.workflows:Chain3"
 # Every stream and bucket a worker and a control plane create (the sessions bucket on first use).
 STREAMS = (
@@ -41,7 +44,7 @@ STREAMS = (
 async def _replicas(cluster: EmbeddedCluster) -> dict[str, int]:
     nc = await nats.connect(cluster.urls.split(","))
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=JS_TIMEOUT_S)
         return {name: (await js.stream_info(name)).config.num_replicas or 1 for name in STREAMS}
     finally:
         await nc.close()
@@ -129,7 +132,7 @@ async def test_an_operators_r3_stream_is_left_as_configured(
     nats_cluster: EmbeddedCluster, processes: list[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     nc = await nats.connect(nats_cluster.urls.split(","))
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=JS_TIMEOUT_S)
     try:
         # The operator's own JETLOOM: R3, a week's max age, a description, a 5-minute duplicate
         # window, and none of the allow_* flags jetloom needs (it may turn those on).
@@ -187,12 +190,12 @@ async def test_a_lower_replica_count_is_reported_not_raised(nats_cluster: Embedd
 
     nc = await nats.connect(nats_cluster.urls.split(","))
     try:
-        await nc.jetstream().add_stream(name="JETLOOM_DLQ", subjects=["jetloom.dlq.>"], num_replicas=1)
+        await nc.jetstream(timeout=JS_TIMEOUT_S).add_stream(name="JETLOOM_DLQ", subjects=["jetloom.dlq.>"], num_replicas=1)
         caplog.set_level(logging.INFO, logger="jetloom.log")
         log = await JetStreamLog.connect(NatsSettings(url=nats_cluster.urls, replicas=3))
         await log.close()
-        assert (await nc.jetstream().stream_info("JETLOOM_DLQ")).config.num_replicas == 1
-        assert (await nc.jetstream().stream_info("JETLOOM")).config.num_replicas == 3
+        assert (await nc.jetstream(timeout=JS_TIMEOUT_S).stream_info("JETLOOM_DLQ")).config.num_replicas == 1
+        assert (await nc.jetstream(timeout=JS_TIMEOUT_S).stream_info("JETLOOM")).config.num_replicas == 3
         assert (
             "stream JETLOOM_DLQ has 1 replica(s), --replicas asks for 3: left as is; raise it with "
             "`nats stream edit JETLOOM_DLQ --replicas 3`"
@@ -223,9 +226,9 @@ async def _raw_run_completed(cluster: EmbeddedCluster) -> Counter[str]:
     """Every ``sys.RunCompleted`` stored in the stream, per run id (orphans included)."""
     nc = await nats.connect(cluster.urls.split(","))
     try:
-        sub = await nc.jetstream().subscribe("jetloom.run.Chain3.*.sys.RunCompleted", ordered_consumer=True)
+        sub = await nc.jetstream(timeout=JS_TIMEOUT_S).subscribe("jetloom.run.Chain3.*.sys.RunCompleted", ordered_consumer=True)
         found: Counter[str] = Counter()
-        pending = (await nc.jetstream().stream_info("JETLOOM")).state.messages
+        pending = (await nc.jetstream(timeout=JS_TIMEOUT_S).stream_info("JETLOOM")).state.messages
         try:
             while pending:
                 msg = await sub.next_msg(timeout=2)
@@ -321,7 +324,7 @@ async def _node_loss(
         nc = await nats.connect(cluster.urls.split(","))
         try:
             async def current() -> bool:
-                info = await nc.jetstream().stream_info("JETLOOM")
+                info = await nc.jetstream(timeout=JS_TIMEOUT_S).stream_info("JETLOOM")
                 peers = {info.cluster.leader} | {p.name for p in info.cluster.replicas or [] if p.current}
                 return peers == set(cluster.server_names)
             await eventually(current, timeout=30, what="the restarted node is a current replica again")
@@ -375,7 +378,7 @@ async def test_jetloom_nats_cluster_sync_always_starts_three_synced_nodes(tmp_pa
         assert len(servers) == 3 and all(u.startswith("nats://127.0.0.1:") for u in servers), urls
         nc = await nats.connect(servers)
         try:
-            js = nc.jetstream()
+            js = nc.jetstream(timeout=JS_TIMEOUT_S)
             await js.add_stream(name="TRY", subjects=["try.>"], num_replicas=3)
             info = await js.stream_info("TRY")
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2
