@@ -25,7 +25,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from services.natsserver import DEFAULT_CONFIG, EmbeddedNats, find_nats_server_binary
+from services.natsserver import (
+    DEFAULT_CONFIG,
+    EmbeddedCluster,
+    EmbeddedNats,
+    find_nats_server_binary,
+)
 
 from .measure import uvloop_available
 from .procs import ROOT
@@ -38,7 +43,8 @@ class Options:
     """What to run and how big.
 
     Attributes:
-        scenarios: scenario keys to run, in order (``a``..``g``, ``u`` = (a)+(b) without uvloop).
+        scenarios: scenario keys to run, in order (``a``..``g``, ``u`` = (a)+(b) without uvloop,
+            ``r`` = the chain on a 3-node cluster, R3, beside one node).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
         rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
@@ -62,7 +68,7 @@ class Options:
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
     """
 
-    scenarios: list[str] = field(default_factory=lambda: list("abcdefgu"))
+    scenarios: list[str] = field(default_factory=lambda: list("abcdefgur"))
     quick: bool = False
     runs: int = 300
     rounds: int = 3
@@ -179,6 +185,7 @@ class Harness:
         self.uvloop = options.uvloop and uvloop_available()
         self.tmp = Path(tempfile.mkdtemp(prefix="jetloom-bench-"))
         self._servers: dict[str, EmbeddedNats] = {}
+        self._cluster: EmbeddedCluster | None = None
         self.progress = (
             Progress(
                 TextColumn("[bold]{task.description}"),
@@ -203,6 +210,14 @@ class Harness:
             srv.start()
             self._servers[key] = srv
         return srv
+
+    def cluster(self) -> EmbeddedCluster:
+        """A local 3-node cluster (repo ``nats.conf``, file storage, temp stores), started once
+        and shared by the scenarios."""
+        if self._cluster is None:
+            self._cluster = EmbeddedCluster(3, store_dir=self.tmp / "store-cluster")
+            self._cluster.start()
+        return self._cluster
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
@@ -232,4 +247,7 @@ class Harness:
         for srv in self._servers.values():
             srv.stop()
         self._servers.clear()
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
         shutil.rmtree(self.tmp, ignore_errors=True)

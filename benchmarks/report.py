@@ -214,6 +214,17 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
         out.append(
             f"\njetloom / limit transitions/s in flight with sync always: {_f(ratio, '.3f')}.\n"
         )
+    if "r" in sc and "results" in sc["r"]:
+        r = sc["r"]
+        out.append(f"\n## (r) {r['title']}\n")
+        rows = []
+        for key, what in (("r1", "1 node, R1"), ("r3", "3 nodes, R3")):
+            rows += _chain_rows({"jetloom": r["results"][key]}, what)
+        out.append(_table(CHAIN_HEAD, rows))
+        out.append(
+            f"\nTransitions/s on 3 nodes R3 / 1 node R1, same run: {_f(r.get('r3_over_r1_transitions'), '.3f')} "
+            "(the three nodes share this machine's cores).\n"
+        )
     if "u" in sc and "error" not in sc["u"]:
         u = sc["u"]
         out.append(f"\n## (u) {u['title']}\n")

@@ -45,11 +45,15 @@ def jetloom(
     nats_url: Annotated[str, typer.Option("--nats")],
     uvloop: UvloopOpt = True,
     prefix: str = "jetloom",
+    replicas: int = 1,
 ) -> None:
-    """A jetloom step worker for TARGET (``module:WorkflowClass``)."""
+    """A jetloom step worker for TARGET (``module:WorkflowClass``); ``--nats`` may list a
+    cluster's nodes, comma-separated, and ``--replicas`` is that of the streams it creates."""
+    from engine.log.connection import NatsSettings
     from services.worker import serve
 
-    run_loop(lambda: serve(target, nats_url, prefix=prefix, grace=2.0), uvloop=uvloop)
+    settings = NatsSettings(url=nats_url, replicas=replicas)
+    run_loop(lambda: serve(target, settings, prefix=prefix, grace=2.0), uvloop=uvloop)
 
 
 @app.command()

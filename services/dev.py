@@ -83,6 +83,7 @@ async def run_dev(
         server = EmbeddedNats(
             port=dep.nats.port if nats_port is None else nats_port,
             store_dir=store_dir or Path(dep.root or ".") / dep.nats.store_dir,
+            sync_interval=spec.sync,
         )
         await server.astart()
         nats_url = server.url

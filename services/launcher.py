@@ -84,13 +84,21 @@ class ServiceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[nats]``: ``url`` of an existing server (or several, comma-separated), or (``jetloom
-    dev``, no ``url``) the embedded server's ``port`` (0 = any free port; default 4222) and
-    ``store_dir``; and every other ``NatsSettings`` field (``replicas``, credentials, TLS,
+    dev``, no ``url``) the embedded server's ``port`` (0 = any free port; default 4222),
+    ``store_dir`` and ``sync`` (JetStream ``sync_interval``: ``"always"`` fsyncs every write
+    before its ack; default the config's, 2 min); and every other ``NatsSettings`` field (``replicas``, credentials, TLS,
     ``connect_attempts``, ``connect_wait_s``)."""
 
     url: str | None = None  # type: ignore[assignment]
     port: int = 4222
     store_dir: str = ".jetloom/nats"
+    sync: str | None = None  # the embedded server's JetStream sync_interval ("always" or "2m")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .natsserver import check_sync_interval  # (raises ValueError, reported as the file's)
+
+        check_sync_interval(self.sync)
 
     def settings(self, url: str | None = None) -> NatsSettings:
         """The connection settings, with ``url`` (an embedded server's) in place of the file's.

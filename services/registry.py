@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 
 from engine.describe import WorkflowInfo
 from engine.log.kv import open_bucket
+from engine.log.retry import DEFAULT_RETRY_FOR, retrying
 
 __all__ = ["DEFAULT_TTL", "Heartbeat", "Registry", "RegistryView", "ServiceEntry", "jetloom_version"]
 
@@ -127,25 +128,35 @@ class Registry:
 
     # ---- writes (workers) ------------------------------------------------------------------
 
-    async def put_service(self, entry: ServiceEntry) -> None:
+    async def put_service(self, entry: ServiceEntry, *, retry_for: float = DEFAULT_RETRY_FOR.total_seconds()) -> None:
         """Write (or refresh) a process's entry; it expires ``entry.ttl`` seconds later unless
-        refreshed again."""
+        refreshed again. Retried through a leader election for ``retry_for`` seconds (a put
+        overwrites itself, so a repeat is harmless).
+
+        Raises:
+            engine.log.retry.LogUnavailableError: not stored within ``retry_for``.
+        """
         entry.heartbeat_at = _now()
-        await self.js.publish(
-            f"$KV.{self.services_bucket}.{entry.key}",
-            msgspec.json.encode(entry),
-            msg_ttl=entry.ttl,
+        data = msgspec.json.encode(entry)
+        await retrying(
+            f"registry heartbeat of {entry.key}",
+            lambda: self.js.publish(f"$KV.{self.services_bucket}.{entry.key}", data, msg_ttl=entry.ttl),
+            retry_for=retry_for,
         )
 
     async def remove_service(self, entry: ServiceEntry) -> None:
         """Delete a process's entry (clean shutdown)."""
         assert self._services is not None
-        await self._services.delete(entry.key)
+        services = self._services
+        await retrying(f"registry removal of {entry.key}", lambda: services.delete(entry.key), retry_for=5.0)
 
     async def put_workflow(self, info: WorkflowInfo) -> None:
-        """Record a workflow's description in the catalog (overwrites the previous one)."""
+        """Record a workflow's description in the catalog (overwrites the previous one); retried
+        through a leader election."""
         assert self._workflows is not None
-        await self._workflows.put(info.name, msgspec.json.encode(info))
+        workflows = self._workflows
+        data = msgspec.json.encode(info)
+        await retrying(f"catalog entry of {info.name}", lambda: workflows.put(info.name, data))
 
     # ---- reads (control plane, CLI) --------------------------------------------------------
 
@@ -170,8 +181,9 @@ class Registry:
     async def workflow(self, name: str) -> WorkflowInfo | None:
         """The catalog entry of ``name``, or ``None``."""
         assert self._workflows is not None
+        workflows = self._workflows
         try:
-            entry = await self._workflows.get(name)
+            entry = await retrying(f"catalog entry of {name}", lambda: workflows.get(name))
         except (KeyNotFoundError, ValueError):  # ValueError: not a valid key
             return None
         if entry.value is None:
@@ -240,17 +252,18 @@ class Heartbeat:
         await self._beat()
         self._task = asyncio.create_task(self._loop(), name="jetloom:heartbeat")
 
-    async def _beat(self) -> None:
+    async def _beat(self, *, retry_for: float = DEFAULT_RETRY_FOR.total_seconds()) -> None:
         if self._stats is not None:
             self.entry.stats = self._stats()
-        await self.registry.put_service(self.entry)
+        await self.registry.put_service(self.entry, retry_for=retry_for)
 
     async def _loop(self) -> None:
         interval = self.entry.ttl / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._beat()
+                # (retried until the next beat is due, not beyond: the next one carries on)
+                await self._beat(retry_for=interval)
             except Exception as exc:  # a missed beat is retried; the TTL absorbs two of them
                 logger.warning("heartbeat failed (%s); retrying in %.1fs", exc, interval)
 

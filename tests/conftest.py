@@ -11,7 +11,7 @@ from engine.log.jetstream import JetStreamLog
 from services.client import Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess
-from services.natsserver import EmbeddedNats
+from services.natsserver import EmbeddedCluster, EmbeddedNats
 from tests.integration.procs import WorkerProcess
 
 # --------------------------------------------------------------------------------------------
@@ -28,6 +28,16 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     server = EmbeddedNats(port=0, store_dir=tmp_path_factory.mktemp("nats-store"))
     async with server:
         yield server
+
+
+@pytest.fixture
+async def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedCluster]:
+    """A started 3-node JetStream cluster (repo nats.conf, routes on 127.0.0.1, every port free),
+    ready once each node reports itself healthy; ``nats_cluster.urls`` is the comma-separated
+    client URLs, ``kill(i)``/``restart(i)`` take a node down and back, ``leader_of(stream)``."""
+    cluster = EmbeddedCluster(3, store_dir=tmp_path_factory.mktemp("nats-cluster"))
+    async with cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from engine.log.jetstream import JetStreamLog
 from engine.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit, run_subject
 from engine.runtime import append_start
 from services.nats_client import NatsClient
-from services.natsserver import EmbeddedNats
+from services.natsserver import EmbeddedCluster, EmbeddedNats
 
 from ..harness import Harness
 from ..limit import LimitClient
@@ -72,7 +72,8 @@ def jetloom_worker_args(target: str, url: str, uvloop: bool) -> list[str]:
 
 class ChainRig:
     """One limit worker (unless ``limit`` is false) and ``jetloom_workers`` jetloom workers of the
-    chain on ``server``.
+    chain on ``server`` (a server, or a cluster whose streams get ``replicas``; the limit needs a
+    single server).
 
     Use as a context manager; the workers stop on exit.
     """
@@ -80,14 +81,18 @@ class ChainRig:
     def __init__(
         self,
         h: Harness,
-        server: EmbeddedNats,
+        server: EmbeddedNats | EmbeddedCluster,
         *,
         uvloop: bool,
         jetloom_workers: int = 1,
         limit: bool = True,
+        replicas: int = 1,
     ) -> None:
         self.h = h
         self.server = server
+        # (a cluster: every node's URL, the client and workers pick one and move on failure)
+        self.url = server.urls if isinstance(server, EmbeddedCluster) else server.url
+        self.replicas = replicas
         self.uvloop = uvloop
         self.limit_workers: list[Child] = []
         self.jetloom_workers: list[Child] = []
@@ -105,7 +110,7 @@ class ChainRig:
         self.limit_workers += start_children([args] * n, "limit worker ready")
 
     def add_jetloom_workers(self, n: int) -> None:
-        args = jetloom_worker_args(JETLOOM_CHAIN, self.server.url, self.uvloop)
+        args = jetloom_worker_args(JETLOOM_CHAIN, self.url, self.uvloop) + ["--replicas", str(self.replicas)]
         self.jetloom_workers += start_children([args] * n, "jetloom worker ready")
 
     def __exit__(self, *exc: object) -> None:
@@ -116,7 +121,9 @@ class ChainRig:
         return CpuMeter(
             {
                 "engine": [c.pid for c in workers],
-                "server": [self.server.pid or 0],
+                "server": [n.pid or 0 for n in self.server.nodes]
+                if isinstance(self.server, EmbeddedCluster)
+                else [self.server.pid or 0],
                 "driver": [os.getpid()],
             }
         )
@@ -201,7 +208,7 @@ class ChainRig:
         meter = self._meter(self.jetloom_workers)
 
         async def main() -> Round:
-            client = await NatsClient.connect(self.server.url)
+            client = await NatsClient.connect(self.url, replicas=self.replicas)
             latency_of: dict[str, float] = {}
             try:
 

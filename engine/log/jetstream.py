@@ -36,9 +36,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -49,7 +49,6 @@ from nats.js.api import (
     ConsumerInfo,
     DeliverPolicy,
     StorageType,
-    StreamConfig,
 )
 from nats.js.errors import NotFoundError
 
@@ -84,12 +83,21 @@ from .jsread import (
     subscribe_tapped,
 )
 from .jswire import install_header_parser, is_status, parse_block, parse_rfc3339_ns, parse_status
+from .retry import DEFAULT_RETRY_FOR, LogUnavailableError, retrying
+from .streams import ensure_stream
 
 __all__ = ["JetStreamLog", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
 logger = logging.getLogger("jetloom.log")
 
+_T = TypeVar("_T")
+
 DIRECT_GET_BATCH = 1000
+# Idle heartbeat of a pull request: two missed ones and the pull loop asks again (a pull request
+# waiting on a consumer leader that was lost is gone with it; the new leader needs a new one).
+PULL_HEARTBEAT_S = 2.0
+PULL_BACKOFF_S = 0.05  # first wait before pulling again after a 503 (no consumer leader)
+PULL_BACKOFF_MAX_S = 2.0
 MULTI_LAST_SUBJECTS = 256  # subject filters per multi_last request
 ERR_BATCH_DUPLICATE = 10201  # "atomic publish batch contains duplicate message id"
 ERR_BATCH_TOO_LARGE = 10199  # "atomic publish batch is too large"
@@ -97,6 +105,9 @@ ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
 _H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"  # the run check of _expect
 _H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# What the run stream needs on: direct gets (reads), atomic batches (commit="batch"), message
+# schedules (durable timers, retries), per-message TTL.
+_RUN_STREAM_FLAGS = ("allow_direct", "allow_atomic", "allow_msg_schedules", "allow_msg_ttl")
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -222,6 +233,8 @@ class _Pull:
         self.outstanding = 0  # messages asked for and not yet received
         self.last_heard = time.monotonic()
         self.wake = asyncio.Event()
+        self.hold_until = 0.0  # no pull request before this (monotonic s): backing off after a 503
+        self.backoff = PULL_BACKOFF_S
 
     def release(self, d: _Delivery) -> None:
         if d in self.held:
@@ -251,6 +264,7 @@ class _Pull:
 
     def _take(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
         self.last_heard = time.monotonic()
+        self.backoff = PULL_BACKOFF_S
         self.outstanding = max(0, self.outstanding - 1)
         delivery = self._delivery(subject, reply, headers, data)
         if delivery is None:
@@ -271,6 +285,8 @@ class _Pull:
         self.wake.set()
 
     async def _pull_more(self) -> None:
+        if self.hold_until and time.monotonic() < self.hold_until:
+            return
         want = self.limit - len(self.held) - self.outstanding
         if want <= 0 or (self.outstanding and want < max(1, self.limit // 2)):
             return
@@ -329,7 +345,19 @@ class _Pull:
 
     def _on_status(self, status: str, headers: dict[str, str]) -> None:
         if status == "100":
+            self.backoff = PULL_BACKOFF_S
             return  # idle heartbeat
+        if status == "503":
+            # No responders: the consumer has no leader (an election after a node was lost).
+            # Ask again after a backoff (doubling to PULL_BACKOFF_MAX_S), not at once in a loop.
+            self.outstanding = 0
+            delay = self.backoff
+            self.backoff = min(2 * self.backoff, PULL_BACKOFF_MAX_S)
+            self.hold_until = time.monotonic() + delay
+            asyncio.get_running_loop().call_later(delay, self.wake.set)
+            if delay >= PULL_BACKOFF_MAX_S:
+                logger.warning("pull consumer %s: no responders (no consumer leader); asking again", self.api_subject)
+            return
         pending = headers.get("Nats-Pending-Messages")
         if pending is not None:
             self.outstanding = max(0, self.outstanding - int(pending))
@@ -371,7 +399,11 @@ class JetStreamLog:
             idempotent per message, not atomic) or ``"batch"`` (one atomic batch, server 2.12+,
             ≈ 2.2 ms each on a file stream and serialized per stream).
         replicas: replicas of the streams (and of the buckets beside them, ``kv.open_bucket``)
-            that ``setup()`` creates (default 1; 3 on a three-node cluster).
+            that ``setup()`` creates (default 1; 3 on a three-node cluster). An existing stream
+            keeps its own (``streams``).
+        retry_for: how long a request that fails transiently (no responders, timeout, no
+            leader: ``retry.is_transient``) is retried with backoff before
+            ``retry.LogUnavailableError`` (default 20 s, about twice a leader election).
         fast_path: whether to bypass nats-py's per-message layers (its protocol and header
             parsers, ``Client.publish``, ``Msg`` objects: ``jsproto``, ``jswire``, ``jspub``,
             ``jsread``). ``None`` (default): on unless the environment variable
@@ -396,6 +428,7 @@ class JetStreamLog:
         prefetch: int | None = None,
         commit: str = "pipelined",
         replicas: int = 1,
+        retry_for: timedelta | float = DEFAULT_RETRY_FOR,
         fast_path: bool | None = None,
         owns_connection: bool = False,
     ) -> None:
@@ -416,6 +449,7 @@ class JetStreamLog:
         self.timeout = request_timeout
         self.prefetch = prefetch
         self.replicas = replicas
+        self.retry_for = seconds(retry_for)
         self._owns = owns_connection
         self._dg_inbox: str | None = None
         self._dg_waiters: dict[str, _Batch] = {}
@@ -449,37 +483,44 @@ class JetStreamLog:
         return log
 
     async def setup(self) -> None:
-        """Create (or update) the run stream and the dead-letter stream."""
-        await self._ensure_stream(
-            StreamConfig(
-                name=self.stream,
-                subjects=[f"{self.prefix}.run.>"],
-                storage=self.storage,
-                duplicate_window=self.duplicate_window,
-                allow_direct=True,
-                allow_atomic=True,
-                allow_msg_schedules=True,
-                allow_msg_ttl=True,
-                num_replicas=self.replicas,
-            )
-        )
-        await self._ensure_stream(
-            StreamConfig(
-                name=self.dlq_stream,
-                subjects=[f"{self.prefix}.dlq.>"],
-                storage=self.storage,
-                allow_direct=True,
-                num_replicas=self.replicas,
-            )
-        )
+        """Create the run stream and the dead-letter stream when missing, with ``replicas``; on
+        an existing stream add only what jetloom needs (its subjects, the ``allow_*`` flags it
+        uses) and log each other difference, leaving it as the operator set it
+        (``streams.ensure_stream``). Rides through a leader election (``retry.retrying``).
 
-    async def _ensure_stream(self, config: StreamConfig) -> None:
-        try:
-            await self.js.stream_info(config.name)  # type: ignore[arg-type]
-        except NotFoundError:
-            await self.js.add_stream(config)
-            return
-        await self.js.update_stream(config)
+        Raises:
+            retry.LogUnavailableError: the cluster had no leader for the streams within
+                ``retry_for``.
+            nats.js.errors.APIError: the server refused (e.g. subjects overlapping another stream).
+        """
+        storage = "file" if self.storage == StorageType.FILE else "memory"
+        await ensure_stream(
+            self.nc,
+            {
+                "name": self.stream,
+                "subjects": [f"{self.prefix}.run.>"],
+                "storage": storage,
+                "num_replicas": self.replicas,
+                "duplicate_window": int(self.duplicate_window * _NS),
+                **dict.fromkeys(_RUN_STREAM_FLAGS, True),
+            },
+            flags=_RUN_STREAM_FLAGS,
+            timeout=self.timeout,
+            retry_for=self.retry_for,
+        )
+        await ensure_stream(
+            self.nc,
+            {
+                "name": self.dlq_stream,
+                "subjects": [f"{self.prefix}.dlq.>"],
+                "storage": storage,
+                "num_replicas": self.replicas,
+                "allow_direct": True,
+            },
+            flags=("allow_direct",),
+            timeout=self.timeout,
+            retry_for=self.retry_for,
+        )
 
     async def close(self) -> None:
         if self._acks is not None:
@@ -502,9 +543,21 @@ class JetStreamLog:
     ) -> AppendResult:
         if not messages:
             return AppendResult(None, 0)
+        # Retried whole through a leader election: every message carries its Nats-Msg-Id, so what
+        # an attempt stored is reported a duplicate to the next (the server checks the id before
+        # the expected last sequence), and the commit protocol completes a partial one.
         if self.atomic and len(messages) > 1 and indices is None:
-            return await self._append_batch(messages, idempotency_key)
-        return await self._append_pipelined(messages, idempotency_key, indices, expected_last_seq)
+            return await self._retry(
+                "append to " + self.stream, lambda: self._append_batch(messages, idempotency_key)
+            )
+        return await self._retry(
+            "append to " + self.stream,
+            lambda: self._append_pipelined(messages, idempotency_key, indices, expected_last_seq),
+        )
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, retried through transient failures for ``retry_for`` (``retry.retrying``)."""
+        return await retrying(what, call, retry_for=self.retry_for)
 
     async def _append_pipelined(
         self,
@@ -589,7 +642,9 @@ class JetStreamLog:
                     f.cancel()
         acks = []
         for data in datas:
-            ack = orjson.loads(data) if data else {"error": {"description": "no responders"}}
+            if not data:  # a 503 status: nobody serves the stream's subjects (no leader)
+                raise LogUnavailableError("append: no responders (the stream has no leader)")
+            ack = orjson.loads(data)
             err = ack.get("error")
             if err is not None:
                 code = err.get("err_code")
@@ -657,6 +712,8 @@ class JetStreamLog:
         finally:
             del self._dg_waiters[reply]
         status = batch.done.result()
+        if status == "503":  # no responders: no replica serves direct gets now (an election)
+            raise LogUnavailableError(f"direct get on {stream}: no responders")
         if status not in ("204", "404"):
             raise LogError(f"direct get on {stream} failed: status {status} {batch.headers}")
         return batch.msgs
@@ -697,6 +754,13 @@ class JetStreamLog:
         after_seq: int = 0,
         up_to_seq: int | None = None,
         expect: int | None = None,
+    ) -> list[RawRecord]:
+        return await self._retry(
+            f"read of run {run_id}", lambda: self._read(workflow, run_id, after_seq, up_to_seq, expect)
+        )
+
+    async def _read(
+        self, workflow: str, run_id: str, after_seq: int, up_to_seq: int | None, expect: int | None
     ) -> list[RawRecord]:
         # A short read of an old run that the caller can bound (``up_to_seq`` more than
         # WALK_DISTANCE records behind the newest sequence this log has seen, ``expect`` of at
@@ -857,6 +921,11 @@ class JetStreamLog:
     ) -> list[RawRecord]:
         """Up to ``limit`` records matching ``subject_filter`` (wildcards allowed) with
         ``seq > after_seq``, in sequence order; one batched direct get per 1,000."""
+        return await self._retry(
+            f"scan of {subject_filter}", lambda: self._scan_records(subject_filter, after_seq, limit)
+        )
+
+    async def _scan_records(self, subject_filter: str, after_seq: int, limit: int) -> list[RawRecord]:
         out: list[RawRecord] = []
         start = after_seq + 1
         while len(out) < limit:
@@ -873,6 +942,9 @@ class JetStreamLog:
     async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
         """The last record of every subject matching any of ``subject_filters`` (a batched
         ``multi_last`` direct get), in sequence order."""
+        return await self._retry("last records of runs", lambda: self._last_per_subject(subject_filters))
+
+    async def _last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
         out: list[RawRecord] = []
         filters = list(subject_filters)
         for i in range(0, len(filters), MULTI_LAST_SUBJECTS):
@@ -887,6 +959,15 @@ class JetStreamLog:
 
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
+    ) -> None:
+        # (idempotent, so retried whole through a leader election)
+        await self._retry(
+            f"set-up of the consumers of step {workflow}.{step}",
+            lambda: self._ensure_consumer(workflow, step, event_types, update),
+        )
+
+    async def _ensure_consumer(
+        self, workflow: str, step: str, event_types: Sequence[str], update: bool
     ) -> None:
         # Durable consumers of one filter subject each: one per accepted event type (the first,
         # in sorted order, under the step's own name), and the step's commands (``cmd.<step>``)
@@ -991,7 +1072,7 @@ class JetStreamLog:
             max_in_flight=max_in_flight,
             prefetch=self.prefetch if self.prefetch is not None else max_in_flight,
             expires=30.0,
-            heartbeat=5.0,
+            heartbeat=PULL_HEARTBEAT_S,
             ack_wait=self.ack_wait,
             tap=self._read_tap(),
             outbox=self.outbox,
@@ -1016,7 +1097,11 @@ class JetStreamLog:
             "Nats-Msg-Id": idempotency_key,
         }
         subject = run_subject(self.prefix, parts.workflow, parts.run_id, "sch", name)
-        reply = await self.nc.request(subject, message.data, headers=headers, timeout=self.timeout)
+        # (its Nats-Msg-Id makes a repeat a duplicate)
+        reply = await self._retry(
+            f"schedule on {subject}",
+            lambda: self.nc.request(subject, message.data, headers=headers, timeout=self.timeout),
+        )
         err = orjson.loads(reply.data).get("error")
         if err is not None:
             raise AppendError(f"schedule rejected: {err.get('description')}", code=err.get("err_code"))
@@ -1024,20 +1109,23 @@ class JetStreamLog:
     async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
         parts = parse_subject(record.subject)
         wf = parts.workflow if parts else "unknown"
-        await self.js.publish(
-            f"{self.prefix}.dlq.{wf}.{consumer}",
-            record.data,
-            stream=self.dlq_stream,
-            headers={
-                "Jl-Reason": reason[:4000].replace("\r", " ").replace("\n", " "),
-                "Jl-Original-Subject": record.subject,
-                "Jl-Original-Seq": str(record.seq),
-                "Jl-Consumer": consumer,
-            },
+        headers = {
+            "Jl-Reason": reason[:4000].replace("\r", " ").replace("\n", " "),
+            "Jl-Original-Subject": record.subject,
+            "Jl-Original-Seq": str(record.seq),
+            "Jl-Consumer": consumer,
+        }
+        await self._retry(
+            "dead letter to " + self.dlq_stream,
+            lambda: self.js.publish(
+                f"{self.prefix}.dlq.{wf}.{consumer}", record.data, stream=self.dlq_stream, headers=headers
+            ),
         )
 
     async def dead_letters(self) -> list[DeadLetter]:
-        msgs = await self._scan(self.dlq_stream, f"{self.prefix}.dlq.>", 0, None)
+        msgs = await self._retry(
+            "read of " + self.dlq_stream, lambda: self._scan(self.dlq_stream, f"{self.prefix}.dlq.>", 0, None)
+        )
         out = []
         for m in msgs:
             h = m.headers or {}

@@ -36,11 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from nats.aio.msg import Msg
+from nats.js.errors import APIError
 
 from ..records import RawRecord
 from .base import Followers, hand_over
 from .jsread import RawTap, subscribe_tapped
 from .jswire import is_status, parse_block, parse_status
+from .retry import retrying
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -105,14 +107,13 @@ class FollowHub:
         path (once the hub's consumer exists, which this waits for); with ``kinds``, only records
         of those kinds. An exception ``sink`` raises is logged."""
         self.followers.add(run_id, sink, kinds)
-        if self._ready is None:
+        if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
+            # (first follow, or the consumer could not be made last time: try again now)
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(), name=f"jetloom:follow:{self.filter}")
         try:
             if not self._ready.done():
                 await asyncio.shield(self._ready)
-            elif self._ready.exception() is not None:
-                raise self._ready.exception()  # type: ignore[misc]
         except BaseException:
             self.unregister(run_id, sink)
             raise
@@ -151,7 +152,7 @@ class FollowHub:
         answer = orjson.loads(reply.data)
         err = answer.get("error")
         if err is not None:
-            raise RuntimeError(f"follow consumer on {self.filter}: {err.get('description')}")
+            APIError.from_error(err)  # raises nats-py's error of that code (retry.is_transient)
         if not self._last_seq:
             # "new" starts after the stream's last sequence; a renewal must start right there.
             self._last_seq = int(answer.get("delivered", {}).get("stream_seq") or 0)
@@ -171,7 +172,8 @@ class FollowHub:
         try:
             while True:
                 try:
-                    await self._create()
+                    # (rides through a leader election; what outlasts it fails the follow)
+                    await retrying("follow consumer on " + self.filter, self._create)
                 except Exception as exc:  # the server is away; try again
                     if not self._ready.done():
                         self._ready.set_exception(exc)

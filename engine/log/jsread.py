@@ -38,6 +38,7 @@ import orjson
 from ..errors import LogError
 from ..records import RawRecord
 from .jswire import is_status, parse_block, parse_rfc3339_ns
+from .retry import LogUnavailableError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -210,6 +211,8 @@ async def direct_read(
                     raise
     finally:
         inbox.close(reply)
+    if status == b"503":  # no responders: no replica serves direct gets now (an election)
+        raise LogUnavailableError(f"direct get on {stream}: no responders")
     if status not in (b"204", b"404"):
         raise LogError(f"direct get on {stream} failed: status {status.decode(errors='replace')}")
     return out, pending[0] if out else 0

@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from ..snapshots import snapshot_seq
 from .kv import open_bucket
+from .retry import retrying
 
 __all__ = ["KvSnapshots"]
 
@@ -65,12 +66,19 @@ class KvSnapshots:
         return cls(kv)
 
     async def get(self, workflow: str, run_id: str) -> bytes | None:
+        key = f"{workflow}.{run_id}"
         with contextlib.suppress(KeyNotFoundError):
-            entry = await self.kv.get(f"{workflow}.{run_id}")
+            # (through a leader election of the bucket: retry.retrying)
+            entry = await retrying(f"snapshot get of {key}", lambda: self.kv.get(key))
             return entry.value or None
         return None
 
     async def put(self, workflow: str, run_id: str, data: bytes) -> bool:
+        # Retried whole through a leader election: a create or update whose ack was lost is
+        # refused the second time as a wrong last sequence, which reads as "someone stored it".
+        return await retrying(f"snapshot put of {workflow}.{run_id}", lambda: self._put(workflow, run_id, data))
+
+    async def _put(self, workflow: str, run_id: str, data: bytes) -> bool:
         key = f"{workflow}.{run_id}"
         mine = snapshot_seq(data) or 0
         try:

@@ -56,7 +56,7 @@ def test_document_structure(quick_result: tuple[dict[str, Any], Path]) -> None:
     for key in ("cores", "python", "nats_server", "nats_py", "llama_index_workflows", "git_commit"):
         assert key in doc["machine"]
     assert doc["options"]["quick"] is True
-    assert set("abcdefg") <= set(doc["scenarios"])
+    assert set("abcdefgr") <= set(doc["scenarios"])
     for key, sc in doc["scenarios"].items():
         assert sc["title"]
         if key == "u":  # the other event loop: skipped exactly when there is no uvloop to switch to
@@ -88,6 +88,9 @@ def test_chain_baselines_and_engine_completed_the_same_runs(
     assert sc["a"]["results"]["jetloom"]["breakdown"]["steps_ms"].keys() == {"parse", "count", "finish"}
     if UVLOOP:  # (else test_document_structure checked that (u) says why it was skipped)
         _same_runs(sc["u"]["results"]["inflight"], CHAIN_SYSTEMS)
+    # (r): the chain on a 3-node cluster with R3 beside one node R1, the same runs, and the ratio
+    _same_runs(sc["r"]["results"], ("r1", "r3"))
+    assert sc["r"]["replicas"] == 3 and sc["r"]["r3_over_r1_transitions"] > 0
 
 
 def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Path]) -> None:
