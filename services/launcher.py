@@ -288,6 +288,7 @@ class ControlPlaneServer:
         from .control.app import create_app
 
         self.app = create_app(nats_url, **app_options)
+        self.control_plane = self.app.state.control_plane
         self.server = _EmbeddedUvicorn(
             uvicorn.Config(
                 self.app,
@@ -308,15 +309,22 @@ class ControlPlaneServer:
         """Serve in a background task; return the URL once it accepts connections.
 
         Raises:
-            RuntimeError: uvicorn exited during startup (e.g. the port is taken, NATS unreachable).
+            engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials
+                (connected before uvicorn starts, so the error is raised as it is).
+            RuntimeError: uvicorn exited during startup (e.g. the port is taken).
         """
+        await self.control_plane.start()
         self._task = asyncio.create_task(self.server.serve(), name="jetloom:control-plane")
-        async with asyncio.timeout(timeout):
-            while not self.server.started:
-                if self._task.done():
-                    exc = self._task.exception() if not self._task.cancelled() else None
-                    raise RuntimeError(f"the control plane did not start: {exc!r}")
-                await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.server.started:
+                    if self._task.done():
+                        exc = self._task.exception() if not self._task.cancelled() else None
+                        raise RuntimeError(f"the control plane did not start: {exc!r}")
+                    await asyncio.sleep(0.02)
+        except BaseException:
+            await self.control_plane.stop()
+            raise
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
         return self.url
