@@ -50,6 +50,7 @@ __all__ = [
     "Launcher",
     "ServiceSpec",
     "WorkerProcess",
+    "WorkerStartError",
     "load_deployment",
 ]
 
@@ -148,6 +149,24 @@ def load_deployment(path: str | Path) -> Deployment:
 # ---- processes --------------------------------------------------------------------------------
 
 
+class WorkerStartError(ChildProcessError):
+    """A worker process exited before it was ready. The message ends with the worker's own
+    one-line reason (its ``jetloom worker: ...`` line, else its last line).
+
+    Attributes:
+        pid: the worker's process id.
+        output: its last output lines.
+    """
+
+    def __init__(self, pid: int, output: str) -> None:
+        lines = [line for line in output.splitlines() if line.strip()]
+        own = [line for line in lines if line.startswith("jetloom worker:")]
+        reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
+        super().__init__(f"worker {pid} exited before it was ready: {reason}")
+        self.pid = pid
+        self.output = output
+
+
 class WorkerProcess:
     """A ``jetloom worker`` child process; its output is drained into a tail buffer.
 
@@ -215,9 +234,7 @@ class WorkerProcess:
             if text.startswith(READY_PREFIX) and not self.ready.done():
                 self.ready.set_result(text)
         if not self.ready.done():
-            self.ready.set_exception(
-                RuntimeError(f"worker {self.proc.pid} exited before it was ready:\n{self.output()}")
-            )
+            self.ready.set_exception(WorkerStartError(self.proc.pid, self.output()))
 
     def output(self) -> str:
         return "\n".join(self.tail)
@@ -389,7 +406,7 @@ class Launcher:
         service name ``service`` (default: the workflow's name); wait until each is consuming.
 
         Raises:
-            RuntimeError: a worker exited before it was ready (its output is in the message).
+            WorkerStartError: a worker exited before it was ready (its output is on the error).
         """
         args: list[str] = []
         if service:
