@@ -357,8 +357,9 @@ class _Callbacks:
             return
         self._logged.add(text)
         logger.warning("NATS %s (%s): %s", self.who, self.url, text)
-        if self.nc.is_reconnecting and is_refusal(exc) and self._closing is None:
-            # nats-py would retry refused credentials forever; the owner rebuilds or exits
+        if is_refusal(exc) and not self.nc.is_closed and self._closing is None:
+            # a reconnect refused (credentials revoked or expired meanwhile): nats-py would try
+            # again forever; closed, the connection's owner rebuilds it or exits
             self._closing = asyncio.create_task(self.nc.close())
 
     async def disconnected(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -259,3 +260,57 @@ async def test_control_plane_rebuilds_its_connection_and_serves_runs_after(
             assert health["nats"] is True
     finally:
         await server.stop()
+
+
+async def test_revoked_password_worker_and_control_plane_exit_1_for_their_supervisor(
+    tmp_path: Path,
+) -> None:
+    """A config reload that changes the password: the server closes both connections with
+    'Authorization Violation'; the worker exits 1, the control plane tries to rebuild its
+    connection, is refused at once, and exits 1; each with one line, no traceback."""
+    auth = tmp_path / "auth.conf"
+    auth.write_text('authorization { user: "jl", password: "before" }\n')
+    conf = tmp_path / "nats.conf"
+    conf.write_text('jetstream: enabled\ninclude "auth.conf"\n')
+    env = {"JETLOOM_NATS_USER": "jl", "JETLOOM_NATS_PASSWORD": "before", "PYTHONUNBUFFERED": "1"}
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "store", config=conf) as server:
+        url = server.url
+        procs = {}
+        for name, args in (("worker", ["worker", CHAIN]), ("control-plane", ["control-plane", "--port", "0"])):
+            procs[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.cli", *args, "--nats", server.url,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        try:
+            for name, proc in procs.items():
+                assert proc.stdout is not None
+                async with asyncio.timeout(60):
+                    while b" ready " not in (line := await proc.stdout.readline()):
+                        assert line, f"{name} exited before it was ready"
+            auth.write_text('authorization { user: "jl", password: "after" }\n')
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGHUP)  # nats-server reloads its configuration
+            results = {}
+            for name, proc in procs.items():
+                async with asyncio.timeout(30):
+                    _, err = await proc.communicate()
+                results[name] = (proc.returncode, err.decode())
+        finally:
+            for proc in procs.values():
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    code, err = results["worker"]
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"jetloom worker: the NATS connection to {url} was closed: Authorization Violation"
+    ), err
+    code, err = results["control-plane"]
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"jetloom control-plane: NATS at {url} refused the connection: Authorization Violation"
+    ), err
