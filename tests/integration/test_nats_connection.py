@@ -24,8 +24,10 @@ from engine.log.connection import NatsConnectError, NatsSettings, open_connectio
 from services.client import Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess
+from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
+from tests.workflows import Chain3
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = "tests.workflows:Chain3"
@@ -314,3 +316,36 @@ async def test_revoked_password_worker_and_control_plane_exit_1_for_their_superv
     assert err.strip().splitlines()[-1] == (
         f"jetloom control-plane: NATS at {url} refused the connection: Authorization Violation"
     ), err
+
+
+async def test_a_server_outage_costs_a_few_lines_and_no_traceback(tmp_path: Path) -> None:
+    """nats-py's own error callback logs a traceback per failed reconnect (every 0.5 s); the
+    quiet one logs the loss, each distinct error once, and the reconnect."""
+    server = EmbeddedNats(port=0, store_dir=tmp_path / "store")
+    await server.astart()
+    w = await AsyncWorkerProcess.start(CHAIN, server.url, cwd=ROOT)
+    try:
+        await w.wait_ready()
+        server.kill()
+        await eventually(_has(w, "reconnecting"), timeout=20, what="the worker notices")
+        await asyncio.sleep(3)  # the outage: six reconnect attempts
+        await server.astart()
+        await eventually(_has(w, "reconnected to"), timeout=20, what="the worker reconnects")
+        async with await NatsClient.connect(server.url) as nc:
+            handler = await nc.start(Chain3, text="after the outage")
+            assert (await asyncio.wait_for(handler, 30))["n"] == 3
+        assert w.proc.returncode is None
+    finally:
+        await w.stop()
+        await server.astop()
+    lines = w.output().splitlines()
+    assert not any("Traceback" in line for line in lines), w.output()
+    outage = [line for line in lines if "jetloom.nats" in line or "heartbeat" in line]
+    assert 3 <= len(outage) <= 8, w.output()
+
+
+def _has(w: AsyncWorkerProcess, text: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return any(text in line for line in w.output().splitlines())
+
+    return check
