@@ -349,3 +349,30 @@ def _has(w: AsyncWorkerProcess, text: str) -> Callable[[], Awaitable[bool]]:
         return any(text in line for line in w.output().splitlines())
 
     return check
+
+
+async def test_an_attempt_tries_every_url_once_and_a_live_one_suffices(
+    closed_port: int, nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.bind(("127.0.0.1", 0))
+    try:
+        dead = f"nats://127.0.0.1:{closed_port},nats://127.0.0.1:{other.getsockname()[1]}"
+        with caplog.at_level("WARNING", logger="jetloom.nats"), pytest.raises(NatsConnectError) as info:
+            await open_connection(NatsSettings(url=dead, connect_attempts=3, connect_wait_s=0.05))
+        assert info.value.attempts == 3 and not info.value.permanent
+        assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [
+            f"NATS connect attempt {i}/3 to {dead}" for i in (1, 2, 3)
+        ]
+        caplog.clear()
+        # one node of a cluster down: the first attempt goes on to the live one
+        with caplog.at_level("WARNING", logger="jetloom.nats"):
+            for _ in range(3):  # whichever order nats-py shuffles the URLs into
+                nc = await open_connection(
+                    NatsSettings(url=f"nats://127.0.0.1:{closed_port},{nats_server.url}", connect_attempts=1)
+                )
+                assert nc.is_connected
+                await nc.close()
+        assert caplog.records == []
+    finally:
+        other.close()
