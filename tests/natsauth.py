@@ -87,7 +87,10 @@ class JwtChain:
     system_jwt: str
 
     @classmethod
-    def new(cls, user_permissions: dict[str, Any] | None = None) -> JwtChain:
+    def new(
+        cls, user_permissions: dict[str, Any] | None = None, *, user_expires_at: int | None = None
+    ) -> JwtChain:
+        """A new chain; ``user_expires_at`` (Unix seconds) sets the user JWT's ``exp``."""
         op = NKey.new(nkeys.PREFIX_BYTE_OPERATOR)
         acct = NKey.new(nkeys.PREFIX_BYTE_ACCOUNT)
         user = NKey.new(nkeys.PREFIX_BYTE_USER)
@@ -113,7 +116,10 @@ class JwtChain:
         )
         user_nats = {"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1}
         user_nats.update(user_permissions or {})
-        user_jwt = encode_jwt({"sub": user.public, "name": "worker", "nats": user_nats}, acct)
+        user_claims: dict[str, Any] = {"sub": user.public, "name": "worker", "nats": user_nats}
+        if user_expires_at is not None:
+            user_claims["exp"] = user_expires_at
+        user_jwt = encode_jwt(user_claims, acct)
         return cls(op, acct, user, system, op_jwt, acct_jwt, user_jwt, sys_jwt)
 
     def server_config(self) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ from typing import Any
 import nkeys
 import pytest
 
-from engine.log.connection import NatsConnectError, NatsSettings, open_connection
+from engine.log.connection import (
+    NatsConnectError,
+    NatsSettings,
+    connection_closed,
+    open_connection,
+)
 from services.client import Client
 from services.launcher import Launcher, load_deployment
 from services.launcher import WorkerProcess as AsyncWorkerProcess
@@ -156,3 +162,41 @@ async def test_each_credential_by_flags_env_and_deployment_file(
                 await cp_proc.wait()
         worker.kill()
         await worker.stop()
+
+
+async def test_missing_creds_file_fails_at_once_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.creds"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "worker", CHAIN,
+        "--nats", "nats://127.0.0.1:4222", "--nats-creds", str(missing),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert err.decode().strip().splitlines() == [
+        f"jetloom worker: the NATS credentials file {str(missing)!r} does not exist"
+    ]
+
+
+async def test_expired_credentials_close_the_connection_and_refuse_the_next(tmp_path: Path) -> None:
+    """A user JWT that expires while connected: the server sends -ERR 'User Authentication
+    Expired' and closes; ``connection_closed`` says so, and connecting again fails at once."""
+    chain = JwtChain.new(user_expires_at=int(time.time()) + 3)
+    creds = tmp_path / "user.creds"
+    creds.write_text(chain.creds())
+    conf = tmp_path / "nats.conf"
+    conf.write_text("jetstream: enabled\n" + chain.server_config())
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "store", config=conf) as nats:
+        settings = NatsSettings(url=nats.url, creds_file=str(creds), connect_wait_s=5)
+        nc = await open_connection(settings)
+        closed = await asyncio.wait_for(connection_closed(nc), 15)
+        assert "authentication expired" in closed.cause.lower(), closed
+        started = time.monotonic()
+        with pytest.raises(NatsConnectError) as info:
+            await open_connection(settings)
+        assert info.value.permanent and time.monotonic() - started < 4
