@@ -200,3 +200,26 @@ async def test_expired_credentials_close_the_connection_and_refuse_the_next(tmp_
         with pytest.raises(NatsConnectError) as info:
             await open_connection(settings)
         assert info.value.permanent and time.monotonic() - started < 4
+
+
+async def test_tls_verifies_the_server_and_the_server_the_client(tmp_path: Path) -> None:
+    conf_text, fields = secured("tls", tmp_path)
+    conf = tmp_path / "nats.conf"
+    conf.write_text("jetstream: enabled\n" + conf_text)
+    certs = Certificates(tmp_path / "certs")
+    async with EmbeddedNats(port=0, store_dir=tmp_path / "store", config=conf) as nats:
+        good = NatsSettings(url=nats.url, **fields)  # type: ignore[arg-type]
+        # a server certificate from a CA the client does not trust: refused at once
+        with pytest.raises(NatsConnectError) as info:
+            await open_connection(good.replace(tls_ca_file=certs.other_ca, connect_wait_s=5))
+        assert info.value.permanent and "certificate verify failed" in info.value.cause
+        # no client certificate: the server (verify: true) refuses the handshake
+        with pytest.raises(NatsConnectError):
+            await open_connection(
+                good.replace(tls_cert_file=None, tls_key_file=None, connect_attempts=1)
+            )
+        nc = await open_connection(good)
+        try:
+            assert nc.is_connected
+        finally:
+            await nc.close()
