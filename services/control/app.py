@@ -39,6 +39,7 @@ from jsonschema import Draft202012Validator
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -681,6 +682,9 @@ def create_app(
 
     return Litestar(
         state=State({"control_plane": cp}),  # (started before uvicorn by ControlPlaneServer)
+        # the process's own logging stays as the command set it up: Litestar's default takes over
+        # the root logger with a queue thread, whose lines would come after a command's last one
+        logging_config=LoggingConfig(configure_root_logger=False),
         route_handlers=[
             health,
             services,
