@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import threading
+import traceback
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import nats.errors
 import typer
+
+from engine.log.connection import describe_error
 
 from . import nats_options as no
 
@@ -27,6 +33,38 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+#: Failures a process command reports in one line on stderr (exit code 1) rather than with a
+#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), a missing
+#: or unreadable file, a TLS failure, a workflow that does not import, a bad deployment file.
+EXPECTED: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    nats.errors.Error,
+    OSError,
+    ssl.SSLError,
+    ImportError,
+    ValueError,
+)
+
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show the traceback of an expected failure too.")
+]
+
+
+def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> None:
+    """Run a process command's coroutine (``_run``). An expected failure (``EXPECTED``) prints one
+    line ``jetloom <command>: <reason>`` on stderr and exits 1; with ``debug``, its traceback
+    first. Ctrl-C ends the command quietly."""
+    try:
+        _run(coro)
+    except KeyboardInterrupt:
+        return
+    except EXPECTED as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"jetloom {command}: {describe_error(exc)}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _run(coro: object) -> None:
@@ -75,13 +113,19 @@ def worker(
         int, typer.Option(min=1, help="Records a run folds between two snapshots in the KV bucket.")
     ] = 1000,  # engine.snapshots.DEFAULT_SNAPSHOT_EVERY (not imported here: the CLI starts lean)
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    debug: Debug = False,
 ) -> None:
-    """Run step workers for a workflow: one durable pull consumer per step, shared by every replica."""
+    """Run step workers for a workflow: one durable pull consumer per step, shared by every replica.
+
+    Exits 1 with one line on stderr when NATS cannot be reached at start-up, refuses the
+    credentials, or closes the connection for good (the supervisor restarts the process; its
+    unacked triggers are redelivered)."""
     from .worker import serve
 
     settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
-    _run(
+    _serve(
+        "worker",
         serve(
             target,
             settings,
@@ -92,7 +136,8 @@ def worker(
             num_workers=num_workers,
             registry_ttl=registry_ttl,
             snapshot_every=snapshot_every,
-        )
+        ),
+        debug=debug,
     )
 
 
@@ -125,8 +170,12 @@ def control_plane(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    debug: Debug = False,
 ) -> None:
-    """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer)."""
+    """Serve the HTTP API (stateless: run as many replicas as you like behind a load balancer).
+
+    A NATS connection closed for good is rebuilt (requests meanwhile get 503); exits 1 with one
+    line on stderr when NATS cannot be reached at start-up or for the rebuild."""
     from .control.auth import resolve_auth
     from .launcher import ControlPlaneServer
 
@@ -156,11 +205,11 @@ def control_plane(
         url = await server.start()
         print(f"jetloom control plane ready api={url} nats={settings.display_url}", flush=True)
         try:
-            await stop.wait()
+            await server.control_plane.wait_stopped(stop)
         finally:
             await server.stop()
 
-    _run(serve())
+    _serve("control-plane", serve(), debug=debug)
 
 
 @app.command()
@@ -189,31 +238,27 @@ def dev(
     connect_attempts: no.ConnectAttempts = None,
     connect_wait: no.ConnectWait = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    debug: Debug = False,
 ) -> None:
     """Everything in one command: an embedded nats-server, the control plane and the workers.
-    Ctrl-C stops them all cleanly."""
+    Ctrl-C stops them all cleanly; a failure to start exits 1 with one line on stderr."""
     from .dev import run_dev
 
     nats = no.given(locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
-
-    try:
-        _run(
-            run_dev(
-                deployment,
-                nats=nats,
-                workflows=workflow or [],
-                port=port,
-                nats_port=nats_port,
-                store_dir=store_dir,
-                verbose=verbose,
-            )
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"jetloom dev: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        pass
+    _serve(
+        "dev",
+        run_dev(
+            deployment,
+            nats=nats,
+            workflows=workflow or [],
+            port=port,
+            nats_port=nats_port,
+            store_dir=store_dir,
+            verbose=verbose,
+        ),
+        debug=debug,
+    )
 
 
 @app.command()

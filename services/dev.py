@@ -64,7 +64,10 @@ async def run_dev(
 
     Raises:
         FileNotFoundError / ValueError: no usable deployment file (the message says why).
-        RuntimeError: a process failed to start (its output is in the message).
+        engine.log.connection.NatsConnectError: NATS unreachable, or it refused the credentials.
+        services.launcher.WorkerStartError: a worker exited before it was ready.
+        engine.log.connection.NatsConnectionClosed / NatsConnectError: the control plane's
+            connection was closed for good and could not be rebuilt.
     """
     dep = _deployment(path, workflows)
     if port is not None:
@@ -103,7 +106,10 @@ async def run_dev(
             f"jetloom dev ready api={api} nats={settings.display_url} workers={len(launcher.workers)}",
             flush=True,
         )
-        await stop.wait()
+        if cp is not None:
+            await cp.control_plane.wait_stopped(stop)  # raises when its NATS connection is lost
+        else:
+            await stop.wait()
     finally:
         err.print("stopping workers, control plane and nats-server ...")
         await launcher.stop()

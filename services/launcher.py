@@ -52,6 +52,7 @@ __all__ = [
     "Launcher",
     "ServiceSpec",
     "WorkerProcess",
+    "WorkerStartError",
     "load_deployment",
 ]
 
@@ -164,6 +165,24 @@ def load_deployment(path: str | Path) -> Deployment:
 # ---- processes --------------------------------------------------------------------------------
 
 
+class WorkerStartError(ChildProcessError):
+    """A worker process exited before it was ready. The message ends with the worker's own
+    one-line reason (its ``jetloom worker: ...`` line, else its last line).
+
+    Attributes:
+        pid: the worker's process id.
+        output: its last output lines.
+    """
+
+    def __init__(self, pid: int, output: str) -> None:
+        lines = [line for line in output.splitlines() if line.strip()]
+        own = [line for line in lines if line.startswith("jetloom worker:")]
+        reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
+        super().__init__(f"worker {pid} exited before it was ready: {reason}")
+        self.pid = pid
+        self.output = output
+
+
 class WorkerProcess:
     """A ``jetloom worker`` child process; its output is drained into a tail buffer.
 
@@ -231,9 +250,7 @@ class WorkerProcess:
             if text.startswith(READY_PREFIX) and not self.ready.done():
                 self.ready.set_result(text)
         if not self.ready.done():
-            self.ready.set_exception(
-                RuntimeError(f"worker {self.proc.pid} exited before it was ready:\n{self.output()}")
-            )
+            self.ready.set_exception(WorkerStartError(self.proc.pid, self.output()))
 
     def output(self) -> str:
         return "\n".join(self.tail)
@@ -312,6 +329,7 @@ class ControlPlaneServer:
         self.sock = sock
 
         self.app = create_app(nats_url, **app_options)
+        self.control_plane = self.app.state.control_plane
         self.server = _EmbeddedUvicorn(
             uvicorn.Config(
                 self.app,
@@ -332,16 +350,23 @@ class ControlPlaneServer:
         """Serve in a background task; return the URL once it accepts connections.
 
         Raises:
-            RuntimeError: uvicorn exited during startup (e.g. the port is taken, NATS unreachable).
+            engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials
+                (connected before uvicorn starts, so the error is raised as it is).
+            RuntimeError: uvicorn exited during startup (e.g. the port is taken).
         """
+        await self.control_plane.start()
         sockets = [self.sock.dup()] if self.sock is not None else None
         self._task = asyncio.create_task(self.server.serve(sockets=sockets), name="jetloom:control-plane")
-        async with asyncio.timeout(timeout):
-            while not self.server.started:
-                if self._task.done():
-                    exc = self._task.exception() if not self._task.cancelled() else None
-                    raise RuntimeError(f"the control plane did not start: {exc!r}")
-                await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.server.started:
+                    if self._task.done():
+                        exc = self._task.exception() if not self._task.cancelled() else None
+                        raise RuntimeError(f"the control plane did not start: {exc!r}")
+                    await asyncio.sleep(0.02)
+        except BaseException:
+            await self.control_plane.stop()
+            raise
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{port}"
         return self.url
@@ -406,7 +431,7 @@ class Launcher:
         service name ``service`` (default: the workflow's name); wait until each is consuming.
 
         Raises:
-            RuntimeError: a worker exited before it was ready (its output is in the message).
+            WorkerStartError: a worker exited before it was ready (its output is on the error).
         """
         args: list[str] = []
         if service:

@@ -35,8 +35,14 @@ class NatsClient:
 
     @classmethod
     async def connect(cls, servers: str | NatsSettings, **log_options: Any) -> NatsClient:
-        """Connect to ``servers`` (URLs, comma-separated, or ``NatsSettings`` with credentials;
-        options as for ``JetStreamLog``)."""
+        """Connect to ``servers`` (URLs, comma-separated, or ``NatsSettings`` with credentials
+        and start-up attempts; options as for ``JetStreamLog``).
+
+        Raises:
+            engine.log.connection.NatsConnectError: every start-up attempt failed, or the server
+                refused the credentials (at once); its message is one line naming the URL and
+                the cause.
+        """
         log_options.setdefault("name", "jetloom-client")
         return cls(await JetStreamLog.connect(servers, **log_options))
 

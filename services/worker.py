@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from engine.describe import describe
 from engine.executor import Executor
-from engine.log.connection import NatsSettings
+from engine.log.connection import NatsConnectionClosed, NatsSettings, connection_closed
 from engine.log.jetstream import JetStreamLog
 from engine.log.jssnapshots import KvSnapshots
 from engine.snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -65,6 +65,13 @@ async def serve(
     Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming,
     and ``jetloom worker stopped pid=<pid> stats=<ExecutorStats> snapshots_loaded=<n>
     snapshots_written=<n> records_read=<n>`` (the run cache's counters) when it stops.
+
+    Raises:
+        engine.log.connection.NatsConnectError: NATS unreachable at start-up, or it refused the
+            credentials.
+        engine.log.connection.NatsConnectionClosed: nats-py closed the connection for good (a
+            server ``-ERR``, expired credentials). The process should exit non-zero so that its
+            supervisor restarts it: its unacked triggers are redelivered meanwhile.
     """
     workflow = load_workflow(target)
     log = await JetStreamLog.connect(nats, name="jetloom-worker", prefix=prefix, ack_wait=ack_wait)
@@ -94,7 +101,7 @@ async def serve(
             f"steps={names} service={heartbeat.entry.service} instance={heartbeat.entry.instance}",
             flush=True,
         )
-        await stop.wait()
+        lost = await _until_stopped(stop, connection_closed(log.nc))
     finally:
         await heartbeat.stop()
         await executor.stop(grace=grace)
@@ -107,3 +114,21 @@ async def serve(
             flush=True,
         )
         await log.close()
+    if lost is not None:
+        raise lost
+
+
+async def _until_stopped(
+    stop: asyncio.Event, closed: asyncio.Future[NatsConnectionClosed]
+) -> NatsConnectionClosed | None:
+    """Wait for ``stop`` or for nats-py to close the connection for good (returned then: a
+    worker does not rebuild its connection, whose consumers and in-flight steps went with it;
+    it exits and its supervisor starts a clean one)."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if closed.done() and not stop.is_set():
+        return closed.result()
+    return None

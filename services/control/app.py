@@ -46,6 +46,7 @@ from jsonschema import Draft202012Validator
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -65,7 +66,7 @@ from engine.codec import decode_record
 from engine.commit import OrphanFilter
 from engine.describe import WorkflowInfo
 from engine.fold import RunState
-from engine.log.connection import NatsSettings
+from engine.log.connection import NatsSettings, connection_closed, describe_error
 from engine.log.jetstream import JetStreamLog
 from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
 from engine.runtime import new_run_id
@@ -133,16 +134,74 @@ class ControlPlane:
         self.view: RegistryView | None = None
         self._validators: dict[tuple[str, bytes], Draft202012Validator] = {}
         self._ensured: set[bytes] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self._session_store: Any = None  # opened by services/control/sessions.py
+        self.broken: asyncio.Future[Exception]  # set by start()
 
     async def start(self) -> None:
-        self.log = await JetStreamLog.connect(
-            self.nats_url, name="jetloom-control-plane", prefix=self.prefix
-        )
-        registry = await Registry.open(self.log.nc, prefix=self.prefix, replicas=self.log.replicas)
-        self.view = RegistryView(registry)
-        await self.view.start()
+        """Connect, set up the streams and open the registry view (once; later calls return).
+
+        A connection that nats-py later closes for good (a server ``-ERR``, expired credentials)
+        is rebuilt in the background: a new ``JetStreamLog`` and registry view, with the same
+        bounded attempts as start-up; requests meanwhile fail on the closed connection (503). A
+        rebuild that fails resolves ``broken``.
+
+        Raises:
+            engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials.
+        """
+        if self.log is not None:
+            return
+        self.broken = asyncio.get_running_loop().create_future()
+        self.log, self.view = await self._open()
+        self._watch = asyncio.create_task(self._rebuild_when_closed(), name="jetloom:cp-nats")
+
+    async def _open(self) -> tuple[JetStreamLog, RegistryView]:
+        log = await JetStreamLog.connect(self.nats_url, name="jetloom-control-plane", prefix=self.prefix)
+        try:
+            registry = await Registry.open(log.nc, prefix=self.prefix, replicas=log.replicas)
+            view = RegistryView(registry)
+            await view.start()
+        except BaseException:
+            await log.close()
+            raise
+        return log, view
+
+    async def _rebuild_when_closed(self) -> None:
+        while self.log is not None:
+            closed = await connection_closed(self.log.nc)
+            logger.warning("%s; connecting again", closed)
+            try:
+                log, view = await self._open()
+            except Exception as exc:  # unreachable after every attempt, or refused
+                logger.error("the NATS connection could not be rebuilt: %s", describe_error(exc))
+                self.broken.set_result(exc)
+                return
+            old_log, old_view = self.log, self.view
+            self.log, self.view = log, view
+            self._session_store = None  # (services/control/sessions.py opens it on the new one)
+            with contextlib.suppress(Exception):
+                if old_view is not None:
+                    await old_view.stop()
+                await old_log.close()
+            logger.warning("NATS connection rebuilt (%s)", describe_error(closed))
+
+    async def wait_stopped(self, stop: asyncio.Event) -> None:
+        """Wait until ``stop`` is set; raise the rebuild's error if the connection could not be
+        rebuilt first (the process should exit for its supervisor)."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({stopping, self.broken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if self.broken.done() and not stop.is_set():
+            raise self.broken.result()
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self.view is not None:
             await self.view.stop()
         if self.log is not None:
@@ -649,6 +708,10 @@ def create_app(
             await cp.stop()
 
     return Litestar(
+        state=State({"control_plane": cp}),  # (started before uvicorn by ControlPlaneServer)
+        # the process's own logging stays as the command set it up: Litestar's default takes over
+        # the root logger with a queue thread, whose lines would come after a command's last one
+        logging_config=LoggingConfig(configure_root_logger=False),
         route_handlers=[
             health,
             ready,
