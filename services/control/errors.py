@@ -34,6 +34,7 @@ from litestar.status_codes import (
 )
 
 from engine.errors import CommitTooLargeError, LogError
+from engine.log.retry import LogUnavailableError, is_transient
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -115,10 +116,15 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 def nats_unavailable(exc: BaseException) -> str | None:
     """Why ``exc`` means NATS (or the run stream) cannot serve right now, or ``None`` if it does not.
 
-    Covers nats-py's connection errors and timeouts, JetStream API errors with code 503 or a
-    description of a stream without a leader, and the log's errors carrying those descriptions.
+    Covers the log's ``LogUnavailableError`` (what its bounded retries through an election give
+    up with), what the log's own classifier calls transient (``engine.log.retry.is_transient``),
+    nats-py's connection errors (closed, draining: the control plane rebuilds the connection
+    meanwhile), JetStream API errors with code 503 or a description of a stream without a
+    leader, and the log's errors carrying those descriptions.
     """
-    if isinstance(exc, _UNAVAILABLE_TYPES):
+    if isinstance(exc, LogUnavailableError):
+        return f"JetStream is unavailable: {exc}"
+    if is_transient(exc) or isinstance(exc, _UNAVAILABLE_TYPES):
         return f"NATS is unavailable: {type(exc).__name__}: {exc}".rstrip(": ")
     if isinstance(exc, nats.js.errors.APIError):
         text = (exc.description or "").lower()
@@ -157,11 +163,14 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     reason = nats_unavailable(exc)
     if reason is not None:
         logger.warning("%s %s: %s", request.method, request.url.path, reason)
-        body = {"error": reason, "status": HTTP_503_SERVICE_UNAVAILABLE, "retry_after": RETRY_AFTER_S}
+        wait = RETRY_AFTER_S
+        if isinstance(exc, LogUnavailableError):
+            wait = max(1, round(exc.retry_after_s))
+        body = {"error": reason, "status": HTTP_503_SERVICE_UNAVAILABLE, "retry_after": wait}
         return Response(
             body,
             status_code=HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            headers={"Retry-After": str(wait)},
         )
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     body = {"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500}

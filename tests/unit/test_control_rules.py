@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from nats.js.kv import VALID_KEY_RE
 
 from engine.errors import AppendError, CommitTooLargeError, LogError
+from engine.log.retry import LogUnavailableError
 from engine.records import check_token
 from services.control import validation
 from services.control.auth import SCOPES, ApiAuth, resolve_auth
@@ -73,6 +74,7 @@ def test_a_good_name_is_a_subject_token_and_a_kv_key() -> None:
         LogError("direct get on JETLOOM failed: status 503 {}"),
         AppendError("append rejected: no responders"),
         TimeoutError(),
+        LogUnavailableError("append to JETLOOM: no leader after 20 s"),
     ],
 )
 def test_errors_that_mean_nats_is_unavailable(exc: BaseException) -> None:
@@ -91,6 +93,24 @@ def test_errors_that_mean_nats_is_unavailable(exc: BaseException) -> None:
 )
 def test_other_errors_are_not_unavailability(exc: BaseException) -> None:
     assert nats_unavailable(exc) is None
+
+
+def test_the_logs_give_up_error_is_503_with_its_retry_after() -> None:
+    @get("/x")
+    async def fail() -> None:
+        raise _unavailable(7.0)
+
+    with TestClient(Litestar([fail], exception_handlers={Exception: unexpected_error})) as c:
+        r = c.get("/x")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "7"
+    assert r.json()["retry_after"] == 7
+
+
+def _unavailable(retry_after_s: float) -> LogUnavailableError:
+    exc = LogUnavailableError("read of JETLOOM: stream is offline")
+    exc.retry_after_s = retry_after_s
+    return exc
 
 
 def test_tokens_file_by_value_and_by_digest(tmp_path: Path) -> None:
