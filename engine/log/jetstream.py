@@ -69,7 +69,7 @@ from ..records import (
 )
 from .base import AppendResult, DeadLetter, Delivery, event_consumers
 from .jsacks import AckInbox
-from .jsfollow import FollowHub
+from .jsfollow import EVERY_RUN, FollowHub
 from .jsproto import install_protocol_parser
 from .jspub import Outbox
 from .jsread import (
@@ -414,6 +414,7 @@ class JetStreamLog:
         self.outbox = Outbox(nc)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
+        self._typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **kwargs: Any) -> JetStreamLog:
@@ -458,9 +459,10 @@ class JetStreamLog:
     async def close(self) -> None:
         if self._acks is not None:
             await self._acks.close()
-        for hub in self._hubs.values():
+        for hub in [*self._hubs.values(), *self._typed.values()]:
             await hub.close()
         self._hubs.clear()
+        self._typed.clear()
         if self._owns and not self.nc.is_closed:
             await self.nc.drain()
 
@@ -812,6 +814,20 @@ class JetStreamLog:
         hub = self._hub(workflow, wanted)
         await hub.add(run_id, sink, wanted)
         return lambda: hub.unregister(run_id, sink)
+
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        # A follow hub of its own, filtered on that one record type of every run: a consumer of
+        # one filter subject that delivers what the stream stores, so a record a message
+        # schedule fires (a run timeout) reaches it too.
+        key = (workflow, f"{kind}.{type_name}")
+        hub = self._typed.get(key)
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}.*.{kind}.{type_name}"
+            hub = self._typed[key] = FollowHub(self.nc, self.stream, subjects, self.timeout, self._read_tap())
+        await hub.add(EVERY_RUN, sink)
+        return lambda: hub.unregister(EVERY_RUN, sink)
 
     def _hub(self, workflow: str, kinds: frozenset[str] | None) -> FollowHub:
         """The follow hub of ``workflow`` for followers of ``kinds``: a follower of one kind takes
