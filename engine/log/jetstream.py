@@ -85,7 +85,7 @@ from .jsread import (
 )
 from .jswire import install_header_parser, is_status, parse_block, parse_rfc3339_ns, parse_status
 
-__all__ = ["JetStreamLog", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
+__all__ = ["DEFAULT_ACK_WAIT", "DEFAULT_PROGRESS_HEARTBEAT", "JetStreamLog", "check_lease", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -97,6 +97,29 @@ ERR_WRONG_LAST_SEQ = 10071  # "wrong last sequence"
 _NS = 1_000_000_000
 _H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"  # the run check of _expect
 _H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# A SIGKILLed worker's triggers are redelivered once ack_wait passes after its last in-progress
+# ack, so these two bound crash recovery: 6 s (≈ 6–7 s measured from the kill to the rerun in
+# another process, benchmarks scenario (k)), while a running step renews its lease 3 times per
+# ack_wait and keeps it through two lost heartbeats.
+DEFAULT_ACK_WAIT = timedelta(seconds=6)
+DEFAULT_PROGRESS_HEARTBEAT = timedelta(seconds=2)
+
+
+def check_lease(ack_wait_s: float, progress_heartbeat_s: float) -> None:
+    """Check a step consumer's ``ack_wait`` and progress-heartbeat interval (seconds).
+
+    Raises:
+        ValueError: either is not positive, or the heartbeat is not shorter than ``ack_wait``
+            (a running step would lose its lease between two in-progress acks).
+    """
+    if ack_wait_s <= 0 or progress_heartbeat_s <= 0:
+        raise ValueError(
+            f"ack_wait and progress heartbeat must be > 0 s, got {ack_wait_s:g} and {progress_heartbeat_s:g}"
+        )
+    if progress_heartbeat_s >= ack_wait_s:
+        raise ValueError(
+            f"progress heartbeat ({progress_heartbeat_s:g}s) must be shorter than ack_wait ({ack_wait_s:g}s)"
+        )
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -187,8 +210,8 @@ class _Pull:
 
     Keeps up to ``max_in_flight + prefetch`` deliveries asked for or held; hands out at most
     ``max_in_flight`` at a time; keeps every held delivery (running or buffered) alive with
-    in-progress acks; re-pulls when the server has been silent for two heartbeats (a restart or a
-    reconnect drops pending pull requests).
+    in-progress acks every ``progress`` seconds; re-pulls when the server has been silent for two
+    heartbeats (a restart or a reconnect drops pending pull requests).
     """
 
     def __init__(
@@ -201,6 +224,7 @@ class _Pull:
         expires: float,
         heartbeat: float,
         ack_wait: float,
+        progress: float | None = None,
         tap: RawTap | None = None,
         outbox: Outbox | None = None,
         dispatch: Callable[[_Delivery], None] | None = None,
@@ -216,6 +240,7 @@ class _Pull:
         self.expires_ns = int(expires * _NS)
         self.heartbeat = heartbeat
         self.ack_wait = ack_wait
+        self.progress = progress if progress is not None else ack_wait / 3
         self.ready: deque[_Delivery] = deque()
         self.held: set[_Delivery] = set()  # received and not settled (buffered or running)
         self.running = 0
@@ -286,13 +311,13 @@ class _Pull:
         # pull requests), ask again. One timer for both, not one per wait of the pull loop.
         last_wip = time.monotonic()
         while True:
-            await asyncio.sleep(min(self.heartbeat, self.ack_wait / 3))
+            await asyncio.sleep(min(self.heartbeat, self.progress))
             now = time.monotonic()
             if now - self.last_heard > 2 * self.heartbeat:
                 self.outstanding = 0  # our pull requests are gone; ask again
                 self.last_heard = now
                 self.wake.set()
-            if now - last_wip >= self.ack_wait / 3:
+            if now - last_wip >= 0.9 * self.progress:  # (a timer may fire a hair early)
                 last_wip = now
                 for d in list(self.held):
                     await d.in_progress()
@@ -360,8 +385,13 @@ class JetStreamLog:
         nc: a connected nats-py client.
         prefix: subject prefix (default ``"jetloom"``).
         stream: stream name (default ``"JETLOOM"``, or the prefix upper-cased).
-        ack_wait: how long a delivery may stay unsettled before redelivery (default 30 s); held
-            deliveries are kept alive with in-progress acks every third of it.
+        ack_wait: how long a delivery may stay unsettled before redelivery (default 6 s): after a
+            worker dies, its triggers run again in another process this long after its last
+            in-progress ack. Applied to the step consumers this log creates or updates
+            (``ensure_consumer``; a change to an existing consumer is logged).
+        progress_heartbeat: how often held deliveries (running or buffered) are kept alive with
+            an in-progress ack (default: 2 s, or a third of ``ack_wait`` when that is shorter);
+            must be shorter than ``ack_wait``.
         duplicate_window: how long idempotency keys are remembered by the server (default 2 min);
             older duplicates are caught by the fold (the completion is already in the run's log).
         storage: ``"file"`` (default) or ``"memory"``.
@@ -372,7 +402,8 @@ class JetStreamLog:
             ≈ 2.2 ms each on a file stream and serialized per stream).
 
     Raises:
-        ValueError: an unknown ``commit`` mode.
+        ValueError: an unknown ``commit`` mode; ``progress_heartbeat`` not shorter than
+            ``ack_wait``, or either not positive.
     """
 
     def __init__(
@@ -381,7 +412,8 @@ class JetStreamLog:
         *,
         prefix: str = DEFAULT_PREFIX,
         stream: str | None = None,
-        ack_wait: timedelta | float = timedelta(seconds=30),
+        ack_wait: timedelta | float = DEFAULT_ACK_WAIT,
+        progress_heartbeat: timedelta | float | None = None,
         duplicate_window: timedelta | float = timedelta(minutes=2),
         storage: str = "file",
         request_timeout: float = 10.0,
@@ -391,6 +423,12 @@ class JetStreamLog:
     ) -> None:
         if commit not in ("pipelined", "batch"):
             raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
+        self.ack_wait = seconds(ack_wait)
+        if progress_heartbeat is None:
+            default = seconds(DEFAULT_PROGRESS_HEARTBEAT)
+            progress_heartbeat = min(default, self.ack_wait / 3)
+        self.progress_heartbeat = seconds(progress_heartbeat)
+        check_lease(self.ack_wait, self.progress_heartbeat)
         self.nc = nc
         install_header_parser(nc)  # nats-py's own costs more than the rest of a read (jswire)
         install_protocol_parser(nc)  # no copy of the read buffer per message (jsproto)
@@ -398,7 +436,6 @@ class JetStreamLog:
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
         self.dlq_stream = f"{self.stream}_DLQ"
-        self.ack_wait = seconds(ack_wait)
         self.duplicate_window = seconds(duplicate_window)
         self.storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
         self.timeout = request_timeout
@@ -899,23 +936,52 @@ class JetStreamLog:
         # one has acknowledged)
         name = consumer_name(workflow, step)
         old = await self._consumer_info(name)
+        changes: list[tuple[str, float]] = []  # existing consumers whose ack_wait changes
+        if update and old is not None:
+            self._note_lease(old, changes)
         await self._ensure_split(
             commands_consumer_name(workflow, step),
             f"jetloom step commands {workflow}.{step}",
             f"{self.prefix}.run.{workflow}.*.cmd.{step}",
             old,
             update,
+            changes,
         )
         for (source, t), subject in zip(sources[1:], events[1:], strict=True):
             await self._ensure_split(
-                consumer_name(workflow, step, source), f"jetloom step {workflow}.{step} ({t})", subject, old, update
+                consumer_name(workflow, step, source),
+                f"jetloom step {workflow}.{step} ({t})",
+                subject,
+                old,
+                update,
+                changes,
             )
         if update or old is None:
             await self._add_durable(name, f"jetloom step {workflow}.{step}", events[:1])
+        if changes:
+            logger.info(
+                "step %s.%s: ack_wait of existing consumers changed to %gs (%s)",
+                workflow,
+                step,
+                self.ack_wait,
+                ", ".join(f"{n}: was {w:g}s" for n, w in changes),
+            )
         self._ensured[(workflow, step)] = events
 
+    def _note_lease(self, info: ConsumerInfo, changes: list[tuple[str, float]]) -> None:
+        """Add to ``changes`` an existing consumer whose ``ack_wait`` the coming update changes."""
+        was = info.config.ack_wait
+        if was is not None and abs(was - self.ack_wait) > 1e-3:
+            changes.append((info.name, was))
+
     async def _ensure_split(
-        self, name: str, description: str, subject: str, old: ConsumerInfo | None, update: bool
+        self,
+        name: str,
+        description: str,
+        subject: str,
+        old: ConsumerInfo | None,
+        update: bool,
+        changes: list[tuple[str, float]],
     ) -> None:
         """A step's consumer of ``subject`` apart from its main one; ``old``: the main consumer
         as it was, if any. Made from scratch it starts after what ``old`` acknowledged when
@@ -923,6 +989,8 @@ class JetStreamLog:
         info = await self._consumer_info(name)
         if info is not None and not update:
             return
+        if info is not None:
+            self._note_lease(info, changes)
         if info is not None:  # (its delivery start cannot change; the rest is brought up to date)
             policy, start = info.config.deliver_policy, info.config.opt_start_seq
         elif old is not None and subject in (old.config.filter_subjects or [old.config.filter_subject]):
@@ -983,6 +1051,7 @@ class JetStreamLog:
             expires=30.0,
             heartbeat=5.0,
             ack_wait=self.ack_wait,
+            progress=self.progress_heartbeat,
             tap=self._read_tap(),
             outbox=self.outbox,
             dispatch=dispatch,
