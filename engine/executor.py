@@ -183,7 +183,9 @@ class Executor:
         )
         self.stats = ExecutorStats()
         self._loops: list[asyncio.Task[None]] = []
-        self._inflight: dict[asyncio.Task[None], str | None] = {}  # task -> its run id
+        # task -> (its run id, its delivery)
+        self._inflight: dict[asyncio.Task[None], tuple[str | None, Delivery]] = {}
+        self._settling: set[asyncio.Task[None]] = set()  # acks of tasks cancelled before they ran
         self._hosted: dict[str, Executor] = {}  # child workflows run in this process
         # runs known ended from outside -> the sequence of the record that ended it (oldest first, bounded)
         self._cancelled: dict[str, int] = {}
@@ -248,7 +250,7 @@ class Executor:
 
     def _dispatch(self, spec: StepSpec, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(spec, delivery))
-        self._inflight[task] = run_of(delivery.record.subject)
+        self._inflight[task] = (run_of(delivery.record.subject), delivery)
         task.add_done_callback(self._settled)
 
     async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
@@ -750,7 +752,14 @@ class Executor:
         )
 
     def _settled(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        entry = self._inflight.pop(task, None)
+        if entry is not None and task.cancelled() and entry[0] in self._cancelled:
+            # Cancelled before its first step (its handler never ran, so nothing settled the
+            # trigger): the run has ended, so settle it here rather than leave it to ack_wait.
+            self.stats.cancelled += 1
+            ack = asyncio.ensure_future(entry[1].ack())
+            self._settling.add(ack)
+            ack.add_done_callback(self._settling.discard)
 
     def cancel_run(self, run_id: str, seq: int = 0) -> int:
         """Stop this process's in-flight steps of an ended run (they see
@@ -764,7 +773,7 @@ class Executor:
         self.runs.forget(run_id)
         # (a scan of this process's in-flight steps, at most num_workers per step: cheaper than
         # an index by run kept up to date for every trigger)
-        tasks = [t for t, rid in self._inflight.items() if rid == run_id and not t.done()]
+        tasks = [t for t, (rid, _) in self._inflight.items() if rid == run_id and not t.done()]
         for t in tasks:
             t.cancel()
         return len(tasks)

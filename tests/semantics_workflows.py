@@ -1,0 +1,74 @@
+"""Workflows of the run-semantics tests (run timeouts, typed events, dead letters, crash
+recovery), run in process and in worker processes (importable as ``tests.semantics_workflows``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from engine import Context, Event, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
+
+
+class Gated(Workflow):
+    """One step that writes ``<dir>/started-<pid>``, waits until ``<dir>/go`` exists, then makes
+    its side effect (``<dir>/effect-<pid>``) and ends the run. A cancel (``CancelledError``)
+    writes ``<dir>/cancelled-<pid>`` and propagates."""
+
+    @step
+    async def hold(self, ev: StartEvent) -> StopEvent:
+        folder, pid = Path(ev.dir), os.getpid()
+        (folder / f"started-{pid}").write_text("1")
+        try:
+            while not (folder / "go").exists():
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            (folder / f"cancelled-{pid}").write_text("1")
+            raise
+        (folder / f"effect-{pid}").write_text("1")
+        return StopEvent(result="done")
+
+
+class Counted(Event):
+    count: int
+
+
+class Report(Event):
+    total: int
+
+
+class Mistyped(Workflow):
+    """``make`` emits ``Counted(count=ev.value)`` (``value`` from the start event, so a string
+    makes a wrong-typed field) by returning it, by ``ctx.send_event`` (``how="send"``), or writes
+    ``Report(total=ev.value)`` to the stream (``how="stream"``)."""
+
+    @step
+    async def make(self, ctx: Context, ev: StartEvent) -> Counted | None:
+        if ev.how == "send":
+            ctx.send_event(Counted(count=ev.value))
+            return None
+        if ev.how == "stream":
+            ctx.write_event_to_stream(Report(total=ev.value))
+            return Counted(count=1)
+        return Counted(count=ev.value)
+
+    @step
+    async def use(self, ev: Counted) -> StopEvent:
+        return StopEvent(result=ev.count)
+
+
+class Ping(HumanResponseEvent):
+    n: int
+
+
+class Relay(Workflow):
+    """``first`` emits nothing, so the run waits for a ``Ping`` from outside; ``second`` ends the
+    run with its ``n``."""
+
+    @step
+    async def first(self, ev: StartEvent) -> Ping | None:
+        return None
+
+    @step
+    async def second(self, ev: Ping) -> StopEvent:
+        return StopEvent(result=ev.n)
