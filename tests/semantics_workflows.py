@@ -10,7 +10,7 @@ from pathlib import Path
 from engine import Context, Event, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
 
 
-class Gated(Workflow):
+class Held(Workflow):
     """One step that writes ``<dir>/started-<pid>``, waits until ``<dir>/go`` exists, then makes
     its side effect (``<dir>/effect-<pid>``) and ends the run. A cancel (``CancelledError``)
     writes ``<dir>/cancelled-<pid>`` and propagates."""
@@ -29,46 +29,46 @@ class Gated(Workflow):
         return StopEvent(result="done")
 
 
-class Counted(Event):
+class Tallied(Event):
     count: int
 
 
-class Report(Event):
+class TallyReport(Event):
     total: int
 
 
 class Mistyped(Workflow):
-    """``make`` emits ``Counted(count=ev.value)`` (``value`` from the start event, so a string
+    """``make`` emits ``Tallied(count=ev.value)`` (``value`` from the start event, so a string
     makes a wrong-typed field) by returning it, by ``ctx.send_event`` (``how="send"``), or writes
-    ``Report(total=ev.value)`` to the stream (``how="stream"``)."""
+    ``TallyReport(total=ev.value)`` to the stream (``how="stream"``)."""
 
     @step
-    async def make(self, ctx: Context, ev: StartEvent) -> Counted | None:
+    async def make(self, ctx: Context, ev: StartEvent) -> Tallied | None:
         if ev.how == "send":
-            ctx.send_event(Counted(count=ev.value))
+            ctx.send_event(Tallied(count=ev.value))
             return None
         if ev.how == "stream":
-            ctx.write_event_to_stream(Report(total=ev.value))
-            return Counted(count=1)
-        return Counted(count=ev.value)
+            ctx.write_event_to_stream(TallyReport(total=ev.value))
+            return Tallied(count=1)
+        return Tallied(count=ev.value)
 
     @step
-    async def use(self, ev: Counted) -> StopEvent:
+    async def use(self, ev: Tallied) -> StopEvent:
         return StopEvent(result=ev.count)
 
 
-class Ping(HumanResponseEvent):
+class Nudge(HumanResponseEvent):
     n: int
 
 
 class Relay(Workflow):
-    """``first`` emits nothing, so the run waits for a ``Ping`` from outside; ``second`` ends the
+    """``first`` emits nothing, so the run waits for a ``Nudge`` from outside; ``second`` ends the
     run with its ``n``."""
 
     @step
-    async def first(self, ev: StartEvent) -> Ping | None:
+    async def first(self, ev: StartEvent) -> Nudge | None:
         return None
 
     @step
-    async def second(self, ev: Ping) -> StopEvent:
+    async def second(self, ev: Nudge) -> StopEvent:
         return StopEvent(result=ev.n)

@@ -20,7 +20,7 @@ from engine.executor import Executor
 from engine.fold import fold
 from engine.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
 from engine.runtime import start_run
-from tests.semantics_workflows import Counted, Gated, Mistyped, Ping, Relay
+from tests.semantics_workflows import Held, Mistyped, Nudge, Relay, Tallied
 
 
 async def _until(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
@@ -46,11 +46,11 @@ async def _kinds(log: MemoryLog, workflow: str, run_id: str) -> list[str]:
 
 
 async def _run_timing_out(log: MemoryLog, folder: Path) -> tuple[Executor, str]:
-    """Start a Gated run with a 0.3 s timeout on an executor that outlives it (a worker serving
+    """Start a Held run with a 0.3 s timeout on an executor that outlives it (a worker serving
     other runs); returns once the run has failed with WorkflowTimeoutError."""
-    ex = Executor(Gated(), log)
+    ex = Executor(Held(), log)
     await ex.start()
-    handler = start_run(log, Gated, start_event=None, run_id=None, fields={"dir": str(folder)}, timeout=0.3)
+    handler = start_run(log, Held, start_event=None, run_id=None, fields={"dir": str(folder)}, timeout=0.3)
     await _until(lambda: bool(_files(folder, "started")), what="the step is running")
     with pytest.raises(WorkflowTimeoutError):
         await asyncio.wait_for(handler, 10)
@@ -66,9 +66,9 @@ async def test_a_run_timeout_cancels_the_step_in_flight(tmp_path: Path) -> None:
         await asyncio.sleep(0)
         assert _files(tmp_path, "effect") == []
         assert ex.stats.cancelled == 1
-        kinds = await _kinds(log, "Gated", run_id)
+        kinds = await _kinds(log, "Held", run_id)
         assert kinds[-1] == "sys.RunFailed" and "sys.RunCompleted" not in kinds, kinds
-        st = fold(decode_record(r) for r in await log.read("Gated", run_id))
+        st = fold(decode_record(r) for r in await log.read("Held", run_id))
         assert st.status == "failed" and st.error.error_type == "WorkflowTimeoutError"  # type: ignore[union-attr]
     finally:
         await ex.stop(grace=0)
@@ -89,7 +89,7 @@ async def test_a_commit_racing_the_terminal_record_does_not_land_after_it(tmp_pa
         (tmp_path / "go").write_text("1")  # the step finishes after the timeout: its commit is refused
         await _until(lambda: bool(_files(tmp_path, "effect")), what="the step ran to its end")
         await _until(lambda: ex.stats.cancelled == 1, what="the commit was dropped")
-        kinds = await _kinds(log, "Gated", run_id)
+        kinds = await _kinds(log, "Held", run_id)
         assert kinds[-1] == "sys.RunFailed" and "sys.RunCompleted" not in kinds, kinds
     finally:
         await ex.stop(grace=0)
@@ -101,15 +101,15 @@ async def test_a_wrong_typed_field_fails_the_step_that_emits_it(how: str) -> Non
         await asyncio.wait_for(Mistyped(timeout=10).run(how=how, value="x"), 10)
     err = failed.value
     assert err.step == "make" and err.error_type == "engine.errors.EventValidationError"
-    name, field = ("Report", "$.total") if how == "stream" else ("Counted", "$.count")
+    name, field = ("TallyReport", "$.total") if how == "stream" else ("Tallied", "$.count")
     assert name in err.error_message and field in err.error_message, err.error_message
     assert await asyncio.wait_for(Mistyped(timeout=10).run(how=how, value=3), 10) == (1 if how == "stream" else 3)
 
 
 def test_encode_checked_names_the_event_and_field_and_costs_one_decode() -> None:
-    with pytest.raises(EventValidationError, match=r"Counted .*\$\.count"):
-        encode_checked(Counted(count="x"))  # type: ignore[arg-type]
-    ev = Counted(count=7)
+    with pytest.raises(EventValidationError, match=r"Tallied .*\$\.count"):
+        encode_checked(Tallied(count="x"))  # type: ignore[arg-type]
+    ev = Tallied(count=7)
     assert encode_checked(ev) == encode_event(ev)
     n = 20_000
     t0 = time.perf_counter()
@@ -128,12 +128,12 @@ async def test_an_outside_event_with_a_wrong_typed_field_is_refused() -> None:
     log = MemoryLog()
     wf = Relay(timeout=10, log=log)
     handler = wf.run()
-    with pytest.raises(EventValidationError, match=r"Ping .*\$\.n"):
-        await handler.send_event(Ping(n="x"))  # type: ignore[arg-type]
-    await handler.send_event(Ping(n=5))
+    with pytest.raises(EventValidationError, match=r"Nudge .*\$\.n"):
+        await handler.send_event(Nudge(n="x"))  # type: ignore[arg-type]
+    await handler.send_event(Nudge(n=5))
     assert await asyncio.wait_for(handler, 10) == 5
     kinds = await _kinds(log, "Relay", handler.run_id)
-    assert kinds.count("evt.Ping") == 1  # the refused one never reached the log
+    assert kinds.count("evt.Nudge") == 1  # the refused one never reached the log
 
 
 async def test_a_trigger_that_does_not_decode_fails_its_run_once() -> None:
@@ -143,8 +143,8 @@ async def test_a_trigger_that_does_not_decode_fails_its_run_once() -> None:
     handler = start_run(log, Relay, start_event=None, run_id=None, fields={}, timeout=10)
     run_id = handler.run_id
     await _until(lambda: log.read("Relay", run_id), what="the run started")
-    subject = run_subject(log.prefix, "Relay", run_id, "evt", "Ping")
-    bad = OutMessage(subject, b'{"$type":"Ping","n":"not a number"}', {H_RUN: run_id, H_TYPE: "Ping"})
+    subject = run_subject(log.prefix, "Relay", run_id, "evt", "Nudge")
+    bad = OutMessage(subject, b'{"$type":"Nudge","n":"not a number"}', {H_RUN: run_id, H_TYPE: "Nudge"})
     await log.append([bad])  # what a corrupt or foreign producer might publish
     with pytest.raises(DeadLetteredError) as dead:
         await asyncio.wait_for(handler, 10)
