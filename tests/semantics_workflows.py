@@ -61,7 +61,7 @@ class Nudge(HumanResponseEvent):
     n: int
 
 
-class Relay(Workflow):
+class Doorbell(Workflow):
     """``first`` emits nothing, so the run waits for a ``Nudge`` from outside; ``second`` ends the
     run with its ``n``."""
 

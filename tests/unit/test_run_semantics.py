@@ -20,7 +20,7 @@ from engine.executor import Executor
 from engine.fold import fold
 from engine.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
 from engine.runtime import start_run
-from tests.semantics_workflows import Held, Mistyped, Nudge, Relay, Tallied
+from tests.semantics_workflows import Held, Mistyped, Nudge, Doorbell, Tallied
 
 
 async def _until(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
@@ -126,24 +126,24 @@ def test_encode_checked_names_the_event_and_field_and_costs_one_decode() -> None
 
 async def test_an_outside_event_with_a_wrong_typed_field_is_refused() -> None:
     log = MemoryLog()
-    wf = Relay(timeout=10, log=log)
+    wf = Doorbell(timeout=10, log=log)
     handler = wf.run()
     with pytest.raises(EventValidationError, match=r"Nudge .*\$\.n"):
         await handler.send_event(Nudge(n="x"))  # type: ignore[arg-type]
     await handler.send_event(Nudge(n=5))
     assert await asyncio.wait_for(handler, 10) == 5
-    kinds = await _kinds(log, "Relay", handler.run_id)
+    kinds = await _kinds(log, "Doorbell", handler.run_id)
     assert kinds.count("evt.Nudge") == 1  # the refused one never reached the log
 
 
 async def test_a_trigger_that_does_not_decode_fails_its_run_once() -> None:
     log = MemoryLog()
-    ex = Executor(Relay(), log)  # (a worker: it outlives the run, and so sees the second message)
+    ex = Executor(Doorbell(), log)  # (a worker: it outlives the run, and so sees the second message)
     await ex.start()
-    handler = start_run(log, Relay, start_event=None, run_id=None, fields={}, timeout=10)
+    handler = start_run(log, Doorbell, start_event=None, run_id=None, fields={}, timeout=10)
     run_id = handler.run_id
-    await _until(lambda: log.read("Relay", run_id), what="the run started")
-    subject = run_subject(log.prefix, "Relay", run_id, "evt", "Nudge")
+    await _until(lambda: log.read("Doorbell", run_id), what="the run started")
+    subject = run_subject(log.prefix, "Doorbell", run_id, "evt", "Nudge")
     bad = OutMessage(subject, b'{"$type":"Nudge","n":"not a number"}', {H_RUN: run_id, H_TYPE: "Nudge"})
     await log.append([bad])  # what a corrupt or foreign producer might publish
     with pytest.raises(DeadLetteredError) as dead:
@@ -155,7 +155,7 @@ async def test_a_trigger_that_does_not_decode_fails_its_run_once() -> None:
         return len(await log.dead_letters()) == 2
 
     await _until(both_dead, what="both messages dead-lettered")
-    records = [decode_record(r) for r in await log.read("Relay", run_id)]
+    records = [decode_record(r) for r in await log.read("Doorbell", run_id)]
     failed = [r.body for r in records if isinstance(r.body, RunFailed)]
     assert len(failed) == 1 and failed[0].error_type == "DeadLetteredError"
     ref = failed[0].dead_letter
