@@ -5,27 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from pathlib import Path
 
 from engine import Context, Event, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
 
 
 class Held(Workflow):
-    """One step that writes ``<dir>/started-<pid>``, waits until ``<dir>/go`` exists, then makes
-    its side effect (``<dir>/effect-<pid>``) and ends the run. A cancel (``CancelledError``)
-    writes ``<dir>/cancelled-<pid>`` and propagates."""
+    """One step that writes ``<dir>/started-<pid>-<execution>``, waits until ``<dir>/go``
+    exists, then makes its side effect (``<dir>/effect-<pid>-<execution>``) and ends the run. A
+    cancel (``CancelledError``) writes ``<dir>/cancelled-<pid>-<execution>`` and propagates."""
 
     @step
     async def hold(self, ev: StartEvent) -> StopEvent:
-        folder, pid = Path(ev.dir), os.getpid()
-        (folder / f"started-{pid}").write_text("1")
+        folder, me = Path(ev.dir), f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        (folder / f"started-{me}").write_text("1")
         try:
             while not (folder / "go").exists():
                 await asyncio.sleep(0.02)
         except asyncio.CancelledError:
-            (folder / f"cancelled-{pid}").write_text("1")
+            (folder / f"cancelled-{me}").write_text("1")
             raise
-        (folder / f"effect-{pid}").write_text("1")
+        (folder / f"effect-{me}").write_text("1")
         return StopEvent(result="done")
 
 

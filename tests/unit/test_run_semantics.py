@@ -20,7 +20,7 @@ from engine.executor import Executor
 from engine.fold import fold
 from engine.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
 from engine.runtime import start_run
-from tests.semantics_workflows import Held, Mistyped, Nudge, Doorbell, Tallied
+from tests.semantics_workflows import Doorbell, Held, Mistyped, Nudge, Tallied
 
 
 async def _until(check: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
