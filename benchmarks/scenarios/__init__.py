@@ -10,7 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..harness import Harness
-from . import docindex, fanout, latency, rebuild, scaleout, sync_always, throughput, uvloop
+from . import (
+    docindex,
+    fanout,
+    latency,
+    rebuild,
+    recovery,
+    scaleout,
+    sync_always,
+    throughput,
+    uvloop,
+)
 
 __all__ = ["SCENARIOS"]
 
@@ -23,4 +33,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "f": (docindex.TITLE, docindex.run),
     "g": (sync_always.TITLE, sync_always.run),
     "u": (uvloop.TITLE, uvloop.run),
+    "r": (recovery.TITLE, recovery.run),
 }
