@@ -246,7 +246,7 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
         out.append(
             f"Workers' defaults: ack_wait {_f(r['ack_wait_s'], 'g')} s, progress heartbeat "
             f"{_f(r['progress_heartbeat_s'], 'g')} s. Seconds from the SIGKILL to the step's start in "
-            "the other worker process:\n\n"
+            "the other worker process:\n"
         )
         rr = r["results"]
         out.append(_table(
