@@ -17,8 +17,8 @@ import pytest
 from engine.errors import DeadLetteredError, StepFailedError, WorkflowTimeoutError
 from engine.log.jetstream import JetStreamLog, consumer_name
 from services.client import ApiError, Client
-from services.launcher import WorkerProcess
-from tests.integration.procs import eventually
+from services.launcher import Launcher, WorkerProcess, load_deployment
+from tests.integration.procs import ROOT, eventually
 
 Start = Callable[..., Awaitable[WorkerProcess]]
 HELD = "tests.semantics_workflows:Held"
@@ -171,3 +171,22 @@ async def test_a_step_longer_than_ack_wait_keeps_its_lease(
     (tmp_path / "go").write_text("1")
     assert await asyncio.wait_for(handle.result(), 15) == "done"
     assert len(_files(tmp_path, "started")) == 1 and len(_files(tmp_path, "effect")) == 1
+
+
+async def test_a_deployment_file_sets_the_workers_ack_wait_and_heartbeat(nats_url: str, tmp_path: Path) -> None:
+    f = tmp_path / "jetloom.toml"
+    service = '[[services]]\nname = "held"\nworkflow = "tests.semantics_workflows:Held"\n'
+    f.write_text("[control_plane]\nenabled = false\n\n" + service + "ack_wait_s = 2.5\nprogress_heartbeat_s = 0.5\n")
+    dep = load_deployment(f)
+    assert (dep.services[0].ack_wait_s, dep.services[0].progress_heartbeat_s) == (2.5, 0.5)
+    async with Launcher(nats_url, cwd=ROOT) as launcher:
+        await launcher.launch(dep)
+        log = await JetStreamLog.connect(nats_url)
+        try:
+            info = await log.js.consumer_info(log.stream, consumer_name("Held", "hold"))
+        finally:
+            await log.close()
+    assert info.config.ack_wait == pytest.approx(2.5)
+    f.write_text(service + "ack_wait_s = 2\nprogress_heartbeat_s = 3\n")
+    with pytest.raises(ValueError, match="'held'.*shorter than ack_wait"):
+        load_deployment(f)
