@@ -44,7 +44,7 @@ class Options:
 
     Attributes:
         scenarios: scenario keys to run, in order (``a``..``g``, ``u`` = (a)+(b) without uvloop,
-            ``r`` = the chain on a 3-node cluster, R3, beside one node).
+            ``r`` = the chain on a 3-node cluster, R3, beside one node, ``k`` = crash recovery).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
         rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
@@ -65,10 +65,11 @@ class Options:
             ``ChainRig.retain``).
         sync_always: run (g) (the server with ``sync_interval: always``).
         uvloop: use uvloop in the driver, the workers and the peer (default: when installed).
+        recovery_trials: SIGKILLs timed by (r) (default 5; quick 1).
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
     """
 
-    scenarios: list[str] = field(default_factory=lambda: list("abcdefgur"))
+    scenarios: list[str] = field(default_factory=lambda: list("abcdefgurk"))
     quick: bool = False
     runs: int = 300
     rounds: int = 3
@@ -83,6 +84,7 @@ class Options:
     retained_runs: int = 0
     sync_always: bool = True
     uvloop: bool = True
+    recovery_trials: int = 5
     out: Path = ROOT / "benchmarks" / "results"
 
     @classmethod
@@ -98,6 +100,7 @@ class Options:
             fan_reps=1,
             rebuild_sizes=[100, 1_000],
             scale_workers=[1, 2, 4],
+            recovery_trials=1,
         )
         for k, v in overrides.items():
             setattr(base, k, v)

@@ -251,6 +251,20 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             out.append(_table(
                 ["", "system", "loop", "p50 ms", "transitions/s", "engine CPU µs/tr",
                  "server CPU µs/tr", "driver CPU µs/tr"], rows))  # fmt: skip
+    if "k" in sc and "results" in sc["k"]:
+        r = sc["k"]
+        out.append(f"\n## (k) {r['title']}\n")
+        out.append(
+            f"Workers' defaults: ack_wait {_f(r['ack_wait_s'], 'g')} s, progress heartbeat "
+            f"{_f(r['progress_heartbeat_s'], 'g')} s. Seconds from the SIGKILL to the step's start in "
+            "the other worker process:\n"
+        )
+        rr = r["results"]
+        out.append(_table(
+            ["trials", "completed", "p50 s", "max s", "min s"],
+            [[rr["trials"], rr["completed"], _f(rr["rerun_s"]["p50"]), _f(rr["rerun_s"]["max"]),
+              _f(rr["rerun_s"]["min"])]],
+        ))  # fmt: skip
     failed = [(k, v) for k, v in sc.items() if "error" in v]
     failed += [(f"{k}/{n}", m) for k, v in sc.items() if k in ("c", "e")
                for n, m in v.get("results", {}).items() if "error" in m]  # fmt: skip

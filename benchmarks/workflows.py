@@ -6,12 +6,19 @@ llama-index-workflows peer is ``benchmarks.peer``. All three do the same work:
 
 - **chain**: ``parse`` splits ``text`` into words → ``count`` counts them → ``finish`` returns the
   count. 3 step transitions per run; the result is ``len(CHAIN_TEXT.split())``.
+- **hold** (scenario (r) only): one step that marks its start in a file and waits for a file
+  before it ends: the step a SIGKILLed worker was running.
 - **fan**: ``split`` fans out ``n`` items → ``square`` squares each → ``join`` fans the ``n``
   squares in and returns their sum. ``1 + 2n`` step transitions per run; the result is
   ``sum(i * i for i in range(n))``.
 """
 
 from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
 
 from engine import Context, Event, StartEvent, StopEvent, Workflow, step
 
@@ -23,6 +30,7 @@ __all__ = [
     "BenchChain",
     "BenchCounted",
     "BenchFan",
+    "BenchHold",
     "BenchItem",
     "BenchParsed",
     "BenchSquared",
@@ -110,3 +118,16 @@ class BenchTick(Event):
     """The event of the synthetic runs that scenario (d) rebuilds."""
 
     i: int
+
+
+class BenchHold(Workflow):
+    """One step that writes ``<dir>/started-<pid>-<execution>`` and waits until ``<dir>/go``
+    exists (scenario (r): which process runs it, and when it starts again after a SIGKILL)."""
+
+    @step
+    async def hold(self, ev: StartEvent) -> StopEvent:
+        folder = Path(ev.dir)
+        (folder / f"started-{os.getpid()}-{uuid.uuid4().hex[:8]}").write_text("1")
+        while not (folder / "go").exists():
+            await asyncio.sleep(0.01)
+        return StopEvent(result="done")

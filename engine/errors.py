@@ -9,12 +9,14 @@
     │   ├── WorkflowTimeoutError     the run did not finish within its timeout
     │   ├── WorkflowCancelledError   the run was cancelled
     │   ├── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
+    │   ├── DeadLetteredError        a trigger of the run did not decode and was dead-lettered
     │   └── ChildWorkflowError       a child run (``ctx.run_workflow``) failed, was cancelled or timed out
     ├── RunNotFoundError             no log records for that run id
     ├── InvalidSequenceError         a rollback/fork/state point is not a usable sequence of the run
     ├── RunConflictError             the run cannot take that command now (e.g. a fork's id exists)
     ├── WorkflowVersionError         a run's log does not match the workflow class replaying it
     ├── EventDecodeError             a record's payload does not decode to its declared type
+    │   └── EventValidationError     an event a step emits does not match its type's fields
     └── LogError                     the event log refused or failed an operation
         └── AppendError              an append was rejected (carries the server's error code)
             ├── CommitTooLargeError  a commit is larger than the log accepts at once
@@ -89,6 +91,12 @@ class WorkflowTimeoutError(WorkflowRuntimeError):
 
 class WorkflowCancelledError(WorkflowRuntimeError):
     """The run was cancelled before it completed."""
+
+
+class DeadLetteredError(WorkflowRuntimeError):
+    """A trigger of the run could not be handled (its payload does not decode into its event type)
+    and was moved to the dead-letter stream; the run failed with it (``sys.RunFailed`` with
+    ``error_type="DeadLetteredError"`` and a ``dead_letter`` naming the subject, step and reason)."""
 
 
 class WaitTimeoutError(WorkflowRuntimeError, TimeoutError):
@@ -182,6 +190,13 @@ class WorkflowVersionError(JetloomError):
 
 class EventDecodeError(JetloomError, ValueError):
     """A payload does not decode to the event or record type it claims to be."""
+
+
+class EventValidationError(EventDecodeError):
+    """An event does not match its type: a field holds a value of another type than its
+    annotation (msgspec Structs do not check on construction). The message names the event type
+    and the field (msgspec's path, ``$.count``). Raised where an event enters a run: a step that
+    emits it fails (its retry policy applies), and an event sent from outside is refused."""
 
 
 class LogError(JetloomError):

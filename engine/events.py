@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from .errors import EventDecodeError
+from .errors import EventDecodeError, EventValidationError
 
 __all__ = [
     "Event",
@@ -26,6 +26,7 @@ __all__ = [
     "StartEvent",
     "StopEvent",
     "decode_event",
+    "encode_checked",
     "encode_event",
     "event_fields",
     "event_name",
@@ -171,6 +172,30 @@ def decode_event(cls: type[Event], data: bytes) -> Event:
         return obj
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EventDecodeError(f"payload is not a valid {cls.__name__}: {exc}") from exc
+
+
+def encode_checked(ev: Event) -> bytes:
+    """``encode_event(ev)``, checked against ``ev``'s type: the payload is decoded back as its
+    class would be by the step that consumes it (msgspec Structs do not check field types on
+    construction, so ``Chunk(count="x")`` with ``count: int`` is built without complaint). One
+    decode of the payload: ≈ 0.5–1 µs for a small event (``tests/unit/test_event_checks.py``).
+
+    Raises:
+        EventValidationError: a field does not match its annotation; the message names the event
+            type and the field (``$.count``).
+        TypeError: a field holds a value msgspec cannot encode.
+    """
+    data = encode_event(ev)
+    cls = type(ev)
+    try:
+        if not cls.__jl_open__:
+            _decoder(cls).decode(data)
+        else:
+            raw = _decoder(cls).decode(data)
+            msgspec.convert({k: v for k, v in raw.items() if k in cls.__struct_fields__}, cls)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EventValidationError(f"event {event_name(cls)} does not match its type: {exc}") from exc
+    return data
 
 
 def event_from_fields(cls: type[Event], fields: dict[str, Any]) -> Event:

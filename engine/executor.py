@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import traceback as tb
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,15 @@ from .codec import decode_record, encode
 from .commit import complete_commit, copy_of, one_message_commit, tag_commit
 from .context import Context
 from .errors import CommitTooLargeError, LastSeqMismatchError, LogError, WorkflowVersionError
-from .events import Event, StopEvent, class_path, encode_event, event_fields, event_name
+from .events import (
+    Event,
+    StopEvent,
+    class_path,
+    encode_checked,
+    encode_event,
+    event_fields,
+    event_name,
+)
 from .failures import Failed, attempt_key, run_of
 from .log.base import AppendResult, Delivery, EventLog, event_consumers
 from .records import (
@@ -51,7 +59,9 @@ from .records import (
     H_TARGET,
     H_TRIGGER,
     H_TYPE,
+    DeadLetterRef,
     OutMessage,
+    RawRecord,
     Record,
     Resume,
     RunCompleted,
@@ -77,7 +87,10 @@ logger = logging.getLogger("jetloom.executor")
 
 RETRY_DELAY = timedelta(seconds=1)  # nak delay after an infrastructure error (log unreachable)
 FORK_DELAY = timedelta(milliseconds=100)  # nak delay while a fork's prefix is still being copied
-MAX_CANCELLED = 4096  # cancelled run ids remembered per executor (older ones: the fold decides)
+MAX_CANCELLED = 4096  # ended run ids remembered per executor (older ones: the fold decides)
+# The terminal records that come from outside this process's steps (a cancel, a run timeout, a
+# dead letter, a version mismatch): seeing one stops the run's steps in flight here.
+_ENDS_FROM_OUTSIDE = ("RunCancelled", "RunFailed")
 
 
 commit_id = commit_key  # the idempotency key of a step's commit for one trigger
@@ -106,7 +119,8 @@ class ExecutorStats:
         suspended: step executions that stopped to wait (``wait_for_event``, ``sleep``).
         resumed: ``Resume`` commands handled (a wait ended; the step ran again).
         retries: failed attempts recorded as ``StepRetrying`` (another attempt scheduled).
-        cancelled: step executions stopped, or commits dropped, because their run was cancelled.
+        cancelled: step executions stopped, or commits dropped, because their run had ended
+            (cancelled, timed out, or ended by another record meanwhile).
     """
 
     handled: int = 0
@@ -169,9 +183,12 @@ class Executor:
         )
         self.stats = ExecutorStats()
         self._loops: list[asyncio.Task[None]] = []
-        self._inflight: dict[asyncio.Task[None], str | None] = {}  # task -> its run id
+        # task -> (its run id, its delivery)
+        self._inflight: dict[asyncio.Task[None], tuple[str | None, Delivery]] = {}
+        self._settling: set[asyncio.Task[None]] = set()  # acks of tasks cancelled before they ran
         self._hosted: dict[str, Executor] = {}  # child workflows run in this process
-        self._cancelled: dict[str, None] = {}  # runs known cancelled, oldest first (bounded)
+        # runs known ended from outside -> the sequence of the record that ended it (oldest first, bounded)
+        self._cancelled: dict[str, int] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}  # per step: executions at once here
 
     async def start(self) -> None:
@@ -190,7 +207,7 @@ class Executor:
             self._loops.append(
                 asyncio.create_task(self._loop(spec, commands=True), name=f"jetloom:{spec.name}:commands")
             )
-        self._loops.append(asyncio.create_task(self._watch_cancels(), name="jetloom:cancels"))
+        self._loops.append(asyncio.create_task(self._watch_ends(), name="jetloom:ends"))
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """Stop taking deliveries; give in-flight steps ``grace`` seconds, then cancel them
@@ -233,7 +250,7 @@ class Executor:
 
     def _dispatch(self, spec: StepSpec, delivery: Delivery) -> None:
         task = asyncio.create_task(self._handle(spec, delivery))
-        self._inflight[task] = run_of(delivery.record.subject)
+        self._inflight[task] = (run_of(delivery.record.subject), delivery)
         task.add_done_callback(self._settled)
 
     async def _handle(self, spec: StepSpec, delivery: Delivery) -> None:
@@ -267,23 +284,45 @@ class Executor:
             logger.exception("step %r: internal error; trigger will be redelivered", spec.name)
             await delivery.nak(RETRY_DELAY)
 
-    async def _dead_letter(self, spec: StepSpec, delivery: Delivery, reason: str) -> None:
-        await self.log.dead_letter(delivery.record, reason=reason, consumer=spec.name)
+    async def _dead_letter(self, spec: StepSpec, delivery: Delivery, reason: str, *, fails_run: bool = False) -> None:
+        """Move the delivery's message to the dead-letter subject and settle it. With
+        ``fails_run`` (a trigger of a run that no step can ever take: it does not decode), the
+        run fails with ``DeadLetteredError`` too, rather than waiting for it forever."""
+        raw = delivery.record
+        await self.log.dead_letter(raw, reason=reason, consumer=spec.name)
         self.stats.dead_lettered += 1
-        logger.warning(
-            "dead-lettered seq %d (%s) from step %r: %s",
-            delivery.record.seq,
-            delivery.record.subject,
-            spec.name,
-            reason,
-        )
+        logger.warning("dead-lettered seq %d (%s) from step %r: %s", raw.seq, raw.subject, spec.name, reason)
+        if fails_run:
+            await self._fail_dead_lettered(spec, raw, reason)
         await delivery.term()
+
+    async def _fail_dead_lettered(self, spec: StepSpec, raw: RawRecord, reason: str) -> None:
+        """Append the ``RunFailed(DeadLetteredError)`` of a run whose trigger ``raw`` was
+        dead-lettered, once per message (its idempotency key is the message's run and sequence;
+        after the log's duplicate window the fold, which keeps the first terminal record, decides),
+        and not to a run that has ended or never started."""
+        run_id = run_of(raw.subject)
+        if run_id is None:
+            return
+        run = await self.runs.get(run_id, min_seq=raw.seq, refresh=True)
+        if run.state.terminal or run.state.status == "pending":
+            return
+        ref = DeadLetterRef(subject=raw.subject, seq=raw.seq, step=spec.name, reason=reason)
+        failed = RunFailed(
+            error_type="DeadLetteredError",
+            message=f"trigger {raw.subject} (seq {raw.seq}) of step {spec.name!r} was dead-lettered: {reason}",
+            dead_letter=ref,
+        )
+        msg = self._sys(run_id, "RunFailed", failed, {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(raw.seq)})
+        await self.log.append([msg], idempotency_key=f"{run_id}:dead-letter:{raw.seq}")
+        self.runs.forget(run_id)
+        await self._report_end(run_id)
 
     async def _process(self, spec: StepSpec, delivery: Delivery) -> None:
         raw = delivery.record
         rec = decode_record(raw, self.events)
         if rec.error is not None:
-            await self._dead_letter(spec, delivery, rec.error)
+            await self._dead_letter(spec, delivery, rec.error, fails_run=rec.kind in ("evt", "cmd"))
             return
         if rec.kind == "cmd" and rec.workflow == self.name and rec.type == spec.name:
             await self._resume(spec, delivery, rec)
@@ -334,7 +373,7 @@ class Executor:
         """A wait of the step ended (``cmd.<step>``): run the step again on its trigger."""
         body = rec.body
         if not isinstance(body, Resume) or body.step != spec.name:
-            await self._dead_letter(spec, delivery, f"not a Resume for step {spec.name!r}")
+            await self._dead_letter(spec, delivery, f"not a Resume for step {spec.name!r}", fails_run=True)
             return
         run = await self.runs.get(rec.run_id, min_seq=rec.seq, refresh=True, trigger=rec)
         st = run.state
@@ -347,7 +386,9 @@ class Executor:
             return
         event = run.event(body.trigger)
         if event is None:
-            await self._dead_letter(spec, delivery, f"trigger {body.trigger} of {rec.run_id} not in its log")
+            await self._dead_letter(
+                spec, delivery, f"trigger {body.trigger} of {rec.run_id} not in its log", fails_run=True
+            )
             return
         self.stats.resumed += 1
         await children.cancel_timed_out_child(self.log, st, body)
@@ -390,6 +431,9 @@ class Executor:
         attempt = run.state.attempt_of(seq, spec.name)
         key = attempt_key(run_id, seq, spec.name, attempt, epoch)
         outcome: list[OutMessage] | Suspend | Failed | None = None
+        ended_at = self._cancelled.get(run_id)
+        if ended_at is not None and not run.state.terminal and run.state.rollbacks and run.state.rollbacks[-1][1] > ended_at:
+            del self._cancelled[run_id]  # rolled back to before its end since: it runs again
         if run_id not in self._cancelled:
             outcome = await self._run_step(spec, run, run_id, seq, event, attempt, epoch)
         if run_id in self._cancelled:  # cancelled meanwhile: nothing of the run commits
@@ -414,6 +458,10 @@ class Executor:
             failed = self._failure(spec, run_id, seq, attempt, exc, time.perf_counter())
             messages = [failed]
             result = await self.log.append(messages, idempotency_key=key)
+        if result is None:  # the run ended while the step ran: nothing of it commits
+            self.stats.cancelled += 1
+            await delivery.ack()
+            return
         if result.duplicate:
             # Another execution's completion stands; make sure its commit is whole.
             self.stats.duplicates += 1
@@ -483,10 +531,17 @@ class Executor:
         hosted = self._hosted[name] = Executor(cls(), self.log, worker_id=self.worker_id)
         await hosted.start()
 
-    async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult:
-        """Append a commit. While this process is the run's only writer, the commit is made with
-        the check that the run ends where the cache does, and the cache then takes the commit from
-        the acks: the next step of the run here needs no read."""
+    async def _commit(self, run: CachedRun, messages: list[OutMessage], key: str) -> AppendResult | None:
+        """Append a commit; ``None`` when it was not made because the run has ended.
+
+        While this process is the run's only writer, the commit is made with the check that the
+        run ends where the cache does, and the cache then takes the commit from the acks: the next
+        step of the run here needs no read. The check is also what keeps a commit from landing
+        after the run's terminal record (a run timeout the server fired, a cancel, a parallel
+        step's end): refused, the commit reads the run, and stops there if it has ended."""
+        run_id = run.state.run_id
+        if run_id in self._cancelled:
+            return None
         if self.log.atomic or run.contended:
             return await self.log.append(messages, idempotency_key=key)
         expected = run.last_seq
@@ -494,8 +549,11 @@ class Executor:
             result = await self.log.append(messages, idempotency_key=key, expected_last_seq=expected)
         except LastSeqMismatchError:
             # The head was refused, and what was sent with it stored as orphans under this
-            # execution's ids: send again as another execution.
-            run.contended = True
+            # execution's ids. Unless the run has ended meanwhile, send again as another execution.
+            fresh = await self.runs.get(run_id, min_seq=0, refresh=True)
+            if fresh.state.terminal or run_id in self._cancelled:
+                return None
+            run.contended = fresh.contended = True
             return await self.log.append(tag_commit(messages, key), idempotency_key=key)
         if not result.duplicate:
             run.advance_own(expected, result.seqs, messages, self.events)
@@ -599,11 +657,12 @@ class Executor:
             headers = {**base, H_TYPE: name, H_LENGTH: length_now}
             if target is not None:
                 headers[H_TARGET] = target
-            out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_event(ev), headers))
+            # (checked against its type: a wrong-typed field fails this step, not its consumer)
+            out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_checked(ev), headers))
         for ev in ctx.streamed:
             name = event_name(type(ev))
             headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
-            out.append(OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_event(ev), headers))
+            out.append(OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_checked(ev), headers))
         if stop is not None:
             completed = RunCompleted(
                 step=spec.name, trigger=seq, event_type=event_name(type(stop)), event=event_fields(stop)
@@ -693,39 +752,60 @@ class Executor:
         )
 
     def _settled(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        entry = self._inflight.pop(task, None)
+        if entry is not None and task.cancelled() and entry[0] in self._cancelled:
+            # Cancelled before its first step (its handler never ran, so nothing settled the
+            # trigger): the run has ended, so settle it here rather than leave it to ack_wait.
+            self.stats.cancelled += 1
+            ack = asyncio.ensure_future(entry[1].ack())
+            self._settling.add(ack)
+            ack.add_done_callback(self._settling.discard)
 
-    def cancel_run(self, run_id: str) -> int:
-        """Stop this process's in-flight steps of a cancelled run (they see
+    def cancel_run(self, run_id: str, seq: int = 0) -> int:
+        """Stop this process's in-flight steps of an ended run (they see
         ``asyncio.CancelledError``) and commit nothing of the run from now on. Returns how many
-        step executions were cancelled. Called when ``sys.RunCancelled`` is seen (``_watch_cancels``)."""
-        self._cancelled[run_id] = None
+        step executions were cancelled. Called when a ``sys.RunCancelled`` or ``sys.RunFailed`` (a
+        run timeout among them) is stored (``_watch_ends``); ``seq``: that record's sequence (a
+        rollback to before it lets the run's steps run again)."""
+        self._cancelled[run_id] = seq
         while len(self._cancelled) > MAX_CANCELLED:
             del self._cancelled[next(iter(self._cancelled))]
         self.runs.forget(run_id)
         # (a scan of this process's in-flight steps, at most num_workers per step: cheaper than
         # an index by run kept up to date for every trigger)
-        tasks = [t for t, rid in self._inflight.items() if rid == run_id and not t.done()]
+        tasks = [t for t, (rid, _) in self._inflight.items() if rid == run_id and not t.done()]
         for t in tasks:
             t.cancel()
         return len(tasks)
 
-    async def _watch_cancels(self) -> None:
-        watch = getattr(self.log, "watch", None)
-        if watch is None:  # a log without live notifications: the fold alone stops the run
-            return
-        subject = run_subject(self.log.prefix, self.name, "*", "sys", "RunCancelled")
-        while True:
-            try:
-                async for raw in watch(subject):
-                    rid = run_of(raw.subject)
-                    if rid is not None and self.cancel_run(rid):
-                        logger.info("run %s cancelled: stopped its in-flight steps here", rid)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("watching cancels failed; again in 1s")
-                await asyncio.sleep(1.0)
+    async def _watch_ends(self) -> None:
+        """Follow the terminal records that come from outside the steps (``RunCancelled``,
+        ``RunFailed``: a cancel, a run timeout the server's message schedule stores, a dead
+        letter) of every run of the workflow, and stop the run's steps in flight here."""
+
+        def ended(raw: RawRecord) -> None:
+            rid = run_of(raw.subject)
+            if rid is not None and self.cancel_run(rid, raw.seq):
+                logger.info("run %s ended (%s): stopped its in-flight steps here", rid, raw.subject.rsplit(".", 1)[-1])
+
+        unfollow: list[Callable[[], None]] = []
+        try:
+            while True:
+                try:
+                    for type_name in _ENDS_FROM_OUTSIDE:
+                        unfollow.append(await self.log.follow_type(self.name, "sys", type_name, ended))
+                    await asyncio.Event().wait()  # (until the executor stops)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("following run ends failed; again in 1s")
+                    for stop in unfollow:
+                        stop()
+                    unfollow.clear()
+                    await asyncio.sleep(1.0)
+        finally:
+            for stop in unfollow:
+                stop()
 
     def _sys(self, run_id: str, name: str, body: msgspec.Struct, base: dict[str, str]) -> OutMessage:
         try:

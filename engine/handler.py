@@ -27,12 +27,13 @@ from .codec import encode
 from .commands import append_cancel, append_event
 from .ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from .errors import (
+    DeadLetteredError,
     StepFailedError,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
 )
-from .events import Event, StopEvent, encode_event, event_from_fields, event_name
+from .events import Event, StopEvent, encode_checked, event_from_fields, event_name
 from .fold import RunState
 from .log.base import EventLog
 from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed, run_subject
@@ -47,6 +48,13 @@ _END = object()
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("a handler's cleanup failed", exc_info=task.exception())
+
+
+# RunFailed.error_type -> the error awaiting the run raises (others: WorkflowRuntimeError)
+_RUN_FAILED_ERRORS: dict[str, type[WorkflowRuntimeError]] = {
+    "WorkflowTimeoutError": WorkflowTimeoutError,
+    "DeadLetteredError": DeadLetteredError,
+}
 
 
 def outcome(
@@ -72,8 +80,9 @@ def outcome(
             seq=err.trigger,
         )
     if isinstance(err, RunFailed):
-        cls_err = WorkflowTimeoutError if err.error_type == "WorkflowTimeoutError" else WorkflowRuntimeError
-        return None, cls_err(err.message, run_id=state.run_id)
+        cls_err = _RUN_FAILED_ERRORS.get(err.error_type, WorkflowRuntimeError)
+        step = err.dead_letter.step if err.dead_letter is not None else None
+        return None, cls_err(err.message, run_id=state.run_id, step=step)
     return None, WorkflowRuntimeError(f"run {state.run_id} ended as {state.status}", run_id=state.run_id)
 
 
@@ -355,14 +364,20 @@ class WorkflowHandler:
     ) -> None:
         """Send ``event`` to the run from outside (e.g. a ``HumanResponseEvent`` a step waits for
         with ``ctx.wait_for_event``), optionally to one ``step`` only. With an
-        ``idempotency_key``, a repeated call appends once."""
+        ``idempotency_key``, a repeated call appends once.
+
+        Raises:
+            EventValidationError: a field of ``event`` does not match its annotation (nothing is
+                appended).
+        """
+        payload = encode_checked(event)  # (checked before it reaches the run: see encode_checked)
         self._fresh = False  # (the run has a record now: a follow not begun yet must read it)
         await append_event(
             self._log,
             self.workflow,
             self.run_id,
             event_name(type(event)),
-            encode_event(event),
+            payload,
             target=step,
             idempotency_key=idempotency_key,
         )

@@ -38,6 +38,7 @@ __all__ = [
     "H_WORKER",
     "ChildOutcome",
     "CommitMessage",
+    "DeadLetterRef",
     "ParentRef",
     "OutMessage",
     "RawRecord",
@@ -335,11 +336,24 @@ class RunCompleted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     event: dict[str, Any] = {}
 
 
-class RunFailed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """The run failed for a reason other than a step's exception (e.g. a timeout)."""
+class DeadLetterRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Which trigger of a run was dead-lettered, by which step's consumer, and why."""
+
+    subject: str
+    seq: int
+    step: str
+    reason: str
+
+
+class RunFailed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """The run failed for a reason other than a step's exception: a timeout
+    (``WorkflowTimeoutError``), a workflow class that does not match the log
+    (``WorkflowVersionError``), or a trigger that was dead-lettered (``DeadLetteredError``, with
+    ``dead_letter`` set; a field appended later, absent from older records)."""
 
     error_type: str
     message: str
+    dead_letter: DeadLetterRef | None = None
 
 
 class RunCancelled(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands
 from .commands import start_key, start_messages
-from .events import StartEvent, encode_event, event_name
+from .events import StartEvent, encode_checked, encode_event, event_name
 from .executor import Executor
 from .handler import WorkflowHandler
 from .log.base import EventLog
@@ -100,8 +100,10 @@ def start_run(
     Raises:
         TypeError: both ``start_event`` and ``fields`` were given.
         ValueError: ``run_id`` is not a subject token.
+        EventValidationError: a field of the start event does not match its annotation.
     """
     start = build_start_event(cls, start_event, fields)
+    encode_checked(start)  # (here, not in the first step's consumer: the run would be dead-lettered)
     rid = check_token(run_id, "run id") if run_id else new_run_id()
 
     async def prepare() -> None:

@@ -99,7 +99,24 @@ def worker(
         list[str] | None, typer.Option("--step", help="Run only this step (repeatable).")
     ] = None,
     prefix: Annotated[str, typer.Option(help="Subject prefix.")] = "jetloom",
-    ack_wait: Annotated[float, typer.Option(help="Seconds before an unacked trigger is redelivered.")] = 30.0,
+    ack_wait: Annotated[
+        float,
+        typer.Option(
+            "--ack-wait",
+            min=0.001,
+            help="Seconds before a trigger whose worker stopped renewing it is redelivered "
+            "(a killed worker's steps rerun elsewhere this long after its last heartbeat).",
+        ),
+    ] = 6.0,
+    progress_heartbeat: Annotated[
+        float | None,
+        typer.Option(
+            "--progress-heartbeat",
+            min=0.001,
+            help="Seconds between in-progress acks of a running step's trigger, < --ack-wait "
+            "(default: 2, or a third of --ack-wait when that is shorter).",
+        ),
+    ] = None,
     service: Annotated[
         str | None, typer.Option(help="Service name in the registry (default: the workflow's name).")
     ] = None,
@@ -120,9 +137,17 @@ def worker(
     Exits 1 with one line on stderr when NATS cannot be reached at start-up, refuses the
     credentials, or closes the connection for good (the supervisor restarts the process; its
     unacked triggers are redelivered)."""
+    from engine.log.jetstream import DEFAULT_PROGRESS_HEARTBEAT, check_lease
+
     from .worker import serve
 
     settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
+    if progress_heartbeat is None:
+        progress_heartbeat = min(DEFAULT_PROGRESS_HEARTBEAT.total_seconds(), ack_wait / 3)
+    try:
+        check_lease(ack_wait, progress_heartbeat)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--progress-heartbeat") from None
     _setup_logging(verbose)
     _serve(
         "worker",
@@ -132,6 +157,7 @@ def worker(
             steps=step or None,
             prefix=prefix,
             ack_wait=timedelta(seconds=ack_wait),
+            progress_heartbeat=timedelta(seconds=progress_heartbeat),
             service=service,
             num_workers=num_workers,
             registry_ttl=registry_ttl,

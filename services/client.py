@@ -43,6 +43,7 @@ from tenacity import (
 )
 
 from engine.errors import (
+    DeadLetteredError,
     JetloomError,
     RunNotFoundError,
     StepFailedError,
@@ -127,6 +128,13 @@ def _typed(name: str, data: Any, path: str | None = None) -> Event | dict[str, A
     return data if isinstance(data, dict) else {"value": data}
 
 
+# a run view's error type -> the error its SDK call raises (others: WorkflowRuntimeError)
+_RUN_ERRORS: dict[Any, type[WorkflowRuntimeError]] = {
+    "WorkflowTimeoutError": WorkflowTimeoutError,
+    "DeadLetteredError": DeadLetteredError,
+}
+
+
 def run_error(view: dict[str, Any]) -> BaseException | None:
     """The exception a failed or cancelled run's view (``GET /runs/{id}``) stands for."""
     status, err, rid = view.get("status"), view.get("error") or {}, view.get("run_id")
@@ -143,8 +151,9 @@ def run_error(view: dict[str, Any]) -> BaseException | None:
             run_id=rid,
             seq=err.get("trigger"),
         )
-    cls = WorkflowTimeoutError if err.get("type") == "WorkflowTimeoutError" else WorkflowRuntimeError
-    return cls(err.get("message", f"run {rid} failed"), run_id=rid)
+    cls = _RUN_ERRORS.get(err.get("type"), WorkflowRuntimeError)
+    step = (err.get("dead_letter") or {}).get("step")
+    return cls(err.get("message", f"run {rid} failed"), run_id=rid, step=step)
 
 
 def run_result(view: dict[str, Any]) -> Any:

@@ -23,6 +23,8 @@ A deployment file::
     workflow = "myapp.flows:Indexer"
     replicas = 2
     num_workers = 8             # optional: overrides every step's num_workers
+    ack_wait_s = 6.0            # optional: seconds until a dead worker's triggers are redelivered
+    progress_heartbeat_s = 2.0  # optional: seconds between a running step's in-progress acks
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import msgspec
 import uvicorn
 
 from engine.log.connection import NatsSettings
+from engine.log.jetstream import DEFAULT_ACK_WAIT, DEFAULT_PROGRESS_HEARTBEAT, check_lease
 
 from .nats_options import environ
 
@@ -68,19 +71,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class ServiceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One ``[[services]]`` table: ``name``, ``workflow`` (``module:Class``), ``replicas``
     (processes, default 1), ``num_workers`` (per-step concurrency override), ``steps`` (run only
-    these)."""
+    these), ``ack_wait_s`` and ``progress_heartbeat_s`` (the workers' ``--ack-wait`` and
+    ``--progress-heartbeat``, seconds; default 6 and 2, the heartbeat shorter)."""
 
     name: str
     workflow: str
     replicas: int = 1
     num_workers: int | None = None
     steps: list[str] | None = None
+    ack_wait_s: float | None = None
+    progress_heartbeat_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 0:
             raise ValueError(f"service {self.name!r}: replicas must be >= 0")
         if self.num_workers is not None and self.num_workers < 1:
             raise ValueError(f"service {self.name!r}: num_workers must be >= 1")
+        if self.ack_wait_s is not None or self.progress_heartbeat_s is not None:
+            ack = self.ack_wait_s if self.ack_wait_s is not None else DEFAULT_ACK_WAIT.total_seconds()
+            beat = self.progress_heartbeat_s
+            if beat is None:
+                beat = min(DEFAULT_PROGRESS_HEARTBEAT.total_seconds(), ack / 3)
+            try:
+                check_lease(ack, beat)
+            except ValueError as exc:
+                raise ValueError(f"service {self.name!r}: {exc}") from None
 
 
 class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -426,9 +441,13 @@ class Launcher:
         num_workers: int | None = None,
         steps: Sequence[str] | None = None,
         wait: bool = True,
+        ack_wait_s: float | None = None,
+        progress_heartbeat_s: float | None = None,
     ) -> list[WorkerProcess]:
         """Start ``replicas`` worker processes serving ``workflow`` (``module:Class``) under the
         service name ``service`` (default: the workflow's name); wait until each is consuming.
+        ``ack_wait_s`` / ``progress_heartbeat_s``: the workers' ``--ack-wait`` and
+        ``--progress-heartbeat`` (default: the worker's, 6 s and 2 s).
 
         Raises:
             WorkerStartError: a worker exited before it was ready (its output is on the error).
@@ -438,6 +457,10 @@ class Launcher:
             args += ["--service", service]
         if num_workers is not None:
             args += ["--num-workers", str(num_workers)]
+        if ack_wait_s is not None:
+            args += ["--ack-wait", repr(float(ack_wait_s))]
+        if progress_heartbeat_s is not None:
+            args += ["--progress-heartbeat", repr(float(progress_heartbeat_s))]
         for s in steps or ():
             args += ["--step", s]
         started = []
@@ -474,6 +497,8 @@ class Launcher:
                 replicas=s.replicas,
                 num_workers=s.num_workers,
                 steps=s.steps,
+                ack_wait_s=s.ack_wait_s,
+                progress_heartbeat_s=s.progress_heartbeat_s,
             )
         return cp
 

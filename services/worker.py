@@ -19,7 +19,12 @@ from datetime import timedelta
 from engine.describe import describe
 from engine.executor import Executor
 from engine.log.connection import NatsConnectionClosed, NatsSettings, connection_closed
-from engine.log.jetstream import JetStreamLog
+from engine.log.jetstream import (
+    DEFAULT_ACK_WAIT,
+    DEFAULT_PROGRESS_HEARTBEAT,
+    JetStreamLog,
+    check_lease,
+)
 from engine.log.jssnapshots import KvSnapshots
 from engine.snapshots import DEFAULT_SNAPSHOT_EVERY
 
@@ -37,7 +42,8 @@ async def serve(
     *,
     steps: Sequence[str] | None = None,
     prefix: str = "jetloom",
-    ack_wait: timedelta = timedelta(seconds=30),
+    ack_wait: timedelta = DEFAULT_ACK_WAIT,
+    progress_heartbeat: timedelta | None = None,
     stop: asyncio.Event | None = None,
     grace: float = 10.0,
     service: str | None = None,
@@ -53,7 +59,12 @@ async def serve(
             (credentials, and the replicas of the streams and buckets it creates).
         steps: run only these steps (default: all).
         prefix: subject prefix (default ``jetloom``).
-        ack_wait: redelivery deadline of an unsettled trigger (default 30 s).
+        ack_wait: redelivery deadline of an unsettled trigger (default 6 s): a killed worker's
+            steps run again in another process this long after its last in-progress ack. Set
+            on the step consumers at start (an existing consumer's is updated, and logged).
+        progress_heartbeat: how often a held trigger's lease is renewed with an in-progress ack
+            (default: 2 s, or a third of ``ack_wait`` when that is shorter); shorter than
+            ``ack_wait``.
         grace: seconds in-flight steps get to finish on shutdown (default 10).
         service: the name this process registers under (default: the workflow's name).
         registry_ttl: seconds the registry entry outlives this process's last heartbeat
@@ -67,14 +78,25 @@ async def serve(
     snapshots_written=<n> records_read=<n>`` (the run cache's counters) when it stops.
 
     Raises:
+        ValueError: ``progress_heartbeat`` is not shorter than ``ack_wait`` (checked before
+            connecting).
         engine.log.connection.NatsConnectError: NATS unreachable at start-up, or it refused the
             credentials.
         engine.log.connection.NatsConnectionClosed: nats-py closed the connection for good (a
             server ``-ERR``, expired credentials). The process should exit non-zero so that its
             supervisor restarts it: its unacked triggers are redelivered meanwhile.
     """
+    if progress_heartbeat is None:
+        progress_heartbeat = min(DEFAULT_PROGRESS_HEARTBEAT, ack_wait / 3)
+    check_lease(ack_wait.total_seconds(), progress_heartbeat.total_seconds())
     workflow = load_workflow(target)
-    log = await JetStreamLog.connect(nats, name="jetloom-worker", prefix=prefix, ack_wait=ack_wait)
+    log = await JetStreamLog.connect(
+        nats,
+        name="jetloom-worker",
+        prefix=prefix,
+        ack_wait=ack_wait,
+        progress_heartbeat=progress_heartbeat,
+    )
     snapshots = await KvSnapshots.open(log.nc, prefix=prefix, replicas=log.replicas)
     executor = Executor(
         workflow, log, steps=steps, num_workers=num_workers, snapshots=snapshots, snapshot_every=snapshot_every

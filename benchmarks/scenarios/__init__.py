@@ -15,6 +15,7 @@ from . import (
     fanout,
     latency,
     rebuild,
+    recovery,
     replicated,
     scaleout,
     sync_always,
@@ -34,4 +35,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "g": (sync_always.TITLE, sync_always.run),
     "u": (uvloop.TITLE, uvloop.run),
     "r": (replicated.TITLE, replicated.run),
+    "k": (recovery.TITLE, recovery.run),
 }

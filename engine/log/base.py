@@ -230,6 +230,16 @@ class EventLog(Protocol):
         on. Returns once the follow is set up: the function that ends it (safe to call twice)."""
         ...
 
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        """Hand ``sink`` every record of ``<kind>.<type_name>`` of every run of ``workflow``
+        stored from now on, from the log's delivery path (as ``follow_callback``), including
+        records a message schedule stores when it fires (which a core subscription never sees):
+        how a worker learns that a run ended from outside (a cancel, a run timeout). ``sink``
+        must not block. Returns once the follow is set up: the function that ends it."""
+        ...
+
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True
     ) -> None:

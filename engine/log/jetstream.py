@@ -68,7 +68,7 @@ from ..records import (
 from .base import AppendResult, DeadLetter, Delivery, event_consumers
 from .connection import DEFAULT_URL, NatsSettings, open_connection
 from .jsacks import AckInbox
-from .jsfollow import FollowHub
+from .jsfollow import EVERY_RUN, FollowHub
 from .jsproto import install_protocol_parser
 from .jspub import Outbox, fast_path_from_env
 from .jsread import (
@@ -86,7 +86,7 @@ from .jswire import install_header_parser, is_status, parse_block, parse_rfc3339
 from .retry import DEFAULT_RETRY_FOR, LogUnavailableError, retrying
 from .streams import ensure_stream
 
-__all__ = ["JetStreamLog", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
+__all__ = ["DEFAULT_ACK_WAIT", "DEFAULT_PROGRESS_HEARTBEAT", "JetStreamLog", "check_lease", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -108,6 +108,29 @@ _H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 # What the run stream needs on: direct gets (reads), atomic batches (commit="batch"), message
 # schedules (durable timers, retries), per-message TTL.
 _RUN_STREAM_FLAGS = ("allow_direct", "allow_atomic", "allow_msg_schedules", "allow_msg_ttl")
+# A SIGKILLed worker's triggers are redelivered once ack_wait passes after its last in-progress
+# ack, so these two bound crash recovery: 6 s (≈ 6–7 s measured from the kill to the rerun in
+# another process, benchmarks scenario (k)), while a running step renews its lease 3 times per
+# ack_wait and keeps it through two lost heartbeats.
+DEFAULT_ACK_WAIT = timedelta(seconds=6)
+DEFAULT_PROGRESS_HEARTBEAT = timedelta(seconds=2)
+
+
+def check_lease(ack_wait_s: float, progress_heartbeat_s: float) -> None:
+    """Check a step consumer's ``ack_wait`` and progress-heartbeat interval (seconds).
+
+    Raises:
+        ValueError: either is not positive, or the heartbeat is not shorter than ``ack_wait``
+            (a running step would lose its lease between two in-progress acks).
+    """
+    if ack_wait_s <= 0 or progress_heartbeat_s <= 0:
+        raise ValueError(
+            f"ack_wait and progress heartbeat must be > 0 s, got {ack_wait_s:g} and {progress_heartbeat_s:g}"
+        )
+    if progress_heartbeat_s >= ack_wait_s:
+        raise ValueError(
+            f"progress heartbeat ({progress_heartbeat_s:g}s) must be shorter than ack_wait ({ack_wait_s:g}s)"
+        )
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -198,8 +221,8 @@ class _Pull:
 
     Keeps up to ``max_in_flight + prefetch`` deliveries asked for or held; hands out at most
     ``max_in_flight`` at a time; keeps every held delivery (running or buffered) alive with
-    in-progress acks; re-pulls when the server has been silent for two heartbeats (a restart or a
-    reconnect drops pending pull requests).
+    in-progress acks every ``progress`` seconds; re-pulls when the server has been silent for two
+    heartbeats (a restart or a reconnect drops pending pull requests).
     """
 
     def __init__(
@@ -212,6 +235,7 @@ class _Pull:
         expires: float,
         heartbeat: float,
         ack_wait: float,
+        progress: float | None = None,
         tap: RawTap | None = None,
         outbox: Outbox | None = None,
         dispatch: Callable[[_Delivery], None] | None = None,
@@ -227,6 +251,7 @@ class _Pull:
         self.expires_ns = int(expires * _NS)
         self.heartbeat = heartbeat
         self.ack_wait = ack_wait
+        self.progress = progress if progress is not None else ack_wait / 3
         self.ready: deque[_Delivery] = deque()
         self.held: set[_Delivery] = set()  # received and not settled (buffered or running)
         self.running = 0
@@ -302,13 +327,13 @@ class _Pull:
         # pull requests), ask again. One timer for both, not one per wait of the pull loop.
         last_wip = time.monotonic()
         while True:
-            await asyncio.sleep(min(self.heartbeat, self.ack_wait / 3))
+            await asyncio.sleep(min(self.heartbeat, self.progress))
             now = time.monotonic()
             if now - self.last_heard > 2 * self.heartbeat:
                 self.outstanding = 0  # our pull requests are gone; ask again
                 self.last_heard = now
                 self.wake.set()
-            if now - last_wip >= self.ack_wait / 3:
+            if now - last_wip >= 0.9 * self.progress:  # (a timer may fire a hair early)
                 last_wip = now
                 for d in list(self.held):
                     await d.in_progress()
@@ -388,8 +413,13 @@ class JetStreamLog:
         nc: a connected nats-py client.
         prefix: subject prefix (default ``"jetloom"``).
         stream: stream name (default ``"JETLOOM"``, or the prefix upper-cased).
-        ack_wait: how long a delivery may stay unsettled before redelivery (default 30 s); held
-            deliveries are kept alive with in-progress acks every third of it.
+        ack_wait: how long a delivery may stay unsettled before redelivery (default 6 s): after a
+            worker dies, its triggers run again in another process this long after its last
+            in-progress ack. Applied to the step consumers this log creates or updates
+            (``ensure_consumer``; a change to an existing consumer is logged).
+        progress_heartbeat: how often held deliveries (running or buffered) are kept alive with
+            an in-progress ack (default: 2 s, or a third of ``ack_wait`` when that is shorter);
+            must be shorter than ``ack_wait``.
         duplicate_window: how long idempotency keys are remembered by the server (default 2 min);
             older duplicates are caught by the fold (the completion is already in the run's log).
         storage: ``"file"`` (default) or ``"memory"``.
@@ -412,7 +442,8 @@ class JetStreamLog:
             bypasses rely on; same behaviour, more CPU per message.
 
     Raises:
-        ValueError: an unknown ``commit`` mode.
+        ValueError: an unknown ``commit`` mode; ``progress_heartbeat`` not shorter than
+            ``ack_wait``, or either not positive.
     """
 
     def __init__(
@@ -421,7 +452,8 @@ class JetStreamLog:
         *,
         prefix: str = DEFAULT_PREFIX,
         stream: str | None = None,
-        ack_wait: timedelta | float = timedelta(seconds=30),
+        ack_wait: timedelta | float = DEFAULT_ACK_WAIT,
+        progress_heartbeat: timedelta | float | None = None,
         duplicate_window: timedelta | float = timedelta(minutes=2),
         storage: str = "file",
         request_timeout: float = 10.0,
@@ -434,6 +466,12 @@ class JetStreamLog:
     ) -> None:
         if commit not in ("pipelined", "batch"):
             raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
+        self.ack_wait = seconds(ack_wait)
+        if progress_heartbeat is None:
+            default = seconds(DEFAULT_PROGRESS_HEARTBEAT)
+            progress_heartbeat = min(default, self.ack_wait / 3)
+        self.progress_heartbeat = seconds(progress_heartbeat)
+        check_lease(self.ack_wait, self.progress_heartbeat)
         self.nc = nc
         self.fast_path = fast_path_from_env() if fast_path is None else fast_path
         if self.fast_path:
@@ -443,7 +481,6 @@ class JetStreamLog:
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
         self.dlq_stream = f"{self.stream}_DLQ"
-        self.ack_wait = seconds(ack_wait)
         self.duplicate_window = seconds(duplicate_window)
         self.storage = StorageType.FILE if storage == "file" else StorageType.MEMORY
         self.timeout = request_timeout
@@ -461,6 +498,7 @@ class JetStreamLog:
         self.outbox = Outbox(nc, enabled=self.fast_path)  # the hot path's publishes (jspub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
+        self._typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
 
     @classmethod
     async def connect(
@@ -525,9 +563,10 @@ class JetStreamLog:
     async def close(self) -> None:
         if self._acks is not None:
             await self._acks.close()
-        for hub in self._hubs.values():
+        for hub in [*self._hubs.values(), *self._typed.values()]:
             await hub.close()
         self._hubs.clear()
+        self._typed.clear()
         if self._owns and not self.nc.is_closed:
             await self.nc.drain()
 
@@ -903,6 +942,20 @@ class JetStreamLog:
         await hub.add(run_id, sink, wanted)
         return lambda: hub.unregister(run_id, sink)
 
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        # A follow hub of its own, filtered on that one record type of every run: a consumer of
+        # one filter subject that delivers what the stream stores, so a record a message
+        # schedule fires (a run timeout) reaches it too.
+        key = (workflow, f"{kind}.{type_name}")
+        hub = self._typed.get(key)
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}.*.{kind}.{type_name}"
+            hub = self._typed[key] = FollowHub(self.nc, self.stream, subjects, self.timeout, self._read_tap())
+        await hub.add(EVERY_RUN, sink)
+        return lambda: hub.unregister(EVERY_RUN, sink)
+
     def _hub(self, workflow: str, kinds: frozenset[str] | None) -> FollowHub:
         """The follow hub of ``workflow`` for followers of ``kinds``: a follower of one kind takes
         that kind's hub (one filter, ``<prefix>.run.<workflow>.*.<kind>.>``), others the hub of
@@ -990,23 +1043,52 @@ class JetStreamLog:
         # one has acknowledged)
         name = consumer_name(workflow, step)
         old = await self._consumer_info(name)
+        changes: list[tuple[str, float]] = []  # existing consumers whose ack_wait changes
+        if update and old is not None:
+            self._note_lease(old, changes)
         await self._ensure_split(
             commands_consumer_name(workflow, step),
             f"jetloom step commands {workflow}.{step}",
             f"{self.prefix}.run.{workflow}.*.cmd.{step}",
             old,
             update,
+            changes,
         )
         for (source, t), subject in zip(sources[1:], events[1:], strict=True):
             await self._ensure_split(
-                consumer_name(workflow, step, source), f"jetloom step {workflow}.{step} ({t})", subject, old, update
+                consumer_name(workflow, step, source),
+                f"jetloom step {workflow}.{step} ({t})",
+                subject,
+                old,
+                update,
+                changes,
             )
         if update or old is None:
             await self._add_durable(name, f"jetloom step {workflow}.{step}", events[:1])
+        if changes:
+            logger.info(
+                "step %s.%s: ack_wait of existing consumers changed to %gs (%s)",
+                workflow,
+                step,
+                self.ack_wait,
+                ", ".join(f"{n}: was {w:g}s" for n, w in changes),
+            )
         self._ensured[(workflow, step)] = events
 
+    def _note_lease(self, info: ConsumerInfo, changes: list[tuple[str, float]]) -> None:
+        """Add to ``changes`` an existing consumer whose ``ack_wait`` the coming update changes."""
+        was = info.config.ack_wait
+        if was is not None and abs(was - self.ack_wait) > 1e-3:
+            changes.append((info.name, was))
+
     async def _ensure_split(
-        self, name: str, description: str, subject: str, old: ConsumerInfo | None, update: bool
+        self,
+        name: str,
+        description: str,
+        subject: str,
+        old: ConsumerInfo | None,
+        update: bool,
+        changes: list[tuple[str, float]],
     ) -> None:
         """A step's consumer of ``subject`` apart from its main one; ``old``: the main consumer
         as it was, if any. Made from scratch it starts after what ``old`` acknowledged when
@@ -1014,6 +1096,8 @@ class JetStreamLog:
         info = await self._consumer_info(name)
         if info is not None and not update:
             return
+        if info is not None:
+            self._note_lease(info, changes)
         if info is not None:  # (its delivery start cannot change; the rest is brought up to date)
             policy, start = info.config.deliver_policy, info.config.opt_start_seq
         elif old is not None and subject in (old.config.filter_subjects or [old.config.filter_subject]):
@@ -1074,6 +1158,7 @@ class JetStreamLog:
             expires=30.0,
             heartbeat=PULL_HEARTBEAT_S,
             ack_wait=self.ack_wait,
+            progress=self.progress_heartbeat,
             tap=self._read_tap(),
             outbox=self.outbox,
             dispatch=dispatch,

@@ -47,10 +47,11 @@ from .retry import retrying
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FollowHub"]
+__all__ = ["EVERY_RUN", "FollowHub"]
 
 logger = logging.getLogger("jetloom.log")
 
+EVERY_RUN = "*"  # the followers' key of a sink that takes every run's records (no run id is "*")
 HEARTBEAT_S = 2.0  # idle heartbeat of the hub's consumer
 INACTIVE_S = 10.0  # the server removes the consumer this long after its process went away
 _NS = 1_000_000_000
@@ -234,7 +235,10 @@ class FollowHub:
     def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
         """The sinks of the followers of the record's run that want its kind."""
         _, run_id, kind, _ = subject.rsplit(".", 3)
-        return self.followers.takers(run_id, kind)
+        takers = self.followers.takers(run_id, kind)
+        if EVERY_RUN in self.followers:
+            takers += self.followers.takers(EVERY_RUN, kind)
+        return takers
 
     def _on_status(self, last_consumer_seq: str | None) -> None:
         self._silent = False

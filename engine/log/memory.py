@@ -108,6 +108,7 @@ class MemoryLog:
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
         self._sinks = Followers()  # (workflow, run id) -> the sinks following the run by callback
+        self._typed = Followers()  # (workflow, kind.type) -> sinks of that record type of every run
 
     def predecessor(self, record: RawRecord) -> int | None:
         return self._checked.get(record.seq)
@@ -157,6 +158,8 @@ class MemoryLog:
             self._runs.setdefault((parts.workflow, parts.run_id), []).append(rec)
             if self._sinks:
                 hand_over(self._sinks.takers((parts.workflow, parts.run_id), parts.kind), rec)
+            if self._typed:
+                hand_over(self._typed.takers((parts.workflow, f"{parts.kind}.{parts.type}"), parts.kind), rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
             if parts.kind in ("evt", "cmd"):
                 for (wf, _, _, _), consumer in self._consumers.items():
@@ -215,6 +218,13 @@ class MemoryLog:
         key = (workflow, run_id)
         self._sinks.add(key, sink, kinds)
         return lambda: self._sinks.remove(key, sink)
+
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        key = (workflow, f"{kind}.{type_name}")
+        self._typed.add(key, sink)
+        return lambda: self._typed.remove(key, sink)
 
     async def ensure_consumer(
         self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True

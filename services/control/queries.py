@@ -257,7 +257,10 @@ def _error_view(state: RunState) -> dict[str, Any] | None:
             "trigger": err.trigger,
         }
     if isinstance(err, RunFailed):
-        return {"type": err.error_type, "message": err.message}
+        view = {"type": err.error_type, "message": err.message}
+        if err.dead_letter is not None:  # the trigger no step could take: where, which step, why
+            view["dead_letter"] = msgspec.to_builtins(err.dead_letter)
+        return view
     if state.status == "cancelled":
         return {"type": "WorkflowCancelledError", "message": f"run {state.run_id} was cancelled"}
     return None

@@ -56,7 +56,7 @@ def test_document_structure(quick_result: tuple[dict[str, Any], Path]) -> None:
     for key in ("cores", "python", "nats_server", "nats_py", "llama_index_workflows", "git_commit"):
         assert key in doc["machine"]
     assert doc["options"]["quick"] is True
-    assert set("abcdefgr") <= set(doc["scenarios"])
+    assert set("abcdefgkr") <= set(doc["scenarios"])
     for key, sc in doc["scenarios"].items():
         assert sc["title"]
         if key == "u":  # the other event loop: skipped exactly when there is no uvloop to switch to
@@ -67,7 +67,7 @@ def test_document_structure(quick_result: tuple[dict[str, Any], Path]) -> None:
         else:
             assert "results" in sc, key
     md = next(out.glob("*.md")).read_text()
-    assert "## Targets" in md and "## (d)" in md
+    assert "## Targets" in md and "## (d)" in md and "## (k)" in md and "## (r)" in md
     pngs = sorted(p.name for p in out.glob("*.png"))
     for name in ("targets", "a-latency", "b-throughput", "d-rebuild", "e-scaleout"):
         assert any(p.endswith(f"-{name}.png") for p in pngs), (name, pngs)
@@ -109,6 +109,11 @@ def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Pa
     assert list(scale) == list(floor) == ["1", "2", "4"]
     assert {m["completed"] for m in [*scale.values(), *floor.values()]} == {scale["1"]["runs"]}
     assert sc["f"]["same_counts"] is True
+    recovery = sc["k"]["results"]
+    assert recovery["trials"] == recovery["completed"] == 1
+    (trial,) = sc["k"]["trials"]
+    assert trial["rerun_pid"] != trial["killed_pid"]  # the step started again in the other worker
+    assert 0 < recovery["rerun_s"]["p50"] <= recovery["rerun_s"]["max"]
     assert sc["f"]["results"]["jetloom"]["files"] > 0
 
 

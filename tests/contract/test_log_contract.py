@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -377,3 +378,23 @@ async def test_read_and_follow_agree_on_every_field(log: MemoryLog | JetStreamLo
         if len(followed) == 2:
             break
     assert followed == read  # same envelope (seq, subject, headers, data, nanosecond time)
+
+
+async def test_follow_type_sees_every_runs_records_of_one_type_scheduled_ones_too(
+    log: MemoryLog | JetStreamLog,
+) -> None:
+    got: list[RawRecord] = []
+    stop = await log.follow_type(WF, "sys", "RunFailed", got.append)
+    try:
+        await log.append([msg("r1", "sys", "RunStarted"), msg("r1", "sys", "RunCancelled")])
+        await log.append([msg("r2", "sys", "RunFailed", b'{"error_type":"X","message":"m"}')])
+        # a durable timer fires it: on JetStream the server stores it, no client publishes it
+        fire_at = time.time_ns() + 200_000_000
+        await log.schedule(msg("r3", "sys", "RunFailed"), at_ns=fire_at, name="timeout", idempotency_key="r3:t")
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert [r.subject.split(".")[3] for r in got] == ["r2", "r3"]
+        assert all(r.subject.endswith(".sys.RunFailed") and r.seq > 0 for r in got)
+    finally:
+        stop()
