@@ -422,3 +422,41 @@ def test_deployment_nats_sync(tmp_path: Path) -> None:
     bad.write_text('[nats]\nsync = "sometimes"\n')
     with pytest.raises(ValueError, match="sync interval must be 'always' or a duration"):
         load_deployment(bad)
+
+
+async def test_ready_is_503_while_the_run_stream_has_no_quorum(nats_cluster: EmbeddedCluster) -> None:
+    """``/ready`` follows the run stream's leader: with two of three nodes SIGKILLed the R3
+    stream has no quorum and no leader, so ``/ready`` says 503 (with the reason and
+    ``Retry-After``) while ``/health`` stays 200; with the nodes back it is 200 again."""
+    settings = NatsSettings(url=nats_cluster.urls, replicas=3)
+    cp = ControlPlaneServer(settings, port=0, shutdown_grace=1.0)
+    await cp.start()
+    try:
+        async with httpx.AsyncClient(base_url=cp.url, timeout=30) as http:
+            r = await http.get("/ready")
+            assert r.status_code == 200, r.text
+            assert r.json()["leader"] in nats_cluster.server_names
+            leader = await nats_cluster.leader_of("JETLOOM")
+            # keep one node that does not lead the stream: the two lost ones take the quorum
+            lost = [i for i in range(3) if i != (leader + 1) % 3]
+            for i in lost:
+                nats_cluster.kill(i)
+
+            async def not_ready() -> bool:
+                r = await http.get("/ready")
+                return r.status_code == 503
+
+            await eventually(not_ready, 60, "/ready 503 without the stream's quorum")
+            r = await http.get("/ready")
+            assert r.status_code == 503 and r.json()["ready"] is False and r.json()["error"]
+            assert int(r.headers["retry-after"]) >= 1
+            assert (await http.get("/health")).status_code == 200
+            for i in lost:
+                await nats_cluster.arestart(i)
+
+            async def ready() -> bool:
+                return (await http.get("/ready")).status_code == 200
+
+            await eventually(ready, 60, "/ready 200 once the nodes are back")
+    finally:
+        await cp.stop()

@@ -162,9 +162,14 @@ async def test_an_awaited_handler_follows_sys_records_and_a_late_stream_the_rest
         handler = Chain3(timeout=30, log=log).run(text="a b c")
         assert await handler == {"n": 3, "source": "a b c"}
 
-        async def follow_filters() -> set[str | None]:  # the server's follow consumers (not steps')
+        # the executor's own watch of run ends (EventLog.follow_type), one consumer per type
+        ends = {f"{log.prefix}.run.Chain3.*.sys.{t}" for t in ("RunCancelled", "RunFailed")}
+
+        async def follow_filters() -> set[str | None]:  # the handler's follow consumers
             infos = await log.js.consumers_info(log.stream)
-            return {c.config.filter_subject for c in infos if not (c.name or "").startswith("Chain3--")}
+            found = {c.config.filter_subject for c in infos if not (c.name or "").startswith("Chain3--")}
+            assert ends <= found
+            return found - ends
 
         assert await follow_filters() == {f"{log.prefix}.run.Chain3.*.sys.>"}
         streamed = [ev async for ev in handler.stream_events()]
