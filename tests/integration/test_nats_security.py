@@ -256,3 +256,33 @@ async def test_the_example_refuses_to_start_without_its_passwords(
     with pytest.raises(Exception, match="JETLOOM_WORKER_PASSWORD"):
         await asyncio.wait_for(server.astart(), 30)
     await server.astop()
+
+
+@pytest.mark.parametrize("name", ["worker", "control-plane"])
+async def test_flow_controlled_consumers_are_not_stalled_under_the_roles(
+    secure_nats: tuple[EmbeddedNats, dict[str, str]], name: str
+) -> None:
+    """The server asks a flow-controlled consumer (a KV watcher, the read of a long run) for an
+    answer on "$JS.FC.>" every ≈ 2 MB it delivers and stops delivering until it gets one: 6 MB
+    of records reach an ordered consumer under each role (without the rule, 5 of 12 did)."""
+    server, passwords = secure_nats
+    nc = await nats.connect(server.url, user=name, password=passwords[name])
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="JETLOOM", subjects=["jetloom.run.>"])
+        for _ in range(12):
+            await js.publish("jetloom.run.Big.r1.evt.Chunk", b"x" * 500_000)
+        got: list[Msg] = []
+
+        async def on_msg(msg: Msg) -> None:
+            got.append(msg)
+
+        await js.subscribe("jetloom.run.Big.>", cb=on_msg, ordered_consumer=True)
+
+        async def all_delivered() -> bool:
+            return len(got) == 12
+
+        await eventually(all_delivered, timeout=20, what="12 records of 500 kB delivered")
+    finally:
+        await nc.close()
+    assert not _violations(server)
