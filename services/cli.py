@@ -17,6 +17,7 @@ import nats.errors
 import typer
 
 from engine.log.connection import describe_error
+from engine.log.retry import LogUnavailableError
 
 from . import nats_options as no
 
@@ -36,10 +37,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 #: Failures a process command reports in one line on stderr (exit code 1) rather than with a
-#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), a missing
+#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), streams
+#: or buckets without a leader for longer than the retry budget (``LogUnavailableError``, e.g.
+#: set-up at start-up during an election, or a control plane's rebuild that gave up), a missing
 #: or unreadable file, a TLS failure, a workflow that does not import, a bad deployment file.
 EXPECTED: tuple[type[BaseException], ...] = (
     ConnectionError,
+    LogUnavailableError,
     nats.errors.Error,
     OSError,
     ssl.SSLError,
