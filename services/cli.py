@@ -17,6 +17,7 @@ import nats.errors
 import typer
 
 from engine.log.connection import describe_error
+from engine.log.retry import LogUnavailableError
 
 from . import nats_options as no
 
@@ -36,10 +37,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 #: Failures a process command reports in one line on stderr (exit code 1) rather than with a
-#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), a missing
+#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), streams
+#: or buckets without a leader for longer than the retry budget (``LogUnavailableError``, e.g.
+#: set-up at start-up during an election, or a control plane's rebuild that gave up), a missing
 #: or unreadable file, a TLS failure, a workflow that does not import, a bad deployment file.
 EXPECTED: tuple[type[BaseException], ...] = (
     ConnectionError,
+    LogUnavailableError,
     nats.errors.Error,
     OSError,
     ssl.SSLError,
@@ -263,15 +267,27 @@ def dev(
     nats_tls_key: no.NatsTlsKey = None,
     connect_attempts: no.ConnectAttempts = None,
     connect_wait: no.ConnectWait = None,
+    sync: Annotated[
+        str | None,
+        typer.Option(
+            help="The embedded server's JetStream sync_interval: 'always' fsyncs every write before "
+            "its ack, or a duration such as '2m' (the server's default); wins over [nats] sync.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     debug: Debug = False,
 ) -> None:
     """Everything in one command: an embedded nats-server, the control plane and the workers.
     Ctrl-C stops them all cleanly; a failure to start exits 1 with one line on stderr."""
     from .dev import run_dev
+    from .natsserver import check_sync_interval
 
     nats = no.given(locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
+    try:
+        check_sync_interval(sync)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sync") from None
     _serve(
         "dev",
         run_dev(
@@ -281,6 +297,7 @@ def dev(
             port=port,
             nats_port=nats_port,
             store_dir=store_dir,
+            sync=sync,
             verbose=verbose,
         ),
         debug=debug,

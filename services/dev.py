@@ -1,7 +1,8 @@
 """``jetloom dev``: an embedded nats-server, the control plane and the workers, in one process tree.
 
 Reads a deployment file (``services.launcher``; default ``./jetloom.toml``), starts everything,
-prints one line ``jetloom dev ready api=<url> nats=<url> workers=<n>`` and runs until SIGINT or
+prints one line ``jetloom dev ready api=<url> nats=<url> workers=<n>`` (and ``monitor=<url>``, the
+embedded server's HTTP monitoring: ``/varz``, ``/jsz``, ``/healthz``) and runs until SIGINT or
 SIGTERM, then stops the workers (SIGTERM, in-flight steps get their grace), the control plane and
 the server, in that order.
 """
@@ -19,7 +20,7 @@ import msgspec
 from rich.console import Console
 
 from .launcher import Deployment, Launcher, ServiceSpec, load_deployment
-from .natsserver import EmbeddedNats
+from .natsserver import EmbeddedNats, check_sync_interval
 
 __all__ = ["DEFAULT_FILE", "run_dev"]
 
@@ -53,6 +54,7 @@ async def run_dev(
     nats_port: int | None = None,
     store_dir: Path | None = None,
     nats: dict[str, Any] | None = None,
+    sync: str | None = None,
     verbose: bool = False,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -62,8 +64,12 @@ async def run_dev(
     (None values ignored); they win over the file's ``[nats]`` table. With a ``url`` there or
     here, no embedded server starts.
 
+    ``sync`` (``"always"`` or a duration such as ``"2m"``) is the embedded server's JetStream
+    ``sync_interval``; it wins over the file's ``[nats] sync``.
+
     Raises:
-        FileNotFoundError / ValueError: no usable deployment file (the message says why).
+        FileNotFoundError / ValueError: no usable deployment file (the message says why), a bad
+            ``sync``, or ``sync`` with an existing server (``url``), whose own config sets it.
         engine.log.connection.NatsConnectError: NATS unreachable, or it refused the credentials.
         services.launcher.WorkerStartError: a worker exited before it was ready.
         engine.log.connection.NatsConnectionClosed / NatsConnectError: the control plane's
@@ -79,6 +85,8 @@ async def run_dev(
             loop.add_signal_handler(sig, stop.set)
 
     overrides = {k: v for k, v in (nats or {}).items() if v is not None}
+    if sync is not None:
+        overrides["sync"] = check_sync_interval(sync)
     spec = msgspec.structs.replace(dep.nats, **overrides)
     server: EmbeddedNats | None = None
     nats_url = spec.url
@@ -87,9 +95,14 @@ async def run_dev(
             port=dep.nats.port if nats_port is None else nats_port,
             store_dir=store_dir or Path(dep.root or ".") / dep.nats.store_dir,
             sync_interval=spec.sync,
+            extra_args=["-m", "-1"],  # HTTP monitoring on a free port of the same host
         )
         await server.astart()
         nats_url = server.url
+    elif sync is not None:
+        raise ValueError(
+            f"--sync applies to the embedded server; {spec.url} sets sync_interval in its own config"
+        )
 
     def show(pid: int, line: str) -> None:
         if verbose:
@@ -102,8 +115,10 @@ async def run_dev(
         api = cp.url if cp is not None else "-"
         for s in dep.services:
             err.print(f"service [bold]{s.name}[/]: {s.workflow} x{s.replicas}", highlight=False)
+        monitor = (server.ports.get("monitoring") or [None])[0] if server is not None else None
         print(
-            f"jetloom dev ready api={api} nats={settings.display_url} workers={len(launcher.workers)}",
+            f"jetloom dev ready api={api} nats={settings.display_url} workers={len(launcher.workers)}"
+            + (f" monitor={monitor}" if monitor else ""),
             flush=True,
         )
         if cp is not None:

@@ -191,10 +191,12 @@ def check_sync_interval(value: str | None) -> str | None:
 
 
 def _with_sync_interval(text: str, value: str) -> str:
-    """``text`` (a config) with ``sync_interval: value`` first in its ``jetstream`` block (a block
-    appended when there is none)."""
-    new, n = _JETSTREAM_BLOCK_RE.subn(lambda m: f"{m[1]}\n  sync_interval: {value}", text, count=1)
-    return new if n else f"{text}\njetstream {{\n  sync_interval: {value}\n}}\n"
+    """``text`` (a config) with ``sync_interval: "value"`` first in its ``jetstream`` block (a
+    block appended when there is none). Quoted: the config parser reads a bare ``2m`` as the
+    number 2,000,000 (``m`` a size suffix), i.e. a sync every 23 days."""
+    line = f'sync_interval: "{value}"'
+    new, n = _JETSTREAM_BLOCK_RE.subn(lambda m: f"{m[1]}\n  {line}", text, count=1)
+    return new if n else f"{text}\njetstream {{\n  {line}\n}}\n"
 
 
 # --------------------------------------------------------------------------------------------

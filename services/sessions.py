@@ -8,13 +8,20 @@ is refused while the previous one is still running (the state it will end with i
 
 Every change is a compare-and-set on the entry's revision, so two control-plane replicas starting
 runs in one session at once cannot both succeed.
+
+Every KV request rides through a leader election of the bucket (``engine.log.retry.retrying``:
+bounded, with backoff) and raises ``LogUnavailableError`` after the budget, which the control
+plane answers with 503 and ``Retry-After``. A compare-and-set whose first attempt was stored but
+not acknowledged is refused on its retry (the revision moved); it counts as done when the entry
+holds exactly what it wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -26,6 +33,7 @@ from nats.js.kv import KeyValue
 
 from engine.errors import JetloomError
 from engine.log.kv import open_bucket
+from engine.log.retry import DEFAULT_RETRY_FOR, retrying
 
 from .registry import _current_values
 
@@ -60,10 +68,20 @@ _decoder = msgspec.json.Decoder(Session)
 
 
 class SessionStore:
-    """Sessions in a KV bucket. Create with ``await SessionStore.open(nc)``."""
+    """Sessions in a KV bucket. Create with ``await SessionStore.open(nc)``.
 
-    def __init__(self, kv: KeyValue) -> None:
+    Every method raises ``engine.log.retry.LogUnavailableError`` when the bucket could not serve
+    it within the retry budget (no leader, no responders, timeouts).
+
+    Args:
+        kv: the bucket.
+        retry_for: how long each request is retried through transient failures (``timedelta``
+            or seconds; default 20 s, ``engine.log.retry.DEFAULT_RETRY_FOR``).
+    """
+
+    def __init__(self, kv: KeyValue, *, retry_for: timedelta | float = DEFAULT_RETRY_FOR) -> None:
         self.kv = kv
+        self.retry_for = retry_for
 
     @classmethod
     async def open(
@@ -81,8 +99,9 @@ class SessionStore:
         """
         created = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         session = Session(id=session_id or uuid.uuid4().hex, workflow=workflow, created_at=created)
+        data = msgspec.json.encode(session)
         try:
-            await self.kv.create(session.id, msgspec.json.encode(session))
+            await self._cas(f"session create of {session.id}", lambda: self.kv.create(session.id, data), session.id, data)
         except KeyWrongLastSequenceError:
             raise SessionConflictError(f"session {session.id!r} exists already") from None
         return session
@@ -94,7 +113,9 @@ class SessionStore:
             SessionNotFoundError: no such session (or it was deleted).
         """
         try:
-            entry = await self.kv.get(session_id)
+            entry = await retrying(
+                f"session get of {session_id}", lambda: self.kv.get(session_id), retry_for=self.retry_for
+            )
         except (KeyNotFoundError, ValueError):  # ValueError: not a valid key
             raise SessionNotFoundError(f"no session {session_id!r}") from None
         if not entry.value:
@@ -104,7 +125,7 @@ class SessionStore:
     async def list(self) -> list[Session]:
         """Every session, oldest first."""
         out = []
-        for value in await _current_values(self.kv):
+        for value in await retrying("session list", lambda: _current_values(self.kv), retry_for=self.retry_for):
             with contextlib.suppress(msgspec.DecodeError):
                 out.append(_decoder.decode(value))
         return sorted(out, key=lambda s: (s.created_at, s.id))
@@ -118,8 +139,14 @@ class SessionStore:
         updated = Session(
             id=session.id, workflow=session.workflow, runs=[*session.runs, run_id], created_at=session.created_at
         )
+        data = msgspec.json.encode(updated)
         try:
-            await self.kv.update(session.id, msgspec.json.encode(updated), last=revision)
+            await self._cas(
+                f"session update of {session.id}",
+                lambda: self.kv.update(session.id, data, last=revision),
+                session.id,
+                data,
+            )
         except KeyWrongLastSequenceError:
             raise SessionConflictError(f"session {session.id!r} changed meanwhile; retry") from None
         return updated
@@ -131,4 +158,25 @@ class SessionStore:
             SessionNotFoundError: no such session.
         """
         await self.get(session_id)
-        await self.kv.purge(session_id)
+        await retrying(f"session purge of {session_id}", lambda: self.kv.purge(session_id), retry_for=self.retry_for)
+
+    async def _cas(self, what: str, call: Callable[[], Awaitable[object]], key: str, data: bytes) -> None:
+        """A compare-and-set ``call`` retried through transient failures; a refusal on a retry
+        (``KeyWrongLastSequenceError``) is a success when the entry holds ``data``: an earlier
+        attempt was stored and only its acknowledgement was lost."""
+        attempts = 0
+
+        async def attempt() -> object:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await call()
+            except KeyWrongLastSequenceError:
+                if attempts == 1:
+                    raise
+                with contextlib.suppress(KeyNotFoundError):
+                    if (await self.kv.get(key)).value == data:
+                        return None
+                raise
+
+        await retrying(what, attempt, retry_for=self.retry_for)

@@ -37,6 +37,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -65,9 +66,17 @@ from engine import commands
 from engine.codec import decode_record
 from engine.commit import OrphanFilter
 from engine.describe import WorkflowInfo
+from engine.durations import seconds
 from engine.fold import RunState
-from engine.log.connection import NatsSettings, connection_closed, describe_error
+from engine.log.connection import (
+    NatsConnectError,
+    NatsSettings,
+    connection_closed,
+    describe_error,
+    open_connection,
+)
 from engine.log.jetstream import JetStreamLog
+from engine.log.retry import LogUnavailableError, retrying
 from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
 from engine.runtime import new_run_id
 from services.registry import Registry, RegistryView, jetloom_version
@@ -100,6 +109,10 @@ logger = logging.getLogger("jetloom.control")
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
+#: How long the rebuild of a closed connection keeps trying through transient failures (NATS
+#: unreachable, a stream or bucket without a leader) before the process exits for its
+#: supervisor: three leader elections of the longest kind (engine.log.retry).
+REBUILD_FOR = timedelta(seconds=60)
 SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
 READY_TIMEOUT = 2.0  # seconds /ready waits for the stream's info before it answers 503
 
@@ -116,6 +129,8 @@ class ControlPlane:
         prefix: subject and bucket prefix (default ``jetloom``).
         wait_timeout: default seconds ``?wait=true`` waits (default 30).
         sse_ping: seconds between keep-alive comments on an idle SSE stream (default 15).
+        rebuild_for: how long the rebuild of a connection nats-py closed retries transient
+            failures (``timedelta`` or seconds; default 60 s, ``REBUILD_FOR``).
     """
 
     def __init__(
@@ -125,8 +140,10 @@ class ControlPlane:
         prefix: str = "jetloom",
         wait_timeout: float = DEFAULT_WAIT,
         sse_ping: float = SSE_PING,
+        rebuild_for: timedelta | float = REBUILD_FOR,
     ) -> None:
         self.nats_url = nats_url
+        self.rebuild_for = rebuild_for
         self.prefix = prefix
         self.wait_timeout = wait_timeout
         self.sse_ping = sse_ping
@@ -142,12 +159,17 @@ class ControlPlane:
         """Connect, set up the streams and open the registry view (once; later calls return).
 
         A connection that nats-py later closes for good (a server ``-ERR``, expired credentials)
-        is rebuilt in the background: a new ``JetStreamLog`` and registry view, with the same
-        bounded attempts as start-up; requests meanwhile fail on the closed connection (503). A
-        rebuild that fails resolves ``broken``.
+        is rebuilt in the background: a new ``JetStreamLog`` and registry view. Transient
+        failures of the rebuild (NATS unreachable after the start-up attempts, a stream or
+        bucket without a leader: ``engine.log.retry.is_transient``) are retried with backoff for
+        ``rebuild_for``; requests meanwhile get 503. A rebuild that fails for good (refused
+        credentials, a refused set-up, or still transient after ``rebuild_for``) resolves
+        ``broken``.
 
         Raises:
             engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials.
+            engine.log.retry.LogUnavailableError: the streams had no leader within the log's
+                retry budget.
         """
         if self.log is not None:
             return
@@ -156,23 +178,46 @@ class ControlPlane:
         self._watch = asyncio.create_task(self._rebuild_when_closed(), name="jetloom:cp-nats")
 
     async def _open(self) -> tuple[JetStreamLog, RegistryView]:
-        log = await JetStreamLog.connect(self.nats_url, name="jetloom-control-plane", prefix=self.prefix)
+        """A new connection, its streams set up and the registry view started; the connection
+        is closed again when set-up fails (so that retries do not pile up connections)."""
+        settings = self.nats_url if isinstance(self.nats_url, NatsSettings) else NatsSettings(url=self.nats_url)
+        nc = await open_connection(settings, name="jetloom-control-plane")
         try:
-            registry = await Registry.open(log.nc, prefix=self.prefix, replicas=log.replicas)
+            log = JetStreamLog(nc, prefix=self.prefix, replicas=settings.replicas, owns_connection=True)
+            await log.setup()
+            registry = await Registry.open(nc, prefix=self.prefix, replicas=settings.replicas)
             view = RegistryView(registry)
             await view.start()
         except BaseException:
-            await log.close()
+            await nc.close()
             raise
         return log, view
+
+    async def _reopen(self) -> tuple[JetStreamLog, RegistryView]:
+        """``_open`` retried through transient failures for ``rebuild_for`` (``retrying``)."""
+
+        async def attempt() -> tuple[JetStreamLog, RegistryView]:
+            try:
+                return await self._open()
+            except NatsConnectError as exc:
+                if exc.permanent:  # refused credentials: no later attempt can succeed
+                    raise
+                raise LogUnavailableError(str(exc)) from exc  # (unreachable for now: retried)
+
+        what = "rebuild of the NATS connection"
+        try:
+            return await retrying(what, attempt, retry_for=self.rebuild_for, initial_s=0.5, max_wait_s=5.0)
+        except LogUnavailableError as exc:  # (one line that says how long it tried, for the exit)
+            budget = seconds(self.rebuild_for)
+            raise LogUnavailableError(f"{what} gave up after {budget:g} s: {exc}") from exc
 
     async def _rebuild_when_closed(self) -> None:
         while self.log is not None:
             closed = await connection_closed(self.log.nc)
             logger.warning("%s; connecting again", closed)
             try:
-                log, view = await self._open()
-            except Exception as exc:  # unreachable after every attempt, or refused
+                log, view = await self._reopen()
+            except Exception as exc:  # refused, or still failing after rebuild_for
                 logger.error("the NATS connection could not be rebuilt: %s", describe_error(exc))
                 self.broken.set_result(exc)
                 return

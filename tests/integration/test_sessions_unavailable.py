@@ -1,0 +1,44 @@
+"""The sessions bucket rides through a server that does not answer (as during a leader election
+of the bucket) within a bound, then fails with ``LogUnavailableError`` (503 over HTTP), never
+with a raw nats-py error; and serves again once the server answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import nats
+import pytest
+
+from engine.log.retry import LogUnavailableError
+from services.natsserver import EmbeddedNats
+from services.sessions import SessionStore
+
+
+async def test_a_server_that_does_not_answer_is_log_unavailable_after_the_bound(
+    nats_server: EmbeddedNats,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        opened = await SessionStore.open(nc)
+        session = await opened.create("Chain3")
+        # (requests time out after 1 s here, not nats-py's 5 s, to keep the test short)
+        kv = await nc.jetstream(timeout=1.0).key_value("jetloom_sessions")
+        store = SessionStore(kv, retry_for=1.0)
+        assert nats_server.pid is not None
+        os.kill(nats_server.pid, signal.SIGSTOP)  # requests time out, the client stays connected
+        try:
+            started = time.monotonic()
+            with pytest.raises(LogUnavailableError, match="session get of"):
+                await store.get(session.id)
+            with pytest.raises(LogUnavailableError, match="session create of"):
+                await store.create("Chain3")
+            took = time.monotonic() - started
+        finally:
+            os.kill(nats_server.pid, signal.SIGCONT)
+        assert took < 10, took  # two requests, each: a 1 s timeout, then retried for 1 s
+        got, revision = await store.get(session.id)
+        assert got == session and revision > 0
+    finally:
+        await nc.close()
