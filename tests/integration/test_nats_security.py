@@ -49,7 +49,9 @@ async def secure_nats(
 ) -> AsyncIterator[tuple[EmbeddedNats, dict[str, str]]]:
     """The example configuration as shipped; its passwords come from the server's environment."""
     passwords = {
-        role: secrets.token_urlsafe(16) for role in ("worker", "control-plane", "observer")
+        # nats-server parses a variable's value as a config value: one that starts with "-" or a
+        # digit is read as a number and the server refuses to start (seen with token_urlsafe)
+        role: "pw" + secrets.token_hex(16) for role in ("worker", "control-plane", "observer")
     }
     monkeypatch.setenv("JETLOOM_WORKER_PASSWORD", passwords["worker"])
     monkeypatch.setenv("JETLOOM_CONTROL_PASSWORD", passwords["control-plane"])
