@@ -36,7 +36,16 @@ from .errors import (
 from .events import Event, StopEvent, encode_checked, event_from_fields, event_name
 from .fold import RunState
 from .log.base import EventLog
-from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed, run_subject
+from .records import (
+    H_RUN,
+    H_TYPE,
+    OutMessage,
+    RawRecord,
+    RunFailed,
+    StepFailed,
+    check_token,
+    run_subject,
+)
 
 __all__ = ["WorkflowHandler", "outcome"]
 
@@ -98,6 +107,9 @@ class WorkflowHandler:
         StepFailedError: a step raised.
         WorkflowTimeoutError: the run did not finish within ``timeout`` seconds.
         WorkflowCancelledError: the run was cancelled.
+
+    Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
+    (``records.check_token``).
     """
 
     def __init__(
@@ -112,7 +124,9 @@ class WorkflowHandler:
         cleanup: Callable[[], Awaitable[None]] | None = None,
         fresh: bool = False,
     ) -> None:
-        self.run_id = run_id
+        # (names become subject tokens: a bad one fails here, before the server refuses it)
+        self.run_id = check_token(run_id, "run id")
+        check_token(workflow, "workflow")
         self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
         self.workflow = workflow
         self._log = log
