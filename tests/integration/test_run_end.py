@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from engine.codec import subject_parts
@@ -87,3 +88,16 @@ async def test_a_run_id_too_long_for_a_subject_is_refused_and_the_connection_sta
         result = await asyncio.wait_for(handler, 30)
         assert result["n"] == 3 and handler.run_id == longest
         assert nc.log.nc.is_connected
+
+
+async def test_a_name_with_a_trailing_newline_gets_400_and_the_control_plane_stays_ready(api: str) -> None:
+    # Python's ``$`` matches before a trailing newline; the shared token pattern does not let it in
+    async with httpx.AsyncClient(base_url=api) as http:
+        for path in ("/runs/abc%0A", "/runs/abc%0A/events", "/workflows/Held%0A", "/workflows/Held%0A/runs"):
+            method = "POST" if path.endswith("/runs") else "GET"
+            r = await http.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            assert r.json()["status"] == 400
+        r = await http.post("/workflows/Held/runs", params={"run_id": "abc\n"}, json={})
+        assert r.status_code == 400, r.text
+        assert (await http.get("/ready")).status_code == 200
