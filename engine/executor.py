@@ -357,8 +357,10 @@ class Executor:
         if (raw.seq, spec.name) in st.done or st.terminal:
             if key in st.incomplete:  # (only a completed step has a commit to complete)
                 await self._complete(rec.run_id, key)
-            # a crash may have come between a child's end and its report
+            # a crash may have come between a child's end and its report, or its timeout's removal
             await children.notify_parent(self.log, st)
+            if st.terminal:
+                await end_run_timeout(self.log, st)
             self.stats.skipped += 1
             await delivery.ack()
             return

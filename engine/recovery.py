@@ -10,9 +10,11 @@ failed run from the step that failed.
   and removes it (``end_run_timeout``: one purge, only for runs that have a timeout): nothing of
   the run is appended after its end. The start is appended before the schedule, so a run may end
   before its schedule is stored; ``schedule_run_timeout`` reads the run after scheduling and
-  removes the schedule itself then. Where the removal cannot happen (a crash between the terminal
-  record and the purge, a stream with ``deny_purge``), the fired ``RunFailed`` lands after the
-  end; the fold keeps the first terminal record, so it changes nothing but the log's history.
+  removes the schedule itself then. A worker that crashes between its final commit and the purge
+  has not acked the trigger: the redelivery finds the run ended and purges. Where the removal
+  cannot happen (a crash of a control plane or client between a cancel and the purge, a stream
+  with ``deny_purge``), the fired ``RunFailed`` lands after the end; the fold keeps the first
+  terminal record, so it changes nothing but the log's history.
 - **Retry from failure.** ``retry_run`` appends one ``cmd.<step>`` record,
   ``Resume(reason="manual", attempt=n + 1)``, for the step whose ``StepFailed`` ended the run. The
   fold treats it as reopening the run (status back to ``running``, the failed step's trigger no
