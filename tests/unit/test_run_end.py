@@ -144,3 +144,39 @@ async def test_without_the_removal_the_timeout_fires_after_the_end() -> None:
     await append_cancel(log, "W", "r1", "stop")
     await _marker_fired(log, at + 100_000_000)
     assert (await _types(log, "r1"))[-2:] == ["sys.RunCancelled", "sys.RunFailed"]
+
+
+class _LaggingFollow(MemoryLog):
+    """A log whose callback follows never deliver: the handler's view lags the log, as a
+    follow over the network can when the run ends just before the handler's timer fires."""
+
+    async def follow_callback(self, workflow, run_id, sink, *, kinds=None):  # type: ignore[no-untyped-def]
+        return lambda: None
+
+
+async def test_a_handler_timeout_appends_nothing_after_an_end_it_has_not_seen_yet() -> None:
+    from engine.codec import encode
+    from engine.commands import start_messages as _start
+    from engine.handler import WorkflowHandler
+    from engine.records import H_RUN, H_TYPE, OutMessage, RunCompleted, run_subject
+
+    log = _LaggingFollow()
+    ended = asyncio.Event()
+
+    async def prepare() -> None:
+        await log.append(_start(log.prefix, "W", "r1", "StartEvent", b"{}"))
+        done = RunCompleted(step="go", trigger=2, event_type="StopEvent", event={"result": 1})
+        subject = run_subject(log.prefix, "W", "r1", "sys", "RunCompleted")
+        await log.append([OutMessage(subject, encode(done), {H_RUN: "r1", H_TYPE: "RunCompleted"})])
+        ended.set()
+
+    handler = WorkflowHandler(
+        log=log, workflow="W", run_id="r1", events={}, timeout=0.05, prepare=prepare, fresh=True
+    )
+    await asyncio.wait_for(ended.wait(), 10)
+    deadline = time.monotonic() + 10
+    while handler._timing_out is None or not handler._timing_out.done():  # the timer fired and acted
+        assert time.monotonic() < deadline, "the handler's timeout did not act"
+        await asyncio.sleep(0.01)
+    assert await _types(log, "r1") == ["sys.RunStarted", "evt.StartEvent", "sys.RunCompleted"]
+    handler._task.cancel()
