@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from engine import StartEvent, StopEvent, Workflow, WorkflowValidationError, step
+from engine import (
+    Context,
+    StartEvent,
+    StepFailedError,
+    StopEvent,
+    Workflow,
+    WorkflowValidationError,
+    step,
+)
 from engine.codec import decode_record
 from engine.commands import append_cancel, append_event, append_start, start_messages
 from engine.fold import RunState, fold
@@ -180,3 +188,29 @@ async def test_a_handler_timeout_appends_nothing_after_an_end_it_has_not_seen_ye
         await asyncio.sleep(0.01)
     assert await _types(log, "r1") == ["sys.RunStarted", "evt.StartEvent", "sys.RunCompleted"]
     handler._task.cancel()
+
+
+class _Doubler(Workflow):
+    @step
+    async def go(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=ev.x * 2)
+
+
+class _Parent(Workflow):
+    @step
+    async def call(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=await ctx.run_workflow(_Doubler, run_id=ev.child, retries=ev.retries, x=2))
+
+
+@pytest.mark.parametrize(
+    ("child", "retries", "why"),
+    [("c" * (NAME_MAX + 1), 0, "run_id"), ("c" * (NAME_MAX - 2), 1, "retry suffix")],
+)
+async def test_a_child_run_id_too_long_fails_the_step_naming_it(child: str, retries: int, why: str) -> None:
+    with pytest.raises(StepFailedError) as info:
+        await _Parent(timeout=10).run(child=child, retries=retries)
+    assert info.value.error_type == "builtins.ValueError" and why in info.value.error_message
+
+
+async def test_a_child_run_id_of_the_limit_runs() -> None:
+    assert await _Parent(timeout=10).run(child="c" * (NAME_MAX - 3), retries=1) == 4
