@@ -145,12 +145,16 @@ async def cancel_children(log: EventLog, state: RunState, reason: str = "") -> i
 
 
 async def after_end(log: EventLog, workflow: str, run_id: str, reason: str = "") -> None:
-    """After a terminal record was appended to a run (a cancel, a timeout): tell its parent, and
-    cancel the child runs it still awaits (with ``reason``, default "parent run ... cancelled")."""
+    """After a terminal record was appended to a run (a cancel, a timeout): tell its parent,
+    cancel the child runs it still awaits (with ``reason``, default "parent run ... cancelled"),
+    and remove its pending timeout schedule (``recovery.end_run_timeout``)."""
+    from .recovery import end_run_timeout  # (recovery's retry builds on the fold, as this does)
+
     state = await _fold(log, workflow, run_id)
     await notify_parent(log, state)
     if state.terminal:
         await cancel_children(log, state, reason or f"parent run {run_id} {state.status}")
+        await end_run_timeout(log, state)
 
 
 async def start_child(log: EventLog, workflow: str, run_id: str, susp: ChildSuspend) -> None:
@@ -253,6 +257,10 @@ async def run_child(
         raise ValueError(f"retries must be >= 0, got {retries}")
     cls = workflow if not isinstance(workflow, str) else None
     name = check_token(workflow if isinstance(workflow, str) else workflow.workflow_name, "workflow")
+    if run_id is not None:
+        check_token(run_id, "run_id")
+        if retries:  # (the last retry's id is the longest: fail here, not in attempt ``retries``)
+            check_token(f"{run_id}-r{retries}", f"run_id with its retry suffix (retries={retries})")
     base = ctx._wait_id(None)
     for attempt in range(retries + 1):
         wait = base if attempt == 0 else f"{base}-r{attempt}"

@@ -23,6 +23,7 @@ from .records import (
     ParentRef,
     RunCancelled,
     RunStarted,
+    check_token,
     run_subject,
 )
 from .waits import resolve_waits
@@ -44,6 +45,13 @@ def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
     return encode({TAG_FIELD: event_type, **{k: v for k, v in fields.items() if k != TAG_FIELD}})
 
 
+def _check_run(workflow: str, run_id: str) -> None:
+    """Names from outside become subject tokens: a bad one must fail here, not make the server
+    answer ``-ERR`` (and nats-py close the connection)."""
+    check_token(workflow, "workflow")
+    check_token(run_id, "run id")
+
+
 def start_key(run_id: str) -> str:
     """The idempotency key of a run's start commit."""
     return f"{run_id}:start"
@@ -60,6 +68,7 @@ def start_messages(
     parent: ParentRef | None = None,
     initial_state: dict[str, Any] | None = None,
     new_run: bool = False,
+    timeout_at_ns: int = 0,
 ) -> list[OutMessage]:
     """The two records that start a run: ``sys.RunStarted`` then the start event. With ``copy``
     (for logs whose appends are not atomic), RunStarted carries a copy of the start event so an
@@ -67,11 +76,14 @@ def start_messages(
     answers (``engine.children``). ``initial_state`` is the user state the run starts with
     (default: empty). ``new_run``: the run id was made for this start and the commit is sent
     without idempotency ids; the start event says so (``Jl-New-Run``), and the first step's
-    worker then needs no read (``engine.runs``)."""
-    if new_run and (parent is not None or initial_state):
-        raise ValueError("a new run's start event carries neither a parent nor an initial state")
+    worker then needs no read (``engine.runs``). ``timeout_at_ns``: when the run's timeout
+    schedule fires (``engine.recovery.schedule_run_timeout``), 0 for none."""
+    if new_run and (parent is not None or initial_state or timeout_at_ns):
+        raise ValueError("a new run's start event carries no parent, initial state or run timeout")
     event = start_event_message(prefix, workflow, run_id, event_type, payload, new_run=new_run)
-    body = run_started(workflow, run_id, event, copy=copy, parent=parent, initial_state=initial_state)
+    body = run_started(
+        workflow, run_id, event, copy=copy, parent=parent, initial_state=initial_state, timeout_at_ns=timeout_at_ns
+    )
     started = OutMessage(
         run_subject(prefix, workflow, run_id, "sys", "RunStarted"),
         encode(body),
@@ -98,6 +110,7 @@ def run_started(
     copy: bool = True,
     parent: ParentRef | None = None,
     initial_state: dict[str, Any] | None = None,
+    timeout_at_ns: int = 0,
 ) -> RunStarted:
     """The ``RunStarted`` body of a start commit whose start event is ``event`` (as
     ``start_event_message`` makes it); arguments as for ``start_messages``."""
@@ -108,6 +121,7 @@ def run_started(
         messages=copy_of([event], {H_RUN: run_id}) if copy else [],
         parent=parent,
         initial_state=initial_state or {},
+        timeout_at_ns=timeout_at_ns,
     )
 
 
@@ -120,11 +134,21 @@ async def append_start(
     *,
     parent: ParentRef | None = None,
     initial_state: dict[str, Any] | None = None,
+    timeout_at_ns: int = 0,
 ) -> AppendResult:
     """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
     run (``duplicate=True`` the second time, within the log's duplicate window), and completes the
     first start's commit if a crash interrupted it. ``initial_state``: the user state the run
-    starts with (default: empty; sessions pass the previous run's final state)."""
+    starts with (default: empty; sessions pass the previous run's final state).
+    ``timeout_at_ns``: when the run timeout scheduled after this start fires (ns since the epoch;
+    ``engine.recovery.schedule_run_timeout``), 0 for none.
+
+    Raises:
+        ValueError: ``workflow``, ``run_id`` or ``event_type`` is not a subject token
+            (``records.check_token``).
+    """
+    _check_run(workflow, run_id)
+    check_token(event_type, "event type")
     key = start_key(run_id)
     messages = start_messages(
         log.prefix,
@@ -135,6 +159,7 @@ async def append_start(
         copy=not log.atomic,
         parent=parent,
         initial_state=initial_state,
+        timeout_at_ns=timeout_at_ns,
     )
     result = await log.append(messages, idempotency_key=key)
     if result.duplicate and not log.atomic:
@@ -155,7 +180,15 @@ async def append_event(
 ) -> AppendResult:
     """Append an event to a run from outside (human input, another system), optionally addressed
     to one step (``target``), then resume the step that waits for it, if any
-    (``ctx.wait_for_event``). With an ``idempotency_key``, a repeat is dropped as a duplicate."""
+    (``ctx.wait_for_event``). With an ``idempotency_key``, a repeat is dropped as a duplicate.
+
+    Raises:
+        ValueError: ``workflow``, ``run_id``, ``event_type`` or ``target`` is not a subject token.
+    """
+    _check_run(workflow, run_id)
+    check_token(event_type, "event type")
+    if target is not None:
+        check_token(target, "target step")
     headers = {H_RUN: run_id, H_TYPE: event_type}
     if target is not None:
         headers[H_TARGET] = target
@@ -171,8 +204,15 @@ async def append_event(
 async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str = "") -> AppendResult:
     """Append ``sys.RunCancelled`` (once per run). Steps not yet started will not run; if the run
     had already ended, the fold keeps the first terminal record and this one changes nothing.
-    The run's child runs still awaited are cancelled too, and a child run's parent is told."""
+    The run's child runs still awaited are cancelled too, a child run's parent is told, and
+    the run's pending timeout schedule is removed (``engine.recovery.end_run_timeout``).
+
+    Raises:
+        ValueError: ``workflow`` or ``run_id`` is not a subject token.
+    """
     from .children import after_end  # children builds on this module
+
+    _check_run(workflow, run_id)
 
     msg = OutMessage(
         run_subject(log.prefix, workflow, run_id, "sys", "RunCancelled"),

@@ -274,7 +274,8 @@ class Context:
         Raises:
             ChildWorkflowError: the child failed (``error_type``/``error_message`` of the child
                 step's exception), was cancelled, or timed out (``status``), after ``retries``.
-            ValueError: a workflow name or ``run_id`` that is not a subject token.
+            ValueError: a workflow name or ``run_id`` that is not a subject token (1 to 128
+                characters of ``A-Z a-z 0-9 _ -``, the retry suffix ``-r<n>`` included).
         """
         from .children import run_child
 

@@ -72,6 +72,7 @@ from .records import (
     commit_key,
     run_subject,
 )
+from .recovery import end_run_timeout
 from .replay import check as check_version
 from .retry import StepTimeoutError
 from .runs import CachedRun, HistoryNeeded, RunCache
@@ -356,8 +357,10 @@ class Executor:
         if (raw.seq, spec.name) in st.done or st.terminal:
             if key in st.incomplete:  # (only a completed step has a commit to complete)
                 await self._complete(rec.run_id, key)
-            # a crash may have come between a child's end and its report
+            # a crash may have come between a child's end and its report, or its timeout's removal
             await children.notify_parent(self.log, st)
+            if st.terminal:
+                await end_run_timeout(self.log, st)
             self.stats.skipped += 1
             await delivery.ack()
             return
@@ -417,6 +420,7 @@ class Executor:
                     msg = self._sys(rec.run_id, "RunFailed", failed, {H_RUN: rec.run_id})
                     await self.log.append([msg], idempotency_key=f"{rec.run_id}:version")
                     self.runs.forget(rec.run_id)
+                    await self._report_end(rec.run_id)
                 self.stats.skipped += 1
                 await delivery.ack()
                 return False
@@ -468,19 +472,22 @@ class Executor:
             await self._complete(run_id, key)
         elif messages and run.state.waits:
             await self._resolve_if_awaited(run, run_id, messages)
-        if (run.state.parent is not None or children.awaited_children(run.state)) and any(
+        st = run.state
+        if (st.parent is not None or st.timeout_at_ns or children.awaited_children(st)) and any(
             m.headers.get(H_TYPE) in _ENDS_RUN for m in messages
         ):
             await self._report_end(run_id)
         await delivery.ack()
 
     async def _report_end(self, run_id: str) -> None:
-        """A commit ending a child run, or a run with children, was made: resume the parent's
-        waiting step; cancel the children still awaited."""
+        """A commit ending a child run, a run with children or a run with a timeout was made (or
+        a ``RunFailed`` appended here): resume the parent's waiting step; cancel the children
+        still awaited; remove the pending timeout schedule, so it appends nothing after the end."""
         run = await self.runs.get(run_id, min_seq=0, refresh=True)
         await children.notify_parent(self.log, run.state)
         if run.state.terminal:
             await children.cancel_children(self.log, run.state, f"parent run {run_id} {run.state.status}")
+            await end_run_timeout(self.log, run.state)
 
     async def _resolve_if_awaited(self, run: CachedRun, run_id: str, messages: list[OutMessage]) -> None:
         awaited = {w.event_type for _, w in run.state.open_event_waits()}

@@ -282,6 +282,7 @@ class RunState:
 
     __slots__ = (
         "parent",
+        "timeout_at_ns",
         "attempts",
         "retrying",
         "retried_from",
@@ -354,6 +355,7 @@ class RunState:
         # the records that count, kept (as references) so that a rollback can fold them again
         self._log: list[Record] = []
         self.parent: ParentRef | None = None  # the parent step's wait, for a child run
+        self.timeout_at_ns = 0  # when the run's timeout schedule fires (RunStarted), 0: none
         self.attempts: dict[tuple[int, str], int] = {}
         self.retrying: dict[tuple[int, str], StepRetrying] = {}
         self.retried_from: dict[tuple[int, str], int] = {}
@@ -443,6 +445,7 @@ class RunState:
                 self.started_ns = rec.time_ns
                 self.forking = bool(body.forked_from)
                 self.parent = body.parent
+                self.timeout_at_ns = body.timeout_at_ns
                 if body.initial_state:
                     self.state = dict(body.initial_state)
                     self.state_changed_seq = rec.seq

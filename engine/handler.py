@@ -23,22 +23,34 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from typing import Any
 
 from .children import after_end
-from .codec import encode
+from .codec import decode_record, encode
 from .commands import append_cancel, append_event
 from .ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from .errors import (
     DeadLetteredError,
+    LastSeqMismatchError,
     StepFailedError,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
 )
 from .events import Event, StopEvent, encode_checked, event_from_fields, event_name
-from .fold import RunState
+from .fold import RunState, fold
 from .log.base import EventLog
-from .records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, StepFailed, run_subject
+from .records import (
+    H_RUN,
+    H_TYPE,
+    OutMessage,
+    RawRecord,
+    RunFailed,
+    StepFailed,
+    check_token,
+    run_subject,
+)
 
 __all__ = ["WorkflowHandler", "outcome"]
+
+_TIMEOUT_ATTEMPTS = 5  # reads and checked appends of a timeout before it appends unchecked
 
 logger = logging.getLogger("jetloom.handler")
 
@@ -98,6 +110,9 @@ class WorkflowHandler:
         StepFailedError: a step raised.
         WorkflowTimeoutError: the run did not finish within ``timeout`` seconds.
         WorkflowCancelledError: the run was cancelled.
+
+    Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
+    (``records.check_token``).
     """
 
     def __init__(
@@ -112,7 +127,9 @@ class WorkflowHandler:
         cleanup: Callable[[], Awaitable[None]] | None = None,
         fresh: bool = False,
     ) -> None:
-        self.run_id = run_id
+        # (names become subject tokens: a bad one fails here, before the server refuses it)
+        self.run_id = check_token(run_id, "run id")
+        check_token(workflow, "workflow")
         self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
         self.workflow = workflow
         self._log = log
@@ -279,20 +296,30 @@ class WorkflowHandler:
         return self.state.terminal
 
     async def _fail_timeout(self) -> None:
+        """Append the run's ``RunFailed(WorkflowTimeoutError)``, unless the run has ended: the
+        append carries the check that the run ends where the read did, so an end stored
+        meanwhile (not yet followed here) is never followed by this record."""
         body = RunFailed(
             error_type="WorkflowTimeoutError",
             message=f"run {self.run_id} did not complete within {self._timeout}s",
         )
-        await self._log.append(
-            [
-                OutMessage(
-                    run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunFailed"),
-                    encode(body),
-                    {H_RUN: self.run_id, H_TYPE: "RunFailed"},
-                )
-            ],
-            idempotency_key=f"{self.run_id}:timeout",
+        msg = OutMessage(
+            run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunFailed"),
+            encode(body),
+            {H_RUN: self.run_id, H_TYPE: "RunFailed"},
         )
+        for _ in range(_TIMEOUT_ATTEMPTS):
+            raws = await self._log.read(self.workflow, self.run_id)
+            if fold(decode_record(r) for r in raws).terminal:
+                return  # it ended: the follow brings the end to this handler
+            last = raws[-1].seq if raws else 0
+            try:
+                await self._log.append([msg], idempotency_key=f"{self.run_id}:timeout", expected_last_seq=last)
+                break
+            except LastSeqMismatchError:
+                continue  # the run moved on meanwhile: read it again
+        else:  # (a run that keeps moving: the fold keeps the first terminal record anyway)
+            await self._log.append([msg], idempotency_key=f"{self.run_id}:timeout")
         await after_end(self._log, self.workflow, self.run_id)
 
     def __await__(self) -> Generator[Any, None, Any]:

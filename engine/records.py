@@ -57,6 +57,8 @@ __all__ = [
     "ResumeEvent",
     "StepSuspended",
     "SubjectParts",
+    "NAME_MAX",
+    "TOKEN_PATTERN",
     "check_token",
     "commit_key",
     "commit_tag",
@@ -98,18 +100,34 @@ Kind = Literal["evt", "sys", "out", "cmd", "sch"]
 #: ``sch.<id>``: a pending message schedule (a durable timer), removed by the server when it fires.
 KINDS: Final = ("evt", "sys", "out", "cmd", "sch")
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_MAX: Final = 128
+"""The most characters a name or id that becomes a subject token may have (workflow, run id,
+session id, step, event type). Three of them and the fixed parts of a subject stay far below
+nats-server's 4,096-byte control line: a longer line gets ``-ERR`` and nats-py closes the
+connection for good. The control plane's HTTP rules use the same limit."""
+
+TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]+$(?!\n)"
+"""A subject token's characters, as a regex for ``re.search`` and JSON Schema alike (the
+``(?!\n)``: Python's ``$`` also matches before a trailing newline, which is no token character)."""
+
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def check_token(value: str, what: str) -> str:
-    """Return ``value`` if it is usable as one subject token (letters, digits, ``_``, ``-``).
+    """Return ``value`` if it is usable as one subject token: 1 to ``NAME_MAX`` characters of
+    ``A-Z a-z 0-9 _ -``.
 
     Raises:
-        ValueError: naming ``what`` and the bad value.
+        ValueError: naming ``what`` and the bad value (cut to 40 characters).
     """
-    if not _TOKEN.match(value):
-        raise ValueError(f"{what} {value!r} must match [A-Za-z0-9_-]+ to be a NATS subject token")
-    return value
+    if isinstance(value, str) and 0 < len(value) <= NAME_MAX and _TOKEN.search(value):
+        return value
+    shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+    size = f" ({len(value)} characters)" if isinstance(value, str) and len(value) > NAME_MAX else ""
+    raise ValueError(
+        f"{what} {shown!r}{size} must be 1 to {NAME_MAX} characters of [A-Za-z0-9_-] "
+        "to be a NATS subject token"
+    )
 
 
 def run_subject(prefix: str, workflow: str, run_id: str, kind: Kind, type_name: str) -> str:
@@ -251,6 +269,9 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         parent: for a child run, the parent step's wait it answers (``None`` for a top-level run).
         initial_state: the user state the run starts with (a session's run starts with the
             state the session's previous run ended with); empty by default.
+        timeout_at_ns: when the run's timeout fires (ns since the epoch), 0 for none: whoever
+            appends the run's terminal record then removes the pending schedule
+            (``engine.recovery``).
     """
 
     workflow: str
@@ -261,6 +282,7 @@ class RunStarted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     forked_at: int = 0
     parent: ParentRef | None = None
     initial_state: dict[str, Any] = {}
+    timeout_at_ns: int = 0
 
 
 class StepCompleted(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -56,7 +56,7 @@ HANDLED_SLOTS: Final = frozenset(
         "ended_ns", "steps_completed", "steps_failed", "records", "skipped", "incomplete",
         "orphans", "waits", "resolved", "claimed", "rollbacks", "epoch", "forking", "parent", "_log",
         "attempts", "retrying", "retried_from", "first_failed_ns", "horizon", "dropped",
-        "base_seq",
+        "base_seq", "timeout_at_ns",
     }
 )  # fmt: skip
 # "_log" (every record that counts, kept for a rollback to refold) is not carried: a run loaded
@@ -133,6 +133,7 @@ class _Snapshot(msgspec.Struct, kw_only=True):
     retrying: list[tuple[int, str, StepRetrying]] = []
     retried_from: list[tuple[int, str, int]] = []
     first_failed_ns: list[tuple[int, str, int]] = []
+    timeout_at_ns: int = 0
     orphans: list[int] = []
     # compaction (engine.fold.compact): details at or below the horizon were dropped, except
     # those of the triggers in known; what was dropped of each event type
@@ -217,6 +218,7 @@ def encode_snapshot(st: RunState, *, level: int = 1, keep_events: int = KEEP_EVE
         epoch=st.epoch,
         forking=st.forking,
         parent=st.parent,
+        timeout_at_ns=st.timeout_at_ns,
         attempts=[(t, s, n) for (t, s), n in st.attempts.items()],
         retrying=[(t, s, r) for (t, s), r in st.retrying.items()],
         retried_from=[(t, s, n) for (t, s), n in st.retried_from.items()],
@@ -297,6 +299,7 @@ def decode_snapshot(data: bytes) -> RunState | None:
     st.epoch = snap.epoch
     st.forking = snap.forking
     st.parent = snap.parent
+    st.timeout_at_ns = snap.timeout_at_ns
     st.attempts = {(t, s): n for t, s, n in snap.attempts}
     st.retrying = {(t, s): r for t, s, r in snap.retrying}
     st.retried_from = {(t, s): n for t, s, n in snap.retried_from}

@@ -194,7 +194,7 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
             )
         produces.append(t)
     return StepSpec(
-        name=check_token(name, "step name"),
+        name=_token(name, "step name", step=name),
         fn=fn,
         accepts=tuple(accepts),
         produces=tuple(produces),
@@ -290,7 +290,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                 )
     registry: dict[str, type[Event]] = {}
     for t in (*consumed, *produced, start):
-        n = check_token(event_name(t), "event class name")
+        n = _token(event_name(t), f"workflow {name!r}: event class name")
         if registry.get(n, t) is not t:
             raise WorkflowValidationError(
                 f"workflow {name!r}: two event classes are named {n!r}; names must be unique "
@@ -298,6 +298,16 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
             )
         registry[n] = t
     return start, registry
+
+
+def _token(value: str, what: str, *, step: str | None = None) -> str:
+    """``value`` if it is usable in subjects (``check_token``), else ``WorkflowValidationError``
+    naming ``what``: a name that would make nats-server refuse the subject fails at class creation,
+    not in the first run."""
+    try:
+        return check_token(value, what)
+    except ValueError as e:
+        raise WorkflowValidationError(str(e), step=step) from None
 
 
 class Workflow:
@@ -329,7 +339,7 @@ class Workflow:
         super().__init_subclass__(**kwargs)
         if "workflow_name" not in cls.__dict__:
             cls.workflow_name = cls.__name__
-        check_token(cls.workflow_name, "workflow name")
+        _token(cls.workflow_name, f"workflow class {cls.__qualname__}: workflow name")
         found: dict[str, Callable[..., Any]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():

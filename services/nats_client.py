@@ -17,6 +17,7 @@ from engine import StartEvent, Workflow, WorkflowHandler
 from engine.events import Event
 from engine.log.connection import NatsSettings
 from engine.log.jetstream import JetStreamLog
+from engine.records import check_token
 from engine.runtime import start_run
 
 __all__ = ["NatsClient"]
@@ -74,7 +75,15 @@ class NatsClient:
             start_event / **fields: the start event, or its fields.
             run_id: the run id (default: new); starting the same id twice starts one run.
             timeout: seconds the handler waits before failing the run (default: none).
+
+        Raises:
+            ValueError: ``run_id`` is not 1 to 128 characters of ``A-Z a-z 0-9 _ -``
+                (``engine.records.check_token``); checked before anything reaches NATS, so the
+                server never refuses the subject and the connection stays usable.
+            EventValidationError: a field of the start event does not match its annotation.
         """
+        if run_id is not None:
+            check_token(run_id, "run id")
         if workflow.workflow_name not in self._ensured:
             for spec in workflow.steps.values():
                 await self.log.ensure_consumer(
@@ -97,8 +106,14 @@ class NatsClient:
         *,
         timeout: float | None = None,
     ) -> WorkflowHandler:
-        """A handler for an existing run (replays its log, then follows it)."""
+        """A handler for an existing run (replays its log, then follows it).
+
+        Raises:
+            ValueError: the workflow name or ``run_id`` is not a subject token (as ``start``).
+        """
+        check_token(run_id, "run id")
         if isinstance(workflow, str):
+            check_token(workflow, "workflow")
             name, events = workflow, dict[str, type[Event]]()
         else:
             name, events = workflow.workflow_name, workflow.events

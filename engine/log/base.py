@@ -288,6 +288,18 @@ class EventLog(Protocol):
         """
         ...
 
+    async def unschedule(self, workflow: str, run_id: str, name: str) -> None:
+        """Remove the run's pending timer ``name`` (set with ``schedule``) so it never fires.
+        Nothing happens when it has fired already or was never set; idempotent.
+
+        On JetStream this purges the schedule's subject ``<run>.sch.<name>`` (the server drops
+        the timer with the message: one API request). ``MemoryLog`` cancels its callback.
+
+        Raises:
+            LogError: the log refused (e.g. a stream configured with ``deny_purge``).
+        """
+        ...
+
     async def dead_letter(
         self, record: RawRecord, *, reason: str, consumer: str
     ) -> None:

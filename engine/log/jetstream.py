@@ -50,7 +50,7 @@ from nats.js.api import (
     DeliverPolicy,
     StorageType,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from ..codec import subject_parts
 from ..durations import seconds
@@ -1190,6 +1190,17 @@ class JetStreamLog:
         err = orjson.loads(reply.data).get("error")
         if err is not None:
             raise AppendError(f"schedule rejected: {err.get('description')}", code=err.get("err_code"))
+
+    async def unschedule(self, workflow: str, run_id: str, name: str) -> None:
+        # A message schedule lives as long as its message: the server drops the timer when the
+        # message is purged (ADR-51), and a purge of a subject with no message is a no-op.
+        subject = run_subject(self.prefix, workflow, run_id, "sch", name)
+        try:
+            await self._retry(
+                "purge of " + subject, lambda: self.js.purge_stream(self.stream, subject=subject)
+            )
+        except APIError as exc:
+            raise LogError(f"the purge of {subject} was refused: {exc.description}") from exc
 
     async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
         parts = parse_subject(record.subject)

@@ -99,6 +99,7 @@ class MemoryLog:
         self._seq = 0
         self._scheduled: set[str] = set()  # idempotency keys of timers set
         self._timers: set[asyncio.Future[AppendResult]] = set()
+        self._pending: dict[tuple[str, str, str], asyncio.TimerHandle] = {}  # (workflow, run, name)
         self._runs: dict[tuple[str, str], list[RawRecord]] = {}
         self._ids: dict[str, int] = {}  # idempotency id -> sequence it was stored at
         self._checked: dict[int, int] = {}  # sequence -> the run's last sequence it was appended after
@@ -272,13 +273,24 @@ class MemoryLog:
             return
         self._scheduled.add(idempotency_key)
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
+        parts = parse_subject(message.subject)
+        pending = (parts.workflow, parts.run_id, name) if parts is not None else None
 
         def fire() -> None:
+            if pending is not None:
+                self._pending.pop(pending, None)
             task = asyncio.ensure_future(self.append([message], idempotency_key=idempotency_key))
             self._timers.add(task)
             task.add_done_callback(self._timers.discard)
 
-        asyncio.get_running_loop().call_later(delay, fire)
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        if pending is not None:
+            self._pending[pending] = handle
+
+    async def unschedule(self, workflow: str, run_id: str, name: str) -> None:
+        handle = self._pending.pop((workflow, run_id, name), None)
+        if handle is not None:
+            handle.cancel()
 
     async def dead_letter(self, record: RawRecord, *, reason: str, consumer: str) -> None:
         self._seq += 1

@@ -77,7 +77,7 @@ from engine.log.connection import (
 )
 from engine.log.jetstream import JetStreamLog
 from engine.log.retry import LogUnavailableError, retrying
-from engine.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
+from engine.recovery import RunNotRetryableError, retry_run, run_timeout_at, schedule_run_timeout
 from engine.runtime import new_run_id
 from services.registry import Registry, RegistryView, jetloom_version
 
@@ -467,11 +467,18 @@ async def start_run(
     cp.validate(info, info.start_event, fields)
     rid = run_id or idempotency_key or new_run_id()
     await cp.ensure_consumers(info)
+    # (the deadline goes into RunStarted: whoever ends the run then removes the schedule)
+    timeout_at = run_timeout_at(run_timeout) if run_timeout is not None else 0
     res = await commands.append_start(
-        cp.log, info.name, rid, info.start_event, commands.event_payload(info.start_event, fields)
+        cp.log,
+        info.name,
+        rid,
+        info.start_event,
+        commands.event_payload(info.start_event, fields),
+        timeout_at_ns=timeout_at,
     )
     if run_timeout is not None:
-        await schedule_run_timeout(cp.log, info.name, rid, run_timeout)
+        await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
     queued = not cp.view.serving(info.name)
     links = {
         "self": f"/runs/{rid}",

@@ -27,6 +27,8 @@ from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
+from engine.records import NAME_MAX, TOKEN_PATTERN
+
 from .errors import ApiError, error_body
 
 __all__ = [
@@ -44,11 +46,10 @@ __all__ = [
     "problem",
 ]
 
-NAME_MAX = 128  # characters of a name or id
 IDEMPOTENCY_KEY_MAX = 256  # characters of an Idempotency-Key sent with an event
 SEQ_MAX = 2**63 - 1  # the largest stream sequence accepted (JetStream's are uint64)
 
-NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+NAME_PATTERN = TOKEN_PATTERN  # (with NAME_MAX: the engine's rule, one source)
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII, no space
 SEQ_PATTERN = r"^[0-9]{1,19}$"
 
@@ -136,7 +137,7 @@ def problem(value: str) -> str | None:
         return "is empty"
     if len(value) > NAME_MAX:
         return f"is {len(value)} characters long (at most {NAME_MAX})"
-    if _NAME.match(value):
+    if _NAME.search(value):
         return None
     try:
         value.encode("utf-8")

@@ -156,7 +156,7 @@ def test_custom_start_event_and_name() -> None:
 
 
 def test_bad_workflow_name_is_rejected() -> None:
-    with pytest.raises(ValueError, match="workflow name"):
+    with pytest.raises(WorkflowValidationError, match="workflow name .has.dot."):
 
         class Bad(Workflow):
             workflow_name = "has.dot"
