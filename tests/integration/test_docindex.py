@@ -379,8 +379,10 @@ async def test_distributed_two_workers(
     parse_pids = Counter(c.pid for c in done if c.step == "parse")
     assert set(parse_pids) == {str(w.pid) for w in procs}, parse_pids
 
-    # the workers' own counters agree: each handled some steps, and together exactly the
-    # completions the log holds (a step run twice would count twice)
+    # the workers' own counters agree: each handled some steps, and together the completions the
+    # log holds, plus the steps that ran but did not commit: a commit dropped because the run had
+    # ended meanwhile (a finish racing the fan-in's end, counted in ``cancelled``) or one the log
+    # dropped as a duplicate. A step counted twice would go past that bound.
     def counts(counter: str) -> list[int]:
         stopped = [[ln for ln in out.splitlines() if "jetloom worker stopped" in ln] for out in outs]
         assert [len(lines) for lines in stopped] == [1] * len(outs), outs
@@ -388,7 +390,8 @@ async def test_distributed_two_workers(
 
     handled = counts("handled")
     assert all(n > 0 for n in handled), handled
-    assert sum(handled) == len(done), (handled, len(done))
+    unstored = sum(counts("cancelled")) + sum(counts("duplicates"))
+    assert len(done) <= sum(handled) <= len(done) + unstored, (handled, len(done), unstored)
 
 
 class Completion(NamedTuple):
