@@ -105,6 +105,9 @@ def _length(headers: dict[str, str]) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+DEAD_LETTER_ATTEMPTS = 5  # checked appends of a dead letter's RunFailed before an unchecked one
+
+
 @dataclass
 class ExecutorStats:
     """Counters of one executor (since it started).
@@ -305,9 +308,6 @@ class Executor:
         run_id = run_of(raw.subject)
         if run_id is None:
             return
-        run = await self.runs.get(run_id, min_seq=raw.seq, refresh=True)
-        if run.state.terminal or run.state.status == "pending":
-            return
         ref = DeadLetterRef(subject=raw.subject, seq=raw.seq, step=spec.name, reason=reason)
         failed = RunFailed(
             error_type="DeadLetteredError",
@@ -315,7 +315,20 @@ class Executor:
             dead_letter=ref,
         )
         msg = self._sys(run_id, "RunFailed", failed, {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(raw.seq)})
-        await self.log.append([msg], idempotency_key=f"{run_id}:dead-letter:{raw.seq}")
+        key = f"{run_id}:dead-letter:{raw.seq}"
+        # With the run check, so that two dead letters of one run handled at once (in two
+        # processes) end it once: the second sees the first's RunFailed and stops.
+        for _ in range(DEAD_LETTER_ATTEMPTS):
+            run = await self.runs.get(run_id, min_seq=raw.seq, refresh=True)
+            if run.state.terminal or run.state.status == "pending":
+                return
+            try:
+                await self.log.append([msg], idempotency_key=key, expected_last_seq=run.last_seq)
+                break
+            except LastSeqMismatchError:
+                continue  # the run moved on meanwhile: look again
+        else:  # a run this busy: append unchecked; the fold keeps the first terminal record
+            await self.log.append([msg], idempotency_key=key)
         self.runs.forget(run_id)
         await self._report_end(run_id)
 
