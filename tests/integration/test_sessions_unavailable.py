@@ -4,9 +4,11 @@ with a raw nats-py error; and serves again once the server answers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 
 import nats
 import pytest
@@ -29,6 +31,7 @@ async def test_a_server_that_does_not_answer_is_log_unavailable_after_the_bound(
         assert nats_server.pid is not None
         os.kill(nats_server.pid, signal.SIGSTOP)  # requests time out, the client stays connected
         try:
+            await _until_stopped(nats_server.pid)
             started = time.monotonic()
             with pytest.raises(LogUnavailableError, match="session get of"):
                 await store.get(session.id)
@@ -42,3 +45,26 @@ async def test_a_server_that_does_not_answer_is_log_unavailable_after_the_bound(
         assert got == session and revision > 0
     finally:
         await nc.close()
+
+
+async def _until_stopped(pid: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait until every thread of ``pid`` is stopped: ``kill`` returns before a busy thread on the
+    other core has taken the SIGSTOP, and one request answered in that window passed a test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = _thread_states(pid)
+        if states and all(st == "T" for st in states):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nats-server {pid} did not stop within {timeout}s")
+
+
+def _thread_states(pid: int) -> list[str]:
+    """The scheduler state letter of each thread of ``pid`` (``T``: stopped), from /proc."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+    return states
