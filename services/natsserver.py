@@ -44,7 +44,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -211,7 +211,42 @@ def _stop_leftover_servers() -> None:
             server.stop(timeout=2.0)
 
 
-class EmbeddedNats:
+class _Lifecycle:
+    """Context managers (sync and async) and non-blocking twins of a subclass's blocking
+    ``start(timeout)`` and ``stop(timeout)``. The timeout is enforced inside the worker thread
+    (cancelling the awaiting task would not stop the thread), hence the ASYNC109 waivers."""
+
+    def start(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        raise NotImplementedError
+
+    async def astart(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """``start()`` (with its own default timeout unless one is given) without blocking the
+        event loop."""
+        await asyncio.to_thread(self.start, *(() if timeout is None else (timeout,)))
+
+    async def astop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """``stop()`` without blocking the event loop."""
+        await asyncio.to_thread(self.stop, timeout)
+
+    def __enter__(self) -> Self:
+        self.start()  # type: ignore[call-arg]  (the subclass's default timeout)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+
+class EmbeddedNats(_Lifecycle):
     """A nats-server child process with JetStream enabled.
 
     The server runs with `-c <config>` (when given), `-js`, `-a <host>`, `-p <port>` and the
@@ -411,45 +446,13 @@ class EmbeddedNats:
         self._terminate(timeout=timeout)
         self.start(timeout=timeout)
 
-    def __enter__(self) -> EmbeddedNats:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # ---------------------------------------------------------------- lifecycle (async)
     # `timeout` is the server's startup/shutdown deadline, enforced inside the worker thread
     # (cancelling the awaiting task would not stop the thread), hence the ASYNC109 waivers.
 
-    async def astart(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """`start()` without blocking the event loop (runs in a worker thread)."""
-        await asyncio.to_thread(self.start, timeout)
-
-    async def astop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """`stop()` without blocking the event loop (runs in a worker thread)."""
-        await asyncio.to_thread(self.stop, timeout)
-
     async def arestart(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """`restart()` without blocking the event loop (runs in a worker thread)."""
         await asyncio.to_thread(self.restart, timeout)
-
-    async def __aenter__(self) -> EmbeddedNats:
-        await self.astart()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
 
     # ---------------------------------------------------------------- diagnostics
 
@@ -662,7 +665,7 @@ class EmbeddedNats:
 _PLACEHOLDER_ROUTE = "nats://127.0.0.1:1"
 
 
-class EmbeddedCluster:
+class EmbeddedCluster(_Lifecycle):
     """A local JetStream cluster of ``size`` nats-server processes on one host, for trying and
     testing replication (R3 streams, node loss).
 
@@ -789,41 +792,9 @@ class EmbeddedCluster:
         self.nodes[i].restart(timeout=timeout)  # (SIGTERM first if it runs; same port and store)
         self._wait_healthy(i, deadline)
 
-    async def astart(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """``start()`` without blocking the event loop (runs in a worker thread)."""
-        await asyncio.to_thread(self.start, timeout)
-
-    async def astop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """``stop()`` without blocking the event loop."""
-        await asyncio.to_thread(self.stop, timeout)
-
     async def arestart(self, i: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """``restart(i)`` without blocking the event loop."""
         await asyncio.to_thread(self.restart, i, timeout)
-
-    async def __aenter__(self) -> EmbeddedCluster:
-        await self.astart()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
-
-    def __enter__(self) -> EmbeddedCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- JetStream placement
 

@@ -21,7 +21,6 @@ from engine.executor import Executor
 from engine.log.connection import NatsConnectionClosed, NatsSettings, connection_closed
 from engine.log.jetstream import (
     DEFAULT_ACK_WAIT,
-    DEFAULT_PROGRESS_HEARTBEAT,
     JetStreamLog,
     check_lease,
 )
@@ -86,9 +85,12 @@ async def serve(
             server ``-ERR``, expired credentials). The process should exit non-zero so that its
             supervisor restarts it: its unacked triggers are redelivered meanwhile.
     """
-    if progress_heartbeat is None:
-        progress_heartbeat = min(DEFAULT_PROGRESS_HEARTBEAT, ack_wait / 3)
-    check_lease(ack_wait.total_seconds(), progress_heartbeat.total_seconds())
+    progress_heartbeat = timedelta(
+        seconds=check_lease(
+            ack_wait.total_seconds(),
+            None if progress_heartbeat is None else progress_heartbeat.total_seconds(),
+        )
+    )
     workflow = load_workflow(target)
     log = await JetStreamLog.connect(
         nats,

@@ -116,13 +116,17 @@ DEFAULT_ACK_WAIT = timedelta(seconds=6)
 DEFAULT_PROGRESS_HEARTBEAT = timedelta(seconds=2)
 
 
-def check_lease(ack_wait_s: float, progress_heartbeat_s: float) -> None:
-    """Check a step consumer's ``ack_wait`` and progress-heartbeat interval (seconds).
+def check_lease(ack_wait_s: float, progress_heartbeat_s: float | None = None) -> float:
+    """Check a step consumer's ``ack_wait`` and progress-heartbeat interval (seconds), and return
+    the heartbeat: when none is given, ``DEFAULT_PROGRESS_HEARTBEAT`` or a third of ``ack_wait``
+    when that is shorter.
 
     Raises:
         ValueError: either is not positive, or the heartbeat is not shorter than ``ack_wait``
             (a running step would lose its lease between two in-progress acks).
     """
+    if progress_heartbeat_s is None:
+        progress_heartbeat_s = min(DEFAULT_PROGRESS_HEARTBEAT.total_seconds(), ack_wait_s / 3)
     if ack_wait_s <= 0 or progress_heartbeat_s <= 0:
         raise ValueError(
             f"ack_wait and progress heartbeat must be > 0 s, got {ack_wait_s:g} and {progress_heartbeat_s:g}"
@@ -131,6 +135,7 @@ def check_lease(ack_wait_s: float, progress_heartbeat_s: float) -> None:
         raise ValueError(
             f"progress heartbeat ({progress_heartbeat_s:g}s) must be shorter than ack_wait ({ack_wait_s:g}s)"
         )
+    return progress_heartbeat_s
 
 
 def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
@@ -467,11 +472,9 @@ class JetStreamLog:
         if commit not in ("pipelined", "batch"):
             raise ValueError(f"commit must be 'pipelined' or 'batch', got {commit!r}")
         self.ack_wait = seconds(ack_wait)
-        if progress_heartbeat is None:
-            default = seconds(DEFAULT_PROGRESS_HEARTBEAT)
-            progress_heartbeat = min(default, self.ack_wait / 3)
-        self.progress_heartbeat = seconds(progress_heartbeat)
-        check_lease(self.ack_wait, self.progress_heartbeat)
+        self.progress_heartbeat = check_lease(
+            self.ack_wait, None if progress_heartbeat is None else seconds(progress_heartbeat)
+        )
         self.nc = nc
         self.fast_path = fast_path_from_env() if fast_path is None else fast_path
         if self.fast_path:

@@ -97,6 +97,7 @@ from .queries import (
     list_runs,
     load_run,
     record_view,
+    run_links,
     run_view,
     terminal_seq,
 )
@@ -480,11 +481,7 @@ async def start_run(
     if run_timeout is not None:
         await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
     queued = not cp.view.serving(info.name)
-    links = {
-        "self": f"/runs/{rid}",
-        "events": f"/runs/{rid}/events",
-        "stream": f"/runs/{rid}/stream",
-    }
+    links = run_links(rid)
     if wait:
         st = await cp.wait_for_end(info.name, rid, timeout or cp.wait_timeout)
         body = {**run_view(st), "queued": queued, "created": not res.duplicate, "links": links}

@@ -42,6 +42,7 @@ __all__ = [
     "load_run",
     "record_view",
     "rfc3339",
+    "run_links",
     "run_view",
     "terminal_seq",
 ]
@@ -264,6 +265,12 @@ def _error_view(state: RunState) -> dict[str, Any] | None:
     if state.status == "cancelled":
         return {"type": "WorkflowCancelledError", "message": f"run {state.run_id} was cancelled"}
     return None
+
+
+def run_links(run_id: str) -> dict[str, str]:
+    """The API paths of a run (``self``, ``events``, ``stream``), as start, fork and session
+    runs answer them."""
+    return {"self": f"/runs/{run_id}", "events": f"/runs/{run_id}/events", "stream": f"/runs/{run_id}/stream"}
 
 
 def run_view(state: RunState) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from . import validation as v
 from .app import ApiError, ControlPlane, _cp, _json_body
 from .auth import needs
 from .errors import ERROR_RESPONSES
-from .queries import find_workflow, load_run
+from .queries import find_workflow, load_run, run_links
 
 __all__ = ["HANDLERS"]
 
@@ -136,7 +136,7 @@ async def run_in_session(
         commands.event_payload(info.start_event, fields),
         initial_state=initial,
     )
-    links = {"self": f"/runs/{rid}", "events": f"/runs/{rid}/events", "stream": f"/runs/{rid}/stream"}
+    links = run_links(rid)
     body = {
         "run_id": rid,
         "workflow": info.name,

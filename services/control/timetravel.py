@@ -36,7 +36,7 @@ from . import validation as v
 from .app import ApiError, _cp, _json_body
 from .auth import needs
 from .errors import ERROR_RESPONSES
-from .queries import run_view
+from .queries import run_links, run_view
 
 __all__ = ["HANDLERS", "fork_run", "rollback_run", "run_state"]
 
@@ -148,7 +148,7 @@ async def fork_run(
     await cp.ensure_consumers(info)
     with _errors("at_seq"):
         res = await timetravel.fork(cp.log, wf, run_id, at_seq, new)
-    links = {"self": f"/runs/{new}", "events": f"/runs/{new}/events", "stream": f"/runs/{new}/stream"}
+    links = run_links(new)
     out = {
         "run_id": new,
         "workflow": wf,
