@@ -54,7 +54,7 @@ class Options:
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
             quick 8). (Until 12-01 jetloom's client followed each run with a consumer of its own
             and 500 hit nats-server's 1,000 consumers per stream; it now shares one per workflow,
-            ``engine.log.jsfollow``, and 300 stays so that figures compare across dates.)
+            ``engine.jetstream.follow``, and 300 stays so that figures compare across dates.)
         fan_n: events fanned out and in by (c) (default 1,000; quick 20).
         fan_reps: fan runs measured per system (default 3; quick 1).
         rebuild_sizes: log sizes of (d) (default 100 … 100,000; quick 100 and 1,000).

@@ -49,7 +49,7 @@ def jetloom(
 ) -> None:
     """A jetloom step worker for TARGET (``module:WorkflowClass``); ``--nats`` may list a
     cluster's nodes, comma-separated, and ``--replicas`` is that of the streams it creates."""
-    from engine.log.connection import NatsSettings
+    from engine.jetstream.connection import NatsSettings
     from services.worker import serve
 
     settings = NatsSettings(url=nats_url, replicas=replicas)

@@ -1,8 +1,8 @@
 """jetloom's engine: the workflow model, the fold and the event log port. No HTTP; NATS only
-behind ``EventLog`` (``engine.log.jetstream``)."""
+behind ``EventLog`` (``engine.jetstream.log``)."""
 
-from .context import Context
-from .errors import (
+from engine.memory.log import MemoryLog
+from engine.model.errors import (
     ChildWorkflowError,
     EventDecodeError,
     JetloomError,
@@ -13,17 +13,18 @@ from .errors import (
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
-from .events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
-from .fold import RunState, fold
-from .handler import WorkflowHandler
-from .log import EventLog, MemoryLog
-from .retry import (
+from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from engine.model.retry import (
     ConstantDelayRetryPolicy,
     ExponentialBackoffRetryPolicy,
     RetryPolicy,
     StepFailedEvent,
 )
-from .workflow import Workflow, catch_error, step
+from engine.ports.log import EventLog
+from engine.runtime.context import Context
+from engine.runtime.handler import WorkflowHandler
+from engine.state.fold import RunState, fold
+from engine.workflow import Workflow, catch_error, step
 
 __all__ = [
     "ChildWorkflowError",

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from .errors import WorkflowValidationError
-from .events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
-from .records import check_token
+from engine.model.errors import WorkflowValidationError
+from engine.model.events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
+from engine.model.records import check_token
 
 if TYPE_CHECKING:
-    from .handler import WorkflowHandler
-    from .log.base import EventLog
+    from engine.ports.log import EventLog
+    from engine.runtime.handler import WorkflowHandler
 
 __all__ = ["StepSpec", "Workflow", "catch_error", "step"]
 
@@ -45,7 +45,7 @@ class StepSpec:
         event_param / ctx_param: parameter names (``ctx_param`` is ``None`` if it takes no context).
         num_workers: concurrent handlers of this step per process (default 4).
         is_async: ``async def`` (a plain ``def`` runs in a worker thread).
-        retry_policy: decides retries of a failed attempt (``engine.retry``); ``None``: none.
+        retry_policy: decides retries of a failed attempt (``engine.model.retry``); ``None``: none.
         timeout: seconds one attempt may run before it fails with ``StepTimeoutError``.
         catch_error: this is the workflow's error handler (``@catch_error``).
     """
@@ -80,11 +80,11 @@ def step(
     Args:
         num_workers: how many triggers of this step one process handles at once (default 4,
             as in llama-index-workflows). Across processes, every replica adds as many.
-        retry_policy: an ``engine.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
+        retry_policy: an ``engine.model.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
             llama-index-workflows' protocol) deciding whether, and after how many seconds, a failed
             attempt is tried again; each attempt is a record in the log (default: no retries).
         timeout: seconds (or a timedelta) one attempt may run; a longer one is cancelled and fails
-            with ``engine.retry.StepTimeoutError`` (default: no limit). A plain ``def`` step's
+            with ``engine.model.retry.StepTimeoutError`` (default: no limit). A plain ``def`` step's
             thread cannot be stopped: its attempt fails, the thread runs on.
         catch_error: make this step the workflow's error handler (same as ``@catch_error``): it
             accepts ``StepFailedEvent`` and gets one whenever another step fails for good.
@@ -114,7 +114,7 @@ def step(
 
 def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
     """Mark a workflow method as its error handler: a step accepting ``StepFailedEvent``
-    (``engine.retry``), called when any other step fails for good (after its retries). What it
+    (``engine.model.retry``), called when any other step fails for good (after its retries). What it
     returns continues the run, or ends it with a ``StopEvent``; if it fails, the run fails. At most
     one per workflow. ``@catch_error`` is ``@step(catch_error=True)``."""
     return step(fn, num_workers=num_workers, catch_error=True)
@@ -146,7 +146,7 @@ def _resolve_hints(fn: Callable[..., Any], localns: dict[str, Any]) -> dict[str,
 
 
 def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpec:
-    from .context import Context
+    from engine.runtime.context import Context
 
     opts = fn.__jl_step__  # type: ignore[attr-defined]
     hints = _resolve_hints(fn, localns)
@@ -219,13 +219,13 @@ def _caller_locals() -> dict[str, Any]:
 
 def _external(t: type[Event]) -> bool:
     """Events that come from outside the step graph (a start, human input, a step failure)."""
-    from .retry import StepFailedEvent
+    from engine.model.retry import StepFailedEvent
 
     return issubclass(t, StartEvent | HumanResponseEvent | StepFailedEvent)
 
 
 def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
-    from .retry import StepFailedEvent
+    from engine.model.retry import StepFailedEvent
 
     handlers = [s for s in steps.values() if s.catch_error]
     if len(handlers) > 1:
@@ -377,6 +377,6 @@ class Workflow:
             run_id: the run's id (default: a new random id); a subject token.
             **fields: fields of the start event.
         """
-        from .runtime import run_in_process
+        from engine.runtime.inprocess import run_in_process
 
         return run_in_process(self, start_event=start_event, run_id=run_id, fields=fields)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import nats.errors
 import typer
 
-from engine.log.connection import describe_error
-from engine.log.retry import LogUnavailableError
+from engine.jetstream.connection import describe_error
+from engine.jetstream.retry import LogUnavailableError
 
 from . import nats_options as no
 
@@ -47,7 +47,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 #: Failures a process command reports in one line on stderr (exit code 1) rather than with a
-#: traceback: NATS unreachable, refused or closed for good (``engine.log.connection``), streams
+#: traceback: NATS unreachable, refused or closed for good (``engine.jetstream.connection``), streams
 #: or buckets without a leader for longer than the retry budget (``LogUnavailableError``, e.g.
 #: set-up at start-up during an election, or a control plane's rebuild that gave up), a missing
 #: or unreadable file, a TLS failure, a workflow that does not import, a bad deployment file.
@@ -142,7 +142,7 @@ def worker(
     ] = 10.0,
     snapshot_every: Annotated[
         int, typer.Option(min=1, help="Records a run folds between two snapshots in the KV bucket.")
-    ] = 1000,  # engine.snapshots.DEFAULT_SNAPSHOT_EVERY (not imported here: the CLI starts lean)
+    ] = 1000,  # engine.state.snapshots.DEFAULT_SNAPSHOT_EVERY (not imported here: the CLI starts lean)
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     debug: Debug = False,
 ) -> None:
@@ -151,7 +151,7 @@ def worker(
     Exits 1 with one line on stderr when NATS cannot be reached at start-up, refuses the
     credentials, or closes the connection for good (the supervisor restarts the process; its
     unacked triggers are redelivered)."""
-    from engine.log.jetstream import check_lease
+    from engine.jetstream.log import check_lease
 
     from .worker import serve
 

@@ -42,7 +42,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from engine.errors import (
+from engine.model.errors import (
     DeadLetteredError,
     JetloomError,
     RunNotFoundError,
@@ -51,7 +51,14 @@ from engine.errors import (
     WorkflowRuntimeError,
     WorkflowTimeoutError,
 )
-from engine.events import Event, StopEvent, event_fields, event_from_fields, event_name, known_event
+from engine.model.events import (
+    Event,
+    StopEvent,
+    event_fields,
+    event_from_fields,
+    event_name,
+    known_event,
+)
 from engine.workflow import Workflow
 
 __all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "SyncRunHandle"]
@@ -549,7 +556,7 @@ class RunHandle:
         return await self.client._call("GET", f"/runs/{self.run_id}/state", params=params)  # type: ignore[no-any-return]
 
     async def rollback(self, to_seq: int, *, reason: str = "") -> dict[str, Any]:
-        """Roll the run back to stream sequence ``to_seq`` (see ``engine.timetravel``); returns
+        """Roll the run back to stream sequence ``to_seq`` (see ``engine.runtime.timetravel``); returns
         ``{"marker_seq", "epoch", "resumed": [{"trigger", "step"}], ...}``.
 
         Raises:

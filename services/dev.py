@@ -70,9 +70,9 @@ async def run_dev(
     Raises:
         FileNotFoundError / ValueError: no usable deployment file (the message says why), a bad
             ``sync``, or ``sync`` with an existing server (``url``), whose own config sets it.
-        engine.log.connection.NatsConnectError: NATS unreachable, or it refused the credentials.
+        engine.jetstream.connection.NatsConnectError: NATS unreachable, or it refused the credentials.
         services.launcher.WorkerStartError: a worker exited before it was ready.
-        engine.log.connection.NatsConnectionClosed / NatsConnectError: the control plane's
+        engine.jetstream.connection.NatsConnectionClosed / NatsConnectError: the control plane's
             connection was closed for good and could not be rebuilt.
     """
     dep = _deployment(path, workflows)

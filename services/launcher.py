@@ -44,8 +44,8 @@ from typing import Any
 import msgspec
 import uvicorn
 
-from engine.log.connection import NatsSettings
-from engine.log.jetstream import DEFAULT_ACK_WAIT, check_lease
+from engine.jetstream.connection import NatsSettings
+from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 
 from .nats_options import environ
 
@@ -362,7 +362,7 @@ class ControlPlaneServer:
         """Serve in a background task; return the URL once it accepts connections.
 
         Raises:
-            engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials
+            engine.jetstream.connection.NatsConnectError: NATS unreachable or refused the credentials
                 (connected before uvicorn starts, so the error is raised as it is).
             RuntimeError: uvicorn exited during startup (e.g. the port is taken).
         """

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine import StartEvent, Workflow, WorkflowHandler
-from engine.events import Event
-from engine.log.connection import NatsSettings
-from engine.log.jetstream import JetStreamLog
-from engine.records import check_token
-from engine.runtime import start_run
+from engine.jetstream.connection import NatsSettings
+from engine.jetstream.log import JetStreamLog
+from engine.model.events import Event
+from engine.model.records import check_token
+from engine.runtime.inprocess import start_run
 
 __all__ = ["NatsClient"]
 
@@ -40,7 +40,7 @@ class NatsClient:
         and start-up attempts; options as for ``JetStreamLog``).
 
         Raises:
-            engine.log.connection.NatsConnectError: every start-up attempt failed, or the server
+            engine.jetstream.connection.NatsConnectError: every start-up attempt failed, or the server
                 refused the credentials (at once); its message is one line naming the URL and
                 the cause.
         """
@@ -78,7 +78,7 @@ class NatsClient:
 
         Raises:
             ValueError: ``run_id`` is not 1 to 128 characters of ``A-Z a-z 0-9 _ -``
-                (``engine.records.check_token``); checked before anything reaches NATS, so the
+                (``engine.model.records.check_token``); checked before anything reaches NATS, so the
                 server never refuses the subject and the connection stays usable.
             EventValidationError: a field of the start event does not match its annotation.
         """

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.log.connection import NatsSettings
+from engine.jetstream.connection import NatsSettings
 
 __all__ = [
     "ENV",

@@ -28,9 +28,9 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from engine.describe import WorkflowInfo
-from engine.log.kv import open_bucket
-from engine.log.retry import DEFAULT_RETRY_FOR, retrying
+from engine.jetstream.kv import open_bucket
+from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
+from engine.runtime.describe import WorkflowInfo
 
 __all__ = ["DEFAULT_TTL", "Heartbeat", "Registry", "RegistryView", "ServiceEntry", "jetloom_version"]
 
@@ -134,7 +134,7 @@ class Registry:
         overwrites itself, so a repeat is harmless).
 
         Raises:
-            engine.log.retry.LogUnavailableError: not stored within ``retry_for``.
+            engine.jetstream.retry.LogUnavailableError: not stored within ``retry_for``.
         """
         entry.heartbeat_at = _now()
         data = msgspec.json.encode(entry)

@@ -9,7 +9,7 @@ is refused while the previous one is still running (the state it will end with i
 Every change is a compare-and-set on the entry's revision, so two control-plane replicas starting
 runs in one session at once cannot both succeed.
 
-Every KV request rides through a leader election of the bucket (``engine.log.retry.retrying``:
+Every KV request rides through a leader election of the bucket (``engine.jetstream.retry.retrying``:
 bounded, with backoff) and raises ``LogUnavailableError`` after the budget, which the control
 plane answers with 503 and ``Retry-After``. A compare-and-set whose first attempt was stored but
 not acknowledged is refused on its retry (the revision moved); it counts as done when the entry
@@ -31,9 +31,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from engine.errors import JetloomError
-from engine.log.kv import open_bucket
-from engine.log.retry import DEFAULT_RETRY_FOR, retrying
+from engine.jetstream.kv import open_bucket
+from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
+from engine.model.errors import JetloomError
 
 from .registry import _current_values
 
@@ -70,13 +70,13 @@ _decoder = msgspec.json.Decoder(Session)
 class SessionStore:
     """Sessions in a KV bucket. Create with ``await SessionStore.open(nc)``.
 
-    Every method raises ``engine.log.retry.LogUnavailableError`` when the bucket could not serve
+    Every method raises ``engine.jetstream.retry.LogUnavailableError`` when the bucket could not serve
     it within the retry budget (no leader, no responders, timeouts).
 
     Args:
         kv: the bucket.
         retry_for: how long each request is retried through transient failures (``timedelta``
-            or seconds; default 20 s, ``engine.log.retry.DEFAULT_RETRY_FOR``).
+            or seconds; default 20 s, ``engine.jetstream.retry.DEFAULT_RETRY_FOR``).
     """
 
     def __init__(self, kv: KeyValue, *, retry_for: timedelta | float = DEFAULT_RETRY_FOR) -> None:

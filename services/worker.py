@@ -16,16 +16,16 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
-from engine.describe import describe
-from engine.executor import Executor
-from engine.log.connection import NatsConnectionClosed, NatsSettings, connection_closed
-from engine.log.jetstream import (
+from engine.jetstream.connection import NatsConnectionClosed, NatsSettings, connection_closed
+from engine.jetstream.log import (
     DEFAULT_ACK_WAIT,
     JetStreamLog,
     check_lease,
 )
-from engine.log.jssnapshots import KvSnapshots
-from engine.snapshots import DEFAULT_SNAPSHOT_EVERY
+from engine.jetstream.snapshots import KvSnapshots
+from engine.runtime.describe import describe
+from engine.runtime.executor import Executor
+from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 
 from .loading import load_workflow
 from .registry import DEFAULT_TTL, Heartbeat, Registry
@@ -79,9 +79,9 @@ async def serve(
     Raises:
         ValueError: ``progress_heartbeat`` is not shorter than ``ack_wait`` (checked before
             connecting).
-        engine.log.connection.NatsConnectError: NATS unreachable at start-up, or it refused the
+        engine.jetstream.connection.NatsConnectError: NATS unreachable at start-up, or it refused the
             credentials.
-        engine.log.connection.NatsConnectionClosed: nats-py closed the connection for good (a
+        engine.jetstream.connection.NatsConnectionClosed: nats-py closed the connection for good (a
             server ``-ERR``, expired credentials). The process should exit non-zero so that its
             supervisor restarts it: its unacked triggers are redelivered meanwhile.
     """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.log.jetstream import JetStreamLog
+from engine.jetstream.log import JetStreamLog
 from services.client import Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess

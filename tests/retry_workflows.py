@@ -8,7 +8,11 @@ import os
 from pathlib import Path
 
 from engine import Event, StartEvent, StopEvent, Workflow, step
-from engine.retry import ConstantDelayRetryPolicy, ExponentialBackoffRetryPolicy, StepFailedEvent
+from engine.model.retry import (
+    ConstantDelayRetryPolicy,
+    ExponentialBackoffRetryPolicy,
+    StepFailedEvent,
+)
 from engine.workflow import catch_error
 
 BROKEN_ENV = "JETLOOM_TEST_BROKEN"  # Fixable.check fails while this is "1" in the worker

@@ -24,9 +24,9 @@ import nats
 from nats.aio.msg import Msg
 
 from engine import StartEvent
-from engine.log.jetstream import JetStreamLog
-from engine.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit, run_subject
-from engine.runtime import append_start
+from engine.jetstream.log import JetStreamLog
+from engine.model.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit, run_subject
+from engine.runtime.inprocess import append_start
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedCluster, EmbeddedNats
 

@@ -12,7 +12,7 @@ a ``StepCompleted`` (one state change) and the ``BenchTick`` event it emitted, u
   until the N-th (no decoding): the floor for reading a run on this stack.
 
 - **rebuild from a snapshot** = what a worker does for a run it has not cached once a snapshot
-  exists (``engine.runs.RunCache``): get the snapshot from the KV bucket ``<prefix>_snapshots``,
+  exists (``engine.runtime.runs.RunCache``): get the snapshot from the KV bucket ``<prefix>_snapshots``,
   ``decode_snapshot``, read the records after it (a tail of ``SNAPSHOT_TAIL``) and fold them in. The
   snapshot is written once, of the fold up to the tail, with ``encode_snapshot`` + ``KvSnapshots``.
   Once every size is in the stream, the sizes are rebuilt from their snapshots in turns,
@@ -42,11 +42,10 @@ import uuid
 from typing import Any
 
 from engine import StartEvent, fold
-from engine.codec import decode_record, encode
-from engine.events import encode_event
-from engine.log.jetstream import JetStreamLog
-from engine.log.jssnapshots import KvSnapshots
-from engine.records import (
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.snapshots import KvSnapshots
+from engine.model.events import encode_event
+from engine.model.records import (
     H_RUN,
     H_STEP,
     H_TRIGGER,
@@ -56,8 +55,9 @@ from engine.records import (
     run_filter,
     run_subject,
 )
-from engine.runtime import start_commit
-from engine.snapshots import decode_snapshot, encode_snapshot
+from engine.runtime.inprocess import start_commit
+from engine.state.snapshots import decode_snapshot, encode_snapshot
+from engine.wire.codec import decode_record, encode
 
 from ..harness import Harness
 from ..measure import CpuMeter, run_loop

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.log.jetstream import DEFAULT_ACK_WAIT, DEFAULT_PROGRESS_HEARTBEAT
+from engine.jetstream.log import DEFAULT_ACK_WAIT, DEFAULT_PROGRESS_HEARTBEAT
 from services.nats_client import NatsClient
 
 from ..harness import Harness

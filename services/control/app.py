@@ -62,23 +62,28 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from engine import commands
-from engine.codec import decode_record
-from engine.commit import OrphanFilter
-from engine.describe import WorkflowInfo
-from engine.durations import seconds
-from engine.fold import RunState
-from engine.log.connection import (
+from engine.jetstream.connection import (
     NatsConnectError,
     NatsSettings,
     connection_closed,
     describe_error,
     open_connection,
 )
-from engine.log.jetstream import JetStreamLog
-from engine.log.retry import LogUnavailableError, retrying
-from engine.recovery import RunNotRetryableError, retry_run, run_timeout_at, schedule_run_timeout
-from engine.runtime import new_run_id
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.retry import LogUnavailableError, retrying
+from engine.model.durations import seconds
+from engine.runtime import commands
+from engine.runtime.describe import WorkflowInfo
+from engine.runtime.inprocess import new_run_id
+from engine.runtime.recovery import (
+    RunNotRetryableError,
+    retry_run,
+    run_timeout_at,
+    schedule_run_timeout,
+)
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record
+from engine.wire.commit import OrphanFilter
 from services.registry import Registry, RegistryView, jetloom_version
 
 from . import validation as v
@@ -112,7 +117,7 @@ DEFAULT_MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
 #: How long the rebuild of a closed connection keeps trying through transient failures (NATS
 #: unreachable, a stream or bucket without a leader) before the process exits for its
-#: supervisor: three leader elections of the longest kind (engine.log.retry).
+#: supervisor: three leader elections of the longest kind (engine.jetstream.retry).
 REBUILD_FOR = timedelta(seconds=60)
 SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
 READY_TIMEOUT = 2.0  # seconds /ready waits for the stream's info before it answers 503
@@ -162,14 +167,14 @@ class ControlPlane:
         A connection that nats-py later closes for good (a server ``-ERR``, expired credentials)
         is rebuilt in the background: a new ``JetStreamLog`` and registry view. Transient
         failures of the rebuild (NATS unreachable after the start-up attempts, a stream or
-        bucket without a leader: ``engine.log.retry.is_transient``) are retried with backoff for
+        bucket without a leader: ``engine.jetstream.retry.is_transient``) are retried with backoff for
         ``rebuild_for``; requests meanwhile get 503. A rebuild that fails for good (refused
         credentials, a refused set-up, or still transient after ``rebuild_for``) resolves
         ``broken``.
 
         Raises:
-            engine.log.connection.NatsConnectError: NATS unreachable or refused the credentials.
-            engine.log.retry.LogUnavailableError: the streams had no leader within the log's
+            engine.jetstream.connection.NatsConnectError: NATS unreachable or refused the credentials.
+            engine.jetstream.retry.LogUnavailableError: the streams had no leader within the log's
                 retry budget.
         """
         if self.log is not None:
@@ -528,7 +533,7 @@ async def run_detail(state: State, run_id: v.Name) -> dict[str, Any]:
 @get("/runs/{run_id:str}/events", opt=needs("read"), responses=ERROR_RESPONSES)
 async def run_events(state: State, run_id: v.Name, after: v.Seq = 0) -> dict[str, Any]:
     """Every record of the run after sequence ``after``, in order (orphans of a commit that did not
-    stand left out: ``engine.commit``)."""
+    stand left out: ``engine.wire.commit``)."""
     cp = _cp(state)
     assert cp.log is not None
     wf = await cp.run_workflow(run_id)
@@ -549,7 +554,7 @@ async def run_stream(
     Each event has ``id:`` = stream sequence, ``event:`` = kind (evt/sys/out) and ``data:`` = the
     record as in ``/runs/{id}/events``. Reconnect with ``Last-Event-ID`` (or ``?after=``) to
     resume without loss or repeats. The stream ends after the record that ends the run. Orphans
-    (messages of a commit that did not stand, ``engine.commit``) are left out.
+    (messages of a commit that did not stand, ``engine.wire.commit``) are left out.
     """
     cp = _cp(state)
     assert cp.log is not None

@@ -33,8 +33,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from engine.errors import CommitTooLargeError, LogError
-from engine.log.retry import LogUnavailableError, is_transient
+from engine.jetstream.retry import LogUnavailableError, is_transient
+from engine.model.errors import CommitTooLargeError, LogError
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -117,7 +117,7 @@ def nats_unavailable(exc: BaseException) -> str | None:
     """Why ``exc`` means NATS (or the run stream) cannot serve right now, or ``None`` if it does not.
 
     Covers the log's ``LogUnavailableError`` (what its bounded retries through an election give
-    up with), what the log's own classifier calls transient (``engine.log.retry.is_transient``),
+    up with), what the log's own classifier calls transient (``engine.jetstream.retry.is_transient``),
     nats-py's connection errors (closed, draining: the control plane rebuilds the connection
     meanwhile), JetStream API errors with code 503 or a description of a stream without a
     leader, and the log's errors carrying those descriptions.

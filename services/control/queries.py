@@ -1,6 +1,6 @@
 """Read models of the control plane, computed from the log on every request (no state of its own).
 
-- a run's view: its records folded (``engine.fold``), shaped for JSON;
+- a run's view: its records folded (``engine.state.fold``), shaped for JSON;
 - the run list: ``sys.RunStarted`` records scanned in sequence order (the cursor is a stream
   sequence), with each page's status read from the last terminal record per run subject (one
   ``multi_last`` direct get per page).
@@ -14,10 +14,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from engine.codec import decode_record
-from engine.fold import RunState
-from engine.log.jetstream import JetStreamLog
-from engine.records import (
+from engine.jetstream.log import JetStreamLog
+from engine.model.records import (
     H_ATTEMPT,
     H_CLASS,
     H_COMMIT,
@@ -31,6 +29,8 @@ from engine.records import (
     is_one_message_commit,
     parse_subject,
 )
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record
 
 __all__ = [
     "RUN_STATUSES",
@@ -88,7 +88,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 def _terminal_subjects(prefix: str, workflow: str, run_id: str) -> list[str]:
     base = f"{prefix}.run.{workflow}.{run_id}.sys."
-    # cmd.*: a retry-from-failure after a StepFailed reopens the run (engine.recovery)
+    # cmd.*: a retry-from-failure after a StepFailed reopens the run (engine.runtime.recovery)
     return [base + t for t in (*TERMINAL_TYPES, "StepFailed")] + [f"{prefix}.run.{workflow}.{run_id}.cmd.*"]
 
 
@@ -241,7 +241,7 @@ def record_view(raw: RawRecord) -> dict[str, Any]:
         if header in h and h[header].isdigit():
             view[key] = int(h[header])
     if is_one_message_commit(view["kind"], view["type"], h.get(H_COMMIT), h.get(H_STEP)):
-        view["completes_step"] = True  # the record is its step's whole commit (engine.commit)
+        view["completes_step"] = True  # the record is its step's whole commit (engine.wire.commit)
     view["data"] = _json(raw.data)
     return view
 

@@ -25,8 +25,8 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
-from engine import commands
-from engine.runtime import new_run_id
+from engine.runtime import commands
+from engine.runtime.inprocess import new_run_id
 from services.sessions import Session, SessionConflictError, SessionNotFoundError, SessionStore
 
 from . import validation as v

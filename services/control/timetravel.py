@@ -1,4 +1,4 @@
-"""Control plane endpoints for time travel (``engine.timetravel``)::
+"""Control plane endpoints for time travel (``engine.runtime.timetravel``)::
 
     GET  /runs/{id}/state?at=N          the run folded up to stream sequence N (default: all of it)
     POST /runs/{id}/rollback            body: {"to_seq": N, "reason": optional}
@@ -25,12 +25,11 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
-from engine import timetravel
-from engine.codec import decode_record
-from engine.describe import WorkflowInfo
-from engine.errors import InvalidSequenceError, RunConflictError, RunNotFoundError
-from engine.fold import RunState
-from engine.runtime import new_run_id
+from engine.model.errors import InvalidSequenceError, RunConflictError, RunNotFoundError
+from engine.runtime.describe import WorkflowInfo
+from engine.runtime.inprocess import new_run_id, timetravel
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record
 
 from . import validation as v
 from .app import ApiError, _cp, _json_body

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.commit import tag_commit
-from engine.errors import LastSeqMismatchError
-from engine.log.jetstream import JetStreamLog
-from engine.log.memory import MemoryLog
-from engine.records import OutMessage, RawRecord, execution_of, run_subject
+from engine.jetstream.log import JetStreamLog
+from engine.memory.log import MemoryLog
+from engine.model.errors import LastSeqMismatchError
+from engine.model.records import OutMessage, RawRecord, execution_of, run_subject
+from engine.wire.commit import tag_commit
 from services.natsserver import EmbeddedNats
 
 WF = "Contract"

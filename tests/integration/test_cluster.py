@@ -18,7 +18,7 @@ import nats
 import pytest
 from nats.js.api import KeyValueConfig, StreamConfig
 
-from engine.log.connection import NatsSettings
+from engine.jetstream.connection import NatsSettings
 from services.launcher import ControlPlaneServer, WorkerProcess
 from services.natsserver import EmbeddedCluster
 from tests.integration.procs import eventually
@@ -186,7 +186,7 @@ async def test_an_operators_r3_stream_is_left_as_configured(
 
 
 async def test_a_lower_replica_count_is_reported_not_raised(nats_cluster: EmbeddedCluster, caplog: pytest.LogCaptureFixture) -> None:
-    from engine.log.jetstream import JetStreamLog
+    from engine.jetstream.log import JetStreamLog
 
     nc = await nats.connect(nats_cluster.urls.split(","))
     try:
@@ -209,7 +209,7 @@ async def test_a_lower_replica_count_is_reported_not_raised(nats_cluster: Embedd
 
 async def _completions(http: httpx.AsyncClient, run_id: str) -> tuple[int, Counter[tuple[str, int]]]:
     """RunCompleted records and step completions per (step, trigger) in the run's log as the
-    control plane lists it (a commit's orphans left out, ``engine.commit``)."""
+    control plane lists it (a commit's orphans left out, ``engine.wire.commit``)."""
     r = await http.get(f"/runs/{run_id}/events")
     assert r.status_code == 200, r.text
     records = r.json()["records"]

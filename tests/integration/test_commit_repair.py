@@ -1,4 +1,4 @@
-"""The ordered idempotent commit (engine/commit.py) on both logs: a commit interrupted part-way is
+"""The ordered idempotent commit (engine/wire/commit.py) on both logs: a commit interrupted part-way is
 completed on redelivery with exactly the original messages, once each, and never mixed with a
 second execution's output."""
 
@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
-from engine.codec import decode_record
-from engine.executor import Executor
-from engine.log.jetstream import JetStreamLog
-from engine.records import (
+from engine.jetstream.log import JetStreamLog
+from engine.model.records import (
     H_COMMIT,
     OutMessage,
     RawRecord,
@@ -23,7 +21,9 @@ from engine.records import (
     message_id,
     parse_commit_tag,
 )
-from engine.runtime import append_start, start_commit, start_key
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start, start_commit, start_key
+from engine.wire.codec import decode_record
 from services.natsserver import EmbeddedNats
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.log.connection import NatsSettings
+from engine.jetstream.connection import NatsSettings
 from services.client import ApiError, Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess

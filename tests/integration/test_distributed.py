@@ -12,10 +12,10 @@ import nats
 import pytest
 
 from engine import WorkflowRuntimeError, fold
-from engine.codec import decode_record
-from engine.log.jetstream import JetStreamLog
-from engine.log.jspub import FAST_PATH_ENV
-from engine.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.pub import FAST_PATH_ENV
+from engine.model.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
+from engine.wire.codec import decode_record
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import WorkerProcess, eventually
@@ -278,7 +278,7 @@ async def test_a_worker_of_another_version_fails_the_run_with_workflow_version_e
         await handler
     st = fold(await records_of(client.log, Chain3, handler.run_id))
     assert st.status == "failed" and st.error is not None
-    assert st.error.error_type == "engine.errors.WorkflowVersionError"
+    assert st.error.error_type == "engine.model.errors.WorkflowVersionError"
     assert "steps in the log that Chain3Renamed lacks: count" in st.error.message
     assert "neither accepts nor produces: Parsed" in st.error.message
     assert "lacks: count" in new.wait_for("written by another version")  # the worker's log says so

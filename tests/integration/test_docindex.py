@@ -22,9 +22,9 @@ from typing import NamedTuple
 import pytest
 
 from engine import fold
-from engine.codec import decode_record
-from engine.log.jetstream import JetStreamLog
-from engine.records import H_WORKER, StepCompleted, completed_step
+from engine.jetstream.log import JetStreamLog
+from engine.model.records import H_WORKER, StepCompleted, completed_step
+from engine.wire.codec import decode_record
 from examples.docindex.store import DocRow, DocStore
 from examples.docindex.workflow import DocIndex, Progress
 from services.launcher import WorkerProcess

@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from engine import Context, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
-from engine.errors import WaitTimeoutError
-from engine.log.jetstream import JetStreamLog
+from engine.jetstream.log import JetStreamLog
+from engine.model.errors import WaitTimeoutError
 from services.client import Client
 from services.launcher import WorkerProcess
 from services.natsserver import EmbeddedNats

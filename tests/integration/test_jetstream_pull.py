@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.log.jetstream import JetStreamLog, _Pull, consumer_name
-from engine.records import OutMessage, run_subject
+from engine.jetstream.log import JetStreamLog, _Pull, consumer_name
+from engine.model.records import OutMessage, run_subject
 from tests.integration.procs import eventually
 
 WF = "Pulled"

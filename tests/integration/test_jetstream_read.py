@@ -1,4 +1,4 @@
-"""``JetStreamLog.read`` of long runs: through a consumer made for the read (``engine.log.jsread``)
+"""``JetStreamLog.read`` of long runs: through a consumer made for the read (``engine.jetstream.read``)
 it returns exactly what batched direct gets return, leaves no consumer behind, and falls back to
 direct gets when the server will not make one."""
 
@@ -11,9 +11,9 @@ import pytest
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from engine.log.jetstream import JetStreamLog
-from engine.log.jsread import FIRST_READ, LONG_READ, WALK_MAX, ConsumerRead
-from engine.records import OutMessage, RawRecord, run_filter, run_subject
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.read import FIRST_READ, LONG_READ, WALK_MAX, ConsumerRead
+from engine.model.records import OutMessage, RawRecord, run_filter, run_subject
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 
@@ -190,12 +190,12 @@ async def test_a_publish_without_ack_fails_after_the_timeout_and_no_responders_a
     """Appends on subjects no stream takes: with a silent subscriber there is no ack (LogError
     after the request timeout, from the ack inbox's deadline sweep); with nobody there, the
     server's 503 comes back at once (LogUnavailableError: with ``retry_for=0`` not retried, as
-    it is through a leader election otherwise, ``engine.log.retry``)."""
+    it is through a leader election otherwise, ``engine.jetstream.retry``)."""
     import asyncio
     import time
 
-    from engine.errors import LogError
-    from engine.log.retry import LogUnavailableError
+    from engine.jetstream.retry import LogUnavailableError
+    from engine.model.errors import LogError
 
     nc = await nats.connect(nats_server.url)
     log = JetStreamLog(nc, prefix="nostream", request_timeout=0.5, retry_for=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.log.connection import NatsConnectError, NatsSettings, open_connection
+from engine.jetstream.connection import NatsConnectError, NatsSettings, open_connection
 from services.client import Client
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess

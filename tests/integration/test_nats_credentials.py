@@ -23,7 +23,7 @@ from typing import Any
 import nkeys
 import pytest
 
-from engine.log.connection import (
+from engine.jetstream.connection import (
     NatsConnectError,
     NatsSettings,
     connection_closed,

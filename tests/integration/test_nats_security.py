@@ -21,7 +21,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from engine.log.connection import NatsConnectError, NatsSettings, open_connection
+from engine.jetstream.connection import NatsConnectError, NatsSettings, open_connection
 from services.client import Client, RunHandle
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import StepFailedError, WorkflowCancelledError, WorkflowTimeoutError
+from engine.model.errors import StepFailedError, WorkflowCancelledError, WorkflowTimeoutError
 from services.client import ApiError, Client
 from services.launcher import WorkerProcess
 from tests.integration.procs import eventually

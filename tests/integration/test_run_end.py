@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.codec import subject_parts
-from engine.errors import WorkflowCancelledError, WorkflowTimeoutError
-from engine.log.jetstream import JetStreamLog
-from engine.records import NAME_MAX
+from engine.jetstream.log import JetStreamLog
+from engine.model.errors import WorkflowCancelledError, WorkflowTimeoutError
+from engine.model.records import NAME_MAX
+from engine.wire.codec import subject_parts
 from services.client import Client
 from services.launcher import WorkerProcess
 from services.nats_client import NatsClient

@@ -14,8 +14,8 @@ import httpx
 import nats
 import pytest
 
-from engine.errors import DeadLetteredError, StepFailedError, WorkflowTimeoutError
-from engine.log.jetstream import JetStreamLog, consumer_name
+from engine.jetstream.log import JetStreamLog, consumer_name
+from engine.model.errors import DeadLetteredError, StepFailedError, WorkflowTimeoutError
 from services.client import ApiError, Client
 from services.launcher import Launcher, WorkerProcess, load_deployment
 from tests.integration.procs import ROOT, eventually
@@ -56,7 +56,7 @@ async def test_a_wrong_typed_event_field_fails_the_step_in_a_worker(client: Clie
     handle = await client.start("Mistyped", how="return", value="x")
     with pytest.raises(StepFailedError) as failed:
         await asyncio.wait_for(handle.result(), 15)
-    assert failed.value.step == "make" and failed.value.error_type == "engine.errors.EventValidationError"
+    assert failed.value.step == "make" and failed.value.error_type == "engine.model.errors.EventValidationError"
     assert "Tallied" in failed.value.error_message and "$.count" in failed.value.error_message
     view = await handle.status()
     assert view["status"] == "failed" and "$.count" in view["error"]["message"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from engine.log.retry import LogUnavailableError
+from engine.jetstream.retry import LogUnavailableError
 from services.natsserver import EmbeddedNats
 from services.sessions import SessionStore
 

@@ -9,14 +9,22 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from engine.codec import encode
-from engine.commands import event_payload, start_messages
-from engine.fold import KEEP_EVENTS
-from engine.log.jetstream import JetStreamLog
-from engine.log.jssnapshots import KvSnapshots
-from engine.records import H_RUN, H_STEP, H_TRIGGER, H_TYPE, OutMessage, StepCompleted, run_subject
-from engine.runs import HistoryNeeded, RunCache
-from engine.snapshots import encode_snapshot, snapshot_seq
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.snapshots import KvSnapshots
+from engine.model.records import (
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    OutMessage,
+    StepCompleted,
+    run_subject,
+)
+from engine.runtime.commands import event_payload, start_messages
+from engine.runtime.runs import HistoryNeeded, RunCache
+from engine.state.fold import KEEP_EVENTS
+from engine.state.snapshots import encode_snapshot, snapshot_seq
+from engine.wire.codec import encode
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess
 from tests.workflows import FanInOut, Tick, Ticker
@@ -111,7 +119,7 @@ async def test_a_long_run_is_rebuilt_from_its_snapshot_and_the_tail(log: JetStre
 
 
 async def test_kv_store_never_moves_a_snapshot_backwards(log: JetStreamLog) -> None:
-    from engine.fold import RunState
+    from engine.state.fold import RunState
 
     store = await KvSnapshots.open(log.nc)
     old, new = RunState("W", "r"), RunState("W", "r")

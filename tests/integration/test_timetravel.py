@@ -21,7 +21,7 @@ CHAIN = [
     "sys.RunStarted", "evt.StartEvent",
     "sys.StepCompleted", "evt.Parsed", "out.Progress",
     "sys.StepCompleted", "evt.Counted", "out.Progress",
-    "sys.RunCompleted",  # finish's whole commit (a one-message commit, engine.commit)
+    "sys.RunCompleted",  # finish's whole commit (a one-message commit, engine.wire.commit)
 ]  # fmt: skip
 
 

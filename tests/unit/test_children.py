@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 
 from engine import Context, HumanResponseEvent, MemoryLog, StartEvent, StopEvent, Workflow, step
-from engine.children import child_run_id
-from engine.codec import decode_record
-from engine.errors import (
+from engine.model.errors import (
     ChildWorkflowError,
     StepFailedError,
     WorkflowCancelledError,
     WorkflowTimeoutError,
 )
-from engine.fold import fold
-from engine.records import StepSuspended
+from engine.model.records import StepSuspended
+from engine.runtime.children import child_run_id
+from engine.state.fold import fold
+from engine.wire.codec import decode_record
 from tests.integration.procs import eventually
 
 
@@ -151,7 +151,7 @@ async def test_a_failing_child_reaches_the_parent_as_a_typed_error() -> None:
     }
     with pytest.raises(StepFailedError) as info:
         await Careless(timeout=10, log=log).run(x=-2)
-    assert info.value.error_type == "engine.errors.ChildWorkflowError"
+    assert info.value.error_type == "engine.model.errors.ChildWorkflowError"
     assert "negative: -2" in info.value.error_message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from engine.log.retry import LogUnavailableError
+from engine.jetstream.retry import LogUnavailableError
 from services.cli import _serve
 
 

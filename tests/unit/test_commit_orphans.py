@@ -1,18 +1,13 @@
 """Two executions of one commit: the fold counts the messages of the execution whose head stands
-and leaves the other's out (``engine.commit``, step 3), whatever order the log holds them in."""
+and leaves the other's out (``engine.wire.commit``, step 3), whatever order the log holds them in."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
-from engine.codec import decode_record, encode
-from engine.commands import start_messages
-from engine.commit import OrphanFilter, copy_of, tag_commit
-from engine.events import encode_event
-from engine.executor import Executor
-from engine.fold import RunState
-from engine.records import (
+from engine.model.events import encode_event
+from engine.model.records import (
     H_COMMIT,
     H_RUN,
     H_STEP,
@@ -25,7 +20,12 @@ from engine.records import (
     parse_commit_tag,
     run_subject,
 )
-from engine.runtime import append_start
+from engine.runtime.commands import start_messages
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record, encode
+from engine.wire.commit import OrphanFilter, copy_of, tag_commit
 from tests.integration.procs import eventually
 
 WF = "Pair"
@@ -115,8 +115,8 @@ def test_an_interrupted_commit_stays_incomplete_until_its_own_messages_arrive() 
 
 
 def test_a_rollback_refold_and_a_snapshot_keep_the_orphans_out() -> None:
-    from engine.records import RolledBack
-    from engine.snapshots import decode_snapshot, encode_snapshot
+    from engine.model.records import RolledBack
+    from engine.state.snapshots import decode_snapshot, encode_snapshot
 
     winner, loser = execution("r1", 2, n=1), execution("r1", 2, n=2)
     raws = stored([*start(), winner[0], loser[1], winner[1]])  # seqs 1-5: 4 is the loser's Item

@@ -1,4 +1,4 @@
-"""Compacted snapshots (engine.fold.compact): a fold loaded from one and rolled forward answers
+"""Compacted snapshots (engine.state.fold.compact): a fold loaded from one and rolled forward answers
 every question as the fold of the whole log does, or raises HistoryNeeded, and only about what
 lies at or below its horizon."""
 
@@ -13,8 +13,7 @@ import msgspec
 import pytest
 
 from engine import fold
-from engine.fold import KEEP_EVENTS, RunState, compact
-from engine.records import (
+from engine.model.records import (
     Record,
     Resume,
     ResumeEvent,
@@ -25,8 +24,9 @@ from engine.records import (
     StepRetrying,
     StepSuspended,
 )
-from engine.runs import HistoryNeeded
-from engine.snapshots import decode_snapshot, encode_snapshot, snapshot_seq
+from engine.runtime.runs import HistoryNeeded
+from engine.state.fold import KEEP_EVENTS, RunState, compact
+from engine.state.snapshots import decode_snapshot, encode_snapshot, snapshot_seq
 
 # step -> (accepted types, the expected list it collects with, or None: it does not collect)
 STEPS: dict[str, tuple[tuple[str, ...], list[str] | None]] = {

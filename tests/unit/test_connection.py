@@ -1,4 +1,4 @@
-"""``engine.log.connection``: how connection errors read and which ones are final."""
+"""``engine.jetstream.connection``: how connection errors read and which ones are final."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ssl
 import nats.errors
 import pytest
 
-from engine.log.connection import NatsConnectError, NatsSettings, describe_error, is_refusal
+from engine.jetstream.connection import NatsConnectError, NatsSettings, describe_error, is_refusal
 
 
 @pytest.mark.parametrize(

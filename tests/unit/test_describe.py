@@ -1,4 +1,4 @@
-"""Workflow descriptions (engine.describe) and deployment files (services.launcher): pure."""
+"""Workflow descriptions (engine.runtime.describe) and deployment files (services.launcher): pure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from engine import Event, StartEvent, StopEvent, Workflow, step
-from engine.describe import WorkflowInfo, describe, fields_schema
+from engine.runtime.describe import WorkflowInfo, describe, fields_schema
 from services.launcher import load_deployment
 from tests.workflows import Gate, Ticker, TickStart
 

@@ -1,4 +1,4 @@
-"""The end projection (``engine.ending``) against the whole fold: over random histories of racing
+"""The end projection (``engine.state.ending``) against the whole fold: over random histories of racing
 executions, repeated messages, rollbacks, cancels and failures, both say the same about how the
 run ended and which ``out`` events count, record by record."""
 
@@ -7,14 +7,8 @@ from __future__ import annotations
 import random
 
 from engine import Event, StartEvent
-from engine.codec import decode_record, encode
-from engine.commands import start_messages
-from engine.commit import copy_of, one_message_commit, tag_commit
-from engine.ending import EndProjection
-from engine.events import encode_event
-from engine.fold import RunState
-from engine.handler import outcome
-from engine.records import (
+from engine.model.events import encode_event
+from engine.model.records import (
     H_COMMIT,
     H_RUN,
     H_STEP,
@@ -31,6 +25,12 @@ from engine.records import (
     commit_key,
     run_subject,
 )
+from engine.runtime.commands import start_messages
+from engine.runtime.handler import outcome
+from engine.state.ending import EndProjection
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record, encode
+from engine.wire.commit import copy_of, one_message_commit, tag_commit
 
 WF, RUN = "Ends", "r1"
 

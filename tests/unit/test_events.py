@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from engine import Event, EventDecodeError, StartEvent, StopEvent
-from engine.codec import decode_record
-from engine.events import decode_event, encode_event, event_fields
-from engine.records import RawRecord
+from engine.model.events import decode_event, encode_event, event_fields
+from engine.model.records import RawRecord
+from engine.wire.codec import decode_record
 
 
 class Chunk(Event):

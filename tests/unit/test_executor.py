@@ -6,10 +6,10 @@ import asyncio
 from datetime import timedelta
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, step
-from engine.codec import decode_record
-from engine.executor import Executor
-from engine.records import RawRecord, StepCompleted
-from engine.runtime import append_start
+from engine.model.records import RawRecord, StepCompleted
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start
+from engine.wire.codec import decode_record
 
 
 class Next(Event):

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from engine import fold
-from engine.fold import RunState
-from engine.records import (
+from engine.model.records import (
     Record,
     RunCancelled,
     RunCompleted,
@@ -19,6 +18,7 @@ from engine.records import (
     StepCompleted,
     StepFailed,
 )
+from engine.state.fold import RunState
 
 
 class Log:

@@ -11,7 +11,7 @@ import pytest
 from nats.errors import ProtocolError
 from nats.protocol.parser import Parser
 
-from engine.log.jsproto import ProtocolParser, install_protocol_parser
+from engine.jetstream.proto import ProtocolParser, install_protocol_parser
 
 
 class Recorder:

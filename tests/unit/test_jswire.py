@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from nats.aio.client import Client
 
-from engine.log.jswire import install_header_parser, parse_header_lines, parse_rfc3339_ns
+from engine.jetstream.wire import install_header_parser, parse_header_lines, parse_rfc3339_ns
 
 BLOCKS = [
     b"",

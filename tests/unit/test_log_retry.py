@@ -1,4 +1,4 @@
-"""The one classifier of transient JetStream failures and the one retry policy (engine/log/retry)."""
+"""The one classifier of transient JetStream failures and the one retry policy (engine/jetstream/retry.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-from engine.errors import AppendError, LastSeqMismatchError, LogError
-from engine.log.retry import LogUnavailableError, is_transient, retrying
-from engine.log.streams import _covers
+from engine.jetstream.retry import LogUnavailableError, is_transient, retrying
+from engine.jetstream.streams import _covers
+from engine.model.errors import AppendError, LastSeqMismatchError, LogError
 
 
 @pytest.mark.parametrize(

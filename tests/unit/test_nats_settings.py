@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import typer
 
-from engine.log.connection import NatsSettings
+from engine.jetstream.connection import NatsSettings
 from services.launcher import Deployment
 from services.nats_options import ENV, PARAMS, environ, from_params, given, settings_from
 

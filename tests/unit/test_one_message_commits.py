@@ -1,11 +1,11 @@
-"""One-message commits (``engine.commit``): a step whose only effect is one event, or the run's
+"""One-message commits (``engine.wire.commit``): a step whose only effect is one event, or the run's
 end, commits that record alone, and the fold reads the step's completion from it."""
 
 from __future__ import annotations
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
-from engine.codec import decode_record
-from engine.records import completed_step
+from engine.model.records import completed_step
+from engine.wire.codec import decode_record
 
 WF = "Relay"
 

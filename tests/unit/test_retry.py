@@ -23,11 +23,11 @@ from engine import (
     fold,
     step,
 )
-from engine.fold import RunState
-from engine.log.memory import MemoryLog
-from engine.records import Record, Resume, RunFailed, RunStarted, StepFailed, StepRetrying
-from engine.recovery import RunNotRetryableError, retry_resume
-from engine.retry import StepTimeoutError
+from engine.memory.log import MemoryLog
+from engine.model.records import Record, Resume, RunFailed, RunStarted, StepFailed, StepRetrying
+from engine.model.retry import StepTimeoutError
+from engine.runtime.recovery import RunNotRetryableError, retry_resume
+from engine.state.fold import RunState
 
 # ---- policies -------------------------------------------------------------------------------------
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from engine import MemoryLog, StepFailedError, WorkflowTimeoutError
-from engine.codec import decode_record
-from engine.errors import DeadLetteredError, EventValidationError
-from engine.events import encode_checked, encode_event
-from engine.executor import Executor
-from engine.fold import fold
-from engine.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
-from engine.runtime import start_run
+from engine.model.errors import DeadLetteredError, EventValidationError
+from engine.model.events import encode_checked, encode_event
+from engine.model.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import start_run
+from engine.state.fold import fold
+from engine.wire.codec import decode_record
 from tests.semantics_workflows import Doorbell, Held, Mistyped, Nudge, Tallied
 
 
@@ -100,7 +100,7 @@ async def test_a_wrong_typed_field_fails_the_step_that_emits_it(how: str) -> Non
     with pytest.raises(StepFailedError) as failed:
         await asyncio.wait_for(Mistyped(timeout=10).run(how=how, value="x"), 10)
     err = failed.value
-    assert err.step == "make" and err.error_type == "engine.errors.EventValidationError"
+    assert err.step == "make" and err.error_type == "engine.model.errors.EventValidationError"
     name, field = ("TallyReport", "$.total") if how == "stream" else ("Tallied", "$.count")
     assert name in err.error_message and field in err.error_message, err.error_message
     assert await asyncio.wait_for(Mistyped(timeout=10).run(how=how, value=3), 10) == (1 if how == "stream" else 3)

@@ -20,10 +20,10 @@ from engine import (
     fold,
     step,
 )
-from engine.codec import decode_record
-from engine.commands import append_cancel
-from engine.executor import Executor
-from engine.runtime import append_start
+from engine.runtime.commands import append_cancel
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start
+from engine.wire.codec import decode_record
 from tests.integration.procs import eventually
 from tests.workflows import Chain3, FanInOut, Parsed, Progress
 

@@ -1,4 +1,4 @@
-"""Snapshots of a run's fold (engine.snapshots) and the run cache reading snapshot + tail."""
+"""Snapshots of a run's fold (engine.state.snapshots) and the run cache reading snapshot + tail."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import msgspec
 import pytest
 
 from engine import MemoryLog, WorkflowCancelledError, fold
-from engine.codec import decode_record
-from engine.executor import Executor
-from engine.fold import RunState
-from engine.records import parse_commit_tag
-from engine.runs import CachedRun, HistoryNeeded, RunCache
-from engine.runtime import start_run
-from engine.snapshots import (
+from engine.model.records import parse_commit_tag
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import start_run
+from engine.runtime.runs import CachedRun, HistoryNeeded, RunCache
+from engine.state.fold import RunState
+from engine.state.snapshots import (
     HANDLED_SLOTS,
     SNAPSHOT_VERSION,
     MemorySnapshots,
@@ -24,6 +23,7 @@ from engine.snapshots import (
     encode_snapshot,
     snapshot_seq,
 )
+from engine.wire.codec import decode_record
 from tests.integration.procs import eventually
 from tests.workflows import FanInOut, Interview, Reply, Ticker
 
@@ -46,7 +46,7 @@ async def _run(wf: type, log: MemoryLog, **fields: object) -> str:
 
 
 def test_every_run_state_slot_is_in_the_snapshot_format() -> None:
-    # a new RunState field must be carried by snapshots (engine/snapshots.py), else none is written
+    # a new RunState field must be carried by snapshots (engine/state/snapshots.py), else none is written
     assert set(RunState.__slots__) == HANDLED_SLOTS
 
 
@@ -165,8 +165,8 @@ async def test_two_executors_finish_a_fan_in_from_snapshots() -> None:
 
 
 def test_run_started_initial_state_seeds_the_fold() -> None:
-    from engine.commands import event_payload, start_messages
-    from engine.records import RawRecord
+    from engine.model.records import RawRecord
+    from engine.runtime.commands import event_payload, start_messages
 
     messages = start_messages("jetloom", "W", "r", "StartEvent", event_payload("StartEvent", {}), initial_state={"total": 3})
     st = fold(decode_record(RawRecord(i + 1, m.subject, m.headers, m.data, 0)) for i, m in enumerate(messages))
@@ -174,7 +174,7 @@ def test_run_started_initial_state_seeds_the_fold() -> None:
 
 
 async def test_cache_evicts_ended_runs_first_then_the_least_recently_used() -> None:
-    from engine.commands import event_payload, start_messages
+    from engine.runtime.commands import event_payload, start_messages
 
     log = MemoryLog()
     for rid in "abcde":
@@ -200,7 +200,7 @@ async def test_cache_evicts_ended_runs_first_then_the_least_recently_used() -> N
 
 
 async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot_lookup() -> None:
-    from engine.commands import event_payload, start_messages
+    from engine.runtime.commands import event_payload, start_messages
 
     class CountingSnapshots(MemorySnapshots):
         gets = 0
@@ -224,8 +224,8 @@ async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomic: bool) -> None:
     from engine import StartEvent
-    from engine.records import H_NEW_RUN
-    from engine.runtime import append_start
+    from engine.model.records import H_NEW_RUN
+    from engine.runtime.inprocess import append_start
 
     log = MemoryLog()
     log.atomic = atomic  # (the copy in RunStarted and the execution ids exist only without it)
@@ -248,8 +248,8 @@ async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomi
 
 
 async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None:
-    from engine.commands import event_payload, start_messages
-    from engine.records import H_NEW_RUN, OutMessage, run_subject
+    from engine.model.records import H_NEW_RUN, OutMessage, run_subject
+    from engine.runtime.commands import event_payload, start_messages
 
     log = MemoryLog()
     await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))
@@ -264,8 +264,8 @@ async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None
 async def test_a_trigger_appended_right_after_the_cached_end_is_taken_without_a_read() -> None:
     """A run held up to sequence E takes a trigger whose append checked that the run ended at E
     (``EventLog.predecessor``) as its next record; any other trigger is read."""
-    from engine.commands import event_payload, start_messages
-    from engine.records import OutMessage, run_subject
+    from engine.model.records import OutMessage, run_subject
+    from engine.runtime.commands import event_payload, start_messages
 
     log = MemoryLog()
     await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))

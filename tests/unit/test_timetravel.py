@@ -10,11 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from engine import MemoryLog, StartEvent, StopEvent, Workflow, step
-from engine.codec import decode_record
-from engine.errors import InvalidSequenceError, RunConflictError, WorkflowVersionError
-from engine.executor import Executor
-from engine.fold import RunState
-from engine.records import (
+from engine.model.errors import InvalidSequenceError, RunConflictError, WorkflowVersionError
+from engine.model.records import (
     H_COMMIT,
     H_TRIGGER,
     RawRecord,
@@ -25,9 +22,12 @@ from engine.records import (
     completed_step,
     parse_commit_tag,
 )
-from engine.replay import check
-from engine.runtime import append_start
-from engine.timetravel import accepts_of, fork, pending_triggers, rollback, state_at
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start
+from engine.runtime.replay import check
+from engine.runtime.timetravel import accepts_of, fork, pending_triggers, rollback, state_at
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record
 from tests.workflows import Chain3, Parsed
 
 WF = "Chain3"
@@ -84,7 +84,7 @@ CHAIN = [
     "sys.RunStarted", "evt.StartEvent",
     "sys.StepCompleted", "evt.Parsed", "out.Progress",
     "sys.StepCompleted", "evt.Counted", "out.Progress",
-    "sys.RunCompleted",  # finish's whole commit (a one-message commit, engine.commit)
+    "sys.RunCompleted",  # finish's whole commit (a one-message commit, engine.wire.commit)
 ]  # fmt: skip
 
 
@@ -230,5 +230,5 @@ async def test_a_mismatched_class_fails_the_run_naming_what_differs() -> None:
     async with executor(Split(), log):
         records = await until(log, "r5", lambda rs: any(r.subject.endswith("RunFailed") for r in rs))
     failed = decode_record(records[-1]).body
-    assert failed.error_type == "engine.errors.WorkflowVersionError"
+    assert failed.error_type == "engine.model.errors.WorkflowVersionError"
     assert "steps in the log that Split lacks: parse" in failed.message

@@ -13,9 +13,9 @@ from engine import (
     Workflow,
     step,
 )
-from engine.fold import RunState
-from engine.records import Record, StepSuspended
-from engine.waits import match_waits
+from engine.model.records import Record, StepSuspended
+from engine.runtime.waits import match_waits
+from engine.state.fold import RunState
 
 
 class Ask(InputRequiredEvent):

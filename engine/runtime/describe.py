@@ -1,0 +1,132 @@
+"""A workflow's description: steps, event JSON schemas and step graph, as plain data.
+
+Workers publish it to the service registry; the control plane serves it (``GET /workflows``) and
+validates bodies against its schemas without importing the workflow's code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.model.events import TAG_FIELD, Event, StartEvent, StopEvent, class_path, event_name
+
+if TYPE_CHECKING:
+    from engine.workflow import Workflow
+
+__all__ = ["Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
+
+START_NODE = "_start"
+STOP_NODE = "_stop"
+
+
+class StepInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One step: the event types it accepts and may emit, and its per-process concurrency."""
+
+    name: str
+    accepts: list[str]
+    emits: list[str]
+    num_workers: int
+
+
+class Edge(msgspec.Struct, frozen=True, kw_only=True):
+    """``source`` emits ``event``, which ``target`` accepts. ``_start`` is where the start event
+    comes from, ``_stop`` where a StopEvent goes."""
+
+    source: str
+    target: str
+    event: str
+
+
+class WorkflowInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a client needs to drive a workflow without importing it.
+
+    Attributes:
+        name: the workflow name (a subject token).
+        class_path: ``module:QualName`` of the workflow class.
+        start_event: name of its StartEvent class.
+        stop_events: names of the StopEvent classes its steps return.
+        steps: one ``StepInfo`` per step, in definition order.
+        events: ``{event name: JSON schema of its fields}`` (Draft 2020-12, from msgspec; the
+            ``$type`` tag is left out, the caller names the type).
+        graph: the step graph as edges.
+    """
+
+    name: str
+    class_path: str
+    start_event: str
+    stop_events: list[str]
+    steps: list[StepInfo]
+    events: dict[str, dict[str, Any]]
+    graph: list[Edge]
+
+    def accepted_events(self) -> set[str]:
+        """Names of the events some step accepts (what may be sent to a run)."""
+        return {e for s in self.steps for e in s.accepts}
+
+
+@functools.cache
+def _fields_schema(cls: type[Event]) -> dict[str, Any]:
+    return _build_fields_schema(cls)
+
+
+def fields_schema(cls: type[Event]) -> dict[str, Any]:
+    """JSON schema of an event's fields: msgspec's schema with the ``$type`` tag removed from the
+    top level (nested events keep theirs, as they appear in payloads). Cached per class; the
+    result must not be mutated."""
+    return _fields_schema(cls)
+
+
+def _build_fields_schema(cls: type[Event]) -> dict[str, Any]:
+    full = msgspec.json.schema(cls)
+    defs: dict[str, Any] = dict(full.get("$defs", {}))
+    top = dict(defs.pop(full["$ref"].rsplit("/", 1)[-1]))
+    props = {k: v for k, v in top.get("properties", {}).items() if k != TAG_FIELD}
+    top["properties"] = props
+    required = [r for r in top.get("required", []) if r != TAG_FIELD]
+    if required:
+        top["required"] = required
+    else:
+        top.pop("required", None)
+    if issubclass(cls, StartEvent):
+        top["additionalProperties"] = True  # StartEvent takes undeclared keyword fields
+    if defs:
+        top["$defs"] = defs
+    return top
+
+
+def describe(cls: type[Workflow]) -> WorkflowInfo:
+    """The description of a (validated) workflow class."""
+    steps = list(cls.steps.values())
+    graph: list[Edge] = []
+    for s in steps:
+        for t in s.accepts:
+            if issubclass(t, StartEvent):
+                graph.append(Edge(source=START_NODE, target=s.name, event=event_name(t)))
+        for t in s.produces:
+            if issubclass(t, StopEvent):
+                graph.append(Edge(source=s.name, target=STOP_NODE, event=event_name(t)))
+                continue
+            for r in steps:
+                if any(issubclass(t, a) for a in r.accepts):
+                    graph.append(Edge(source=s.name, target=r.name, event=event_name(t)))
+    stops = sorted({event_name(t) for s in steps for t in s.produces if issubclass(t, StopEvent)})
+    return WorkflowInfo(
+        name=cls.workflow_name,
+        class_path=class_path(cls),
+        start_event=event_name(cls.start_event_class),
+        stop_events=stops,
+        steps=[
+            StepInfo(
+                name=s.name,
+                accepts=list(s.accepts_names),
+                emits=[event_name(t) for t in s.produces],
+                num_workers=s.num_workers,
+            )
+            for s in steps
+        ],
+        events={name: fields_schema(t) for name, t in sorted(cls.events.items())},
+        graph=graph,
+    )

@@ -1,0 +1,418 @@
+"""``WorkflowHandler``: a started run, followed through its log.
+
+The same handler serves a run executed in this process and one executed by remote workers: it
+follows the run's ``sys`` records into an ``EndProjection`` (not the whole fold: a waiter needs
+the end only) and resolves when a terminal record lands. Its ``out`` records (the stream output)
+are followed too when ``stream_events()`` is called before the follow begins (right after the
+run is started, as llama-index-workflows users do); a later call follows them on its own, from
+the run's first record. A handler that is only awaited so receives none of its run's events.
+
+A run started under a new id (nobody else can have appended to it) is followed by callback
+(``EventLog.follow_callback``, set up before the start commit is appended): each record goes from
+the log's delivery path into the end projection, and the one that ends the run resolves the
+handler there. Any other run, and a new run that ``send_event`` or ``cancel_run`` wrote to before
+its follow began, is followed with ``EventLog.follow`` (its stored records, then the new ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from typing import Any
+
+from engine.model.errors import (
+    DeadLetteredError,
+    LastSeqMismatchError,
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+)
+from engine.model.events import Event, StopEvent, encode_checked, event_from_fields, event_name
+from engine.model.records import (
+    H_RUN,
+    H_TYPE,
+    OutMessage,
+    RawRecord,
+    RunFailed,
+    StepFailed,
+    check_token,
+    run_subject,
+)
+from engine.ports.log import EventLog
+from engine.runtime.children import after_end
+from engine.runtime.commands import append_cancel, append_event
+from engine.state.ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
+from engine.state.fold import RunState, fold
+from engine.wire.codec import decode_record, encode
+
+__all__ = ["WorkflowHandler", "outcome"]
+
+_TIMEOUT_ATTEMPTS = 5  # reads and checked appends of a timeout before it appends unchecked
+
+logger = logging.getLogger("jetloom.handler")
+
+_END = object()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("a handler's cleanup failed", exc_info=task.exception())
+
+
+# RunFailed.error_type -> the error awaiting the run raises (others: WorkflowRuntimeError)
+_RUN_FAILED_ERRORS: dict[str, type[WorkflowRuntimeError]] = {
+    "WorkflowTimeoutError": WorkflowTimeoutError,
+    "DeadLetteredError": DeadLetteredError,
+}
+
+
+def outcome(
+    state: RunState | EndProjection, events: Mapping[str, type[Event]]
+) -> tuple[StopEvent | None, BaseException | None]:
+    """The StopEvent of a completed run, or the error of a failed or cancelled one (from the whole
+    fold or from the end projection: both name the same fields)."""
+    if state.status == "completed" and state.result is not None:
+        cls = events.get(state.result.event_type)
+        if cls is not None and issubclass(cls, StopEvent):
+            return event_from_fields(cls, state.result.event), None  # type: ignore[return-value]
+        return StopEvent(result=state.result.event.get("result")), None
+    if state.status == "cancelled":
+        return None, WorkflowCancelledError(f"run {state.run_id} was cancelled", run_id=state.run_id)
+    err = state.error
+    if isinstance(err, StepFailed):
+        return None, StepFailedError(
+            step=err.step,
+            error_type=err.error_type,
+            error_message=err.message,
+            traceback=err.traceback,
+            run_id=state.run_id,
+            seq=err.trigger,
+        )
+    if isinstance(err, RunFailed):
+        cls_err = _RUN_FAILED_ERRORS.get(err.error_type, WorkflowRuntimeError)
+        step = err.dead_letter.step if err.dead_letter is not None else None
+        return None, cls_err(err.message, run_id=state.run_id, step=step)
+    return None, WorkflowRuntimeError(f"run {state.run_id} ended as {state.status}", run_id=state.run_id)
+
+
+class WorkflowHandler:
+    """A run in progress. ``await handler`` gives the result; ``handler.stream_events()`` yields
+    what the steps wrote to the stream, then the StopEvent.
+
+    The awaited value follows llama-index-workflows: the ``result`` of a plain ``StopEvent``, or the
+    event itself for a ``StopEvent`` subclass. Results travel through the log as JSON, so tuples
+    come back as lists.
+
+    Raises (when awaited or at the end of ``stream_events``):
+        StepFailedError: a step raised.
+        WorkflowTimeoutError: the run did not finish within ``timeout`` seconds.
+        WorkflowCancelledError: the run was cancelled.
+
+    Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
+    (``records.check_token``).
+    """
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        workflow: str,
+        run_id: str,
+        events: Mapping[str, type[Event]],
+        timeout: float | None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        cleanup: Callable[[], Awaitable[None]] | None = None,
+        fresh: bool = False,
+    ) -> None:
+        # (names become subject tokens: a bad one fails here, before the server refuses it)
+        self.run_id = check_token(run_id, "run id")
+        check_token(workflow, "workflow")
+        self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
+        self.workflow = workflow
+        self._log = log
+        self._events = events
+        self._timeout = timeout
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._stop_event: StopEvent | None = None
+        self.state = EndProjection(run_id)  # how the run ended, as far as followed
+        # the kinds followed: set when the follow begins, or earlier by stream_events()
+        self._kinds: tuple[str, ...] | None = None
+        self._task = asyncio.create_task(self._follow(prepare, cleanup), name=f"jetloom:run:{run_id}")
+
+    async def _follow(
+        self,
+        prepare: Callable[[], Awaitable[None]] | None,
+        cleanup: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        if self._kinds is None:  # (stream_events() called before this sets the kinds it streams)
+            self._kinds = ENDING_KINDS
+        if prepare is not None and self._fresh:
+            await self._begin_new_run(prepare, cleanup)
+            return
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._consume_log(prepare)
+            except TimeoutError:
+                if not self.state.terminal:
+                    await self._fail_timeout()
+                    await self._consume_log()  # whichever terminal record landed first decides
+            self._finish()
+        except asyncio.CancelledError:
+            if not self._future.done():
+                self._future.cancel()
+            raise
+        except BaseException as exc:  # surfaced to whoever awaits the handler
+            if not self._future.done():
+                self._future.set_exception(exc)
+        finally:
+            self._queue.put_nowait(_END)
+            if cleanup is not None:
+                await cleanup()
+
+    def _finish(self) -> None:
+        """Resolve the handler from the end projection (once)."""
+        if self._future.done():
+            return
+        stop, error = outcome(self.state, self._events)
+        if error is not None:
+            self._future.set_exception(error)
+        else:
+            self._stop_event = stop
+            self._future.set_result(stop if type(stop) is not StopEvent else stop.result)  # type: ignore[union-attr]
+
+    async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+        if self.state.terminal:
+            return
+        records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
+        async with contextlib.aclosing(records):  # type: ignore[type-var]
+            if prepare is not None:
+                # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
+                # appends the start commit; the follow delivers from the start of the run's log.
+                first = asyncio.ensure_future(anext(records))
+                try:
+                    await prepare()
+                except BaseException:
+                    first.cancel()
+                    with contextlib.suppress(BaseException):
+                        await first
+                    raise
+                if self._apply(await first):
+                    return
+            async for raw in records:
+                if self._apply(raw):
+                    return
+        raise WorkflowRuntimeError(
+            f"the log stopped delivering run {self.run_id} before it ended (connection closed?)",
+            run_id=self.run_id,
+        )
+
+    # ---- a run under a new id: followed by callback ------------------------------------------
+    # Its records are handed to ``_take`` by the log as they land (``EventLog.follow_callback``,
+    # set up before ``prepare`` appends the start commit, so nothing stored is read), and the
+    # record that ends the run resolves the handler there and then: no queue, generator or turn
+    # of a task between the log and the caller, and this handler's task ends once the start commit
+    # is appended. The timeout is a timer that appends the run's ``RunFailed``; the first terminal
+    # record to land decides, as on the other path.
+
+    _over = False  # the follow by callback has ended
+    _unfollow: Callable[[], None] | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _cleanup: Callable[[], Awaitable[None]] | None = None
+    _timing_out: asyncio.Future[None] | None = None  # the timeout's append
+    _cleaning: asyncio.Future[None] | None = None
+
+    async def _begin_new_run(
+        self, prepare: Callable[[], Awaitable[None]], cleanup: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        self._cleanup = cleanup
+        try:
+            self._unfollow = await self._log.follow_callback(self.workflow, self.run_id, self._take, kinds=self._kinds)
+            if self._timeout is not None:
+                self._timer = asyncio.get_running_loop().call_later(self._timeout, self._on_timeout)
+            await prepare()
+        except asyncio.CancelledError:
+            self._close(cancel=True)
+            raise
+        except BaseException as exc:  # surfaced to whoever awaits the handler
+            self._close(exc)
+
+    def _take(self, raw: RawRecord) -> None:
+        """One record of the run, in log order, from the log's delivery path."""
+        if self._over or raw.seq <= self.state.seq:
+            return
+        try:
+            ended = self._apply(raw)
+        except Exception as exc:  # (a record the projection cannot take: the handler fails with it)
+            self._close(exc)
+            return
+        if ended:
+            self._close()
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if not self._over:
+            self._timing_out = asyncio.ensure_future(self._fail_timeout())
+            self._timing_out.add_done_callback(self._timed_out)
+
+    def _timed_out(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._close(task.exception())
+
+    def _close(self, error: BaseException | None = None, *, cancel: bool = False) -> None:
+        """End the follow by callback: resolve the handler (from the end projection, or with
+        ``error``, or cancelled), stop following and the timer, end ``stream_events``, run the
+        cleanup."""
+        if self._over:
+            return
+        self._over = True
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if cancel:
+            self._future.cancel()
+        elif error is not None:
+            if not self._future.done():
+                self._future.set_exception(error)
+        else:
+            self._finish()
+        self._queue.put_nowait(_END)
+        if self._cleanup is not None:
+            self._cleaning = asyncio.ensure_future(self._cleanup())
+            self._cleaning.add_done_callback(_log_failure)
+
+    def _apply(self, raw: RawRecord) -> bool:
+        """Apply one record to the end projection; true once the run has ended."""
+        out = self.state.apply(raw, self._events)
+        if out is not None:
+            self._queue.put_nowait(out.body)
+        return self.state.terminal
+
+    async def _fail_timeout(self) -> None:
+        """Append the run's ``RunFailed(WorkflowTimeoutError)``, unless the run has ended: the
+        append carries the check that the run ends where the read did, so an end stored
+        meanwhile (not yet followed here) is never followed by this record."""
+        body = RunFailed(
+            error_type="WorkflowTimeoutError",
+            message=f"run {self.run_id} did not complete within {self._timeout}s",
+        )
+        msg = OutMessage(
+            run_subject(self._log.prefix, self.workflow, self.run_id, "sys", "RunFailed"),
+            encode(body),
+            {H_RUN: self.run_id, H_TYPE: "RunFailed"},
+        )
+        for _ in range(_TIMEOUT_ATTEMPTS):
+            raws = await self._log.read(self.workflow, self.run_id)
+            if fold(decode_record(r) for r in raws).terminal:
+                return  # it ended: the follow brings the end to this handler
+            last = raws[-1].seq if raws else 0
+            try:
+                await self._log.append([msg], idempotency_key=f"{self.run_id}:timeout", expected_last_seq=last)
+                break
+            except LastSeqMismatchError:
+                continue  # the run moved on meanwhile: read it again
+        else:  # (a run that keeps moving: the fold keeps the first terminal record anyway)
+            await self._log.append([msg], idempotency_key=f"{self.run_id}:timeout")
+        await after_end(self._log, self.workflow, self.run_id)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> Any:
+        """The result of a finished run (``asyncio.Future.result`` semantics)."""
+        return self._future.result()
+
+    def exception(self) -> BaseException | None:
+        return self._future.exception()
+
+    async def stream_events(self) -> AsyncIterator[Event | dict[str, Any]]:
+        """Yield each event written with ``ctx.write_event_to_stream`` as it is committed (typed
+        when its class is known here, else a dict), then the StopEvent.
+
+        Called before the handler's follow begins (right after the run was started, before the
+        caller's next ``await``), it streams what that follow takes in; called later, it follows
+        the run's ``sys`` and ``out`` records on its own, from the run's first record.
+
+        Raises:
+            the run's error, after the last streamed event, if it failed.
+        """
+        if self._kinds is None:
+            self._kinds = FOLLOWED_KINDS
+        if self._kinds is FOLLOWED_KINDS:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    break
+                yield item
+        else:
+            async for item in self._stream_on_its_own():
+                yield item
+        await asyncio.wait([self._future])
+        if self._future.exception() is not None:
+            raise self._future.exception()  # type: ignore[misc]
+        if self._stop_event is not None:
+            yield self._stop_event
+
+    async def _stream_on_its_own(self) -> AsyncIterator[Any]:
+        """The run's ``out`` events that count, in log order, from a follow of its own; ends with
+        the run's end, or when the handler ends without one (its log stopped)."""
+        proj = EndProjection(self.run_id)
+        records = self._log.follow(self.workflow, self.run_id, kinds=FOLLOWED_KINDS)
+        async with contextlib.aclosing(records):  # type: ignore[type-var]
+            while not proj.terminal:
+                nxt = asyncio.ensure_future(anext(records))
+                if not self._future.done():
+                    await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done() and not self.state.terminal:
+                    nxt.cancel()  # the handler ended without the run's end (its log stopped)
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                    return
+                try:
+                    raw = await nxt
+                except StopAsyncIteration:
+                    return
+                out = proj.apply(raw, self._events)
+                if out is not None:
+                    yield out.body
+
+    async def send_event(
+        self, event: Event, *, step: str | None = None, idempotency_key: str | None = None
+    ) -> None:
+        """Send ``event`` to the run from outside (e.g. a ``HumanResponseEvent`` a step waits for
+        with ``ctx.wait_for_event``), optionally to one ``step`` only. With an
+        ``idempotency_key``, a repeated call appends once.
+
+        Raises:
+            EventValidationError: a field of ``event`` does not match its annotation (nothing is
+                appended).
+        """
+        payload = encode_checked(event)  # (checked before it reaches the run: see encode_checked)
+        self._fresh = False  # (the run has a record now: a follow not begun yet must read it)
+        await append_event(
+            self._log,
+            self.workflow,
+            self.run_id,
+            event_name(type(event)),
+            payload,
+            target=step,
+            idempotency_key=idempotency_key,
+        )
+
+    async def cancel_run(self, reason: str = "") -> None:
+        """Record that the run is cancelled; steps not yet started will not run."""
+        self._fresh = False  # (as in send_event)
+        await append_cancel(self._log, self.workflow, self.run_id, reason)
+        await asyncio.wait([self._future])
+        if not self._future.cancelled():
+            self._future.exception()  # the caller asked for the cancel; the error is expected

@@ -1,0 +1,147 @@
+"""Starting runs: the start commit, and the in-process runtime behind ``Workflow.run()``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.memory.log import MemoryLog
+from engine.model.events import StartEvent, encode_checked, encode_event, event_name
+from engine.model.records import OutMessage, check_token
+from engine.ports.log import EventLog
+from engine.runtime import commands
+from engine.runtime.commands import start_key, start_messages
+from engine.runtime.executor import Executor
+from engine.runtime.handler import WorkflowHandler
+
+if TYPE_CHECKING:
+    from engine.workflow import Workflow
+
+__all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "start_key", "start_run"]
+
+
+def new_run_id() -> str:
+    """A new random run id: 32 hex digits (128 random bits, as a UUID4 has 122)."""
+    return os.urandom(16).hex()
+
+
+def start_commit(
+    prefix: str, workflow: str, run_id: str, start: StartEvent, *, copy: bool = True, new_run: bool = False
+) -> list[OutMessage]:
+    """The two records that start a run: ``sys.RunStarted`` then the start event (with ``copy``,
+    RunStarted carries a copy of the start event; ``new_run``: the run id was made for this start;
+    see ``commands.start_messages``)."""
+    return start_messages(
+        prefix, workflow, run_id, event_name(type(start)), encode_event(start), copy=copy, new_run=new_run
+    )
+
+
+async def append_start(
+    log: EventLog, workflow: str, run_id: str, start: StartEvent, *, fresh: bool = False
+) -> None:
+    """Append a run's start commit (idempotent per run id; see ``commands.append_start``).
+
+    With ``fresh`` (the run id was just generated here, so nobody else can start it), the commit
+    is sent without idempotency ids, both messages at once: one round trip instead of two.
+    """
+    if fresh:
+        await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic, new_run=True))
+        return
+    await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
+
+
+def build_start_event(cls: type[Workflow], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
+    if start_event is not None:
+        if fields:
+            raise TypeError("pass either start_event or keyword fields, not both")
+        return start_event
+    return cls.start_event_class(**fields)
+
+
+class _InProcess:
+    """The executor a workflow instance runs its own runs on; started with the first active run
+    and stopped when the last one ends."""
+
+    def __init__(self, workflow: Workflow, log: EventLog) -> None:
+        self.log = log
+        self.executor = Executor(workflow, log)
+        self.active = 0
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            self.active += 1
+            if self.active == 1:
+                await self.executor.start()
+
+    async def release(self) -> None:
+        async with self.lock:
+            self.active -= 1
+            if self.active == 0:
+                await self.executor.stop(grace=0)
+
+
+def start_run(
+    log: EventLog,
+    cls: type[Workflow],
+    *,
+    start_event: StartEvent | None,
+    run_id: str | None,
+    fields: dict[str, Any],
+    timeout: float | None,
+    before: Callable[[], Awaitable[None]] | None = None,
+    after: Callable[[], Awaitable[None]] | None = None,
+) -> WorkflowHandler:
+    """A handler for a new run of ``cls``: it appends the start commit (after ``before``), follows
+    the run's log, and calls ``after`` once the run has ended.
+
+    Raises:
+        TypeError: both ``start_event`` and ``fields`` were given.
+        ValueError: ``run_id`` is not a subject token (1 to ``records.NAME_MAX`` characters of
+            ``A-Z a-z 0-9 _ -``).
+        EventValidationError: a field of the start event does not match its annotation.
+    """
+    start = build_start_event(cls, start_event, fields)
+    encode_checked(start)  # (here, not in the first step's consumer: the run would be dead-lettered)
+    rid = check_token(run_id, "run id") if run_id else new_run_id()
+
+    async def prepare() -> None:
+        if before is not None:
+            await before()
+        await append_start(log, cls.workflow_name, rid, start, fresh=run_id is None)
+
+    return WorkflowHandler(
+        log=log,
+        workflow=cls.workflow_name,
+        run_id=rid,
+        events=cls.events,
+        timeout=timeout,
+        prepare=prepare,
+        cleanup=after,
+        fresh=run_id is None,
+    )
+
+
+def run_in_process(
+    workflow: Workflow,
+    *,
+    start_event: StartEvent | None,
+    run_id: str | None,
+    fields: dict[str, Any],
+) -> WorkflowHandler:
+    """Start a run on the workflow instance's own executor (created on first use)."""
+    rt: _InProcess | None = workflow._runtime
+    if rt is None:
+        rt = workflow._runtime = _InProcess(workflow, workflow._log or MemoryLog())
+    return start_run(
+        rt.log,
+        type(workflow),
+        start_event=start_event,
+        run_id=run_id,
+        fields=fields,
+        timeout=workflow.timeout,
+        before=rt.acquire,
+        after=rt.release,
+    )

@@ -1,0 +1,132 @@
+"""Durable waits: ``ctx.wait_for_event`` and ``ctx.sleep`` suspend a step in the log.
+
+A step that waits for something the log does not hold yet raises ``Suspend`` (inside the engine;
+user code never sees it). The executor then records ``sys.StepSuspended`` and acks the trigger:
+no worker holds the step while it waits. What ends the wait is a ``cmd.<step>`` record,
+``Resume``, that the step's own consumer delivers:
+
+- a timer (``ctx.sleep``, or the timeout of an event wait) is a message schedule on the run's
+  ``sch.<name>`` subject whose target is the ``cmd.<step>`` subject (``EventLog.schedule``);
+- an awaited event is matched to the wait by ``resolve_waits`` (after the event is appended from
+  outside, and after a wait is recorded, so whichever comes second finds the other).
+
+On ``Resume`` the step runs again from its start, on the same trigger; every wait it already
+passed returns at once from the log (the fold's ``resolved``), so the step's code must make the
+same waits in the same order (like Temporal workflow code). Each event resolves at most one wait:
+the ``Resume`` it causes is appended under the idempotency key ``<run>:ev:<event seq>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.model.events import TAG_FIELD, Event, event_fields
+from engine.model.records import (
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    OutMessage,
+    Record,
+    Resume,
+    ResumeEvent,
+    StepSuspended,
+    run_subject,
+)
+from engine.ports.log import EventLog
+from engine.state.fold import RunState
+from engine.wire.codec import decode_record, encode
+
+__all__ = ["Suspend", "match_waits", "resolve_waits", "resume_message"]
+
+
+class Suspend(BaseException):
+    """Raised by a waiting context call to stop the step until the wait is resolved. A
+    ``BaseException``, so that a step's ``except Exception`` does not swallow it."""
+
+    def __init__(self, record: StepSuspended, waiter_event: Event | None = None) -> None:
+        super().__init__(f"step {record.step} waits ({record.kind} {record.wait})")
+        self.record = record
+        self.waiter_event = waiter_event
+
+
+def resume_message(prefix: str, workflow: str, run_id: str, resume: Resume) -> OutMessage:
+    """The ``cmd.<step>`` record that resumes a suspended step."""
+    return OutMessage(
+        run_subject(prefix, workflow, run_id, "cmd", resume.step),
+        encode(resume),
+        {H_RUN: run_id, H_STEP: resume.step, H_TRIGGER: str(resume.trigger), H_TYPE: "Resume"},
+    )
+
+
+def _fields(rec: Record) -> dict[str, Any] | None:
+    body = rec.body
+    if isinstance(body, Event):
+        return event_fields(body)
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k != TAG_FIELD}
+    return None
+
+
+def _matches(wait: StepSuspended, fields: Mapping[str, Any]) -> bool:
+    return all(fields.get(k) == v for k, v in wait.requirements.items())
+
+
+def match_waits(state: RunState, records: Sequence[Record]) -> list[Resume]:
+    """Pair open event waits with unclaimed events (pure): waits in the order they were recorded,
+    each taking the earliest event of its type, after its trigger, whose fields meet its
+    requirements and that no other wait took."""
+    waits = state.open_event_waits()
+    if not waits:
+        return []
+    taken = set(state.claimed)
+    out: list[Resume] = []
+    for _, wait in waits:
+        for rec in records:
+            if (
+                rec.kind != "evt"
+                or rec.type != wait.event_type
+                or rec.seq <= wait.trigger
+                or rec.seq in taken
+                or rec.error is not None
+            ):
+                continue
+            fields = _fields(rec)
+            if fields is None or not _matches(wait, fields):
+                continue
+            taken.add(rec.seq)
+            out.append(
+                Resume(
+                    step=wait.step,
+                    trigger=wait.trigger,
+                    reason="event",
+                    wait=wait.wait,
+                    event=ResumeEvent(type=rec.type, seq=rec.seq, data=fields),
+                )
+            )
+            break
+    return out
+
+
+async def resolve_waits(log: EventLog, workflow: str, run_id: str) -> int:
+    """Resume every open event wait of the run that an event in its log satisfies; returns how
+    many ``Resume`` records were appended (a repeat of an earlier call appends nothing new)."""
+    raws = await log.read(workflow, run_id)
+    # events as plain fields: an awaited event's class need not be known here, and another class
+    # of the same name elsewhere in the process must not be used to decode it
+    records = [decode_record(r, typed=False) for r in raws]
+    state = RunState(workflow, run_id)
+    for rec in records:
+        state.apply(rec)
+    if state.terminal:
+        return 0
+    appended = 0
+    for resume in match_waits(state, records):
+        assert resume.event is not None
+        res = await log.append(
+            [resume_message(log.prefix, workflow, run_id, resume)],
+            idempotency_key=f"{run_id}:ev:{resume.event.seq}",
+        )
+        appended += res.count
+    return appended
