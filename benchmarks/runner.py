@@ -25,7 +25,7 @@ SHARED_MACHINE_NOTE = (
 
 
 def run_benchmarks(options: Options, console: Console | None = None) -> dict[str, Any]:
-    """Run ``options.scenarios`` and return the whole result document (see README "Benchmarks").
+    """Run ``options.scenarios`` and return the whole result document (see docs/benchmarks.md).
 
     Raises:
         ValueError: an unknown scenario key.
