@@ -164,7 +164,7 @@ async def test_core_subscription_sees_every_record_in_order_and_readable(
 
     logged = await client.log.read("Chain3", handler.run_id)
     # A core subscriber sees every publish, also a commit re-sent after the stream refused or
-    # dropped the first try (docs/operations.md, "Auditing with the NATS CLI"): such a repeat carries the
+    # dropped the first try (docs/architecture.md, "Commit protocol"): such a repeat carries the
     # same subject and bytes. Apart from repeats it sees exactly the log, in its order.
     assert set(seen) <= {(r.subject, r.data) for r in logged}
     distinct = list(dict.fromkeys(seen))
