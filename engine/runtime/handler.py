@@ -42,8 +42,8 @@ from engine.model.records import (
     run_subject,
 )
 from engine.ports.log import EventLog
-from engine.runtime.children import after_end
 from engine.runtime.commands import append_cancel, append_event
+from engine.runtime.endings import after_end
 from engine.state.ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode

@@ -33,7 +33,7 @@ from engine.model.records import (
 )
 from engine.ports.log import EventLog
 from engine.runtime.commands import run_started, start_event_message, start_key
-from engine.state.fold import RunState, fold
+from engine.state.fold import HistoryNeeded, RunState, fold
 from engine.state.snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
     SnapshotStore,
@@ -42,23 +42,10 @@ from engine.state.snapshots import (
 )
 from engine.wire.codec import decode_record
 
-__all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
+__all__ = ["CachedRun", "RunCache"]
 
 logger = logging.getLogger("jetloom.runs")
 
-
-
-class HistoryNeeded(BaseException):  # noqa: N818 - a signal, like Suspend, not an error
-    """A run loaded from a snapshot was asked for something from before the snapshot. A
-    ``BaseException``, so that a step's ``except Exception`` does not swallow it.
-
-    Attributes:
-        run_id: the run to reload from its whole log.
-    """
-
-    def __init__(self, run_id: str, what: str) -> None:
-        super().__init__(f"run {run_id}: {what} is older than its snapshot")
-        self.run_id = run_id
 
 
 class CachedRun:

@@ -38,8 +38,8 @@ from engine.model.records import (
     StepFailed,
 )
 from engine.state.fold import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL
+from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record, subject_parts
-from engine.wire.commit import OrphanFilter
 
 __all__ = ["ENDING_KINDS", "FOLLOWED_KINDS", "EndProjection"]
 

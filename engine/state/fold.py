@@ -48,6 +48,8 @@ __all__ = [
     "RUNNING",
     "TERMINAL",
     "DroppedEvents",
+    "HistoryNeeded",
+    "HorizonDone",
     "PendingCommit",
     "RunState",
     "compact",
@@ -63,7 +65,7 @@ FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
 TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 
-_MISSING = object()
+MISSING = object()  # the "no default given" of get_path and ctx.store.get (None is a value)
 KEEP_EVENTS: Final = 256  # newest events whose details a compacted fold keeps whatever happened to them
 
 
@@ -79,7 +81,7 @@ def set_path(root: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def get_path(root: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
+def get_path(root: dict[str, Any], path: str, default: Any = MISSING) -> Any:
     """``root["a"]["b"]`` for ``path="a.b"``.
 
     Raises:
@@ -88,7 +90,7 @@ def get_path(root: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
     node: Any = root
     for key in path.split("."):
         if not isinstance(node, dict) or key not in node:
-            if default is _MISSING:
+            if default is MISSING:
                 raise KeyError(path)
             return default
         node = node[key]
@@ -163,11 +165,21 @@ def _head_base(rec: Record) -> dict[str, str]:
     return base
 
 
-def _history_needed(run_id: str, what: str) -> NoReturn:
-    # The run cache's signal (the executor reloads the run from its whole log and tries again);
-    # imported here because engine.runtime.runs imports this module.
-    from engine.runtime.runs import HistoryNeeded
+class HistoryNeeded(BaseException):  # noqa: N818 - a signal, like Suspend, not an error
+    """A run folded from a snapshot (a compacted fold) was asked for something from before the
+    snapshot. The run cache's signal: the executor reloads the run from its whole log and tries
+    again. A ``BaseException``, so that a step's ``except Exception`` does not swallow it.
 
+    Attributes:
+        run_id: the run to reload from its whole log.
+    """
+
+    def __init__(self, run_id: str, what: str) -> None:
+        super().__init__(f"run {run_id}: {what} is older than its snapshot")
+        self.run_id = run_id
+
+
+def _history_needed(run_id: str, what: str) -> NoReturn:
     raise HistoryNeeded(run_id, what)
 
 
@@ -211,7 +223,7 @@ class DroppedEvents:
         return f"DroppedEvents({self.untargeted}, {self.targeted}, {self.consumed})"
 
 
-class _HorizonDone(set[tuple[int, str]]):
+class HorizonDone(set[tuple[int, str]]):
     """``RunState.done`` of a compacted fold: the pairs kept, and a membership test that refuses
     (``HistoryNeeded``) to answer for a trigger at or below the horizon whose pairs were dropped."""
 
@@ -271,7 +283,7 @@ class RunState:
             (``compact``), the sequence at or below which details were dropped: ``done`` then holds
             the pairs of the triggers after it and of those it still needs, ``events`` the events
             after it and those a step that collects their type has not consumed, and a question
-            the dropped details would answer raises ``engine.runtime.runs.HistoryNeeded`` instead (the run
+            the dropped details would answer raises ``HistoryNeeded`` instead (the run
             cache then folds the whole log).
         dropped: per event type, what was dropped of its events (``DroppedEvents``); empty when
             ``horizon`` is 0.
@@ -828,7 +840,7 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
     for name in RunState.__slots__:
         setattr(out, name, getattr(st, name))
     out.horizon = h
-    out.done = _HorizonDone([p for p in done if p[0] > h or p[0] in keep_trigger], h, known, st.run_id)
+    out.done = HorizonDone([p for p in done if p[0] > h or p[0] in keep_trigger], h, known, st.run_id)
     out.events = events
     out.dropped = {t: d for t, d in dropped.items() if d.untargeted or d.targeted}
     out.consumed = {}

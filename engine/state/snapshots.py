@@ -34,9 +34,9 @@ from engine.model.records import (
 from engine.state.fold import (
     KEEP_EVENTS,
     DroppedEvents,
+    HorizonDone,
     PendingCommit,
     RunState,
-    _HorizonDone,
     compact,
 )
 
@@ -278,7 +278,7 @@ def decode_snapshot(data: bytes) -> RunState | None:
         st.error = msgspec.convert(snap.error, _ERRORS[snap.error_kind])
     if snap.horizon:
         st.horizon = snap.horizon
-        st.done = _HorizonDone(((t, s) for t, s in snap.done), snap.horizon, set(snap.known), snap.run_id)
+        st.done = HorizonDone(((t, s) for t, s in snap.done), snap.horizon, set(snap.known), snap.run_id)
         st.dropped = {d.type: DroppedEvents(d.untargeted, d.targeted, d.consumed) for d in snap.dropped}
     else:
         st.done = {(t, s) for t, s in snap.done}

@@ -21,8 +21,8 @@ from engine.model.records import (
     run_subject,
 )
 from engine.runtime.commands import event_payload, start_messages
-from engine.runtime.runs import HistoryNeeded, RunCache
-from engine.state.fold import KEEP_EVENTS
+from engine.runtime.runs import RunCache
+from engine.state.fold import KEEP_EVENTS, HistoryNeeded
 from engine.state.snapshots import encode_snapshot, snapshot_seq
 from engine.wire.codec import encode
 from services.nats_client import NatsClient

@@ -24,8 +24,9 @@ from engine.runtime.commands import start_messages
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import append_start
 from engine.state.fold import RunState
+from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record, encode
-from engine.wire.commit import OrphanFilter, copy_of, tag_commit
+from engine.wire.commit import copy_of, tag_commit
 from tests.integration.procs import eventually
 
 WF = "Pair"

@@ -13,8 +13,8 @@ from engine import MemoryLog, WorkflowCancelledError, fold
 from engine.model.records import parse_commit_tag
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import start_run
-from engine.runtime.runs import CachedRun, HistoryNeeded, RunCache
-from engine.state.fold import RunState
+from engine.runtime.runs import CachedRun, RunCache
+from engine.state.fold import HistoryNeeded, RunState
 from engine.state.snapshots import (
     HANDLED_SLOTS,
     SNAPSHOT_VERSION,
