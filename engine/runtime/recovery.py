@@ -40,7 +40,8 @@ from engine.model.records import (
 )
 from engine.ports.log import AppendResult, EventLog
 from engine.runtime.waits import resume_message
-from engine.state.fold import FAILED, RunState, fold
+from engine.state.ending import FAILED
+from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
 
 __all__ = [

@@ -42,11 +42,10 @@ from engine.model.records import (
     parse_commit_tag,
     run_subject,
 )
+from engine.state.ending import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL, ends_run
 
 __all__ = [
     "KEEP_EVENTS",
-    "RUNNING",
-    "TERMINAL",
     "DroppedEvents",
     "HistoryNeeded",
     "HorizonDone",
@@ -58,12 +57,6 @@ __all__ = [
     "set_path",
 ]
 
-PENDING: Final = "pending"
-RUNNING: Final = "running"
-COMPLETED: Final = "completed"
-FAILED: Final = "failed"
-CANCELLED: Final = "cancelled"
-TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 
 MISSING = object()  # the "no default given" of get_path and ctx.store.get (None is a value)
 KEEP_EVENTS: Final = 256  # newest events whose details a compacted fold keeps whatever happened to them
@@ -482,7 +475,7 @@ class RunState:
             self.retrying[(body.trigger, body.step)] = body
             self.first_failed_ns.setdefault((body.trigger, body.step), rec.time_ns)
             return
-        if isinstance(body, StepFailed) and body.handled_by:
+        if isinstance(body, StepFailed) and not ends_run(rec.type, body.handled_by):
             self.attempts[(body.trigger, body.step)] = body.attempt
             self.retrying.pop((body.trigger, body.step), None)
             self.done.add((body.trigger, body.step))

@@ -63,6 +63,7 @@ from engine.runtime.replay import check as check_version
 from engine.runtime.runs import CachedRun, RunCache
 from engine.runtime.spec import StepSpec, WorkflowDefinition
 from engine.runtime.waits import Suspend
+from engine.state.ending import ENDING_TYPES
 from engine.state.fold import HistoryNeeded
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore
 from engine.wire.codec import decode_record, sys_message
@@ -79,7 +80,6 @@ MAX_CANCELLED = 4096  # ended run ids remembered per executor (older ones: the f
 _ENDS_FROM_OUTSIDE = ("RunCancelled", "RunFailed")
 
 
-_ENDS_RUN = frozenset({"RunCompleted", "StepFailed"})  # records of a commit that end the run
 
 
 def _length(headers: dict[str, str]) -> int | None:
@@ -449,7 +449,7 @@ class Executor:
             await self.outcomes.resolve_if_awaited(run, run_id, messages)
         st = run.state
         if (st.parent is not None or st.timeout_at_ns or endings.awaited_children(st)) and any(
-            m.headers.get(H_TYPE) in _ENDS_RUN for m in messages
+            m.headers.get(H_TYPE) in ENDING_TYPES for m in messages  # (may end it: report_end looks)
         ):
             await self.outcomes.report_end(run_id)
         await delivery.ack()
