@@ -17,8 +17,8 @@ from engine import StartEvent, Workflow, WorkflowHandler
 from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import JetStreamLog
 from engine.model.events import Event
-from engine.model.records import check_token
 from engine.runtime.inprocess import start_run
+from engine.wire.subjects import check_token
 
 __all__ = ["NatsClient"]
 

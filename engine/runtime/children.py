@@ -31,18 +31,14 @@ from typing import Any
 from engine.model.durations import deadline_ns
 from engine.model.errors import ChildWorkflowError
 from engine.model.events import StartEvent, StopEvent, encode_event, event_from_fields, event_name
-from engine.model.records import (
-    ParentRef,
-    Resume,
-    StepSuspended,
-    check_token,
-)
+from engine.model.records import ParentRef, Resume, StepSuspended
 from engine.ports.log import EventLog
 from engine.runtime import commands
 from engine.runtime.endings import append_cancel, fold_run, notify_parent
 from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import StepWaits, Suspend
 from engine.state.fold import RunState
+from engine.wire.subjects import check_token
 
 __all__ = [
     "ChildSuspend",

@@ -10,24 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from engine.model.events import TAG_FIELD
-from engine.model.records import (
-    H_NEW_RUN,
-    H_RUN,
-    H_TARGET,
-    H_TYPE,
-    OutMessage,
-    ParentRef,
-    RunStarted,
-    check_token,
-    run_subject,
-)
+from engine.model.records import OutMessage, ParentRef, RunStarted
 from engine.ports.log import AppendResult, EventLog
-from engine.runtime.endings import append_cancel, check_run  # cancel: one of the commands here
+from engine.runtime.endings import append_cancel  # cancel: one of the commands here
 from engine.runtime.repair import complete_commit
 from engine.runtime.waits import resolve_waits
 from engine.state.fold import fold
 from engine.wire.codec import decode_record, encode
 from engine.wire.commit import copy_of, tag_commit
+from engine.wire.headers import H_NEW_RUN, H_RUN, H_TARGET, H_TYPE
+from engine.wire.subjects import check_run, check_token, run_subject
 
 __all__ = [
     "append_cancel",

@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 from engine.model.durations import deadline_ns
 from engine.model.errors import WaitTimeoutError
 from engine.model.events import Event, StartEvent, StopEvent, event_from_fields, event_name
-from engine.model.records import StepSuspended, commit_key
+from engine.model.records import StepSuspended
 from engine.runtime.children import run_child
 from engine.runtime.describe import fields_schema
 from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import StepWaits, Suspend
 from engine.state.fold import MISSING, RunState, get_path, set_path
+from engine.wire.headers import commit_key
 
 E = TypeVar("E", bound=Event)
 

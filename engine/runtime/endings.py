@@ -12,8 +12,6 @@ both build on this module.
 from __future__ import annotations
 
 from engine.model.records import (
-    H_RUN,
-    H_TYPE,
     ChildOutcome,
     OutMessage,
     Resume,
@@ -21,32 +19,24 @@ from engine.model.records import (
     RunFailed,
     StepFailed,
     StepSuspended,
-    check_token,
-    run_subject,
 )
 from engine.ports.log import AppendResult, EventLog
 from engine.runtime.recovery import end_run_timeout
 from engine.runtime.waits import resume_message
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_TYPE
+from engine.wire.subjects import check_run, run_subject
 
 __all__ = [
     "after_end",
     "append_cancel",
     "awaited_children",
     "cancel_children",
-    "check_run",
     "fold_run",
     "notify_parent",
     "outcome_of",
 ]
-
-
-def check_run(workflow: str, run_id: str) -> None:
-    """Names from outside become subject tokens: a bad one must fail here, not make the server
-    answer ``-ERR`` (and nats-py close the connection)."""
-    check_token(workflow, "workflow")
-    check_token(run_id, "run id")
 
 
 def outcome_of(state: RunState) -> ChildOutcome:

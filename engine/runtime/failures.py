@@ -22,25 +22,15 @@ import traceback as tb
 import msgspec
 
 from engine.model.events import Event, encode_event, event_fields, event_name
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    StepFailed,
-    StepRetrying,
-    commit_key,
-    parse_subject,
-    run_subject,
-)
+from engine.model.records import OutMessage, StepFailed, StepRetrying
 from engine.model.retry import StepFailedEvent
 from engine.ports.log import EventLog
 from engine.runtime.spec import StepSpec
 from engine.state.fold import RunState
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, tag_commit
+from engine.wire.headers import H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE, commit_key
+from engine.wire.subjects import parse_subject, run_subject
 
 __all__ = ["Failed", "attempt_key", "run_of"]
 

@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.model.events import StartEvent, encode_checked, encode_event, event_name
-from engine.model.records import OutMessage, check_token
+from engine.model.records import OutMessage
 from engine.ports.log import EventLog
 from engine.runtime import commands
 from engine.runtime.commands import start_key, start_messages
 from engine.runtime.executor import Executor
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.spec import WorkflowDefinition
+from engine.wire.subjects import check_token
 
 __all__ = [
     "InProcessRuntime",

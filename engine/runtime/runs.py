@@ -23,14 +23,7 @@ from typing import Any
 import msgspec
 
 from engine.model.events import Event
-from engine.model.records import (
-    H_NEW_RUN,
-    OutMessage,
-    RawRecord,
-    Record,
-    commit_tag,
-    parse_commit_tag,
-)
+from engine.model.records import OutMessage, RawRecord, Record
 from engine.ports.log import EventLog
 from engine.runtime.commands import run_started, start_event_message, start_key
 from engine.state.fold import HistoryNeeded, RunState, fold
@@ -41,6 +34,7 @@ from engine.state.snapshots import (
     encode_snapshot,
 )
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_NEW_RUN, commit_tag, parse_commit_tag
 
 __all__ = ["CachedRun", "RunCache"]
 

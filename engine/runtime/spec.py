@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from engine.model.errors import WorkflowValidationError
 from engine.model.events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
-from engine.model.records import check_token
 from engine.model.retry import StepFailedEvent
+from engine.wire.subjects import check_token
 
 __all__ = [
     "DEFAULT_NUM_WORKERS",

@@ -29,10 +29,6 @@ import msgspec
 from engine.model.errors import InvalidSequenceError, RunConflictError, RunNotFoundError
 from engine.model.events import Event
 from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_TRIGGER,
-    H_TYPE,
     OutMessage,
     RawRecord,
     Record,
@@ -44,13 +40,14 @@ from engine.model.records import (
     StepCompleted,
     StepFailed,
     StepSuspended,
-    run_subject,
 )
 from engine.ports.log import EventLog
 from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import resume_message
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_COMMIT, H_RUN, H_TRIGGER, H_TYPE
+from engine.wire.subjects import run_subject
 
 __all__ = [
     "ForkResult",

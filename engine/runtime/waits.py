@@ -22,22 +22,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.model.events import TAG_FIELD, Event, event_fields
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    Record,
-    Resume,
-    ResumeEvent,
-    StepSuspended,
-    check_token,
-    run_subject,
-)
+from engine.model.records import OutMessage, Record, Resume, ResumeEvent, StepSuspended
 from engine.ports.log import EventLog
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_STEP, H_TRIGGER, H_TYPE
+from engine.wire.subjects import check_token, run_subject
 
 __all__ = ["StepWaits", "Suspend", "match_waits", "resolve_waits", "resume_message"]
 

@@ -28,18 +28,10 @@ from collections.abc import Mapping
 from typing import Final
 
 from engine.model.events import Event
-from engine.model.records import (
-    H_COMMIT,
-    H_TRIGGER,
-    RawRecord,
-    Record,
-    RolledBack,
-    RunCompleted,
-    RunFailed,
-    StepFailed,
-)
+from engine.model.records import RawRecord, Record, RolledBack, RunCompleted, RunFailed, StepFailed
 from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record, subject_parts
+from engine.wire.headers import H_COMMIT, H_TRIGGER
 
 __all__ = [
     "CANCELLED",

@@ -17,11 +17,6 @@ from operator import itemgetter
 from typing import Any, Final, NoReturn
 
 from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
     CommitMessage,
     OutMessage,
     ParentRef,
@@ -37,12 +32,19 @@ from engine.model.records import (
     StepFailed,
     StepRetrying,
     StepSuspended,
-    commit_tag,
     is_one_message_commit,
-    parse_commit_tag,
-    run_subject,
 )
 from engine.state.ending import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL, ends_run
+from engine.wire.headers import (
+    H_COMMIT,
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    commit_tag,
+    parse_commit_tag,
+)
+from engine.wire.subjects import run_subject
 
 __all__ = [
     "KEEP_EVENTS",

@@ -3,7 +3,8 @@ pipelined commit (see ``engine.wire.commit``, step 3) do not."""
 
 from __future__ import annotations
 
-from engine.model.records import H_COMMIT, RawRecord, parse_commit_tag
+from engine.model.records import RawRecord
+from engine.wire.headers import H_COMMIT, parse_commit_tag
 
 __all__ = ["OrphanFilter"]
 

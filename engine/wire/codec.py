@@ -10,22 +10,9 @@ import msgspec
 
 from engine.model.errors import EventDecodeError
 from engine.model.events import Event, decode_event, known_event
-from engine.model.records import (
-    H_CLASS,
-    H_COMMIT,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_TYPE,
-    SYS_TYPES,
-    OutMessage,
-    RawRecord,
-    Record,
-    Resume,
-    SubjectParts,
-    parse_subject,
-    run_subject,
-)
+from engine.model.records import SYS_TYPES, OutMessage, RawRecord, Record, Resume
+from engine.wire.headers import H_CLASS, H_COMMIT, H_STEP, H_TARGET, H_TRIGGER, H_TYPE
+from engine.wire.subjects import SubjectParts, parse_subject, run_subject
 
 __all__ = ["decode_record", "encode", "subject_parts", "sys_message"]
 

@@ -47,14 +47,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from engine.model.records import (
-    H_COMMIT,
-    H_TYPE,
-    H_WORKER,
-    CommitMessage,
-    OutMessage,
-    commit_tag,
-)
+from engine.model.records import CommitMessage, OutMessage
+from engine.wire.headers import H_COMMIT, H_TYPE, H_WORKER, commit_tag
 
 __all__ = ["copy_of", "new_execution_id", "one_message_commit", "tag_commit"]
 

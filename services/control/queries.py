@@ -15,23 +15,12 @@ import msgspec
 import orjson
 
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import (
-    H_ATTEMPT,
-    H_CLASS,
-    H_COMMIT,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_WORKER,
-    RawRecord,
-    RunFailed,
-    StepFailed,
-    is_one_message_commit,
-    parse_subject,
-)
+from engine.model.records import RawRecord, RunFailed, StepFailed, is_one_message_commit
 from engine.state.ending import ENDING_STATUS, ENDING_TYPES, FINAL_TYPES, ends_run
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_ATTEMPT, H_CLASS, H_COMMIT, H_STEP, H_TARGET, H_TRIGGER, H_WORKER
+from engine.wire.subjects import parse_subject
 
 __all__ = [
     "RUN_STATUSES",

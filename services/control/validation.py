@@ -27,7 +27,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
-from engine.model.records import NAME_MAX, TOKEN_PATTERN
+from engine.wire.subjects import NAME_MAX, TOKEN_PATTERN
 
 from .errors import ApiError, error_body
 

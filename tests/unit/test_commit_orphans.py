@@ -7,19 +7,7 @@ from collections.abc import Awaitable, Iterable
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
 from engine.model.events import encode_event
-from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    RawRecord,
-    StepCompleted,
-    commit_key,
-    parse_commit_tag,
-    run_subject,
-)
+from engine.model.records import OutMessage, RawRecord, StepCompleted
 from engine.runtime.commands import start_messages
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import append_start
@@ -27,6 +15,16 @@ from engine.state.fold import RunState
 from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record, encode
 from engine.wire.commit import copy_of, tag_commit
+from engine.wire.headers import (
+    H_COMMIT,
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    commit_key,
+    parse_commit_tag,
+)
+from engine.wire.subjects import run_subject
 from tests.integration.procs import eventually
 
 WF = "Pair"

@@ -39,19 +39,7 @@ from engine.model.errors import (
     WorkflowVersionError,
 )
 from engine.model.events import Event
-from engine.model.records import (
-    H_LENGTH,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    DeadLetterRef,
-    OutMessage,
-    RawRecord,
-    Record,
-    Resume,
-    RunFailed,
-)
+from engine.model.records import DeadLetterRef, OutMessage, RawRecord, Record, Resume, RunFailed
 from engine.ports.log import Delivery, EventLog, event_consumers
 from engine.runtime import children, endings
 from engine.runtime.executor.outcome import Outcomes
@@ -67,6 +55,7 @@ from engine.state.ending import ENDING_TYPES
 from engine.state.fold import HistoryNeeded
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore
 from engine.wire.codec import decode_record, sys_message
+from engine.wire.headers import H_LENGTH, H_RUN, H_STEP, H_TRIGGER, H_TYPE
 
 __all__ = ["Executor"]
 

@@ -12,19 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from engine.model.errors import LastSeqMismatchError
 from engine.model.events import Event, class_path, encode_event, event_name
-from engine.model.records import (
-    H_CLASS,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    Resume,
-    StepFailed,
-    StepRetrying,
-    commit_key,
-    run_subject,
-)
+from engine.model.records import OutMessage, Resume, StepFailed, StepRetrying
 from engine.ports.log import AppendResult, EventLog
 from engine.runtime import children, endings
 from engine.runtime.executor.stats import ExecutorStats
@@ -36,6 +24,8 @@ from engine.runtime.spec import StepSpec, WorkflowDefinition
 from engine.runtime.waits import Suspend, resolve_waits, resume_message
 from engine.wire.codec import sys_message
 from engine.wire.commit import tag_commit
+from engine.wire.headers import H_CLASS, H_RUN, H_STEP, H_TRIGGER, H_TYPE, commit_key
+from engine.wire.subjects import run_subject
 
 __all__ = ["Outcomes", "commit_id"]
 

@@ -19,19 +19,7 @@ from engine.model.events import (
     event_fields,
     event_name,
 )
-from engine.model.records import (
-    H_CLASS,
-    H_LENGTH,
-    H_RUN,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    RunCompleted,
-    StepCompleted,
-    run_subject,
-)
+from engine.model.records import OutMessage, RunCompleted, StepCompleted
 from engine.model.retry import StepTimeoutError
 from engine.ports.log import EventLog
 from engine.runtime.context import Context
@@ -42,6 +30,8 @@ from engine.runtime.spec import StepSpec, WorkflowDefinition
 from engine.runtime.waits import Suspend
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
+from engine.wire.headers import H_CLASS, H_LENGTH, H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE
+from engine.wire.subjects import run_subject
 
 __all__ = ["StepRunner"]
 
