@@ -2,7 +2,7 @@
 
 Nothing a step does through the context takes effect until the step returns: state changes, sent
 events, stream output and fan-in consumption are collected here and committed with the step's
-completion record in one atomic append (DESIGN.md §3). The state a step reads is the run's state as
+completion record in one atomic append (docs/architecture.md). The state a step reads is the run's state as
 of its trigger event's sequence, plus its own writes.
 """
 

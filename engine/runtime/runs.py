@@ -293,8 +293,8 @@ class RunCache:
             return None
         tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]
         assert tag is not None  # (_starts_run parsed it)
-        # Made as the starter made it, without encoding and decoding it (≈ 5 % of a worker's CPU
-        # at 100 runs in flight, one new run every three steps).
+        # Made as the starter made it, without encoding and decoding it (a cost on every new
+        # run; measured in benchmarks/).
         event = start_event_message(self._log.prefix, self._workflow, run_id, trigger.type, raw.data, new_run=True)
         body = run_started(self._workflow, run_id, event, copy=tag[2] is not None)
         commit = commit_tag(start_key(run_id), 0, tag[2])
@@ -365,8 +365,8 @@ class RunCache:
 
     def _evict(self) -> None:
         # O(1) per new run: ended runs sit at the front of the LRU order. (A scan of the oldest
-        # 64 for an ended run cost ≈ 3 % of a worker's CPU at 100 runs in flight, and more when
-        # several processes share a workflow, whose caches hold runs they never see end.)
+        # runs for an ended one costs CPU on every new run, the more so when several processes
+        # share a workflow, whose caches hold runs they never see end.)
         while len(self._runs) > self._max:
             self._runs.popitem(last=False)
 

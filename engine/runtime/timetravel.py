@@ -1,4 +1,4 @@
-"""Rollback, fork and time travel over a run's log (DESIGN.md §3).
+"""Rollback, fork and time travel over a run's log (docs/architecture.md).
 
 - **State at N** (``state_at``): the fold of the run's records up to stream sequence ``N``.
 - **Rollback to N** (``rollback``): appends ``sys.RolledBack(to_seq=N)``. The fold then skips the

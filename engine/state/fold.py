@@ -2,7 +2,7 @@
 
 No clock, no I/O, no randomness: every time comes from the records (the server's timestamps).
 ``RunState.apply`` is the reducer; ``fold`` applies it to a sequence. A step sees the state as of
-its trigger's sequence (DESIGN.md §3): ``state`` is kept as of ``seq``, and ``collect`` answers fan-in
+its trigger's sequence (docs/architecture.md): ``state`` is kept as of ``seq``, and ``collect`` answers fan-in
 questions as of any earlier sequence, which is what makes fan-in race-free across processes.
 ``compact`` drops what no later question needs, so that a snapshot of a long run stays small; a fold
 loaded from one answers the rest as the whole fold would, or raises ``HistoryNeeded``.

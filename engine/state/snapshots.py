@@ -1,5 +1,5 @@
 """Snapshots of a run's fold, so rebuilding a long run reads the latest snapshot and the records
-after it instead of the whole log (DESIGN.md §3).
+after it instead of the whole log (docs/architecture.md).
 
 A snapshot is ``RunState`` compacted (``engine.state.fold.compact``: the details of a long run's past
 that no later question needs are dropped, so its size does not grow with the run) and serialised
@@ -173,8 +173,8 @@ def encode_snapshot(st: RunState, *, level: int = 1, keep_events: int = KEEP_EVE
 
     Args:
         st: the fold; read, not changed. The caller keeps it from changing meanwhile.
-        level: zlib level (default 1). Compacted, the snapshot of the synthetic run of benchmark
-            (d) is ≈ 2 kB whether it covers 1,000 or 100,000 records (146 kB uncompacted).
+        level: zlib level (default 1). Compacted, a snapshot's size hardly grows with the
+            number of records it covers (sizes in benchmarks/, scenario d).
         keep_events: newest events whose details are kept whatever happened to them (default
             ``KEEP_EVENTS``, 256): a trigger among them that a fresh worker meets is answered
             from the snapshot; an older one it had not seen handled costs a whole-log reload.

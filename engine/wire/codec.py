@@ -85,7 +85,7 @@ def decode_record(
             trigger_seq = None
     else:
         trigger_seq = None
-    # (positional: msgspec builds a struct from keywords ≈ 2x slower)
+    # (positional: msgspec builds a struct from keywords more slowly)
     return Record(
         raw.seq,
         kind,
