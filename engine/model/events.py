@@ -21,15 +21,22 @@ import msgspec
 from engine.model.errors import EventDecodeError, EventValidationError
 
 __all__ = [
+    "TAG_FIELD",
     "Event",
     "EventMeta",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
     "StartEvent",
     "StopEvent",
+    "class_path",
     "decode_event",
     "encode_checked",
     "encode_event",
     "event_fields",
+    "event_from_fields",
     "event_name",
+    "known_event",
+    "registry",
 ]
 
 TAG_FIELD = "$type"

@@ -14,7 +14,7 @@ import msgspec
 from engine.model.events import TAG_FIELD, Event, StartEvent, StopEvent, class_path, event_name
 from engine.runtime.spec import WorkflowDefinition
 
-__all__ = ["Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
+__all__ = ["START_NODE", "STOP_NODE", "Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
 
 START_NODE = "_start"
 STOP_NODE = "_stop"

@@ -42,6 +42,7 @@ __all__ = [
     "TIMEOUT_SCHEDULE",
     "RunNotRetryableError",
     "end_run_timeout",
+    "retry_resume",
     "retry_run",
     "run_timeout_at",
     "schedule_run_timeout",

@@ -48,6 +48,7 @@ from engine.wire.subjects import run_subject
 
 __all__ = [
     "KEEP_EVENTS",
+    "MISSING",
     "DroppedEvents",
     "HistoryNeeded",
     "HorizonDone",

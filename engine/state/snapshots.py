@@ -42,9 +42,11 @@ from engine.state.fold import (
 
 __all__ = [
     "DEFAULT_SNAPSHOT_EVERY",
+    "HANDLED_SLOTS",
     "SNAPSHOT_VERSION",
     "MemorySnapshots",
     "SnapshotStore",
+    "UnsupportedState",
     "decode_snapshot",
     "encode_snapshot",
     "snapshot_seq",
