@@ -131,7 +131,7 @@ async def append_start(
 
     Raises:
         ValueError: ``workflow``, ``run_id`` or ``event_type`` is not a subject token
-            (``records.check_token``).
+            (``engine.wire.subjects.check_token``).
     """
     check_run(workflow, run_id)
     check_token(event_type, "event type")

@@ -105,7 +105,7 @@ class WorkflowHandler:
         WorkflowCancelledError: the run was cancelled.
 
     Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
-    (``records.check_token``).
+    (``engine.wire.subjects.check_token``).
     """
 
     def __init__(

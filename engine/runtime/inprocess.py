@@ -140,7 +140,7 @@ def start_run(
 
     Raises:
         TypeError: both ``start_event`` and ``fields`` were given.
-        ValueError: ``run_id`` is not a subject token (1 to ``records.NAME_MAX`` characters of
+        ValueError: ``run_id`` is not a subject token (1 to ``engine.wire.subjects.NAME_MAX`` characters of
             ``A-Z a-z 0-9 _ -``).
         EventValidationError: a field of the start event does not match its annotation.
     """

@@ -41,7 +41,6 @@ __all__ = ["CachedRun", "RunCache"]
 logger = logging.getLogger("jetloom.runs")
 
 
-
 class CachedRun:
     """One run's decoded records and their fold.
 

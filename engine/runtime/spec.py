@@ -121,12 +121,13 @@ def step(
         raise ValueError(f"retry_policy {retry_policy!r} has no next(elapsed_time, attempts, error)")
 
     def mark(f: F) -> F:
-        setattr(f, STEP_MARK, {
+        options = {
             "num_workers": num_workers,
             "retry_policy": retry_policy,
             "timeout": seconds,
             "catch_error": catch_error,
-        })
+        }
+        setattr(f, STEP_MARK, options)
         return f
 
     return mark(fn) if fn is not None else mark

@@ -69,8 +69,6 @@ MAX_CANCELLED = 4096  # ended run ids remembered per executor (older ones: the f
 _ENDS_FROM_OUTSIDE = ("RunCancelled", "RunFailed")
 
 
-
-
 def _length(headers: dict[str, str]) -> int | None:
     """The run's log length an event's ``Jl-Length`` header gives, if it has a valid one."""
     value = headers.get(H_LENGTH)
@@ -78,7 +76,6 @@ def _length(headers: dict[str, str]) -> int | None:
 
 
 DEAD_LETTER_ATTEMPTS = 5  # checked appends of a dead letter's RunFailed before an unchecked one
-
 
 
 class Executor:

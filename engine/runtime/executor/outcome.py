@@ -110,6 +110,8 @@ class Outcomes:
     def failure(
         self, spec: StepSpec, run_id: str, seq: int, attempt: int, exc: BaseException, t0: float
     ) -> OutMessage:
+        """The ``StepFailed`` record of attempt ``attempt`` of ``spec`` on trigger ``seq``, which
+        raised ``exc`` (``t0``: its ``time.perf_counter()`` start)."""
         cls = type(exc)
         failed = StepFailed(
             step=spec.name,
@@ -148,6 +150,8 @@ class Outcomes:
         return failed.routed(self.log, self.name, spec.name, run_id, seq, attempt, event, record, handler, st.epoch)
 
     def catch_step(self, spec: StepSpec) -> str | None:
+        """The workflow's ``@catch_error`` step that takes ``spec``'s failures (``None``: none, or
+        ``spec`` is that step)."""
         if spec.catch_error:
             return None  # a failing error handler fails the run
         for s in type(self.workflow).steps.values():
@@ -156,6 +160,7 @@ class Outcomes:
         return None
 
     async def schedule_retry(self, run_id: str, retrying: StepRetrying, epoch: int) -> None:
+        """Schedule the ``Resume`` of the next attempt ``retrying`` announces (idempotent)."""
         nxt = retrying.attempt + 1
         resume = Resume(step=retrying.step, trigger=retrying.trigger, reason="retry", attempt=nxt)
         key = attempt_key(run_id, retrying.trigger, retrying.step, retrying.attempt, epoch)
@@ -212,6 +217,7 @@ class Outcomes:
             await end_run_timeout(self.log, run.state)
 
     async def resolve_if_awaited(self, run: CachedRun, run_id: str, messages: list[OutMessage]) -> None:
+        """Resolve the run's event waits if the commit ``messages`` emitted an awaited type."""
         awaited = {w.event_type for _, w in run.state.open_event_waits()}
         emitted = {m.headers.get(H_TYPE) for m in messages if ".evt." in m.subject}
         if awaited & emitted:

@@ -53,9 +53,17 @@ class StepRunner:
         self.events = type(workflow).events
         self.worker_id = worker_id
         self.stats = stats
+
     async def run(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
     ) -> list[OutMessage] | Suspend | Failed:
+        """Run ``spec`` on trigger ``seq`` (``event``) of ``run``, attempt ``attempt`` after the
+        run's ``epoch``-th rollback, with a ``Context`` showing the run as of the trigger.
+
+        Returns:
+            the messages of its commit, the ``Suspend`` it raised to wait, or the ``Failed``
+            attempt (it raised, or its commit's events do not encode).
+        """
         ctx = Context(
             run_id=run_id,
             step=spec.name,
@@ -120,6 +128,16 @@ class StepRunner:
         epoch: int = 0,
         length: int = 0,
     ) -> list[OutMessage]:
+        """The commit of an attempt that returned ``returned``: the events it emitted and
+        streamed, a ``RunCompleted`` for a ``StopEvent``, under ``StepCompleted`` (with the state it
+        set, the events it consumed, and a copy of the rest on a pipelined log), or alone as a
+        one-message commit when that is all there is. ``length``: the run's records as folded,
+        put on each emitted event (``Jl-Length``).
+
+        Raises:
+            ValueError: it returned an event no step accepts.
+            EventValidationError / TypeError: an event or record does not encode.
+        """
         prefix = self.log.prefix
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
         length_now = str(length)
