@@ -5,6 +5,10 @@ A step's signature says what it does: the annotated event parameter is what it a
 a union), an optional ``Context`` parameter gives it the run's context, and the return annotation
 lists the events it may produce (returned or sent with ``ctx.send_event``). The graph is validated
 when the class is created; errors name the step and the event.
+
+What a class declares (``StepSpec``, the ``@step`` options, the graph checks) lives in
+``engine.runtime.spec``, which the runtime types against; this module reads step signatures into
+it (it needs ``Context`` for that) and runs workflows in this process (``Workflow.run``).
 """
 
 from __future__ import annotations
