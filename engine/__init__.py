@@ -1,17 +1,36 @@
-"""jetloom's engine: the workflow model, the fold and the event log port. No HTTP; NATS only
-behind ``EventLog`` (``engine.jetstream.log``)."""
+"""jetloom's engine: the workflow model (``Workflow``, ``@step``, ``Context``), the fold of a run's
+log, and the event logs it runs on (``MemoryLog``; ``JetStreamLog`` on NATS JetStream). No HTTP.
 
+Every error a user may catch is importable from here (the tree is in ``engine.model.errors``).
+The packages below are the layers, each importing only the ones under it: ``engine.workflow``,
+``engine.runtime``, ``engine.memory`` / ``engine.jetstream``, ``engine.ports``, ``engine.state``,
+``engine.wire``, ``engine.model``.
+"""
+
+from engine.jetstream.connection import NatsConnectError
+from engine.jetstream.log import JetStreamLog
+from engine.jetstream.retry import LogUnavailableError
 from engine.memory.log import MemoryLog
 from engine.model.errors import (
+    AppendError,
     ChildWorkflowError,
+    CommitTooLargeError,
+    DeadLetteredError,
     EventDecodeError,
+    EventValidationError,
+    InvalidSequenceError,
     JetloomError,
+    LastSeqMismatchError,
+    LogError,
+    RunConflictError,
     RunNotFoundError,
     StepFailedError,
+    WaitTimeoutError,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
     WorkflowValidationError,
+    WorkflowVersionError,
 )
 from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from engine.model.retry import (
@@ -19,38 +38,55 @@ from engine.model.retry import (
     ExponentialBackoffRetryPolicy,
     RetryPolicy,
     StepFailedEvent,
+    StepTimeoutError,
 )
 from engine.ports.log import EventLog
 from engine.runtime.context import Context
 from engine.runtime.handler import WorkflowHandler
+from engine.runtime.recovery import RunNotRetryableError
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
 __all__ = [
+    "AppendError",
     "ChildWorkflowError",
+    "CommitTooLargeError",
     "ConstantDelayRetryPolicy",
     "Context",
+    "DeadLetteredError",
     "Event",
     "EventDecodeError",
     "EventLog",
+    "EventValidationError",
     "ExponentialBackoffRetryPolicy",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "InvalidSequenceError",
+    "JetStreamLog",
     "JetloomError",
+    "LastSeqMismatchError",
+    "LogError",
+    "LogUnavailableError",
     "MemoryLog",
+    "NatsConnectError",
     "RetryPolicy",
+    "RunConflictError",
     "RunNotFoundError",
+    "RunNotRetryableError",
     "RunState",
     "StartEvent",
-    "StepFailedEvent",
     "StepFailedError",
+    "StepFailedEvent",
+    "StepTimeoutError",
     "StopEvent",
+    "WaitTimeoutError",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowHandler",
     "WorkflowRuntimeError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "WorkflowVersionError",
     "catch_error",
     "fold",
     "step",

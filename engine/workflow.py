@@ -5,6 +5,10 @@ A step's signature says what it does: the annotated event parameter is what it a
 a union), an optional ``Context`` parameter gives it the run's context, and the return annotation
 lists the events it may produce (returned or sent with ``ctx.send_event``). The graph is validated
 when the class is created; errors name the step and the event.
+
+What a class declares (``StepSpec``, the ``@step`` options, the graph checks) lives in
+``engine.runtime.spec``, which the runtime types against; this module reads step signatures into
+it (it needs ``Context`` for that) and runs workflows in this process (``Workflow.run``).
 """
 
 from __future__ import annotations
@@ -14,110 +18,19 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Union, get_args, get_origin
 
+from engine.memory.log import MemoryLog
 from engine.model.errors import WorkflowValidationError
-from engine.model.events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
-from engine.model.records import check_token
-
-if TYPE_CHECKING:
-    from engine.ports.log import EventLog
-    from engine.runtime.handler import WorkflowHandler
+from engine.model.events import Event, StartEvent
+from engine.ports.log import EventLog
+from engine.runtime.context import Context
+from engine.runtime.handler import WorkflowHandler
+from engine.runtime.inprocess import InProcessRuntime
+from engine.runtime.spec import STEP_MARK, StepSpec, catch_error, check_name, step, validate
 
 __all__ = ["StepSpec", "Workflow", "catch_error", "step"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_NUM_WORKERS = 4  # llama-index-workflows' default for @step(num_workers=...)
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """A validated step.
-
-    Attributes:
-        name: the method name; also the step's consumer name.
-        fn: the function (called with ``self``, and ``ctx`` / the event by keyword).
-        accepts: event classes it handles.
-        produces: event classes its return annotation declares.
-        event_param / ctx_param: parameter names (``ctx_param`` is ``None`` if it takes no context).
-        num_workers: concurrent handlers of this step per process (default 4).
-        is_async: ``async def`` (a plain ``def`` runs in a worker thread).
-        retry_policy: decides retries of a failed attempt (``engine.model.retry``); ``None``: none.
-        timeout: seconds one attempt may run before it fails with ``StepTimeoutError``.
-        catch_error: this is the workflow's error handler (``@catch_error``).
-    """
-
-    name: str
-    fn: Callable[..., Any]
-    accepts: tuple[type[Event], ...]
-    produces: tuple[type[Event], ...]
-    event_param: str
-    ctx_param: str | None
-    num_workers: int
-    is_async: bool
-    retry_policy: Any = None
-    timeout: float | None = None
-    catch_error: bool = False
-
-    @property
-    def accepts_names(self) -> tuple[str, ...]:
-        return tuple(event_name(t) for t in self.accepts)
-
-
-def step(
-    fn: F | None = None,
-    *,
-    num_workers: int = DEFAULT_NUM_WORKERS,
-    retry_policy: Any = None,
-    timeout: float | timedelta | None = None,
-    catch_error: bool = False,
-) -> Any:
-    """Mark a workflow method as a step. Use bare (``@step``) or with options.
-
-    Args:
-        num_workers: how many triggers of this step one process handles at once (default 4,
-            as in llama-index-workflows). Across processes, every replica adds as many.
-        retry_policy: an ``engine.model.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
-            llama-index-workflows' protocol) deciding whether, and after how many seconds, a failed
-            attempt is tried again; each attempt is a record in the log (default: no retries).
-        timeout: seconds (or a timedelta) one attempt may run; a longer one is cancelled and fails
-            with ``engine.model.retry.StepTimeoutError`` (default: no limit). A plain ``def`` step's
-            thread cannot be stopped: its attempt fails, the thread runs on.
-        catch_error: make this step the workflow's error handler (same as ``@catch_error``): it
-            accepts ``StepFailedEvent`` and gets one whenever another step fails for good.
-
-    Raises:
-        ValueError: ``num_workers`` < 1, a ``timeout`` <= 0, or a ``retry_policy`` without ``next``.
-    """
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    if seconds is not None and seconds <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-    if retry_policy is not None and not callable(getattr(retry_policy, "next", None)):
-        raise ValueError(f"retry_policy {retry_policy!r} has no next(elapsed_time, attempts, error)")
-
-    def mark(f: F) -> F:
-        f.__jl_step__ = {  # type: ignore[attr-defined]
-            "num_workers": num_workers,
-            "retry_policy": retry_policy,
-            "timeout": seconds,
-            "catch_error": catch_error,
-        }
-        return f
-
-    return mark(fn) if fn is not None else mark
-
-
-def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
-    """Mark a workflow method as its error handler: a step accepting ``StepFailedEvent``
-    (``engine.model.retry``), called when any other step fails for good (after its retries). What it
-    returns continues the run, or ends it with a ``StopEvent``; if it fails, the run fails. At most
-    one per workflow. ``@catch_error`` is ``@step(catch_error=True)``."""
-    return step(fn, num_workers=num_workers, catch_error=True)
 
 
 def _flatten(hint: Any) -> list[Any]:
@@ -146,9 +59,7 @@ def _resolve_hints(fn: Callable[..., Any], localns: dict[str, Any]) -> dict[str,
 
 
 def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpec:
-    from engine.runtime.context import Context
-
-    opts = fn.__jl_step__  # type: ignore[attr-defined]
+    opts = getattr(fn, STEP_MARK)
     hints = _resolve_hints(fn, localns)
     params = list(inspect.signature(fn).parameters.values())[1:]  # drop self
     event_param = ctx_param = None
@@ -194,7 +105,7 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
             )
         produces.append(t)
     return StepSpec(
-        name=_token(name, "step name", step=name),
+        name=check_name(name, "step name", step=name),
         fn=fn,
         accepts=tuple(accepts),
         produces=tuple(produces),
@@ -215,99 +126,6 @@ def _caller_locals() -> dict[str, Any]:
     while frame is not None and frame.f_code.co_name == "__init_subclass__":
         frame = frame.f_back
     return dict(frame.f_locals) if frame is not None else {}
-
-
-def _external(t: type[Event]) -> bool:
-    """Events that come from outside the step graph (a start, human input, a step failure)."""
-    from engine.model.retry import StepFailedEvent
-
-    return issubclass(t, StartEvent | HumanResponseEvent | StepFailedEvent)
-
-
-def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
-    from engine.model.retry import StepFailedEvent
-
-    handlers = [s for s in steps.values() if s.catch_error]
-    if len(handlers) > 1:
-        names = ", ".join(repr(s.name) for s in handlers)
-        raise WorkflowValidationError(f"workflow {name!r} has more than one @catch_error step ({names})")
-    for s in steps.values():
-        takes = any(issubclass(t, StepFailedEvent) for t in s.accepts)
-        if s.catch_error and not takes:
-            raise WorkflowValidationError(
-                f"step {s.name!r} is marked catch_error but does not accept StepFailedEvent",
-                step=s.name,
-            )
-        if takes and not s.catch_error:
-            raise WorkflowValidationError(
-                f"step {s.name!r} accepts StepFailedEvent; mark it @catch_error", step=s.name
-            )
-
-
-def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
-    """Check the step graph; return the start event class and the registry of event types.
-
-    Raises:
-        WorkflowValidationError: naming the step and event at fault.
-    """
-    for s in steps.values():
-        for t in s.accepts:
-            if issubclass(t, StopEvent):
-                raise WorkflowValidationError(
-                    f"step {s.name!r} accepts {event_name(t)}, a StopEvent; a StopEvent ends the "
-                    "run and is never delivered to a step",
-                    step=s.name,
-                )
-    starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
-    if not starts:
-        raise WorkflowValidationError(f"workflow {name!r}: no step accepts a StartEvent")
-    if len(starts) > 1:
-        names = ", ".join(sorted(event_name(t) for t in starts))
-        raise WorkflowValidationError(
-            f"workflow {name!r}: steps accept different start events ({names}); use one"
-        )
-    (start,) = starts
-    produced = {t for s in steps.values() for t in s.produces}
-    if not any(issubclass(t, StopEvent) for t in produced):
-        raise WorkflowValidationError(
-            f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
-        )
-    consumed = {t for s in steps.values() for t in s.accepts}
-    _check_catch_error(name, steps)
-    for s in steps.values():
-        for t in s.produces:
-            if not issubclass(t, StopEvent) and t not in consumed:
-                raise WorkflowValidationError(
-                    f"step {s.name!r} produces {event_name(t)} but no step accepts it",
-                    step=s.name,
-                )
-        for t in s.accepts:
-            if not _external(t) and t not in produced:
-                raise WorkflowValidationError(
-                    f"step {s.name!r} accepts {event_name(t)} but no step produces it, "
-                    "so the step can never run",
-                    step=s.name,
-                )
-    registry: dict[str, type[Event]] = {}
-    for t in (*consumed, *produced, start):
-        n = _token(event_name(t), f"workflow {name!r}: event class name")
-        if registry.get(n, t) is not t:
-            raise WorkflowValidationError(
-                f"workflow {name!r}: two event classes are named {n!r}; names must be unique "
-                "because they are subjects in the log"
-            )
-        registry[n] = t
-    return start, registry
-
-
-def _token(value: str, what: str, *, step: str | None = None) -> str:
-    """``value`` if it is usable in subjects (``check_token``), else ``WorkflowValidationError``
-    naming ``what``: a name that would make nats-server refuse the subject fails at class creation,
-    not in the first run."""
-    try:
-        return check_token(value, what)
-    except ValueError as e:
-        raise WorkflowValidationError(str(e), step=step) from None
 
 
 class Workflow:
@@ -339,11 +157,11 @@ class Workflow:
         super().__init_subclass__(**kwargs)
         if "workflow_name" not in cls.__dict__:
             cls.workflow_name = cls.__name__
-        _token(cls.workflow_name, f"workflow class {cls.__qualname__}: workflow name")
+        check_name(cls.workflow_name, f"workflow class {cls.__qualname__}: workflow name")
         found: dict[str, Callable[..., Any]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
-                if callable(value) and hasattr(value, "__jl_step__"):
+                if callable(value) and hasattr(value, STEP_MARK):
                     found[attr] = value
         if not found:
             return
@@ -364,7 +182,7 @@ class Workflow:
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.verbose = verbose
         self._log = log
-        self._runtime: Any = None
+        self._runtime: InProcessRuntime | None = None  # made by the first run()
 
     def run(
         self, *, start_event: StartEvent | None = None, run_id: str | None = None, **fields: Any
@@ -377,6 +195,6 @@ class Workflow:
             run_id: the run's id (default: a new random id); a subject token.
             **fields: fields of the start event.
         """
-        from engine.runtime.inprocess import run_in_process
-
-        return run_in_process(self, start_event=start_event, run_id=run_id, fields=fields)
+        if self._runtime is None:
+            self._runtime = InProcessRuntime(self, self._log or MemoryLog())
+        return self._runtime.start(start_event=start_event, run_id=run_id, fields=fields, timeout=self.timeout)

@@ -59,11 +59,11 @@ from engine.model.events import (
     event_name,
     known_event,
 )
+from engine.state.ending import ends_run
 from engine.workflow import Workflow
 
 __all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "SyncRunHandle"]
 
-TERMINAL = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed"})
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
@@ -108,10 +108,10 @@ def _error(resp: httpx.Response, path: str) -> ApiError:
 def _ends_run(record: dict[str, Any]) -> bool:
     """Whether a record (as streamed) ends its run; a step failure that an error handler took over
     (``handled_by``) does not."""
-    if record["kind"] != "sys" or record["type"] not in TERMINAL:
+    if record["kind"] != "sys":
         return False
     data = record.get("data")
-    return not (record["type"] == "StepFailed" and isinstance(data, dict) and data.get("handled_by"))
+    return ends_run(record["type"], data.get("handled_by") if isinstance(data, dict) else None)
 
 
 def _workflow_name(workflow: str | type[Workflow]) -> str:

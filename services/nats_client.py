@@ -17,8 +17,8 @@ from engine import StartEvent, Workflow, WorkflowHandler
 from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import JetStreamLog
 from engine.model.events import Event
-from engine.model.records import check_token
 from engine.runtime.inprocess import start_run
+from engine.wire.subjects import check_token
 
 __all__ = ["NatsClient"]
 
@@ -78,7 +78,7 @@ class NatsClient:
 
         Raises:
             ValueError: ``run_id`` is not 1 to 128 characters of ``A-Z a-z 0-9 _ -``
-                (``engine.model.records.check_token``); checked before anything reaches NATS, so the
+                (``engine.wire.subjects.check_token``); checked before anything reaches NATS, so the
                 server never refuses the subject and the connection stays usable.
             EventValidationError: a field of the start event does not match its annotation.
         """

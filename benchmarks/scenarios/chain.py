@@ -25,8 +25,10 @@ from nats.aio.msg import Msg
 
 from engine import StartEvent
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import H_COMMIT, H_STEP, RunCompleted, is_one_message_commit, run_subject
+from engine.model.records import RunCompleted, is_one_message_commit
 from engine.runtime.inprocess import append_start
+from engine.wire.headers import H_COMMIT, H_STEP
+from engine.wire.subjects import run_subject
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedCluster, EmbeddedNats
 

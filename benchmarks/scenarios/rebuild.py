@@ -45,19 +45,12 @@ from engine import StartEvent, fold
 from engine.jetstream.log import JetStreamLog
 from engine.jetstream.snapshots import KvSnapshots
 from engine.model.events import encode_event
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    StepCompleted,
-    run_filter,
-    run_subject,
-)
+from engine.model.records import OutMessage, StepCompleted
 from engine.runtime.inprocess import start_commit
 from engine.state.snapshots import decode_snapshot, encode_snapshot
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_STEP, H_TRIGGER, H_TYPE
+from engine.wire.subjects import run_filter, run_subject
 
 from ..harness import Harness
 from ..measure import CpuMeter, run_loop

@@ -79,18 +79,11 @@ from engine.jetstream.wire import (
 )
 from engine.model.durations import seconds
 from engine.model.errors import AppendError, CommitTooLargeError, LastSeqMismatchError, LogError
-from engine.model.records import (
-    DEFAULT_PREFIX,
-    OutMessage,
-    RawRecord,
-    execution_of,
-    message_id,
-    parse_subject,
-    run_filter,
-    run_subject,
-)
+from engine.model.records import OutMessage, RawRecord
 from engine.ports.log import AppendResult, DeadLetter, Delivery, event_consumers
 from engine.wire.codec import subject_parts
+from engine.wire.headers import execution_of, message_id
+from engine.wire.subjects import DEFAULT_PREFIX, parse_subject, run_filter, run_subject
 
 __all__ = ["DEFAULT_ACK_WAIT", "DEFAULT_PROGRESS_HEARTBEAT", "JetStreamLog", "check_lease", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
 

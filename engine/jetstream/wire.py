@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.model.records import (
+from engine.wire.headers import (
     H_ATTEMPT,
     H_CLASS,
     H_COMMIT,

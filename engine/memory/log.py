@@ -16,15 +16,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 
 from engine.model.errors import LastSeqMismatchError
-from engine.model.records import (
-    DEFAULT_PREFIX,
-    OutMessage,
-    RawRecord,
-    SubjectParts,
-    execution_of,
-    message_id,
-    parse_subject,
-)
+from engine.model.records import OutMessage, RawRecord
 from engine.ports.log import (
     AppendResult,
     DeadLetter,
@@ -33,6 +25,8 @@ from engine.ports.log import (
     event_consumers,
     hand_over,
 )
+from engine.wire.headers import execution_of, message_id
+from engine.wire.subjects import DEFAULT_PREFIX, SubjectParts, parse_subject
 
 __all__ = ["MemoryLog"]
 

@@ -27,6 +27,28 @@ Every error carries ``run_id``, ``seq`` and ``step`` where they are known (``Non
 
 from __future__ import annotations
 
+__all__ = [
+    "AppendError",
+    "ChildWorkflowError",
+    "CommitTooLargeError",
+    "DeadLetteredError",
+    "EventDecodeError",
+    "EventValidationError",
+    "InvalidSequenceError",
+    "JetloomError",
+    "LastSeqMismatchError",
+    "LogError",
+    "RunConflictError",
+    "RunNotFoundError",
+    "StepFailedError",
+    "WaitTimeoutError",
+    "WorkflowCancelledError",
+    "WorkflowRuntimeError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+    "WorkflowVersionError",
+]
+
 
 class JetloomError(Exception):
     """Root of every error jetloom raises on purpose."""

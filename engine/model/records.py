@@ -1,41 +1,22 @@
-"""The log's vocabulary: subjects, headers, the record envelope and the engine's own records.
+"""The log's vocabulary: the record envelope and the engine's own records (subjects and headers
+are in ``engine.wire.subjects`` and ``engine.wire.headers``; the layout in docs/architecture.md).
 
-Subject layout (DESIGN.md §3), prefix configurable (default ``jetloom``)::
-
-    <prefix>.run.<workflow>.<run_id>.evt.<EventType>    user events; what steps consume
-    <prefix>.run.<workflow>.<run_id>.sys.<RecordType>   engine records (RunStarted, StepCompleted, ...)
-    <prefix>.run.<workflow>.<run_id>.out.<EventType>    write_event_to_stream output
-
-Payloads are JSON. Headers carry the record type and ids (``Jl-*`` below). Engine records are
-persisted forever, so they follow msgspec's evolution rules: fields are only appended, with defaults.
+Payloads are JSON. Headers carry the record type and ids (``Jl-*``). Engine records are persisted
+forever, so they follow msgspec's evolution rules: fields are only appended, with defaults.
 
 The envelope and engine record types are ``gc=False`` (msgspec: never tracked by the cyclic garbage
 collector). They hold only strings, numbers, JSON-like containers and event bodies, never anything
-that refers back to them, so they cannot be part of a cycle; untracked, decoding 100,000 records
-took 0.48 s instead of 1.1 s (the collector's passes over every live record were half the cost).
+that refers back to them, so they cannot be part of a cycle, and untracked records spare the
+collector's passes over every live record (measured in benchmarks/).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 __all__ = [
-    "DEFAULT_PREFIX",
-    "H_ATTEMPT",
-    "H_CLASS",
-    "H_COMMIT",
-    "H_LENGTH",
-    "H_NEW_RUN",
-    "H_RUN",
-    "H_STEP",
-    "H_TARGET",
-    "H_TRIGGER",
-    "H_TYPE",
-    "H_WORKER",
     "ChildOutcome",
     "CommitMessage",
     "DeadLetterRef",
@@ -56,150 +37,9 @@ __all__ = [
     "Resume",
     "ResumeEvent",
     "StepSuspended",
-    "SubjectParts",
-    "NAME_MAX",
-    "TOKEN_PATTERN",
-    "check_token",
-    "commit_key",
-    "commit_tag",
     "completed_step",
-    "execution_of",
     "is_one_message_commit",
-    "message_id",
-    "parse_commit_tag",
-    "parse_subject",
-    "run_filter",
-    "run_subject",
 ]
-
-DEFAULT_PREFIX: Final = "jetloom"
-
-H_TYPE: Final = "Jl-Type"  # record type: event class name or engine record name
-H_RUN: Final = "Jl-Run"  # run id
-H_STEP: Final = "Jl-Step"  # step that committed the record
-H_TRIGGER: Final = "Jl-Trigger"  # stream sequence of the event that step was handling
-H_TARGET: Final = "Jl-Target"  # send_event(..., step=...) target
-H_ATTEMPT: Final = "Jl-Attempt"  # 1-based attempt of the step on that trigger
-# On the event of a one-message commit (engine.wire.commit): the worker that ran the step, as
-# ``StepCompleted.worker`` says it for other commits.
-H_WORKER: Final = "Jl-Worker"
-H_CLASS: Final = "Jl-Class"  # module:QualName of a stream output event
-H_COMMIT: Final = "Jl-Commit"  # <commit key>/<index> on every message of a multi-message commit
-# On the events of a step's commit: records in the run's log as the committing worker had folded
-# it. A worker that does not hold the run skips the snapshot lookup (a KV round trip) when this says
-# the run is shorter than a snapshot interval (``engine.runtime.runs.RunCache.get``).
-H_LENGTH: Final = "Jl-Length"
-# On the start event of a run started under a run id made for it (no parent, no initial state, no
-# idempotency ids; ``engine.runtime.inprocess.append_start(fresh=True)``): nobody else can have written to
-# the run, so the run's log is this commit's RunStarted, stored just before, and this event. The
-# worker of the first step folds that from the event itself instead of reading the run.
-H_NEW_RUN: Final = "Jl-New-Run"
-
-Kind = Literal["evt", "sys", "out", "cmd", "sch"]
-#: ``cmd.<step>``: a command to a step (``Resume``), delivered by the step's commands consumer;
-#: ``sch.<id>``: a pending message schedule (a durable timer), removed by the server when it fires.
-KINDS: Final = ("evt", "sys", "out", "cmd", "sch")
-
-NAME_MAX: Final = 128
-"""The most characters a name or id that becomes a subject token may have (workflow, run id,
-session id, step, event type). Three of them and the fixed parts of a subject stay far below
-nats-server's 4,096-byte control line: a longer line gets ``-ERR`` and nats-py closes the
-connection for good. The control plane's HTTP rules use the same limit."""
-
-TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]+$(?!\n)"
-"""A subject token's characters, as a regex for ``re.search`` and JSON Schema alike (the
-``(?!\n)``: Python's ``$`` also matches before a trailing newline, which is no token character)."""
-
-_TOKEN = re.compile(TOKEN_PATTERN)
-
-
-def check_token(value: str, what: str) -> str:
-    """Return ``value`` if it is usable as one subject token: 1 to ``NAME_MAX`` characters of
-    ``A-Z a-z 0-9 _ -``.
-
-    Raises:
-        ValueError: naming ``what`` and the bad value (cut to 40 characters).
-    """
-    if isinstance(value, str) and 0 < len(value) <= NAME_MAX and _TOKEN.search(value):
-        return value
-    shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
-    size = f" ({len(value)} characters)" if isinstance(value, str) and len(value) > NAME_MAX else ""
-    raise ValueError(
-        f"{what} {shown!r}{size} must be 1 to {NAME_MAX} characters of [A-Za-z0-9_-] "
-        "to be a NATS subject token"
-    )
-
-
-def run_subject(prefix: str, workflow: str, run_id: str, kind: Kind, type_name: str) -> str:
-    """The subject a record of ``type_name`` of run ``run_id`` is appended on."""
-    return f"{prefix}.run.{workflow}.{run_id}.{kind}.{type_name}"
-
-
-def run_filter(prefix: str, workflow: str, run_id: str) -> str:
-    """The subject filter matching every record of one run."""
-    return f"{prefix}.run.{workflow}.{run_id}.>"
-
-
-def commit_key(run_id: str, trigger_seq: int, step: str, epoch: int = 0) -> str:
-    """The idempotency key of a step's commit for one trigger: ``<run_id>:<trigger_seq>:<step>``,
-    with ``@<epoch>`` appended after the run's ``epoch``-th rollback (so that a step rerun after a
-    rollback is not dropped as a duplicate of the commit the rollback undid)."""
-    key = f"{run_id}:{trigger_seq}:{step}"
-    return key if epoch == 0 else f"{key}@{epoch}"
-
-
-def commit_tag(key: str, index: int, execution: str | None = None) -> str:
-    """The ``Jl-Commit`` value of message ``index`` of commit ``key``: ``<key>/<index>``, and
-    ``<key>/<index>:<execution>`` when the commit is sent pipelined (``engine.wire.commit``): the id of
-    the step execution that wrote it, by which the fold tells its messages from those of another
-    execution of the same commit."""
-    tag = f"{key}/{index}"
-    return tag if execution is None else f"{tag}:{execution}"
-
-
-def parse_commit_tag(tag: str) -> tuple[str, int, str | None] | None:
-    """``(key, index, execution or None)`` of a ``Jl-Commit`` value; ``None`` if malformed."""
-    key, sep, rest = tag.rpartition("/")
-    if not sep:
-        return None
-    index, _, execution = rest.partition(":")
-    if not index.isdigit():
-        return None
-    return key, int(index), execution or None
-
-
-def execution_of(headers: Mapping[str, str]) -> str | None:
-    """The execution id in a message's ``Jl-Commit`` header, if any."""
-    tag = headers.get(H_COMMIT)
-    if tag is None:
-        return None
-    parsed = parse_commit_tag(tag)
-    return parsed[2] if parsed is not None else None
-
-
-def message_id(key: str, index: int, execution: str | None = None) -> str:
-    """The idempotency id (``Nats-Msg-Id``) of message ``index`` of the commit ``key``: the key
-    itself for the first message (so a single-message commit and the head of a larger one share
-    it, and of two executions of one commit only one head is stored), else the message's
-    ``commit_tag``: a message of one execution is a duplicate only of itself (a repair re-sending
-    it), never of another execution's message at the same index."""
-    return key if index == 0 else commit_tag(key, index, execution)
-
-
-class SubjectParts(msgspec.Struct, frozen=True, gc=False):
-    workflow: str
-    run_id: str
-    kind: str
-    type: str
-
-
-def parse_subject(subject: str) -> SubjectParts | None:
-    """Split a run subject into its parts; ``None`` if it is not a run subject."""
-    parts = subject.rsplit(".", 5)
-    if len(parts) != 6 or parts[1] != "run" or parts[4] not in KINDS:
-        return None
-    return SubjectParts(parts[2], parts[3], parts[4], parts[5])
-
 
 class RawRecord(msgspec.Struct, frozen=True, gc=False):
     """One message of the log as stored: the envelope every record shares.

@@ -1,0 +1,41 @@
+"""Running workflows on an event log: the step context, the executor, run handles, starting and
+cancelling runs, recovery, time travel. Depends on the ports, never on a log implementation."""
+
+from engine.runtime.commands import append_cancel, append_event, append_start
+from engine.runtime.context import Context, StateStore
+from engine.runtime.describe import WorkflowInfo, describe
+from engine.runtime.executor import Executor, ExecutorStats
+from engine.runtime.handler import WorkflowHandler
+from engine.runtime.inprocess import InProcessRuntime, new_run_id, start_run
+from engine.runtime.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
+from engine.runtime.runs import CachedRun, RunCache
+from engine.runtime.spec import StepSpec, WorkflowDefinition, validate
+from engine.runtime.timetravel import ForkResult, RollbackResult, fork, rollback
+
+__all__ = [
+    "CachedRun",
+    "Context",
+    "Executor",
+    "ExecutorStats",
+    "ForkResult",
+    "InProcessRuntime",
+    "RollbackResult",
+    "RunCache",
+    "RunNotRetryableError",
+    "StateStore",
+    "StepSpec",
+    "WorkflowDefinition",
+    "WorkflowHandler",
+    "WorkflowInfo",
+    "append_cancel",
+    "append_event",
+    "append_start",
+    "describe",
+    "fork",
+    "new_run_id",
+    "retry_run",
+    "rollback",
+    "schedule_run_timeout",
+    "start_run",
+    "validate",
+]

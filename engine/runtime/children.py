@@ -26,39 +26,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.model.durations import deadline_ns
 from engine.model.errors import ChildWorkflowError
 from engine.model.events import StartEvent, StopEvent, encode_event, event_from_fields, event_name
-from engine.model.records import (
-    ChildOutcome,
-    ParentRef,
-    Resume,
-    RunFailed,
-    StepFailed,
-    StepSuspended,
-    check_token,
-)
+from engine.model.records import ParentRef, Resume, StepSuspended
 from engine.ports.log import EventLog
 from engine.runtime import commands
-from engine.runtime.waits import Suspend, resume_message
+from engine.runtime.endings import append_cancel, fold_run, notify_parent
+from engine.runtime.spec import WorkflowDefinition
+from engine.runtime.waits import StepWaits, Suspend
 from engine.state.fold import RunState
-from engine.wire.codec import decode_record
-
-if TYPE_CHECKING:
-    from engine.runtime.context import Context
-    from engine.workflow import Workflow
+from engine.wire.subjects import check_token
 
 __all__ = [
     "ChildSuspend",
-    "after_end",
-    "awaited_children",
-    "cancel_children",
     "cancel_timed_out_child",
     "child_run_id",
-    "notify_parent",
-    "outcome_of",
     "run_child",
     "start_child",
 ]
@@ -74,7 +59,7 @@ class ChildSuspend(Suspend):
         *,
         start_type: str,
         payload: bytes,
-        host: type[Workflow] | None,
+        host: type[WorkflowDefinition] | None,
     ) -> None:
         super().__init__(record)
         self.start_type = start_type
@@ -88,84 +73,13 @@ def child_run_id(run_id: str, trigger: int, step: str, wait: str) -> str:
     return hashlib.sha256(f"{run_id}:{trigger}:{step}:{wait}".encode()).hexdigest()[:32]
 
 
-def outcome_of(state: RunState) -> ChildOutcome:
-    """How the (ended) run ``state`` ended, for its parent."""
-    base = {"workflow": state.workflow, "run_id": state.run_id, "status": state.status}
-    if state.result is not None and state.status == "completed":
-        return ChildOutcome(**base, event_type=state.result.event_type, event=state.result.event)
-    err = state.error
-    if isinstance(err, StepFailed):
-        return ChildOutcome(
-            **base, error_type=err.error_type, message=err.message, step=err.step, traceback=err.traceback
-        )
-    if isinstance(err, RunFailed):
-        return ChildOutcome(**base, error_type=err.error_type, message=err.message)
-    return ChildOutcome(**base)
-
-
-async def _fold(log: EventLog, workflow: str, run_id: str) -> RunState:
-    state = RunState(workflow, run_id)
-    for raw in await log.read(workflow, run_id):
-        state.apply(decode_record(raw))
-    return state
-
-
-async def notify_parent(log: EventLog, state: RunState) -> bool:
-    """If ``state`` is an ended child run, resume the parent's waiting step with its outcome
-    (once per child: later calls are dropped as duplicates). Returns whether it was a child run
-    that has ended."""
-    p = state.parent
-    if p is None or not state.terminal:
-        return False
-    resume = Resume(step=p.step, trigger=p.trigger, reason="child", wait=p.wait, child=outcome_of(state))
-    await log.append(
-        [resume_message(log.prefix, p.workflow, p.run_id, resume)],
-        idempotency_key=f"{p.run_id}:child:{state.run_id}",
-    )
-    return True
-
-
-def awaited_children(state: RunState) -> list[StepSuspended]:
-    """The child waits of ``state`` not resolved yet (their steps have not completed)."""
-    return [
-        w
-        for key, (_, w) in state.waits.items()
-        if w.kind == "child" and w.child_run and w.child_workflow and key not in state.resolved
-    ]
-
-
-async def cancel_children(log: EventLog, state: RunState, reason: str = "") -> int:
-    """Cancel every child run ``state`` still awaits (and theirs, recursively); returns how many."""
-    waits = awaited_children(state)
-    for w in waits:
-        assert w.child_workflow is not None and w.child_run is not None
-        why = reason or f"parent run {state.run_id} cancelled"
-        await commands.append_cancel(log, w.child_workflow, w.child_run, why)
-    return len(waits)
-
-
-async def after_end(log: EventLog, workflow: str, run_id: str, reason: str = "") -> None:
-    """After a terminal record was appended to a run (a cancel, a timeout): tell its parent,
-    cancel the child runs it still awaits (with ``reason``, default "parent run ... cancelled"),
-    and remove its pending timeout schedule (``recovery.end_run_timeout``)."""
-    from engine.runtime.recovery import (
-        end_run_timeout,  # (recovery's retry builds on the fold, as this does)
-    )
-
-    state = await _fold(log, workflow, run_id)
-    await notify_parent(log, state)
-    if state.terminal:
-        await cancel_children(log, state, reason or f"parent run {run_id} {state.status}")
-        await end_run_timeout(log, state)
-
-
 async def start_child(log: EventLog, workflow: str, run_id: str, susp: ChildSuspend) -> None:
     """Start the child run a parent step waits for (``susp``), once. If it already exists and has
     ended (a replay after a crash), tell the parent again; if the parent ended meanwhile, cancel
     the child."""
     rec = susp.record
     assert rec.child_workflow is not None and rec.child_run is not None
-    child = await _fold(log, rec.child_workflow, rec.child_run)
+    child = await fold_run(log, rec.child_workflow, rec.child_run)
     if child.status == "pending":
         parent = ParentRef(workflow=workflow, run_id=run_id, step=rec.step, trigger=rec.trigger, wait=rec.wait)
         await commands.append_start(
@@ -175,9 +89,9 @@ async def start_child(log: EventLog, workflow: str, run_id: str, susp: ChildSusp
         await notify_parent(log, child)
         return
     # A cancel of the parent that read its log before this wait was recorded missed this child.
-    mine = await _fold(log, workflow, run_id)
+    mine = await fold_run(log, workflow, run_id)
     if mine.terminal:
-        await commands.append_cancel(
+        await append_cancel(
             log, rec.child_workflow, rec.child_run, f"parent run {run_id} {mine.status}"
         )
 
@@ -194,11 +108,11 @@ async def cancel_timed_out_child(log: EventLog, state: RunState, resume: Resume)
         return
     w = found[1]
     if w.kind == "child" and w.child_workflow and w.child_run:
-        await commands.append_cancel(log, w.child_workflow, w.child_run, "timed out")
+        await append_cancel(log, w.child_workflow, w.child_run, "timed out")
 
 
 def _start(
-    workflow: type[Workflow] | str, start_event: StartEvent | str | None, fields: Mapping[str, Any]
+    workflow: type[WorkflowDefinition] | str, start_event: StartEvent | str | None, fields: Mapping[str, Any]
 ) -> tuple[str, bytes]:
     if isinstance(start_event, StartEvent):
         if fields:
@@ -210,7 +124,7 @@ def _start(
     return event_name(type(ev)), encode_event(ev)
 
 
-def _result(resolved: Resume, cls: type[Workflow] | None) -> Any:
+def _result(resolved: Resume, cls: type[WorkflowDefinition] | None) -> Any:
     out = resolved.child
     assert out is not None and out.event_type is not None
     stop_cls = cls.events.get(out.event_type) if cls is not None else None
@@ -219,7 +133,7 @@ def _result(resolved: Resume, cls: type[Workflow] | None) -> Any:
     return out.event.get("result")
 
 
-def _error(ctx: Context, resolved: Resume, name: str, run: str) -> ChildWorkflowError:
+def _error(waits: StepWaits, resolved: Resume, name: str, run: str) -> ChildWorkflowError:
     out = resolved.child
     if out is None:  # a timeout
         return ChildWorkflowError(
@@ -227,8 +141,8 @@ def _error(ctx: Context, resolved: Resume, name: str, run: str) -> ChildWorkflow
             child_run_id=run,
             status="timed_out",
             error_message="no result within the call's timeout",
-            run_id=ctx.run_id,
-            step=ctx.step_name,
+            run_id=waits.run_id,
+            step=waits.step,
         )
     return ChildWorkflowError(
         child_workflow=out.workflow,
@@ -238,14 +152,14 @@ def _error(ctx: Context, resolved: Resume, name: str, run: str) -> ChildWorkflow
         error_message=out.message,
         child_step=out.step,
         traceback=out.traceback,
-        run_id=ctx.run_id,
-        step=ctx.step_name,
+        run_id=waits.run_id,
+        step=waits.step,
     )
 
 
 async def run_child(
-    ctx: Context,
-    workflow: type[Workflow] | str,
+    waits: StepWaits,
+    workflow: type[WorkflowDefinition] | str,
     *,
     timeout: float | timedelta | None,
     retries: int,
@@ -254,7 +168,7 @@ async def run_child(
     in_process: bool,
     fields: Mapping[str, Any],
 ) -> Any:
-    """``ctx.run_workflow`` (see there)."""
+    """``ctx.run_workflow`` (see there), for the step execution whose waits are ``waits``."""
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     cls = workflow if not isinstance(workflow, str) else None
@@ -263,25 +177,25 @@ async def run_child(
         check_token(run_id, "run_id")
         if retries:  # (the last retry's id is the longest: fail here, not in attempt ``retries``)
             check_token(f"{run_id}-r{retries}", f"run_id with its retry suffix (retries={retries})")
-    base = ctx._wait_id(None)
+    base = waits.next_id(None)
     for attempt in range(retries + 1):
         wait = base if attempt == 0 else f"{base}-r{attempt}"
         if run_id is not None:
             child = check_token(run_id if attempt == 0 else f"{run_id}-r{attempt}", "run_id")
         else:
-            child = child_run_id(ctx.run_id, ctx.trigger_seq, ctx.step_name, wait)
-        resolved, suspended = ctx._wait_state(wait)
+            child = child_run_id(waits.run_id, waits.trigger, waits.step, wait)
+        resolved, suspended = waits.lookup(wait)
         if resolved is None:
             fire_at = deadline_ns(timeout, suspended.fire_at_ns if suspended is not None else None)
             start_type, payload = _start(workflow, start_event, fields)
             raise ChildSuspend(
                 StepSuspended(
-                    step=ctx.step_name,
-                    trigger=ctx.trigger_seq,
+                    step=waits.step,
+                    trigger=waits.trigger,
                     wait=wait,
                     kind="child",
                     fire_at_ns=fire_at,
-                    attempt=ctx._attempt,
+                    attempt=waits.attempt,
                     child_workflow=name,
                     child_run=child,
                 ),
@@ -291,7 +205,7 @@ async def run_child(
             )
         if resolved.child is not None and resolved.child.status == "completed":
             return _result(resolved, cls)
-        err = _error(ctx, resolved, name, child)
+        err = _error(waits, resolved, name, child)
         if err.status == "cancelled" or attempt == retries:
             raise err
     raise AssertionError("unreachable")

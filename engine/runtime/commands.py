@@ -10,23 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from engine.model.events import TAG_FIELD
-from engine.model.records import (
-    H_NEW_RUN,
-    H_RUN,
-    H_TARGET,
-    H_TYPE,
-    OutMessage,
-    ParentRef,
-    RunCancelled,
-    RunStarted,
-    check_token,
-    run_subject,
-)
+from engine.model.records import OutMessage, ParentRef, RunStarted
 from engine.ports.log import AppendResult, EventLog
+from engine.runtime.endings import append_cancel  # cancel: one of the commands here
+from engine.runtime.repair import complete_commit
 from engine.runtime.waits import resolve_waits
 from engine.state.fold import fold
 from engine.wire.codec import decode_record, encode
-from engine.wire.commit import complete_commit, copy_of, tag_commit
+from engine.wire.commit import copy_of, tag_commit
+from engine.wire.headers import H_NEW_RUN, H_RUN, H_TARGET, H_TYPE
+from engine.wire.subjects import check_run, check_token, run_subject
 
 __all__ = [
     "append_cancel",
@@ -43,13 +36,6 @@ __all__ = [
 def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
     """The JSON payload of an event given by name and fields (the ``$type`` tag first)."""
     return encode({TAG_FIELD: event_type, **{k: v for k, v in fields.items() if k != TAG_FIELD}})
-
-
-def _check_run(workflow: str, run_id: str) -> None:
-    """Names from outside become subject tokens: a bad one must fail here, not make the server
-    answer ``-ERR`` (and nats-py close the connection)."""
-    check_token(workflow, "workflow")
-    check_token(run_id, "run id")
 
 
 def start_key(run_id: str) -> str:
@@ -145,9 +131,9 @@ async def append_start(
 
     Raises:
         ValueError: ``workflow``, ``run_id`` or ``event_type`` is not a subject token
-            (``records.check_token``).
+            (``engine.wire.subjects.check_token``).
     """
-    _check_run(workflow, run_id)
+    check_run(workflow, run_id)
     check_token(event_type, "event type")
     key = start_key(run_id)
     messages = start_messages(
@@ -185,7 +171,7 @@ async def append_event(
     Raises:
         ValueError: ``workflow``, ``run_id``, ``event_type`` or ``target`` is not a subject token.
     """
-    _check_run(workflow, run_id)
+    check_run(workflow, run_id)
     check_token(event_type, "event type")
     if target is not None:
         check_token(target, "target step")
@@ -198,27 +184,4 @@ async def append_event(
     # an awaited event resumes its waiting step (also when this is a retried duplicate whose
     # first attempt stopped before this point)
     await resolve_waits(log, workflow, run_id)
-    return result
-
-
-async def append_cancel(log: EventLog, workflow: str, run_id: str, reason: str = "") -> AppendResult:
-    """Append ``sys.RunCancelled`` (once per run). Steps not yet started will not run; if the run
-    had already ended, the fold keeps the first terminal record and this one changes nothing.
-    The run's child runs still awaited are cancelled too, a child run's parent is told, and
-    the run's pending timeout schedule is removed (``engine.runtime.recovery.end_run_timeout``).
-
-    Raises:
-        ValueError: ``workflow`` or ``run_id`` is not a subject token.
-    """
-    from engine.runtime.children import after_end  # children builds on this module
-
-    _check_run(workflow, run_id)
-
-    msg = OutMessage(
-        run_subject(log.prefix, workflow, run_id, "sys", "RunCancelled"),
-        encode(RunCancelled(reason=reason)),
-        {H_RUN: run_id, H_TYPE: "RunCancelled"},
-    )
-    result = await log.append([msg], idempotency_key=f"{run_id}:cancel")
-    await after_end(log, workflow, run_id, reason)
     return result

@@ -2,7 +2,7 @@
 
 Nothing a step does through the context takes effect until the step returns: state changes, sent
 events, stream output and fan-in consumption are collected here and committed with the step's
-completion record in one atomic append (DESIGN.md §3). The state a step reads is the run's state as
+completion record in one atomic append (docs/architecture.md). The state a step reads is the run's state as
 of its trigger event's sequence, plus its own writes.
 """
 
@@ -11,19 +11,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from engine.model.durations import deadline_ns
 from engine.model.errors import WaitTimeoutError
 from engine.model.events import Event, StartEvent, StopEvent, event_from_fields, event_name
-from engine.model.records import Resume, StepSuspended, check_token, commit_key
+from engine.model.records import StepSuspended
+from engine.runtime.children import run_child
 from engine.runtime.describe import fields_schema
-from engine.runtime.waits import Suspend
-from engine.state.fold import _MISSING, get_path, set_path
-
-if TYPE_CHECKING:
-    from engine.state.fold import RunState
-    from engine.workflow import Workflow
+from engine.runtime.spec import WorkflowDefinition
+from engine.runtime.waits import StepWaits, Suspend
+from engine.state.fold import MISSING, RunState, get_path, set_path
+from engine.wire.headers import commit_key
 
 E = TypeVar("E", bound=Event)
 
@@ -47,7 +46,7 @@ class StateStore:
     def _view(self) -> dict[str, Any]:
         return self._local if self._local is not None else self._base
 
-    async def get(self, path: str, default: Any = _MISSING) -> Any:
+    async def get(self, path: str, default: Any = MISSING) -> Any:
         """The value at ``path`` (a copy: mutating it changes nothing until ``set``).
 
         Raises:
@@ -56,7 +55,7 @@ class StateStore:
         try:
             value = get_path(self._view(), path)
         except KeyError:
-            if default is _MISSING:
+            if default is MISSING:
                 raise ValueError(f"state path {path!r} not found") from None
             return default
         return copy.deepcopy(value) if isinstance(value, dict | list) else value
@@ -68,6 +67,12 @@ class StateStore:
         set_path(self._local, path, value)
         self._changes.pop(path, None)
         self._changes[path] = value
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The paths the step set, each with its last value, in the order last set (the
+        ``state`` of its ``StepCompleted``)."""
+        return self._changes
 
     async def to_dict(self) -> dict[str, Any]:
         """A copy of the whole state."""
@@ -109,12 +114,10 @@ class Context:
         self.emitted: list[tuple[Event, str | None]] = []
         self.streamed: list[Event] = []
         self.consumed: list[int] = []
-        self._run = run  # the run as folded now (waits and their resolutions)
-        self._attempt = attempt
-        self._waits = 0
+        self._waits = StepWaits(run_id=run_id, step=step, trigger=trigger_seq, attempt=attempt, run=run)
 
     # llama-index-workflows 0.x style state access, kept for users moving over
-    async def get(self, key: str, default: Any = _MISSING) -> Any:
+    async def get(self, key: str, default: Any = MISSING) -> Any:
         """Same as ``await ctx.store.get(key, default)``."""
         return await self.store.get(key, default)
 
@@ -150,17 +153,6 @@ class Context:
             raise TypeError(f"write_event_to_stream takes an Event, got {type(event).__name__}")
         self.streamed.append(event)
 
-    def _wait_id(self, given: str | None) -> str:
-        self._waits += 1
-        return check_token(given, "waiter_id") if given is not None else f"w{self._waits}"
-
-    def _wait_state(self, wait: str) -> tuple[Resume | None, StepSuspended | None]:
-        if self._run is None:
-            return None, None
-        key = (self.trigger_seq, self.step_name, wait)
-        found = self._run.waits.get(key)
-        return self._run.resolved.get(key), (found[1] if found is not None else None)
-
     async def wait_for_event(
         self,
         event_type: type[E],
@@ -185,8 +177,8 @@ class Context:
         Raises:
             WaitTimeoutError: no matching event within ``timeout``.
         """
-        wait = self._wait_id(waiter_id)
-        resolved, suspended = self._wait_state(wait)
+        wait = self._waits.next_id(waiter_id)
+        resolved, suspended = self._waits.lookup(wait)
         if resolved is not None:
             if resolved.event is not None:
                 return event_from_fields(event_type, resolved.event.data)  # type: ignore[return-value]
@@ -206,7 +198,7 @@ class Context:
                 requirements=dict(requirements or {}),
                 fire_at_ns=fire_at,
                 event_schema=fields_schema(event_type),
-                attempt=self._attempt,
+                attempt=self._waits.attempt,
             ),
             waiter_event if suspended is None else None,
         )
@@ -222,8 +214,8 @@ class Context:
             delay: seconds, or a timedelta.
             timer_id: names the timer (default ``w<n>`` for the n-th wait of the step).
         """
-        wait = self._wait_id(timer_id)
-        resolved, suspended = self._wait_state(wait)
+        wait = self._waits.next_id(timer_id)
+        resolved, suspended = self._waits.lookup(wait)
         if resolved is not None:
             return
         fire_at = deadline_ns(delay, suspended.fire_at_ns if suspended is not None else None)
@@ -234,13 +226,13 @@ class Context:
                 wait=wait,
                 kind="timer",
                 fire_at_ns=fire_at,
-                attempt=self._attempt,
+                attempt=self._waits.attempt,
             )
         )
 
     async def run_workflow(
         self,
-        workflow: type[Workflow] | str,
+        workflow: type[WorkflowDefinition] | str,
         *,
         timeout: float | timedelta | None = None,
         retries: int = 0,
@@ -277,10 +269,8 @@ class Context:
             ValueError: a workflow name or ``run_id`` that is not a subject token (1 to 128
                 characters of ``A-Z a-z 0-9 _ -``, the retry suffix ``-r<n>`` included).
         """
-        from engine.runtime.children import run_child
-
         return await run_child(
-            self,
+            self._waits,
             workflow,
             timeout=timeout,
             retries=retries,

@@ -7,16 +7,14 @@ validates bodies against its schemas without importing the workflow's code.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from engine.model.events import TAG_FIELD, Event, StartEvent, StopEvent, class_path, event_name
+from engine.runtime.spec import WorkflowDefinition
 
-if TYPE_CHECKING:
-    from engine.workflow import Workflow
-
-__all__ = ["Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
+__all__ = ["START_NODE", "STOP_NODE", "Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
 
 START_NODE = "_start"
 STOP_NODE = "_stop"
@@ -97,7 +95,7 @@ def _build_fields_schema(cls: type[Event]) -> dict[str, Any]:
     return top
 
 
-def describe(cls: type[Workflow]) -> WorkflowInfo:
+def describe(cls: type[WorkflowDefinition]) -> WorkflowInfo:
     """The description of a (validated) workflow class."""
     steps = list(cls.steps.values())
     graph: list[Edge] = []

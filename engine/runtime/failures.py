@@ -18,31 +18,19 @@ from __future__ import annotations
 
 import time
 import traceback as tb
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from engine.model.events import Event, encode_event, event_fields, event_name
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    StepFailed,
-    StepRetrying,
-    commit_key,
-    parse_subject,
-    run_subject,
-)
+from engine.model.records import OutMessage, StepFailed, StepRetrying
 from engine.model.retry import StepFailedEvent
+from engine.ports.log import EventLog
+from engine.runtime.spec import StepSpec
 from engine.state.fold import RunState
+from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, tag_commit
-
-if TYPE_CHECKING:
-    from engine.runtime.executor import Executor
-    from engine.workflow import StepSpec
+from engine.wire.headers import H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE, commit_key
+from engine.wire.subjects import parse_subject, run_subject
 
 __all__ = ["Failed", "attempt_key", "run_of"]
 
@@ -104,7 +92,8 @@ class Failed:
 
     def routed(
         self,
-        ex: Executor,
+        log: EventLog,
+        workflow: str,
         step: str,
         run_id: str,
         seq: int,
@@ -114,7 +103,8 @@ class Failed:
         handler: str,
         epoch: int = 0,
     ) -> list[OutMessage]:
-        """The commit handing this failure to the error handler step ``handler``:
+        """The commit (on ``log``, run ``run_id`` of ``workflow``) handing this failure to the
+        error handler step ``handler``:
         ``StepFailed(handled_by=handler)`` (with a copy of the rest of the commit), then a
         ``StepFailedEvent`` addressed to the handler."""
         failed = msgspec.json.decode(record.data, type=StepFailed)
@@ -132,13 +122,13 @@ class Failed:
         name = event_name(StepFailedEvent)
         out = [
             OutMessage(
-                run_subject(ex.log.prefix, ex.name, run_id, "evt", name),
+                run_subject(log.prefix, workflow, run_id, "evt", name),
                 encode_event(ev),
                 {**base, H_TYPE: name, H_TARGET: handler},
             )
         ]
         head = msgspec.structs.replace(
-            failed, handled_by=handler, messages=[] if ex.log.atomic else copy_of(out, base)
+            failed, handled_by=handler, messages=[] if log.atomic else copy_of(out, base)
         )
-        first = ex._sys(run_id, "StepFailed", head, base)
-        return tag_commit([first, *out], attempt_key(run_id, seq, step, attempt, epoch), pipelined=not ex.log.atomic)
+        first = sys_message(log.prefix, workflow, run_id, "StepFailed", head, base)
+        return tag_commit([first, *out], attempt_key(run_id, seq, step, attempt, epoch), pipelined=not log.atomic)

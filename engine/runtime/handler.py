@@ -31,22 +31,15 @@ from engine.model.errors import (
     WorkflowTimeoutError,
 )
 from engine.model.events import Event, StopEvent, encode_checked, event_from_fields, event_name
-from engine.model.records import (
-    H_RUN,
-    H_TYPE,
-    OutMessage,
-    RawRecord,
-    RunFailed,
-    StepFailed,
-    check_token,
-    run_subject,
-)
+from engine.model.records import OutMessage, RawRecord, RunFailed, StepFailed
 from engine.ports.log import EventLog
-from engine.runtime.children import after_end
 from engine.runtime.commands import append_cancel, append_event
+from engine.runtime.endings import after_end
 from engine.state.ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_TYPE
+from engine.wire.subjects import check_token, run_subject
 
 __all__ = ["WorkflowHandler", "outcome"]
 
@@ -112,7 +105,7 @@ class WorkflowHandler:
         WorkflowCancelledError: the run was cancelled.
 
     Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
-    (``records.check_token``).
+    (``engine.wire.subjects.check_token``).
     """
 
     def __init__(

@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.memory.log import MemoryLog
 from engine.model.events import StartEvent, encode_checked, encode_event, event_name
-from engine.model.records import OutMessage, check_token
+from engine.model.records import OutMessage
 from engine.ports.log import EventLog
 from engine.runtime import commands
 from engine.runtime.commands import start_key, start_messages
 from engine.runtime.executor import Executor
 from engine.runtime.handler import WorkflowHandler
+from engine.runtime.spec import WorkflowDefinition
+from engine.wire.subjects import check_token
 
-if TYPE_CHECKING:
-    from engine.workflow import Workflow
-
-__all__ = ["append_start", "new_run_id", "run_in_process", "start_commit", "start_key", "start_run"]
+__all__ = [
+    "InProcessRuntime",
+    "append_start",
+    "build_start_event",
+    "new_run_id",
+    "start_commit",
+    "start_key",
+    "start_run",
+]
 
 
 def new_run_id() -> str:
@@ -52,7 +58,12 @@ async def append_start(
     await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
 
 
-def build_start_event(cls: type[Workflow], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
+def build_start_event(cls: type[WorkflowDefinition], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
+    """``start_event``, or one of ``cls``'s start event class built from ``fields``.
+
+    Raises:
+        TypeError: both ``start_event`` and ``fields`` were given.
+    """
     if start_event is not None:
         if fields:
             raise TypeError("pass either start_event or keyword fields, not both")
@@ -60,11 +71,16 @@ def build_start_event(cls: type[Workflow], start_event: StartEvent | None, field
     return cls.start_event_class(**fields)
 
 
-class _InProcess:
-    """The executor a workflow instance runs its own runs on; started with the first active run
-    and stopped when the last one ends."""
+class InProcessRuntime:
+    """The executor a workflow instance runs its own runs on (``Workflow.run()``); started with
+    the first active run and stopped when the last one ends.
 
-    def __init__(self, workflow: Workflow, log: EventLog) -> None:
+    Args:
+        workflow: the workflow instance whose steps run here.
+        log: the event log its runs go to.
+    """
+
+    def __init__(self, workflow: WorkflowDefinition, log: EventLog) -> None:
         self.log = log
         self.executor = Executor(workflow, log)
         self.active = 0
@@ -82,10 +98,35 @@ class _InProcess:
             if self.active == 0:
                 await self.executor.stop(grace=0)
 
+    def start(
+        self,
+        *,
+        start_event: StartEvent | None,
+        run_id: str | None,
+        fields: dict[str, Any],
+        timeout: float | None,
+    ) -> WorkflowHandler:
+        """Start a run on this runtime's executor and return its handler (``start_run``; the
+        executor runs while any of its runs does).
+
+        Raises:
+            TypeError / ValueError / EventValidationError: as ``start_run``.
+        """
+        return start_run(
+            self.log,
+            type(self.executor.workflow),
+            start_event=start_event,
+            run_id=run_id,
+            fields=fields,
+            timeout=timeout,
+            before=self.acquire,
+            after=self.release,
+        )
+
 
 def start_run(
     log: EventLog,
-    cls: type[Workflow],
+    cls: type[WorkflowDefinition],
     *,
     start_event: StartEvent | None,
     run_id: str | None,
@@ -99,7 +140,7 @@ def start_run(
 
     Raises:
         TypeError: both ``start_event`` and ``fields`` were given.
-        ValueError: ``run_id`` is not a subject token (1 to ``records.NAME_MAX`` characters of
+        ValueError: ``run_id`` is not a subject token (1 to ``engine.wire.subjects.NAME_MAX`` characters of
             ``A-Z a-z 0-9 _ -``).
         EventValidationError: a field of the start event does not match its annotation.
     """
@@ -121,27 +162,4 @@ def start_run(
         prepare=prepare,
         cleanup=after,
         fresh=run_id is None,
-    )
-
-
-def run_in_process(
-    workflow: Workflow,
-    *,
-    start_event: StartEvent | None,
-    run_id: str | None,
-    fields: dict[str, Any],
-) -> WorkflowHandler:
-    """Start a run on the workflow instance's own executor (created on first use)."""
-    rt: _InProcess | None = workflow._runtime
-    if rt is None:
-        rt = workflow._runtime = _InProcess(workflow, workflow._log or MemoryLog())
-    return start_run(
-        rt.log,
-        type(workflow),
-        start_event=start_event,
-        run_id=run_id,
-        fields=fields,
-        timeout=workflow.timeout,
-        before=rt.acquire,
-        after=rt.release,
     )

@@ -29,24 +29,20 @@ import logging
 import time
 
 from engine.model.errors import LogError, WorkflowRuntimeError, WorkflowTimeoutError
-from engine.model.records import (
-    H_RUN,
-    H_TYPE,
-    OutMessage,
-    Resume,
-    RunFailed,
-    StepFailed,
-    run_subject,
-)
+from engine.model.records import OutMessage, Resume, RunFailed, StepFailed
 from engine.ports.log import AppendResult, EventLog
 from engine.runtime.waits import resume_message
-from engine.state.fold import FAILED, RunState, fold
+from engine.state.ending import FAILED
+from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_TYPE
+from engine.wire.subjects import run_subject
 
 __all__ = [
     "TIMEOUT_SCHEDULE",
     "RunNotRetryableError",
     "end_run_timeout",
+    "retry_resume",
     "retry_run",
     "run_timeout_at",
     "schedule_run_timeout",

@@ -11,19 +11,16 @@ when it first loads a run and fails the run with it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from engine.model.errors import WorkflowVersionError
 from engine.model.records import Record, RunCompleted, StepCompleted, StepFailed, StepSuspended
-
-if TYPE_CHECKING:
-    from engine.workflow import Workflow
+from engine.runtime.spec import WorkflowDefinition
 
 __all__ = ["check", "differences"]
 
 
 def differences(
-    cls: type[Workflow], records: Iterable[Record]
+    cls: type[WorkflowDefinition], records: Iterable[Record]
 ) -> tuple[list[str], list[str], list[tuple[int, str, str]]]:
     """What in ``records`` (decoded with ``cls.events``) the class does not match (pure).
 
@@ -54,7 +51,7 @@ def differences(
     return sorted(steps - set(cls.steps)), sorted(events - known), undecodable
 
 
-def check(cls: type[Workflow], records: Iterable[Record], *, run_id: str | None = None) -> None:
+def check(cls: type[WorkflowDefinition], records: Iterable[Record], *, run_id: str | None = None) -> None:
     """Raise if ``cls`` cannot replay the run whose (decoded) records these are.
 
     Raises:

@@ -23,17 +23,10 @@ from typing import Any
 import msgspec
 
 from engine.model.events import Event
-from engine.model.records import (
-    H_NEW_RUN,
-    OutMessage,
-    RawRecord,
-    Record,
-    commit_tag,
-    parse_commit_tag,
-)
+from engine.model.records import OutMessage, RawRecord, Record
 from engine.ports.log import EventLog
 from engine.runtime.commands import run_started, start_event_message, start_key
-from engine.state.fold import RunState, fold
+from engine.state.fold import HistoryNeeded, RunState, fold
 from engine.state.snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
     SnapshotStore,
@@ -41,24 +34,11 @@ from engine.state.snapshots import (
     encode_snapshot,
 )
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_NEW_RUN, commit_tag, parse_commit_tag
 
-__all__ = ["CachedRun", "HistoryNeeded", "RunCache"]
+__all__ = ["CachedRun", "RunCache"]
 
 logger = logging.getLogger("jetloom.runs")
-
-
-
-class HistoryNeeded(BaseException):  # noqa: N818 - a signal, like Suspend, not an error
-    """A run loaded from a snapshot was asked for something from before the snapshot. A
-    ``BaseException``, so that a step's ``except Exception`` does not swallow it.
-
-    Attributes:
-        run_id: the run to reload from its whole log.
-    """
-
-    def __init__(self, run_id: str, what: str) -> None:
-        super().__init__(f"run {run_id}: {what} is older than its snapshot")
-        self.run_id = run_id
 
 
 class CachedRun:
@@ -312,8 +292,8 @@ class RunCache:
             return None
         tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]
         assert tag is not None  # (_starts_run parsed it)
-        # Made as the starter made it, without encoding and decoding it (≈ 5 % of a worker's CPU
-        # at 100 runs in flight, one new run every three steps).
+        # Made as the starter made it, without encoding and decoding it (a cost on every new
+        # run; measured in benchmarks/).
         event = start_event_message(self._log.prefix, self._workflow, run_id, trigger.type, raw.data, new_run=True)
         body = run_started(self._workflow, run_id, event, copy=tag[2] is not None)
         commit = commit_tag(start_key(run_id), 0, tag[2])
@@ -384,8 +364,8 @@ class RunCache:
 
     def _evict(self) -> None:
         # O(1) per new run: ended runs sit at the front of the LRU order. (A scan of the oldest
-        # 64 for an ended run cost ≈ 3 % of a worker's CPU at 100 runs in flight, and more when
-        # several processes share a workflow, whose caches hold runs they never see end.)
+        # runs for an ended one costs CPU on every new run, the more so when several processes
+        # share a workflow, whose caches hold runs they never see end.)
         while len(self._runs) > self._max:
             self._runs.popitem(last=False)
 

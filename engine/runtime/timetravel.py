@@ -1,4 +1,4 @@
-"""Rollback, fork and time travel over a run's log (DESIGN.md §3).
+"""Rollback, fork and time travel over a run's log (docs/architecture.md).
 
 - **State at N** (``state_at``): the fold of the run's records up to stream sequence ``N``.
 - **Rollback to N** (``rollback``): appends ``sys.RolledBack(to_seq=N)``. The fold then skips the
@@ -22,16 +22,13 @@ Sequences are JetStream stream sequences (``RawRecord.seq``), shared by every ru
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from engine.model.errors import InvalidSequenceError, RunConflictError, RunNotFoundError
+from engine.model.events import Event
 from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_TRIGGER,
-    H_TYPE,
     OutMessage,
     RawRecord,
     Record,
@@ -43,16 +40,14 @@ from engine.model.records import (
     StepCompleted,
     StepFailed,
     StepSuspended,
-    run_subject,
 )
 from engine.ports.log import EventLog
+from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import resume_message
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
-
-if TYPE_CHECKING:
-    from engine.model.events import Event
-    from engine.workflow import Workflow
+from engine.wire.headers import H_COMMIT, H_RUN, H_TRIGGER, H_TYPE
+from engine.wire.subjects import run_subject
 
 __all__ = [
     "ForkResult",
@@ -100,7 +95,7 @@ class ForkResult(msgspec.Struct, frozen=True, kw_only=True):
     seq_map: dict[int, int]
 
 
-def accepts_of(cls: type[Workflow]) -> dict[str, list[str]]:
+def accepts_of(cls: type[WorkflowDefinition]) -> dict[str, list[str]]:
     """``{step name: names of the events it accepts}`` of a workflow class (what ``rollback``
     needs to know which triggers are pending; the control plane has it from the catalog)."""
     return {name: list(spec.accepts_names) for name, spec in cls.steps.items()}

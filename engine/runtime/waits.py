@@ -22,23 +22,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.model.events import TAG_FIELD, Event, event_fields
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    Record,
-    Resume,
-    ResumeEvent,
-    StepSuspended,
-    run_subject,
-)
+from engine.model.records import OutMessage, Record, Resume, ResumeEvent, StepSuspended
 from engine.ports.log import EventLog
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record, encode
+from engine.wire.headers import H_RUN, H_STEP, H_TRIGGER, H_TYPE
+from engine.wire.subjects import check_token, run_subject
 
-__all__ = ["Suspend", "match_waits", "resolve_waits", "resume_message"]
+__all__ = ["StepWaits", "Suspend", "match_waits", "resolve_waits", "resume_message"]
 
 
 class Suspend(BaseException):
@@ -49,6 +40,47 @@ class Suspend(BaseException):
         super().__init__(f"step {record.step} waits ({record.kind} {record.wait})")
         self.record = record
         self.waiter_event = waiter_event
+
+
+class StepWaits:
+    """The waits one execution of a step makes, in order (a ``Context`` holds one; so does a
+    child-workflow call, ``engine.runtime.children.run_child``, through it).
+
+    Attributes:
+        run_id / step / trigger: the step execution: run, step name, trigger's stream sequence.
+        attempt: the 1-based attempt this execution is (recorded in its ``StepSuspended``).
+    """
+
+    __slots__ = ("run_id", "step", "trigger", "attempt", "_run", "_count")
+
+    def __init__(
+        self, *, run_id: str, step: str, trigger: int, attempt: int, run: RunState | None
+    ) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.trigger = trigger
+        self.attempt = attempt
+        self._run = run  # the run as folded now (waits and their resolutions)
+        self._count = 0
+
+    def next_id(self, given: str | None) -> str:
+        """The id of the next wait: ``given`` (checked as a subject token), else ``w<n>`` for
+        the n-th wait of this execution.
+
+        Raises:
+            ValueError: ``given`` is not a subject token.
+        """
+        self._count += 1
+        return check_token(given, "waiter_id") if given is not None else f"w{self._count}"
+
+    def lookup(self, wait: str) -> tuple[Resume | None, StepSuspended | None]:
+        """``(resolution, suspension)`` of wait ``wait`` in the run as folded: what resolved it
+        (``None``: not resolved yet) and its recorded ``StepSuspended`` (``None``: not recorded)."""
+        if self._run is None:
+            return None, None
+        key = (self.trigger, self.step, wait)
+        found = self._run.waits.get(key)
+        return self._run.resolved.get(key), (found[1] if found is not None else None)
 
 
 def resume_message(prefix: str, workflow: str, run_id: str, resume: Resume) -> OutMessage:

@@ -25,23 +25,58 @@ a commit repeated after the window by a worker that never saw it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from engine.model.events import Event
-from engine.model.records import (
-    H_COMMIT,
-    H_TRIGGER,
-    RawRecord,
-    Record,
-    RolledBack,
-    RunCompleted,
-    RunFailed,
-    StepFailed,
-)
-from engine.state.fold import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL
+from engine.model.records import RawRecord, Record, RolledBack, RunCompleted, RunFailed, StepFailed
+from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record, subject_parts
-from engine.wire.commit import OrphanFilter
+from engine.wire.headers import H_COMMIT, H_TRIGGER
 
-__all__ = ["ENDING_KINDS", "FOLLOWED_KINDS", "EndProjection"]
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "ENDING_KINDS",
+    "ENDING_STATUS",
+    "ENDING_TYPES",
+    "FAILED",
+    "FINAL_TYPES",
+    "FOLLOWED_KINDS",
+    "PENDING",
+    "RUNNING",
+    "TERMINAL",
+    "EndProjection",
+    "ends_run",
+]
+
+# A run's status (``RunState.status``, ``EndProjection.status``, the control plane's listings).
+PENDING: Final = "pending"
+RUNNING: Final = "running"
+COMPLETED: Final = "completed"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
+
+#: The ``sys`` record types that end a run whatever their body says.
+FINAL_TYPES: Final = ("RunCompleted", "RunFailed", "RunCancelled")
+#: Every ``sys`` record type that may end a run, with the status it ends in: the final types and
+#: ``StepFailed``, which ends it unless an error handler took the failure over (``handled_by``).
+ENDING_STATUS: Final = {"RunCompleted": COMPLETED, "RunFailed": FAILED, "RunCancelled": CANCELLED, "StepFailed": FAILED}
+ENDING_TYPES: Final = frozenset(ENDING_STATUS)
+
+
+def ends_run(type_name: str, handled_by: str | None = None) -> bool:
+    """Whether a ``sys`` record of type ``type_name`` ends its run (the first such record that
+    counts does; later ones change nothing): ``RunCompleted``, ``RunFailed``, ``RunCancelled``,
+    and a ``StepFailed`` whose ``handled_by`` is empty (no ``@catch_error`` step took it over).
+
+    Args:
+        type_name: the record's type (its subject's last token, ``Jl-Type``).
+        handled_by: the ``handled_by`` of a ``StepFailed`` (``None`` if unknown or absent).
+    """
+    if type_name == "StepFailed":
+        return not handled_by
+    return type_name in ENDING_TYPES
 
 #: The record kinds an ``EndProjection`` reads (``EventLog.follow(kinds=...)``) to stream a
 #: run's ``out`` events as well as learn how it ends.
@@ -50,7 +85,7 @@ FOLLOWED_KINDS: tuple[str, ...] = ("sys", "out")
 ENDING_KINDS: tuple[str, ...] = ("sys",)
 
 # sys records whose body the projection decodes; the rest it reads by their headers only
-_DECODED = frozenset({"RunCompleted", "RunFailed", "RunCancelled", "StepFailed", "RolledBack"})
+_DECODED = ENDING_TYPES | {"RolledBack"}
 
 
 class EndProjection:
@@ -119,7 +154,7 @@ class EndProjection:
             self.status, self.result = COMPLETED, body
         elif isinstance(body, RunFailed):
             self.status, self.error = FAILED, body
-        elif isinstance(body, StepFailed) and not body.handled_by:
+        elif isinstance(body, StepFailed) and ends_run(parts.type, body.handled_by):
             self.status, self.error = FAILED, body
         elif parts.type == "RunCancelled" and body is not None:
             self.status = CANCELLED

@@ -2,7 +2,7 @@
 
 No clock, no I/O, no randomness: every time comes from the records (the server's timestamps).
 ``RunState.apply`` is the reducer; ``fold`` applies it to a sequence. A step sees the state as of
-its trigger's sequence (DESIGN.md §3): ``state`` is kept as of ``seq``, and ``collect`` answers fan-in
+its trigger's sequence (docs/architecture.md): ``state`` is kept as of ``seq``, and ``collect`` answers fan-in
 questions as of any earlier sequence, which is what makes fan-in race-free across processes.
 ``compact`` drops what no later question needs, so that a snapshot of a long run stays small; a fold
 loaded from one answers the rest as the whole fold would, or raises ``HistoryNeeded``.
@@ -17,11 +17,6 @@ from operator import itemgetter
 from typing import Any, Final, NoReturn
 
 from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
     CommitMessage,
     OutMessage,
     ParentRef,
@@ -37,17 +32,26 @@ from engine.model.records import (
     StepFailed,
     StepRetrying,
     StepSuspended,
-    commit_tag,
     is_one_message_commit,
-    parse_commit_tag,
-    run_subject,
 )
+from engine.state.ending import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, TERMINAL, ends_run
+from engine.wire.headers import (
+    H_COMMIT,
+    H_RUN,
+    H_STEP,
+    H_TRIGGER,
+    H_TYPE,
+    commit_tag,
+    parse_commit_tag,
+)
+from engine.wire.subjects import run_subject
 
 __all__ = [
     "KEEP_EVENTS",
-    "RUNNING",
-    "TERMINAL",
+    "MISSING",
     "DroppedEvents",
+    "HistoryNeeded",
+    "HorizonDone",
     "PendingCommit",
     "RunState",
     "compact",
@@ -56,14 +60,8 @@ __all__ = [
     "set_path",
 ]
 
-PENDING: Final = "pending"
-RUNNING: Final = "running"
-COMPLETED: Final = "completed"
-FAILED: Final = "failed"
-CANCELLED: Final = "cancelled"
-TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 
-_MISSING = object()
+MISSING = object()  # the "no default given" of get_path and ctx.store.get (None is a value)
 KEEP_EVENTS: Final = 256  # newest events whose details a compacted fold keeps whatever happened to them
 
 
@@ -79,7 +77,7 @@ def set_path(root: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def get_path(root: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
+def get_path(root: dict[str, Any], path: str, default: Any = MISSING) -> Any:
     """``root["a"]["b"]`` for ``path="a.b"``.
 
     Raises:
@@ -88,7 +86,7 @@ def get_path(root: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
     node: Any = root
     for key in path.split("."):
         if not isinstance(node, dict) or key not in node:
-            if default is _MISSING:
+            if default is MISSING:
                 raise KeyError(path)
             return default
         node = node[key]
@@ -163,11 +161,21 @@ def _head_base(rec: Record) -> dict[str, str]:
     return base
 
 
-def _history_needed(run_id: str, what: str) -> NoReturn:
-    # The run cache's signal (the executor reloads the run from its whole log and tries again);
-    # imported here because engine.runtime.runs imports this module.
-    from engine.runtime.runs import HistoryNeeded
+class HistoryNeeded(BaseException):  # noqa: N818 - a signal, like Suspend, not an error
+    """A run folded from a snapshot (a compacted fold) was asked for something from before the
+    snapshot. The run cache's signal: the executor reloads the run from its whole log and tries
+    again. A ``BaseException``, so that a step's ``except Exception`` does not swallow it.
 
+    Attributes:
+        run_id: the run to reload from its whole log.
+    """
+
+    def __init__(self, run_id: str, what: str) -> None:
+        super().__init__(f"run {run_id}: {what} is older than its snapshot")
+        self.run_id = run_id
+
+
+def _history_needed(run_id: str, what: str) -> NoReturn:
     raise HistoryNeeded(run_id, what)
 
 
@@ -211,7 +219,7 @@ class DroppedEvents:
         return f"DroppedEvents({self.untargeted}, {self.targeted}, {self.consumed})"
 
 
-class _HorizonDone(set[tuple[int, str]]):
+class HorizonDone(set[tuple[int, str]]):
     """``RunState.done`` of a compacted fold: the pairs kept, and a membership test that refuses
     (``HistoryNeeded``) to answer for a trigger at or below the horizon whose pairs were dropped."""
 
@@ -271,7 +279,7 @@ class RunState:
             (``compact``), the sequence at or below which details were dropped: ``done`` then holds
             the pairs of the triggers after it and of those it still needs, ``events`` the events
             after it and those a step that collects their type has not consumed, and a question
-            the dropped details would answer raises ``engine.runtime.runs.HistoryNeeded`` instead (the run
+            the dropped details would answer raises ``HistoryNeeded`` instead (the run
             cache then folds the whole log).
         dropped: per event type, what was dropped of its events (``DroppedEvents``); empty when
             ``horizon`` is 0.
@@ -470,7 +478,7 @@ class RunState:
             self.retrying[(body.trigger, body.step)] = body
             self.first_failed_ns.setdefault((body.trigger, body.step), rec.time_ns)
             return
-        if isinstance(body, StepFailed) and body.handled_by:
+        if isinstance(body, StepFailed) and not ends_run(rec.type, body.handled_by):
             self.attempts[(body.trigger, body.step)] = body.attempt
             self.retrying.pop((body.trigger, body.step), None)
             self.done.add((body.trigger, body.step))
@@ -828,7 +836,7 @@ def compact(st: RunState, *, keep_events: int = KEEP_EVENTS) -> RunState:
     for name in RunState.__slots__:
         setattr(out, name, getattr(st, name))
     out.horizon = h
-    out.done = _HorizonDone([p for p in done if p[0] > h or p[0] in keep_trigger], h, known, st.run_id)
+    out.done = HorizonDone([p for p in done if p[0] > h or p[0] in keep_trigger], h, known, st.run_id)
     out.events = events
     out.dropped = {t: d for t, d in dropped.items() if d.untargeted or d.targeted}
     out.consumed = {}

@@ -1,5 +1,5 @@
 """Snapshots of a run's fold, so rebuilding a long run reads the latest snapshot and the records
-after it instead of the whole log (DESIGN.md §3).
+after it instead of the whole log (docs/architecture.md).
 
 A snapshot is ``RunState`` compacted (``engine.state.fold.compact``: the details of a long run's past
 that no later question needs are dropped, so its size does not grow with the run) and serialised
@@ -34,17 +34,19 @@ from engine.model.records import (
 from engine.state.fold import (
     KEEP_EVENTS,
     DroppedEvents,
+    HorizonDone,
     PendingCommit,
     RunState,
-    _HorizonDone,
     compact,
 )
 
 __all__ = [
     "DEFAULT_SNAPSHOT_EVERY",
+    "HANDLED_SLOTS",
     "SNAPSHOT_VERSION",
     "MemorySnapshots",
     "SnapshotStore",
+    "UnsupportedState",
     "decode_snapshot",
     "encode_snapshot",
     "snapshot_seq",
@@ -173,8 +175,8 @@ def encode_snapshot(st: RunState, *, level: int = 1, keep_events: int = KEEP_EVE
 
     Args:
         st: the fold; read, not changed. The caller keeps it from changing meanwhile.
-        level: zlib level (default 1). Compacted, the snapshot of the synthetic run of benchmark
-            (d) is ≈ 2 kB whether it covers 1,000 or 100,000 records (146 kB uncompacted).
+        level: zlib level (default 1). Compacted, a snapshot's size hardly grows with the
+            number of records it covers (sizes in benchmarks/, scenario d).
         keep_events: newest events whose details are kept whatever happened to them (default
             ``KEEP_EVENTS``, 256): a trigger among them that a fresh worker meets is answered
             from the snapshot; an older one it had not seen handled costs a whole-log reload.
@@ -278,7 +280,7 @@ def decode_snapshot(data: bytes) -> RunState | None:
         st.error = msgspec.convert(snap.error, _ERRORS[snap.error_kind])
     if snap.horizon:
         st.horizon = snap.horizon
-        st.done = _HorizonDone(((t, s) for t, s in snap.done), snap.horizon, set(snap.known), snap.run_id)
+        st.done = HorizonDone(((t, s) for t, s in snap.done), snap.horizon, set(snap.known), snap.run_id)
         st.dropped = {d.type: DroppedEvents(d.untargeted, d.targeted, d.consumed) for d in snap.dropped}
     else:
         st.done = {(t, s) for t, s in snap.done}

@@ -21,7 +21,7 @@ for a start). On a log whose appends are not atomic (``EventLog.atomic`` false: 
    head's ack before sending the rest (which cost a round trip per step).
 4. A crash in step 2 leaves a prefix of the commit in the log. The fold tracks, per commit, the
    indices it has seen and keeps the copy while some are missing (``RunState.incomplete``); the
-   trigger's redelivery finds the completion in the fold and re-appends exactly the missing
+   trigger's redelivery finds the completion in the fold and re-appends (``engine.runtime.repair``) exactly the missing
    messages from the copy, under their original ids, so any that landed meanwhile are dropped as
    duplicates (and after the log's duplicate window, the fold's knowledge decides).
 
@@ -47,20 +47,10 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from engine.model.records import (
-    H_COMMIT,
-    H_TYPE,
-    H_WORKER,
-    CommitMessage,
-    OutMessage,
-    RawRecord,
-    commit_tag,
-    parse_commit_tag,
-)
-from engine.ports.log import EventLog
-from engine.state.fold import RunState
+from engine.model.records import CommitMessage, OutMessage
+from engine.wire.headers import H_COMMIT, H_TYPE, H_WORKER, commit_tag
 
-__all__ = ["OrphanFilter", "complete_commit", "copy_of", "new_execution_id", "one_message_commit", "tag_commit"]
+__all__ = ["copy_of", "new_execution_id", "one_message_commit", "tag_commit"]
 
 _PROCESS = os.urandom(4).hex()  # execution ids: this process's random prefix and a counter
 _COUNTER = itertools.count(1)
@@ -105,80 +95,3 @@ def one_message_commit(message: OutMessage, key: str, worker: str) -> OutMessage
     collection, streams nothing, emits nothing else and succeeds at its first attempt."""
     headers = {**message.headers, H_COMMIT: commit_tag(key, 0), H_WORKER: worker}
     return OutMessage(message.subject, message.data, headers)
-
-
-async def complete_commit(log: EventLog, state: RunState, key: str) -> int:
-    """Append the messages of commit ``key`` that ``state`` (a fold of the run's log) has not
-    seen, from the copy its first record carries, under their original idempotency ids.
-
-    Returns:
-        how many messages the log stored (0 when the commit was already whole, or when every
-        re-appended message turned out to be a duplicate).
-
-    Raises:
-        AppendError: the log rejected a message.
-    """
-    pending = state.incomplete.get(key)
-    if pending is None:
-        return 0
-    indices, messages = pending.missing(log.prefix, state.workflow, state.run_id)
-    if not messages:
-        return 0
-    result = await log.append(messages, idempotency_key=key, indices=indices)
-    return result.count
-
-
-class OrphanFilter:
-    """Tells a run's orphans (``engine.wire.commit`` step 3) from the records that count, for readers
-    that do not fold every record: the control plane's record listing and SSE stream, and the
-    end projection (``engine.state.ending``).
-
-    Feed it the records of one run in log order from the run's first record (``counts`` answers
-    for each as it comes). The rule is the fold's: a message of a pipelined commit counts when the
-    first head of its commit seen was of the same execution; a later head of another execution
-    does not count. With ``repeats=False``, a second copy of an index does not count either, as in
-    the fold (readers that list records show such a repair duplicate, which can only come after
-    the log's duplicate window). ``roll_back(to_seq)`` forgets what records after ``to_seq`` said
-    of commits, as the fold's refold after a ``RolledBack`` does. Memory: one entry per
-    multi-message commit of the run.
-    """
-
-    __slots__ = ("_heads", "_repeats")
-
-    def __init__(self, *, repeats: bool = True) -> None:
-        self._repeats = repeats
-        # commit key -> (execution of the head that stands, {index seen: its seq})
-        self._heads: dict[str, tuple[str, dict[int, int]]] = {}
-
-    def counts(self, record: RawRecord) -> bool:
-        tag = record.headers.get(H_COMMIT)
-        return True if tag is None else self.counts_tag(tag, record.seq)
-
-    def counts_tag(self, tag: str, seq: int) -> bool:
-        """``counts`` for a record's ``Jl-Commit`` value ``tag`` at stream sequence ``seq``."""
-        parsed = parse_commit_tag(tag)
-        if parsed is None or parsed[2] is None:  # (no execution id: an atomic commit)
-            return True
-        key, index, execution = parsed
-        head = self._heads.get(key)
-        if index == 0:
-            if head is None:
-                self._heads[key] = (execution, {0: seq})
-                return True
-            return head[0] == execution
-        if head is None or head[0] != execution:
-            return False
-        if not self._repeats:
-            if index in head[1]:
-                return False
-            head[1][index] = seq
-        return True
-
-    def roll_back(self, to_seq: int) -> None:
-        """Forget what the records after ``to_seq`` said of commits (the fold's refold)."""
-        for key, (execution, seen) in list(self._heads.items()):
-            kept = {i: s for i, s in seen.items() if s <= to_seq}
-            if 0 in kept:
-                self._heads[key] = (execution, kept)
-            else:
-                del self._heads[key]

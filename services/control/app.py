@@ -82,8 +82,8 @@ from engine.runtime.recovery import (
     schedule_run_timeout,
 )
 from engine.state.fold import RunState
+from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record
-from engine.wire.commit import OrphanFilter
 from services.registry import Registry, RegistryView, jetloom_version
 
 from . import validation as v

@@ -15,22 +15,12 @@ import msgspec
 import orjson
 
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import (
-    H_ATTEMPT,
-    H_CLASS,
-    H_COMMIT,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_WORKER,
-    RawRecord,
-    RunFailed,
-    StepFailed,
-    is_one_message_commit,
-    parse_subject,
-)
+from engine.model.records import RawRecord, RunFailed, StepFailed, is_one_message_commit
+from engine.state.ending import ENDING_STATUS, ENDING_TYPES, FINAL_TYPES, ends_run
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_ATTEMPT, H_CLASS, H_COMMIT, H_STEP, H_TARGET, H_TRIGGER, H_WORKER
+from engine.wire.subjects import parse_subject
 
 __all__ = [
     "RUN_STATUSES",
@@ -47,8 +37,8 @@ __all__ = [
     "terminal_seq",
 ]
 
-TERMINAL_TYPES = ("RunCompleted", "RunFailed", "RunCancelled")
-_STATUS_OF = {"RunCompleted": "completed", "RunFailed": "failed", "RunCancelled": "cancelled"}
+TERMINAL_TYPES = FINAL_TYPES  # (a StepFailed ends a run unless handled: see is_terminal)
+_STATUS_OF = ENDING_STATUS
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 
 
@@ -61,18 +51,15 @@ def rfc3339(ns: int | None) -> str | None:
 
 
 def is_terminal(raw: RawRecord) -> bool:
-    """Whether a record ends a run (the first one that does wins)."""
+    """Whether a record ends a run (the first one that does wins; ``engine.state.ending.ends_run``)."""
     parts = parse_subject(raw.subject)
-    if parts is None or parts.kind != "sys":
-        return False
-    if parts.type in TERMINAL_TYPES:
-        return True
-    if parts.type != "StepFailed":
+    if parts is None or parts.kind != "sys" or parts.type not in ENDING_TYPES:
         return False
     try:  # a failure an error handler (@catch_error) took over does not end the run
-        return not orjson.loads(raw.data).get("handled_by")
+        handled = orjson.loads(raw.data).get("handled_by") if parts.type == "StepFailed" else None
     except (orjson.JSONDecodeError, AttributeError):
-        return True
+        handled = None
+    return ends_run(parts.type, handled)
 
 
 class RunSummary(msgspec.Struct, kw_only=True):

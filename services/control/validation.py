@@ -2,7 +2,7 @@
 
 A name or id (workflow, run id, session id, event type, step, and ``Idempotency-Key`` on a start,
 where it becomes the run id) is 1 to ``NAME_MAX`` (128) characters of ``A-Z a-z 0-9 _ -``. That
-is the engine's subject-token rule (``engine.model.records.check_token``), which keeps every subject
+is the engine's subject-token rule (``engine.wire.subjects.check_token``), which keeps every subject
 token free of ``.``, ``*``, ``>``, whitespace, control characters and NUL, is a subset of nats-py's
 KV key rule (``nats.js.kv``: ``[-/_=.a-zA-Z0-9]+``), and keeps a subject built from three of them
 far below nats-server's 4,096-byte control line (a longer line gets ``-ERR`` and nats-py closes the
@@ -27,7 +27,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
-from engine.model.records import NAME_MAX, TOKEN_PATTERN
+from engine.wire.subjects import NAME_MAX, TOKEN_PATTERN
 
 from .errors import ApiError, error_body
 

@@ -14,8 +14,10 @@ import pytest
 from engine.jetstream.log import JetStreamLog
 from engine.memory.log import MemoryLog
 from engine.model.errors import LastSeqMismatchError
-from engine.model.records import OutMessage, RawRecord, execution_of, run_subject
+from engine.model.records import OutMessage, RawRecord
 from engine.wire.commit import tag_commit
+from engine.wire.headers import execution_of
+from engine.wire.subjects import run_subject
 from services.natsserver import EmbeddedNats
 
 WF = "Contract"

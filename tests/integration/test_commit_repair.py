@@ -13,17 +13,11 @@ import pytest
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import (
-    H_COMMIT,
-    OutMessage,
-    RawRecord,
-    StepCompleted,
-    message_id,
-    parse_commit_tag,
-)
+from engine.model.records import OutMessage, RawRecord, StepCompleted
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import append_start, start_commit, start_key
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_COMMIT, message_id, parse_commit_tag
 from services.natsserver import EmbeddedNats
 
 

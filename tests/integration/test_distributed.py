@@ -14,8 +14,9 @@ import pytest
 from engine import WorkflowRuntimeError, fold
 from engine.jetstream.log import JetStreamLog
 from engine.jetstream.pub import FAST_PATH_ENV
-from engine.model.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
+from engine.model.records import RawRecord, Record, StepCompleted, completed_step
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_WORKER
 from services.nats_client import NatsClient
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import WorkerProcess, eventually

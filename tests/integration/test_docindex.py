@@ -23,8 +23,9 @@ import pytest
 
 from engine import fold
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import H_WORKER, StepCompleted, completed_step
+from engine.model.records import StepCompleted, completed_step
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_WORKER
 from examples.docindex.store import DocRow, DocStore
 from examples.docindex.workflow import DocIndex, Progress
 from services.launcher import WorkerProcess

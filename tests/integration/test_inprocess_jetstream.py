@@ -76,7 +76,8 @@ async def test_runs_commit_as_atomic_batches_with_commit_batch(nats_url: str) ->
     """``JetStreamLog(commit="batch")`` in normal use: runs complete, every commit is stored whole
     and contiguous (one atomic batch), with neither a copy of its messages in its head nor an
     execution id in ``Jl-Commit``, and the fold sees no orphans and nothing incomplete."""
-    from engine.model.records import H_COMMIT, StepCompleted, parse_commit_tag
+    from engine.model.records import StepCompleted
+    from engine.wire.headers import H_COMMIT, parse_commit_tag
 
     log = await JetStreamLog.connect(nats_url, commit="batch")
     try:

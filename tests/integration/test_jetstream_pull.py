@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 
 from engine.jetstream.log import JetStreamLog, _Pull, consumer_name
-from engine.model.records import OutMessage, run_subject
+from engine.model.records import OutMessage
+from engine.wire.subjects import run_subject
 from tests.integration.procs import eventually
 
 WF = "Pulled"

@@ -13,7 +13,8 @@ from nats.js.errors import NotFoundError
 
 from engine.jetstream.log import JetStreamLog
 from engine.jetstream.read import FIRST_READ, LONG_READ, WALK_MAX, ConsumerRead
-from engine.model.records import OutMessage, RawRecord, run_filter, run_subject
+from engine.model.records import OutMessage, RawRecord
+from engine.wire.subjects import run_filter, run_subject
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 

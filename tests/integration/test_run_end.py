@@ -15,8 +15,8 @@ import pytest
 
 from engine.jetstream.log import JetStreamLog
 from engine.model.errors import WorkflowCancelledError, WorkflowTimeoutError
-from engine.model.records import NAME_MAX
 from engine.wire.codec import subject_parts
+from engine.wire.subjects import NAME_MAX
 from services.client import Client
 from services.launcher import WorkerProcess
 from services.nats_client import NatsClient

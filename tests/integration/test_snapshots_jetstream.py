@@ -11,20 +11,14 @@ import pytest
 
 from engine.jetstream.log import JetStreamLog
 from engine.jetstream.snapshots import KvSnapshots
-from engine.model.records import (
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
-    OutMessage,
-    StepCompleted,
-    run_subject,
-)
+from engine.model.records import OutMessage, StepCompleted
 from engine.runtime.commands import event_payload, start_messages
-from engine.runtime.runs import HistoryNeeded, RunCache
-from engine.state.fold import KEEP_EVENTS
+from engine.runtime.runs import RunCache
+from engine.state.fold import KEEP_EVENTS, HistoryNeeded
 from engine.state.snapshots import encode_snapshot, snapshot_seq
 from engine.wire.codec import encode
+from engine.wire.headers import H_RUN, H_STEP, H_TRIGGER, H_TYPE
+from engine.wire.subjects import run_subject
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess
 from tests.workflows import FanInOut, Tick, Ticker

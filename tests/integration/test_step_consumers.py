@@ -9,7 +9,8 @@ import asyncio
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine.jetstream.log import JetStreamLog, commands_consumer_name, consumer_name
-from engine.model.records import OutMessage, run_subject
+from engine.model.records import OutMessage
+from engine.wire.subjects import run_subject
 from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 

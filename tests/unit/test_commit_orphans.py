@@ -7,25 +7,24 @@ from collections.abc import Awaitable, Iterable
 
 from engine import Context, Event, MemoryLog, StartEvent, StopEvent, Workflow, fold, step
 from engine.model.events import encode_event
-from engine.model.records import (
+from engine.model.records import OutMessage, RawRecord, StepCompleted
+from engine.runtime.commands import start_messages
+from engine.runtime.executor import Executor
+from engine.runtime.inprocess import append_start
+from engine.state.fold import RunState
+from engine.state.orphans import OrphanFilter
+from engine.wire.codec import decode_record, encode
+from engine.wire.commit import copy_of, tag_commit
+from engine.wire.headers import (
     H_COMMIT,
     H_RUN,
     H_STEP,
     H_TRIGGER,
     H_TYPE,
-    OutMessage,
-    RawRecord,
-    StepCompleted,
     commit_key,
     parse_commit_tag,
-    run_subject,
 )
-from engine.runtime.commands import start_messages
-from engine.runtime.executor import Executor
-from engine.runtime.inprocess import append_start
-from engine.state.fold import RunState
-from engine.wire.codec import decode_record, encode
-from engine.wire.commit import OrphanFilter, copy_of, tag_commit
+from engine.wire.subjects import run_subject
 from tests.integration.procs import eventually
 
 WF = "Pair"

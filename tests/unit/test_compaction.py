@@ -24,8 +24,7 @@ from engine.model.records import (
     StepRetrying,
     StepSuspended,
 )
-from engine.runtime.runs import HistoryNeeded
-from engine.state.fold import KEEP_EVENTS, RunState, compact
+from engine.state.fold import KEEP_EVENTS, HistoryNeeded, RunState, compact
 from engine.state.snapshots import decode_snapshot, encode_snapshot, snapshot_seq
 
 # step -> (accepted types, the expected list it collects with, or None: it does not collect)

@@ -17,7 +17,7 @@ from nats.js.kv import VALID_KEY_RE
 
 from engine.jetstream.retry import LogUnavailableError
 from engine.model.errors import AppendError, CommitTooLargeError, LogError
-from engine.model.records import check_token
+from engine.wire.subjects import check_token
 from services.control import validation
 from services.control.auth import SCOPES, ApiAuth, resolve_auth
 from services.control.errors import ApiError, nats_unavailable, unexpected_error

@@ -9,11 +9,6 @@ import random
 from engine import Event, StartEvent
 from engine.model.events import encode_event
 from engine.model.records import (
-    H_COMMIT,
-    H_RUN,
-    H_STEP,
-    H_TRIGGER,
-    H_TYPE,
     OutMessage,
     RawRecord,
     RolledBack,
@@ -22,8 +17,6 @@ from engine.model.records import (
     RunFailed,
     StepCompleted,
     StepFailed,
-    commit_key,
-    run_subject,
 )
 from engine.runtime.commands import start_messages
 from engine.runtime.handler import outcome
@@ -31,6 +24,8 @@ from engine.state.ending import EndProjection
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record, encode
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
+from engine.wire.headers import H_COMMIT, H_RUN, H_STEP, H_TRIGGER, H_TYPE, commit_key
+from engine.wire.subjects import run_subject
 
 WF, RUN = "Ends", "r1"
 

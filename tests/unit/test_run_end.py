@@ -18,12 +18,13 @@ from engine import (
     step,
 )
 from engine.memory.log import MemoryLog
-from engine.model.records import NAME_MAX, RawRecord, RunStarted, check_token
+from engine.model.records import RawRecord, RunStarted
 from engine.runtime.commands import append_cancel, append_event, append_start, start_messages
 from engine.runtime.recovery import end_run_timeout, run_timeout_at, schedule_run_timeout
 from engine.state.fold import RunState, fold
 from engine.state.snapshots import decode_snapshot, encode_snapshot
 from engine.wire.codec import decode_record
+from engine.wire.subjects import NAME_MAX, check_token
 from services.control import validation
 
 
@@ -163,10 +164,12 @@ class _LaggingFollow(MemoryLog):
 
 
 async def test_a_handler_timeout_appends_nothing_after_an_end_it_has_not_seen_yet() -> None:
-    from engine.model.records import H_RUN, H_TYPE, OutMessage, RunCompleted, run_subject
+    from engine.model.records import OutMessage, RunCompleted
     from engine.runtime.commands import start_messages as _start
     from engine.runtime.handler import WorkflowHandler
     from engine.wire.codec import encode
+    from engine.wire.headers import H_RUN, H_TYPE
+    from engine.wire.subjects import run_subject
 
     log = _LaggingFollow()
     ended = asyncio.Event()

@@ -15,11 +15,13 @@ import pytest
 from engine import MemoryLog, StepFailedError, WorkflowTimeoutError
 from engine.model.errors import DeadLetteredError, EventValidationError
 from engine.model.events import encode_checked, encode_event
-from engine.model.records import H_RUN, H_TYPE, OutMessage, RawRecord, RunFailed, run_subject
+from engine.model.records import OutMessage, RawRecord, RunFailed
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import start_run
 from engine.state.fold import fold
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_RUN, H_TYPE
+from engine.wire.subjects import run_subject
 from tests.semantics_workflows import Doorbell, Held, Mistyped, Nudge, Tallied
 
 

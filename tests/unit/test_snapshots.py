@@ -10,11 +10,10 @@ import msgspec
 import pytest
 
 from engine import MemoryLog, WorkflowCancelledError, fold
-from engine.model.records import parse_commit_tag
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import start_run
-from engine.runtime.runs import CachedRun, HistoryNeeded, RunCache
-from engine.state.fold import RunState
+from engine.runtime.runs import CachedRun, RunCache
+from engine.state.fold import HistoryNeeded, RunState
 from engine.state.snapshots import (
     HANDLED_SLOTS,
     SNAPSHOT_VERSION,
@@ -24,6 +23,7 @@ from engine.state.snapshots import (
     snapshot_seq,
 )
 from engine.wire.codec import decode_record
+from engine.wire.headers import parse_commit_tag
 from tests.integration.procs import eventually
 from tests.workflows import FanInOut, Interview, Reply, Ticker
 
@@ -224,8 +224,8 @@ async def test_a_run_shorter_than_a_snapshot_interval_is_read_without_a_snapshot
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomic: bool) -> None:
     from engine import StartEvent
-    from engine.model.records import H_NEW_RUN
     from engine.runtime.inprocess import append_start
+    from engine.wire.headers import H_NEW_RUN
 
     log = MemoryLog()
     log.atomic = atomic  # (the copy in RunStarted and the execution ids exist only without it)
@@ -248,8 +248,10 @@ async def test_a_new_runs_first_step_folds_the_start_commit_without_a_read(atomi
 
 
 async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None:
-    from engine.model.records import H_NEW_RUN, OutMessage, run_subject
+    from engine.model.records import OutMessage
     from engine.runtime.commands import event_payload, start_messages
+    from engine.wire.headers import H_NEW_RUN
+    from engine.wire.subjects import run_subject
 
     log = MemoryLog()
     await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))
@@ -264,8 +266,9 @@ async def test_a_start_event_that_is_not_its_runs_start_commit_is_read() -> None
 async def test_a_trigger_appended_right_after_the_cached_end_is_taken_without_a_read() -> None:
     """A run held up to sequence E takes a trigger whose append checked that the run ended at E
     (``EventLog.predecessor``) as its next record; any other trigger is read."""
-    from engine.model.records import OutMessage, run_subject
+    from engine.model.records import OutMessage
     from engine.runtime.commands import event_payload, start_messages
+    from engine.wire.subjects import run_subject
 
     log = MemoryLog()
     await log.append(start_messages(log.prefix, "W", "r", "StartEvent", event_payload("StartEvent", {})))

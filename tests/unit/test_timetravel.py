@@ -12,15 +12,12 @@ import pytest
 from engine import MemoryLog, StartEvent, StopEvent, Workflow, step
 from engine.model.errors import InvalidSequenceError, RunConflictError, WorkflowVersionError
 from engine.model.records import (
-    H_COMMIT,
-    H_TRIGGER,
     RawRecord,
     Record,
     RolledBack,
     RunStarted,
     StepCompleted,
     completed_step,
-    parse_commit_tag,
 )
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import append_start
@@ -28,6 +25,7 @@ from engine.runtime.replay import check
 from engine.runtime.timetravel import accepts_of, fork, pending_triggers, rollback, state_at
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
+from engine.wire.headers import H_COMMIT, H_TRIGGER, parse_commit_tag
 from tests.workflows import Chain3, Parsed
 
 WF = "Chain3"

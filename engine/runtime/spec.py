@@ -1,0 +1,230 @@
+"""What a workflow class declares, as the runtime reads it: its steps (``StepSpec``, made from
+the ``@step`` marks), its event types and its start event (``WorkflowDefinition``), and the
+checks of its step graph (``validate``).
+
+``engine.workflow.Workflow`` reads a class's step signatures into ``StepSpec`` and validates them
+when the class is created; the runtime (executor, children, time travel, description) types
+against ``WorkflowDefinition`` here, so it never imports the ``Workflow`` class above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from engine.model.errors import WorkflowValidationError
+from engine.model.events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
+from engine.model.retry import StepFailedEvent
+from engine.wire.subjects import check_token
+
+__all__ = [
+    "DEFAULT_NUM_WORKERS",
+    "STEP_MARK",
+    "StepSpec",
+    "WorkflowDefinition",
+    "catch_error",
+    "check_name",
+    "step",
+    "validate",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_NUM_WORKERS = 4  # llama-index-workflows' default for @step(num_workers=...)
+STEP_MARK = "__jl_step__"  # the attribute ``@step`` sets on a method: its options, as a dict
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A validated step.
+
+    Attributes:
+        name: the method name; also the step's consumer name.
+        fn: the function (called with ``self``, and ``ctx`` / the event by keyword).
+        accepts: event classes it handles.
+        produces: event classes its return annotation declares.
+        event_param / ctx_param: parameter names (``ctx_param`` is ``None`` if it takes no context).
+        num_workers: concurrent handlers of this step per process (default 4).
+        is_async: ``async def`` (a plain ``def`` runs in a worker thread).
+        retry_policy: decides retries of a failed attempt (``engine.model.retry``); ``None``: none.
+        timeout: seconds one attempt may run before it fails with ``StepTimeoutError``.
+        catch_error: this is the workflow's error handler (``@catch_error``).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    accepts: tuple[type[Event], ...]
+    produces: tuple[type[Event], ...]
+    event_param: str
+    ctx_param: str | None
+    num_workers: int
+    is_async: bool
+    retry_policy: Any = None
+    timeout: float | None = None
+    catch_error: bool = False
+
+    @property
+    def accepts_names(self) -> tuple[str, ...]:
+        return tuple(event_name(t) for t in self.accepts)
+
+
+class WorkflowDefinition(Protocol):
+    """What the runtime reads from a workflow (class or instance): ``engine.workflow.Workflow``
+    sets these when a subclass is created.
+
+    Attributes:
+        workflow_name: the name used in subjects.
+        steps: ``{step name: StepSpec}``.
+        events: ``{event name: class}`` of every event the graph accepts or produces.
+        start_event_class: the StartEvent (sub)class the workflow starts with.
+    """
+
+    workflow_name: ClassVar[str]
+    steps: ClassVar[dict[str, StepSpec]]
+    events: ClassVar[dict[str, type[Event]]]
+    start_event_class: ClassVar[type[StartEvent]]
+
+
+def step(
+    fn: F | None = None,
+    *,
+    num_workers: int = DEFAULT_NUM_WORKERS,
+    retry_policy: Any = None,
+    timeout: float | timedelta | None = None,
+    catch_error: bool = False,
+) -> Any:
+    """Mark a workflow method as a step. Use bare (``@step``) or with options.
+
+    Args:
+        num_workers: how many triggers of this step one process handles at once (default 4,
+            as in llama-index-workflows). Across processes, every replica adds as many.
+        retry_policy: an ``engine.model.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
+            llama-index-workflows' protocol) deciding whether, and after how many seconds, a failed
+            attempt is tried again; each attempt is a record in the log (default: no retries).
+        timeout: seconds (or a timedelta) one attempt may run; a longer one is cancelled and fails
+            with ``engine.model.retry.StepTimeoutError`` (default: no limit). A plain ``def`` step's
+            thread cannot be stopped: its attempt fails, the thread runs on.
+        catch_error: make this step the workflow's error handler (same as ``@catch_error``): it
+            accepts ``StepFailedEvent`` and gets one whenever another step fails for good.
+
+    Raises:
+        ValueError: ``num_workers`` < 1, a ``timeout`` <= 0, or a ``retry_policy`` without ``next``.
+    """
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if retry_policy is not None and not callable(getattr(retry_policy, "next", None)):
+        raise ValueError(f"retry_policy {retry_policy!r} has no next(elapsed_time, attempts, error)")
+
+    def mark(f: F) -> F:
+        options = {
+            "num_workers": num_workers,
+            "retry_policy": retry_policy,
+            "timeout": seconds,
+            "catch_error": catch_error,
+        }
+        setattr(f, STEP_MARK, options)
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
+    """Mark a workflow method as its error handler: a step accepting ``StepFailedEvent``
+    (``engine.model.retry``), called when any other step fails for good (after its retries). What it
+    returns continues the run, or ends it with a ``StopEvent``; if it fails, the run fails. At most
+    one per workflow. ``@catch_error`` is ``@step(catch_error=True)``."""
+    return step(fn, num_workers=num_workers, catch_error=True)
+
+
+def _external(t: type[Event]) -> bool:
+    """Events that come from outside the step graph (a start, human input, a step failure)."""
+    return issubclass(t, StartEvent | HumanResponseEvent | StepFailedEvent)
+
+
+def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
+    handlers = [s for s in steps.values() if s.catch_error]
+    if len(handlers) > 1:
+        names = ", ".join(repr(s.name) for s in handlers)
+        raise WorkflowValidationError(f"workflow {name!r} has more than one @catch_error step ({names})")
+    for s in steps.values():
+        takes = any(issubclass(t, StepFailedEvent) for t in s.accepts)
+        if s.catch_error and not takes:
+            raise WorkflowValidationError(
+                f"step {s.name!r} is marked catch_error but does not accept StepFailedEvent",
+                step=s.name,
+            )
+        if takes and not s.catch_error:
+            raise WorkflowValidationError(
+                f"step {s.name!r} accepts StepFailedEvent; mark it @catch_error", step=s.name
+            )
+
+
+def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
+    """Check the step graph; return the start event class and the registry of event types.
+
+    Raises:
+        WorkflowValidationError: naming the step and event at fault.
+    """
+    for s in steps.values():
+        for t in s.accepts:
+            if issubclass(t, StopEvent):
+                raise WorkflowValidationError(
+                    f"step {s.name!r} accepts {event_name(t)}, a StopEvent; a StopEvent ends the "
+                    "run and is never delivered to a step",
+                    step=s.name,
+                )
+    starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
+    if not starts:
+        raise WorkflowValidationError(f"workflow {name!r}: no step accepts a StartEvent")
+    if len(starts) > 1:
+        names = ", ".join(sorted(event_name(t) for t in starts))
+        raise WorkflowValidationError(
+            f"workflow {name!r}: steps accept different start events ({names}); use one"
+        )
+    (start,) = starts
+    produced = {t for s in steps.values() for t in s.produces}
+    if not any(issubclass(t, StopEvent) for t in produced):
+        raise WorkflowValidationError(
+            f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
+        )
+    consumed = {t for s in steps.values() for t in s.accepts}
+    _check_catch_error(name, steps)
+    for s in steps.values():
+        for t in s.produces:
+            if not issubclass(t, StopEvent) and t not in consumed:
+                raise WorkflowValidationError(
+                    f"step {s.name!r} produces {event_name(t)} but no step accepts it",
+                    step=s.name,
+                )
+        for t in s.accepts:
+            if not _external(t) and t not in produced:
+                raise WorkflowValidationError(
+                    f"step {s.name!r} accepts {event_name(t)} but no step produces it, "
+                    "so the step can never run",
+                    step=s.name,
+                )
+    registry: dict[str, type[Event]] = {}
+    for t in (*consumed, *produced, start):
+        n = check_name(event_name(t), f"workflow {name!r}: event class name")
+        if registry.get(n, t) is not t:
+            raise WorkflowValidationError(
+                f"workflow {name!r}: two event classes are named {n!r}; names must be unique "
+                "because they are subjects in the log"
+            )
+        registry[n] = t
+    return start, registry
+
+
+def check_name(value: str, what: str, *, step: str | None = None) -> str:
+    """``value`` if it is usable in subjects (``check_token``), else ``WorkflowValidationError``
+    naming ``what``: a name that would make nats-server refuse the subject fails at class creation,
+    not in the first run."""
+    try:
+        return check_token(value, what)
+    except ValueError as e:
+        raise WorkflowValidationError(str(e), step=step) from None
