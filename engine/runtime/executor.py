@@ -73,6 +73,7 @@ from engine.model.records import (
 )
 from engine.model.retry import StepTimeoutError
 from engine.ports.log import AppendResult, Delivery, EventLog, event_consumers
+from engine.ports.snapshots import SnapshotStore
 from engine.runtime import children
 from engine.runtime.context import Context
 from engine.runtime.failures import Failed, attempt_key, run_of
@@ -80,7 +81,7 @@ from engine.runtime.recovery import end_run_timeout
 from engine.runtime.replay import check as check_version
 from engine.runtime.runs import CachedRun, HistoryNeeded, RunCache
 from engine.runtime.waits import Suspend, resolve_waits, resume_message
-from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore
+from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 from engine.wire.codec import decode_record, encode
 from engine.wire.commit import complete_commit, copy_of, one_message_commit, tag_commit
 

@@ -32,11 +32,11 @@ from engine.model.records import (
     parse_commit_tag,
 )
 from engine.ports.log import EventLog
+from engine.ports.snapshots import SnapshotStore
 from engine.runtime.commands import run_started, start_event_message, start_key
 from engine.state.fold import RunState, fold
 from engine.state.snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
-    SnapshotStore,
     decode_snapshot,
     encode_snapshot,
 )

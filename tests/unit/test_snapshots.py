@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from engine import MemoryLog, WorkflowCancelledError, fold
+from engine.memory.snapshots import MemorySnapshots
 from engine.model.records import parse_commit_tag
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import start_run
@@ -18,7 +19,6 @@ from engine.state.fold import RunState
 from engine.state.snapshots import (
     HANDLED_SLOTS,
     SNAPSHOT_VERSION,
-    MemorySnapshots,
     decode_snapshot,
     encode_snapshot,
     snapshot_seq,
