@@ -65,7 +65,7 @@ from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsConnectError, NatsSettings, describe_error
 from engine.jetstream.retry import LogUnavailableError, retrying
 from engine.model.durations import seconds
-from engine.ports.backend import Readiness
+from engine.ports.backend import Backend, Readiness
 from engine.ports.log import EventLog
 from engine.ports.registry import RegistryView, WorkflowInfo
 from engine.ports.runindex import RunIndex
@@ -123,7 +123,7 @@ class ControlPlane:
     """The control plane's backend and settings; one per process, shared by requests.
 
     Attributes (set by ``start()``, replaced when the connection is rebuilt):
-        backend: the ``NatsBackend``, owner of the connection.
+        backend: the backend (a ``NatsBackend``), owner of the connection.
         log: its event log.
         runs: its run index (listings, look-ups across runs).
         view: the live view of its registry.
@@ -151,7 +151,7 @@ class ControlPlane:
         self.prefix = prefix
         self.wait_timeout = wait_timeout
         self.sse_ping = sse_ping
-        self.backend: NatsBackend | None = None
+        self.backend: Backend | None = None
         self.log: EventLog | None = None
         self.runs: RunIndex | None = None
         self.view: RegistryView | None = None
@@ -182,7 +182,7 @@ class ControlPlane:
         self._use(*await self._open())
         self._watch = asyncio.create_task(self._rebuild_when_closed(), name="jetloom:cp-nats")
 
-    def _use(self, backend: NatsBackend, view: RegistryView) -> None:
+    def _use(self, backend: Backend, view: RegistryView) -> None:
         self.backend, self.log, self.runs, self.view = backend, backend.log, backend.runs, view
 
     async def _open(self) -> tuple[NatsBackend, RegistryView]:
