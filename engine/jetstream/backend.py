@@ -152,7 +152,12 @@ class NatsBackend:
 
     def closed(self) -> asyncio.Future[Exception]:
         """Resolves with ``NatsConnectionClosed`` when nats-py closes the connection for good (a
-        server ``-ERR``, expired credentials), or it is closed here."""
+        server ``-ERR``, expired credentials), or it is closed here.
+
+        Raises:
+            KeyError: the log's connection was not opened by ``connection.open_connection`` (a
+                backend made by ``connect`` always is).
+        """
         return cast("asyncio.Future[Exception]", connection_closed(self._log.nc))
 
     async def ready(self, timeout: float) -> Readiness:
