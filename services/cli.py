@@ -13,13 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import nats.errors
 import typer
 
-from engine.jetstream.connection import describe_error
+import services.nats_options as no
+from engine.jetstream.connection import CLIENT_ERRORS, describe_error
 from engine.jetstream.retry import LogUnavailableError
-
-from . import nats_options as no
 
 app = typer.Typer(
     name="jetloom",
@@ -54,7 +52,7 @@ def _setup_logging(verbose: bool) -> None:
 EXPECTED: tuple[type[BaseException], ...] = (
     ConnectionError,
     LogUnavailableError,
-    nats.errors.Error,
+    *CLIENT_ERRORS,
     OSError,
     ssl.SSLError,
     ImportError,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine import StartEvent, Workflow, WorkflowHandler
+from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
-from engine.jetstream.log import JetStreamLog
 from engine.model.events import Event
 from engine.runtime.inprocess import start_run
 from engine.wire.subjects import check_token
@@ -27,11 +27,15 @@ class NatsClient:
     """A thin client of the JetStream log.
 
     Args:
-        log: a set-up ``JetStreamLog``.
+        backend: a connected ``NatsBackend`` (closed by ``close()``).
+
+    Attributes:
+        log: the backend's event log.
     """
 
-    def __init__(self, log: JetStreamLog) -> None:
-        self.log = log
+    def __init__(self, backend: NatsBackend) -> None:
+        self.backend = backend
+        self.log = backend.log
         self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
 
     @classmethod
@@ -45,7 +49,7 @@ class NatsClient:
                 the cause.
         """
         log_options.setdefault("name", "jetloom-client")
-        return cls(await JetStreamLog.connect(servers, **log_options))
+        return cls(await NatsBackend.connect(servers, **log_options))
 
     async def __aenter__(self) -> NatsClient:
         return self
@@ -54,7 +58,7 @@ class NatsClient:
         await self.close()
 
     async def close(self) -> None:
-        await self.log.close()
+        await self.backend.close()
 
     async def start(
         self,

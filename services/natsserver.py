@@ -805,24 +805,12 @@ class EmbeddedCluster(_Lifecycle):
         Raises:
             TimeoutError: no leader within ``timeout``.
         """
-        import nats  # (only this method needs a client)
+        # (imported here: the NATS client is loaded only by the method that needs one, so
+        # ``jetloom nats`` starts without it)
+        from engine.jetstream.backend import stream_leader
 
-        nc = await nats.connect(
-            [n.url for n in self.nodes], connect_timeout=2, max_reconnect_attempts=2, reconnect_time_wait=0.1
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    try:
-                        info = await nc.jetstream(timeout=2).stream_info(stream)
-                        leader = info.cluster.leader if info.cluster else None
-                    except Exception:  # (an election: no answer, offline, 503)
-                        leader = None
-                    if leader in self.server_names:
-                        return self.server_names.index(leader)
-                    await asyncio.sleep(0.1)  # (polling the server's answer, not waiting blind)
-        finally:
-            await nc.close()
+        leader = await stream_leader([n.url for n in self.nodes], stream, self.server_names, timeout=timeout)
+        return self.server_names.index(leader)
 
     # ---------------------------------------------------------------- internals
 

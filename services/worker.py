@@ -1,6 +1,6 @@
 """The step worker process: ``jetloom worker MODULE:WorkflowClass --nats URL``.
 
-Each worker process runs an ``Executor`` for one workflow on a ``JetStreamLog``: one durable pull
+Each worker process runs an ``Executor`` for one workflow on a ``NatsBackend``'s log: one durable pull
 consumer per step, shared with every other replica, so JetStream spreads triggers across
 processes and a dead process's unacked triggers are redelivered to the living ones.
 """
@@ -16,19 +16,15 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
-from engine.jetstream.connection import NatsConnectionClosed, NatsSettings, connection_closed
-from engine.jetstream.log import (
-    DEFAULT_ACK_WAIT,
-    JetStreamLog,
-    check_lease,
-)
-from engine.jetstream.snapshots import KvSnapshots
+from engine.jetstream.backend import NatsBackend
+from engine.jetstream.connection import NatsSettings
+from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 from engine.runtime.describe import describe
 from engine.runtime.executor import Executor
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 
 from .loading import load_workflow
-from .registry import DEFAULT_TTL, Heartbeat, Registry
+from .registry import DEFAULT_TTL, Heartbeat
 
 __all__ = ["serve"]
 
@@ -92,20 +88,23 @@ async def serve(
         )
     )
     workflow = load_workflow(target)
-    log = await JetStreamLog.connect(
+    backend = await NatsBackend.connect(
         nats,
         name="jetloom-worker",
         prefix=prefix,
         ack_wait=ack_wait,
         progress_heartbeat=progress_heartbeat,
     )
-    snapshots = await KvSnapshots.open(log.nc, prefix=prefix, replicas=log.replicas)
     executor = Executor(
-        workflow, log, steps=steps, num_workers=num_workers, snapshots=snapshots, snapshot_every=snapshot_every
+        workflow,
+        backend.log,
+        steps=steps,
+        num_workers=num_workers,
+        snapshots=await backend.snapshots(),
+        snapshot_every=snapshot_every,
     )
-    registry = await Registry.open(log.nc, prefix=prefix, replicas=log.replicas)
     heartbeat = Heartbeat(
-        registry,
+        await backend.registry(),
         service=service or type(workflow).workflow_name,
         workflows=[describe(type(workflow))],
         ttl=registry_ttl,
@@ -125,7 +124,7 @@ async def serve(
             f"steps={names} service={heartbeat.entry.service} instance={heartbeat.entry.instance}",
             flush=True,
         )
-        lost = await _until_stopped(stop, connection_closed(log.nc))
+        lost = await _until_stopped(stop, backend.closed())
     finally:
         await heartbeat.stop()
         await executor.stop(grace=grace)
@@ -137,14 +136,12 @@ async def serve(
             f"records_read={runs.records_read}",
             flush=True,
         )
-        await log.close()
+        await backend.close()
     if lost is not None:
         raise lost
 
 
-async def _until_stopped(
-    stop: asyncio.Event, closed: asyncio.Future[NatsConnectionClosed]
-) -> NatsConnectionClosed | None:
+async def _until_stopped(stop: asyncio.Event, closed: asyncio.Future[Exception]) -> Exception | None:
     """Wait for ``stop`` or for nats-py to close the connection for good (returned then: a
     worker does not rebuild its connection, whose consumers and in-flight steps went with it;
     it exits and its supervisor starts a clean one)."""

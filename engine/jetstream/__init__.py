@@ -1,6 +1,8 @@
-"""The NATS JetStream implementations of the ports: the event log, snapshots in a KV bucket, and
-the connection they share. The only package of the engine that imports nats-py."""
+"""The NATS JetStream implementations of the ports: the event log, snapshots, registry and
+sessions in KV buckets, and the backend that owns the connection they share. The only package of
+the engine that imports nats-py."""
 
+from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import (
     DEFAULT_URL,
     NatsConnectError,
@@ -9,14 +11,19 @@ from engine.jetstream.connection import (
     open_connection,
 )
 from engine.jetstream.log import JetStreamLog
+from engine.jetstream.registry import KvRegistry
 from engine.jetstream.retry import LogUnavailableError
+from engine.jetstream.sessions import KvSessionStore
 from engine.jetstream.snapshots import KvSnapshots
 
 __all__ = [
     "DEFAULT_URL",
     "JetStreamLog",
+    "KvRegistry",
+    "KvSessionStore",
     "KvSnapshots",
     "LogUnavailableError",
+    "NatsBackend",
     "NatsConnectError",
     "NatsConnectionClosed",
     "NatsSettings",

@@ -34,6 +34,7 @@ from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 __all__ = [
+    "CLIENT_ERRORS",
     "DEFAULT_URL",
     "NatsConnectError",
     "NatsConnectionClosed",
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("jetloom.nats")
+
+#: The NATS client's own errors (a refused request, a closed connection, a bad reply): with
+#: ``ConnectionError``, what a process command reports in one line rather than a traceback.
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (NatsError,)
 
 #: The server a process connects to when none is named.
 DEFAULT_URL = "nats://127.0.0.1:4222"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from nats.js.kv import KeyValue
 from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
 from engine.jetstream.streams import reconcile_stream, stream_info
 
-__all__ = ["open_bucket"]
+__all__ = ["current_values", "open_bucket"]
 
 
 async def open_bucket(
@@ -66,3 +67,23 @@ async def open_bucket(
         return await retrying(f"open KV bucket {name}", lambda: js.key_value(name), retry_for=retry_for)
     except (BucketNotFoundError, NotFoundError):  # deleted in between: make it again
         return await open_bucket(nc, name, storage=storage, replicas=replicas, retry_for=retry_for, **config)
+
+
+async def current_values(kv: KeyValue) -> list[bytes]:
+    """The live values of a bucket, read with one watcher (deleted and expired keys skipped).
+
+    Raises:
+        nats.errors.TimeoutError: the bucket sent nothing for 5 s (an election).
+    """
+    watcher = await kv.watchall(ignore_deletes=True)
+    out: list[bytes] = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=5.0)
+            if entry is None:
+                return out
+            if entry.value:
+                out.append(entry.value)
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()

@@ -28,8 +28,13 @@ from datetime import timedelta
 from typing import TypeVar
 
 from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
     ConnectionReconnectingError,
+    MaxPayloadError,
     NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
     StaleConnectionError,
 )
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -44,14 +49,16 @@ from tenacity import (
 )
 
 from engine.model.durations import seconds
-from engine.model.errors import LogError
+from engine.model.errors import CommitTooLargeError, LogError
 
 __all__ = [
     "DEFAULT_RETRY_FOR",
     "TRANSIENT_ERR_CODES",
     "LogUnavailableError",
+    "is_too_large",
     "is_transient",
     "retrying",
+    "unavailable_reason",
 ]
 
 logger = logging.getLogger("jetloom.log")
@@ -126,6 +133,63 @@ def is_transient(exc: BaseException) -> bool:
             return True
         return _transient_text(str(exc))
     return False
+
+
+# A closed, reconnecting or silent connection, or nobody listening on a JetStream API subject.
+_UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
+    NoRespondersError,
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    ConnectionDrainingError,
+    StaleConnectionError,
+    OutboundBufferLimitError,
+    NoServersError,
+    ServiceUnavailableError,
+    TimeoutError,  # nats.errors.TimeoutError and the log's own read timeouts (asyncio)
+)
+# What JetStream (and the log, which passes its descriptions on) says while a stream has no leader.
+_UNAVAILABLE_WORDS = (
+    "no responders",
+    "offline",
+    "no suitable peers",
+    "leader",
+    "temporarily unavailable",
+    "insufficient resources",
+    "status 503",
+    "cluster not available",
+    "jetstream not enabled",
+)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` means NATS (or the run stream) cannot serve right now, in one line, or ``None``
+    if it does not (what an HTTP API answers with 503 and ``Retry-After``).
+
+    Covers ``LogUnavailableError`` (what the bounded retries through an election give up with),
+    what ``is_transient`` calls transient, nats-py's connection errors (closed, draining:
+    its owner rebuilds the connection meanwhile), JetStream API errors with code 503 or a
+    description of a stream without a leader, and the log's errors carrying those descriptions.
+    """
+    if isinstance(exc, LogUnavailableError):
+        return f"JetStream is unavailable: {exc}"
+    if is_transient(exc) or isinstance(exc, _UNAVAILABLE_TYPES):
+        return f"NATS is unavailable: {type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, APIError):
+        text = (exc.description or "").lower()
+        if exc.code == 503 or any(w in text for w in _UNAVAILABLE_WORDS):
+            return f"JetStream is unavailable: {exc.description or exc.code}"
+        return None
+    if isinstance(exc, LogError):
+        text = str(exc).lower()
+        if any(w in text for w in _UNAVAILABLE_WORDS):
+            return f"JetStream is unavailable: {exc}"
+    return None
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` is a message larger than the NATS server takes (its ``max_payload``):
+    nats-py's ``MaxPayloadError`` or the log's ``CommitTooLargeError``."""
+    return isinstance(exc, MaxPayloadError | CommitTooLargeError)
 
 
 def _transient_text(text: str | None) -> bool:

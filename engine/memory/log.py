@@ -10,6 +10,8 @@ completes an interrupted one, and the in-process tests exercise that path too.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -107,6 +109,7 @@ class MemoryLog:
         # (workflow, step, commands, event type of its own consumer: None for the step's first)
         self._consumers: dict[tuple[str, str, bool, str | None], _Consumer] = {}
         self._by_workflow: dict[str, list[RawRecord]] = {}
+        self._all: list[RawRecord] = []  # every run record, in sequence order (scans)
         self._dead: list[DeadLetter] = []
         self._appended = asyncio.Condition()
         self._sinks = Followers()  # (workflow, run id) -> the sinks following the run by callback
@@ -163,6 +166,7 @@ class MemoryLog:
             if self._typed:
                 hand_over(self._typed.takers((parts.workflow, f"{parts.kind}.{parts.type}"), parts.kind), rec)
             self._by_workflow.setdefault(parts.workflow, []).append(rec)
+            self._all.append(rec)
             if parts.kind in ("evt", "cmd"):
                 for (wf, _, _, _), consumer in self._consumers.items():
                     if wf == parts.workflow and _delivers(consumer, parts):
@@ -312,6 +316,43 @@ class MemoryLog:
     async def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead)
 
+    # ---- queries across runs (``engine.ports.runindex.SubjectScan``) --------------------------
+
+    async def scan(self, subject_filter: str, *, after_seq: int = 0, limit: int = 1000) -> list[RawRecord]:
+        """Up to ``limit`` records matching ``subject_filter`` (wildcards ``*`` and ``>``) with
+        ``seq > after_seq``, in sequence order."""
+        pattern = subject_filter.split(".")
+        start = bisect.bisect_right(self._all, after_seq, key=lambda r: r.seq)
+        out: list[RawRecord] = []
+        for rec in itertools.islice(self._all, start, None):
+            if len(out) >= limit:
+                break
+            if _matches(pattern, rec.subject):
+                out.append(rec)
+        return out
+
+    async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
+        """The last record of every subject matching any of ``subject_filters``, in sequence
+        order."""
+        patterns = [f.split(".") for f in subject_filters]
+        last: dict[str, RawRecord] = {}
+        for rec in self._all:
+            if any(_matches(p, rec.subject) for p in patterns):
+                last[rec.subject] = rec
+        return sorted(last.values(), key=lambda r: r.seq)
+
     async def close(self) -> None:
         pass
+
+
+def _matches(pattern: list[str], subject: str) -> bool:
+    """Whether ``subject`` matches a NATS subject filter split into tokens (``*``: one token,
+    ``>``: one or more at the end)."""
+    tokens = subject.split(".")
+    for i, want in enumerate(pattern):
+        if want == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (want != "*" and want != tokens[i]):
+            return False
+    return len(tokens) == len(pattern)
 

@@ -12,57 +12,13 @@ from typing import Any
 import msgspec
 
 from engine.model.events import TAG_FIELD, Event, StartEvent, StopEvent, class_path, event_name
+from engine.ports.registry import Edge, StepInfo, WorkflowInfo
 from engine.runtime.spec import WorkflowDefinition
 
 __all__ = ["START_NODE", "STOP_NODE", "Edge", "StepInfo", "WorkflowInfo", "describe", "fields_schema"]
 
 START_NODE = "_start"
 STOP_NODE = "_stop"
-
-
-class StepInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """One step: the event types it accepts and may emit, and its per-process concurrency."""
-
-    name: str
-    accepts: list[str]
-    emits: list[str]
-    num_workers: int
-
-
-class Edge(msgspec.Struct, frozen=True, kw_only=True):
-    """``source`` emits ``event``, which ``target`` accepts. ``_start`` is where the start event
-    comes from, ``_stop`` where a StopEvent goes."""
-
-    source: str
-    target: str
-    event: str
-
-
-class WorkflowInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a client needs to drive a workflow without importing it.
-
-    Attributes:
-        name: the workflow name (a subject token).
-        class_path: ``module:QualName`` of the workflow class.
-        start_event: name of its StartEvent class.
-        stop_events: names of the StopEvent classes its steps return.
-        steps: one ``StepInfo`` per step, in definition order.
-        events: ``{event name: JSON schema of its fields}`` (Draft 2020-12, from msgspec; the
-            ``$type`` tag is left out, the caller names the type).
-        graph: the step graph as edges.
-    """
-
-    name: str
-    class_path: str
-    start_event: str
-    stop_events: list[str]
-    steps: list[StepInfo]
-    events: dict[str, dict[str, Any]]
-    graph: list[Edge]
-
-    def accepted_events(self) -> set[str]:
-        """Names of the events some step accepts (what may be sent to a run)."""
-        return {e for s in self.steps for e in s.accepts}
 
 
 @functools.cache

@@ -25,11 +25,11 @@ import msgspec
 from engine.model.events import Event
 from engine.model.records import OutMessage, RawRecord, Record
 from engine.ports.log import EventLog
+from engine.ports.snapshots import SnapshotStore
 from engine.runtime.commands import run_started, start_event_message, start_key
 from engine.state.fold import HistoryNeeded, RunState, fold
 from engine.state.snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
-    SnapshotStore,
     decode_snapshot,
     encode_snapshot,
 )

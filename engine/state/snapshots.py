@@ -7,17 +7,18 @@ with msgspec (MessagePack, zlib-compressed) together with the sequence it covers
 and a format version. It is only ever an optimisation: a
 snapshot that is missing, of another format version, or that does not decode is ignored and the
 run is folded from its log. Any process may write one; a store keeps the one with the highest
-sequence (``SnapshotStore.put``), so concurrent writers cannot move a run's snapshot backwards.
+sequence (``engine.ports.snapshots.SnapshotStore.put``), so concurrent writers cannot move a run's
+snapshot backwards.
 
-Stores: ``MemorySnapshots`` (in-process, beside ``MemoryLog``) and ``KvSnapshots``
-(``engine.jetstream.snapshots``: the JetStream KV bucket ``<prefix>_snapshots``, key
+Stores: ``engine.memory.snapshots.MemorySnapshots`` (in-process, beside ``MemoryLog``) and
+``engine.jetstream.snapshots.KvSnapshots`` (the JetStream KV bucket ``<prefix>_snapshots``, key
 ``<workflow>.<run_id>``).
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import msgspec
 
@@ -44,8 +45,6 @@ __all__ = [
     "DEFAULT_SNAPSHOT_EVERY",
     "HANDLED_SLOTS",
     "SNAPSHOT_VERSION",
-    "MemorySnapshots",
-    "SnapshotStore",
     "UnsupportedState",
     "decode_snapshot",
     "encode_snapshot",
@@ -314,46 +313,3 @@ def decode_snapshot(data: bytes) -> RunState | None:
     st.retried_from = {(t, s): n for t, s, n in snap.retried_from}
     st.first_failed_ns = {(t, s): n for t, s, n in snap.first_failed_ns}
     return st
-
-
-class SnapshotStore(Protocol):
-    """Where snapshots are kept, one per run."""
-
-    async def get(self, workflow: str, run_id: str) -> bytes | None:
-        """The run's snapshot, or ``None``."""
-        ...
-
-    async def put(self, workflow: str, run_id: str, data: bytes) -> bool:
-        """Keep ``data`` unless the stored snapshot covers as many records or more (compared by
-        ``snapshot_seq``). Returns whether it was stored. Never raises for a lost race."""
-        ...
-
-    async def delete(self, workflow: str, run_id: str) -> None:
-        """Forget the run's snapshot (a no-op when there is none)."""
-        ...
-
-
-class MemorySnapshots:
-    """``SnapshotStore`` in a dict (in-process; tests and ``MemoryLog``).
-
-    Attributes:
-        puts: snapshots stored so far.
-    """
-
-    def __init__(self) -> None:
-        self._data: dict[tuple[str, str], bytes] = {}
-        self.puts = 0
-
-    async def get(self, workflow: str, run_id: str) -> bytes | None:
-        return self._data.get((workflow, run_id))
-
-    async def put(self, workflow: str, run_id: str, data: bytes) -> bool:
-        old = self._data.get((workflow, run_id))
-        if old is not None and (snapshot_seq(old) or 0) >= (snapshot_seq(data) or 0):
-            return False
-        self._data[(workflow, run_id)] = data
-        self.puts += 1
-        return True
-
-    async def delete(self, workflow: str, run_id: str) -> None:
-        self._data.pop((workflow, run_id), None)

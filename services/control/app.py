@@ -41,7 +41,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-import nats.errors
 import orjson
 from jsonschema import Draft202012Validator
 from litestar import Litestar, Request, Response, get, post
@@ -62,18 +61,15 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from engine.jetstream.connection import (
-    NatsConnectError,
-    NatsSettings,
-    connection_closed,
-    describe_error,
-    open_connection,
-)
-from engine.jetstream.log import JetStreamLog
+from engine.jetstream.backend import NatsBackend
+from engine.jetstream.connection import NatsConnectError, NatsSettings, describe_error
 from engine.jetstream.retry import LogUnavailableError, retrying
 from engine.model.durations import seconds
+from engine.ports.backend import Backend, Readiness
+from engine.ports.log import EventLog
+from engine.ports.registry import RegistryView, WorkflowInfo
+from engine.ports.runindex import RunIndex
 from engine.runtime import commands
-from engine.runtime.describe import WorkflowInfo
 from engine.runtime.inprocess import new_run_id
 from engine.runtime.recovery import (
     RunNotRetryableError,
@@ -84,7 +80,7 @@ from engine.runtime.recovery import (
 from engine.state.fold import RunState
 from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record
-from services.registry import Registry, RegistryView, jetloom_version
+from services.registry import jetloom_version
 
 from . import validation as v
 from .auth import OPEN_WARNING, PUBLIC, ApiAuth, needs
@@ -93,23 +89,19 @@ from .errors import (
     RETRY_AFTER_S,
     ApiError,
     http_error,
-    nats_unavailable,
     unexpected_error,
 )
 from .queries import (
-    find_workflow,
     is_terminal,
-    list_runs,
     load_run,
     record_view,
     run_links,
     run_view,
-    terminal_seq,
 )
 
 __all__ = ["ApiError", "ControlPlane", "create_app"]
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]  # queries.RUN_STATUSES
+RunStatus = Literal["running", "completed", "failed", "cancelled"]  # engine.ports.runindex.RUN_STATUSES
 
 logger = logging.getLogger("jetloom.control")
 
@@ -128,7 +120,13 @@ def _not_found(what: str) -> ApiError:
 
 
 class ControlPlane:
-    """The control plane's connections and settings; one per process, shared by requests.
+    """The control plane's backend and settings; one per process, shared by requests.
+
+    Attributes (set by ``start()``, replaced when the connection is rebuilt):
+        backend: the backend (a ``NatsBackend``), owner of the connection.
+        log: its event log.
+        runs: its run index (listings, look-ups across runs).
+        view: the live view of its registry.
 
     Args:
         nats_url: the NATS server URL(s), or ``NatsSettings`` (credentials, replicas).
@@ -153,19 +151,20 @@ class ControlPlane:
         self.prefix = prefix
         self.wait_timeout = wait_timeout
         self.sse_ping = sse_ping
-        self.log: JetStreamLog | None = None
+        self.backend: Backend | None = None
+        self.log: EventLog | None = None
+        self.runs: RunIndex | None = None
         self.view: RegistryView | None = None
         self._validators: dict[tuple[str, bytes], Draft202012Validator] = {}
         self._ensured: set[bytes] = set()
         self._watch: asyncio.Task[None] | None = None
-        self._session_store: Any = None  # opened by services/control/sessions.py
         self.broken: asyncio.Future[Exception]  # set by start()
 
     async def start(self) -> None:
         """Connect, set up the streams and open the registry view (once; later calls return).
 
         A connection that nats-py later closes for good (a server ``-ERR``, expired credentials)
-        is rebuilt in the background: a new ``JetStreamLog`` and registry view. Transient
+        is rebuilt in the background: a new backend and registry view. Transient
         failures of the rebuild (NATS unreachable after the start-up attempts, a stream or
         bucket without a leader: ``engine.jetstream.retry.is_transient``) are retried with backoff for
         ``rebuild_for``; requests meanwhile get 503. A rebuild that fails for good (refused
@@ -177,32 +176,30 @@ class ControlPlane:
             engine.jetstream.retry.LogUnavailableError: the streams had no leader within the log's
                 retry budget.
         """
-        if self.log is not None:
+        if self.backend is not None:
             return
         self.broken = asyncio.get_running_loop().create_future()
-        self.log, self.view = await self._open()
+        self._use(*await self._open())
         self._watch = asyncio.create_task(self._rebuild_when_closed(), name="jetloom:cp-nats")
 
-    async def _open(self) -> tuple[JetStreamLog, RegistryView]:
-        """A new connection, its streams set up and the registry view started; the connection
-        is closed again when set-up fails (so that retries do not pile up connections)."""
-        settings = self.nats_url if isinstance(self.nats_url, NatsSettings) else NatsSettings(url=self.nats_url)
-        nc = await open_connection(settings, name="jetloom-control-plane")
-        try:
-            log = JetStreamLog(nc, prefix=self.prefix, replicas=settings.replicas, owns_connection=True)
-            await log.setup()
-            registry = await Registry.open(nc, prefix=self.prefix, replicas=settings.replicas)
-            view = RegistryView(registry)
-            await view.start()
-        except BaseException:
-            await nc.close()
-            raise
-        return log, view
+    def _use(self, backend: Backend, view: RegistryView) -> None:
+        self.backend, self.log, self.runs, self.view = backend, backend.log, backend.runs, view
 
-    async def _reopen(self) -> tuple[JetStreamLog, RegistryView]:
+    async def _open(self) -> tuple[NatsBackend, RegistryView]:
+        """A new backend, its streams set up and the registry view started; the connection is
+        closed again when set-up fails (so that retries do not pile up connections)."""
+        backend = await NatsBackend.connect(self.nats_url, prefix=self.prefix, name="jetloom-control-plane")
+        try:
+            view = await (await backend.registry()).view()
+        except BaseException:
+            await backend.close(drain=False)
+            raise
+        return backend, view
+
+    async def _reopen(self) -> tuple[NatsBackend, RegistryView]:
         """``_open`` retried through transient failures for ``rebuild_for`` (``retrying``)."""
 
-        async def attempt() -> tuple[JetStreamLog, RegistryView]:
+        async def attempt() -> tuple[NatsBackend, RegistryView]:
             try:
                 return await self._open()
             except NatsConnectError as exc:
@@ -218,22 +215,21 @@ class ControlPlane:
             raise LogUnavailableError(f"{what} gave up after {budget:g} s: {exc}") from exc
 
     async def _rebuild_when_closed(self) -> None:
-        while self.log is not None:
-            closed = await connection_closed(self.log.nc)
+        while self.backend is not None:
+            closed = await self.backend.closed()
             logger.warning("%s; connecting again", closed)
             try:
-                log, view = await self._reopen()
+                backend, view = await self._reopen()
             except Exception as exc:  # refused, or still failing after rebuild_for
                 logger.error("the NATS connection could not be rebuilt: %s", describe_error(exc))
                 self.broken.set_result(exc)
                 return
-            old_log, old_view = self.log, self.view
-            self.log, self.view = log, view
-            self._session_store = None  # (services/control/sessions.py opens it on the new one)
+            old_backend, old_view = self.backend, self.view
+            self._use(backend, view)
             with contextlib.suppress(Exception):
                 if old_view is not None:
                     await old_view.stop()
-                await old_log.close()
+                await old_backend.close()
             logger.warning("NATS connection rebuilt (%s)", describe_error(closed))
 
     async def wait_stopped(self, stop: asyncio.Event) -> None:
@@ -255,8 +251,8 @@ class ControlPlane:
             self._watch = None
         if self.view is not None:
             await self.view.stop()
-        if self.log is not None:
-            await self.log.close()
+        if self.backend is not None:
+            await self.backend.close()
 
     # ---- helpers used by the handlers -----------------------------------------------------
 
@@ -268,8 +264,8 @@ class ControlPlane:
         return info
 
     async def run_workflow(self, run_id: str) -> str:
-        assert self.log is not None
-        wf = await find_workflow(self.log, run_id)
+        assert self.runs is not None
+        wf = await self.runs.find_workflow(run_id)
         if wf is None:
             raise _not_found(f"no run {run_id!r}")
         return wf
@@ -341,15 +337,13 @@ def _cp(state: State) -> ControlPlane:
     """The control plane, for a handler that needs NATS.
 
     Raises:
-        nats.errors.ConnectionReconnectingError / ConnectionClosedError: NATS is not connected
+        LogUnavailableError / what ``NatsBackend.check_connected`` raises: NATS is not connected
             (503 with ``Retry-After`` at once, rather than after a request's timeout).
     """
     cp: ControlPlane = state.control_plane
-    nc = cp.log.nc if cp.log is not None else None
-    if nc is None or nc.is_closed:
-        raise nats.errors.ConnectionClosedError
-    if not nc.is_connected:
-        raise nats.errors.ConnectionReconnectingError
+    if cp.backend is None:
+        raise LogUnavailableError("NATS is not connected yet")
+    cp.backend.check_connected()
     return cp
 
 
@@ -372,7 +366,7 @@ async def _json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
 async def health(state: State) -> dict[str, Any]:
     """Liveness: 200 while the process serves HTTP; ``nats`` says whether NATS is connected."""
     cp: ControlPlane = state.control_plane
-    ok = cp.log is not None and cp.log.nc.is_connected
+    ok = cp.backend is not None and cp.backend.is_connected
     return {"status": "ok" if ok else "degraded", "nats": ok, "version": jetloom_version()}
 
 
@@ -382,34 +376,23 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     is not clustered, a stream whose info can be read is led by it); 503 with the reason and
     ``Retry-After`` otherwise."""
     cp: ControlPlane = state.control_plane
-    reason: str | None = None
-    leader: str | None = None
-    if cp.log is None or not cp.log.nc.is_connected:
-        reason = "NATS is not connected"
+    backend = cp.backend
+    if backend is None:
+        readiness = Readiness(ready=False, reason="NATS is not connected")
     else:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                info = await cp.log.js.stream_info(cp.log.stream)
-        except Exception as exc:  # whatever it is, the stream cannot be used now
-            reason = nats_unavailable(exc) or f"stream {cp.log.stream}: {type(exc).__name__}: {exc}"
-        else:
-            cluster = info.cluster
-            if cluster is not None and cluster.name is not None and not cluster.leader:
-                reason = f"stream {cp.log.stream} has no leader (cluster {cluster.name})"
-            leader = cluster.leader if cluster is not None else None
-    if reason is not None:
+        readiness = await backend.ready(READY_TIMEOUT)
+    if not readiness.ready:
         body = {
-            "error": reason,
+            "error": readiness.reason,
             "status": HTTP_503_SERVICE_UNAVAILABLE,  # the error body every 503 has
             "ready": False,
-            "nats": cp.log is not None and cp.log.nc.is_connected,
+            "nats": backend is not None and backend.is_connected,
             "retry_after": RETRY_AFTER_S,
         }
         return Response(
             body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
         )
-    assert cp.log is not None
-    body = {"status": "ready", "ready": True, "nats": True, "stream": cp.log.stream, "leader": leader}
+    body = {"status": "ready", "ready": True, "nats": True, "stream": readiness.stream, "leader": readiness.leader}
     return Response(body, status_code=HTTP_200_OK)
 
 
@@ -515,8 +498,8 @@ async def runs(
 ) -> dict[str, Any]:
     """Runs in the order they started; ``next_cursor`` fetches the next page."""
     cp = _cp(state)
-    assert cp.log is not None
-    found, nxt = await list_runs(cp.log, workflow=workflow, status=status, limit=limit, cursor=cursor)
+    assert cp.runs is not None
+    found, nxt = await cp.runs.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
     return {"runs": [msgspec.to_builtins(r) for r in found], "next_cursor": nxt}
 
 
@@ -560,7 +543,8 @@ async def run_stream(
     assert cp.log is not None
     wf = await cp.run_workflow(run_id)
     last = min(max(after or 0, int(last_event_id or 0)), v.SEQ_MAX)
-    end = await terminal_seq(cp.log, wf, run_id)
+    assert cp.runs is not None
+    end = await cp.runs.terminal_seq(wf, run_id)
     return ServerSentEvent(_sse(cp, wf, run_id, last, end))
 
 
@@ -644,7 +628,8 @@ async def send_event(
     accepted = info.accepted_events() - {info.start_event}
     if event_type in accepted:
         cp.validate(info, event_type, data)
-        ended = await terminal_seq(cp.log, wf, run_id) is not None
+        assert cp.runs is not None
+        ended = await cp.runs.terminal_seq(wf, run_id) is not None
     else:  # not a step's input: maybe what a waiting step awaits (ctx.wait_for_event)
         st, records = await load_run(cp.log, wf, run_id)
         ended = st.terminal

@@ -22,8 +22,6 @@ import logging
 from typing import Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
@@ -33,8 +31,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
-from engine.jetstream.retry import LogUnavailableError, is_transient
-from engine.model.errors import CommitTooLargeError, LogError
+from engine.jetstream.retry import LogUnavailableError, is_too_large, unavailable_reason
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -50,32 +47,6 @@ __all__ = [
 logger = logging.getLogger("jetloom.control")
 
 RETRY_AFTER_S = 2  # seconds a client is told to wait after a 503 (a JetStream leader election takes ~2 s)
-
-# A closed, reconnecting or silent connection, or nobody listening on a JetStream API subject.
-_UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.NoServersError,
-    nats.js.errors.ServiceUnavailableError,
-    TimeoutError,  # nats.errors.TimeoutError and the log's own read timeouts (asyncio)
-)
-# What JetStream (and the log, which passes its descriptions on) says while a stream has no leader.
-_UNAVAILABLE_WORDS = (
-    "no responders",
-    "offline",
-    "no suitable peers",
-    "leader",
-    "temporarily unavailable",
-    "insufficient resources",
-    "status 503",
-    "cluster not available",
-    "jetstream not enabled",
-)
-
 
 class ApiError(HTTPException):
     """An error answered as ``{"error": detail, "status": code, **extra}``."""
@@ -113,29 +84,9 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 """The error responses every endpoint declares in the OpenAPI document."""
 
 
-def nats_unavailable(exc: BaseException) -> str | None:
-    """Why ``exc`` means NATS (or the run stream) cannot serve right now, or ``None`` if it does not.
-
-    Covers the log's ``LogUnavailableError`` (what its bounded retries through an election give
-    up with), what the log's own classifier calls transient (``engine.jetstream.retry.is_transient``),
-    nats-py's connection errors (closed, draining: the control plane rebuilds the connection
-    meanwhile), JetStream API errors with code 503 or a description of a stream without a
-    leader, and the log's errors carrying those descriptions.
-    """
-    if isinstance(exc, LogUnavailableError):
-        return f"JetStream is unavailable: {exc}"
-    if is_transient(exc) or isinstance(exc, _UNAVAILABLE_TYPES):
-        return f"NATS is unavailable: {type(exc).__name__}: {exc}".rstrip(": ")
-    if isinstance(exc, nats.js.errors.APIError):
-        text = (exc.description or "").lower()
-        if exc.code == 503 or any(w in text for w in _UNAVAILABLE_WORDS):
-            return f"JetStream is unavailable: {exc.description or exc.code}"
-        return None
-    if isinstance(exc, LogError):
-        text = str(exc).lower()
-        if any(w in text for w in _UNAVAILABLE_WORDS):
-            return f"JetStream is unavailable: {exc}"
-    return None
+#: Why an exception means NATS (or the run stream) cannot serve right now, or ``None``: the
+#: engine's classification (``engine.jetstream.retry.unavailable_reason``), answered with 503.
+nats_unavailable = unavailable_reason
 
 
 def error_body(exc: HTTPException) -> dict[str, Any]:
@@ -154,7 +105,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Any other exception: 503 with ``Retry-After`` when NATS is unavailable, 413 for a message
     larger than the server takes, else 500 (logged)."""
-    if isinstance(exc, nats.errors.MaxPayloadError | CommitTooLargeError):
+    if is_too_large(exc):
         body = {
             "error": f"the request makes a message larger than the NATS server's max_payload: {exc}".rstrip(": "),
             "status": HTTP_413_REQUEST_ENTITY_TOO_LARGE,

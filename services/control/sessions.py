@@ -1,4 +1,4 @@
-"""Session endpoints of the control plane (``services.sessions``)::
+"""Session endpoints of the control plane (``engine.ports.sessions``)::
 
     POST   /sessions                  body: {"workflow": NAME, "id": optional}     201
     GET    /sessions                  every session, oldest first
@@ -25,26 +25,22 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
+from engine.ports.sessions import Session, SessionConflictError, SessionNotFoundError, SessionStore
 from engine.runtime import commands
 from engine.runtime.inprocess import new_run_id
-from services.sessions import Session, SessionConflictError, SessionNotFoundError, SessionStore
 
 from . import validation as v
 from .app import ApiError, ControlPlane, _cp, _json_body
 from .auth import needs
 from .errors import ERROR_RESPONSES
-from .queries import find_workflow, load_run, run_links
+from .queries import load_run, run_links
 
 __all__ = ["HANDLERS"]
 
 
 async def _store(cp: ControlPlane) -> SessionStore:
-    store: SessionStore | None = getattr(cp, "_session_store", None)
-    if store is None:
-        assert cp.log is not None
-        store = await SessionStore.open(cp.log.nc, prefix=cp.prefix, replicas=cp.log.replicas)
-        cp._session_store = store  # type: ignore[attr-defined]
-    return store
+    assert cp.backend is not None
+    return await cp.backend.sessions()
 
 
 async def _get(cp: ControlPlane, session_id: str) -> tuple[Session, int]:
@@ -112,7 +108,8 @@ async def run_in_session(
     initial: dict[str, Any] = {}
     if session.runs:
         prev = session.runs[-1]
-        if await find_workflow(cp.log, prev) is not None:
+        assert cp.runs is not None
+        if await cp.runs.find_workflow(prev) is not None:
             st, _ = await load_run(cp.log, session.workflow, prev)
             if not st.terminal:
                 raise ApiError(

@@ -17,10 +17,10 @@ import pytest
 import pytest_asyncio
 
 from engine import StopEvent, WorkflowCancelledError
+from engine.jetstream.registry import KvRegistry as Registry
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
 from services.natsserver import EmbeddedNats
-from services.registry import Registry
 from tests.integration.procs import eventually
 from tests.workflows import Approval, Ticked, Ticker
 

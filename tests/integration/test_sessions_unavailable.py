@@ -14,8 +14,8 @@ import nats
 import pytest
 
 from engine.jetstream.retry import LogUnavailableError
+from engine.jetstream.sessions import KvSessionStore as SessionStore
 from services.natsserver import EmbeddedNats
-from services.sessions import SessionStore
 
 
 async def test_a_server_that_does_not_answer_is_log_unavailable_after_the_bound(

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from engine import MemoryLog, WorkflowCancelledError, fold
+from engine.memory.snapshots import MemorySnapshots
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import start_run
 from engine.runtime.runs import CachedRun, RunCache
@@ -17,7 +18,6 @@ from engine.state.fold import HistoryNeeded, RunState
 from engine.state.snapshots import (
     HANDLED_SLOTS,
     SNAPSHOT_VERSION,
-    MemorySnapshots,
     decode_snapshot,
     encode_snapshot,
     snapshot_seq,

@@ -41,6 +41,7 @@ from engine.model.errors import (
 from engine.model.events import Event
 from engine.model.records import DeadLetterRef, OutMessage, RawRecord, Record, Resume, RunFailed
 from engine.ports.log import Delivery, EventLog, event_consumers
+from engine.ports.snapshots import SnapshotStore
 from engine.runtime import children, endings
 from engine.runtime.executor.outcome import Outcomes
 from engine.runtime.executor.stats import ExecutorStats
@@ -53,7 +54,7 @@ from engine.runtime.spec import StepSpec, WorkflowDefinition
 from engine.runtime.waits import Suspend
 from engine.state.ending import ENDING_TYPES
 from engine.state.fold import HistoryNeeded
-from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY, SnapshotStore
+from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 from engine.wire.codec import decode_record, sys_message
 from engine.wire.headers import H_LENGTH, H_RUN, H_STEP, H_TRIGGER, H_TYPE
 

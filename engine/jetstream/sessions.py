@@ -1,13 +1,5 @@
-"""Sessions: runs of one workflow that carry their state from one run to the next.
-
-A session is an entry of the KV bucket ``<prefix>_sessions`` (key = session id): its workflow,
-the ids of its runs in order, and when it was created. Running in a session starts a run whose
-``RunStarted`` carries ``initial_state`` = the user state the session's previous run ended with
-(folded from that run's log), so ``ctx.store`` continues where the last run left off. A new run
-is refused while the previous one is still running (the state it will end with is not known yet).
-
-Every change is a compare-and-set on the entry's revision, so two control-plane replicas starting
-runs in one session at once cannot both succeed.
+"""``KvSessionStore``: the ``SessionStore`` port in the JetStream KV bucket ``<prefix>_sessions``
+(key = session id, value = the ``Session`` as JSON, revision = the entry's KV revision).
 
 Every KV request rides through a leader election of the bucket (``engine.jetstream.retry.retrying``:
 bounded, with backoff) and raises ``LogUnavailableError`` after the budget, which the control
@@ -31,44 +23,17 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from engine.jetstream.kv import open_bucket
+from engine.jetstream.kv import current_values, open_bucket
 from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
-from engine.model.errors import JetloomError
+from engine.ports.sessions import Session, SessionConflictError, SessionNotFoundError
 
-from .registry import _current_values
-
-__all__ = ["Session", "SessionConflictError", "SessionNotFoundError", "SessionStore"]
-
-
-class Session(msgspec.Struct, kw_only=True):
-    """One session.
-
-    Attributes:
-        id: the session id (32 hex digits unless given).
-        workflow: the workflow every run of the session runs.
-        runs: the ids of its runs, oldest first.
-        created_at: RFC 3339 UTC.
-    """
-
-    id: str
-    workflow: str
-    runs: list[str] = []
-    created_at: str = ""
-
-
-class SessionNotFoundError(JetloomError):
-    """No session with that id."""
-
-
-class SessionConflictError(JetloomError):
-    """Another writer changed the session meanwhile (a concurrent run in the same session)."""
-
+__all__ = ["KvSessionStore"]
 
 _decoder = msgspec.json.Decoder(Session)
 
 
-class SessionStore:
-    """Sessions in a KV bucket. Create with ``await SessionStore.open(nc)``.
+class KvSessionStore:
+    """Sessions in a KV bucket. Create with ``await KvSessionStore.open(nc)``.
 
     Every method raises ``engine.jetstream.retry.LogUnavailableError`` when the bucket could not serve
     it within the retry budget (no leader, no responders, timeouts).
@@ -86,17 +51,12 @@ class SessionStore:
     @classmethod
     async def open(
         cls, nc: NATS, *, prefix: str = "jetloom", storage: str = "file", replicas: int = 1
-    ) -> SessionStore:
+    ) -> KvSessionStore:
         """The bucket ``<prefix>_sessions``, created if missing with ``replicas`` replicas."""
         kv = await open_bucket(nc, f"{prefix}_sessions", storage=storage, replicas=replicas)
         return cls(kv)
 
     async def create(self, workflow: str, session_id: str | None = None) -> Session:
-        """A new, empty session of ``workflow``.
-
-        Raises:
-            SessionConflictError: ``session_id`` exists already.
-        """
         created = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         session = Session(id=session_id or uuid.uuid4().hex, workflow=workflow, created_at=created)
         data = msgspec.json.encode(session)
@@ -107,11 +67,6 @@ class SessionStore:
         return session
 
     async def get(self, session_id: str) -> tuple[Session, int]:
-        """The session and its revision.
-
-        Raises:
-            SessionNotFoundError: no such session (or it was deleted).
-        """
         try:
             entry = await retrying(
                 f"session get of {session_id}", lambda: self.kv.get(session_id), retry_for=self.retry_for
@@ -123,19 +78,13 @@ class SessionStore:
         return _decoder.decode(entry.value), entry.revision or 0
 
     async def list(self) -> list[Session]:
-        """Every session, oldest first."""
         out = []
-        for value in await retrying("session list", lambda: _current_values(self.kv), retry_for=self.retry_for):
+        for value in await retrying("session list", lambda: current_values(self.kv), retry_for=self.retry_for):
             with contextlib.suppress(msgspec.DecodeError):
                 out.append(_decoder.decode(value))
         return sorted(out, key=lambda s: (s.created_at, s.id))
 
     async def add_run(self, session: Session, revision: int, run_id: str) -> Session:
-        """Append ``run_id`` to the session read at ``revision``.
-
-        Raises:
-            SessionConflictError: the session changed since ``revision``.
-        """
         updated = Session(
             id=session.id, workflow=session.workflow, runs=[*session.runs, run_id], created_at=session.created_at
         )
@@ -152,11 +101,6 @@ class SessionStore:
         return updated
 
     async def delete(self, session_id: str) -> None:
-        """Forget the session (its runs stay in the log).
-
-        Raises:
-            SessionNotFoundError: no such session.
-        """
         await self.get(session_id)
         await retrying(f"session purge of {session_id}", lambda: self.kv.purge(session_id), retry_for=self.retry_for)
 
