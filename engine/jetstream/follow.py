@@ -1,8 +1,8 @@
 """Following runs on JetStream: one ordered push consumer per workflow and process (one more per
 kind followed alone, such as a handler's ``sys``), shared by every run that process follows.
 
-A consumer per followed run costs the server ≈ 4.4 ms of CPU to create and delete (measured on
-nats-server 2.15, 2 cores) — more than everything else a three-step run costs. A ``FollowHub``
+A consumer per followed run costs the server more CPU to create and delete than everything else
+a three-step run costs. A ``FollowHub``
 instead keeps one ephemeral in-memory push consumer on ``<prefix>.run.<workflow>.>`` delivering
 what is stored from its creation on, and hands each record to the followers of its run. A follower
 registers before it reads the run's stored records, so every record is either in that read or
@@ -20,9 +20,8 @@ instead of five). Followers of several kinds register them (``register(run_id, k
 ``sys`` and ``out`` for a handler that streams); the hub hands a follower only those, and parses no
 headers of a record no follower wants. A consumer with several filters costs nats-server 2.15 a walk of
 the stream's per-subject index under its filters whenever its position crosses into a new message
-block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000): with
-300,000 finished runs in the stream, (b) of ``benchmarks --retained-runs`` measured 204 µs of
-server CPU per transition and a p99 of 1.0 s with a filter per kind, 161 µs and 0.66 s with one.
+block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000), which
+(b) of ``benchmarks --retained-runs`` shows in the server's CPU per transition and the p99.
 """
 
 from __future__ import annotations
@@ -38,9 +37,16 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
-from engine.jetstream.read import RawTap, subscribe_tapped
+from engine.jetstream._natspy import Tap
+from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.retry import retrying
-from engine.jetstream.wire import is_status, parse_block, parse_status
+from engine.jetstream.wire import (
+    AckSubject,
+    is_status,
+    parse_ack_subject,
+    parse_block,
+    parse_status,
+)
 from engine.model.records import RawRecord
 from engine.ports.log import Followers, hand_over
 
@@ -65,9 +71,10 @@ class FollowHub:
         stream: the run stream.
         subject_filter: ``<prefix>.run.<workflow>.>``.
         timeout: seconds to wait for the consumer API.
-        tap: the connection's ``jsread.RawTap``: deliveries then reach the hub straight from the
-            protocol parser (no nats-py ``Msg``, queue or task each), and the headers of records
-            of runs nobody here follows are not parsed. ``None``: nats-py's subscription path.
+        tap: the connection's fast path (``_natspy.Tap``): deliveries then reach the hub straight
+            from the protocol parser (no nats-py ``Msg``, queue or task each), and the headers of
+            records of runs nobody here follows are not parsed. ``None``: nats-py's subscription
+            path.
     """
 
     def __init__(
@@ -76,10 +83,10 @@ class FollowHub:
         stream: str,
         subject_filter: str,
         timeout: float,
-        tap: RawTap | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.nc = nc
-        self.tap = tap if tap is not None and tap.usable else None
+        self.tap = tap
         self.stream = stream
         self.filter = subject_filter
         self.timeout = timeout
@@ -201,7 +208,7 @@ class FollowHub:
         finally:
             self._delete(self._name)
             if self.tap is not None:
-                self.tap.remove(self._sub._id)
+                self.tap.remove(self._sub)
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
@@ -212,25 +219,25 @@ class FollowHub:
         if headers and not msg.data and "Status" in headers:
             self._on_status(headers.get("Nats-Last-Consumer"))
             return
-        tokens = self._tokens(msg.reply.split("."))
-        if tokens is None:
+        ack = self._delivery(msg.reply)
+        if ack is None:
             return
         takers = self._takers(msg.subject)
         if takers:
-            hand_over(takers, RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7])))
+            hand_over(takers, RawRecord(ack.stream_seq, msg.subject, dict(headers or {}), msg.data, ack.time_ns))
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        """A delivery as the protocol parser has it (``jsread.RawTap``)."""
+        """A delivery as the protocol parser has it (``_natspy.Tap``)."""
         if is_status(headers):  # a heartbeat
             self._on_status(parse_status(headers)[1].get("Nats-Last-Consumer"))  # type: ignore[arg-type]
             return
-        tokens = self._tokens(reply.decode().split("."))
-        if tokens is None:
+        ack = self._delivery(reply)
+        if ack is None:
             return
         name = subject.decode()
         takers = self._takers(name)
         if takers:
-            hand_over(takers, RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7])))
+            hand_over(takers, RawRecord(ack.stream_seq, name, parse_block(headers), data, ack.time_ns))
 
     def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
         """The sinks of the followers of the record's run that want its kind."""
@@ -245,15 +252,14 @@ class FollowHub:
         if last_consumer_seq is not None and int(last_consumer_seq) > self._delivered and self._name:
             self._renew.set()  # a delivery was missed
 
-    def _tokens(self, tokens: list[str]) -> list[str] | None:
-        """The ack-subject tokens of a delivery to hand on (ADR-15 short form); ``None`` for a
-        delivery of a replaced consumer, a repeat, or after a gap (which renews the consumer)."""
+    def _delivery(self, reply: str | bytes) -> AckSubject | None:
+        """The ack subject of a delivery to hand on; ``None`` for a delivery of a replaced
+        consumer, a repeat, or after a gap (which renews the consumer)."""
         self._silent = False
-        if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
-            tokens = tokens[:2] + tokens[4:]
-        if len(tokens) < 9 or tokens[3] != self._name:
+        ack = parse_ack_subject(reply)
+        if ack is None or ack.consumer != self._name:
             return None  # from a consumer we have replaced
-        cseq, seq = int(tokens[6]), int(tokens[5])
+        cseq, seq = ack.consumer_seq, ack.stream_seq
         if cseq != self._delivered + 1:
             self._renew.set()
             return None
@@ -261,5 +267,5 @@ class FollowHub:
         if seq <= self._last_seq:
             return None
         self._last_seq = seq
-        return tokens
+        return ack
 

@@ -2,36 +2,39 @@
 
 One stream (default ``JETLOOM``) holds every run's records on ``<prefix>.run.>``; a second
 (``JETLOOM_DLQ``) holds dead letters on ``<prefix>.dlq.>``. Primitives, as checked on nats-server
-2.15 (DESIGN.md §6):
+2.15 (docs/architecture.md):
 
 - appends are pipelined by default (``commit="pipelined"``): the first message is published and its
   ack awaited, then the others are published without waiting for each ack, each with its own
   ``Nats-Msg-Id`` (``<key>`` for the first, ``<key>/<i>`` for the others, see
   ``engine.wire.commit``), and the acks are gathered. A repeated id is reported by the server as a
   duplicate (``duplicate: true``) and not stored. Not atomic: a crash part-way leaves a prefix.
-  Cost on a file stream, 2 cores: ≈ one publish round trip (~0.15 ms) plus ~20 µs per message,
-  against ≈ 2.2 ms per atomic batch (3 fsyncs, batches serialized per stream).
+  Cost: about one publish round trip plus a little per message, where an atomic batch costs
+  several fsyncs and batches are serialized per stream.
 - ``commit="batch"`` keeps atomic batches (``Nats-Batch-Id``/``-Sequence``/``-Commit``, server
   2.12+) with the key as ``Nats-Msg-Id`` on the first message; a duplicate batch is rejected with
   ``err_code`` 10201 and nothing is stored.
 - a run is read with a batched direct get (``next_by_subj`` = the run's filter) of 128 records;
   when more than 128 follow, the rest comes through a push consumer made for the read and deleted
-  after it (``jsread``: a direct get costs the server ≈ 8 µs per record, a delivery ≈ 2 µs),
-  otherwise from more direct gets of up to 1,000. Replies reach the read without nats-py's
-  ``Msg``, queue and task per message (``jsread.RawTap``). 100,000 records: 1.7 s → 0.6 s.
+  after it (``read``: a delivery costs the server less than a direct get of the same record),
+  otherwise from more direct gets of up to 1,000. Every direct get (reads, scans, dead letters)
+  goes through ``read.direct_read``.
 - a run is followed by reading it, then through one ordered push consumer per workflow shared by
-  every follow in the process (``jsfollow.FollowHub``; a consumer per run costs the server ≈ 4.4 ms
-  of CPU to create and delete).
+  every follow in the process (``follow.FollowHub``; a consumer per run costs the server more to
+  create and delete than the run's records).
 - each step's consumer is a durable pull consumer; deliveries come from a continuous pull loop
   (pull requests refilled as deliveries settle, idle heartbeats, a watchdog that re-pulls when the
-  server goes quiet), not from ``fetch(batch=1)`` (2.1k vs 20k transitions/s, DESIGN.md §2).
+  server goes quiet), not from ``fetch(batch=1)``, which is several times slower.
+
+On a connection that passes the gate of ``_natspy`` (the fast path, ``JetStreamLog.fast_path``),
+messages skip nats-py's per-message layers: its protocol and header parsers, ``Client.publish``
+and ``Msg`` objects. Otherwise everything takes nats-py's public API; the behaviour is the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 import uuid
@@ -52,31 +55,24 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
+from engine.jetstream._natspy import Tap, fast_path_from_env, tap
 from engine.jetstream.acks import AckInbox
 from engine.jetstream.connection import DEFAULT_URL, NatsSettings, open_connection
 from engine.jetstream.follow import EVERY_RUN, FollowHub
-from engine.jetstream.proto import install_protocol_parser
-from engine.jetstream.pub import Outbox, fast_path_from_env
+from engine.jetstream.pub import Outbox
 from engine.jetstream.read import (
     FIRST_READ,
     LONG_READ,
     WALK_DISTANCE,
     WALK_MAX,
     ConsumerRead,
-    RawTap,
     ReadInbox,
     direct_read,
     subscribe_tapped,
 )
 from engine.jetstream.retry import DEFAULT_RETRY_FOR, LogUnavailableError, retrying
 from engine.jetstream.streams import ensure_stream
-from engine.jetstream.wire import (
-    install_header_parser,
-    is_status,
-    parse_block,
-    parse_rfc3339_ns,
-    parse_status,
-)
+from engine.jetstream.wire import is_status, parse_ack_subject, parse_block, parse_status
 from engine.model.durations import seconds
 from engine.model.errors import AppendError, CommitTooLargeError, LastSeqMismatchError, LogError
 from engine.model.records import (
@@ -92,7 +88,14 @@ from engine.model.records import (
 from engine.ports.log import AppendResult, DeadLetter, Delivery, event_consumers
 from engine.wire.codec import subject_parts
 
-__all__ = ["DEFAULT_ACK_WAIT", "DEFAULT_PROGRESS_HEARTBEAT", "JetStreamLog", "check_lease", "commands_consumer_name", "consumer_name", "parse_ack_subject", "parse_rfc3339_ns"]
+__all__ = [
+    "DEFAULT_ACK_WAIT",
+    "DEFAULT_PROGRESS_HEARTBEAT",
+    "JetStreamLog",
+    "check_lease",
+    "commands_consumer_name",
+    "consumer_name",
+]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -115,9 +118,8 @@ _H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 # schedules (durable timers, retries), per-message TTL.
 _RUN_STREAM_FLAGS = ("allow_direct", "allow_atomic", "allow_msg_schedules", "allow_msg_ttl")
 # A SIGKILLed worker's triggers are redelivered once ack_wait passes after its last in-progress
-# ack, so these two bound crash recovery: 6 s (≈ 6–7 s measured from the kill to the rerun in
-# another process, benchmarks scenario (k)), while a running step renews its lease 3 times per
-# ack_wait and keeps it through two lost heartbeats.
+# ack, so these two bound crash recovery (benchmarks scenario (k) measures it), while a running
+# step renews its lease 3 times per ack_wait and keeps it through two lost heartbeats.
 DEFAULT_ACK_WAIT = timedelta(seconds=6)
 DEFAULT_PROGRESS_HEARTBEAT = timedelta(seconds=2)
 
@@ -144,19 +146,6 @@ def check_lease(ack_wait_s: float, progress_heartbeat_s: float | None = None) ->
     return progress_heartbeat_s
 
 
-def parse_ack_subject(reply: str) -> tuple[int, int, int] | None:
-    """``(delivery count, stream sequence, timestamp ns)`` from a JetStream ack subject
-    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or the ADR-15 v2
-    form with domain and account hash); ``None`` if it is not one. Keeps the server's nanoseconds,
-    which nats-py's metadata rounds to microseconds."""
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[4]), int(tokens[5]), int(tokens[7])
-    if len(tokens) >= 11:
-        return int(tokens[6]), int(tokens[7]), int(tokens[9])
-    return None
-
-
 def consumer_name(workflow: str, step: str, event_type: str | None = None) -> str:
     """The durable consumer name of a workflow's step's events: ``<workflow>--<step>`` for its
     first accepted event type (in sorted order; its only one for most steps), and
@@ -167,25 +156,6 @@ def consumer_name(workflow: str, step: str, event_type: str | None = None) -> st
 def commands_consumer_name(workflow: str, step: str) -> str:
     """The durable consumer name of a workflow's step's commands (``cmd.<step>``)."""
     return f"{workflow}--{step}--cmd"
-
-
-class _Batch:
-    """The replies to one batched direct get, gathered as they arrive."""
-
-    __slots__ = ("msgs", "done", "headers")
-
-    def __init__(self) -> None:
-        self.msgs: list[Msg] = []
-        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.headers: dict[str, str] = {}
-
-    def add(self, msg: Msg) -> None:
-        status = msg.headers.get("Status") if msg.headers else None
-        if status is None:
-            self.msgs.append(msg)
-        elif not self.done.done():
-            self.headers = msg.headers or {}
-            self.done.set_result(status)
 
 
 class _Delivery:
@@ -247,7 +217,7 @@ class _Pull:
         heartbeat: float,
         ack_wait: float,
         progress: float | None = None,
-        tap: RawTap | None = None,
+        tap: Tap | None = None,
         outbox: Outbox | None = None,
         dispatch: Callable[[_Delivery], None] | None = None,
     ) -> None:
@@ -287,7 +257,7 @@ class _Pull:
         self._take(msg.subject, msg.reply, dict(headers or {}), msg.data)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        """A message of the pull inbox as the protocol parser has it (``jsread.RawTap``)."""
+        """A message of the pull inbox as the protocol parser has it (``_natspy.Tap``)."""
         if is_status(headers):
             self._status(*parse_status(headers))  # type: ignore[arg-type]
             return
@@ -372,7 +342,7 @@ class _Pull:
         finally:
             keep_alive.cancel()
             if self.tap is not None:
-                self.tap.remove(sub._id)
+                self.tap.remove(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
                 # Hand buffered deliveries back at once instead of letting them wait out ack_wait.
@@ -403,22 +373,22 @@ class _Pull:
             logger.warning("pull consumer %s: 409 %s", self.api_subject, headers.get("Description", ""))
 
     def _delivery(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> _Delivery | None:
-        parsed = parse_ack_subject(reply)
-        if parsed is None:
+        ack = parse_ack_subject(reply)
+        if ack is None:
             logger.warning("unexpected ack subject %r", reply)
             return None
-        delivered, sseq, ts = parsed
-        return _Delivery(RawRecord(sseq, subject, headers, data, ts), delivered, reply, self)
+        return _Delivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self)
 
 
 class JetStreamLog:
     """``EventLog`` on NATS JetStream.
 
     Create with ``await JetStreamLog.connect(url)`` (owns the connection) or
-    ``JetStreamLog(nc)`` + ``await log.setup()`` (borrows one). Either way the connection parses
-    message headers with ``jswire.parse_header_lines`` and the protocol with
-    ``jsproto.ProtocolParser`` from then on (nats-py's results, at a fraction of the cost; set on
-    that client instance only), and the log's own publishes go out through ``jspub.Outbox``.
+    ``JetStreamLog(nc)`` + ``await log.setup()`` (borrows one). Either way the first log made on a
+    connection runs the gate of ``_natspy`` on it: when it passes (and the fast path is wanted),
+    the connection parses message headers with ``wire.parse_header_lines`` and the protocol with
+    ``_natspy.ProtocolParser`` from then on (nats-py's results, at a fraction of the cost; set on
+    that client instance only), and the log's own publishes go out through ``pub.Outbox``.
 
     Args:
         nc: a connected nats-py client.
@@ -438,7 +408,7 @@ class JetStreamLog:
         prefetch: deliveries buffered per consumer beyond ``num_workers`` (default: ``num_workers``).
         commit: how a multi-message append is published: ``"pipelined"`` (default; ordered,
             idempotent per message, not atomic) or ``"batch"`` (one atomic batch, server 2.12+,
-            ≈ 2.2 ms each on a file stream and serialized per stream).
+            a few fsyncs each on a file stream and serialized per stream).
         replicas: replicas of the streams (and of the buckets beside them, ``kv.open_bucket``)
             that ``setup()`` creates (default 1; 3 on a three-node cluster). An existing stream
             keeps its own (``streams``).
@@ -446,11 +416,12 @@ class JetStreamLog:
             leader: ``retry.is_transient``) is retried with backoff before
             ``retry.LogUnavailableError`` (default 20 s, about twice a leader election).
         fast_path: whether to bypass nats-py's per-message layers (its protocol and header
-            parsers, ``Client.publish``, ``Msg`` objects: ``jsproto``, ``jswire``, ``jspub``,
-            ``jsread``). ``None`` (default): on unless the environment variable
-            ``JETLOOM_NATS_FASTPATH`` is ``0``/``false``/``no``/``off``. ``False`` runs everything
-            through nats-py's public path, as happens on a nats-py without the attributes the
-            bypasses rely on; same behaviour, more CPU per message.
+            parsers, ``Client.publish``, ``Msg`` objects: ``_natspy``). ``None`` (default): wanted
+            unless the environment variable ``JETLOOM_NATS_FASTPATH`` is
+            ``0``/``false``/``no``/``off``. ``False`` runs everything through nats-py's public
+            API, as happens when the gate of ``_natspy`` refuses the installed nats-py (one
+            WARNING says why); same behaviour, more CPU per message. The attribute of the same
+            name says which path the log is on.
 
     Raises:
         ValueError: an unknown ``commit`` mode; ``progress_heartbeat`` not shorter than
@@ -482,10 +453,9 @@ class JetStreamLog:
             self.ack_wait, None if progress_heartbeat is None else seconds(progress_heartbeat)
         )
         self.nc = nc
-        self.fast_path = fast_path_from_env() if fast_path is None else fast_path
-        if self.fast_path:
-            install_header_parser(nc)  # nats-py's own costs more than the rest of a read (jswire)
-            install_protocol_parser(nc)  # no copy of the read buffer per message (jsproto)
+        # the gate runs once per connection (_natspy.tap); None: nats-py's public API throughout
+        self.tap = tap(nc, enabled=fast_path_from_env() if fast_path is None else fast_path)
+        self.fast_path = self.tap is not None
         self.js = nc.jetstream(timeout=request_timeout)
         self.prefix = prefix
         self.stream = stream or ("JETLOOM" if prefix == DEFAULT_PREFIX else prefix.upper())
@@ -497,14 +467,12 @@ class JetStreamLog:
         self.replicas = replicas
         self.retry_for = seconds(retry_for)
         self._owns = owns_connection
-        self._dg_inbox: str | None = None
-        self._dg_waiters: dict[str, _Batch] = {}
-        self._dg_ids = itertools.count()
+        self._inbox = ReadInbox(nc, self.tap)  # every direct get's replies
         self.commit = commit
         self.atomic = commit == "batch"
         self._acks: AckInbox | None = None
         self.head_seq = 0  # the newest stream sequence this log has seen (acks, reads)
-        self.outbox = Outbox(nc, enabled=self.fast_path)  # the hot path's publishes (jspub)
+        self.outbox = Outbox(nc, enabled=self.fast_path)  # the hot path's publishes (pub)
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up by this log
         self._hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
         self._typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
@@ -666,7 +634,7 @@ class JetStreamLog:
     async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[bytes]:
         """Queue a publish with a reply subject of our own (sent at ``self.outbox.flush()``); the
         future resolves to the ack (and fails with ``LogError`` when none comes within the
-        request timeout: ``jsacks``)."""
+        request timeout: ``acks``)."""
         acks = self._acks
         if acks is None:
             acks = self._acks = AckInbox(self.nc, self._read_tap(), self.timeout)
@@ -731,68 +699,24 @@ class JetStreamLog:
 
     # ---- read -------------------------------------------------------------------------------
 
-    async def _dg_route(self, msg: Msg) -> None:
-        batch = self._dg_waiters.get(msg.subject)
-        if batch is not None:
-            batch.add(msg)
-
-    async def _direct_get(self, stream: str, request: dict[str, Any]) -> list[Msg]:
-        """One batched direct get; returns the data messages (without the end-of-batch marker).
-        The replies are gathered by the subscription's callback, not handed one by one to this
-        task (a queue and a timeout per message were ≈ 10 µs each)."""
-        if self._dg_inbox is None:
-            self._dg_inbox = self.nc.new_inbox()
-            await self.nc.subscribe(self._dg_inbox + ".*", cb=self._dg_route)
-        reply = f"{self._dg_inbox}.{next(self._dg_ids)}"
-        batch = self._dg_waiters[reply] = _Batch()
-        try:
-            await self.nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=reply)
-            while True:
-                seen = len(batch.msgs)
-                try:
-                    # the timeout runs from the last reply: a long batch is not cut short
-                    async with asyncio.timeout(self.timeout):
-                        await asyncio.shield(batch.done)
-                    break
-                except TimeoutError:
-                    if len(batch.msgs) == seen:
-                        raise
-        finally:
-            del self._dg_waiters[reply]
-        status = batch.done.result()
-        if status == "503":  # no responders: no replica serves direct gets now (an election)
-            raise LogUnavailableError(f"direct get on {stream}: no responders")
-        if status not in ("204", "404"):
-            raise LogError(f"direct get on {stream} failed: status {status} {batch.headers}")
-        return batch.msgs
-
     async def _scan(
         self, stream: str, subject_filter: str, after_seq: int, up_to_seq: int | None
-    ) -> list[Msg]:
-        out: list[Msg] = []
+    ) -> list[RawRecord]:
+        """The records of ``stream`` matching ``subject_filter`` after ``after_seq`` (up to
+        ``up_to_seq``), by batched direct gets of ``DIRECT_GET_BATCH``."""
+        out: list[RawRecord] = []
         start = after_seq + 1
         while True:
             # (the server honours up_to_seq only with multi_last, so the bound is applied here)
             req = {"seq": start, "next_by_subj": subject_filter, "batch": DIRECT_GET_BATCH}
-            msgs = await self._direct_get(stream, req)
-            for m in msgs:
-                if up_to_seq is not None and int(m.headers["Nats-Sequence"]) > up_to_seq:  # type: ignore[index]
+            got, _ = await direct_read(self.nc, self._inbox, stream, req, self.timeout)
+            for rec in got:
+                if up_to_seq is not None and rec.seq > up_to_seq:
                     return out
-                out.append(m)
-            if len(msgs) < DIRECT_GET_BATCH:
+                out.append(rec)
+            if len(got) < DIRECT_GET_BATCH:
                 return out
-            start = int(msgs[-1].headers["Nats-Sequence"]) + 1  # type: ignore[index]
-
-    @staticmethod
-    def _raw(msg: Msg) -> RawRecord:
-        h = msg.headers or {}  # a fresh dict per message, ours to change
-        seq = int(h.pop("Nats-Sequence"))
-        subject = h.pop("Nats-Subject")
-        ts = parse_rfc3339_ns(h.pop("Nats-Time-Stamp"))
-        h.pop("Nats-Stream", None)
-        h.pop("Nats-Num-Pending", None)
-        h.pop("Nats-Last-Sequence", None)
-        return RawRecord(seq, subject, h, msg.data, ts)
+            start = got[-1].seq + 1
 
     async def read(
         self,
@@ -814,21 +738,19 @@ class JetStreamLog:
         # WALK_DISTANCE records behind the newest sequence this log has seen, ``expect`` of at
         # most WALK_MAX) is walked one direct get per record: a batched direct get
         # on a run's wildcard filter makes the server count the matches after its start
-        # (NumPending) and look past the run's end, over every message block from there on. For
-        # runs in the middle of a stream of 160,000 records of 20,000 runs that cost it 4-27 ms of
-        # CPU per read, where the walk costs ≈ 0.1 ms per record (nats-server 2.15.1). Near the
-        # stream's end the batch is cheap for the server and the walk's round trips cost the
-        # client more (scenario (e) of ``benchmarks``: worker CPU per transition 752 → 1,019 µs
-        # with 4 processes when every short read was walked).
+        # (NumPending) and look past the run's end, over every message block from there on: for
+        # a run in the middle of a long stream that costs the server far more than a walk of a
+        # few single-record gets (nats-server 2.15.1). Near the stream's end the batch is cheap for the server and the walk's round trips cost the
+        # client more (scenario (e) of ``benchmarks`` showed it in the workers' CPU per
+        # transition when every short read was walked).
         subject_filter = run_filter(self.prefix, workflow, run_id)
-        tap = self._read_tap()
-        if tap is None:  # a client whose messages cannot be tapped
-            msgs = await self._scan(self.stream, subject_filter, after_seq, up_to_seq)
-            return [self._raw(m) for m in msgs]
+        tap = self.tap
+        if tap is None:  # nats-py's public API: batched direct gets only
+            return await self._scan(self.stream, subject_filter, after_seq, up_to_seq)
         out: list[RawRecord] = []
         old_part = up_to_seq is not None and self.head_seq - up_to_seq > WALK_DISTANCE
         if up_to_seq is not None and expect is not None and expect <= WALK_MAX and old_part:
-            inbox = self._read_inbox(tap)
+            inbox = self._inbox
             while after_seq < up_to_seq:
                 if len(out) == WALK_MAX:  # more than the caller thought: read the rest in batches
                     return out + await self._read_batched(subject_filter, tap, after_seq, up_to_seq)
@@ -845,17 +767,17 @@ class JetStreamLog:
         return out
 
     async def _read_batched(
-        self, subject_filter: str, tap: RawTap, after_seq: int, up_to_seq: int | None
+        self, subject_filter: str, tap: Tap, after_seq: int, up_to_seq: int | None
     ) -> list[RawRecord]:
         # Direct gets, the first of FIRST_READ records; when its last one says more than
-        # LONG_READ follow, the rest through a consumer made for this read (jsread: ≈ 4x less
-        # server CPU and half the client's per record, for 1-3 ms to set up). Replies skip
-        # nats-py's Msg path (jsread.RawTap).
+        # LONG_READ follow, the rest through a consumer made for this read (read.ConsumerRead:
+        # less server and client CPU per record, for a few ms to set up). Replies come straight
+        # from the protocol parser (_natspy.Tap).
         out: list[RawRecord] = []
         last, batch, consumer = after_seq, FIRST_READ, True
         while True:
             request = {"seq": last + 1, "next_by_subj": subject_filter, "batch": batch}
-            got, pending = await direct_read(self.nc, self._read_inbox(tap), self.stream, request, self.timeout)
+            got, pending = await direct_read(self.nc, self._inbox, self.stream, request, self.timeout)
             out.extend(got)
             if up_to_seq is not None and out and out[-1].seq >= up_to_seq:
                 # (the server honours up_to_seq only with multi_last, so the bound is applied here)
@@ -878,19 +800,9 @@ class JetStreamLog:
                 logger.info("read of %s by a consumer stopped (%s); direct gets read on", subject_filter, reader.stopped)
                 last = out[-1].seq
 
-    def _read_tap(self) -> RawTap | None:
-        """The connection's tap (made by the first read), or ``None`` if it cannot be tapped."""
-        tap: RawTap | None = self.__dict__.get("_tap")
-        if tap is None:
-            tap = self.__dict__["_tap"] = RawTap(self.nc, enabled=self.fast_path)
-        return tap if tap.usable else None
-
-    def _read_inbox(self, tap: RawTap) -> ReadInbox:
-        """The connection's shared inbox for direct-get replies (made by the first read)."""
-        inbox: ReadInbox | None = self.__dict__.get("_inbox")
-        if inbox is None:
-            inbox = self.__dict__["_inbox"] = ReadInbox(self.nc, tap)
-        return inbox
+    def _read_tap(self) -> Tap | None:
+        """The connection's fast path (``self.tap``), or ``None`` on nats-py's public API."""
+        return self.tap
 
     async def watch(self, subject: str) -> AsyncIterator[RawRecord]:
         """Messages published on ``subject`` (wildcards allowed) from now on, as they are
@@ -916,7 +828,7 @@ class JetStreamLog:
         kinds: Collection[str] | None = None,
     ) -> AsyncIterator[RawRecord]:
         # The stored records by direct get, then a shared follow consumer of the workflow
-        # (``jsfollow.FollowHub``, which hands this follower only ``kinds``): registered first, so
+        # (``follow.FollowHub``, which hands this follower only ``kinds``): registered first, so
         # nothing falls between the two. A follower of one kind takes that kind's hub (one filter,
         # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
         # ``sys`` records only, not every event of every run of the workflow.
@@ -982,7 +894,8 @@ class JetStreamLog:
         self, subject_filter: str, *, after_seq: int = 0, limit: int = DIRECT_GET_BATCH
     ) -> list[RawRecord]:
         """Up to ``limit`` records matching ``subject_filter`` (wildcards allowed) with
-        ``seq > after_seq``, in sequence order; one batched direct get per 1,000."""
+        ``seq > after_seq``, in sequence order; one batched direct get per 1,000
+        (``read.direct_read``, as every direct get of the log)."""
         return await self._retry(
             f"scan of {subject_filter}", lambda: self._scan_records(subject_filter, after_seq, limit)
         )
@@ -992,11 +905,10 @@ class JetStreamLog:
         start = after_seq + 1
         while len(out) < limit:
             want = min(limit - len(out), DIRECT_GET_BATCH)
-            msgs = await self._direct_get(
-                self.stream, {"seq": start, "next_by_subj": subject_filter, "batch": want}
-            )
-            out.extend(self._raw(m) for m in msgs)
-            if len(msgs) < want:
+            request = {"seq": start, "next_by_subj": subject_filter, "batch": want}
+            got, _ = await direct_read(self.nc, self._inbox, self.stream, request, self.timeout)
+            out.extend(got)
+            if len(got) < want:
                 break
             start = out[-1].seq + 1
         return out
@@ -1010,11 +922,9 @@ class JetStreamLog:
         out: list[RawRecord] = []
         filters = list(subject_filters)
         for i in range(0, len(filters), MULTI_LAST_SUBJECTS):
-            msgs = await self._direct_get(
-                self.stream,
-                {"multi_last": filters[i : i + MULTI_LAST_SUBJECTS], "batch": DIRECT_GET_BATCH},
-            )
-            out.extend(self._raw(m) for m in msgs)
+            request = {"multi_last": filters[i : i + MULTI_LAST_SUBJECTS], "batch": DIRECT_GET_BATCH}
+            got, _ = await direct_read(self.nc, self._inbox, self.stream, request, self.timeout)
+            out.extend(got)
         return sorted(out, key=lambda r: r.seq)
 
     # ---- consumers --------------------------------------------------------------------------
@@ -1036,10 +946,9 @@ class JetStreamLog:
         # apart. A consumer with several filters makes nats-server 2.15 intersect the stream's
         # per-subject index with them each time its position crosses into a new message block
         # (``checkSkipFirstBlockMulti``: every run of the workflow, up to 1,000,000 subjects; with
-        # one filter, ``LoadNextMsg``'s check stops at 64,000). With 300,000 finished runs kept,
-        # (b) of ``benchmarks --retained-runs`` (4 rounds, twice, alternated with the step
-        # consumers of both filters): server CPU per transition 139–203 → 99–149 µs, p99
-        # 327–708 → 128–164 ms.
+        # one filter, ``LoadNextMsg``'s check stops at 64,000). With many finished runs kept,
+        # (b) of ``benchmarks --retained-runs`` shows the difference in the server's CPU per
+        # transition and in the p99.
         sources = event_consumers(event_types)
         events = tuple(f"{self.prefix}.run.{workflow}.*.evt.{t}" for _, t in sources)
         known = self._ensured.get((workflow, step))
@@ -1228,21 +1137,21 @@ class JetStreamLog:
         )
 
     async def dead_letters(self) -> list[DeadLetter]:
-        msgs = await self._retry(
+        records = await self._retry(
             "read of " + self.dlq_stream, lambda: self._scan(self.dlq_stream, f"{self.prefix}.dlq.>", 0, None)
         )
         out = []
-        for m in msgs:
-            h = m.headers or {}
+        for rec in records:
+            h = rec.headers
             out.append(
                 DeadLetter(
-                    seq=int(h["Nats-Sequence"]),
-                    subject=h["Nats-Subject"],
+                    seq=rec.seq,
+                    subject=rec.subject,
                     original_subject=h.get("Jl-Original-Subject", ""),
                     original_seq=int(h["Jl-Original-Seq"]) if "Jl-Original-Seq" in h else None,
                     reason=h.get("Jl-Reason", ""),
                     consumer=h.get("Jl-Consumer", ""),
-                    data=m.data,
+                    data=rec.data,
                 )
             )
         return out
