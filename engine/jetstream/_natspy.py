@@ -37,7 +37,8 @@ Qualifying a new nats-py (a minor release outside ``TESTED``):
 3. Run the unit tests that compare this module with nats-py (``tests/unit/test_jsproto.py``,
    ``tests/unit/test_jswire.py``, ``tests/unit/test_natspy_gate.py``) and ``make test``, which
    runs the contract and integration suites on both paths.
-4. Run ``python -m benchmarks -s a,b --both-paths`` to see that the fast path still pays.
+4. Run ``python -m benchmarks -s p`` (jetloom's chain with the fast path on and off) to see that
+   the fast path still pays for itself.
 5. Widen ``TESTED`` and the ``nats-py`` pin in ``pyproject.toml`` to the new minor.
 """
 

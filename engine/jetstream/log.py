@@ -55,7 +55,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
-from engine.jetstream._natspy import Tap, fast_path_from_env, tap
+from engine.jetstream._natspy import FAST_PATH_ENV, Tap, fast_path_from_env, tap
 from engine.jetstream.acks import AckInbox
 from engine.jetstream.connection import DEFAULT_URL, NatsSettings, open_connection
 from engine.jetstream.follow import EVERY_RUN, FollowHub
@@ -90,6 +90,7 @@ from engine.wire.codec import subject_parts
 
 __all__ = [
     "DEFAULT_ACK_WAIT",
+    "FAST_PATH_ENV",
     "DEFAULT_PROGRESS_HEARTBEAT",
     "JetStreamLog",
     "check_lease",

@@ -12,8 +12,7 @@ import nats
 import pytest
 
 from engine import WorkflowRuntimeError, fold
-from engine.jetstream._natspy import FAST_PATH_ENV
-from engine.jetstream.log import JetStreamLog
+from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog
 from engine.model.records import H_WORKER, RawRecord, Record, StepCompleted, completed_step
 from engine.wire.codec import decode_record
 from services.nats_client import NatsClient

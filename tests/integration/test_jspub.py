@@ -9,8 +9,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from engine.jetstream._natspy import FAST_PATH_ENV
-from engine.jetstream.log import JetStreamLog
+from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog
 from engine.jetstream.pub import Outbox
 from services.natsserver import EmbeddedNats
 
