@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -39,6 +39,7 @@ from nats.js.errors import APIError
 
 from engine.jetstream._natspy import Tap
 from engine.jetstream.read import subscribe_tapped
+from engine.jetstream.reader import Reader
 from engine.jetstream.retry import retrying
 from engine.jetstream.wire import (
     AckSubject,
@@ -53,7 +54,7 @@ from engine.ports.log import Followers, hand_over
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["EVERY_RUN", "FollowHub"]
+__all__ = ["EVERY_RUN", "FollowHub", "Follows"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -269,3 +270,119 @@ class FollowHub:
         self._last_seq = seq
         return ack
 
+
+class Follows:
+    """The follows of one log: its follow hubs (one per workflow and kind followed alone, one per
+    record type of ``follow_type``) and its watches (core subscriptions).
+
+    Args:
+        nc: the connection.
+        stream: the run stream.
+        prefix: the subject prefix.
+        timeout: seconds to wait for the consumer API.
+        tap: the connection's fast path, or ``None``.
+        reader: reads a run's stored records before its hub takes over.
+    """
+
+    def __init__(
+        self, nc: Any, *, stream: str, prefix: str, timeout: float, tap: Tap | None, reader: Reader
+    ) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.prefix = prefix
+        self.timeout = timeout
+        self.tap = tap
+        self.reader = reader
+        self.hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
+        self.typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
+
+    async def close(self) -> None:
+        """Stop every hub (their consumers are deleted)."""
+        for hub in [*self.hubs.values(), *self.typed.values()]:
+            await hub.close()
+        self.hubs.clear()
+        self.typed.clear()
+
+    async def watch(self, subject: str) -> AsyncIterator[RawRecord]:
+        """Messages published on ``subject`` (wildcards allowed) from now on, as they are
+        published: a core NATS subscription, so neither stored history nor messages stored by a
+        message schedule are seen, and ``seq``/``time_ns`` are 0. For prompt notices (a run's
+        cancel), never as the record of what happened."""
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        sub = await self.nc.subscribe(subject, cb=queue.put)
+        try:
+            while True:
+                msg = await queue.get()
+                yield RawRecord(0, msg.subject, dict(msg.headers or {}), msg.data, 0)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def follow(
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        kinds: Collection[str] | None = None,
+    ) -> AsyncIterator[RawRecord]:
+        # The stored records by direct get, then a shared follow consumer of the workflow
+        # (``follow.FollowHub``, which hands this follower only ``kinds``): registered first, so
+        # nothing falls between the two. A follower of one kind takes that kind's hub (one filter,
+        # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
+        # ``sys`` records only, not every event of every run of the workflow.
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hub(workflow, wanted)
+        queue = await hub.register(run_id, wanted)
+        try:
+            last = after_seq
+            for rec in await self.reader.read(workflow, run_id, after_seq=after_seq):
+                last = rec.seq
+                if wanted is None or rec.subject.rsplit(".", 2)[1] in wanted:
+                    yield rec
+            while True:
+                rec = await queue.get()
+                if rec.seq > last:
+                    last = rec.seq
+                    yield rec
+        finally:
+            hub.unregister(run_id, queue.put_nowait)
+
+    async def follow_callback(
+        self,
+        workflow: str,
+        run_id: str,
+        sink: Callable[[RawRecord], None],
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Callable[[], None]:
+        # The follow hub's delivery callback calls ``sink`` itself (from the protocol parser).
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hub(workflow, wanted)
+        await hub.add(run_id, sink, wanted)
+        return lambda: hub.unregister(run_id, sink)
+
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        # A follow hub of its own, filtered on that one record type of every run: a consumer of
+        # one filter subject that delivers what the stream stores, so a record a message
+        # schedule fires (a run timeout) reaches it too.
+        key = (workflow, f"{kind}.{type_name}")
+        hub = self.typed.get(key)
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}.*.{kind}.{type_name}"
+            hub = self.typed[key] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+        await hub.add(EVERY_RUN, sink)
+        return lambda: hub.unregister(EVERY_RUN, sink)
+
+    def _hub(self, workflow: str, kinds: frozenset[str] | None) -> FollowHub:
+        """The follow hub of ``workflow`` for followers of ``kinds``: a follower of one kind takes
+        that kind's hub (one filter, ``<prefix>.run.<workflow>.*.<kind>.>``), others the hub of
+        every kind."""
+        kind = next(iter(kinds)) if kinds is not None and len(kinds) == 1 else None
+        hub = self.hubs.get((workflow, kind))
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
+            hub = self.hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+        return hub

@@ -57,6 +57,7 @@ __all__ = [
     "ConsumerRead",
     "ReadInbox",
     "ReplySink",
+    "StreamHead",
     "direct_read",
     "subscribe_tapped",
 ]
@@ -68,6 +69,21 @@ WALK_DISTANCE = 20_000  # ... when it ends this many stream sequences or more be
 INACTIVE_S = 30.0  # the server removes a read's consumer this long after its process went away
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
 _NS = 1_000_000_000
+
+class StreamHead:
+    """The newest stream sequence a log has seen (its appends' acks, its reads): how far behind
+    the stream's end a bounded read is, which picks how it is read (``WALK_DISTANCE``)."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def saw(self, seq: int) -> None:
+        """Advance to ``seq`` if it is newer."""
+        if seq > self.seq:
+            self.seq = seq
+
 
 # One reply to a direct get: (status code or None for a stored message, its headers, payload).
 # A status's headers hold its text as ``Description``, as nats-py gives them; a message's headers
@@ -339,7 +355,7 @@ class ConsumerRead:
     def _take(
         self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> Awaitable[None] | None:
-        if is_status(headers):  # a status line: not a stored message
+        if headers is not None and is_status(headers):  # a status line: not a stored message
             if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
                 return self.nc.publish(reply.decode(), b"")
             if headers[9:12] == b"100" and not reply:

@@ -75,17 +75,17 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             if _SPACE.search(key) is None:
                 out[key] = value.strip(_ASCII_SPACE)
         return out
-    for line in raw.split(_CRLF):
-        name, sep, value = line.partition(b":")
-        if not sep:
+    for raw_line in raw.split(_CRLF):
+        raw_name, raw_sep, raw_value = raw_line.partition(b":")
+        if not raw_sep:
             continue
         try:
-            key = name.strip().decode("ascii")
+            key = raw_name.strip().decode("ascii")
         except UnicodeDecodeError:
             continue
         if _SPACE.search(key) is not None:
             continue
-        out[key] = value.strip().decode("utf-8", "replace")
+        out[key] = raw_value.strip().decode("utf-8", "replace")
     return out
 
 

@@ -1,4 +1,4 @@
-"""The continuous pull loop (``jetstream._Pull``) with its messages taken straight from the
+"""The continuous pull loop (``pull.PullLoop``) with its messages taken straight from the
 protocol parser: pull requests that expire come back as 408 statuses whose pending counts return
 the unused part of the request, so the loop keeps asking and a message appended after several
 expiries is still delivered."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.jetstream.log import JetStreamLog, _Pull, consumer_name
+from engine.jetstream.log import JetStreamLog, consumer_name
+from engine.jetstream.pull import PullLoop as _Pull
 from engine.model.records import OutMessage, run_subject
 from tests.integration.procs import eventually
 
