@@ -104,7 +104,7 @@ _CLIENT_STATE: dict[str, type | tuple[type, ...]] = {
     "_pending_data_size": int,
     "_max_pending_size": int,
     "_flush_queue": (asyncio.Queue, type(None)),
-    "_flusher_task": (asyncio.Task, type(None)),
+    "_flusher_task": (asyncio.Future, type(None)),
     "stats": dict,
 }
 _STATS = ("in_msgs", "in_bytes", "out_msgs", "out_bytes")
