@@ -23,9 +23,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(PY) -m examples.docindex
 
-## test: the whole suite (unit, contract over both logs, integration on a real nats-server)
+## test: the whole suite (unit, contract over both logs, integration on a real nats-server), then
+##       the contract and integration suites again on nats-py's public API (JETLOOM_NATS_FASTPATH=0,
+##       the path the log takes when the gate of engine/jetstream/_natspy.py refuses a nats-py)
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m "not slow"
+	JETLOOM_NATS_FASTPATH=0 $(PY) -m pytest -q -m "not slow" tests/contract tests/integration
 
 ## test-slow: heavier chaos and load variants
 test-slow: $(VENV)/.installed-dev

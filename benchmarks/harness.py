@@ -44,7 +44,8 @@ class Options:
 
     Attributes:
         scenarios: scenario keys to run, in order (``a``..``g``, ``u`` = (a)+(b) without uvloop,
-            ``r`` = the chain on a 3-node cluster, R3, beside one node, ``k`` = crash recovery).
+            ``p`` = jetloom's (a)+(b) with nats-py's fast path on and off, ``r`` = the chain on a
+            3-node cluster, R3, beside one node, ``k`` = crash recovery).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
         rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
@@ -69,7 +70,7 @@ class Options:
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
     """
 
-    scenarios: list[str] = field(default_factory=lambda: list("abcdefgurk"))
+    scenarios: list[str] = field(default_factory=lambda: list("abcdefguprk"))
     quick: bool = False
     runs: int = 300
     rounds: int = 3

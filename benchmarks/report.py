@@ -251,6 +251,27 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             out.append(_table(
                 ["", "system", "loop", "p50 ms", "transitions/s", "engine CPU µs/tr",
                  "server CPU µs/tr", "driver CPU µs/tr"], rows))  # fmt: skip
+    if "p" in sc and "results" in sc["p"]:
+        p = sc["p"]
+        out.append(f"\n## (p) {p['title']}\n")
+        rows = []
+        for mode, what in (("sequential", "one at a time"), ("inflight", "in flight")):
+            for path, m in p["results"][mode].items():
+                if "error" in m:
+                    rows.append([what, path, f"failed: {m['error'][:300]}", *["—"] * 6])
+                    continue
+                rows.append([what, path, f"{m['completed']}/{m['runs']}", _f(m["latency"]["p50_ms"]),
+                             _f(m["latency"]["p99_ms"]), _f(m["transitions_per_s"], ",.0f"), *_cpu_cells(m)])  # fmt: skip
+        out.append(_table(["", "path", "completed", "p50 ms", "p99 ms", "transitions/s", "engine CPU µs/tr",
+                           "server CPU µs/tr", "driver CPU µs/tr"], rows))  # fmt: skip
+        q = p["ratios"]
+        out.append(
+            f"\nFast path over public API, same run ({p['rounds']} alternating rounds): transitions/s "
+            f"{_f(q['sequential_transitions'], '.2f')}x one at a time, {_f(q['inflight_transitions'], '.2f')}x "
+            f"in flight; the public API's p50 {_f(q['sequential_p50'], '.2f')}x / {_f(q['inflight_p50'], '.2f')}x "
+            f"and engine CPU per transition {_f(q['sequential_engine_cpu'], '.2f')}x / "
+            f"{_f(q['inflight_engine_cpu'], '.2f')}x the fast path's.\n"
+        )
     if "k" in sc and "results" in sc["k"]:
         r = sc["k"]
         out.append(f"\n## (k) {r['title']}\n")

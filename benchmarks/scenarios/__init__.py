@@ -13,6 +13,7 @@ from ..harness import Harness
 from . import (
     docindex,
     fanout,
+    fastpath,
     latency,
     rebuild,
     recovery,
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "f": (docindex.TITLE, docindex.run),
     "g": (sync_always.TITLE, sync_always.run),
     "u": (uvloop.TITLE, uvloop.run),
+    "p": (fastpath.TITLE, fastpath.run),
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
 }

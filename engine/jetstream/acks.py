@@ -2,12 +2,11 @@
 
 Every message the log appends is published with a reply subject ``<inbox>.<n>`` of its own; the
 server's ack (``{"stream":…, "seq":…}``, or an error) comes back on it. ``AckInbox`` hands each
-ack to its future straight from the protocol parser when the connection can be tapped
-(``jsread.RawTap``: no nats-py ``Msg``, queue or task per ack), else through an ordinary
+ack to its future straight from the protocol parser when the connection has a fast path
+(``_natspy.Tap``: no nats-py ``Msg``, queue or task per ack), else through an ordinary
 subscription. A publish whose ack has not come ``timeout`` seconds after it was sent fails with
 ``LogError``; the deadlines are kept in send order and checked by one task, not by a timer per
-commit (``asyncio.timeout`` around each commit's acks was ≈ 3 % of a worker's CPU at 100 runs in
-flight).
+commit (``asyncio.timeout`` around each commit's acks cost a worker a visible share of its CPU).
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from engine.jetstream.read import RawTap, subscribe_tapped
+from engine.jetstream._natspy import Tap
+from engine.jetstream.read import subscribe_tapped
 from engine.model.errors import LogError
 
 if TYPE_CHECKING:
@@ -40,9 +40,9 @@ class AckInbox:
         timeout: seconds after sending by which an ack must have come.
     """
 
-    def __init__(self, nc: NATS, tap: RawTap | None, timeout: float) -> None:
+    def __init__(self, nc: NATS, tap: Tap | None, timeout: float) -> None:
         self.nc = nc
-        self.tap = tap if tap is not None and tap.usable else None
+        self.tap = tap
         self.timeout = timeout
         self._prefix = ""
         self._cut = 0

@@ -1,8 +1,8 @@
 """Following runs on JetStream: one ordered push consumer per workflow and process (one more per
 kind followed alone, such as a handler's ``sys``), shared by every run that process follows.
 
-A consumer per followed run costs the server ≈ 4.4 ms of CPU to create and delete (measured on
-nats-server 2.15, 2 cores) — more than everything else a three-step run costs. A ``FollowHub``
+A consumer per followed run costs the server more CPU to create and delete than everything else
+a three-step run costs. A ``FollowHub``
 instead keeps one ephemeral in-memory push consumer on ``<prefix>.run.<workflow>.>`` delivering
 what is stored from its creation on, and hands each record to the followers of its run. A follower
 registers before it reads the run's stored records, so every record is either in that read or
@@ -20,9 +20,8 @@ instead of five). Followers of several kinds register them (``register(run_id, k
 ``sys`` and ``out`` for a handler that streams); the hub hands a follower only those, and parses no
 headers of a record no follower wants. A consumer with several filters costs nats-server 2.15 a walk of
 the stream's per-subject index under its filters whenever its position crosses into a new message
-block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000): with
-300,000 finished runs in the stream, (b) of ``benchmarks --retained-runs`` measured 204 µs of
-server CPU per transition and a p99 of 1.0 s with a filter per kind, 161 µs and 0.66 s with one.
+block (``checkSkipFirstBlockMulti``, up to 1,000,000 subjects; one filter stops at 64,000), which
+(b) of ``benchmarks --retained-runs`` shows in the server's CPU per transition and the p99.
 """
 
 from __future__ import annotations
@@ -31,23 +30,31 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
-from engine.jetstream.read import RawTap, subscribe_tapped
+from engine.jetstream._natspy import Tap
+from engine.jetstream.read import subscribe_tapped
+from engine.jetstream.reader import Reader
 from engine.jetstream.retry import retrying
-from engine.jetstream.wire import is_status, parse_block, parse_status
+from engine.jetstream.wire import (
+    AckSubject,
+    is_status,
+    parse_ack_subject,
+    parse_block,
+    parse_status,
+)
 from engine.model.records import RawRecord
 from engine.ports.log import Followers, hand_over
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["EVERY_RUN", "FollowHub"]
+__all__ = ["EVERY_RUN", "FollowHub", "Follows"]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -65,9 +72,10 @@ class FollowHub:
         stream: the run stream.
         subject_filter: ``<prefix>.run.<workflow>.>``.
         timeout: seconds to wait for the consumer API.
-        tap: the connection's ``jsread.RawTap``: deliveries then reach the hub straight from the
-            protocol parser (no nats-py ``Msg``, queue or task each), and the headers of records
-            of runs nobody here follows are not parsed. ``None``: nats-py's subscription path.
+        tap: the connection's fast path (``_natspy.Tap``): deliveries then reach the hub straight
+            from the protocol parser (no nats-py ``Msg``, queue or task each), and the headers of
+            records of runs nobody here follows are not parsed. ``None``: nats-py's subscription
+            path.
     """
 
     def __init__(
@@ -76,10 +84,10 @@ class FollowHub:
         stream: str,
         subject_filter: str,
         timeout: float,
-        tap: RawTap | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.nc = nc
-        self.tap = tap if tap is not None and tap.usable else None
+        self.tap = tap
         self.stream = stream
         self.filter = subject_filter
         self.timeout = timeout
@@ -201,7 +209,7 @@ class FollowHub:
         finally:
             self._delete(self._name)
             if self.tap is not None:
-                self.tap.remove(self._sub._id)
+                self.tap.remove(self._sub)
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
@@ -212,25 +220,25 @@ class FollowHub:
         if headers and not msg.data and "Status" in headers:
             self._on_status(headers.get("Nats-Last-Consumer"))
             return
-        tokens = self._tokens(msg.reply.split("."))
-        if tokens is None:
+        ack = self._delivery(msg.reply)
+        if ack is None:
             return
         takers = self._takers(msg.subject)
         if takers:
-            hand_over(takers, RawRecord(int(tokens[5]), msg.subject, dict(headers or {}), msg.data, int(tokens[7])))
+            hand_over(takers, RawRecord(ack.stream_seq, msg.subject, dict(headers or {}), msg.data, ack.time_ns))
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        """A delivery as the protocol parser has it (``jsread.RawTap``)."""
+        """A delivery as the protocol parser has it (``_natspy.Tap``)."""
         if is_status(headers):  # a heartbeat
             self._on_status(parse_status(headers)[1].get("Nats-Last-Consumer"))  # type: ignore[arg-type]
             return
-        tokens = self._tokens(reply.decode().split("."))
-        if tokens is None:
+        ack = self._delivery(reply)
+        if ack is None:
             return
         name = subject.decode()
         takers = self._takers(name)
         if takers:
-            hand_over(takers, RawRecord(int(tokens[5]), name, parse_block(headers), data, int(tokens[7])))
+            hand_over(takers, RawRecord(ack.stream_seq, name, parse_block(headers), data, ack.time_ns))
 
     def _takers(self, subject: str) -> list[Callable[[RawRecord], None]]:
         """The sinks of the followers of the record's run that want its kind."""
@@ -245,15 +253,14 @@ class FollowHub:
         if last_consumer_seq is not None and int(last_consumer_seq) > self._delivered and self._name:
             self._renew.set()  # a delivery was missed
 
-    def _tokens(self, tokens: list[str]) -> list[str] | None:
-        """The ack-subject tokens of a delivery to hand on (ADR-15 short form); ``None`` for a
-        delivery of a replaced consumer, a repeat, or after a gap (which renews the consumer)."""
+    def _delivery(self, reply: str | bytes) -> AckSubject | None:
+        """The ack subject of a delivery to hand on; ``None`` for a delivery of a replaced
+        consumer, a repeat, or after a gap (which renews the consumer)."""
         self._silent = False
-        if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
-            tokens = tokens[:2] + tokens[4:]
-        if len(tokens) < 9 or tokens[3] != self._name:
+        ack = parse_ack_subject(reply)
+        if ack is None or ack.consumer != self._name:
             return None  # from a consumer we have replaced
-        cseq, seq = int(tokens[6]), int(tokens[5])
+        cseq, seq = ack.consumer_seq, ack.stream_seq
         if cseq != self._delivered + 1:
             self._renew.set()
             return None
@@ -261,5 +268,121 @@ class FollowHub:
         if seq <= self._last_seq:
             return None
         self._last_seq = seq
-        return tokens
+        return ack
 
+
+class Follows:
+    """The follows of one log: its follow hubs (one per workflow and kind followed alone, one per
+    record type of ``follow_type``) and its watches (core subscriptions).
+
+    Args:
+        nc: the connection.
+        stream: the run stream.
+        prefix: the subject prefix.
+        timeout: seconds to wait for the consumer API.
+        tap: the connection's fast path, or ``None``.
+        reader: reads a run's stored records before its hub takes over.
+    """
+
+    def __init__(
+        self, nc: Any, *, stream: str, prefix: str, timeout: float, tap: Tap | None, reader: Reader
+    ) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.prefix = prefix
+        self.timeout = timeout
+        self.tap = tap
+        self.reader = reader
+        self.hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
+        self.typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
+
+    async def close(self) -> None:
+        """Stop every hub (their consumers are deleted)."""
+        for hub in [*self.hubs.values(), *self.typed.values()]:
+            await hub.close()
+        self.hubs.clear()
+        self.typed.clear()
+
+    async def watch(self, subject: str) -> AsyncIterator[RawRecord]:
+        """Messages published on ``subject`` (wildcards allowed) from now on, as they are
+        published: a core NATS subscription, so neither stored history nor messages stored by a
+        message schedule are seen, and ``seq``/``time_ns`` are 0. For prompt notices (a run's
+        cancel), never as the record of what happened."""
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        sub = await self.nc.subscribe(subject, cb=queue.put)
+        try:
+            while True:
+                msg = await queue.get()
+                yield RawRecord(0, msg.subject, dict(msg.headers or {}), msg.data, 0)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def follow(
+        self,
+        workflow: str,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        kinds: Collection[str] | None = None,
+    ) -> AsyncIterator[RawRecord]:
+        # The stored records by direct get, then a shared follow consumer of the workflow
+        # (``follow.FollowHub``, which hands this follower only ``kinds``): registered first, so
+        # nothing falls between the two. A follower of one kind takes that kind's hub (one filter,
+        # ``<prefix>.run.<workflow>.*.<kind>.>``): a handler awaiting a run's end receives its
+        # ``sys`` records only, not every event of every run of the workflow.
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hub(workflow, wanted)
+        queue = await hub.register(run_id, wanted)
+        try:
+            last = after_seq
+            for rec in await self.reader.read(workflow, run_id, after_seq=after_seq):
+                last = rec.seq
+                if wanted is None or rec.subject.rsplit(".", 2)[1] in wanted:
+                    yield rec
+            while True:
+                rec = await queue.get()
+                if rec.seq > last:
+                    last = rec.seq
+                    yield rec
+        finally:
+            hub.unregister(run_id, queue.put_nowait)
+
+    async def follow_callback(
+        self,
+        workflow: str,
+        run_id: str,
+        sink: Callable[[RawRecord], None],
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Callable[[], None]:
+        # The follow hub's delivery callback calls ``sink`` itself (from the protocol parser).
+        wanted = None if kinds is None else frozenset(kinds)
+        hub = self._hub(workflow, wanted)
+        await hub.add(run_id, sink, wanted)
+        return lambda: hub.unregister(run_id, sink)
+
+    async def follow_type(
+        self, workflow: str, kind: str, type_name: str, sink: Callable[[RawRecord], None]
+    ) -> Callable[[], None]:
+        # A follow hub of its own, filtered on that one record type of every run: a consumer of
+        # one filter subject that delivers what the stream stores, so a record a message
+        # schedule fires (a run timeout) reaches it too.
+        key = (workflow, f"{kind}.{type_name}")
+        hub = self.typed.get(key)
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}.*.{kind}.{type_name}"
+            hub = self.typed[key] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+        await hub.add(EVERY_RUN, sink)
+        return lambda: hub.unregister(EVERY_RUN, sink)
+
+    def _hub(self, workflow: str, kinds: frozenset[str] | None) -> FollowHub:
+        """The follow hub of ``workflow`` for followers of ``kinds``: a follower of one kind takes
+        that kind's hub (one filter, ``<prefix>.run.<workflow>.*.<kind>.>``), others the hub of
+        every kind."""
+        kind = next(iter(kinds)) if kinds is not None and len(kinds) == 1 else None
+        hub = self.hubs.get((workflow, kind))
+        if hub is None:
+            subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
+            hub = self.hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+        return hub

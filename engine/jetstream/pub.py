@@ -1,42 +1,38 @@
 """Publishing on the log's hot path: the protocol bytes of a message built in one pass, queued on
 the connection's outgoing buffer, and the connection's writer woken once per batch.
 
-nats-py 2.16's ``Client.publish`` checks the subject and the reply subject with a regular
-expression each, checks every header name with another and rebuilds every header value (strip,
-CR/LF translation) before it makes the ``HPUB`` line, then wakes its flusher through a future put
-on a queue for every message. A step's commit (3-4 messages) and its trigger's ack went through
-that path: ≈ 17 % of a worker's CPU at 100 runs in flight (py-spy, the (b) scenario of
-``benchmarks``). ``Outbox`` writes the same bytes: header names are checked once per distinct
-name, values and subjects with ``str`` membership tests, and a message that would need nats-py's
-rewriting (a value with surrounding whitespace or a line break, a subject with whitespace) takes
+nats-py's ``Client.publish`` checks the subject and the reply subject with a regular expression
+each, checks every header name with another and rebuilds every header value (strip, CR/LF
+translation) before it makes the ``HPUB`` line, then wakes its flusher through a future put on a
+queue for every message; a step's commit (3-4 messages) and its trigger's ack went through that
+path. ``Outbox`` writes the same bytes: header names are checked once per distinct name, values
+and subjects with ``str`` membership tests, and a message that would need nats-py's rewriting (a
+value with surrounding whitespace or a line break, a subject with whitespace) takes
 ``Client.publish`` itself, as does every message while the connection is not connected (nats-py
 then buffers or refuses it).
 
-It relies on nats-py's outgoing buffer (``_pending``, ``_pending_data_size``, ``_flush_queue``,
-``_flush_pending``); a client without them is never used this way (``usable``). The environment
-variable ``JETLOOM_NATS_FASTPATH=0`` (or ``JetStreamLog(fast_path=False)``) turns this and the other
-nats-py bypasses of ``engine.jetstream`` off, so that the paths such a client takes can be run on purpose.
+The bytes are queued and the writer woken by the connection's ``_natspy.Tap``; on a connection
+without one (the gate of ``_natspy`` refused it, or ``JETLOOM_NATS_FASTPATH=0``) every message
+takes ``Client.publish``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from engine.jetstream._natspy import tap
+
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
-__all__ = ["FAST_PATH_ENV", "Outbox", "fast_path_from_env"]
-
-FAST_PATH_ENV = "JETLOOM_NATS_FASTPATH"
+__all__ = ["Outbox"]
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the header names nats-py accepts
 _WHITESPACE = frozenset(" \t\r\n\x0b\x0c")
 _LATER = 4  # event-loop turns an acknowledgement waits for a publish to ride with
-_ATTRS = ("_pending", "_pending_data_size", "_flush_queue", "_flush_pending", "_max_pending_size", "stats")
 
 
 def _plain(text: str) -> bool:
@@ -44,12 +40,6 @@ def _plain(text: str) -> bool:
     return bool(text) and text[0] not in _WHITESPACE and text[-1] not in _WHITESPACE and (
         "\r" not in text and "\n" not in text
     )
-
-
-def fast_path_from_env() -> bool:
-    """Whether the nats-py fast path is on by the environment: ``JETLOOM_NATS_FASTPATH`` unset or
-    anything but ``0``, ``false``, ``no`` or ``off`` (any case) means on (the default)."""
-    return os.environ.get(FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class Outbox:
@@ -61,12 +51,14 @@ class Outbox:
     Args:
         nc: the connection.
         enabled: ``False`` makes ``usable`` false whatever the client has, so every message takes
-            ``Client.publish`` (``JetStreamLog(fast_path=False)``).
+            ``Client.publish`` (``JetStreamLog(fast_path=False)``); ``True`` asks the connection
+            for its fast path (``_natspy.tap``), which the gate may refuse.
     """
 
     def __init__(self, nc: NATS, *, enabled: bool = True) -> None:
         self.nc = nc
-        self.usable = enabled and all(hasattr(nc, a) for a in _ATTRS)
+        self.tap = tap(nc, enabled=enabled)
+        self.usable = self.tap is not None
         self._names: set[str] = set()
         self._later = False
 
@@ -75,7 +67,7 @@ class Outbox:
         ``Client.publish``: the connection is not connected, or a subject or header is not one
         nats-py would send unchanged."""
         nc = self.nc
-        if not self.usable or not nc.is_connected or len(payload) > nc.max_payload:
+        if self.tap is None or not nc.is_connected or len(payload) > nc.max_payload:
             return False
         if not subject or " " in subject or "\t" in subject or "\r" in subject or "\n" in subject:
             return False
@@ -100,34 +92,24 @@ class Outbox:
             )
         else:
             cmd = b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, b"\r\n"))
-        nc._pending.append(cmd)
-        nc._pending_data_size += len(cmd)
-        stats = nc.stats
-        stats["out_msgs"] += 1
-        stats["out_bytes"] += len(payload)
+        self.tap.queue(cmd, len(payload))
         return True
 
     async def flush(self) -> None:
         """Wake the connection's writer for what ``put`` queued (as ``Client.publish`` does after
         each message), or flush at once past the connection's pending-size limit. Nothing when
         not ``usable`` (``Client.publish`` woke it)."""
-        nc = self.nc
-        if not self.usable:
-            return
-        if nc._max_pending_size > 0 and nc._pending_data_size > nc._max_pending_size:
-            await nc._flush_pending(force_flush=True)
-        elif nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
+        if self.tap is not None:
+            await self.tap.flush()
 
     def later(self, subject: str, payload: bytes) -> bool:
         """Queue one message (a delivery's acknowledgement) and wake the writer only after
         ``_LATER`` more turns of the event loop, so that a publish made meanwhile (the next step's
         commit) goes out in the same write; ``False`` when it must go through ``Client.publish``.
 
-        A worker in sequential runs made 2.1 socket writes per step transition, the commit and
-        then its trigger's ack, against the limit's 1.2 (strace, 1,000 runs of scenario (a));
-        with this, 1.1. Turns, not a timer: a timer of up to 1 ms cost more than it saved
-        (``benchmarks/tried.md``)."""
+        Without this a worker in sequential runs wrote the commit and then its trigger's ack in
+        two socket writes per step transition. Turns, not a timer: a timer cost more than it
+        saved (``benchmarks/tried.md``)."""
         if not self.put(subject, payload):
             return False
         if not self._later:
@@ -140,15 +122,8 @@ class Outbox:
             asyncio.get_running_loop().call_soon(self._turn, left - 1)
             return
         self._later = False
-        nc = self.nc
-        queue = nc._flush_queue
-        if not nc._pending_data_size or queue is None or not queue.empty():
-            return  # written already, or the writer is awake
-        flusher = getattr(nc, "_flusher_task", None)
-        if nc.is_connected and flusher is not None and not flusher.done():
-            queue.put_nowait(asyncio.get_running_loop().create_future())  # what _flush_pending does
-        else:
-            asyncio.ensure_future(nc._flush_pending())
+        if self.tap is not None:
+            self.tap.wake_writer()
 
     async def publish(
         self, subject: str, payload: bytes, reply: str = "", headers: Mapping[str, str] | None = None

@@ -1,27 +1,25 @@
-"""Reading a long run fast: a push consumer made for the read, and replies that skip nats-py's
-message handling.
+"""Reading a long run fast: a push consumer made for the read, and direct gets through one inbox
+per connection.
 
 ``JetStreamLog.read`` starts every read with a batched direct get of ``FIRST_READ`` records; when
 its last reply says more than ``LONG_READ`` follow, the rest comes from a consumer made for this
 read (``ConsumerRead``), because:
 
-- the server serves a batched direct get on a run's subject filter at ≈ 8.4 µs of CPU per record
-  against ≈ 2.2 µs for a consumer delivery (nats-server 2.15.1, file stream, the 2-core machine
-  of DESIGN.md §5; a direct get of 1,000 records took 11–14 ms, of 128 records 1.2–2 ms);
+- the server spends several times more CPU per record serving a batched direct get on a run's
+  subject filter than delivering the record to a consumer;
 - a direct-get reply carries six server headers (``Nats-Stream``, ``-Subject``, ``-Sequence``,
   ``-Time-Stamp``, ``-Num-Pending``, ``-Last-Sequence``) that are parsed for every record; a
   delivery carries the sequence, time and pending count in its reply subject
-  (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts ns>.<pending>``).
+  (``wire.parse_ack_subject``).
 
-A consumer costs the server a few ms of CPU to create and delete (1–3 ms of wall time before the
-first delivery), hence the direct get first: short runs (the common case) never make one.
+A consumer costs the server more CPU to create and delete than a short read (and the read a wait
+before the first delivery), hence the direct get first: short runs (the common case) never make one.
 
-``RawTap`` hands the messages of chosen subscriptions of a connection to a plain function before
-nats-py makes a ``Msg`` of them, queues it and wakes a task for it (≈ 3 µs per message on that
-machine). It is installed on the connection while a tapped subscription exists, and removed after.
-
-Measured (scenario (d), 100,000 records): the read went from 1.7 s (direct gets through nats-py's
-``Msg`` path) to ≈ 0.6 s, below an ordered-consumer replay through nats-py (≈ 0.75 s).
+Every direct get of a connection (``direct_read``) has its replies on one subscription
+(``ReadInbox``). On a connection with a fast path (``_natspy.Tap``) the replies and a read
+consumer's deliveries reach the read straight from the protocol parser, without nats-py's
+``Msg``, queue and task per message; without one, direct gets take nats-py's subscription path
+and no read consumer is made. docs/architecture.md explains the read path.
 """
 
 from __future__ import annotations
@@ -35,15 +33,34 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from engine.jetstream._natspy import Sink, Tap
 from engine.jetstream.retry import LogUnavailableError
-from engine.jetstream.wire import is_status, parse_block, parse_rfc3339_ns
+from engine.jetstream.wire import (
+    is_status,
+    parse_ack_subject,
+    parse_block,
+    parse_rfc3339_ns,
+    parse_status,
+)
 from engine.model.errors import LogError
 from engine.model.records import RawRecord
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
 
-__all__ = ["FIRST_READ", "LONG_READ", "WALK_DISTANCE", "WALK_MAX", "ConsumerRead", "RawTap", "ReadInbox", "direct_read", "subscribe_tapped"]
+__all__ = [
+    "FIRST_READ",
+    "LONG_READ",
+    "WALK_DISTANCE",
+    "WALK_MAX",
+    "ConsumerRead",
+    "ReadInbox",
+    "ReplySink",
+    "StreamHead",
+    "direct_read",
+    "subscribe_tapped",
+]
 
 FIRST_READ = 128  # records asked for by a read's first direct get
 LONG_READ = 128  # records still to read after the first direct get above which a consumer is made
@@ -53,97 +70,69 @@ INACTIVE_S = 30.0  # the server removes a read's consumer this long after its pr
 HEARTBEAT_S = 1.0  # idle heartbeat of a read's consumer (flow control needs one)
 _NS = 1_000_000_000
 
-Sink = Callable[[bytes, bytes, bytes, "bytes | None"], "Awaitable[None] | None"]
+class StreamHead:
+    """The newest stream sequence a log has seen (its appends' acks, its reads): how far behind
+    the stream's end a bounded read is, which picks how it is read (``WALK_DISTANCE``)."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def saw(self, seq: int) -> None:
+        """Advance to ``seq`` if it is newer."""
+        if seq > self.seq:
+            self.seq = seq
 
 
-class RawTap:
-    """Delivers the messages of chosen subscriptions of one nats-py connection to a function.
-
-    The function gets ``(subject, reply, payload, header block)`` as the protocol parser has them
-    (bytes; the header block ``None`` when there is none, else with its ``NATS/1.0`` line) and may
-    return an awaitable, which is awaited before the next message is parsed. Messages of other
-    subscriptions take nats-py's path unchanged. Works by setting ``_process_msg`` on the client
-    instance (nats-py 2.16's parser calls ``self.nc._process_msg`` for every message) while at
-    least one subscription is tapped (the connection's ``ReadInbox``, once it has read, stays
-    tapped); a client without that method is never tapped (``usable``), nor is any client when
-    ``enabled`` is false (``JetStreamLog(fast_path=False)``, ``JETLOOM_NATS_FASTPATH=0``).
-    """
-
-    def __init__(self, nc: NATS, *, enabled: bool = True) -> None:
-        self.nc = nc
-        self.sinks: dict[int, Sink] = {}
-        self.usable = enabled and callable(getattr(nc, "_process_msg", None))
-        self._next: Callable[..., Awaitable[None]] | None = None  # what handled messages before
-        self._own: Any = None  # the instance's own ``_process_msg`` before ours, if it had one
-
-    def add(self, sid: int, sink: Sink) -> None:
-        if not self.sinks:
-            self._own = self.nc.__dict__.get("_process_msg")
-            self._next = self.nc._process_msg
-            self.nc._process_msg = self._process_msg  # type: ignore[method-assign]
-        self.sinks[sid] = sink
-
-    def remove(self, sid: int) -> None:
-        if self.sinks.pop(sid, None) is not None and not self.sinks:
-            if self._own is None:
-                self.nc.__dict__.pop("_process_msg", None)
-            else:
-                self.nc._process_msg = self._own  # type: ignore[method-assign]
-            self._next = self._own = None
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-    ) -> None:
-        sink = self.sinks.get(sid)
-        if sink is None:
-            assert self._next is not None
-            await self._next(sid, subject, reply, data, headers)
-            return
-        stats = self.nc.stats
-        stats["in_msgs"] += 1
-        stats["in_bytes"] += len(data)
-        later = sink(subject, reply, data, headers)
-        if later is not None:
-            await later
+# One reply to a direct get: (status code or None for a stored message, its headers, payload).
+# A status's headers hold its text as ``Description``, as nats-py gives them; a message's headers
+# are a fresh dict, the sink's to change.
+ReplySink = Callable[["str | None", dict[str, str], bytes], None]
 
 
 async def subscribe_tapped(
-    nc: NATS, subject: str, tap: RawTap | None, sink: Sink, cb: Callable[[Any], Awaitable[None]] | None = None
+    nc: NATS, subject: str, tap: Tap | None, sink: Sink, cb: Callable[[Any], Awaitable[None]] | None = None
 ) -> Any:
     """Subscribe ``subject`` so that its messages reach ``sink`` straight from the protocol
     parser through ``tap``, or ``cb`` by nats-py's subscription path when there is no tap.
-    Returns the subscription (``tap.remove(sub._id)`` before unsubscribing it)."""
+    Returns the subscription (``tap.remove(sub)`` before unsubscribing it)."""
     if tap is not None:
         sub = await nc.subscribe(subject)
-        tap.add(sub._id, sink)
+        tap.add(sub, sink)
         return sub
     return await nc.subscribe(subject, cb=cb)
 
 
 class ReadInbox:
-    """One tapped subscription, ``<inbox>.*``, that receives the replies of every direct get of
-    a connection; each get has a reply subject of its own under it and a sink for its replies.
+    """One subscription, ``<inbox>.*``, that receives the replies of every direct get of a
+    connection; each get has a reply subject of its own under it and a sink for its replies.
 
     A subscription per get cost a ``SUB`` and an ``UNSUB`` on the wire, and the server an insert
     into and a removal from its subscription index, for every read; a worker that did not hold a
     run read it at nearly every step when several processes shared the step consumers.
+
+    Args:
+        nc: the connection.
+        tap: its fast path (replies straight from the protocol parser), or ``None`` (nats-py's
+            subscription path).
     """
 
-    def __init__(self, nc: NATS, tap: RawTap) -> None:
+    def __init__(self, nc: NATS, tap: Tap | None) -> None:
         self.nc = nc
         self.tap = tap
         self._prefix: str | None = None
         self._lock = asyncio.Lock()
-        self._sinks: dict[bytes, Sink] = {}
+        self._sinks: dict[bytes, ReplySink] = {}
         self._ids = itertools.count()
 
-    async def open(self, sink: Sink) -> str:
+    async def open(self, sink: ReplySink) -> str:
         """A new reply subject whose messages go to ``sink`` until ``close``."""
         if self._prefix is None:
             async with self._lock:
                 if self._prefix is None:
                     inbox = self.nc.new_inbox()
-                    await subscribe_tapped(self.nc, inbox + ".*", self.tap, self._route)
+                    await subscribe_tapped(self.nc, inbox + ".*", self.tap, self._route, self._on_msg)
                     self._prefix = inbox + "."
         reply = f"{self._prefix}{next(self._ids)}"
         self._sinks[reply.encode()] = sink
@@ -152,19 +141,36 @@ class ReadInbox:
     def close(self, reply: str) -> None:
         self._sinks.pop(reply.encode(), None)
 
-    def _route(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> Awaitable[None] | None:
+    def _route(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         sink = self._sinks.get(subject)
-        return None if sink is None else sink(subject, reply, data, headers)
+        if sink is None:
+            return
+        if headers is None:
+            sink("", {}, data)  # (no header block: not a direct-get reply; ends the get)
+        elif is_status(headers):
+            sink(*parse_status(headers), data)
+        else:
+            sink(None, parse_block(headers), data)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        sink = self._sinks.get(msg.subject.encode())
+        if sink is None:
+            return
+        headers = msg.headers
+        if not headers:
+            sink("", {}, msg.data)
+        else:
+            sink(headers.get("Status"), headers, msg.data)
 
 
 async def direct_read(
     nc: NATS, inbox: ReadInbox, stream: str, request: dict[str, Any], timeout: float
 ) -> tuple[list[RawRecord], int]:
     """One direct get through the connection's ``ReadInbox``: batched (``request``: ``seq``,
-    ``next_by_subj``, ``batch``), or of one record (no ``batch``: the reply is that record or a
-    404). Returns the records (without the server's ``Nats-*`` envelope headers, as
-    ``JetStreamLog._raw`` makes them) and the ``Nats-Num-Pending`` of the last one (records after
-    it matching the filter; 0 when none came or the get was of one record).
+    ``next_by_subj`` or ``multi_last``, ``batch``), or of one record (no ``batch``: the reply is
+    that record or a 404). Returns the records (without the server's ``Nats-*`` envelope headers)
+    and the ``Nats-Num-Pending`` of the last one (records after it matching the filter; 0 when
+    none came or the get was of one record).
 
     Raises:
         LogError: the server answered with a status other than end-of-batch or not-found.
@@ -173,16 +179,15 @@ async def direct_read(
     out: list[RawRecord] = []
     pending = [0]
     single = not request.get("batch")
-    done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[tuple[str, dict[str, str]]] = asyncio.get_running_loop().create_future()
 
-    def on_msg(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+    def on_msg(status: str | None, h: dict[str, str], data: bytes) -> None:
         if done.done():
             return
-        if headers is None or is_status(headers):  # a status line: the end of the batch
-            done.set_result(headers[9:12] if headers else b"")
+        if status is not None:  # a status: the end of the batch
+            done.set_result((status, h))
             return
         try:
-            h = parse_block(headers)
             seq = int(h.pop("Nats-Sequence"))
             name = h.pop("Nats-Subject")
             ts = parse_rfc3339_ns(h.pop("Nats-Time-Stamp"))
@@ -194,7 +199,7 @@ async def direct_read(
             return
         out.append(RawRecord(seq, name, h, data, ts))
         if single:
-            done.set_result(b"204")
+            done.set_result(("204", {}))
 
     reply = await inbox.open(on_msg)
     try:
@@ -204,17 +209,18 @@ async def direct_read(
             try:
                 # the timeout runs from the last reply: a long batch is not cut short
                 async with asyncio.timeout(timeout):
-                    status = await asyncio.shield(done)
+                    status, status_headers = await asyncio.shield(done)
                 break
             except TimeoutError:
                 if len(out) == seen:
                     raise
     finally:
         inbox.close(reply)
-    if status == b"503":  # no responders: no replica serves direct gets now (an election)
+    if status == "503":  # no responders: no replica serves direct gets now (an election)
         raise LogUnavailableError(f"direct get on {stream}: no responders")
-    if status not in (b"204", b"404"):
-        raise LogError(f"direct get on {stream} failed: status {status.decode(errors='replace')}")
+    if status not in ("204", "404"):
+        described = status_headers.get("Description")
+        raise LogError(f"direct get on {stream} failed: status {status}" + (f" ({described})" if described else ""))
     return out, pending[0] if out else 0
 
 
@@ -242,7 +248,7 @@ class ConsumerRead:
     def __init__(
         self,
         nc: NATS,
-        tap: RawTap,
+        tap: Tap,
         stream: str,
         subject_filter: str,
         start_seq: int,
@@ -266,7 +272,7 @@ class ConsumerRead:
 
     async def run(self) -> list[RawRecord]:
         sub = await self.nc.subscribe(self.nc.new_inbox())
-        self.tap.add(sub._id, self._on_msg)
+        self.tap.add(sub, self._on_msg)
         created = False
         try:
             config: dict[str, Any] = {
@@ -301,7 +307,7 @@ class ConsumerRead:
             await self._wait()
             return self.out
         finally:
-            self.tap.remove(sub._id)
+            self.tap.remove(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             if created:
@@ -349,7 +355,7 @@ class ConsumerRead:
     def _take(
         self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> Awaitable[None] | None:
-        if is_status(headers):  # a status line: not a stored message
+        if headers is not None and is_status(headers):  # a status line: not a stored message
             if reply.startswith(b"$JS.FC."):  # flow control: the server waits for this answer
                 return self.nc.publish(reply.decode(), b"")
             if headers[9:12] == b"100" and not reply:
@@ -361,17 +367,15 @@ class ConsumerRead:
             else:
                 self._finish(f"unexpected status {headers[:40]!r}")
             return None
-        tokens = reply.split(b".")
-        if len(tokens) >= 11:  # the ADR-15 form, with domain and account hash
-            tokens = tokens[:2] + tokens[4:]
-        if len(tokens) < 9:
+        ack = parse_ack_subject(reply)
+        if ack is None:
             self._finish(f"not a delivery: {reply[:80]!r}")
             return None
-        cseq = int(tokens[6])
+        cseq = ack.consumer_seq
         if cseq != self._cseq + 1:
             self._finish("missed delivery")
             return None
-        seq = int(tokens[5])
+        seq = ack.stream_seq
         if self.up_to_seq is not None and seq > self.up_to_seq:
             self._finish()
             return None
@@ -380,7 +384,7 @@ class ConsumerRead:
             name = self._subjects[subject] = subject.decode()
         h = parse_block(headers)
         self._cseq = cseq
-        self.out.append(RawRecord(seq, name, h, data, int(tokens[7])))
-        if tokens[8] == b"0" or seq == self.up_to_seq:
+        self.out.append(RawRecord(seq, name, h, data, ack.time_ns))
+        if ack.pending == 0 or seq == self.up_to_seq:
             self._finish()
         return None

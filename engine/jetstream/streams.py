@@ -33,11 +33,23 @@ from nats.js.errors import APIError
 
 from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
 
-__all__ = ["ERR_STREAM_NAME_IN_USE", "ERR_STREAM_NOT_FOUND", "ensure_stream", "reconcile_stream", "stream_info"]
+__all__ = [
+    "ERR_STREAM_NAME_IN_USE",
+    "ERR_STREAM_NOT_FOUND",
+    "RUN_STREAM_FLAGS",
+    "ensure_log_streams",
+    "ensure_stream",
+    "reconcile_stream",
+    "stream_info",
+]
 
 logger = logging.getLogger("jetloom.log")
 
 ERR_STREAM_NOT_FOUND = 10059
+# What the run stream needs on: direct gets (reads), atomic batches (commit="batch"), message
+# schedules (durable timers, retries), per-message TTL.
+RUN_STREAM_FLAGS = ("allow_direct", "allow_atomic", "allow_msg_schedules", "allow_msg_ttl")
+_NS = 1_000_000_000
 ERR_STREAM_NAME_IN_USE = 10058  # created meanwhile by another process with another config
 _NS = 1_000_000_000
 # Longest wait for one answer of the JetStream API during set-up: a request that reached a node
@@ -206,3 +218,62 @@ def _covers(pattern: str, subject: str) -> bool:
         if token != s[i]:
             return False
     return len(p) == len(s)
+
+
+async def ensure_log_streams(
+    nc: NATS,
+    *,
+    prefix: str,
+    stream: str,
+    dlq_stream: str,
+    storage: str,
+    replicas: int,
+    duplicate_window: float,
+    timeout: float,
+    retry_for: float,
+) -> None:
+    """Create a log's run stream (``<prefix>.run.>``) and dead-letter stream (``<prefix>.dlq.>``)
+    when missing, or bring existing ones up to what the log needs (``ensure_stream``).
+
+    Args:
+        nc: the connection.
+        prefix: the subject prefix.
+        stream: the run stream's name.
+        dlq_stream: the dead-letter stream's name.
+        storage: ``"file"`` or ``"memory"``.
+        replicas: replicas of a stream created here.
+        duplicate_window: seconds the run stream remembers ``Nats-Msg-Id`` values.
+        timeout: seconds to wait for each API request.
+        retry_for: seconds a transient failure is retried.
+
+    Raises:
+        retry.LogUnavailableError: no leader for the streams within ``retry_for``.
+        nats.js.errors.APIError: the server refused (e.g. subjects overlapping another stream).
+    """
+    await ensure_stream(
+        nc,
+        {
+            "name": stream,
+            "subjects": [f"{prefix}.run.>"],
+            "storage": storage,
+            "num_replicas": replicas,
+            "duplicate_window": int(duplicate_window * _NS),
+            **dict.fromkeys(RUN_STREAM_FLAGS, True),
+        },
+        flags=RUN_STREAM_FLAGS,
+        timeout=timeout,
+        retry_for=retry_for,
+    )
+    await ensure_stream(
+        nc,
+        {
+            "name": dlq_stream,
+            "subjects": [f"{prefix}.dlq.>"],
+            "storage": storage,
+            "num_replicas": replicas,
+            "allow_direct": True,
+        },
+        flags=("allow_direct",),
+        timeout=timeout,
+        retry_for=retry_for,
+    )

@@ -1,9 +1,10 @@
 """Per-message parsing on the JetStream read path, kept cheap because it runs for every record.
 
-- ``parse_header_lines`` replaces nats-py 2.16's ``Client._parse_header_lines`` on the log's
-  connection: same result, without its per-character generator (a ``Name: Value`` header block
-  cost ≈ 50 µs per direct-get message of 11 headers, more than the rest of a read; measured on
-  the 2-core machine of DESIGN.md §5, 100,000 records read in 3.3 s, 1.3 s of it there).
+- ``parse_header_lines`` parses a header block as nats-py's client does, without its
+  per-character generator (on a direct-get message of 11 headers that cost more than the rest of
+  a read); ``_natspy`` makes the log's connection use it.
+- ``parse_ack_subject`` takes a JetStream delivery's reply subject apart (delivery count,
+  sequences, server timestamp, pending count).
 - ``parse_rfc3339_ns`` converts a server timestamp, parsing each distinct second once.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import NamedTuple
 
 from engine.wire.headers import (
     H_ATTEMPT,
@@ -28,8 +29,9 @@ from engine.wire.headers import (
 )
 
 __all__ = [
-    "install_header_parser",
+    "AckSubject",
     "is_status",
+    "parse_ack_subject",
     "parse_block",
     "parse_header_lines",
     "parse_rfc3339_ns",
@@ -42,8 +44,7 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strip
 # ``\s`` of a str pattern is what ``str.isspace`` accepts (nats-py drops names holding any).
 _SPACE = re.compile(r"\s")
 # Names that hold no ``:`` and no whitespace: on a line ``<one of them>: <value>`` the first colon
-# follows the name, so the line parses to ``(name, value.strip())`` without the general checks
-# (≈ 1.0 vs 1.4 µs for a block of four ``Jl-*`` headers).
+# follows the name, so the line parses to ``(name, value.strip())`` without the general checks.
 _WELL_FORMED = frozenset(
     [H_TYPE, H_RUN, H_STEP, H_TRIGGER, H_TARGET, H_ATTEMPT, H_CLASS, H_COMMIT, H_LENGTH, H_NEW_RUN, H_WORKER]
     + ["Nats-Msg-Id"]
@@ -56,7 +57,7 @@ _SECONDS_MAX = 4096
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
     """A NATS header block (``Name: Value\\r\\n`` per line, without the ``NATS/1.0`` line) as a
-    dict, exactly as nats-py 2.16's ``Client._parse_header_lines`` makes it: lines without a
+    dict, exactly as nats-py 2.16's client parses one: lines without a
     colon, names that are not ASCII or hold whitespace are skipped; names and values are
     stripped; values decode as UTF-8 with replacement characters; a repeated name keeps its last
     value."""
@@ -74,17 +75,17 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             if _SPACE.search(key) is None:
                 out[key] = value.strip(_ASCII_SPACE)
         return out
-    for line in raw.split(_CRLF):
-        name, sep, value = line.partition(b":")
-        if not sep:
+    for raw_line in raw.split(_CRLF):
+        raw_name, raw_sep, raw_value = raw_line.partition(b":")
+        if not raw_sep:
             continue
         try:
-            key = name.strip().decode("ascii")
+            key = raw_name.strip().decode("ascii")
         except UnicodeDecodeError:
             continue
         if _SPACE.search(key) is not None:
             continue
-        out[key] = value.strip().decode("utf-8", "replace")
+        out[key] = raw_value.strip().decode("utf-8", "replace")
     return out
 
 
@@ -111,12 +112,40 @@ def parse_status(block: bytes) -> tuple[str, dict[str, str]]:
     return line[9:12].decode(), headers
 
 
-def install_header_parser(nc: Any) -> None:
-    """Make connection ``nc`` parse headers with ``parse_header_lines`` (an attribute of this
-    instance only; nats-py calls ``self._parse_header_lines``). A client without that method (a
-    nats-py that parses headers some other way) is left as it is."""
-    if callable(getattr(type(nc), "_parse_header_lines", None)):
-        nc._parse_header_lines = parse_header_lines
+class AckSubject(NamedTuple):
+    """A JetStream delivery's reply subject, taken apart (``parse_ack_subject``)."""
+
+    stream: str
+    consumer: str
+    delivered: int  # how many times this message was delivered to the consumer (1: the first)
+    stream_seq: int
+    consumer_seq: int
+    time_ns: int  # when the server stored the message, ns since the epoch (not rounded)
+    pending: int  # messages still pending for the consumer after this one
+
+
+def parse_ack_subject(reply: str | bytes) -> AckSubject | None:
+    """The parts of a JetStream ack subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream
+    seq>.<consumer seq>.<ts ns>.<pending>``, or the ADR-15 form with a domain and an account hash
+    after ``$JS.ACK`` (and a random token at the end). Keeps the server's nanoseconds, which
+    nats-py's ``Msg.metadata`` rounds to microseconds.
+
+    Returns:
+        The parts, or ``None`` when ``reply`` is not an ack subject (another token count, or a
+        number that does not parse).
+    """
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    tokens = text.split(".")
+    if len(tokens) >= 11:  # the ADR-15 form
+        tokens = tokens[:2] + tokens[4:]
+    elif len(tokens) != 9:
+        return None
+    try:
+        return AckSubject(
+            tokens[2], tokens[3], int(tokens[4]), int(tokens[5]), int(tokens[6]), int(tokens[7]), int(tokens[8])
+        )
+    except ValueError:
+        return None
 
 
 def parse_rfc3339_ns(text: str) -> int:

@@ -128,3 +128,16 @@ def test_targets_have_verdicts(quick_result: tuple[dict[str, Any], Path]) -> Non
         if t["verdict"] == "miss":
             assert t["off_by"] > 1 and t["dominant"], t
     assert targets["d.snapshot_100k_vs_1k"]["verdict"] == "n/a"
+
+
+def test_both_nats_paths_completed_the_same_runs(quick_result: tuple[dict[str, Any], Path]) -> None:
+    """(p): jetloom's chain with nats-py's fast path on and off, and the ratios between them."""
+    doc, out = quick_result
+    p = doc["scenarios"]["p"]
+    for mode in ("sequential", "inflight"):
+        _same_runs(p["results"][mode], ("fast path", "public API"))
+    assert set(p["ratios"]) == {
+        f"{mode}_{what}" for mode in ("sequential", "inflight") for what in ("transitions", "p50", "engine_cpu")
+    }
+    assert all(v is not None and v > 0 for v in p["ratios"].values()), p["ratios"]
+    assert "## (p)" in next(out.glob("*.md")).read_text()

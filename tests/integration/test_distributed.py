@@ -12,8 +12,7 @@ import nats
 import pytest
 
 from engine import WorkflowRuntimeError, fold
-from engine.jetstream.log import JetStreamLog
-from engine.jetstream.pub import FAST_PATH_ENV
+from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog
 from engine.model.records import RawRecord, Record, StepCompleted, completed_step
 from engine.wire.codec import decode_record
 from engine.wire.headers import H_WORKER
@@ -165,7 +164,7 @@ async def test_core_subscription_sees_every_record_in_order_and_readable(
 
     logged = await client.log.read("Chain3", handler.run_id)
     # A core subscriber sees every publish, also a commit re-sent after the stream refused or
-    # dropped the first try (docs/architecture.md, "Commit protocol"): such a repeat carries the
+    # dropped the first try (README, "what a core subscription sees"): such a repeat carries the
     # same subject and bytes. Apart from repeats it sees exactly the log, in its order.
     assert set(seen) <= {(r.subject, r.data) for r in logged}
     distinct = list(dict.fromkeys(seen))

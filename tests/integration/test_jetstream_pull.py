@@ -1,4 +1,4 @@
-"""The continuous pull loop (``jetstream._Pull``) with its messages taken straight from the
+"""The continuous pull loop (``pull.PullLoop``) with its messages taken straight from the
 protocol parser: pull requests that expire come back as 408 statuses whose pending counts return
 the unused part of the request, so the loop keeps asking and a message appended after several
 expiries is still delivered."""
@@ -6,13 +6,31 @@ expiries is still delivered."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from engine.jetstream.log import JetStreamLog, _Pull, consumer_name
+import pytest
+
+from engine.jetstream.log import JetStreamLog, consumer_name
+from engine.jetstream.pull import PullLoop as _Pull
 from engine.model.records import OutMessage
 from engine.wire.subjects import run_subject
+from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 
 WF = "Pulled"
+
+
+@pytest.fixture
+async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    """A log on the fast path whatever ``JETLOOM_NATS_FASTPATH`` says (``make test`` runs this
+    suite again with it off): these tests are of the fast path's own machinery. The public API's
+    reads and consumes are tested by tests/contract and test_natspy_gate.py."""
+    log = await JetStreamLog.connect(nats_server.url, fast_path=True)
+    try:
+        assert log.fast_path
+        yield log
+    finally:
+        await log.close()
 
 
 class _Recording(_Pull):

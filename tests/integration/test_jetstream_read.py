@@ -4,6 +4,7 @@ direct gets when the server will not make one."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -20,6 +21,19 @@ from tests.integration.procs import eventually
 
 WF = "Reader"
 LONG = FIRST_READ + LONG_READ + 700  # read through a consumer
+
+
+@pytest.fixture
+async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    """A log on the fast path whatever ``JETLOOM_NATS_FASTPATH`` says (``make test`` runs this
+    suite again with it off): these tests are of the fast path's own machinery. The public API's
+    reads and consumes are tested by tests/contract and test_natspy_gate.py."""
+    log = await JetStreamLog.connect(nats_server.url, fast_path=True)
+    try:
+        assert log.fast_path
+        yield log
+    finally:
+        await log.close()
 
 
 def msg(run: str, i: int) -> OutMessage:

@@ -9,8 +9,8 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from engine.jetstream.log import JetStreamLog
-from engine.jetstream.pub import FAST_PATH_ENV, Outbox
+from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog
+from engine.jetstream.pub import Outbox
 from services.natsserver import EmbeddedNats
 
 CASES: list[tuple[str, dict[str, str] | None, bytes]] = [

@@ -1,4 +1,4 @@
-"""``jsproto.ProtocolParser`` against nats-py's own ``Parser``: the same random protocol streams,
+"""``_natspy.ProtocolParser`` against nats-py's own ``Parser``: the same random protocol streams,
 cut into the same random pieces, make the same calls on the client in the same order, and the
 same errors."""
 
@@ -11,7 +11,7 @@ import pytest
 from nats.errors import ProtocolError
 from nats.protocol.parser import Parser
 
-from engine.jetstream.proto import ProtocolParser, install_protocol_parser
+from engine.jetstream._natspy import ProtocolParser, install_protocol_parser
 
 
 class Recorder:

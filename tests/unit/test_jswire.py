@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from nats.aio.client import Client
 
-from engine.jetstream.wire import install_header_parser, parse_header_lines, parse_rfc3339_ns
+from engine.jetstream._natspy import install_header_parser
+from engine.jetstream.wire import parse_header_lines, parse_rfc3339_ns
 
 BLOCKS = [
     b"",
