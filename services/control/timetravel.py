@@ -26,8 +26,9 @@ from litestar.status_codes import (
 )
 
 from engine.model.errors import InvalidSequenceError, RunConflictError, RunNotFoundError
+from engine.runtime import timetravel
 from engine.runtime.describe import WorkflowInfo
-from engine.runtime.inprocess import new_run_id, timetravel
+from engine.runtime.inprocess import new_run_id
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
 
