@@ -355,7 +355,7 @@ class ControlPlaneServer:
                 lifespan="on",
                 # open SSE streams would hold shutdown forever; they are cut after this many
                 # seconds and clients resume elsewhere with Last-Event-ID
-                timeout_graceful_shutdown=shutdown_grace,
+                timeout_graceful_shutdown=shutdown_grace,  # type: ignore[arg-type]  # uvicorn's asyncio.timeout takes float seconds; its annotation says int
             )
         )
         self.host = host

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal as signals
 import subprocess
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import IO, Self
 
 __all__ = ["ChildProcess", "LineMatch", "NotReady", "python_env"]
+
+logger = logging.getLogger("jetloom.supervisor")
 
 READY_TIMEOUT = 60.0  # seconds a child may take to say it is ready
 STOP_TIMEOUT = 20.0  # seconds a child may take to exit after SIGTERM
@@ -154,23 +157,30 @@ class ChildProcess:
 
         Raises:
             RuntimeError: it is running already.
-            OSError: the command could not be executed.
+            OSError: the command could not be executed, or ``output_file`` not opened.
         """
         if self._proc is not None and not self._exited.is_set():
             raise RuntimeError(f"process {self._proc.pid} is running already")
+        sink = self.output_file.open("a", encoding="utf-8") if self.output_file is not None else None
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except BaseException:
+            if sink is not None:
+                sink.close()
+            raise
         self.ready_line = None
         self._since_start = 0
         self._exited.clear()
-        self._proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        self._proc = proc
         self._reader = threading.Thread(
-            target=self._read, args=(self._proc,), name=f"jetloom:child-{self._proc.pid}", daemon=True
+            target=self._read, args=(proc, sink), name=f"jetloom:child-{proc.pid}", daemon=True
         )
         self._reader.start()
         return self
@@ -223,20 +233,22 @@ class ChildProcess:
 
     # ---- output -----------------------------------------------------------------------------
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+    def _read(self, proc: subprocess.Popen[bytes], sink: IO[str] | None) -> None:
         assert proc.stdout is not None
         ready = _matcher(self.ready) if self.ready is not None else None
-        sink: IO[str] | None = None
-        if self.output_file is not None:
-            sink = self.output_file.open("a", encoding="utf-8")
         try:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip()
-                if sink is not None:
-                    sink.write(line + "\n")
-                    sink.flush()
-                if self.on_line is not None:
-                    self.on_line(line)
+                # a failing callback or file must not stop the reading: the child would block
+                # on a full pipe and never be reaped
+                try:
+                    if sink is not None:
+                        sink.write(line + "\n")
+                        sink.flush()
+                    if self.on_line is not None:
+                        self.on_line(line)
+                except Exception:
+                    logger.exception("process %d: passing on an output line failed", proc.pid)
                 with self._lock:
                     self.lines.append(line)
                     self._since_start += 1
