@@ -120,7 +120,6 @@ class ChildProcess:
 
     Attributes:
         argv: the command.
-        lines: the last ``tail`` output lines, without their line ends.
         ready_line: the ready line once it was printed (the latest start's), else None.
     """
 
@@ -141,7 +140,7 @@ class ChildProcess:
         self.ready = ready
         self.on_line = on_line
         self.output_file = Path(output_file) if output_file is not None else None
-        self.lines: deque[str] = deque(maxlen=tail)
+        self._lines: deque[str] = deque(maxlen=tail)
         self.ready_line: str | None = None
         self._since_start = 0  # lines read since the latest start (older ones match no waiter)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -227,6 +226,12 @@ class ChildProcess:
         """Whether it was started and has not exited (a SIGSTOPped process is alive)."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def lines(self) -> list[str]:
+        """The last ``tail`` output lines (a copy), without their line ends."""
+        with self._lock:
+            return list(self._lines)
+
     def output(self) -> str:
         """The kept output lines (``lines``), newline-separated."""
         return "\n".join(self.lines)
@@ -250,7 +255,7 @@ class ChildProcess:
                 except Exception:
                     logger.exception("process %d: passing on an output line failed", proc.pid)
                 with self._lock:
-                    self.lines.append(line)
+                    self._lines.append(line)
                     self._since_start += 1
                     if ready is not None and self.ready_line is None and ready(line):
                         self.ready_line = line
@@ -279,7 +284,7 @@ class ChildProcess:
         with self._lock:
             if self._proc is None:
                 raise RuntimeError("the process was not started")
-            kept = list(self.lines)[len(self.lines) - min(self._since_start, len(self.lines)) :]
+            kept = list(self._lines)[len(self._lines) - min(self._since_start, len(self._lines)) :]
             seen = next((line for line in kept if w.match(line)), None)
             if seen is None and not self._exited.is_set():
                 self._waiters.append(w)

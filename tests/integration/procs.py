@@ -31,7 +31,10 @@ class WorkerProcess:
             tail=None,
         ).start()
         self.proc = self.child.proc
-        self.lines = self.child.lines
+
+    @property
+    def lines(self) -> list[str]:
+        return self.child.lines
 
     @property
     def output(self) -> str:
