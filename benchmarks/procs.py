@@ -7,16 +7,13 @@ All run ``sys.executable -m benchmarks.worker ...`` from the repository root wit
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from services.supervisor import ChildProcess, NotReady, python_env
 
 __all__ = ["ROOT", "Child", "run_json", "start_children"]
 
@@ -25,16 +22,9 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Child:
-    """``python -m benchmarks.worker ARGS`` in a child process; its output is kept in a tail
-    buffer by a reader thread.
+class Child(ChildProcess):
+    """``python -m benchmarks.worker ARGS``, started at once and supervised
+    (``services.supervisor.ChildProcess``); its last output lines are kept.
 
     Args:
         args: the arguments after ``benchmarks.worker``.
@@ -43,63 +33,31 @@ class Child:
 
     def __init__(self, args: Sequence[str], ready_text: str) -> None:
         self.args = list(args)
-        self.ready_text = ready_text
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "benchmarks.worker", *self.args],
+            env=python_env(ROOT),
             cwd=ROOT,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            ready=ready_text,
         )
-        self.tail: deque[str] = deque(maxlen=60)
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.start()
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.tail.append(line)
-            if line.startswith(self.ready_text):
-                self._ready.set()
-
-    def output(self) -> str:
-        return "\n".join(self.tail)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Block until the ready line appears.
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> str:  # noqa: ASYNC109
+        """Block until the ready line appears; returns it.
 
         Raises:
             RuntimeError: the process exited first or ``timeout`` seconds passed; with its output.
         """
-        deadline = time.monotonic() + timeout
-        while not self._ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self._reader.join(2)
-                if self._ready.is_set():
-                    return
-                raise RuntimeError(
-                    f"benchmarks.worker {' '.join(self.args)} was not ready "
-                    f"(exit {self.proc.poll()}):\n{self.output()}"
-                )
+        try:
+            return super().wait_ready(timeout)
+        except NotReady as exc:
+            raise RuntimeError(
+                f"benchmarks.worker {' '.join(self.args)} was not ready "
+                f"(exit {exc.returncode}):\n{exc.output}"
+            ) from None
 
-    def stop(self) -> None:
-        """SIGTERM, wait, then SIGKILL."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:  # noqa: ASYNC109
+        """SIGTERM, up to ``timeout`` seconds, then SIGKILL; the exit code."""
+        return super().stop(timeout)
 
 
 def start_children(args_list: Sequence[Sequence[str]], ready_text: str) -> list[Child]:
@@ -126,7 +84,7 @@ def run_json(args: Sequence[str], timeout: float = 1800.0) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker", *args],
         cwd=ROOT,
-        env=_env(),
+        env=python_env(ROOT),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -115,7 +115,8 @@ async def run_dev(
         api = cp.url if cp is not None else "-"
         for s in dep.services:
             err.print(f"service [bold]{s.name}[/]: {s.workflow} x{s.replicas}", highlight=False)
-        monitor = (server.ports.get("monitoring") or [None])[0] if server is not None else None
+        monitors = server.ports.get("monitoring", []) if server is not None else []
+        monitor = monitors[0] if monitors else None
         print(
             f"jetloom dev ready api={api} nats={settings.display_url} workers={len(launcher.workers)}"
             + (f" monitor={monitor}" if monitor else ""),

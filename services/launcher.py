@@ -32,11 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
+import subprocess
 import sys
 import tomllib
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 
 from .nats_options import environ
+from .supervisor import ChildProcess, NotReady, python_env
 
 __all__ = [
     "ControlPlaneServer",
@@ -62,6 +62,7 @@ __all__ = [
 READY_PREFIX = "jetloom worker ready"
 READY_TIMEOUT = 60.0  # seconds a worker may take to start consuming
 STOP_TIMEOUT = 20.0  # seconds a worker may take to exit after SIGTERM (its grace is 10 s)
+TAIL_LINES = 60  # a worker's output lines kept for WorkerStartError and output()
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -196,20 +197,24 @@ class WorkerStartError(ChildProcessError):
 
 
 class WorkerProcess:
-    """A ``jetloom worker`` child process; its output is drained into a tail buffer.
+    """A ``jetloom worker`` child process for asyncio callers: a supervised process
+    (``services.supervisor.ChildProcess``) whose last output lines are kept.
 
     Create with ``await WorkerProcess.start(target, nats_url, ...)``; ``await w.ready`` gives the
-    ready line. ``on_line`` (if given) is called with ``(pid, line)`` for every output line.
+    ready line. ``on_line`` (if given) is called with ``(pid, line)`` for every output line, in
+    the event loop that started the worker.
+
+    Attributes:
+        child: the supervised process (``pid``, ``signal()`` for SIGSTOP/SIGCONT, ``lines``).
+        ready: resolves to the ready line; fails with ``WorkerStartError`` if the worker exits first.
     """
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, on_line: Callable[[int, str], None] | None = None
+        self, child: ChildProcess, on_line: Callable[[int, str], None] | None = None
     ) -> None:
-        self.proc = proc
+        self.child = child
         self.on_line = on_line
-        self.tail: deque[str] = deque(maxlen=60)
-        self.ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._drain = asyncio.create_task(self._read())
+        self.ready: asyncio.Future[str] = asyncio.ensure_future(self._ready())
 
     @classmethod
     async def start(
@@ -227,74 +232,73 @@ class WorkerProcess:
         shows on its command line."""
         settings = nats if isinstance(nats, NatsSettings) else NatsSettings(url=nats)
         workdir = str(cwd or os.getcwd())
-        env = dict(os.environ)
-        env.update(environ(settings))
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [workdir, str(REPO_ROOT), env.get("PYTHONPATH")])
-        )
-        env["PYTHONUNBUFFERED"] = "1"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "worker",
-            target,
-            *args,
+        child = ChildProcess(
+            [sys.executable, "-m", "services.cli", "worker", target, *args],
+            env=python_env(workdir, REPO_ROOT, extra=environ(settings)),
             cwd=workdir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            ready=READY_PREFIX,
+            tail=TAIL_LINES,
         )
-        return cls(proc, on_line)
+        if on_line is not None:
+            child.on_line = _in_loop(asyncio.get_running_loop(), lambda line: on_line(child.pid, line))
+        return cls(child.start(), on_line)
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            text = line.decode(errors="replace").rstrip()
-            self.tail.append(text)
-            if self.on_line is not None:
-                self.on_line(self.proc.pid, text)
-            if text.startswith(READY_PREFIX) and not self.ready.done():
-                self.ready.set_result(text)
-        if not self.ready.done():
-            self.ready.set_exception(WorkerStartError(self.proc.pid, self.output()))
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The process (``returncode`` is None while it runs)."""
+        return self.child.proc
+
+    async def _ready(self) -> str:
+        try:
+            return await self.child.await_ready(timeout=None)
+        except NotReady as exc:
+            raise WorkerStartError(exc.pid, exc.output) from None
 
     def output(self) -> str:
-        return "\n".join(self.tail)
+        """Its last output lines, newline-separated."""
+        return self.child.output()
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:  # noqa: ASYNC109
+        """The ready line, once printed.
+
+        Raises:
+            WorkerStartError: the worker exited first.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self.ready)
 
+    async def wait(self) -> int:
+        """Wait until the worker exits (its output read); its exit code."""
+        return await self.child.await_exit()
+
     def kill(self) -> None:
         """SIGKILL: no cleanup; its unacked triggers are redelivered to other processes."""
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+        self.child.kill()
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> int:  # noqa: ASYNC109
         """SIGTERM, wait for a graceful exit, then SIGKILL; returns the exit code."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.kill()
-                await self.proc.wait()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await self._drain
+        code = await self.child.astop(timeout)
         if not self.ready.done():
             self.ready.cancel()
         elif not self.ready.cancelled():
             self.ready.exception()  # mark retrieved
-        return self.proc.returncode if self.proc.returncode is not None else -1
+        return code
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop, call: Callable[[str], None]) -> Callable[[str], None]:
+    """``call`` run in ``loop``'s thread (the supervisor reads output in a thread of its own);
+    lines arriving after the loop closed are dropped."""
+
+    def deliver(line: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(call, line)
+
+    return deliver
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -351,7 +355,7 @@ class ControlPlaneServer:
                 lifespan="on",
                 # open SSE streams would hold shutdown forever; they are cut after this many
                 # seconds and clients resume elsewhere with Last-Event-ID
-                timeout_graceful_shutdown=shutdown_grace,
+                timeout_graceful_shutdown=shutdown_grace,  # type: ignore[arg-type]  # uvicorn's asyncio.timeout takes float seconds; its annotation says int
             )
         )
         self.host = host

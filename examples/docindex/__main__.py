@@ -53,7 +53,7 @@ out = Console(highlight=False)
 
 
 async def _all_exited(workers: list[WorkerProcess]) -> None:
-    await asyncio.gather(*(w.proc.wait() for w in workers))
+    await asyncio.gather(*(w.wait() for w in workers))
     tails = "\n".join(
         f"--- worker {w.proc.pid} (exit {w.proc.returncode})\n{w.output()}" for w in workers
     )

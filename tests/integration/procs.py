@@ -3,79 +3,61 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from services.supervisor import ChildProcess, NotReady, python_env
+
 ROOT = Path(__file__).resolve().parents[2]
+READY = "jetloom worker ready"
 
 
 class WorkerProcess:
-    """``python -m services.cli worker TARGET --nats URL`` in a child process.
+    """``python -m services.cli worker TARGET --nats URL`` in a supervised child process
+    (``services.supervisor.ChildProcess``: ``child.signal(SIGSTOP)`` and the like for chaos).
 
-    Output (stdout and stderr) is collected in ``self.lines`` by a reader thread; ``env`` adds to
-    (or overrides) this process's environment.
+    Every output line (stdout and stderr) is kept in ``self.lines``; ``env`` adds to (or
+    overrides) this process's environment.
     """
 
     def __init__(self, target: str, nats_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen(
+        self.child = ChildProcess(
             [sys.executable, "-m", "services.cli", "worker", target, "--nats", nats_url, *args],
+            env=python_env(ROOT, extra=env),
             cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+            ready=lambda line: READY in line,
+            tail=None,
+        ).start()
+        self.proc = self.child.proc
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @property
+    def lines(self) -> list[str]:
+        return self.child.lines
 
     @property
     def output(self) -> str:
-        return "\n".join(self.lines)
+        return self.child.output()
 
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
         """The first output line containing ``text``; raises with the output on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if text in line:
-                    return line
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"worker never printed {text!r}; output:\n{self.output}")
+        try:
+            return self.child.wait_line(lambda line: text in line, timeout)
+        except NotReady:
+            raise AssertionError(f"worker never printed {text!r}; output:\n{self.output}") from None
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        self.wait_for("jetloom worker ready", timeout)
+        self.wait_for(READY, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no acks, in-flight triggers are left to redelivery."""
-        self.proc.kill()
-        self.proc.wait(10)
+        self.child.kill()
+        self.child.wait_exit(10)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
-        return self.proc.returncode
+        return self.child.stop(timeout)
 
 
 async def eventually(

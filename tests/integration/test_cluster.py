@@ -21,6 +21,7 @@ from nats.js.api import KeyValueConfig, StreamConfig
 from engine.jetstream.connection import NatsSettings
 from services.launcher import ControlPlaneServer, WorkerProcess
 from services.natsserver import EmbeddedCluster
+from services.supervisor import ChildProcess, NotReady, python_env
 from tests.integration.procs import eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -51,35 +52,29 @@ async def _replicas(cluster: EmbeddedCluster) -> dict[str, int]:
 
 
 class ControlPlaneCli:
-    """``python -m services.cli control-plane`` in a child process, ready when it says so."""
+    """``python -m services.cli control-plane`` in a supervised child process, ready when it
+    says so."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
+    def __init__(self, child: ChildProcess) -> None:
+        self.child = child
 
     @classmethod
     async def start(cls, *args: str, env: dict[str, str]) -> tuple[ControlPlaneCli, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "control-plane", "--port", "0", *args,
+        child = ChildProcess(
+            [sys.executable, "-m", "services.cli", "control-plane", "--port", "0", *args],
+            env=python_env(ROOT, extra=env),
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        cp = cls(proc)
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            while line := (await proc.stdout.readline()).decode():
-                cp.lines.append(line.rstrip())
-                if "control plane ready api=" in line:
-                    return cp, line.split("api=")[1].split()[0]
-        raise AssertionError("control plane exited before it was ready:\n" + "\n".join(cp.lines))
+            ready=lambda line: "control plane ready api=" in line,
+            tail=None,
+        ).start()
+        try:
+            line = await child.await_ready(timeout=30)
+        except NotReady:
+            raise AssertionError("control plane exited before it was ready:\n" + child.output()) from None
+        return cls(child), line.split("api=")[1].split()[0]
 
     async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            async with asyncio.timeout(15):
-                await self.proc.wait()
+        await self.child.astop(timeout=15)
 
 
 @pytest.fixture

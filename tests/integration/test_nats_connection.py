@@ -226,7 +226,7 @@ async def test_worker_exits_non_zero_with_one_line_when_its_connection_is_closed
         assert proxy.accepted == 1
         await proxy.inject()
         async with asyncio.timeout(30):
-            code = await w.proc.wait()
+            code = await w.wait()
         await w.stop()
     finally:
         w.kill()
