@@ -7,9 +7,11 @@ The packages below are the layers, each importing only the ones under it: ``engi
 ``engine.wire``, ``engine.model``.
 """
 
-from engine.jetstream.connection import NatsConnectError
-from engine.jetstream.log import JetStreamLog
-from engine.jetstream.retry import LogUnavailableError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from engine.memory.log import MemoryLog
 from engine.model.errors import (
     AppendError,
@@ -46,6 +48,29 @@ from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
+
+if TYPE_CHECKING:
+    from engine.jetstream.connection import NatsConnectError
+    from engine.jetstream.log import JetStreamLog
+    from engine.jetstream.retry import LogUnavailableError
+
+# The NATS names load nats-py, which a program that runs workflows in-process never needs: they
+# are imported on first use (PEP 562), so ``import engine`` stays light.
+_LAZY = {
+    "JetStreamLog": "engine.jetstream.log",
+    "LogUnavailableError": "engine.jetstream.retry",
+    "NatsConnectError": "engine.jetstream.connection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AppendError",

@@ -14,7 +14,6 @@ it (it needs ``Context`` for that) and runs workflows in this process (``Workflo
 from __future__ import annotations
 
 import inspect
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -122,7 +121,8 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
 def _caller_locals() -> dict[str, Any]:
     # Event classes defined in the same function as the workflow (common in tests and notebooks)
     # are only reachable through the frame that runs the class statement.
-    frame = sys._getframe(1)
+    here = inspect.currentframe()
+    frame = here.f_back if here is not None else None
     while frame is not None and frame.f_code.co_name == "__init_subclass__":
         frame = frame.f_back
     return dict(frame.f_locals) if frame is not None else {}

@@ -397,7 +397,7 @@ async def _attempt(options: dict[str, Any], settings: NatsSettings, name: str | 
             name=name,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; nats-py sleeps this many seconds, a float works
             error_cb=cbs.error,
             disconnected_cb=cbs.disconnected,
             reconnected_cb=cbs.reconnected,
@@ -405,7 +405,8 @@ async def _attempt(options: dict[str, Any], settings: NatsSettings, name: str | 
         )
     )
     try:
-        await asyncio.wait({connect, cbs.failed}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {connect, cbs.failed}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         connect.cancel()
         with contextlib.suppress(BaseException):

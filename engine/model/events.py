@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgspec
 
@@ -69,8 +69,8 @@ class EventMeta(msgspec.StructMeta):
         kwargs.setdefault("kw_only", True)
         kwargs.setdefault("frozen", True)
         cls = super().__new__(mcls, name, bases, ns, **kwargs)
-        _ALL_EVENTS[name] = cls  # the latest definition of a name wins (module reloads)
-        _BY_PATH[class_path(cls)] = cls
+        _ALL_EVENTS[name] = cast("type[Event]", cls)  # the latest definition of a name wins (module reloads)
+        _BY_PATH[class_path(cls)] = cast("type[Event]", cls)
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:

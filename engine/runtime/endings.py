@@ -11,6 +11,8 @@ both build on this module.
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.model.records import (
     ChildOutcome,
     OutMessage,
@@ -41,7 +43,7 @@ __all__ = [
 
 def outcome_of(state: RunState) -> ChildOutcome:
     """How the (ended) run ``state`` ended, for its parent."""
-    base = {"workflow": state.workflow, "run_id": state.run_id, "status": state.status}
+    base: dict[str, Any] = {"workflow": state.workflow, "run_id": state.run_id, "status": state.status}
     if state.result is not None and state.status == "completed":
         return ChildOutcome(**base, event_type=state.result.event_type, event=state.result.event)
     err = state.error

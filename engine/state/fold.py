@@ -427,7 +427,7 @@ class RunState:
         if not self.workflow:
             self.workflow, self.run_id = rec.workflow, rec.run_id
         if rec.kind == "evt":
-            if rec.trigger is not None and is_one_message_commit("evt", rec.type, rec.commit, rec.step):
+            if rec.trigger is not None and rec.step is not None and is_one_message_commit("evt", rec.type, rec.commit, rec.step):
                 # a one-message step commit: the event is its head, and stands for the
                 # StepCompleted that would have come first (engine.wire.commit)
                 self._completed(rec.trigger, rec.step)
@@ -437,8 +437,8 @@ class RunState:
         if rec.kind == "cmd":
             if isinstance(rec.body, Resume) and rec.body.reason == "manual":
                 self._reopen(rec.body)
-            if isinstance(rec.body, Resume) and rec.body.wait is not None and not self.terminal:
-                r = rec.body
+            r = rec.body
+            if isinstance(r, Resume) and r.wait is not None and not self.terminal:
                 self.resolved.setdefault((r.trigger, r.step, r.wait), r)
                 if r.event is not None:
                     self.claimed.add(r.event.seq)

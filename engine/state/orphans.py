@@ -38,9 +38,11 @@ class OrphanFilter:
     def counts_tag(self, tag: str, seq: int) -> bool:
         """``counts`` for a record's ``Jl-Commit`` value ``tag`` at stream sequence ``seq``."""
         parsed = parse_commit_tag(tag)
-        if parsed is None or parsed[2] is None:  # (no execution id: an atomic commit)
+        if parsed is None:
             return True
         key, index, execution = parsed
+        if execution is None:  # (no execution id: an atomic commit)
+            return True
         head = self._heads.get(key)
         if index == 0:
             if head is None:
