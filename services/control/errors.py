@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from litestar import Request, Response
@@ -35,6 +34,7 @@ from litestar.status_codes import (
 
 from engine.jetstream.retry import LogUnavailableError, is_transient
 from engine.model.errors import CommitTooLargeError, LogError
+from services.api_models import ErrorBody
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -79,21 +79,6 @@ _UNAVAILABLE_WORDS = (
 
 class ApiError(HTTPException):
     """An error answered as ``{"error": detail, "status": code, **extra}``."""
-
-
-class ErrorBody(msgspec.Struct, kw_only=True):
-    """Every error's JSON body (for the OpenAPI document; other keys may be present)."""
-
-    error: str
-    """What went wrong, in words."""
-    status: int
-    """The HTTP status code again."""
-    field: str | None = None
-    """The parameter or body field at fault (400, 422)."""
-    errors: list[dict[str, Any]] | None = None
-    """Every problem found, when there were several (400, 422)."""
-    retry_after: int | None = None
-    """Seconds to wait before trying again (503; also the ``Retry-After`` header)."""
 
 
 def _spec(description: str) -> ResponseSpec:
