@@ -39,9 +39,9 @@ def register(app: typer.Typer) -> None:
         with _client(url, token) as client:
             created = client.create_session(workflow, session_id=session_id)
         if as_json:
-            _print_json(created)
+            _print_json({"id": created.id, "workflow": created.workflow})
         else:
-            out.print(created["id"], markup=False)
+            out.print(created.id, markup=False)
 
     @sessions.command("list")
     def list_(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A session's runs and their status."""
         with _client(url, token) as client:
-            s = client.session(session_id)
+            s = client.session(session_id).info()
         if as_json:
             _print_json(s)
             return
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
         with _client(url, token) as client:
-            handle = client.start_in_session(session_id, **_parse_fields(field or []))
+            handle = client.session(session_id).start(**_parse_fields(field or []))
             if follow:
                 _follow(handle, as_json)
                 return
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Forget a session (its runs stay in the log)."""
         with _client(url, token) as client:
-            client.delete_session(session_id)
+            client.session(session_id).delete()
         if as_json:
             _print_json({"id": session_id, "deleted": True})
         else:

@@ -23,8 +23,8 @@ from engine.wire.commit import OrphanFilter
 from services.api_models import EventAccepted, RecordsPage, RecordView, SendEvent
 
 from .. import validation as v
-from ..auth import needs
 from ..app import ControlPlane
+from ..auth import needs
 from ..deps import Plane, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
