@@ -342,7 +342,9 @@ class EventAccepted(msgspec.Struct, kw_only=True):
 
     run_id: str
     type: str
-    seq: int
+    seq: int | None
+    """The event's stream sequence (for a duplicate, the original's; ``None`` when the log could not
+    tell)."""
     duplicate: bool
 
 

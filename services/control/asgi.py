@@ -40,6 +40,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components
 
 from engine.jetstream.connection import NatsSettings
 from services.registry import jetloom_version
@@ -115,7 +116,7 @@ def create_app(
             version=jetloom_version(),
             path=SCHEMA_PATH,
             render_plugins=render_plugins(),
-            **({"components": auth.components} if auth is not None else {}),
+            components=auth.components if auth is not None else Components(),
         ),
         debug=debug,
     )

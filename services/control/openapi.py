@@ -129,25 +129,39 @@ class ApiOperation(Operation):
                 response.headers = {**(response.headers or {}), **headers}
 
 
-def operation(body: Any = None, *, required: bool = True, description: str | None = None) -> type[Operation]:
+_LOCATION = {"Location": _header("The new run's path (``/runs/{id}``)", OpenAPIType.STRING)}
+
+
+def operation(
+    body: Any = None, *, required: bool = True, description: str | None = None, location: bool = False
+) -> type[Operation]:
     """The ``operation_class`` of a handler whose request body is of type ``body`` (a Struct of
-    ``services.api_models``, or ``dict[str, Any]`` for a start event's fields); ``required`` says
-    whether the body may be left out. Without ``body``: ``ApiOperation``."""
-    if body is None:
-        return ApiOperation
-    request_body = RequestBody(
-        content={"application/json": OpenAPIMediaType(schema=body_schema(body))},
-        required=required,
-        description=description,
+    ``services.api_models``, or ``dict[str, Any]`` for a start event's fields; ``None``: no body);
+    ``required`` says whether the body may be left out. ``location``: the 201 answer (a new run)
+    has a ``Location`` header."""
+    request_body = (
+        RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=body_schema(body))},
+            required=required,
+            description=description,
+        )
+        if body is not None
+        else None
     )
+    if request_body is None and not location:
+        return ApiOperation
 
     @dataclass
-    class WithBody(ApiOperation):
+    class Documented(ApiOperation):
         def __post_init__(self) -> None:
             super().__post_init__()
-            self.request_body = request_body
+            if request_body is not None:
+                self.request_body = request_body
+            created = (self.responses or {}).get("201")
+            if location and isinstance(created, OpenAPIResponse):
+                created.headers = {**(created.headers or {}), **_LOCATION}
 
-    return WithBody
+    return Documented
 
 
 def _assets_dir() -> Path:

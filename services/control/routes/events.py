@@ -11,8 +11,10 @@ from typing import Any
 import msgspec
 import orjson
 from litestar import Controller, Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import (
+    HTTP_200_OK,
     HTTP_202_ACCEPTED,
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -53,7 +55,17 @@ class RunEventsController(Controller):
     @get(
         "/stream",
         opt=needs("read"),
-        responses=responses(404),
+        responses={
+            **responses(404),
+            HTTP_200_OK: ResponseSpec(
+                data_container=str,
+                media_type="text/event-stream",
+                description="Server-Sent Events: ``id:`` the record's stream sequence, ``event:`` its "
+                "kind (evt, sys, out), ``data:`` the record as JSON (``RecordView``); a "
+                "``: keep-alive`` comment while the run is idle",
+                generate_examples=False,
+            ),
+        },
         media_type="text/event-stream",
         operation_class=operation(),
     )
@@ -129,7 +141,11 @@ class RunEventsController(Controller):
                 for r in records:
                     if r.headers.get("Nats-Msg-Id") == msg_id:
                         return EventAccepted(run_id=run_id, type=event_type, seq=r.seq, duplicate=True)
-            awaited = {w.event_type: w.event_schema for _, w in st.open_event_waits()}
+            awaited = {
+                w.event_type: w.event_schema
+                for _, w in st.open_event_waits()
+                if w.event_type is not None  # (an event wait always names its event)
+            }
             if event_type not in awaited:
                 waiting = f"; waits for: {', '.join(sorted(awaited))}" if awaited else ""
                 raise ApiError(

@@ -73,7 +73,9 @@ class RunsController(Controller):
                 for code, text in _START_ANSWERS.items()
             },
         },
-        operation_class=operation(dict[str, Any], required=False, description="The start event's fields"),
+        operation_class=operation(
+            dict[str, Any], required=False, description="The start event's fields", location=True
+        ),
     )
     async def start_run(
         self,

@@ -109,7 +109,9 @@ class SessionsController(Controller):
         status_code=HTTP_201_CREATED,
         opt=needs("admin"),
         responses=responses(404, 409, 413, 422),
-        operation_class=operation(dict[str, Any], required=False, description="The start event's fields"),
+        operation_class=operation(
+            dict[str, Any], required=False, description="The start event's fields", location=True
+        ),
     )
     async def run_in_session(
         self, cp: Plane, request: Request[Any, Any, Any], session_id: v.Name

@@ -158,7 +158,7 @@ class TimeTravelController(Controller):
         status_code=HTTP_201_CREATED,
         opt=needs("admin"),
         responses=responses(404, 409, 413, 422),
-        operation_class=operation(ForkRequest),
+        operation_class=operation(ForkRequest, location=True),
     )
     async def fork_run(
         self, cp: Plane, request: Request[Any, Any, Any], run_id: v.Name
