@@ -57,6 +57,7 @@ __all__ = [
     "StartAnswer",
     "StateView",
     "StopEventView",
+    "StreamEvent",
     "WaitedRun",
     "WorkflowView",
 ]
@@ -326,6 +327,18 @@ class RecordView(msgspec.Struct, kw_only=True):
     attempt: int | UnsetType = UNSET
     completes_step: bool | UnsetType = UNSET
     data: Any = None
+
+
+class StreamEvent(msgspec.Struct, kw_only=True):
+    """One Server-Sent Event of ``GET /runs/{id}/stream`` (the stream also carries ``:
+    keep-alive`` comments while the run is idle)."""
+
+    id: str
+    """The record's stream sequence (send it back as ``Last-Event-ID`` to resume)."""
+    event: str
+    """The record's kind: ``evt``, ``sys`` or ``out``."""
+    data: str
+    """The record as JSON (``RecordView``)."""
 
 
 class RecordsPage(msgspec.Struct, kw_only=True):

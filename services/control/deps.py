@@ -1,12 +1,12 @@
 """What every route handler of the control plane shares: the ``ControlPlane`` as Litestar
 dependencies, and the request body read as JSON.
 
-Dependencies (registered by ``services.control.asgi.create_app``):
-
-- ``plane``: the process's ``ControlPlane``, whatever the state of its NATS connection
-  (``/health``, ``/ready`` report that state);
-- ``cp``: the same once NATS is connected; a handler that needs NATS declares ``cp`` and gets
-  503 with ``Retry-After`` at once while it is not (rather than after a request's timeout).
+The dependency ``plane`` (registered by ``services.control.asgi.create_app``) is the process's
+``ControlPlane``, whatever the state of its NATS connection. A handler that needs NATS starts with
+``cp = connected(plane)``: 503 with ``Retry-After`` at once while NATS is not connected (rather
+than after a request's timeout). That is a call in the handler, not a second dependency, because
+Litestar resolves dependencies before it checks the handler's parameters: a malformed parameter
+must get its 400 whether NATS is connected or not.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import orjson
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
+from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from .app import ControlPlane
 from .errors import ApiError
 
-__all__ = ["DEPENDENCIES", "Plane", "connected_plane", "json_body", "not_found", "the_plane"]
+__all__ = ["DEPENDENCIES", "Plane", "connected", "json_body", "the_plane"]
 
 Plane = NamedDependency[ControlPlane]
-"""A handler parameter ``cp: Plane`` (or ``plane: Plane``) gets the dependency of that name."""
+"""The type of a handler's ``plane`` parameter: Litestar injects the dependency of that name."""
 
 
 def the_plane(state: State) -> ControlPlane:
@@ -35,7 +35,7 @@ def the_plane(state: State) -> ControlPlane:
     return plane
 
 
-def connected_plane(plane: Plane) -> ControlPlane:
+def connected(plane: ControlPlane) -> ControlPlane:
     """``plane``, once NATS is connected.
 
     Raises:
@@ -50,11 +50,8 @@ def connected_plane(plane: Plane) -> ControlPlane:
     return plane
 
 
-DEPENDENCIES = {
-    "plane": Provide(the_plane, sync_to_thread=False),
-    "cp": Provide(connected_plane, sync_to_thread=False),
-}
-"""The app's dependencies: ``plane`` and ``cp`` (see the module docstring)."""
+DEPENDENCIES = {"plane": Provide(the_plane, sync_to_thread=False)}
+"""The app's dependencies: ``plane`` (see the module docstring)."""
 
 
 async def json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
@@ -72,8 +69,3 @@ async def json_body(request: Request[Any, Any, Any], *, required: bool) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(status_code=HTTP_400_BAD_REQUEST, detail=f"the body is not JSON: {exc}") from None
-
-
-def not_found(what: str) -> ApiError:
-    """A 404 saying ``what`` was not found."""
-    return ApiError(status_code=HTTP_404_NOT_FOUND, detail=what)

@@ -8,8 +8,8 @@
     timetravel.py   GET /runs/{id}/state, POST /runs/{id}/rollback, POST /runs/{id}/fork
     sessions.py     POST|GET /sessions, GET|DELETE /sessions/{id}, POST /sessions/{id}/runs
 
-Handlers get the ``ControlPlane`` as the dependency ``cp`` (or ``plane``: ``services.control.deps``)
-and answer the Structs of ``services.api_models``.
+Handlers get the ``ControlPlane`` as the dependency ``plane`` (``services.control.deps``; those
+that need NATS check its connection first) and answer the Structs of ``services.api_models``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from services.registry import RegistryView
 
 from .. import validation as v
 from ..auth import needs
-from ..deps import Plane
+from ..deps import Plane, connected
 from ..openapi import operation, responses
 
 __all__ = ["ServicesController", "WorkflowsController", "workflow_view"]
@@ -33,8 +33,9 @@ class ServicesController(Controller):
     tags = ["services"]
 
     @get(opt=needs("read"), responses=responses(), operation_class=operation())
-    async def services(self, cp: Plane) -> list[ServiceView]:
+    async def services(self, plane: Plane) -> list[ServiceView]:
         """Live worker processes, as they last reported in their registry heartbeats."""
+        cp = connected(plane)
         view = cp.view
         assert view is not None
         entries = sorted(view.services.values(), key=lambda e: (e.service, e.instance))
@@ -48,14 +49,16 @@ class WorkflowsController(Controller):
     tags = ["workflows"]
 
     @get(opt=needs("read"), responses=responses(), operation_class=operation())
-    async def workflows(self, cp: Plane) -> list[WorkflowView]:
+    async def workflows(self, plane: Plane) -> list[WorkflowView]:
         """Every workflow ever served, with how many live processes serve it now."""
+        cp = connected(plane)
         view = cp.view
         assert view is not None
         return [workflow_view(w, view) for w in sorted(view.workflows.values(), key=lambda w: w.name)]
 
     @get("/{name:str}", opt=needs("read"), responses=responses(404), operation_class=operation())
-    async def workflow_detail(self, cp: Plane, name: v.Name) -> WorkflowView:
+    async def workflow_detail(self, plane: Plane, name: v.Name) -> WorkflowView:
         """A workflow's steps, events (JSON schemas), graph and start event."""
+        cp = connected(plane)
         assert cp.view is not None
         return workflow_view(await cp.workflow(name), cp.view)

@@ -22,12 +22,12 @@ from litestar.status_codes import (
 
 from engine.runtime import commands
 from engine.wire.commit import OrphanFilter
-from services.api_models import EventAccepted, RecordsPage, RecordView, SendEvent
+from services.api_models import EventAccepted, RecordsPage, RecordView, SendEvent, StreamEvent
 
 from .. import validation as v
 from ..app import ControlPlane
 from ..auth import needs
-from ..deps import Plane, json_body
+from ..deps import Plane, connected, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
 from ..queries import is_terminal, load_run, record_view, terminal_seq
@@ -42,9 +42,10 @@ class RunEventsController(Controller):
     tags = ["runs"]
 
     @get("/events", opt=needs("read"), responses=responses(404), operation_class=operation())
-    async def run_events(self, cp: Plane, run_id: v.Name, after: v.Seq = 0) -> RecordsPage:
+    async def run_events(self, plane: Plane, run_id: v.Name, after: v.Seq = 0) -> RecordsPage:
         """Every record of the run after sequence ``after``, in order (orphans of a commit that
         did not stand left out: ``engine.wire.commit``)."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         orphans = OrphanFilter()
@@ -58,11 +59,11 @@ class RunEventsController(Controller):
         responses={
             **responses(404),
             HTTP_200_OK: ResponseSpec(
-                data_container=str,
+                data_container=StreamEvent,
                 media_type="text/event-stream",
-                description="Server-Sent Events: ``id:`` the record's stream sequence, ``event:`` its "
-                "kind (evt, sys, out), ``data:`` the record as JSON (``RecordView``); a "
-                "``: keep-alive`` comment while the run is idle",
+                description="Server-Sent Events, one per record (``StreamEvent``: ``id`` the record's "
+                "stream sequence, ``event`` its kind, ``data`` the record as JSON, a ``RecordView``), "
+                "and a ``: keep-alive`` comment while the run is idle",
                 generate_examples=False,
             ),
         },
@@ -71,7 +72,7 @@ class RunEventsController(Controller):
     )
     async def run_stream(
         self,
-        cp: Plane,
+        plane: Plane,
         run_id: v.Name,
         after: v.OptionalSeq = None,
         last_event_id: v.LastEventId = None,
@@ -84,6 +85,7 @@ class RunEventsController(Controller):
         ends the run. Orphans (messages of a commit that did not stand, ``engine.wire.commit``)
         are left out.
         """
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         last = min(max(after or 0, int(last_event_id or 0)), v.SEQ_MAX)
@@ -99,7 +101,7 @@ class RunEventsController(Controller):
     )
     async def send_event(
         self,
-        cp: Plane,
+        plane: Plane,
         request: Request[Any, Any, Any],
         run_id: v.Name,
         idempotency_key: v.EventIdempotencyKey = None,
@@ -110,6 +112,7 @@ class RunEventsController(Controller):
         fields are validated against the workflow's schema of that event. An ``Idempotency-Key``
         header makes a retried request append once.
         """
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         info = await cp.workflow(wf)

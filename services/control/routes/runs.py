@@ -39,7 +39,7 @@ from services.api_models import (
 
 from .. import validation as v
 from ..auth import needs
-from ..deps import Plane, json_body
+from ..deps import Plane, connected, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
 from ..queries import list_runs, load_run, run_links, run_view
@@ -79,7 +79,7 @@ class RunsController(Controller):
     )
     async def start_run(
         self,
-        cp: Plane,
+        plane: Plane,
         request: Request[Any, Any, Any],
         name: v.Name,
         wait: FromQuery[bool] = False,
@@ -97,6 +97,7 @@ class RunsController(Controller):
         ``run_timeout`` (seconds) fails the run with ``WorkflowTimeoutError`` if it has not ended
         by then: a JetStream message schedule, so it holds while no process runs.
         """
+        cp = connected(plane)
         assert cp.log is not None and cp.view is not None
         info = await cp.workflow(name)
         fields = await json_body(request, required=False)
@@ -139,20 +140,22 @@ class RunsController(Controller):
     @get("/runs", opt=needs("read"), responses=responses(), operation_class=operation())
     async def runs(
         self,
-        cp: Plane,
+        plane: Plane,
         workflow: v.OptionalName = None,
         status: FromQuery[RunStatus | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         cursor: v.Seq = 0,
     ) -> RunPage:
         """Runs in the order they started; ``next_cursor`` fetches the next page."""
+        cp = connected(plane)
         assert cp.log is not None
         found, nxt = await list_runs(cp.log, workflow=workflow, status=status, limit=limit, cursor=cursor)
         return RunPage(runs=[RunLine(**msgspec.structs.asdict(r)) for r in found], next_cursor=nxt)
 
     @get("/runs/{run_id:str}", opt=needs("read"), responses=responses(404), operation_class=operation())
-    async def run_detail(self, cp: Plane, run_id: v.Name) -> RunView:
+    async def run_detail(self, plane: Plane, run_id: v.Name) -> RunView:
         """A run's status, result or error, timestamps and state, folded from its log."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         st, _ = await load_run(cp.log, wf, run_id)
@@ -165,8 +168,9 @@ class RunsController(Controller):
         responses=responses(404, 409, 413, 422),
         operation_class=operation(CancelRequest, required=False),
     )
-    async def cancel_run(self, cp: Plane, request: Request[Any, Any, Any], run_id: v.Name) -> CancelAnswer:
+    async def cancel_run(self, plane: Plane, request: Request[Any, Any, Any], run_id: v.Name) -> CancelAnswer:
         """Cancel a run: records ``RunCancelled``; no step of the run starts afterwards."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         body = await json_body(request, required=False)
@@ -192,10 +196,11 @@ class RunsController(Controller):
         responses=responses(404, 409),
         operation_class=operation(),
     )
-    async def retry_failed_run(self, cp: Plane, run_id: v.Name) -> RetryAnswer:
+    async def retry_failed_run(self, plane: Plane, run_id: v.Name) -> RetryAnswer:
         """Retry a failed run from the step that failed (e.g. after a code fix and a worker
         restart): appends ``Resume(reason="manual")`` for that step; the run is running again. 409
         if the run is not failed, or failed other than in a step (a run timeout)."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         try:

@@ -20,6 +20,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
+    HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
@@ -36,8 +37,9 @@ from services.api_models import (
 from services.sessions import Session, SessionConflictError, SessionNotFoundError
 
 from .. import validation as v
+from ..app import ControlPlane
 from ..auth import needs
-from ..deps import Plane, json_body, not_found
+from ..deps import Plane, connected, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
 from ..queries import find_workflow, load_run, run_links
@@ -45,11 +47,11 @@ from ..queries import find_workflow, load_run, run_links
 __all__ = ["SessionsController"]
 
 
-async def _get(cp: Plane, session_id: str) -> tuple[Session, int]:
+async def _get(cp: ControlPlane, session_id: str) -> tuple[Session, int]:
     try:
         return await (await cp.session_store()).get(session_id)
     except SessionNotFoundError as exc:
-        raise not_found(str(exc)) from None
+        raise ApiError(status_code=HTTP_404_NOT_FOUND, detail=str(exc)) from None
 
 
 def _view(session: Session) -> SessionView:
@@ -68,8 +70,9 @@ class SessionsController(Controller):
         responses=responses(404, 409, 413, 422),
         operation_class=operation(CreateSession),
     )
-    async def create_session(self, cp: Plane, request: Request[Any, Any, Any]) -> SessionView:
+    async def create_session(self, plane: Plane, request: Request[Any, Any, Any]) -> SessionView:
         """Create a session of a workflow. Body: ``{"workflow": NAME, "id": optional id}``."""
+        cp = connected(plane)
         body = await json_body(request, required=True)
         if not isinstance(body, dict) or not isinstance(body.get("workflow"), str):
             raise ApiError(
@@ -88,14 +91,16 @@ class SessionsController(Controller):
         return _view(session)
 
     @get(opt=needs("read"), responses=responses(), operation_class=operation())
-    async def list_sessions(self, cp: Plane) -> list[SessionView]:
+    async def list_sessions(self, plane: Plane) -> list[SessionView]:
         """Every session, oldest first."""
+        cp = connected(plane)
         return [_view(s) for s in await (await cp.session_store()).list()]
 
     @get("/{session_id:str}", opt=needs("read"), responses=responses(404), operation_class=operation())
-    async def session_detail(self, cp: Plane, session_id: v.Name) -> SessionDetail:
+    async def session_detail(self, plane: Plane, session_id: v.Name) -> SessionDetail:
         """A session, with the status of each of its runs (``runs_status``, same order as
         ``runs``)."""
+        cp = connected(plane)
         assert cp.log is not None
         session, _ = await _get(cp, session_id)
         statuses = []
@@ -114,11 +119,12 @@ class SessionsController(Controller):
         ),
     )
     async def run_in_session(
-        self, cp: Plane, request: Request[Any, Any, Any], session_id: v.Name
+        self, plane: Plane, request: Request[Any, Any, Any], session_id: v.Name
     ) -> Response[SessionRunAnswer]:
         """Start the session's next run; the body holds the start event's fields. The run starts
         with the state the previous run ended with. 409 while the previous run is still
         running."""
+        cp = connected(plane)
         assert cp.log is not None
         session, revision = await _get(cp, session_id)
         info = await cp.workflow(session.workflow)
@@ -172,8 +178,9 @@ class SessionsController(Controller):
         responses=responses(404),
         operation_class=operation(),
     )
-    async def delete_session(self, cp: Plane, session_id: v.Name) -> SessionDeleted:
+    async def delete_session(self, plane: Plane, session_id: v.Name) -> SessionDeleted:
         """Forget a session; its runs stay in the log."""
+        cp = connected(plane)
         session, _ = await _get(cp, session_id)
         await (await cp.session_store()).delete(session.id)
         return SessionDeleted(id=session.id, deleted=True)

@@ -42,7 +42,7 @@ from services.api_models import (
 
 from .. import validation as v
 from ..auth import needs
-from ..deps import Plane, json_body
+from ..deps import Plane, connected, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
 from ..queries import run_links, run_view
@@ -100,10 +100,11 @@ class TimeTravelController(Controller):
     tags = ["time travel"]
 
     @get("/state", opt=needs("read"), responses=responses(404, 422), operation_class=operation())
-    async def run_state(self, cp: Plane, run_id: v.Name, at: v.OptionalSeq = None) -> StateView:
+    async def run_state(self, plane: Plane, run_id: v.Name, at: v.OptionalSeq = None) -> StateView:
         """The run's context as of stream sequence ``at`` (every record of the run with ``seq <=
         at`` folded; rollbacks among them applied), or now. 422 when ``at`` is before its first
         record."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         info = await cp.workflow(wf)
@@ -128,10 +129,11 @@ class TimeTravelController(Controller):
         responses=responses(404, 409, 413, 422),
         operation_class=operation(RollbackRequest),
     )
-    async def rollback_run(self, cp: Plane, request: Request[Any, Any, Any], run_id: v.Name) -> RollbackAnswer:
+    async def rollback_run(self, plane: Plane, request: Request[Any, Any, Any], run_id: v.Name) -> RollbackAnswer:
         """Roll the run back to ``to_seq``: it continues as if its records after that had not
         happened (they stay readable in ``/events``); triggers pending as of ``to_seq`` run
         again."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         info = await cp.workflow(wf)
@@ -161,11 +163,12 @@ class TimeTravelController(Controller):
         operation_class=operation(ForkRequest, location=True),
     )
     async def fork_run(
-        self, cp: Plane, request: Request[Any, Any, Any], run_id: v.Name
+        self, plane: Plane, request: Request[Any, Any, Any], run_id: v.Name
     ) -> Response[ForkAnswer]:
         """A new run whose log is this run's up to ``at_seq`` (sequences remapped); it continues
         from there. ``run_id`` in the body names it (default: a new id). The original is not
         touched."""
+        cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
         info = await cp.workflow(wf)
