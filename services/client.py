@@ -11,13 +11,17 @@
 
     with SyncClient("http://127.0.0.1:8000") as client:                     # the same, blocking
         print(client.run("DocIndex", root=...))
+        session = client.create_session("Chat")                             # SyncSessionHandle
+        session.run(text="hi")
 
 ``RunHandle.stream()`` reconnects after a dropped connection with ``Last-Event-ID``, so no event
 is lost or repeated. With an API token (``Client(url, token=...)``, default: the environment
 variable ``JETLOOM_API_TOKEN``) every request, streams included, carries
 ``Authorization: Bearer <token>``. Workflows can be named by string or passed as classes (then their events
 come back typed); event classes are also looked up by the ``module:QualName`` the log records and
-imported when that module is importable here.
+imported when that module is importable here. The answers the SDK reads fields from are decoded
+with the control plane's own body types (``services.api_models``); methods documented as returning
+a view return it as a ``dict``.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from .errors import ERROR_RESPONSES, RETRY_AFTER_S
 
 __all__ = [
     "ASSETS_PATH",
+    "ApiOperation",
     "SCHEMA_PATH",
     "body_schema",
     "docs_assets_router",
@@ -192,7 +193,11 @@ def render_plugins() -> list[OpenAPIRenderPlugin]:
 
 
 def docs_assets_router() -> Router:
-    """The router serving the pages' scripts, styles and favicon under ``ASSETS_PATH``."""
+    """The router serving the pages' scripts, styles and favicon under ``ASSETS_PATH``.
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: ``drf-spectacular-sidecar`` is not installed.
+    """
     return create_static_files_router(
         path=ASSETS_PATH, directories=[_assets_dir()], name="docs-assets", include_in_schema=False
     )
