@@ -130,7 +130,7 @@ class ApiOperation(Operation):
                 response.headers = {**(response.headers or {}), **headers}
 
 
-_LOCATION = {"Location": _header("The new run's path (``/runs/{id}``)", OpenAPIType.STRING)}
+_LOCATION = {"Location": _header("The run's path (``/runs/{id}``)", OpenAPIType.STRING)}
 
 
 def operation(
@@ -138,8 +138,8 @@ def operation(
 ) -> type[Operation]:
     """The ``operation_class`` of a handler whose request body is of type ``body`` (a Struct of
     ``services.api_models``, or ``dict[str, Any]`` for a start event's fields; ``None``: no body);
-    ``required`` says whether the body may be left out. ``location``: the 201 answer (a new run)
-    has a ``Location`` header."""
+    ``required`` says whether the body may be left out. ``location``: the operation's answers may
+    carry a ``Location`` header (the run started)."""
     request_body = (
         RequestBody(
             content={"application/json": OpenAPIMediaType(schema=body_schema(body))},
@@ -158,9 +158,9 @@ def operation(
             super().__post_init__()
             if request_body is not None:
                 self.request_body = request_body
-            created = (self.responses or {}).get("201")
-            if location and isinstance(created, OpenAPIResponse):
-                created.headers = {**(created.headers or {}), **_LOCATION}
+            for code, response in (self.responses or {}).items():
+                if location and code.startswith("2") and isinstance(response, OpenAPIResponse):
+                    response.headers = {**(response.headers or {}), **_LOCATION}
 
     return Documented
 
