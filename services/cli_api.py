@@ -21,9 +21,20 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .client import ApiError, SyncClient, SyncRunHandle, run_error
+from .client import DEFAULT_URL, ApiError, SyncClient, SyncRunHandle, run_error
 
-__all__ = ["register"]
+__all__ = [
+    "DEFAULT_URL",
+    "ApiToken",
+    "ApiUrl",
+    "AsJson",
+    "api_client",
+    "follow_run",
+    "out",
+    "parse_fields",
+    "print_json",
+    "register",
+]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -42,11 +53,10 @@ ApiToken = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @contextlib.contextmanager
-def _client(url: str, token: str | None = None) -> Iterator[SyncClient]:
+def api_client(url: str, token: str | None = None) -> Iterator[SyncClient]:
     """A client sending ``token`` (if any); API and connection errors become one clear line and
     exit code 1."""
     try:
@@ -66,11 +76,12 @@ def _client(url: str, token: str | None = None) -> Iterator[SyncClient]:
         raise typer.Exit(1) from None
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout (``--json``)."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _parse_fields(pairs: list[str]) -> dict[str, Any]:
+def parse_fields(pairs: list[str]) -> dict[str, Any]:
     """``k=v`` pairs; ``v`` is read as JSON when it parses (``n=3``, ``tags=["a"]``), else text."""
     fields: dict[str, Any] = {}
     for pair in pairs:
@@ -92,7 +103,7 @@ def _summary(record: dict[str, Any]) -> str:
     return f"{record['seq']:>8} {record['time'][11:23]} {record['kind']}.{record['type']}{step} {data}"
 
 
-def _follow(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
+def follow_run(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
     """Print each record as it is committed, with a live progress line; exit 1 if the run failed."""
     if as_json:
         for record in handle.records(after=after):
@@ -146,17 +157,17 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Start a run. Without --follow, prints its id; with it, streams it to the end."""
-        fields = _parse_fields(field or [])
-        with _client(url, token) as client:
+        fields = parse_fields(field or [])
+        with api_client(url, token) as client:
             handle = client.start(workflow, run_id=run_id, **fields)
             if not follow:
                 if as_json:
-                    _print_json({"run_id": handle.run_id, "workflow": workflow, "queued": handle.queued})
+                    print_json({"run_id": handle.run_id, "workflow": workflow, "queued": handle.queued})
                 else:
                     queued = " (queued: no live service serves it yet)" if handle.queued else ""
                     out.print(f"{handle.run_id}{queued}", markup=False)
                 return
-            _follow(handle, as_json)
+            follow_run(handle, as_json)
 
     @app.command()
     def runs(
@@ -171,10 +182,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """List runs, oldest first."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             found, nxt = client.runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
         if as_json:
-            _print_json({"runs": found, "next_cursor": nxt})
+            print_json({"runs": found, "next_cursor": nxt})
             return
         table = Table("run id", "workflow", "status", "started", "ended")
         for r in found:
@@ -193,14 +204,14 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Print a run's records (its event log)."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             handle = client.handle(run_id)
             if follow:
-                _follow(handle, as_json, after)
+                follow_run(handle, as_json, after)
                 return
             records = handle.events(after=after)
         if as_json:
-            _print_json(records)
+            print_json(records)
             return
         for record in records:
             sys.stdout.write(_summary(record) + "\n")
@@ -226,12 +237,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="EVENT") from None
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             raise typer.BadParameter('expected {"type": "Name", "data": {...}}', param_hint="EVENT")
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             res = client.handle(run_id).send_event(
                 type=body["type"], data=body.get("data") or {}, step=step, idempotency_key=idempotency_key
             )
         if as_json:
-            _print_json(res)
+            print_json(res)
         else:
             dup = " (duplicate, not appended again)" if res.get("duplicate") else ""
             out.print(f"sent {res['type']} to {run_id} at seq {res['seq']}{dup}", markup=False)
@@ -245,10 +256,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Cancel a run: no step of it starts afterwards."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             res = client.handle(run_id).cancel(reason)
         if as_json:
-            _print_json(res)
+            print_json(res)
         else:
             out.print(f"cancelled {run_id}", markup=False)
 
@@ -261,10 +272,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """A run's context as of a sequence (time travel): status, state, done and pending steps."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             view = client.handle(run_id).state(at=at)
         if as_json:
-            _print_json(view)
+            print_json(view)
             return
         _show_run(view)
         out.print(f"  as of seq {view['at'] if view['at'] is not None else view['last_seq']}", markup=False)
@@ -282,10 +293,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Roll a run back to a sequence: what came after no longer counts; pending steps rerun."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             res = client.handle(run_id).rollback(to, reason=reason)
         if as_json:
-            _print_json(res)
+            print_json(res)
             return
         rerun = ", ".join(f"{r['step']}@{r['trigger']}" for r in res["resumed"]) or "nothing"
         out.print(f"rolled {run_id} back to seq {to} (marker at {res['marker_seq']}); rerunning {rerun}", markup=False)
@@ -300,10 +311,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Fork a run at a sequence: a new run continuing from that point; prints its id."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             handle = client.handle(run_id).fork(at, run_id=new_run_id)
         if as_json:
-            _print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
+            print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
         else:
             out.print(handle.run_id, markup=False)
 
@@ -315,20 +326,20 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Retry a failed run from the step that failed (after a fix and a worker restart)."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             res = client.handle(run_id).retry()
         if as_json:
-            _print_json(res)
+            print_json(res)
         else:
             out.print(f"retrying {run_id} from step {res['step']} (attempt {res['attempt']})", markup=False)
 
     @app.command()
     def services(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Live worker processes (from the registry)."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             entries = client.services()
         if as_json:
-            _print_json(entries)
+            print_json(entries)
             return
         table = Table("service", "instance", "host", "pid", "workflows", "since", "handled")
         for e in entries:
@@ -346,10 +357,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def workflows(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Workflows in the catalog, with their steps and live instances."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             found = client.workflows()
         if as_json:
-            _print_json(found)
+            print_json(found)
             return
         table = Table("workflow", "start event", "steps", "instances")
         for w in found:

@@ -12,11 +12,11 @@ from .cli_api import (
     ApiToken,
     ApiUrl,
     AsJson,
-    _client,
-    _follow,
-    _parse_fields,
-    _print_json,
+    api_client,
+    follow_run,
     out,
+    parse_fields,
+    print_json,
 )
 
 __all__ = ["register"]
@@ -36,20 +36,20 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Create a session; prints its id."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             created = client.create_session(workflow, session_id=session_id)
         if as_json:
-            _print_json(created)
+            print_json({"id": created.id, "workflow": created.workflow})
         else:
-            out.print(created["id"], markup=False)
+            out.print(created.id, markup=False)
 
     @sessions.command("list")
     def list_(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
         """Every session, oldest first."""
-        with _client(url, token) as client:
+        with api_client(url, token) as client:
             found = client.sessions()
         if as_json:
-            _print_json(found)
+            print_json(found)
             return
         table = Table("session", "workflow", "runs", "created")
         for s in found:
@@ -64,10 +64,10 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """A session's runs and their status."""
-        with _client(url, token) as client:
-            s = client.session(session_id)
+        with api_client(url, token) as client:
+            s = client.session(session_id).info()
         if as_json:
-            _print_json(s)
+            print_json(s)
             return
         out.print(f"session {s['id']} ({s['workflow']}, created {s['created_at']})", markup=False)
         for rid, status in zip(s["runs"], s["runs_status"], strict=False):
@@ -85,13 +85,13 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
-        with _client(url, token) as client:
-            handle = client.start_in_session(session_id, **_parse_fields(field or []))
+        with api_client(url, token) as client:
+            handle = client.session(session_id).start(**parse_fields(field or []))
             if follow:
-                _follow(handle, as_json)
+                follow_run(handle, as_json)
                 return
         if as_json:
-            _print_json({"run_id": handle.run_id, "session": session_id})
+            print_json({"run_id": handle.run_id, "session": session_id})
         else:
             out.print(handle.run_id, markup=False)
 
@@ -103,9 +103,9 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Forget a session (its runs stay in the log)."""
-        with _client(url, token) as client:
-            client.delete_session(session_id)
+        with api_client(url, token) as client:
+            client.session(session_id).delete()
         if as_json:
-            _print_json({"id": session_id, "deleted": True})
+            print_json({"id": session_id, "deleted": True})
         else:
             out.print(f"deleted session {session_id}", markup=False)

@@ -11,27 +11,33 @@
 
     with SyncClient("http://127.0.0.1:8000") as client:                     # the same, blocking
         print(client.run("DocIndex", root=...))
+        session = client.create_session("Chat")                             # SyncSessionHandle
+        session.run(text="hi")
 
 ``RunHandle.stream()`` reconnects after a dropped connection with ``Last-Event-ID``, so no event
 is lost or repeated. With an API token (``Client(url, token=...)``, default: the environment
 variable ``JETLOOM_API_TOKEN``) every request, streams included, carries
 ``Authorization: Bearer <token>``. Workflows can be named by string or passed as classes (then their events
 come back typed); event classes are also looked up by the ``module:QualName`` the log records and
-imported when that module is importable here.
+imported when that module is importable here. The answers the SDK reads fields from are decoded
+with the control plane's own body types (``services.api_models``); methods documented as returning
+a view return it as a ``dict``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
 import httpx
+import msgspec
 import orjson
 from httpx_sse import EventSource
 from tenacity import (
@@ -61,13 +67,24 @@ from engine.model.events import (
 )
 from engine.state.ending import ends_run
 from engine.workflow import Workflow
+from services.api_models import ForkAnswer, SessionRunAnswer, SessionView, StartAnswer
 
-__all__ = ["ApiError", "Client", "RunHandle", "SessionHandle", "SyncClient", "SyncRunHandle"]
+__all__ = [
+    "ApiError",
+    "Client",
+    "RunHandle",
+    "SessionHandle",
+    "SyncClient",
+    "SyncRunHandle",
+    "SyncSessionHandle",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
 UNAVAILABLE_FOR = 30.0  # seconds a GET retries while the control plane answers 503 (NATS unavailable)
+
+T = TypeVar("T")
 
 
 class ApiError(JetloomError):
@@ -239,17 +256,29 @@ class Client:
             reraise=True,
         )
 
-    async def _call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    async def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         async for attempt in self._retrying(for_s=None if method == "GET" else 0):
             with attempt:
                 resp = await self._http.request(method, path, headers={**self._auth, **(headers or {})}, **kwargs)
                 if resp.status_code >= 400:
                     raise _error(resp, path)
-        return resp.json()
+        return resp
+
+    async def _call(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        """The answer's JSON (as builtins)."""
+        return (await self._request(method, path, headers=headers, **kwargs)).json()
+
+    async def _answer(self, answer: type[T], method: str, path: str, **kwargs: Any) -> T:
+        """The answer decoded as ``answer`` (a Struct of ``services.api_models``)."""
+        return msgspec.json.decode((await self._request(method, path, **kwargs)).content, type=answer)
 
     # ---- workflows and services ----------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
+        """Liveness: ``status`` (``ok``, or ``degraded`` while the control plane has no NATS
+        connection), ``nats`` and the control plane's ``version``."""
         return await self._call("GET", "/health")  # type: ignore[no-any-return]
 
     async def services(self) -> list[dict[str, Any]]:
@@ -294,8 +323,8 @@ class Client:
         if run_timeout is not None:
             secs = run_timeout.total_seconds() if isinstance(run_timeout, timedelta) else run_timeout
             params["run_timeout"] = secs
-        data = await self._call("POST", f"/workflows/{name}/runs", json=body, params=params or None)
-        return RunHandle(self, data["run_id"], name, queued=data.get("queued", False))
+        data = await self._answer(StartAnswer, "POST", f"/workflows/{name}/runs", json=body, params=params or None)
+        return RunHandle(self, data.run_id, name, queued=data.queued)
 
     async def run(
         self, workflow: str | type[Workflow], *, run_id: str | None = None, **fields: Any
@@ -347,8 +376,8 @@ class Client:
         body: dict[str, Any] = {"workflow": _workflow_name(workflow)}
         if session_id is not None:
             body["id"] = session_id
-        data = await self._call("POST", "/sessions", json=body)
-        return SessionHandle(self, data["id"], data["workflow"])
+        data = await self._answer(SessionView, "POST", "/sessions", json=body)
+        return SessionHandle(self, data.id, data.workflow)
 
     async def sessions(self) -> list[dict[str, Any]]:
         """Every session (``id``, ``workflow``, ``runs``, ``created_at``), oldest first."""
@@ -360,8 +389,8 @@ class Client:
         Raises:
             ApiError: 404 no such session.
         """
-        data = await self._call("GET", f"/sessions/{session_id}")
-        return SessionHandle(self, data["id"], data["workflow"])
+        data = await self._answer(SessionView, "GET", f"/sessions/{session_id}")
+        return SessionHandle(self, data.id, data.workflow)
 
 
 class SessionHandle:
@@ -387,8 +416,8 @@ class SessionHandle:
             ApiError: 409 while the previous run is still running, 404 session deleted, 422 fields.
         """
         body = event_fields(start_event) if start_event is not None else fields
-        data = await self.client._call("POST", f"/sessions/{self.id}/runs", json=body)
-        return RunHandle(self.client, data["run_id"], self.workflow)
+        data = await self.client._answer(SessionRunAnswer, "POST", f"/sessions/{self.id}/runs", json=body)
+        return RunHandle(self.client, data.run_id, self.workflow)
 
     async def run(self, *, start_event: Event | None = None, **fields: Any) -> Any:
         """Start the session's next run and wait for its result (see ``RunHandle.result``)."""
@@ -577,8 +606,8 @@ class RunHandle:
         body: dict[str, Any] = {"at_seq": at_seq}
         if run_id is not None:
             body["run_id"] = run_id
-        data = await self.client._call("POST", f"/runs/{self.run_id}/fork", json=body)
-        return RunHandle(self.client, data["run_id"], data["workflow"])
+        data = await self.client._answer(ForkAnswer, "POST", f"/runs/{self.run_id}/fork", json=body)
+        return RunHandle(self.client, data.run_id, data.workflow)
 
     async def retry(self) -> dict[str, Any]:
         """Retry the failed run from its failed step (``POST /runs/{id}/retry``); returns
@@ -590,25 +619,96 @@ class RunHandle:
         return await self.client._call("POST", f"/runs/{self.run_id}/retry")  # type: ignore[no-any-return]
 
 
-# ---- the blocking twin ----------------------------------------------------------------------------
+# ---- the blocking twins ---------------------------------------------------------------------------
+#
+# SyncClient, SyncRunHandle and SyncSessionHandle declare each method of Client, RunHandle and
+# SessionHandle with the same parameters (typed, for users and type checkers) and forward it to
+# the async twin on the portal's event loop; handles come back as their blocking twins.
+# tests/unit/test_sdk_twins.py fails when one side gains, loses or changes a method or parameter,
+# or a forward drops an argument.
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Portal:
+    """An event loop in a background thread (an anyio blocking portal), shared by a
+    ``SyncClient`` and the handles it hands out."""
+
+    def __init__(self) -> None:
+        self._cm: contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal] | None = (
+            anyio.from_thread.start_blocking_portal()
+        )
+        self.portal = self._cm.__enter__()
+
+    @property
+    def running(self) -> bool:
+        return self._cm is not None
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """``await fn(*args, **kwargs)`` on the loop, blocking until it returns."""
+        return self.portal.call(functools.partial(fn, *args, **kwargs))
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        """``agen`` as a blocking iterator; closing it (or leaving a ``for``) closes ``agen``."""
+        try:
+            while True:
+                try:
+                    yield self.portal.call(agen.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(agen, "aclose", None)  # (an async generator's; any async iterator is taken)
+            if aclose is not None:
+                self.portal.call(aclose)
+
+    def run_handle(self, handle: RunHandle) -> SyncRunHandle:
+        return SyncRunHandle(self, handle)
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+            self._cm = None
+
+
+def _twin_of(async_fn: Callable[..., Any]) -> Callable[[F], F]:
+    """Mark the decorated method as the blocking twin of ``async_fn`` (for the twin test) and give
+    it ``async_fn``'s docstring."""
+
+    def mark(method: F) -> F:
+        method.__doc__ = async_fn.__doc__
+        method.__twin_of__ = async_fn  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 class SyncClient:
-    """The blocking twin of ``Client`` (same methods, same arguments: ``token`` too), for scripts
-    and notebooks.
+    """The blocking twin of ``Client`` (same methods, same arguments), for scripts and notebooks.
 
-    It runs a ``Client`` on an event loop in a background thread (an anyio blocking portal).
-    Close it (or use ``with``) to stop the thread.
+    It runs a ``Client`` on an event loop in a background thread (an anyio blocking portal); the
+    run and session handles it returns are blocking too (``SyncRunHandle``,
+    ``SyncSessionHandle``). Close it (or use ``with``) to stop the thread.
+
+    Args:
+        base_url / token / timeout / unavailable_for_s: as ``Client``.
     """
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 30.0) -> None:
-        self._cm = anyio.from_thread.start_blocking_portal()
-        self._portal = self._cm.__enter__()
-        self._client: Client = self._portal.call(self._make, base_url, token, timeout)
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        unavailable_for_s: float = UNAVAILABLE_FOR,
+    ) -> None:
+        self._portal = _Portal()
+        self._async: Client = self._portal.call(
+            self._make, base_url, token=token, timeout=timeout, unavailable_for_s=unavailable_for_s
+        )
 
     @staticmethod
-    async def _make(base_url: str, token: str | None, timeout: float) -> Client:
-        return Client(base_url, token=token, timeout=timeout)
+    async def _make(base_url: str, **options: Any) -> Client:
+        return Client(base_url, **options)  # (its HTTP client is made on the portal's loop)
 
     def __enter__(self) -> SyncClient:
         return self
@@ -617,111 +717,199 @@ class SyncClient:
         self.close()
 
     def close(self) -> None:
-        if self._cm is not None:
-            self._portal.call(self._client.close)
-            self._cm.__exit__(None, None, None)
-            self._cm = None  # type: ignore[assignment]
+        """Close the HTTP client and stop the background thread (a second call does nothing)."""
+        if self._portal.running:
+            self._portal.call(self._async.close)
+            self._portal.close()
 
-    def _iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
-        try:
-            while True:
-                try:
-                    yield self._portal.call(agen.__anext__)
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._portal.call(agen.aclose)  # type: ignore[attr-defined]
+    @property
+    def base_url(self) -> str:
+        return self._async.base_url
 
+    @_twin_of(Client.health)
     def health(self) -> dict[str, Any]:
-        return self._portal.call(self._client.health)
+        return self._portal.call(self._async.health)
 
+    @_twin_of(Client.services)
     def services(self) -> list[dict[str, Any]]:
-        return self._portal.call(self._client.services)
+        return self._portal.call(self._async.services)
 
+    @_twin_of(Client.workflows)
     def workflows(self) -> list[dict[str, Any]]:
-        return self._portal.call(self._client.workflows)
+        return self._portal.call(self._async.workflows)
 
+    @_twin_of(Client.workflow)
     def workflow(self, name: str) -> dict[str, Any]:
-        return self._portal.call(self._client.workflow, name)
+        return self._portal.call(self._async.workflow, name)
 
-    def start(self, workflow: str | type[Workflow], **kwargs: Any) -> SyncRunHandle:
-        handle = self._portal.call(lambda: self._client.start(workflow, **kwargs))
-        return SyncRunHandle(self, handle)
+    @_twin_of(Client.start)
+    def start(
+        self,
+        workflow: str | type[Workflow],
+        *,
+        run_id: str | None = None,
+        start_event: Event | None = None,
+        run_timeout: float | timedelta | None = None,
+        **fields: Any,
+    ) -> SyncRunHandle:
+        handle = self._portal.call(
+            self._async.start,
+            workflow,
+            run_id=run_id,
+            start_event=start_event,
+            run_timeout=run_timeout,
+            **fields,
+        )
+        return self._portal.run_handle(handle)
 
-    def run(self, workflow: str | type[Workflow], **kwargs: Any) -> Any:
-        return self._portal.call(lambda: self._client.run(workflow, **kwargs))
+    @_twin_of(Client.run)
+    def run(self, workflow: str | type[Workflow], *, run_id: str | None = None, **fields: Any) -> Any:
+        return self._portal.call(self._async.run, workflow, run_id=run_id, **fields)
 
+    @_twin_of(Client.handle)
     def handle(self, run_id: str, workflow: str | None = None) -> SyncRunHandle:
-        return SyncRunHandle(self, self._client.handle(run_id, workflow))
+        return self._portal.run_handle(self._async.handle(run_id, workflow))
 
-    def runs(self, **kwargs: Any) -> tuple[list[dict[str, Any]], int | None]:
-        return self._portal.call(lambda: self._client.runs(**kwargs))
+    @_twin_of(Client.runs)
+    def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: int = 0,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        return self._portal.call(self._async.runs, workflow=workflow, status=status, limit=limit, cursor=cursor)
 
-    def iter_runs(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._iterate(self._client.iter_runs(**kwargs))
+    @_twin_of(Client.iter_runs)
+    def iter_runs(
+        self, *, workflow: str | None = None, status: str | None = None, page: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        return self._portal.iterate(self._async.iter_runs(workflow=workflow, status=status, page=page))
 
-    # sessions (the async client's SessionHandle methods, by session id)
-    def create_session(self, workflow: str | type[Workflow], *, session_id: str | None = None) -> dict[str, Any]:
-        """Create a session; returns its ``id`` and ``workflow``."""
-        h = self._portal.call(lambda: self._client.create_session(workflow, session_id=session_id))
-        return {"id": h.id, "workflow": h.workflow}
+    @_twin_of(Client.create_session)
+    def create_session(
+        self, workflow: str | type[Workflow], *, session_id: str | None = None
+    ) -> SyncSessionHandle:
+        handle = self._portal.call(self._async.create_session, workflow, session_id=session_id)
+        return SyncSessionHandle(self._portal, handle)
 
+    @_twin_of(Client.sessions)
     def sessions(self) -> list[dict[str, Any]]:
-        return self._portal.call(self._client.sessions)
+        return self._portal.call(self._async.sessions)
 
-    def session(self, session_id: str) -> dict[str, Any]:
-        """The session with its runs and their status (404 ``ApiError`` if unknown)."""
-        return self._portal.call(self._client._call, "GET", f"/sessions/{session_id}")  # type: ignore[no-any-return]
+    @_twin_of(Client.session)
+    def session(self, session_id: str) -> SyncSessionHandle:
+        return SyncSessionHandle(self._portal, self._portal.call(self._async.session, session_id))
 
-    def start_in_session(self, session_id: str, **fields: Any) -> SyncRunHandle:
-        """Start the session's next run (409 ``ApiError`` while the previous one runs)."""
-        h = self._portal.call(lambda: self._client.session(session_id))
-        return SyncRunHandle(self, self._portal.call(lambda: h.start(**fields)))
 
-    def delete_session(self, session_id: str) -> None:
-        self._portal.call(self._client._call, "DELETE", f"/sessions/{session_id}")
+class SyncSessionHandle:
+    """The blocking twin of ``SessionHandle``."""
+
+    def __init__(self, portal: _Portal, handle: SessionHandle) -> None:
+        self._portal = portal
+        self._async = handle
+
+    def __repr__(self) -> str:
+        return f"SyncSessionHandle(id={self.id!r}, workflow={self.workflow!r})"
+
+    @property
+    def id(self) -> str:
+        return self._async.id
+
+    @property
+    def workflow(self) -> str:
+        return self._async.workflow
+
+    @_twin_of(SessionHandle.info)
+    def info(self) -> dict[str, Any]:
+        return self._portal.call(self._async.info)
+
+    @_twin_of(SessionHandle.start)
+    def start(self, *, start_event: Event | None = None, **fields: Any) -> SyncRunHandle:
+        return self._portal.run_handle(self._portal.call(self._async.start, start_event=start_event, **fields))
+
+    @_twin_of(SessionHandle.run)
+    def run(self, *, start_event: Event | None = None, **fields: Any) -> Any:
+        return self._portal.call(self._async.run, start_event=start_event, **fields)
+
+    @_twin_of(SessionHandle.delete)
+    def delete(self) -> None:
+        self._portal.call(self._async.delete)
 
 
 class SyncRunHandle:
     """The blocking twin of ``RunHandle``."""
 
-    def __init__(self, client: SyncClient, handle: RunHandle) -> None:
-        self._client = client
-        self._handle = handle
-        self.run_id = handle.run_id
-        self.workflow = handle.workflow
-        self.queued = handle.queued
+    def __init__(self, portal: _Portal, handle: RunHandle) -> None:
+        self._portal = portal
+        self._async = handle
 
+    def __repr__(self) -> str:
+        return f"SyncRunHandle(run_id={self.run_id!r}, workflow={self.workflow!r})"
+
+    @property
+    def run_id(self) -> str:
+        return self._async.run_id
+
+    @property
+    def workflow(self) -> str | None:
+        return self._async.workflow
+
+    @property
+    def queued(self) -> bool:
+        return self._async.queued
+
+    @_twin_of(RunHandle.status)
     def status(self) -> dict[str, Any]:
-        return self._client._portal.call(self._handle.status)
+        return self._portal.call(self._async.status)
 
+    @_twin_of(RunHandle.events)
     def events(self, *, after: int = 0) -> list[dict[str, Any]]:
-        return self._client._portal.call(lambda: self._handle.events(after=after))
+        return self._portal.call(self._async.events, after=after)
 
+    @_twin_of(RunHandle.records)
     def records(self, *, after: int = 0) -> Iterator[dict[str, Any]]:
-        return self._client._iterate(self._handle.records(after=after))
+        return self._portal.iterate(self._async.records(after=after))
 
+    @_twin_of(RunHandle.stream)
     def stream(self) -> Iterator[Event | dict[str, Any]]:
-        return self._client._iterate(self._handle.stream())
+        return self._portal.iterate(self._async.stream())
 
+    @_twin_of(RunHandle.result)
     def result(self) -> Any:
-        return self._client._portal.call(self._handle.result)
+        return self._portal.call(self._async.result)
 
-    def send_event(self, event: Event | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self._client._portal.call(lambda: self._handle.send_event(event, **kwargs))
+    @_twin_of(RunHandle.send_event)
+    def send_event(
+        self,
+        event: Event | None = None,
+        *,
+        type: str | None = None,  # noqa: A002 - the JSON field's name
+        data: dict[str, Any] | None = None,
+        step: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        return self._portal.call(
+            self._async.send_event, event, type=type, data=data, step=step, idempotency_key=idempotency_key
+        )
 
+    @_twin_of(RunHandle.cancel)
     def cancel(self, reason: str = "") -> dict[str, Any]:
-        return self._client._portal.call(lambda: self._handle.cancel(reason))
+        return self._portal.call(self._async.cancel, reason)
 
+    @_twin_of(RunHandle.state)
     def state(self, *, at: int | None = None) -> dict[str, Any]:
-        return self._client._portal.call(lambda: self._handle.state(at=at))
+        return self._portal.call(self._async.state, at=at)
 
+    @_twin_of(RunHandle.rollback)
     def rollback(self, to_seq: int, *, reason: str = "") -> dict[str, Any]:
-        return self._client._portal.call(lambda: self._handle.rollback(to_seq, reason=reason))
+        return self._portal.call(self._async.rollback, to_seq, reason=reason)
 
+    @_twin_of(RunHandle.fork)
     def fork(self, at_seq: int, *, run_id: str | None = None) -> SyncRunHandle:
-        handle = self._client._portal.call(lambda: self._handle.fork(at_seq, run_id=run_id))
-        return SyncRunHandle(self._client, handle)
+        return self._portal.run_handle(self._portal.call(self._async.fork, at_seq, run_id=run_id))
 
+    @_twin_of(RunHandle.retry)
     def retry(self) -> dict[str, Any]:
-        return self._client._portal.call(self._handle.retry)
+        return self._portal.call(self._async.retry)

@@ -340,7 +340,7 @@ class ControlPlaneServer:
         log_level: str = "warning",
         **app_options: Any,
     ) -> None:
-        from .control.app import create_app
+        from .control.asgi import create_app
 
         self.sock = sock
 

@@ -25,6 +25,7 @@ __all__ = [
     "append_cancel",
     "append_event",
     "append_start",
+    "event_key",
     "event_payload",
     "run_started",
     "start_event_message",
@@ -41,6 +42,12 @@ def event_payload(event_type: str, fields: dict[str, object]) -> bytes:
 def start_key(run_id: str) -> str:
     """The idempotency key of a run's start commit."""
     return f"{run_id}:start"
+
+
+def event_key(run_id: str, idempotency_key: str) -> str:
+    """The idempotency key of an event sent to a run from outside with ``idempotency_key``
+    (``append_event``); the log stores it as the message's ``Nats-Msg-Id``."""
+    return f"{run_id}:ext:{idempotency_key}"
 
 
 def start_messages(
@@ -179,7 +186,7 @@ async def append_event(
     if target is not None:
         headers[H_TARGET] = target
     msg = OutMessage(run_subject(log.prefix, workflow, run_id, "evt", event_type), payload, headers)
-    key = f"{run_id}:ext:{idempotency_key}" if idempotency_key is not None else None
+    key = event_key(run_id, idempotency_key) if idempotency_key is not None else None
     result = await log.append([msg], idempotency_key=key)
     # an awaited event resumes its waiting step (also when this is a retried duplicate whose
     # first attempt stopped before this point)

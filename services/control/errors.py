@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
@@ -32,6 +31,7 @@ from litestar.status_codes import (
 )
 
 from engine.jetstream.retry import LogUnavailableError, is_too_large, unavailable_reason
+from services.api_models import ErrorBody
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -50,21 +50,6 @@ RETRY_AFTER_S = 2  # seconds a client is told to wait after a 503 (a JetStream l
 
 class ApiError(HTTPException):
     """An error answered as ``{"error": detail, "status": code, **extra}``."""
-
-
-class ErrorBody(msgspec.Struct, kw_only=True):
-    """Every error's JSON body (for the OpenAPI document; other keys may be present)."""
-
-    error: str
-    """What went wrong, in words."""
-    status: int
-    """The HTTP status code again."""
-    field: str | None = None
-    """The parameter or body field at fault (400, 422)."""
-    errors: list[dict[str, Any]] | None = None
-    """Every problem found, when there were several (400, 422)."""
-    retry_after: int | None = None
-    """Seconds to wait before trying again (503; also the ``Retry-After`` header)."""
 
 
 def _spec(description: str) -> ResponseSpec:

@@ -3,13 +3,15 @@ run of the session ended with."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from services.client import ApiError, Client
+from services.client import ApiError, Client, SyncClient, SyncRunHandle, SyncSessionHandle
 from services.launcher import WorkerProcess
 from tests.integration.procs import eventually
 from tests.integration.test_cli import jetloom
@@ -35,6 +37,29 @@ async def test_a_session_of_three_runs_carries_the_state(
         await client.session(session.id)
     assert err.value.status == 404
     assert (await client.handle(info["runs"][0]).status())["status"] == "completed", "runs stay"
+
+
+async def test_the_blocking_client_hands_out_session_handles(
+    api: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker(TARGET)
+
+    def scripted() -> tuple[Any, ...]:
+        with SyncClient(api) as c:
+            session = c.create_session("Accumulate")
+            first = session.run(add=2)
+            again = c.session(session.id)  # the same session, looked up: a handle as well
+            run = again.start(add=3)
+            result = run.result()
+            info = again.info()
+            again.delete()
+            return session, again, run, first, result, info
+
+    session, again, run, first, result, info = await asyncio.to_thread(scripted)
+    assert isinstance(session, SyncSessionHandle) and isinstance(again, SyncSessionHandle)
+    assert isinstance(run, SyncRunHandle) and again.id == session.id and again.workflow == "Accumulate"
+    assert (first, result) == (2, 5)
+    assert info["runs"][-1] == run.run_id and info["runs_status"] == ["completed", "completed"]
 
 
 async def test_next_run_is_refused_while_the_previous_runs(
