@@ -38,11 +38,12 @@ test-slow: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-bench
 	$(PY) -m benchmarks
 
-## lint: ruff over every package, and the import contracts of pyproject.toml (the engine's layers)
-# (the type checker joins as a third line of this recipe)
+## lint: ruff over every package, the import contracts of pyproject.toml (the engine's layers) and
+##       mypy over engine/ and services/
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check engine services tests examples benchmarks
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) .jetloom .pytest_cache

@@ -79,7 +79,7 @@ def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> Non
         raise typer.Exit(1) from None
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, Any]) -> None:
     """Run ``coro`` on uvloop when the ``speedups`` extra is installed, else on asyncio's loop.
     (The import is tried first and on its own, so errors of ``coro`` never chain onto it.)"""
     try:
@@ -87,9 +87,9 @@ def _run(coro: object) -> None:
     except ImportError:
         uvloop = None
     if uvloop is not None:
-        uvloop.run(coro)  # type: ignore[arg-type]
+        uvloop.run(coro)
     else:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
 
 
 @app.command()

@@ -103,7 +103,7 @@ class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     before its ack; default the config's, 2 min); and every other ``NatsSettings`` field (``replicas``, credentials, TLS,
     ``connect_attempts``, ``connect_wait_s``)."""
 
-    url: str | None = None  # type: ignore[assignment]
+    url: str | None = None  # type: ignore[assignment]  # narrows NatsSettings.url: a deployment file may leave it out
     port: int = 4222
     store_dir: str = ".jetloom/nats"
     sync: str | None = None  # the embedded server's JetStream sync_interval ("always" or "2m")

@@ -232,7 +232,7 @@ class _Lifecycle:
         await asyncio.to_thread(self.stop, timeout)
 
     def __enter__(self) -> Self:
-        self.start()  # type: ignore[call-arg]  (the subclass's default timeout)
+        self.start()  # type: ignore[call-arg]  # every subclass's start has a default timeout
         return self
 
     def __exit__(self, *exc: object) -> None:

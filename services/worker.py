@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
@@ -147,7 +148,8 @@ async def _until_stopped(stop: asyncio.Event, closed: asyncio.Future[Exception])
     it exits and its supervisor starts a clean one)."""
     stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {stopping, closed}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
     if closed.done() and not stop.is_set():

@@ -230,7 +230,7 @@ class FollowHub:
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A delivery as the protocol parser has it (``_natspy.Tap``)."""
         if is_status(headers):  # a heartbeat
-            self._on_status(parse_status(headers)[1].get("Nats-Last-Consumer"))  # type: ignore[arg-type]
+            self._on_status(parse_status(headers)[1].get("Nats-Last-Consumer"))  # type: ignore[arg-type]  # a heartbeat without the header passes None, which _on_status takes
             return
         ack = self._delivery(reply)
         if ack is None:

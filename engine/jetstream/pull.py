@@ -144,7 +144,7 @@ class PullLoop:
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A message of the pull inbox as the protocol parser has it (``_natspy.Tap``)."""
         if is_status(headers):
-            self._status(*parse_status(headers))  # type: ignore[arg-type]
+            self._status(*parse_status(headers))  # type: ignore[arg-type]  # a status line always carries a code
             return
         self._take(subject.decode(), reply.decode(), parse_block(headers), data)
 

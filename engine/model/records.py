@@ -400,5 +400,5 @@ def completed_step(rec: Record) -> tuple[int, str] | None:
     if isinstance(rec.body, StepCompleted):
         return rec.body.trigger, rec.body.step
     if rec.trigger is not None and is_one_message_commit(rec.kind, rec.type, rec.commit, rec.step):
-        return rec.trigger, rec.step  # type: ignore[return-value]
+        return rec.trigger, rec.step  # type: ignore[return-value]  # is_one_message_commit checked that step is set
     return None

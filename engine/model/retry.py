@@ -97,7 +97,7 @@ class ConstantDelayRetryPolicy:
     def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None:
         if attempts >= self.maximum_attempts or not _retries(error, self.retry_on):
             return None
-        return float(tenacity.wait_fixed(seconds(self.delay))(_Attempt(attempts)))  # type: ignore[arg-type]
+        return float(tenacity.wait_fixed(seconds(self.delay))(_Attempt(attempts)))  # type: ignore[arg-type]  # tenacity's wait takes a RetryCallState; it reads only attempt_number
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class ExponentialBackoffRetryPolicy:
             max=seconds(self.max_delay),
             jitter=seconds(self.jitter),
         )
-        return float(wait(_Attempt(attempts)))  # type: ignore[arg-type]
+        return float(wait(_Attempt(attempts)))  # type: ignore[arg-type]  # tenacity's wait takes a RetryCallState; it reads only attempt_number
 
 
 class StepFailedEvent(Event):

@@ -181,7 +181,7 @@ class Context:
         resolved, suspended = self._waits.lookup(wait)
         if resolved is not None:
             if resolved.event is not None:
-                return event_from_fields(event_type, resolved.event.data)  # type: ignore[return-value]
+                return event_from_fields(event_type, resolved.event.data)  # type: ignore[return-value]  # event_from_fields builds the class asked for
             raise WaitTimeoutError(
                 f"step {self.step_name!r} waited {timeout}s for {event_name(event_type)} in vain",
                 run_id=self.run_id,

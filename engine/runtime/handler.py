@@ -70,7 +70,7 @@ def outcome(
     if state.status == "completed" and state.result is not None:
         cls = events.get(state.result.event_type)
         if cls is not None and issubclass(cls, StopEvent):
-            return event_from_fields(cls, state.result.event), None  # type: ignore[return-value]
+            return event_from_fields(cls, state.result.event), None  # type: ignore[return-value]  # event_from_fields builds the class asked for
         return StopEvent(result=state.result.event.get("result")), None
     if state.status == "cancelled":
         return None, WorkflowCancelledError(f"run {state.run_id} was cancelled", run_id=state.run_id)
@@ -176,13 +176,13 @@ class WorkflowHandler:
             self._future.set_exception(error)
         else:
             self._stop_event = stop
-            self._future.set_result(stop if type(stop) is not StopEvent else stop.result)  # type: ignore[union-attr]
+            self._future.set_result(stop if type(stop) is not StopEvent else stop.result)
 
     async def _consume_log(self, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         if self.state.terminal:
             return
         records = self._log.follow(self.workflow, self.run_id, after_seq=self.state.seq, kinds=self._kinds)
-        async with contextlib.aclosing(records):  # type: ignore[type-var]
+        async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's read iterator has aclose, not declared by the port
             if prepare is not None:
                 # Set up the follow (a consumer on JetStream: one round trip) while ``prepare``
                 # appends the start commit; the follow delivers from the start of the run's log.
@@ -352,7 +352,7 @@ class WorkflowHandler:
                 yield item
         await asyncio.wait([self._future])
         if self._future.exception() is not None:
-            raise self._future.exception()  # type: ignore[misc]
+            raise self._future.exception()  # type: ignore[misc]  # checked not None on the line above
         if self._stop_event is not None:
             yield self._stop_event
 
@@ -361,7 +361,7 @@ class WorkflowHandler:
         the run's end, or when the handler ends without one (its log stopped)."""
         proj = EndProjection(self.run_id)
         records = self._log.follow(self.workflow, self.run_id, kinds=FOLLOWED_KINDS)
-        async with contextlib.aclosing(records):  # type: ignore[type-var]
+        async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's read iterator has aclose, not declared by the port
             while not proj.terminal:
                 nxt = asyncio.ensure_future(anext(records))
                 if not self._future.done():

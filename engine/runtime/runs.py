@@ -274,7 +274,7 @@ class RunCache:
                     known = trigger.seq if trigger is not None else -1
                     run.extend(
                         [
-                            trigger if r.seq == known else decode_record(r, self._events)  # type: ignore[misc]
+                            trigger if r.seq == known else decode_record(r, self._events)  # type: ignore[misc]  # mixed list of the trigger and decoded records, all Record
                             for r in raws
                         ]
                     )
@@ -290,7 +290,7 @@ class RunCache:
         the start event. ``None`` when ``raw`` is not such a start event."""
         if not _starts_run(trigger, run_id) or trigger.kind != "evt" or raw.seq < 2:
             return None
-        tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]
+        tag = parse_commit_tag(trigger.commit)  # type: ignore[arg-type]  # _starts_run checked the trigger's commit tag
         assert tag is not None  # (_starts_run parsed it)
         # Made as the starter made it, without encoding and decoding it (a cost on every new
         # run; measured in benchmarks/).

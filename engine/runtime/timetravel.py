@@ -308,7 +308,7 @@ async def fork(
         data = raw.data
         if rec.kind in ("sys", "cmd"):
             data = encode(_remap_body(rec.body, run_id, new_run_id, at_seq, seq_map))
-        msg = OutMessage(run_subject(log.prefix, workflow, new_run_id, rec.kind, rec.type), data, headers)  # type: ignore[arg-type]
+        msg = OutMessage(run_subject(log.prefix, workflow, new_run_id, rec.kind, rec.type), data, headers)  # type: ignore[arg-type]  # a stored record's kind is one of the subject kinds
         res = await log.append([msg], idempotency_key=f"{new_run_id}:fork:{i}")
         if res.last_seq is None:  # pragma: no cover - both logs report it for single appends
             raise RunConflictError(f"the log did not report where record {i} of the fork went")

@@ -146,7 +146,7 @@ class PendingCommit:
                 **cm.headers,
                 H_COMMIT: commit_tag(self.key, i, self.execution),
             }
-            subject = run_subject(prefix, workflow, run_id, cm.kind, cm.type)  # type: ignore[arg-type]
+            subject = run_subject(prefix, workflow, run_id, cm.kind, cm.type)  # type: ignore[arg-type]  # a commit message's kind is one of the subject kinds
             indices.append(i)
             out.append(OutMessage(subject, bytes(cm.data), headers))
         return indices, out
@@ -236,7 +236,7 @@ class HorizonDone(set[tuple[int, str]]):
     def __contains__(self, key: object) -> bool:
         if set.__contains__(self, key):
             return True
-        trigger = key[0]  # type: ignore[index]
+        trigger = key[0]  # type: ignore[index]  # only (trigger, step) tuples are looked up
         if trigger <= self.horizon and trigger not in self.known:
             _history_needed(self.run_id, f"whether trigger {trigger} was handled")
         return False
@@ -388,7 +388,7 @@ class RunState:
         n = self.attempts.get((trigger, step))
         if n is not None:
             return n + 1
-        if self.horizon and trigger <= self.horizon and trigger not in self.done.known:  # type: ignore[attr-defined]
+        if self.horizon and trigger <= self.horizon and trigger not in self.done.known:  # type: ignore[attr-defined]  # past a horizon, done is a HorizonDone, which has known
             _history_needed(self.run_id, f"the attempts on trigger {trigger}")
         return 1
 
@@ -536,7 +536,7 @@ class RunState:
     def _track_commit(self, rec: Record) -> bool:
         """Track a message of a multi-message commit; whether it counts (``False``: an orphan,
         written by an execution whose head did not stand)."""
-        tag = parse_commit_tag(rec.commit)  # type: ignore[arg-type]
+        tag = parse_commit_tag(rec.commit)  # type: ignore[arg-type]  # called only for a record with a commit tag
         if tag is None:
             return True
         key, index, execution = tag

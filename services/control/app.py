@@ -175,7 +175,8 @@ class ControlPlane:
         rebuilt first (the process should exit for its supervisor)."""
         stopping = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({stopping, self.broken}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {stopping, self.broken}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
         if self.broken.done() and not stop.is_set():
@@ -263,7 +264,7 @@ class ControlPlane:
         state = RunState(workflow, run_id)
         records = self.log.follow(workflow, run_id)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout), contextlib.aclosing(records):  # type: ignore[type-var]
+            async with asyncio.timeout(timeout), contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
                 async for raw in records:
                     state.apply(decode_record(raw))
                     if state.terminal:

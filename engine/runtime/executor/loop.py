@@ -192,7 +192,7 @@ class Executor:
                     event_type=event_type,
                     dispatch=lambda delivery: self._dispatch(spec, delivery),
                 )
-                async with contextlib.aclosing(deliveries):  # type: ignore[type-var]
+                async with contextlib.aclosing(deliveries):  # type: ignore[type-var]  # the log's consume iterator has aclose, not declared by the port
                     async for delivery in deliveries:
                         self._dispatch(spec, delivery)
             except asyncio.CancelledError:
@@ -225,7 +225,7 @@ class Executor:
             if run_of(delivery.record.subject) not in self._cancelled:
                 raise
             # the run was cancelled (not this process stopped): settle the trigger, nothing to redo
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # always inside a task here
             self.stats.cancelled += 1
             await delivery.ack()
         except (LogError, OSError, TimeoutError, ConnectionError) as exc:

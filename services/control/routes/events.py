@@ -196,7 +196,7 @@ async def _sse(
             for raw in await cp.log.read(workflow, run_id, up_to_seq=after) if after else ():
                 orphans.counts(raw)
             records = cp.log.follow(workflow, run_id, after_seq=after)
-            async with contextlib.aclosing(records):  # type: ignore[type-var]
+            async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
                 async for raw in records:
                     if not orphans.counts(raw):
                         continue
