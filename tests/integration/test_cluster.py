@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import nats
+import nats.errors
 import pytest
+import tenacity
 from nats.js.api import KeyValueConfig, StreamConfig
 
 from engine.jetstream.connection import NatsSettings
@@ -31,6 +33,20 @@ ROOT = Path(__file__).resolve().parents[2]
 # than nats-py's 5 s on this 2-core machine under the load of other suites).
 JS_TIMEOUT_S = 30
 CHAIN = "tests.workflows:Chain3"
+
+
+async def add_stream(js: Any, **config: Any) -> None:
+    """The test's own stream creation, asked again when nats-py times out: on a cluster just
+    started, a JetStream API request can be lost while the meta leader settles (seen once, a 30 s
+    timeout right after every node reported healthy). Asking again with the same config is safe:
+    the server answers an identical add with success."""
+    async for attempt in tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(nats.errors.TimeoutError),
+        stop=tenacity.stop_after_attempt(3),
+        reraise=True,
+    ):
+        with attempt:
+            await js.add_stream(**config)
 # Every stream and bucket a worker and a control plane create (the sessions bucket on first use).
 STREAMS = (
     "JETLOOM",
@@ -131,15 +147,16 @@ async def test_an_operators_r3_stream_is_left_as_configured(
     try:
         # The operator's own JETLOOM: R3, a week's max age, a description, a 5-minute duplicate
         # window, and none of the allow_* flags jetloom needs (it may turn those on).
-        await js.add_stream(
-            StreamConfig(
+        await add_stream(
+            js,
+            config=StreamConfig(
                 name="JETLOOM",
                 subjects=["jetloom.run.>"],
                 num_replicas=3,
                 max_age=7 * 86400,
                 description="ops: jetloom runs",
                 duplicate_window=300,
-            )
+            ),
         )
         await js.create_key_value(KeyValueConfig(bucket="jetloom_workflows", replicas=3, history=5))
         # Started with the default --replicas 1: a worker process, and a control plane here.
@@ -185,7 +202,7 @@ async def test_a_lower_replica_count_is_reported_not_raised(nats_cluster: Embedd
 
     nc = await nats.connect(nats_cluster.urls.split(","))
     try:
-        await nc.jetstream(timeout=JS_TIMEOUT_S).add_stream(name="JETLOOM_DLQ", subjects=["jetloom.dlq.>"], num_replicas=1)
+        await add_stream(nc.jetstream(timeout=JS_TIMEOUT_S), name="JETLOOM_DLQ", subjects=["jetloom.dlq.>"], num_replicas=1)
         caplog.set_level(logging.INFO, logger="jetloom.log")
         log = await JetStreamLog.connect(NatsSettings(url=nats_cluster.urls, replicas=3))
         await log.close()
@@ -374,7 +391,7 @@ async def test_jetloom_nats_cluster_sync_always_starts_three_synced_nodes(tmp_pa
         nc = await nats.connect(servers)
         try:
             js = nc.jetstream(timeout=JS_TIMEOUT_S)
-            await js.add_stream(name="TRY", subjects=["try.>"], num_replicas=3)
+            await add_stream(js, name="TRY", subjects=["try.>"], num_replicas=3)
             info = await js.stream_info("TRY")
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2
         finally:
