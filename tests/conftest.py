@@ -56,6 +56,19 @@ async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
         await log.close()
 
 
+@pytest.fixture
+async def fast_js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
+    """``js_log`` on the fast path whatever ``JETLOOM_NATS_FASTPATH`` says (``make test`` runs the
+    integration suite again with it off), for the tests of the fast path's own machinery; the
+    public API's reads and consumes are tested by tests/contract and test_natspy_gate.py."""
+    log = await JetStreamLog.connect(nats_server.url, fast_path=True)
+    try:
+        assert log.fast_path
+        yield log
+    finally:
+        await log.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Step worker processes (tests/integration/procs.py)
 # --------------------------------------------------------------------------------------------

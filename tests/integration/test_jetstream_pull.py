@@ -6,31 +6,15 @@ expiries is still delivered."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from engine.jetstream.log import JetStreamLog, consumer_name
 from engine.jetstream.pull import PullLoop as _Pull
 from engine.model.records import OutMessage
 from engine.wire.subjects import run_subject
-from services.natsserver import EmbeddedNats
 from tests.integration.procs import eventually
 
 WF = "Pulled"
 
-
-@pytest.fixture
-async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
-    """A log on the fast path whatever ``JETLOOM_NATS_FASTPATH`` says (``make test`` runs this
-    suite again with it off): these tests are of the fast path's own machinery. The public API's
-    reads and consumes are tested by tests/contract and test_natspy_gate.py."""
-    log = await JetStreamLog.connect(nats_server.url, fast_path=True)
-    try:
-        assert log.fast_path
-        yield log
-    finally:
-        await log.close()
 
 
 class _Recording(_Pull):
@@ -41,18 +25,18 @@ class _Recording(_Pull):
         super()._on_status(status, headers)
 
 
-async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the_tap(js_log: JetStreamLog) -> None:
-    await js_log.ensure_consumer(WF, "s", ["Tick"])
+async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the_tap(fast_js_log: JetStreamLog) -> None:
+    await fast_js_log.ensure_consumer(WF, "s", ["Tick"])
     pull = _Recording(
-        js_log.nc,
-        f"$JS.API.CONSUMER.MSG.NEXT.{js_log.stream}.{consumer_name(WF, 's')}",
+        fast_js_log.nc,
+        f"$JS.API.CONSUMER.MSG.NEXT.{fast_js_log.stream}.{consumer_name(WF, 's')}",
         max_in_flight=2,
         prefetch=2,
         expires=0.3,
         heartbeat=0.1,
         ack_wait=5.0,
-        tap=js_log._read_tap(),
-        outbox=js_log.outbox,
+        tap=fast_js_log._read_tap(),
+        outbox=fast_js_log.outbox,
     )
     pull.statuses = []
     assert pull.tap is not None
@@ -72,8 +56,8 @@ async def test_expired_pull_requests_are_renewed_and_deliveries_come_through_the
 
         await eventually(expired_twice, timeout=10, what="two pull requests expired")
         assert pull.outstanding <= pull.limit
-        result = await js_log.append(
-            [OutMessage(run_subject(js_log.prefix, WF, "r", "evt", "Tick"), b"{}", {"Jl-Run": "r"})]
+        result = await fast_js_log.append(
+            [OutMessage(run_subject(fast_js_log.prefix, WF, "r", "evt", "Tick"), b"{}", {"Jl-Run": "r"})]
         )
 
         async def delivered() -> bool:

@@ -4,7 +4,6 @@ direct gets when the server will not make one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -22,18 +21,6 @@ from tests.integration.procs import eventually
 WF = "Reader"
 LONG = FIRST_READ + LONG_READ + 700  # read through a consumer
 
-
-@pytest.fixture
-async def js_log(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamLog]:
-    """A log on the fast path whatever ``JETLOOM_NATS_FASTPATH`` says (``make test`` runs this
-    suite again with it off): these tests are of the fast path's own machinery. The public API's
-    reads and consumes are tested by tests/contract and test_natspy_gate.py."""
-    log = await JetStreamLog.connect(nats_server.url, fast_path=True)
-    try:
-        assert log.fast_path
-        yield log
-    finally:
-        await log.close()
 
 
 def msg(run: str, i: int) -> OutMessage:
@@ -99,19 +86,19 @@ async def consumers(log: JetStreamLog) -> int:
     return (await log.js.stream_info(log.stream)).state.consumer_count
 
 
-async def test_a_long_read_equals_direct_gets_field_by_field(js_log: JetStreamLog) -> None:
-    await fill(js_log, "long", LONG, other="noise")
-    expected = await by_nats_py(js_log, "long")
+async def test_a_long_read_equals_direct_gets_field_by_field(fast_js_log: JetStreamLog) -> None:
+    await fill(fast_js_log, "long", LONG, other="noise")
+    expected = await by_nats_py(fast_js_log, "long")
     assert len(expected) == LONG
-    got = await js_log.read(WF, "long")
+    got = await fast_js_log.read(WF, "long")
     assert fields(got) == expected
     assert {r.headers.get("X-Spaced") for r in got} == {None, "kept, stripped"}
     assert all(
         "Nats-Sequence" not in r.headers and "Nats-Num-Pending" not in r.headers for r in got
     )
-    assert not _consumer_reads_tapped(js_log)  # the read's consumer is untapped with the read
+    assert not _consumer_reads_tapped(fast_js_log)  # the read's consumer is untapped with the read
     await eventually(
-        lambda: _no_consumers(js_log), timeout=10, what="the read's consumer is deleted"
+        lambda: _no_consumers(fast_js_log), timeout=10, what="the read's consumer is deleted"
     )
 
 
@@ -132,51 +119,51 @@ async def _no_consumers(log: JetStreamLog) -> bool:
 @pytest.mark.parametrize("after", [0, FIRST_READ - 1, LONG - LONG_READ - 2])
 @pytest.mark.parametrize("upto", [None, 1, FIRST_READ + 1, FIRST_READ + LONG_READ + 50])
 async def test_bounds_agree_with_the_oracle(
-    js_log: JetStreamLog, after: int, upto: int | None
+    fast_js_log: JetStreamLog, after: int, upto: int | None
 ) -> None:
     """Bounds on each side of the first direct get's batch and of the hand-over to a consumer."""
-    await fill(js_log, "r", LONG, other="o")
-    seqs = [r[0] for r in await by_nats_py(js_log, "r")]
+    await fill(fast_js_log, "r", LONG, other="o")
+    seqs = [r[0] for r in await by_nats_py(fast_js_log, "r")]
     after_seq = seqs[after - 1] if after else 0
     up_to_seq = seqs[upto - 1] if upto is not None else None
-    got = await js_log.read(WF, "r", after_seq=after_seq, up_to_seq=up_to_seq)
-    assert fields(got) == await by_nats_py(js_log, "r", after_seq, up_to_seq)
+    got = await fast_js_log.read(WF, "r", after_seq=after_seq, up_to_seq=up_to_seq)
+    assert fields(got) == await by_nats_py(fast_js_log, "r", after_seq, up_to_seq)
 
 
-async def test_the_consumer_read_alone(js_log: JetStreamLog) -> None:
-    await fill(js_log, "c", 600, other="o")
-    expected = await js_log.read(WF, "c")
-    assert fields(expected) == await by_nats_py(js_log, "c")
-    tap = js_log._read_tap()
+async def test_the_consumer_read_alone(fast_js_log: JetStreamLog) -> None:
+    await fill(fast_js_log, "c", 600, other="o")
+    expected = await fast_js_log.read(WF, "c")
+    assert fields(expected) == await by_nats_py(fast_js_log, "c")
+    tap = fast_js_log._read_tap()
     assert tap is not None
     reader = ConsumerRead(
-        js_log.nc, tap, js_log.stream, run_filter(js_log.prefix, WF, "c"), 1, None, 5.0
+        fast_js_log.nc, tap, fast_js_log.stream, run_filter(fast_js_log.prefix, WF, "c"), 1, None, 5.0
     )
     assert await reader.run() == expected and reader.complete
     beyond = ConsumerRead(
-        js_log.nc,
+        fast_js_log.nc,
         tap,
-        js_log.stream,
-        run_filter(js_log.prefix, WF, "c"),
+        fast_js_log.stream,
+        run_filter(fast_js_log.prefix, WF, "c"),
         expected[-1].seq + 1,
         None,
         5.0,
     )
     assert await beyond.run() == [] and beyond.complete
     bounded = ConsumerRead(
-        js_log.nc, tap, js_log.stream, run_filter(js_log.prefix, WF, "c"), 1, expected[99].seq, 5.0
+        fast_js_log.nc, tap, fast_js_log.stream, run_filter(fast_js_log.prefix, WF, "c"), 1, expected[99].seq, 5.0
     )
     assert await bounded.run() == expected[:100] and bounded.complete
 
 
-async def test_concurrent_long_reads_share_the_connection(js_log: JetStreamLog) -> None:
+async def test_concurrent_long_reads_share_the_connection(fast_js_log: JetStreamLog) -> None:
     import asyncio
 
-    await fill(js_log, "a", LONG, other="b")
-    await fill(js_log, "b", LONG)
-    a, b = await asyncio.gather(js_log.read(WF, "a"), js_log.read(WF, "b"))
-    assert fields(a) == await by_nats_py(js_log, "a") and fields(b) == await by_nats_py(js_log, "b")
-    assert not _consumer_reads_tapped(js_log)
+    await fill(fast_js_log, "a", LONG, other="b")
+    await fill(fast_js_log, "b", LONG)
+    a, b = await asyncio.gather(fast_js_log.read(WF, "a"), fast_js_log.read(WF, "b"))
+    assert fields(a) == await by_nats_py(fast_js_log, "a") and fields(b) == await by_nats_py(fast_js_log, "b")
+    assert not _consumer_reads_tapped(fast_js_log)
 
 
 async def test_direct_gets_read_on_when_no_consumer_can_be_made(nats_server: EmbeddedNats) -> None:
@@ -236,29 +223,29 @@ async def test_a_publish_without_ack_fails_after_the_timeout_and_no_responders_a
 @pytest.mark.parametrize("expect", [1, WALK_MAX, 100])
 @pytest.mark.parametrize("after", [0, 40])
 async def test_a_bounded_read_with_a_hint_agrees_with_the_oracle(
-    js_log: JetStreamLog, expect: int, after: int, far: bool
+    fast_js_log: JetStreamLog, expect: int, after: int, far: bool
 ) -> None:
     """``expect`` is a hint: a short read far behind the stream's newest sequence is walked
     record by record, read in batches past ``WALK_MAX`` records or near the newest sequence; the
     same records every way (the hint is often wrong here on purpose)."""
-    await fill(js_log, "w", 60, other="o")
+    await fill(fast_js_log, "w", 60, other="o")
     if far:
-        js_log.head_seq = 10**9  # as if the stream had grown far past the run
-    seqs = [r[0] for r in await by_nats_py(js_log, "w")]
+        fast_js_log.head_seq = 10**9  # as if the stream had grown far past the run
+    seqs = [r[0] for r in await by_nats_py(fast_js_log, "w")]
     after_seq = seqs[after - 1] if after else 0
     for upto in (after + 1, after + 3, after + 12, 60):
         up_to_seq = seqs[upto - 1]
-        got = await js_log.read(WF, "w", after_seq=after_seq, up_to_seq=up_to_seq, expect=expect)
-        assert fields(got) == await by_nats_py(js_log, "w", after_seq, up_to_seq), upto
+        got = await fast_js_log.read(WF, "w", after_seq=after_seq, up_to_seq=up_to_seq, expect=expect)
+        assert fields(got) == await by_nats_py(fast_js_log, "w", after_seq, up_to_seq), upto
 
 
-async def test_a_short_read_far_behind_the_newest_is_walked_record_by_record(js_log: JetStreamLog) -> None:
+async def test_a_short_read_far_behind_the_newest_is_walked_record_by_record(fast_js_log: JetStreamLog) -> None:
     """What the walk is for (``JetStreamLog.read``): a short bounded read of an old run costs
     one direct get per record, never a batched get over the run's filter."""
-    await fill(js_log, "w", 20, other="o")
-    js_log.head_seq = 10**9  # as if the stream had grown far past the run
-    seqs = [r[0] for r in await by_nats_py(js_log, "w")]
+    await fill(fast_js_log, "w", 20, other="o")
+    fast_js_log.head_seq = 10**9  # as if the stream had grown far past the run
+    seqs = [r[0] for r in await by_nats_py(fast_js_log, "w")]
     for n in (1, WALK_MAX):
-        sent = js_log.nc.stats["out_msgs"]
-        got = await js_log.read(WF, "w", after_seq=seqs[4], up_to_seq=seqs[4 + n], expect=n)
-        assert js_log.nc.stats["out_msgs"] - sent == n and [r.seq for r in got] == seqs[5 : 5 + n]
+        sent = fast_js_log.nc.stats["out_msgs"]
+        got = await fast_js_log.read(WF, "w", after_seq=seqs[4], up_to_seq=seqs[4 + n], expect=n)
+        assert fast_js_log.nc.stats["out_msgs"] - sent == n and [r.seq for r in got] == seqs[5 : 5 + n]
