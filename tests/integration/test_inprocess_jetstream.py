@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import nats
@@ -12,7 +13,7 @@ import nats
 from engine import StepFailedError, fold
 from engine.jetstream.log import JetStreamLog
 from engine.wire.codec import decode_record
-from tests.integration.procs import ROOT
+from tests.integration.procs import ROOT, eventually
 from tests.workflows import Chain3, FanInOut
 
 
@@ -166,12 +167,17 @@ async def test_an_awaited_handler_follows_sys_records_and_a_late_stream_the_rest
         # the executor's own watch of run ends (EventLog.follow_type), one consumer per type
         ends = {f"{log.prefix}.run.Chain3.*.sys.{t}" for t in ("RunCancelled", "RunFailed")}
 
-        async def follow_filters() -> set[str | None]:  # the handler's follow consumers
+        async def consumer_filters() -> set[str | None]:
             infos = await log.js.consumers_info(log.stream)
-            found = {c.config.filter_subject for c in infos if not (c.name or "").startswith("Chain3--")}
+            return {c.config.filter_subject for c in infos if not (c.name or "").startswith("Chain3--")}
+
+        async def follow_filters() -> set[str | None]:  # the handler's follow consumers
+            found = await consumer_filters()
             assert ends <= found
             return found - ends
 
+        # (the executor sets its end watches up in the background: a short run can end first)
+        await eventually(lambda: _contains(consumer_filters(), ends), what="the executor's end watches")
         assert await follow_filters() == {f"{log.prefix}.run.Chain3.*.sys.>"}
         streamed = [ev async for ev in handler.stream_events()]
         assert streamed == [Progress(stage="parsed"), Progress(stage="counted"), StopEvent(result={"n": 3, "source": "a b c"})]
@@ -226,3 +232,7 @@ async def test_a_new_runs_handler_follows_it_by_callback_to_every_kind_of_end(na
         assert all(not hub.followers for hub in log._hubs.values())
     finally:
         await log.close()
+
+
+async def _contains(found: Awaitable[set[str | None]], wanted: set[str]) -> bool:
+    return wanted <= await found
