@@ -303,21 +303,6 @@ class Follows:
         self.hubs.clear()
         self.typed.clear()
 
-    async def watch(self, subject: str) -> AsyncIterator[RawRecord]:
-        """Messages published on ``subject`` (wildcards allowed) from now on, as they are
-        published: a core NATS subscription, so neither stored history nor messages stored by a
-        message schedule are seen, and ``seq``/``time_ns`` are 0. For prompt notices (a run's
-        cancel), never as the record of what happened."""
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        sub = await self.nc.subscribe(subject, cb=queue.put)
-        try:
-            while True:
-                msg = await queue.get()
-                yield RawRecord(0, msg.subject, dict(msg.headers or {}), msg.data, 0)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
     async def follow(
         self,
         workflow: str,

@@ -296,12 +296,6 @@ class JetStreamLog:
 
     # ---- follow (follow.Follows) -------------------------------------------------------------
 
-    def watch(self, subject: str) -> AsyncIterator[RawRecord]:
-        """Messages published on ``subject`` (wildcards allowed) from now on, as they are
-        published: a core NATS subscription, so neither stored history nor messages stored by a
-        message schedule are seen, and ``seq``/``time_ns`` are 0. For prompt notices (a run's
-        cancel), never as the record of what happened."""
-        return self.follows.watch(subject)
 
     def follow(
         self,
