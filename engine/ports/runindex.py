@@ -34,7 +34,6 @@ __all__ = [
 
 TERMINAL_TYPES = FINAL_TYPES  # (a StepFailed ends a run unless handled or retried: see _ends)
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
-_STATUS_OF = ENDING_STATUS
 
 
 def rfc3339(ns: int | None) -> str | None:
@@ -225,5 +224,5 @@ def _status_of(records: list[RawRecord]) -> dict[str, tuple[str, int]]:
         parts = parse_subject(raw.subject)
         if parts is None or parts.run_id in out:
             continue
-        out[parts.run_id] = (_STATUS_OF.get(parts.type, "failed"), raw.time_ns)
+        out[parts.run_id] = (ENDING_STATUS.get(parts.type, "failed"), raw.time_ns)
     return out

@@ -90,8 +90,6 @@ class ControlPlane:
         self.wait_timeout = wait_timeout
         self.sse_ping = sse_ping
         self.backend: Backend | None = None
-        self.log: EventLog | None = None
-        self.runs: RunIndex | None = None
         self.view: RegistryView | None = None
         self._validators: dict[tuple[str, bytes], Draft202012Validator] = {}
         self._ensured: set[bytes] = set()
@@ -120,8 +118,18 @@ class ControlPlane:
         self._use(*await self._open())
         self._watch = asyncio.create_task(self._rebuild_when_closed(), name="jetloom:cp-nats")
 
+    @property
+    def log(self) -> EventLog | None:
+        """The backend's event log (``None`` before ``start()``)."""
+        return self.backend.log if self.backend is not None else None
+
+    @property
+    def runs(self) -> RunIndex | None:
+        """The backend's run index (``None`` before ``start()``)."""
+        return self.backend.runs if self.backend is not None else None
+
     def _use(self, backend: Backend, view: RegistryView) -> None:
-        self.backend, self.log, self.runs, self.view = backend, backend.log, backend.runs, view
+        self.backend, self.view = backend, view
 
     async def _open(self) -> tuple[NatsBackend, RegistryView]:
         """A new backend, its streams set up and the registry view started; the connection is
