@@ -38,7 +38,7 @@ def test_constant_delay_policy_stops_after_maximum_attempts() -> None:
 
 
 def test_exponential_backoff_grows_is_capped_and_jitters_within_bounds() -> None:
-    p = ExponentialBackoffRetryPolicy(maximum_attempts=10, initial_delay=1, multiplier=2, max_delay=5)
+    p = ExponentialBackoffRetryPolicy(maximum_attempts=10, initial_delay=1, multiplier=2, max_delay=5, jitter=False)
     assert [p.next(0, n, ValueError()) for n in range(1, 6)] == [1, 2, 4, 5, 5]
     j = ExponentialBackoffRetryPolicy(initial_delay=1, jitter=0.5)
     for _ in range(50):
