@@ -38,9 +38,41 @@ from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, S
 from engine.model.retry import (
     ConstantDelayRetryPolicy,
     ExponentialBackoffRetryPolicy,
+    RetryCondition,
+    RetryInfo,
     RetryPolicy,
     StepFailedEvent,
     StepTimeoutError,
+    StopCondition,
+    WaitStrategy,
+    retry_all,
+    retry_always,
+    retry_any,
+    retry_if_exception,
+    retry_if_exception_cause_type,
+    retry_if_exception_message,
+    retry_if_exception_type,
+    retry_if_not_exception_message,
+    retry_if_not_exception_type,
+    retry_never,
+    retry_unless_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_all,
+    stop_any,
+    stop_before_delay,
+    stop_never,
+    time_unit_type,
+    wait_chain,
+    wait_combine,
+    wait_exponential,
+    wait_exponential_jitter,
+    wait_fixed,
+    wait_full_jitter,
+    wait_incrementing,
+    wait_none,
+    wait_random,
+    wait_random_exponential,
 )
 from engine.ports.log import EventLog
 from engine.runtime.context import Context
@@ -63,13 +95,33 @@ _LAZY = {
 }
 
 
+# llama-index-workflows' module paths: ``engine.events``, ``engine.errors``, ``engine.retry_policy``,
+# ``engine.resource`` and ``engine.context`` hold the names of the reference's modules of the same
+# name, and every one of those names is also an attribute of ``engine`` (looked up there on first
+# use). ``engine.retry_policy`` itself is that module, as ``workflows.retry_policy`` is; its
+# function is ``engine.retry_policy.retry_policy``.
+_REFERENCE_MODULES = ("context", "errors", "events", "resource", "retry_policy")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _REFERENCE_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    else:
+        value = _reference_name(name)
     globals()[name] = value
     return value
+
+
+def _reference_name(name: str) -> Any:
+    """``name`` from the first of the reference-path modules that lists it."""
+    for short in _REFERENCE_MODULES:
+        module = importlib.import_module(f"{__name__}.{short}")
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
 __all__ = [
@@ -94,6 +146,8 @@ __all__ = [
     "LogUnavailableError",
     "MemoryLog",
     "NatsConnectError",
+    "RetryCondition",
+    "RetryInfo",
     "RetryPolicy",
     "RunConflictError",
     "RunNotFoundError",
@@ -103,7 +157,9 @@ __all__ = [
     "StepFailedError",
     "StepFailedEvent",
     "StepTimeoutError",
+    "StopCondition",
     "StopEvent",
+    "WaitStrategy",
     "WaitTimeoutError",
     "Workflow",
     "WorkflowCancelledError",
@@ -114,5 +170,33 @@ __all__ = [
     "WorkflowVersionError",
     "catch_error",
     "fold",
+    "retry_all",
+    "retry_always",
+    "retry_any",
+    "retry_if_exception",
+    "retry_if_exception_cause_type",
+    "retry_if_exception_message",
+    "retry_if_exception_type",
+    "retry_if_not_exception_message",
+    "retry_if_not_exception_type",
+    "retry_never",
+    "retry_unless_exception_type",
     "step",
+    "stop_after_attempt",
+    "stop_after_delay",
+    "stop_all",
+    "stop_any",
+    "stop_before_delay",
+    "stop_never",
+    "time_unit_type",
+    "wait_chain",
+    "wait_combine",
+    "wait_exponential",
+    "wait_exponential_jitter",
+    "wait_fixed",
+    "wait_full_jitter",
+    "wait_incrementing",
+    "wait_none",
+    "wait_random",
+    "wait_random_exponential",
 ]
