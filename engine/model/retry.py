@@ -78,7 +78,7 @@ time_unit_type = int | float | timedelta
 """A duration the strategies take: seconds (``int`` or ``float``) or a ``timedelta`` (as
 llama-index-workflows' ``time_unit_type``)."""
 
-ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+_ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 
 class StepTimeoutError(TimeoutError):
@@ -221,7 +221,7 @@ class retry_if_exception_type(retry_if_exception):
         exception_types: a class or a tuple of classes.
     """
 
-    def __init__(self, exception_types: ExceptionTypes = Exception) -> None:
+    def __init__(self, exception_types: _ExceptionTypes = Exception) -> None:
         super().__init__(lambda error: isinstance(error, exception_types))
         self.exception_types = exception_types
         self._tenacity = tenacity.retry_if_exception_type(exception_types)
@@ -234,7 +234,7 @@ class retry_if_not_exception_type(retry_if_exception):
         exception_types: a class or a tuple of classes that are never retried.
     """
 
-    def __init__(self, exception_types: ExceptionTypes = Exception) -> None:
+    def __init__(self, exception_types: _ExceptionTypes = Exception) -> None:
         super().__init__(lambda error: not isinstance(error, exception_types))
         self.exception_types = exception_types
         self._tenacity = tenacity.retry_if_not_exception_type(exception_types)
@@ -286,7 +286,7 @@ class retry_if_exception_cause_type(_Condition):
         exception_types: a class or a tuple of classes (default: any ``Exception``).
     """
 
-    def __init__(self, exception_types: ExceptionTypes = Exception) -> None:
+    def __init__(self, exception_types: _ExceptionTypes = Exception) -> None:
         self.exception_types = exception_types
         self._tenacity = tenacity.retry_if_exception_cause_type(exception_types)
 
