@@ -39,19 +39,24 @@ class TallyReport(Event):
 
 
 class Mistyped(Workflow):
-    """``make`` emits ``Tallied(count=ev.value)`` (``value`` from the start event, so a string
-    makes a wrong-typed field) by returning it, by ``ctx.send_event`` (``how="send"``), or writes
-    ``TallyReport(total=ev.value)`` to the stream (``how="stream"``)."""
+    """``make`` emits a ``Tallied`` whose ``count`` is then set to ``ev.value`` (``value`` from the
+    start event, so a string makes a wrong-typed field: events are mutable pydantic models, which
+    validate on construction but not on assignment) by returning it, by ``ctx.send_event``
+    (``how="send"``), or writes such a ``TallyReport`` to the stream (``how="stream"``)."""
 
     @step
     async def make(self, ctx: Context, ev: StartEvent) -> Tallied | None:
+        tallied = Tallied(count=0)
+        tallied.count = ev.value
         if ev.how == "send":
-            ctx.send_event(Tallied(count=ev.value))
+            ctx.send_event(tallied)
             return None
         if ev.how == "stream":
-            ctx.write_event_to_stream(TallyReport(total=ev.value))
+            report = TallyReport(total=0)
+            report.total = ev.value
+            ctx.write_event_to_stream(report)
             return Tallied(count=1)
-        return Tallied(count=ev.value)
+        return tallied
 
     @step
     async def use(self, ev: Tallied) -> StopEvent:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import msgspec
+from pydantic.errors import PydanticInvalidForJsonSchema
 
 from engine.model.events import TAG_FIELD, Event, StartEvent, StopEvent, class_path, event_name
 from engine.ports.registry import Edge, StepInfo, WorkflowInfo
@@ -27,28 +27,24 @@ def _fields_schema(cls: type[Event]) -> dict[str, Any]:
 
 
 def fields_schema(cls: type[Event]) -> dict[str, Any]:
-    """JSON schema of an event's fields: msgspec's schema with the ``$type`` tag removed from the
-    top level (nested events keep theirs, as they appear in payloads). Cached per class; the
-    result must not be mutated."""
+    """JSON schema of an event's fields (draft 2020-12): pydantic's schema of the model
+    (``model_json_schema()``: titles, ``description``s from ``Field``, defaults, ``$defs`` for
+    nested models), without the ``$type`` tag. Every event takes undeclared fields
+    (``additionalProperties: true``). A class whose fields pydantic cannot describe (arbitrary
+    types) gets a schema of any object. Cached per class; the result must not be mutated."""
     return _fields_schema(cls)
 
 
 def _build_fields_schema(cls: type[Event]) -> dict[str, Any]:
-    full = msgspec.json.schema(cls)
-    defs: dict[str, Any] = dict(full.get("$defs", {}))
-    top = dict(defs.pop(full["$ref"].rsplit("/", 1)[-1]))
-    props = {k: v for k, v in top.get("properties", {}).items() if k != TAG_FIELD}
-    top["properties"] = props
-    required = [r for r in top.get("required", []) if r != TAG_FIELD]
-    if required:
-        top["required"] = required
-    else:
-        top.pop("required", None)
-    if issubclass(cls, StartEvent):
-        top["additionalProperties"] = True  # StartEvent takes undeclared keyword fields
-    if defs:
-        top["$defs"] = defs
-    return top
+    try:
+        schema = dict(cls.model_json_schema())
+    except PydanticInvalidForJsonSchema:
+        return {"title": event_name(cls), "type": "object", "additionalProperties": True}
+    props = schema.get("properties")
+    if isinstance(props, dict) and TAG_FIELD in props:
+        schema["properties"] = {k: v for k, v in props.items() if k != TAG_FIELD}
+    schema["additionalProperties"] = True  # every event takes undeclared keyword fields
+    return schema
 
 
 def describe(cls: type[WorkflowDefinition]) -> WorkflowInfo:

@@ -1,9 +1,10 @@
-"""Events: frozen msgspec Structs with readable JSON payloads; StartEvent takes any field."""
+"""Events: pydantic models with readable JSON payloads; every event takes undeclared fields."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
+from pydantic import ValidationError
 
 from engine import Event, EventDecodeError, StartEvent, StopEvent
 from engine.model.events import decode_event, encode_event, event_fields
@@ -16,24 +17,30 @@ class Chunk(Event):
     index: int = 0
 
 
-def test_events_are_frozen_and_keyword_only() -> None:
+def test_events_are_mutable_keyword_only_and_validated() -> None:
+    # Deliberate change (issue 18): events were frozen msgspec Structs; they are now mutable
+    # pydantic models, as llama-index-workflows' events are. Construction validates.
     c = Chunk(text="a")
-    with pytest.raises(AttributeError):
-        c.text = "b"  # type: ignore[misc]
+    c.text = "b"
+    assert c.text == "b"
     with pytest.raises(TypeError):
         Chunk("a")  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="index"):
+        Chunk(text="a", index="not a number")  # type: ignore[arg-type]
 
 
 def test_payload_is_tagged_json_and_round_trips() -> None:
     data = encode_event(Chunk(text="hi", index=2))
     assert msgspec.json.decode(data) == {"$type": "Chunk", "text": "hi", "index": 2}
     assert decode_event(Chunk, data) == Chunk(text="hi", index=2)
-    # The tag is optional on input (events published by hand), unknown fields are ignored.
-    assert decode_event(Chunk, b'{"text": "x", "extra": 1}') == Chunk(text="x")
+    # The tag is optional on input (events published by hand); unknown fields are kept as
+    # undeclared fields (every event takes them, as in llama-index-workflows).
+    back = decode_event(Chunk, b'{"text": "x", "extra": 1}')
+    assert back == Chunk(text="x", extra=1) and back.extra == 1  # type: ignore[attr-defined]
 
 
 def test_bad_payload_raises_decode_error() -> None:
-    with pytest.raises(EventDecodeError, match="Chunk"):
+    with pytest.raises(EventDecodeError, match=r"Chunk.*\$\.index"):
         decode_event(Chunk, b'{"index": "not an int", "text": "t"}')
     with pytest.raises(EventDecodeError):
         decode_event(Chunk, b"not json")
@@ -47,7 +54,9 @@ def test_start_event_accepts_arbitrary_fields() -> None:
     assert msgspec.json.decode(data) == {"$type": "StartEvent", "topic": "jazz", "n": 3}
     back = decode_event(StartEvent, data)
     assert back.topic == "jazz"  # type: ignore[attr-defined]
-    assert "topic='jazz'" in repr(back)
+    assert back == s
+    # As llama-index-workflows' repr: declared fields only (a StartEvent declares none).
+    assert repr(back) == "StartEvent()"
 
 
 def test_start_event_subclass_keeps_typed_fields_and_extras() -> None:
@@ -67,6 +76,8 @@ def test_stop_event_result() -> None:
         "$type": "StopEvent",
         "result": {"a": [1]},
     }
+    assert StopEvent("positional").result == "positional"  # as llama-index-workflows' StopEvent
+    assert str(StopEvent(result=3)) == "3"
 
 
 def test_decode_record_never_raises() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from engine import MemoryLog, StepFailedError, WorkflowTimeoutError
 from engine.model.errors import DeadLetteredError, EventValidationError
@@ -109,8 +110,12 @@ async def test_a_wrong_typed_field_fails_the_step_that_emits_it(how: str) -> Non
 
 
 def test_encode_checked_names_the_event_and_field_and_costs_one_decode() -> None:
+    with pytest.raises(ValidationError, match="count"):  # pydantic validates on construction
+        Tallied(count="x")  # type: ignore[arg-type]
+    bad = Tallied(count=0)
+    bad.count = "x"  # type: ignore[assignment]  # ... but not on assignment: encode_checked finds it
     with pytest.raises(EventValidationError, match=r"Tallied .*\$\.count"):
-        encode_checked(Tallied(count="x"))  # type: ignore[arg-type]
+        encode_checked(bad)
     ev = Tallied(count=7)
     assert encode_checked(ev) == encode_event(ev)
     n = 20_000
@@ -130,8 +135,10 @@ async def test_an_outside_event_with_a_wrong_typed_field_is_refused() -> None:
     log = MemoryLog()
     wf = Doorbell(timeout=10, log=log)
     handler = wf.run()
+    bad = Nudge(n=0)
+    bad.n = "x"  # type: ignore[assignment]  # (construction validates; assignment does not)
     with pytest.raises(EventValidationError, match=r"Nudge .*\$\.n"):
-        await handler.send_event(Nudge(n="x"))  # type: ignore[arg-type]
+        await handler.send_event(bad)
     await handler.send_event(Nudge(n=5))
     assert await asyncio.wait_for(handler, 10) == 5
     kinds = await _kinds(log, "Doorbell", handler.run_id)
