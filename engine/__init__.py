@@ -17,6 +17,8 @@ from engine.model.errors import (
     AppendError,
     ChildWorkflowError,
     CommitTooLargeError,
+    ContextSerdeError,
+    ContextStateError,
     DeadLetteredError,
     EventDecodeError,
     EventValidationError,
@@ -43,9 +45,10 @@ from engine.model.retry import (
     StepTimeoutError,
 )
 from engine.ports.log import EventLog
-from engine.runtime.context import Context
+from engine.runtime.context import Context, DictState
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
+from engine.runtime.serializers import JsonSerializer, PickleSerializer
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
@@ -78,7 +81,10 @@ __all__ = [
     "CommitTooLargeError",
     "ConstantDelayRetryPolicy",
     "Context",
+    "ContextSerdeError",
+    "ContextStateError",
     "DeadLetteredError",
+    "DictState",
     "Event",
     "EventDecodeError",
     "EventLog",
@@ -89,11 +95,13 @@ __all__ = [
     "InvalidSequenceError",
     "JetStreamLog",
     "JetloomError",
+    "JsonSerializer",
     "LastSeqMismatchError",
     "LogError",
     "LogUnavailableError",
     "MemoryLog",
     "NatsConnectError",
+    "PickleSerializer",
     "RetryPolicy",
     "RunConflictError",
     "RunNotFoundError",
