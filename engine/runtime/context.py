@@ -212,7 +212,7 @@ class StateStore(Generic[S]):
 
     def _replace_all(self, new: dict[str, Any]) -> None:
         """Record ``new`` as the whole state, as per-key changes where that says the same."""
-        old = self._view()
+        old = self._view() if self._typed is None else self._dump(self._model_of(self._view()))
         if any(k not in new for k in old) or any("." in k or not k for k in new):
             self._record(ROOT, new)
             return
