@@ -12,7 +12,16 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from pydantic import BaseModel, Field
 
-from engine import Context, Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent, Workflow, step
+from engine import (
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    step,
+)
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess
 

@@ -215,3 +215,20 @@ async def test_a_dict_written_by_llama_index_workflows_reads() -> None:
     restored = Context.from_dict(wf, data)
     assert restored.run_id is None
     assert await wf.run(ctx=restored) == {"runs": 6, "seen": ["w"]}
+
+
+async def test_the_reference_pattern_that_cancels_the_first_run() -> None:
+    """As llama-index-workflows' docs write it: save the dict, cancel, resume from the dict. The
+    cancelled run has ended here (a deliberate difference: cancel is durable), so the context
+    starts a new run, whose wait takes the answer sent to it."""
+    wf = Ask()
+    handler = wf.run()
+    async for ev in handler.stream_events():
+        if isinstance(ev, Asked):
+            data = roundtrip(handler.ctx.to_dict())
+            await handler.cancel_run()
+            break
+    resumed = wf.run(ctx=Context.from_dict(wf, data))
+    resumed.ctx.send_event(Answered(text="bo"))
+    assert await resumed == "hello bo"
+    assert resumed.run_id != handler.run_id

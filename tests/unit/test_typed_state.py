@@ -278,3 +278,24 @@ async def test_a_started_runs_store_is_read_only_from_outside() -> None:
     await handler
     with pytest.raises(ContextStateError):
         await handler.ctx.store.set("x", 1)
+
+
+async def test_typed_state_survives_a_snapshot() -> None:
+    from engine.state.snapshots import decode_snapshot, encode_snapshot
+
+    log = MemoryLog()
+    handler = Counting(log=log).run()
+    await handler
+    st = fold(decode_record(r) for r in await log.read("Counting", handler.run_id))
+    back = decode_snapshot(encode_snapshot(st))
+    assert back is not None
+    assert Counter.model_validate(back.state) == Counter.model_validate(st.state)
+    assert back.state == st.state
+
+
+def test_a_whole_state_change_replaces_the_fold_state() -> None:
+    from engine.state.fold import set_path
+
+    state: dict[str, Any] = {"a": {"b": 1}, "c": 2}
+    set_path(state, "", {"x": 1})
+    assert state == {"x": 1}
