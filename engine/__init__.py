@@ -17,6 +17,8 @@ from engine.model.errors import (
     AppendError,
     ChildWorkflowError,
     CommitTooLargeError,
+    ContextSerdeError,
+    ContextStateError,
     DeadLetteredError,
     EventDecodeError,
     EventValidationError,
@@ -75,9 +77,10 @@ from engine.model.retry import (
     wait_random_exponential,
 )
 from engine.ports.log import EventLog
-from engine.runtime.context import Context
+from engine.runtime.context import Context, DictState
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
+from engine.runtime.serializers import JsonSerializer, PickleSerializer
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
@@ -130,7 +133,10 @@ __all__ = [
     "CommitTooLargeError",
     "ConstantDelayRetryPolicy",
     "Context",
+    "ContextSerdeError",
+    "ContextStateError",
     "DeadLetteredError",
+    "DictState",
     "Event",
     "EventDecodeError",
     "EventLog",
@@ -141,11 +147,13 @@ __all__ = [
     "InvalidSequenceError",
     "JetStreamLog",
     "JetloomError",
+    "JsonSerializer",
     "LastSeqMismatchError",
     "LogError",
     "LogUnavailableError",
     "MemoryLog",
     "NatsConnectError",
+    "PickleSerializer",
     "RetryCondition",
     "RetryInfo",
     "RetryPolicy",

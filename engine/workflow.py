@@ -62,9 +62,13 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
     hints = _resolve_hints(fn, localns)
     params = list(inspect.signature(fn).parameters.values())[1:]  # drop self
     event_param = ctx_param = None
+    state_type: type | None = None
     accepts: list[type[Event]] = []
     for p in params:
         hint = hints.get(p.name)
+        if get_origin(hint) is Context:  # Context[MyState]: the run's typed state
+            ctx_param, (state_type,) = p.name, get_args(hint)
+            continue
         if hint is Context or (isinstance(hint, type) and issubclass(hint, Context)):
             ctx_param = p.name
             continue
@@ -115,6 +119,7 @@ def _spec(name: str, fn: Callable[..., Any], localns: dict[str, Any]) -> StepSpe
         retry_policy=opts.get("retry_policy"),
         timeout=opts.get("timeout"),
         catch_error=opts.get("catch_error", False),
+        state_type=state_type,
     )
 
 
@@ -185,7 +190,12 @@ class Workflow:
         self._runtime: InProcessRuntime | None = None  # made by the first run()
 
     def run(
-        self, *, start_event: StartEvent | None = None, run_id: str | None = None, **fields: Any
+        self,
+        *,
+        start_event: StartEvent | None = None,
+        run_id: str | None = None,
+        ctx: Context[Any] | None = None,
+        **fields: Any,
     ) -> WorkflowHandler:
         """Start a run in this process and return its handler (await it for the result, or
         iterate ``handler.stream_events()``). Must be called with an event loop running.
@@ -193,8 +203,19 @@ class Workflow:
         Args:
             start_event: the start event; if omitted, one is built from ``fields``.
             run_id: the run's id (default: a new random id); a subject token.
+            ctx: a ``Context`` of this workflow, as in llama-index-workflows: a fresh one
+                (``Context(wf)``) starts a run with the state staged on it; one of a run still
+                going (e.g. waiting for human input; from ``Context.from_dict``) re-attaches to
+                that run; one of an ended run starts a new run with that run's final state. The
+                context is then ``handler.ctx`` (see ``engine.runtime.inprocess.start_run``).
             **fields: fields of the start event.
+
+        Raises:
+            ContextStateError: ``ctx`` is a step's context.
+            ContextSerdeError: ``ctx`` is another workflow's.
         """
         if self._runtime is None:
             self._runtime = InProcessRuntime(self, self._log or MemoryLog())
-        return self._runtime.start(start_event=start_event, run_id=run_id, fields=fields, timeout=self.timeout)
+        return self._runtime.start(
+            start_event=start_event, run_id=run_id, fields=fields, timeout=self.timeout, ctx=ctx
+        )

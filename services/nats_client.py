@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import StartEvent, Workflow, WorkflowHandler
+from pydantic import BaseModel
+
+from engine import Context, StartEvent, Workflow, WorkflowHandler
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
 from engine.model.events import Event
@@ -67,9 +69,12 @@ class NatsClient:
         start_event: StartEvent | None = None,
         run_id: str | None = None,
         timeout: float | None = None,
+        ctx: Context[Any] | None = None,
+        state: BaseModel | dict[str, Any] | None = None,
         **fields: Any,
     ) -> WorkflowHandler:
-        """Start a run of ``workflow`` on whichever workers serve it; return its handler.
+        """Start a run of ``workflow`` on whichever workers serve it; return its handler
+        (``handler.ctx`` is the run's context).
 
         The step consumers are created here too, so a run started before any worker exists waits
         in JetStream until one comes.
@@ -79,15 +84,29 @@ class NatsClient:
             start_event / **fields: the start event, or its fields.
             run_id: the run id (default: new); starting the same id twice starts one run.
             timeout: seconds the handler waits before failing the run (default: none).
+            ctx: a ``Context`` of ``workflow`` (e.g. ``Context.from_dict(Workflow, d)`` from a
+                ``to_dict`` made on another client): it re-attaches to its run if that run is still
+                going, else a new run starts with its state (as ``Workflow.run(ctx=...)``).
+            state: the new run's initial state: a model of the workflow's state type (or a
+                parent of it), or a dict for an untyped state.
 
         Raises:
             ValueError: ``run_id`` is not 1 to 128 characters of ``A-Z a-z 0-9 _ -``
                 (``engine.wire.subjects.check_token``); checked before anything reaches NATS, so the
                 server never refuses the subject and the connection stays usable.
             EventValidationError: a field of the start event does not match its annotation.
+            ContextSerdeError: ``ctx`` is another workflow's.
+            ValueError: ``state`` is not of the workflow's state type.
         """
         if run_id is not None:
             check_token(run_id, "run id")
+        if state is not None:
+            ctx = ctx if ctx is not None else Context(workflow)
+            if isinstance(state, dict):
+                for key, value in state.items():
+                    await ctx.store.set(key, value)
+            else:
+                await ctx.store.set_state(state)
         if workflow.workflow_name not in self._ensured:
             for spec in workflow.steps.values():
                 await self.log.ensure_consumer(
@@ -101,6 +120,7 @@ class NatsClient:
             run_id=run_id,
             fields=fields,
             timeout=timeout,
+            ctx=ctx,
         )
 
     def attach(
@@ -118,7 +138,14 @@ class NatsClient:
         check_token(run_id, "run id")
         if isinstance(workflow, str):
             check_token(workflow, "workflow")
-            name, events = workflow, dict[str, type[Event]]()
-        else:
-            name, events = workflow.workflow_name, workflow.events
-        return WorkflowHandler(log=self.log, workflow=name, run_id=run_id, events=events, timeout=timeout)
+            return WorkflowHandler(
+                log=self.log, workflow=workflow, run_id=run_id, events=dict[str, type[Event]](), timeout=timeout
+            )
+        return WorkflowHandler(
+            log=self.log,
+            workflow=workflow.workflow_name,
+            run_id=run_id,
+            events=workflow.events,
+            timeout=timeout,
+            definition=workflow,
+        )

@@ -11,6 +11,8 @@
     │   ├── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
     │   ├── DeadLetteredError        a trigger of the run did not decode and was dead-lettered
     │   └── ChildWorkflowError       a child run (``ctx.run_workflow``) failed, was cancelled or timed out
+    ├── ContextSerdeError            a context dict (``Context.from_dict``) does not fit the workflow
+    ├── ContextStateError            a ``Context`` was used where its run does not allow it
     ├── RunNotFoundError             no log records for that run id
     ├── InvalidSequenceError         a rollback/fork/state point is not a usable sequence of the run
     ├── RunConflictError             the run cannot take that command now (e.g. a fork's id exists)
@@ -31,6 +33,8 @@ __all__ = [
     "AppendError",
     "ChildWorkflowError",
     "CommitTooLargeError",
+    "ContextSerdeError",
+    "ContextStateError",
     "DeadLetteredError",
     "EventDecodeError",
     "EventValidationError",
@@ -74,6 +78,18 @@ class WorkflowValidationError(JetloomError):
 
 class WorkflowRuntimeError(JetloomError):
     """A run failed or could not continue."""
+
+
+class ContextSerdeError(JetloomError):
+    """A context dict given to ``Context.from_dict`` (or ``Context(workflow, previous_context)``)
+    does not fit: not a dict, a state payload of another shape, or a state that does not validate
+    against the workflow's state type. Named as llama-index-workflows' ``ContextSerdeError``."""
+
+
+class ContextStateError(JetloomError):
+    """A ``Context`` was used in a way its stage does not allow: a step-only call made from
+    outside a step (or before the run started), or a handler-only call made inside a step. Named
+    as llama-index-workflows' ``ContextStateError``."""
 
 
 class StepFailedError(WorkflowRuntimeError):

@@ -2,23 +2,28 @@
 cancelling runs, recovery, time travel. Depends on the ports, never on a log implementation."""
 
 from engine.runtime.commands import append_cancel, append_event, append_start
-from engine.runtime.context import Context, StateStore
+from engine.runtime.context import Context, DictState, StateStore
 from engine.runtime.describe import WorkflowInfo, describe
 from engine.runtime.executor import Executor, ExecutorStats
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.inprocess import InProcessRuntime, new_run_id, start_run
 from engine.runtime.recovery import RunNotRetryableError, retry_run, schedule_run_timeout
 from engine.runtime.runs import CachedRun, RunCache
+from engine.runtime.serializers import BaseSerializer, JsonSerializer, PickleSerializer
 from engine.runtime.spec import StepSpec, WorkflowDefinition, validate
 from engine.runtime.timetravel import ForkResult, RollbackResult, fork, rollback
 
 __all__ = [
+    "BaseSerializer",
     "CachedRun",
     "Context",
+    "DictState",
     "Executor",
     "ExecutorStats",
     "ForkResult",
     "InProcessRuntime",
+    "JsonSerializer",
+    "PickleSerializer",
     "RollbackResult",
     "RunCache",
     "RunNotRetryableError",

@@ -34,7 +34,9 @@ from engine.model.events import Event, StopEvent, encode_checked, event_from_fie
 from engine.model.records import OutMessage, RawRecord, RunFailed, StepFailed
 from engine.ports.log import EventLog
 from engine.runtime.commands import append_cancel, append_event
-from engine.runtime.endings import after_end
+from engine.runtime.context import Context
+from engine.runtime.endings import after_end, fold_run
+from engine.runtime.spec import WorkflowDefinition
 from engine.state.ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
@@ -53,6 +55,11 @@ _END = object()
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("a handler's cleanup failed", exc_info=task.exception())
+
+
+# where the run's id and start are decided when the follow begins (``Workflow.run(ctx=...)``):
+# returns the run id, the start to append (``None``: the run exists) and whether the id is new
+Choice = tuple[str, "Callable[[], Awaitable[None]] | None", bool]
 
 
 # RunFailed.error_type -> the error awaiting the run raises (others: WorkflowRuntimeError)
@@ -106,6 +113,12 @@ class WorkflowHandler:
 
     Construction raises ``ValueError`` when ``workflow`` or ``run_id`` is not a subject token
     (``engine.wire.subjects.check_token``).
+
+    Attributes:
+        ctx: the run's ``Context`` (external face): ``await handler.ctx.store.get(...)`` reads the
+            run's state from its log, ``handler.ctx.send_event(ev)``, ``handler.ctx.to_dict()``.
+        run_id: the run's id (for a handler of ``workflow.run(ctx=...)``, final once the follow
+            has begun: ``await handler.wait_ready()``).
     """
 
     def __init__(
@@ -119,10 +132,21 @@ class WorkflowHandler:
         prepare: Callable[[], Awaitable[None]] | None = None,
         cleanup: Callable[[], Awaitable[None]] | None = None,
         fresh: bool = False,
+        definition: WorkflowDefinition | type[WorkflowDefinition] | None = None,
+        choose: Callable[[], Awaitable[Choice]] | None = None,
+        ctx: Context[Any] | None = None,
     ) -> None:
         # (names become subject tokens: a bad one fails here, before the server refuses it)
         self.run_id = check_token(run_id, "run id")
         check_token(workflow, "workflow")
+        self._definition = definition
+        self._choose = choose
+        self._ready = asyncio.Event()
+        self._ctx = ctx
+        self._track_state = ctx is not None  # fold the final state when the run ends (to_dict)
+        self._final_state: dict[str, Any] | None = None
+        if ctx is not None:
+            ctx._bind(self)
         self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
         self.workflow = workflow
         self._log = log
@@ -143,6 +167,21 @@ class WorkflowHandler:
     ) -> None:
         if self._kinds is None:  # (stream_events() called before this sets the kinds it streams)
             self._kinds = ENDING_KINDS
+        if self._choose is not None:
+            try:
+                self.run_id, prepare, self._fresh = await self._choose()
+            except BaseException as exc:
+                self._ready.set()
+                if not self._future.done():
+                    self._future.set_exception(exc)
+                self._queue.put_nowait(_END)
+                if cleanup is not None:
+                    await cleanup()
+                return
+            if prepare is None:
+                self._ready.set()
+        else:
+            self._ready.set()
         if prepare is not None and self._fresh:
             await self._begin_new_run(prepare, cleanup)
             return
@@ -154,6 +193,8 @@ class WorkflowHandler:
                 if not self.state.terminal:
                     await self._fail_timeout()
                     await self._consume_log()  # whichever terminal record landed first decides
+            if self._track_state:
+                await self._fetch_final_state()
             self._finish()
         except asyncio.CancelledError:
             if not self._future.done():
@@ -163,6 +204,7 @@ class WorkflowHandler:
             if not self._future.done():
                 self._future.set_exception(exc)
         finally:
+            self._ready.set()
             self._queue.put_nowait(_END)
             if cleanup is not None:
                 await cleanup()
@@ -194,6 +236,8 @@ class WorkflowHandler:
                     with contextlib.suppress(BaseException):
                         await first
                     raise
+                finally:
+                    self._ready.set()
                 if self._apply(await first):
                     return
             async for raw in records:
@@ -233,6 +277,8 @@ class WorkflowHandler:
             raise
         except BaseException as exc:  # surfaced to whoever awaits the handler
             self._close(exc)
+        finally:
+            self._ready.set()
 
     def _take(self, raw: RawRecord) -> None:
         """One record of the run, in log order, from the log's delivery path."""
@@ -274,6 +320,11 @@ class WorkflowHandler:
         elif error is not None:
             if not self._future.done():
                 self._future.set_exception(error)
+        elif self._track_state:
+            # (the final state is read before the handler resolves, so to_dict after it has it)
+            fetching = asyncio.ensure_future(self._fetch_final_state())
+            fetching.add_done_callback(lambda _: self._finish())
+            self._fetch_task = fetching
         else:
             self._finish()
         self._queue.put_nowait(_END)
@@ -314,6 +365,43 @@ class WorkflowHandler:
         else:  # (a run that keeps moving: the fold keeps the first terminal record anyway)
             await self._log.append([msg], idempotency_key=f"{self.run_id}:timeout")
         await after_end(self._log, self.workflow, self.run_id)
+
+    async def _fetch_final_state(self) -> None:
+        try:
+            self._final_state = (await fold_run(self._log, self.workflow, self.run_id)).state
+        except Exception:  # (the result matters more than the state copy of to_dict)
+            logger.warning("could not read the final state of run %s", self.run_id, exc_info=True)
+
+    _fetch_task: asyncio.Future[None] | None = None
+
+    @property
+    def log(self) -> EventLog:
+        """The event log the run is in."""
+        return self._log
+
+    @property
+    def final_state(self) -> dict[str, Any] | None:
+        """The run's state (as in the log) when it ended, if it was read then (``ctx``)."""
+        return self._final_state
+
+    async def wait_ready(self) -> None:
+        """Wait until the run's id is settled and its start appended (at once for a handler not
+        made by ``workflow.run(ctx=...)`` once its follow has begun)."""
+        await self._ready.wait()
+
+    @property
+    def ctx(self) -> Context[Any]:
+        """The run's context (external face; see ``engine.runtime.context.Context``). Taken before
+        the run ends, the handler also reads the run's final state when it ends, for ``to_dict``."""
+        if self._ctx is None:
+            definition: Any = self._definition
+            if definition is None:
+                definition = _Unknown(self.workflow)
+            self._ctx = Context(definition)
+            self._ctx._bind(self)
+            if not self.done():
+                self._track_state = True
+        return self._ctx
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._future.__await__()
@@ -391,6 +479,8 @@ class WorkflowHandler:
                 appended).
         """
         payload = encode_checked(event)  # (checked before it reaches the run: see encode_checked)
+        if self._choose is not None:
+            await self._ready.wait()  # (the run id is decided when the follow begins)
         self._fresh = False  # (the run has a record now: a follow not begun yet must read it)
         await append_event(
             self._log,
@@ -404,8 +494,19 @@ class WorkflowHandler:
 
     async def cancel_run(self, reason: str = "") -> None:
         """Record that the run is cancelled; steps not yet started will not run."""
+        if self._choose is not None:
+            await self._ready.wait()  # (as in send_event)
         self._fresh = False  # (as in send_event)
         await append_cancel(self._log, self.workflow, self.run_id, reason)
         await asyncio.wait([self._future])
         if not self._future.cancelled():
             self._future.exception()  # the caller asked for the cancel; the error is expected
+
+
+class _Unknown:
+    """The definition of a workflow known only by name (``NatsClient.attach("name", ...)``)."""
+
+    steps: dict[str, Any] = {}
+
+    def __init__(self, name: str) -> None:
+        self.workflow_name = name

@@ -7,13 +7,16 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from engine.model.errors import ContextSerdeError, ContextStateError
 from engine.model.events import StartEvent, encode_checked, encode_event, event_name
 from engine.model.records import OutMessage
 from engine.ports.log import EventLog
 from engine.runtime import commands
 from engine.runtime.commands import start_key, start_messages
+from engine.runtime.context import Context
+from engine.runtime.endings import fold_run
 from engine.runtime.executor import Executor
-from engine.runtime.handler import WorkflowHandler
+from engine.runtime.handler import Choice, WorkflowHandler
 from engine.runtime.spec import WorkflowDefinition
 from engine.wire.subjects import check_token
 
@@ -45,17 +48,25 @@ def start_commit(
 
 
 async def append_start(
-    log: EventLog, workflow: str, run_id: str, start: StartEvent, *, fresh: bool = False
+    log: EventLog,
+    workflow: str,
+    run_id: str,
+    start: StartEvent,
+    *,
+    fresh: bool = False,
+    initial_state: dict[str, Any] | None = None,
 ) -> None:
     """Append a run's start commit (idempotent per run id; see ``commands.append_start``).
 
     With ``fresh`` (the run id was just generated here, so nobody else can start it), the commit
     is sent without idempotency ids, both messages at once: one round trip instead of two.
     """
-    if fresh:
+    if fresh and not initial_state:
         await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic, new_run=True))
         return
-    await commands.append_start(log, workflow, run_id, event_name(type(start)), encode_event(start))
+    await commands.append_start(
+        log, workflow, run_id, event_name(type(start)), encode_event(start), initial_state=initial_state
+    )
 
 
 def build_start_event(cls: type[WorkflowDefinition], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
@@ -105,6 +116,7 @@ class InProcessRuntime:
         run_id: str | None,
         fields: dict[str, Any],
         timeout: float | None,
+        ctx: Context[Any] | None = None,
     ) -> WorkflowHandler:
         """Start a run on this runtime's executor and return its handler (``start_run``; the
         executor runs while any of its runs does).
@@ -121,6 +133,8 @@ class InProcessRuntime:
             timeout=timeout,
             before=self.acquire,
             after=self.release,
+            ctx=ctx,
+            definition=self.executor.workflow,
         )
 
 
@@ -134,16 +148,32 @@ def start_run(
     timeout: float | None,
     before: Callable[[], Awaitable[None]] | None = None,
     after: Callable[[], Awaitable[None]] | None = None,
+    ctx: Context[Any] | None = None,
+    definition: WorkflowDefinition | None = None,
 ) -> WorkflowHandler:
     """A handler for a new run of ``cls``: it appends the start commit (after ``before``), follows
     the run's log, and calls ``after`` once the run has ended.
+
+    With ``ctx`` (``Workflow.run(ctx=...)``, as llama-index-workflows'), the context is bound to
+    the handler (``handler.ctx is ctx``) and, when the follow begins: a context of no run starts a
+    new run with the state it staged (its store) as initial state; a context of a run that is
+    still going re-attaches to that run (the start event is not used); a context of a run that
+    has ended starts a new run whose initial state is that run's final state (read from the log,
+    or the context's copy of it when the log does not have the run).
 
     Raises:
         TypeError: both ``start_event`` and ``fields`` were given.
         ValueError: ``run_id`` is not a subject token (1 to ``engine.wire.subjects.NAME_MAX`` characters of
             ``A-Z a-z 0-9 _ -``).
         EventValidationError: a field of the start event does not match its annotation.
+        ContextStateError: ``ctx`` is a step's context.
+        ContextSerdeError: ``ctx`` is of another workflow.
     """
+    if ctx is not None:
+        return _start_with_context(
+            log, cls, ctx, start_event=start_event, run_id=run_id, fields=fields, timeout=timeout,
+            before=before, after=after, definition=definition,
+        )
     start = build_start_event(cls, start_event, fields)
     encode_checked(start)  # (here, not in the first step's consumer: the run would be dead-lettered)
     rid = check_token(run_id, "run id") if run_id else new_run_id()
@@ -162,4 +192,73 @@ def start_run(
         prepare=prepare,
         cleanup=after,
         fresh=run_id is None,
+        definition=definition if definition is not None else cls,
+    )
+
+
+def _start_with_context(
+    log: EventLog,
+    cls: type[WorkflowDefinition],
+    ctx: Context[Any],
+    *,
+    start_event: StartEvent | None,
+    run_id: str | None,
+    fields: dict[str, Any],
+    timeout: float | None,
+    before: Callable[[], Awaitable[None]] | None,
+    after: Callable[[], Awaitable[None]] | None,
+    definition: WorkflowDefinition | None,
+) -> WorkflowHandler:
+    """``start_run`` with a context (see there)."""
+    if not isinstance(ctx, Context):
+        raise TypeError(f"ctx must be a Context, got {type(ctx).__name__}")
+    if ctx.step_context:
+        raise ContextStateError("Cannot start workflow from a step function context")
+    if ctx.workflow_name != cls.workflow_name:
+        raise ContextSerdeError(f"the context is of workflow {ctx.workflow_name!r}, not {cls.workflow_name!r}")
+    start = build_start_event(cls, start_event, fields)
+    encode_checked(start)
+    previous = ctx.run_id
+    seed = ctx.state_copy()
+    new_id = check_token(run_id, "run id") if run_id else new_run_id()
+    if previous is not None and run_id is not None and run_id != previous:
+        previous = None  # (an explicit new run id starts a new run, with the context's state)
+
+    def starter(rid: str, state: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+        async def prepare() -> None:
+            if before is not None:
+                await before()
+            await append_start(log, cls.workflow_name, rid, start, fresh=True, initial_state=state)
+
+        return prepare
+
+    async def choose() -> Choice:
+        state = seed
+        if previous is not None:
+            if before is not None:
+                await before()  # (the executor runs for a re-attached run too)
+            try:
+                folded = await fold_run(log, cls.workflow_name, previous)
+            except BaseException:
+                if after is not None:
+                    await after()
+                raise
+            if folded.status != "pending" and not folded.terminal:
+                return previous, None, False
+            if after is not None:
+                await after()
+            if folded.status != "pending":
+                state = folded.state
+        return new_id, starter(new_id, state), True
+
+    return WorkflowHandler(
+        log=log,
+        workflow=cls.workflow_name,
+        run_id=previous or new_id,
+        events=cls.events,
+        timeout=timeout,
+        cleanup=after,
+        definition=definition if definition is not None else cls,
+        choose=choose,
+        ctx=ctx,
     )

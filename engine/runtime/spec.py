@@ -10,7 +10,7 @@ against ``WorkflowDefinition`` here, so it never imports the ``Workflow`` class 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -51,6 +51,9 @@ class StepSpec:
         retry_policy: decides retries of a failed attempt (``engine.model.retry``); ``None``: none.
         timeout: seconds one attempt may run before it fails with ``StepTimeoutError``.
         catch_error: this is the workflow's error handler (``@catch_error``).
+        state_type: the pydantic model of the run's typed state (``ctx: Context[MyState]``);
+            after ``validate``, every step of a workflow carries the workflow's one state type
+            (``None``: untyped, dict state).
     """
 
     name: str
@@ -64,6 +67,7 @@ class StepSpec:
     retry_policy: Any = None
     timeout: float | None = None
     catch_error: bool = False
+    state_type: type | None = None
 
     @property
     def accepts_names(self) -> tuple[str, ...]:
@@ -164,8 +168,35 @@ def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
             )
 
 
+def _check_state_type(name: str, steps: dict[str, StepSpec]) -> None:
+    """The steps' ``Context[State]`` types must lie on one line of inheritance; the most derived
+    is the workflow's state type (as llama-index-workflows infers it), set on every step."""
+    types = {s.state_type for s in steps.values() if s.state_type is not None}
+    if not types:
+        return
+    for t in types:
+        if not (isinstance(t, type) and hasattr(t, "model_validate")):
+            raise WorkflowValidationError(
+                f"workflow {name!r}: Context[{t!r}] is not a pydantic model type; typed state "
+                "is a pydantic BaseModel whose defaults are the run's initial state"
+            )
+    most = [t for t in types if all(issubclass(t, o) for o in types)]
+    if not most:
+        listed = ", ".join(sorted(t.__name__ for t in types))
+        raise WorkflowValidationError(
+            f"workflow {name!r}: steps take different state types ({listed}); a run has one "
+            "state, so use one type (or types that subclass one another)"
+        )
+    for key, s in steps.items():
+        if s.state_type is not most[0]:
+            steps[key] = replace(s, state_type=most[0])
+
+
 def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
     """Check the step graph; return the start event class and the registry of event types.
+
+    Sets the workflow's state type on every step (``StepSpec.state_type``; see
+    ``_check_state_type``).
 
     Raises:
         WorkflowValidationError: naming the step and event at fault.
@@ -208,6 +239,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                     "so the step can never run",
                     step=s.name,
                 )
+    _check_state_type(name, steps)
     registry: dict[str, type[Event]] = {}
     for t in (*consumed, *produced, start):
         n = check_name(event_name(t), f"workflow {name!r}: event class name")

@@ -66,7 +66,13 @@ KEEP_EVENTS: Final = 256  # newest events whose details a compacted fold keeps w
 
 
 def set_path(root: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``root["a"]["b"] = value`` for ``path="a.b"``, creating dicts on the way."""
+    """Set ``root["a"]["b"] = value`` for ``path="a.b"``, creating dicts on the way. The empty
+    path stands for the whole state: ``value`` (a dict) replaces ``root``'s contents (a typed
+    state's ``set_state``, ``clear``)."""
+    if not path:
+        root.clear()
+        root.update(value)
+        return
     *parents, leaf = path.split(".")
     node = root
     for key in parents:
@@ -247,7 +253,8 @@ class RunState:
 
     Attributes:
         status: ``pending`` (no RunStarted yet), ``running``, ``completed``, ``failed``, ``cancelled``.
-        state: the user state (``ctx.store``), a JSON-like dict.
+        state: the user state (``ctx.store``), a JSON-like dict (a typed state's
+            ``model_dump(mode="json")``; ``engine.runtime.context``).
         state_changed_seq: sequence of the last record that changed ``state`` (0 if none).
         result: the RunCompleted record, once completed.
         error: the StepFailed or RunFailed record, once failed.

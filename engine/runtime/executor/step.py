@@ -73,6 +73,7 @@ class StepRunner:
             known_events=self.events,
             run=run.state,
             attempt=attempt,
+            state_type=spec.state_type,
         )
         kwargs: dict[str, Any] = {spec.event_param: event}
         if spec.ctx_param is not None:
