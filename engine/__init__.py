@@ -28,8 +28,12 @@ from engine.model.errors import (
     RunNotFoundError,
     StepFailedError,
     WaitTimeoutError,
+    WorkflowCancelledByUser,
     WorkflowCancelledError,
+    WorkflowConfigurationError,
+    WorkflowDone,
     WorkflowRuntimeError,
+    WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
     WorkflowValidationError,
     WorkflowVersionError,
@@ -46,6 +50,13 @@ from engine.ports.log import EventLog
 from engine.runtime.context import Context
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
+from engine.runtime.resources import (
+    Resource,
+    ResourceConfig,
+    ResourceDefinition,
+    ResourceDescriptor,
+    ResourceManager,
+)
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
@@ -94,6 +105,11 @@ __all__ = [
     "LogUnavailableError",
     "MemoryLog",
     "NatsConnectError",
+    "Resource",
+    "ResourceConfig",
+    "ResourceDefinition",
+    "ResourceDescriptor",
+    "ResourceManager",
     "RetryPolicy",
     "RunConflictError",
     "RunNotFoundError",
@@ -106,9 +122,13 @@ __all__ = [
     "StopEvent",
     "WaitTimeoutError",
     "Workflow",
+    "WorkflowCancelledByUser",
     "WorkflowCancelledError",
+    "WorkflowConfigurationError",
+    "WorkflowDone",
     "WorkflowHandler",
     "WorkflowRuntimeError",
+    "WorkflowStepDoesNotExistError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "WorkflowVersionError",
