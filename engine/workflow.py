@@ -320,7 +320,7 @@ class Workflow:
         _check_configured(type(self))
         self._disable_validation = disable_validation
         self._validated = -1  # the class's _steps_version last validated
-        self.resource_manager = resource_manager or ResourceManager()
+        self.resource_manager: ResourceManager = resource_manager or ResourceManager()
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.verbose = verbose
         self._log = log

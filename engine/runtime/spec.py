@@ -18,7 +18,14 @@ from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from engine.model.errors import WorkflowConfigurationError, WorkflowValidationError
-from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent, event_name
+from engine.model.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    event_name,
+)
 from engine.model.retry import StepFailedEvent
 from engine.runtime.resources import ResourceDefinition
 from engine.wire.subjects import check_token

@@ -161,9 +161,8 @@ class StepRunner:
         emitted = list(ctx.emitted)
         streamed = list(ctx.streamed)
         if returned is not None:
-            if isinstance(returned, InputRequiredEvent):
-                streamed.append(returned)  # (as llama-index-workflows: a returned request is published)
-            elif not isinstance(returned, StopEvent) and event_name(type(returned)) not in self.events:
+            leaves = isinstance(returned, StopEvent | InputRequiredEvent)
+            if not leaves and event_name(type(returned)) not in self.events:
                 raise ValueError(f"no step of this workflow accepts {event_name(type(returned))}")
             emitted.append((returned, None))
         out: list[OutMessage] = []
@@ -191,6 +190,8 @@ class StepRunner:
                 headers[H_TARGET] = target
             # (checked against its type: a wrong-typed field fails this step, not its consumer)
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_checked(ev), headers))
+        if isinstance(returned, InputRequiredEvent):
+            streamed.append(returned)  # (as llama-index-workflows: a returned request is published)
         for ev in streamed:
             name = event_name(type(ev))
             headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
