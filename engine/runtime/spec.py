@@ -307,8 +307,8 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
 
 def check_name(value: str, what: str, *, step: str | None = None) -> str:
     """``value`` if it is usable in subjects (``check_token``), else ``WorkflowValidationError``
-    naming ``what``: a name that would make nats-server refuse the subject fails at class creation,
-    not in the first run."""
+    naming ``what``: a name that would make nats-server refuse the subject fails at class creation
+    (workflow and step names) or validation (event names), not in the middle of a run."""
     try:
         return check_token(value, what)
     except ValueError as e:
