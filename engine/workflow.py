@@ -251,7 +251,8 @@ class Workflow:
     def add_step(cls, func: Callable[..., Any]) -> None:
         """Add a free function marked ``@step`` to this class as a step, as llama-index-workflows'
         ``Workflow.add_step`` (``@step(workflow=cls)`` calls it). The function is called without
-        ``self``: ``async def f(ev: E, ctx: Context) -> F``. Instances made before see it too; the
+        ``self``: ``async def f(ev: E, ctx: Context) -> F``. Instances made before see it too, up
+        to their first ``run()`` (one that has run refuses to run again: make a new instance); the
         graph is checked at the next ``run()``. Worker processes see it when importing the module
         that adds it: add it in the module the worker loads (or one that module imports).
 
@@ -304,8 +305,20 @@ class Workflow:
         ) or any(issubclass(t, HumanResponseEvent) for s in cls.steps.values() for t in s.accepts)
 
     def _validate(self) -> None:
-        """``validate()`` unless done for the class's current steps (or ``disable_validation``)."""
-        if not self._disable_validation and self._validated != type(self)._steps_version:
+        """``validate()`` unless done for the class's current steps (or ``disable_validation``).
+
+        Raises:
+            WorkflowValidationError: the graph is invalid, or steps were added to the class
+                after this instance started running (its runtime has the steps it started with).
+        """
+        version = type(self)._steps_version
+        if self._runtime is not None and self._ran_version != version:
+            raise WorkflowValidationError(
+                f"steps were added to workflow {type(self).workflow_name!r} after this instance "
+                "started running; make a new instance to run with them"
+            )
+        self._ran_version = version
+        if not self._disable_validation and self._validated != version:
             self.validate()
 
     def __init__(
@@ -319,7 +332,8 @@ class Workflow:
     ) -> None:
         _check_configured(type(self))
         self._disable_validation = disable_validation
-        self._validated = -1  # the class's _steps_version last validated
+        self._validated: int = -1  # the class's _steps_version last validated
+        self._ran_version: int = -1  # the class's _steps_version when run() was last called
         self.resource_manager: ResourceManager = resource_manager or ResourceManager()
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.verbose = verbose

@@ -150,3 +150,25 @@ def test_free_steps_are_not_inherited_as_in_the_reference() -> None:
     assert ours == ref == ["ok", "WorkflowConfigurationError"]
     assert issubclass(WorkflowConfigurationError, WorkflowValidationError)
     assert RefConfigurationError.__name__ == WorkflowConfigurationError.__name__
+
+
+async def test_an_instance_that_has_run_refuses_steps_added_since() -> None:
+    class Extra(Event):
+        pass
+
+    class Grown(Workflow):
+        @step
+        async def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result="go")
+
+    ran = Grown()
+    assert await ran.run() == "go"
+
+    @step(workflow=Grown)
+    async def extra(ev: Extra) -> StopEvent:
+        return StopEvent()
+
+    with pytest.raises(WorkflowValidationError, match="after this instance started running"):
+        ran.run()
+    with pytest.raises(WorkflowValidationError, match="accepts Extra but no step produces it"):
+        Grown().run()  # (a new instance runs with them, once the graph is valid)
