@@ -224,6 +224,9 @@ class Workflow:
     _method_steps: ClassVar[dict[str, StepSpec]] = {}
     _free_steps: ClassVar[dict[str, StepSpec]] = {}
     _steps_version: ClassVar[int] = 0
+    _validated: int  # (per instance, set in __init__)
+    _ran_version: int
+    _disable_validation: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -332,8 +335,8 @@ class Workflow:
     ) -> None:
         _check_configured(type(self))
         self._disable_validation = disable_validation
-        self._validated: int = -1  # the class's _steps_version last validated
-        self._ran_version: int = -1  # the class's _steps_version when run() was last called
+        self._validated = -1  # the class's _steps_version last validated
+        self._ran_version = -1  # the class's _steps_version when run() was last called
         self.resource_manager: ResourceManager = resource_manager or ResourceManager()
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.verbose = verbose
