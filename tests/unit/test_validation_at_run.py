@@ -179,3 +179,20 @@ def test_a_worker_refuses_an_invalid_workflow_in_one_line() -> None:
     with pytest.raises(ValueError, match=r":NoStop: workflow 'NoStop': no step produces a StopEvent"):
         load_workflow(f"{__name__}:NoStop")
     assert isinstance(load_workflow(f"{__name__}:Greeter"), Greeter)
+
+
+class Parent(Workflow):
+    @step
+    async def call(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=await ctx.run_workflow(Dangling))
+
+
+async def test_a_child_workflow_is_validated_before_it_runs_here() -> None:
+    log = MemoryLog()
+    handler = Parent(log=log).run()
+    with pytest.raises(StepFailedError) as info:
+        await handler
+    assert info.value.error_type == "engine.model.errors.WorkflowValidationError"
+    assert "produces Unused but no step accepts it" in info.value.error_message
+    kinds = [r.subject.rsplit(".", 2)[-2:] for r in await log.read("Parent", handler.run_id)]
+    assert ["sys", "StepSuspended"] not in kinds and ["sys", "StepFailed"] in kinds  # (no child started)

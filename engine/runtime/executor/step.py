@@ -16,7 +16,7 @@ import asyncio
 import time
 from typing import Any
 
-from engine.model.errors import WorkflowStepDoesNotExistError
+from engine.model.errors import WorkflowStepDoesNotExistError, WorkflowValidationError
 from engine.model.events import (
     Event,
     InputRequiredEvent,
@@ -29,12 +29,13 @@ from engine.model.events import (
 from engine.model.records import OutMessage, RunCompleted, StepCompleted
 from engine.model.retry import StepTimeoutError
 from engine.ports.log import EventLog
+from engine.runtime.children import ChildSuspend
 from engine.runtime.context import Context
 from engine.runtime.executor.stats import ExecutorStats
 from engine.runtime.failures import Failed, attempt_key
 from engine.runtime.resources import manager_for
 from engine.runtime.runs import CachedRun
-from engine.runtime.spec import StepSpec, WorkflowDefinition
+from engine.runtime.spec import StepSpec, WorkflowDefinition, validate
 from engine.runtime.waits import Suspend
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
@@ -65,6 +66,7 @@ class StepRunner:
         self.step_names = frozenset(steps)
         self.accepted = frozenset(n for s in steps.values() for n in s.accepts_names)
         self.resources = manager_for(workflow)
+        self.valid_children: dict[type[WorkflowDefinition], object] = {}  # class -> its steps validated
 
     async def run(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
@@ -103,6 +105,13 @@ class StepRunner:
         except asyncio.CancelledError:
             raise
         except Suspend as susp:
+            if isinstance(susp, ChildSuspend) and susp.host is not None:
+                try:
+                    self.check_child(susp.host)
+                except WorkflowValidationError as exc:
+                    self.stats.failed += 1
+                    self.stats.handled += 1
+                    return Failed(exc, t0)
             return susp
         except Exception as exc:
             self.stats.failed += 1
@@ -110,6 +119,14 @@ class StepRunner:
             return Failed(exc, t0)
         self.stats.handled += 1
         return messages
+
+    def check_child(self, cls: type[WorkflowDefinition]) -> None:
+        """Validate the graph of a child workflow class this process is to run (once per class):
+        the parent step fails with the ``WorkflowValidationError``, as the child's ``run()`` would
+        raise it in llama-index-workflows."""
+        if self.valid_children.get(cls) is not cls.steps:  # (add_step replaces a class's steps)
+            validate(cls.workflow_name, cls.steps)
+            self.valid_children[cls] = cls.steps
 
     async def call(self, spec: StepSpec, kwargs: dict[str, Any]) -> Any:
         """Call the step's function (with the workflow instance first, unless it is a free
