@@ -30,8 +30,12 @@ from engine.model.errors import (
     RunNotFoundError,
     StepFailedError,
     WaitTimeoutError,
+    WorkflowCancelledByUser,
     WorkflowCancelledError,
+    WorkflowConfigurationError,
+    WorkflowDone,
     WorkflowRuntimeError,
+    WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
     WorkflowValidationError,
     WorkflowVersionError,
@@ -81,6 +85,13 @@ from engine.runtime.context import Context, DictState
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
 from engine.runtime.serializers import JsonSerializer, PickleSerializer
+from engine.runtime.resources import (
+    Resource,
+    ResourceConfig,
+    ResourceDefinition,
+    ResourceDescriptor,
+    ResourceManager,
+)
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
@@ -154,6 +165,11 @@ __all__ = [
     "MemoryLog",
     "NatsConnectError",
     "PickleSerializer",
+    "Resource",
+    "ResourceConfig",
+    "ResourceDefinition",
+    "ResourceDescriptor",
+    "ResourceManager",
     "RetryCondition",
     "RetryInfo",
     "RetryPolicy",
@@ -170,9 +186,13 @@ __all__ = [
     "WaitStrategy",
     "WaitTimeoutError",
     "Workflow",
+    "WorkflowCancelledByUser",
     "WorkflowCancelledError",
+    "WorkflowConfigurationError",
+    "WorkflowDone",
     "WorkflowHandler",
     "WorkflowRuntimeError",
+    "WorkflowStepDoesNotExistError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "WorkflowVersionError",

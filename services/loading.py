@@ -1,4 +1,6 @@
-"""Loading a workflow from an import path (``package.module:WorkflowClass``)."""
+"""Loading a workflow from an import path (``package.module:WorkflowClass``), validated: a worker
+process refuses a workflow whose graph is invalid when it starts, in one line, rather than
+failing its runs (the checks ``Workflow.run`` makes in-process; ``Workflow.validate``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from engine import Workflow
+from engine import Workflow, WorkflowValidationError
 
 __all__ = ["load_workflow", "load_workflow_class"]
 
@@ -18,7 +20,10 @@ def _resolve(target: str) -> object:
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except WorkflowValidationError as exc:  # (a step signature is checked at class creation)
+        raise ValueError(f"{target}: {exc}") from None
     try:
         obj: object = module
         for part in attr.split("."):
@@ -44,13 +49,24 @@ def load_workflow_class(target: str) -> type[Workflow]:
 
 
 def load_workflow(target: str) -> Workflow:
-    """A workflow instance from ``target``: a Workflow instance, a subclass (instantiated with no
-    arguments) or a factory function returning an instance.
+    """A validated workflow instance from ``target``: a Workflow instance, a subclass
+    (instantiated with no arguments) or a factory function returning an instance.
 
     Raises:
-        ValueError: ``target`` is malformed or does not lead to a Workflow.
+        ValueError: ``target`` is malformed, does not lead to a Workflow, or the workflow is not
+            valid (``Workflow.validate``: its graph, its ``ResourceConfig`` files); the message is
+            one line naming ``target`` and the fault.
         ImportError: the module does not import.
     """
+    try:
+        workflow = _instance(target)
+        workflow.validate()
+    except WorkflowValidationError as exc:
+        raise ValueError(f"{target}: {exc}") from None
+    return workflow
+
+
+def _instance(target: str) -> Workflow:
     obj = _resolve(target)
     if isinstance(obj, type) and issubclass(obj, Workflow):
         return obj()

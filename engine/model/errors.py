@@ -3,16 +3,20 @@
 ::
 
     JetloomError
-    ├── WorkflowValidationError      a workflow class is not a valid graph (raised at class creation)
+    ├── WorkflowValidationError      a step signature (at class creation) or the step graph (at ``run()``) is invalid
+    │   └── WorkflowConfigurationError the workflow cannot run at all: no steps, no start or no stop event
     ├── WorkflowRuntimeError         a run could not proceed
     │   ├── StepFailedError          a step raised; carries the step, run id, error type and traceback
     │   ├── WorkflowTimeoutError     the run did not finish within its timeout
     │   ├── WorkflowCancelledError   the run was cancelled
+    │   │   └── WorkflowCancelledByUser  what every cancellation is (the reference's name)
     │   ├── WaitTimeoutError         ``ctx.wait_for_event`` got no event within its timeout
     │   ├── DeadLetteredError        a trigger of the run did not decode and was dead-lettered
-    │   └── ChildWorkflowError       a child run (``ctx.run_workflow``) failed, was cancelled or timed out
+    │   ├── ChildWorkflowError       a child run (``ctx.run_workflow``) failed, was cancelled or timed out
+    │   └── WorkflowStepDoesNotExistError  an event was addressed to a step the workflow lacks
     ├── ContextSerdeError            a context dict (``Context.from_dict``) does not fit the workflow
     ├── ContextStateError            a ``Context`` was used where its run does not allow it
+    ├── WorkflowDone                 a run has ended (llama-index-workflows' internal signal; kept for its name)
     ├── RunNotFoundError             no log records for that run id
     ├── InvalidSequenceError         a rollback/fork/state point is not a usable sequence of the run
     ├── RunConflictError             the run cannot take that command now (e.g. a fork's id exists)
@@ -28,6 +32,8 @@ Every error carries ``run_id``, ``seq`` and ``step`` where they are known (``Non
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AppendError",
@@ -46,8 +52,12 @@ __all__ = [
     "RunNotFoundError",
     "StepFailedError",
     "WaitTimeoutError",
+    "WorkflowCancelledByUser",
     "WorkflowCancelledError",
+    "WorkflowConfigurationError",
+    "WorkflowDone",
     "WorkflowRuntimeError",
+    "WorkflowStepDoesNotExistError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "WorkflowVersionError",
@@ -73,7 +83,22 @@ class JetloomError(Exception):
 
 
 class WorkflowValidationError(JetloomError):
-    """A workflow definition is invalid; the message names the step and event at fault."""
+    """A workflow definition is invalid; the message names the step and event at fault.
+
+    A step's signature is checked when its class is created (or when ``add_step`` adds it); the
+    step graph when a run starts (``Workflow.run``), when a worker loads the workflow, or when
+    ``Workflow.validate()`` is called, as llama-index-workflows does."""
+
+
+class WorkflowConfigurationError(WorkflowValidationError):
+    """The workflow cannot run at all: it has no steps, no step accepts a ``StartEvent`` (or steps
+    accept different ones), or no step produces a ``StopEvent``. Raised when the workflow is
+    instantiated and when it is validated, as llama-index-workflows' ``WorkflowConfigurationError``
+    (there a plain ``Exception``; here also a ``WorkflowValidationError``, which jetloom raised for
+    these cases before)."""
+
+    def __init__(self, message: str = "the workflow is not configured to run", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
 
 
 class WorkflowRuntimeError(JetloomError):
@@ -128,7 +153,38 @@ class WorkflowTimeoutError(WorkflowRuntimeError):
 
 
 class WorkflowCancelledError(WorkflowRuntimeError):
-    """The run was cancelled before it completed."""
+    """The run was cancelled before it completed (by ``handler.cancel_run()``, ``jetloom cancel``,
+    the HTTP API, or its parent's end); awaiting its handler raises it.
+
+    Every instance is a ``WorkflowCancelledByUser`` (constructing this class makes one), so
+    ``except`` with either name catches every cancellation, and the error's type name is
+    llama-index-workflows' one."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> WorkflowCancelledError:
+        return super().__new__(WorkflowCancelledByUser if cls is WorkflowCancelledError else cls, *args)
+
+    def __init__(self, message: str = "the run was cancelled", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class WorkflowCancelledByUser(WorkflowCancelledError):
+    """A cancelled run, named as llama-index-workflows' ``WorkflowCancelledByUser`` (there a
+    plain ``Exception``); what awaiting a cancelled run raises. See ``WorkflowCancelledError``."""
+
+
+class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
+    """An event was addressed to a step the workflow does not have (``ctx.send_event(ev,
+    step="nope")``); the step that sent it fails with this error. Named as llama-index-workflows'
+    ``WorkflowStepDoesNotExistError`` (which raises a ``WorkflowRuntimeError`` there: this is one)."""
+
+
+class WorkflowDone(JetloomError):
+    """A run has ended. llama-index-workflows raises it inside its own loop to stop its workers;
+    jetloom never raises it (a run ends with its terminal record) and keeps it so that code
+    naming it imports."""
+
+    def __init__(self, message: str = "the run is done", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
 
 
 class DeadLetteredError(WorkflowRuntimeError):

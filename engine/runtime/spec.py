@@ -2,21 +2,32 @@
 the ``@step`` marks), its event types and its start event (``WorkflowDefinition``), and the
 checks of its step graph (``validate``).
 
-``engine.workflow.Workflow`` reads a class's step signatures into ``StepSpec`` and validates them
-when the class is created; the runtime (executor, children, time travel, description) types
-against ``WorkflowDefinition`` here, so it never imports the ``Workflow`` class above it.
+``engine.workflow.Workflow`` reads a class's step signatures into ``StepSpec`` when the class is
+created (or a free-function step is added to it), and validates the graph (``validate``) when a run
+starts, as llama-index-workflows does; ``graph`` reads an unvalidated graph. The runtime (executor,
+children, time travel, description) types against ``WorkflowDefinition`` here, so it never imports
+the ``Workflow`` class above it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from engine.model.errors import WorkflowValidationError
-from engine.model.events import Event, HumanResponseEvent, StartEvent, StopEvent, event_name
+from engine.model.errors import WorkflowConfigurationError, WorkflowValidationError
+from engine.model.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    event_name,
+)
 from engine.model.retry import StepFailedEvent
+from engine.runtime.resources import ResourceDefinition
 from engine.wire.subjects import check_token
 
 __all__ = [
@@ -26,6 +37,8 @@ __all__ = [
     "WorkflowDefinition",
     "catch_error",
     "check_name",
+    "graph",
+    "is_free_function",
     "step",
     "validate",
 ]
@@ -54,6 +67,9 @@ class StepSpec:
         state_type: the pydantic model of the run's typed state (``ctx: Context[MyState]``);
             after ``validate``, every step of a workflow carries the workflow's one state type
             (``None``: untyped, dict state).
+        resources: its ``Annotated[T, Resource(...)]`` parameters (``engine.runtime.resources``).
+        bound: ``fn`` is a method, called with the workflow instance first; ``False`` for a
+            free-function step (``@step(workflow=...)``, ``Workflow.add_step``).
     """
 
     name: str
@@ -68,6 +84,8 @@ class StepSpec:
     timeout: float | None = None
     catch_error: bool = False
     state_type: type | None = None
+    resources: tuple[ResourceDefinition, ...] = ()
+    bound: bool = True
 
     @property
     def accepts_names(self) -> tuple[str, ...]:
@@ -91,9 +109,27 @@ class WorkflowDefinition(Protocol):
     start_event_class: ClassVar[type[StartEvent]]
 
 
+def is_free_function(fn: Callable[..., Any]) -> bool:
+    """``fn`` is defined at module level or inside a function, not in a class body (from its
+    ``__qualname__``: ``f`` or ``outer.<locals>.f``, not ``Cls.f``)."""
+    parts = getattr(fn, "__qualname__", "").split(".")
+    return len(parts) == 1 or parts[-2] == "<locals>"
+
+
+def _locals_of(depth: int) -> dict[str, Any]:
+    frame = inspect.currentframe()
+    try:
+        for _ in range(depth + 1):
+            frame = frame.f_back if frame is not None else None
+        return dict(frame.f_locals) if frame is not None else {}
+    finally:
+        del frame
+
+
 def step(
     fn: F | None = None,
     *,
+    workflow: Any = None,
     num_workers: int = DEFAULT_NUM_WORKERS,
     retry_policy: Any = None,
     timeout: float | timedelta | None = None,
@@ -101,7 +137,12 @@ def step(
 ) -> Any:
     """Mark a workflow method as a step. Use bare (``@step``) or with options.
 
+    On a free function (module level or local to a function), name its workflow:
+    ``@step(workflow=MyWorkflow)`` adds it to that class (``MyWorkflow.add_step``), as in
+    llama-index-workflows. It is then called without ``self``.
+
     Args:
+        workflow: the ``Workflow`` subclass a free-function step belongs to (ignored for methods).
         num_workers: how many triggers of this step one process handles at once (default 4,
             as in llama-index-workflows). Across processes, every replica adds as many.
         retry_policy: an ``engine.model.retry.RetryPolicy`` (``next(elapsed_time, attempts, error)``,
@@ -115,6 +156,8 @@ def step(
 
     Raises:
         ValueError: ``num_workers`` < 1, a ``timeout`` <= 0, or a ``retry_policy`` without ``next``.
+        WorkflowValidationError: a free function without ``workflow=``, or one its workflow
+            refuses (see ``Workflow.add_step``).
     """
     if num_workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -124,17 +167,27 @@ def step(
     if retry_policy is not None and not callable(getattr(retry_policy, "next", None)):
         raise ValueError(f"retry_policy {retry_policy!r} has no next(elapsed_time, attempts, error)")
 
-    def mark(f: F) -> F:
+    def mark(f: F, localns: dict[str, Any]) -> F:
         options = {
             "num_workers": num_workers,
             "retry_policy": retry_policy,
             "timeout": seconds,
             "catch_error": catch_error,
+            "localns": localns,  # the names where it was defined (for a free function's annotations)
         }
         setattr(f, STEP_MARK, options)
+        if is_free_function(f):
+            if workflow is None:
+                raise WorkflowValidationError(
+                    f"step {getattr(f, '__name__', f)!r} is a free function: name its workflow "
+                    "with @step(workflow=MyWorkflow)"
+                )
+            workflow.add_step(f)
         return f
 
-    return mark(fn) if fn is not None else mark
+    if fn is not None:
+        return mark(fn, _locals_of(1) if is_free_function(fn) else {})
+    return lambda f: mark(f, _locals_of(1) if is_free_function(f) else {})
 
 
 def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) -> Any:
@@ -147,7 +200,27 @@ def catch_error(fn: F | None = None, *, num_workers: int = DEFAULT_NUM_WORKERS) 
 
 def _external(t: type[Event]) -> bool:
     """Events that come from outside the step graph (a start, human input, a step failure)."""
-    return issubclass(t, StartEvent | HumanResponseEvent | StepFailedEvent)
+    return issubclass(t, StartEvent | HumanResponseEvent | InputRequiredEvent | StepFailedEvent)
+
+
+def _leaves(t: type[Event]) -> bool:
+    """Events that may leave the graph with no step accepting them: the run's end, and a request
+    for human input (it goes to the run's output stream), as in llama-index-workflows."""
+    return issubclass(t, StopEvent | InputRequiredEvent | HumanResponseEvent)
+
+
+def graph(steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
+    """The start event class and the ``{event name: class}`` registry of ``steps``, unchecked
+    (``StartEvent`` when no single start event is accepted; the first class of a name wins).
+    ``validate`` says what is wrong with a graph."""
+    starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
+    start = next(iter(starts)) if len(starts) == 1 else StartEvent
+    registry: dict[str, type[Event]] = {}
+    for s in steps.values():
+        for t in (*s.accepts, *s.produces):
+            registry.setdefault(event_name(t), t)
+    registry.setdefault(event_name(start), start)
+    return start, registry
 
 
 def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
@@ -196,11 +269,21 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
     """Check the step graph; return the start event class and the registry of event types.
 
     Sets the workflow's state type on every step (``StepSpec.state_type``; see
-    ``_check_state_type``).
+    ``_check_state_type``). As llama-index-workflows' checks: exactly one start event class, some step producing a
+    ``StopEvent``, every produced event accepted by a step (an ``InputRequiredEvent`` or
+    ``HumanResponseEvent`` may leave the graph), every accepted event produced (events from outside
+    excepted), no step accepting a ``StopEvent``; and jetloom's: at most one ``@catch_error``, and
+    event names unique and usable in subjects.
 
     Raises:
+        WorkflowConfigurationError: no steps, no (or more than one) start event, no StopEvent.
         WorkflowValidationError: naming the step and event at fault.
     """
+    if not steps:
+        raise WorkflowConfigurationError(
+            f"workflow {name!r} has no steps: mark methods with @step, or add free functions "
+            "with @step(workflow=...)"
+        )
     for s in steps.values():
         for t in s.accepts:
             if issubclass(t, StopEvent):
@@ -211,23 +294,23 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                 )
     starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
     if not starts:
-        raise WorkflowValidationError(f"workflow {name!r}: no step accepts a StartEvent")
+        raise WorkflowConfigurationError(f"workflow {name!r}: no step accepts a StartEvent")
     if len(starts) > 1:
         names = ", ".join(sorted(event_name(t) for t in starts))
-        raise WorkflowValidationError(
+        raise WorkflowConfigurationError(
             f"workflow {name!r}: steps accept different start events ({names}); use one"
         )
     (start,) = starts
     produced = {t for s in steps.values() for t in s.produces}
     if not any(issubclass(t, StopEvent) for t in produced):
-        raise WorkflowValidationError(
+        raise WorkflowConfigurationError(
             f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
         )
     consumed = {t for s in steps.values() for t in s.accepts}
     _check_catch_error(name, steps)
     for s in steps.values():
         for t in s.produces:
-            if not issubclass(t, StopEvent) and t not in consumed:
+            if not _leaves(t) and t not in consumed:
                 raise WorkflowValidationError(
                     f"step {s.name!r} produces {event_name(t)} but no step accepts it",
                     step=s.name,
@@ -254,8 +337,8 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
 
 def check_name(value: str, what: str, *, step: str | None = None) -> str:
     """``value`` if it is usable in subjects (``check_token``), else ``WorkflowValidationError``
-    naming ``what``: a name that would make nats-server refuse the subject fails at class creation,
-    not in the first run."""
+    naming ``what``: a name that would make nats-server refuse the subject fails at class creation
+    (workflow and step names) or validation (event names), not in the middle of a run."""
     try:
         return check_token(value, what)
     except ValueError as e:

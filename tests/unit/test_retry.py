@@ -132,31 +132,34 @@ def test_a_handled_failure_does_not_end_the_run() -> None:
 
 
 def test_catch_error_steps_are_validated() -> None:
+    # (validated with the graph, at validate() / run(), since issue 18; was at class creation)
+    class Two(Workflow):
+        @step
+        async def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @catch_error
+        async def a(self, ev: StepFailedEvent) -> StopEvent:
+            return StopEvent()
+
+        @catch_error
+        async def b(self, ev: StepFailedEvent) -> StopEvent:
+            return StopEvent()
+
     with pytest.raises(WorkflowValidationError, match="more than one"):
+        Two().validate()
 
-        class Two(Workflow):
-            @step
-            async def go(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
+    class Unmarked(Workflow):
+        @step
+        async def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
 
-            @catch_error
-            async def a(self, ev: StepFailedEvent) -> StopEvent:
-                return StopEvent()
-
-            @catch_error
-            async def b(self, ev: StepFailedEvent) -> StopEvent:
-                return StopEvent()
+        @step
+        async def h(self, ev: StepFailedEvent) -> StopEvent:
+            return StopEvent()
 
     with pytest.raises(WorkflowValidationError, match="mark it @catch_error"):
-
-        class Unmarked(Workflow):
-            @step
-            async def go(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
-
-            @step
-            async def h(self, ev: StepFailedEvent) -> StopEvent:
-                return StopEvent()
+        Unmarked().validate()
 
 
 # ---- in-process on the memory log -----------------------------------------------------------------

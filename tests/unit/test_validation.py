@@ -1,10 +1,26 @@
-"""Graph validation at class creation: errors name the step and the event."""
+"""Validation: step signatures at class creation, the graph when the workflow is instantiated
+(``WorkflowConfigurationError``) or validated (``validate()``, which ``run()`` calls), as
+llama-index-workflows does. Errors name the step and the event.
+
+(Deliberate change, issue 18: graph errors were raised at class creation; a class may now be
+defined incomplete and completed with ``add_step``. tests/unit/test_validation_at_run.py covers
+``run()`` and worker loading.)
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from engine import Context, Event, StartEvent, StopEvent, Workflow, WorkflowValidationError, step
+from engine import (
+    Context,
+    Event,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    WorkflowConfigurationError,
+    WorkflowValidationError,
+    step,
+)
 
 
 class A(Event):
@@ -35,62 +51,67 @@ def test_valid_workflow_records_graph() -> None:
 
 
 def test_step_accepting_stop_event_is_named() -> None:
+    class Bad(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @step
+        async def bad(self, ev: StopEvent) -> StopEvent:
+            return ev
+
     with pytest.raises(WorkflowValidationError, match=r"step 'bad' accepts StopEvent") as info:
-
-        class Bad(Workflow):
-            @step
-            async def start(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
-
-            @step
-            async def bad(self, ev: StopEvent) -> StopEvent:
-                return ev
-
+        Bad().validate()
     assert info.value.step == "bad"
 
 
 def test_event_produced_but_never_consumed() -> None:
-    with pytest.raises(WorkflowValidationError, match=r"step 'start' produces B but no step accepts it"):
+    class Bad(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent | B:
+            return StopEvent()
 
-        class Bad(Workflow):
-            @step
-            async def start(self, ev: StartEvent) -> StopEvent | B:
-                return StopEvent()
+    with pytest.raises(WorkflowValidationError, match=r"step 'start' produces B but no step accepts it"):
+        Bad().validate()
 
 
 def test_step_that_can_never_run() -> None:
+    class Bad(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @step
+        async def orphan(self, ev: A) -> StopEvent:
+            return StopEvent()
+
     with pytest.raises(WorkflowValidationError, match=r"step 'orphan' accepts A but no step produces it"):
-
-        class Bad(Workflow):
-            @step
-            async def start(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
-
-            @step
-            async def orphan(self, ev: A) -> StopEvent:
-                return StopEvent()
+        Bad().validate()
 
 
 def test_no_stop_event_produced() -> None:
-    with pytest.raises(WorkflowValidationError, match="no step produces a StopEvent"):
+    class Bad(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> A:
+            return A()
 
-        class Bad(Workflow):
-            @step
-            async def start(self, ev: StartEvent) -> A:
-                return A()
+        @step
+        async def loop(self, ev: A) -> A:
+            return A()
 
-            @step
-            async def loop(self, ev: A) -> A:
-                return A()
+    # (a WorkflowConfigurationError, also a WorkflowValidationError), raised on instantiation
+    with pytest.raises(WorkflowConfigurationError, match="no step produces a StopEvent"):
+        Bad()
 
 
 def test_no_start_event_accepted() -> None:
-    with pytest.raises(WorkflowValidationError, match="no step accepts a StartEvent"):
+    class Bad(Workflow):
+        @step
+        async def loop(self, ev: A) -> A | StopEvent:
+            return A()
 
-        class Bad(Workflow):
-            @step
-            async def loop(self, ev: A) -> A | StopEvent:
-                return A()
+    with pytest.raises(WorkflowValidationError, match="no step accepts a StartEvent"):
+        Bad()
 
 
 def test_missing_annotations_name_the_step() -> None:
@@ -122,7 +143,7 @@ def test_base_class_without_steps_is_not_validated() -> None:
     class Base(Workflow):
         helper = 1
 
-    with pytest.raises(WorkflowValidationError, match="has no steps"):
+    with pytest.raises(WorkflowConfigurationError, match="has no steps"):
         Base()
 
 

@@ -3,6 +3,11 @@ messages of its commit (or a ``Suspend`` when it waits, or a ``Failed`` when it 
 
 The common step (one event out, or the run's end, and nothing else) commits one message, which
 is its own head (``engine.wire.commit``); any other commit starts with its ``StepCompleted``.
+
+A step's resource parameters (``engine.runtime.resources``) are resolved here, through the
+workflow instance's resource manager, just before it is called. An ``InputRequiredEvent`` a step
+returns goes to the run's output stream (and to the steps accepting it, if any), as in
+llama-index-workflows; one it sends that no step accepts goes to the stream only.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import asyncio
 import time
 from typing import Any
 
+from engine.model.errors import WorkflowStepDoesNotExistError, WorkflowValidationError
 from engine.model.events import (
     Event,
+    InputRequiredEvent,
     StopEvent,
     class_path,
     encode_checked,
@@ -22,11 +29,13 @@ from engine.model.events import (
 from engine.model.records import OutMessage, RunCompleted, StepCompleted
 from engine.model.retry import StepTimeoutError
 from engine.ports.log import EventLog
+from engine.runtime.children import ChildSuspend
 from engine.runtime.context import Context
 from engine.runtime.executor.stats import ExecutorStats
 from engine.runtime.failures import Failed, attempt_key
+from engine.runtime.resources import manager_for
 from engine.runtime.runs import CachedRun
-from engine.runtime.spec import StepSpec, WorkflowDefinition
+from engine.runtime.spec import StepSpec, WorkflowDefinition, validate
 from engine.runtime.waits import Suspend
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
@@ -53,6 +62,11 @@ class StepRunner:
         self.events = type(workflow).events
         self.worker_id = worker_id
         self.stats = stats
+        steps = type(workflow).steps
+        self.step_names = frozenset(steps)
+        self.accepted = frozenset(n for s in steps.values() for n in s.accepts_names)
+        self.resources = manager_for(workflow)
+        self.valid_children: dict[type[WorkflowDefinition], object] = {}  # class -> its steps validated
 
     async def run(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
@@ -80,6 +94,8 @@ class StepRunner:
             kwargs[spec.ctx_param] = ctx
         t0 = time.perf_counter()
         try:
+            if spec.resources:
+                kwargs.update(await self.resources.resolve_step(spec.resources))
             returned = await self.call(spec, kwargs)
             if returned is not None and not isinstance(returned, Event):
                 raise TypeError(
@@ -90,6 +106,13 @@ class StepRunner:
         except asyncio.CancelledError:
             raise
         except Suspend as susp:
+            if isinstance(susp, ChildSuspend) and susp.host is not None:
+                try:
+                    self.check_child(susp.host)
+                except WorkflowValidationError as exc:
+                    self.stats.failed += 1
+                    self.stats.handled += 1
+                    return Failed(exc, t0)
             return susp
         except Exception as exc:
             self.stats.failed += 1
@@ -98,18 +121,28 @@ class StepRunner:
         self.stats.handled += 1
         return messages
 
+    def check_child(self, cls: type[WorkflowDefinition]) -> None:
+        """Validate the graph of a child workflow class this process is to run (once per class):
+        the parent step fails with the ``WorkflowValidationError``, as the child's ``run()`` would
+        raise it in llama-index-workflows."""
+        if self.valid_children.get(cls) is not cls.steps:  # (add_step replaces a class's steps)
+            validate(cls.workflow_name, cls.steps)
+            self.valid_children[cls] = cls.steps
+
     async def call(self, spec: StepSpec, kwargs: dict[str, Any]) -> Any:
-        """Call the step's function, within its ``timeout`` (``StepTimeoutError`` past it)."""
+        """Call the step's function (with the workflow instance first, unless it is a free
+        function), within its ``timeout`` (``StepTimeoutError`` past it)."""
+        args = (self.workflow,) if spec.bound else ()
         if spec.timeout is None:  # (no timeout context when there is no timeout: it costs CPU on every step)
             if spec.is_async:
-                return await spec.fn(self.workflow, **kwargs)
-            return await asyncio.to_thread(spec.fn, self.workflow, **kwargs)
+                return await spec.fn(*args, **kwargs)
+            return await asyncio.to_thread(spec.fn, *args, **kwargs)
         cm = asyncio.timeout(spec.timeout)
         try:
             async with cm:
                 if spec.is_async:
-                    return await spec.fn(self.workflow, **kwargs)
-                return await asyncio.to_thread(spec.fn, self.workflow, **kwargs)
+                    return await spec.fn(*args, **kwargs)
+                return await asyncio.to_thread(spec.fn, *args, **kwargs)
         except TimeoutError as exc:
             if cm.expired():
                 raise StepTimeoutError(
@@ -137,14 +170,17 @@ class StepRunner:
 
         Raises:
             ValueError: it returned an event no step accepts.
+            WorkflowStepDoesNotExistError: it sent an event to a step the workflow lacks.
             EventValidationError / TypeError: an event or record does not encode.
         """
         prefix = self.log.prefix
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
         length_now = str(length)
         emitted = list(ctx.emitted)
+        streamed = list(ctx.streamed)
         if returned is not None:
-            if not isinstance(returned, StopEvent) and event_name(type(returned)) not in self.events:
+            leaves = isinstance(returned, StopEvent | InputRequiredEvent)
+            if not leaves and event_name(type(returned)) not in self.events:
                 raise ValueError(f"no step of this workflow accepts {event_name(type(returned))}")
             emitted.append((returned, None))
         out: list[OutMessage] = []
@@ -154,14 +190,27 @@ class StepRunner:
             if isinstance(ev, StopEvent):
                 stop = stop or ev
                 continue
+            if target is not None and target not in self.step_names:
+                raise WorkflowStepDoesNotExistError(
+                    f"step {spec.name!r} sent {event_name(type(ev))} to step {target!r}, which "
+                    f"workflow {self.name!r} does not have",
+                    run_id=run_id,
+                    step=spec.name,
+                )
             name = event_name(type(ev))
+            if isinstance(ev, InputRequiredEvent) and name not in self.accepted:
+                if ev is not returned:
+                    streamed.append(ev)  # (a request no step takes is for the outside only)
+                continue
             names.append(name)
             headers = {**base, H_TYPE: name, H_LENGTH: length_now}
             if target is not None:
                 headers[H_TARGET] = target
             # (checked against its type: a wrong-typed field fails this step, not its consumer)
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_checked(ev), headers))
-        for ev in ctx.streamed:
+        if isinstance(returned, InputRequiredEvent):
+            streamed.append(returned)  # (as llama-index-workflows: a returned request is published)
+        for ev in streamed:
             name = event_name(type(ev))
             headers = {**base, H_TYPE: name, H_CLASS: class_path(type(ev))}
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "out", name), encode_checked(ev), headers))
@@ -171,7 +220,7 @@ class StepRunner:
             )
             out.append(sys_message(self.log.prefix, self.name, run_id, "RunCompleted", completed, base))
         key = attempt_key(run_id, seq, spec.name, attempt, epoch)
-        if len(out) == 1 and not ctx.streamed and attempt == 1 and not ctx.store.changes and not ctx.consumed:
+        if len(out) == 1 and not streamed and attempt == 1 and not ctx.store.changes and not ctx.consumed:
             # The common step (one event out, or the run's end, and nothing else): a one-message
             # commit, that record as its own head (engine.wire.commit); the fold reads the completion
             # from it.
