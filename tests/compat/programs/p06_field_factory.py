@@ -1,7 +1,6 @@
 """Event fields declared with pydantic Field: default_factory and description."""
 
 from pydantic import Field
-
 from workflows import Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 

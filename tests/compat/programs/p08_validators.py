@@ -1,7 +1,6 @@
 """pydantic validators on an event: a field_validator normalises, a model_validator checks."""
 
 from pydantic import field_validator, model_validator
-
 from workflows import Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 

@@ -2,7 +2,6 @@
 documents with scores."""
 
 from pydantic import BaseModel
-
 from workflows import Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 

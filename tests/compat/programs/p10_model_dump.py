@@ -1,7 +1,6 @@
 """model_dump() of a user event, its nested model and defaults."""
 
 from pydantic import BaseModel, Field
-
 from workflows import Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 

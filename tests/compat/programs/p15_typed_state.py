@@ -1,7 +1,6 @@
 """Typed state: Context[State] with a pydantic model, changed inside edit_state()."""
 
 from pydantic import BaseModel
-
 from workflows import Context, Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 

@@ -2,7 +2,6 @@
 after the run."""
 
 from pydantic import BaseModel, Field
-
 from workflows import Context, Workflow, step
 from workflows.events import StartEvent, StopEvent
 

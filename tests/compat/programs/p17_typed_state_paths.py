@@ -1,7 +1,6 @@
 """Typed state read and written by field name (and dotted paths) through ctx.store.get/set."""
 
 from pydantic import BaseModel
-
 from workflows import Context, Workflow, step
 from workflows.events import StartEvent, StopEvent
 

@@ -1,7 +1,6 @@
 """Typed state accumulated by several steps of a chain, read at the end."""
 
 from pydantic import BaseModel, Field
-
 from workflows import Context, Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 
