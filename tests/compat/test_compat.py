@@ -86,3 +86,16 @@ async def test_distributed_matches_reference(
     async with await NatsClient.connect(compat_nats.url) as client:
         output = await asyncio.wait_for(main(distributed_runner(client)), RUN_TIMEOUT)
     assert comparable(output) == expected
+
+
+def test_hosts_serve_every_valid_workflow(compat_hosts: list[ChildProcess]) -> None:
+    """Both worker processes serve every workflow of every program, except the deliberately
+    invalid ones of the validation programs (which a worker refuses to serve)."""
+    for host in compat_hosts:
+        refused = [
+            line
+            for line in host.lines
+            if line.startswith(("compat host skipped", "compat host import failed"))
+            and "_validation_" not in line
+        ]
+        assert refused == [], "\n".join(refused)
