@@ -1,5 +1,6 @@
 """Cancelling a run: handler.cancel_run() while a step waits; awaiting the handler then raises
-WorkflowCancelledByUser."""
+WorkflowCancelledByUser. (The caller learns that the slow step started from an event streamed by
+the step before it: p55 shows why not from the slow step itself.)"""
 
 import asyncio
 
@@ -12,10 +13,18 @@ class Started(Event):
     pass
 
 
+class Go(Event):
+    pass
+
+
 class CancelFlow(Workflow):
     @step
-    async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+    async def prepare(self, ctx: Context, ev: StartEvent) -> Go:
         ctx.write_event_to_stream(Started())
+        return Go()
+
+    @step
+    async def work(self, ctx: Context, ev: Go) -> StopEvent:
         await asyncio.sleep(60)
         return StopEvent(result="not cancelled")
 
