@@ -30,13 +30,18 @@ import importlib
 import json
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from services.supervisor import ChildProcess, NotReady, python_env
+
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 PACKAGE = "jlcompat"  # the generated package of rewritten programs
+RUN_TIMEOUT = 30.0  # seconds one program's main() may take on any target
 
 Runner = Callable[..., Awaitable[Any]]
 
@@ -112,3 +117,50 @@ def comparable(output: Any) -> Any:
 def differences(module: ModuleType) -> dict[str, str]:
     """The program's declared deliberate differences, ``{target: reason}``."""
     return dict(getattr(module, "DIFFERENCES", {}))
+
+
+class _AllServed:
+    """A line predicate of ``ChildProcess.wait_line``, fed every output line once in order: true
+    once the host has started (``jetloom worker ready``) or skipped each workflow it announced
+    (``compat host targets=<n>``)."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+
+    def __call__(self, line: str) -> bool:
+        if line.startswith("compat host targets="):
+            self.total = int(line.split("=", 1)[1])
+        elif "jetloom worker ready" in line or line.startswith("compat host skipped"):
+            self.done += 1
+        return self.total is not None and self.done >= self.total
+
+
+def start_hosts(gen_dir: Path, nats_url: str, count: int = 2, timeout: float = 90.0) -> list[ChildProcess]:
+    """``count`` worker processes (tests/compat/host.py), each serving every workflow of the
+    package generated under ``gen_dir`` on ``nats_url``; returned once each has started or
+    skipped every workflow (``timeout`` seconds for all of them).
+
+    Raises:
+        AssertionError: a host exited or was not ready in time (its output in the message); the
+            hosts are stopped first.
+    """
+    hosts = [
+        ChildProcess(
+            [sys.executable, "-m", "tests.compat.host", PACKAGE, "--nats", nats_url],
+            env=python_env(ROOT, gen_dir),
+            cwd=ROOT,
+            tail=None,
+        ).start()
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + timeout
+    for host in hosts:
+        try:
+            host.wait_line(_AllServed(), timeout=max(0.1, deadline - time.monotonic()))
+        except NotReady:
+            output = host.output()
+            for h in hosts:
+                h.stop(timeout=10)
+            raise AssertionError("compat host not ready; output:\n" + output) from None
+    return hosts

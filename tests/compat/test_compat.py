@@ -16,6 +16,7 @@ from services.natsserver import EmbeddedNats
 from services.supervisor import ChildProcess
 from tests.compat.harness import (
     PROGRAMS,
+    RUN_TIMEOUT,
     comparable,
     differences,
     distributed_runner,
@@ -26,7 +27,6 @@ from tests.compat.harness import (
     rewrite,
 )
 
-RUN_TIMEOUT = 30.0  # seconds one program's main() may take on any target
 NAMES = program_names()
 _reference: dict[str, Any] = {}
 
