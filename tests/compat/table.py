@@ -57,7 +57,8 @@ async def table(names: list[str], gen_dir: Path, nats_url: str) -> list[str]:
                 rows.append(f"| {name} | - | - | the reference failed: {expected} |")
                 continue
             declared = differences(reference_module(name))
-            cells, notes = [], []
+            cells: list[str] = []
+            notes: dict[str, list[str]] = {}  # note -> the targets it is about
             try:
                 module = jetloom_module(name, gen_dir)
             except Exception as exc:  # an import failure fails both targets
@@ -68,9 +69,12 @@ async def table(names: list[str], gen_dir: Path, nats_url: str) -> list[str]:
                 ok, got = await _output(module.main, runner)
                 cell, note = _cell(expected, ok, got, declared.get(target))
                 cells.append(cell)
-                if note and note not in notes:
-                    notes.append(f"{target}: {note}")
-            rows.append(f"| {name} | {cells[0]} | {cells[1]} | {'; '.join(notes)} |".replace("\n", " "))
+                if note:
+                    notes.setdefault(note, []).append(target)
+            note = "; ".join(
+                text if len(targets) == 2 else f"{targets[0]}: {text}" for text, targets in notes.items()
+            )
+            rows.append(f"| {name} | {cells[0]} | {cells[1]} | {note} |".replace("\n", " "))
     return rows
 
 
