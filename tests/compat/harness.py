@@ -22,6 +22,9 @@ The rewrite is the migration the issue promises and nothing more: each import li
 (``rewrite``). A program may declare deliberate differences in a module-level
 ``DIFFERENCES = {"distributed": "reason", ...}`` (keys ``inprocess`` / ``distributed``): the test
 of that target is then a strict xfail with that reason.
+
+``python -m tests.compat.table`` prints the suite's result as a Markdown table (per program and
+target: the reference's output or not, and why).
 """
 
 from __future__ import annotations
