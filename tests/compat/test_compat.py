@@ -40,10 +40,12 @@ async def reference_output(name: str) -> Any:
 
 
 def _params(target: str) -> list[Any]:
+    """The programs as parameters; a declared difference is a strict xfail that only a mismatch
+    of outputs satisfies (an import error or a timeout still fails)."""
     out = []
     for name in NAMES:
         reason = differences(reference_module(name)).get(target)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        marks = [pytest.mark.xfail(strict=True, reason=reason, raises=AssertionError)] if reason else []
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 

@@ -27,6 +27,6 @@ async def main(run):
     out = [await (await run(wf, a=6, b=3))]
     try:
         await (await run(wf, a=1, b=0))
-    except ZeroDivisionError as exc:
-        out.append(["ZeroDivisionError", str(exc)])
+    except Exception as exc:
+        out.append([type(exc).__name__, str(exc)])
     return out
