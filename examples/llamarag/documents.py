@@ -1,11 +1,10 @@
-"""The example's corpus: a few short text files on unrelated topics, read with llama-index's
-``SimpleDirectoryReader`` into one ``Document`` per file."""
+"""The example's corpus: a few short text files on unrelated topics, one ``Document`` each."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from llama_index.core import Document, SimpleDirectoryReader
+from llama_index.core import Document
 
 __all__ = ["CORPUS", "load_documents"]
 
@@ -14,18 +13,19 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 
 def load_documents(directory: str | Path = CORPUS) -> list[Document]:
     """One ``Document`` per ``*.txt`` file of ``directory`` (default: the bundled corpus), sorted
-    by file name, whose id is the file name and whose only metadata is ``file_name`` (the reader
-    would add paths, sizes and dates, which differ between machines).
+    by file name; its id is the file name, and so is its only metadata, ``file_name``.
+
+    (llama-index's ``SimpleDirectoryReader`` would do as well, but adds paths, sizes and dates,
+    which differ between machines, and warns on every file when ``llama-index-readers-file`` is
+    not installed.)
 
     Raises:
-        ValueError: the directory does not exist or holds no ``*.txt`` file.
+        ValueError: ``directory`` holds no ``*.txt`` file (or does not exist).
     """
-    reader = SimpleDirectoryReader(
-        input_dir=str(directory),
-        required_exts=[".txt"],
-        file_metadata=lambda path: {"file_name": Path(path).name},
-    )
-    docs = sorted(reader.load_data(), key=lambda d: d.metadata["file_name"])
-    for doc in docs:
-        doc.id_ = doc.metadata["file_name"]
-    return docs
+    files = sorted(Path(directory).glob("*.txt"))
+    if not files:
+        raise ValueError(f"no *.txt file in {directory}")
+    return [
+        Document(text=f.read_text(encoding="utf-8"), id_=f.name, metadata={"file_name": f.name})
+        for f in files
+    ]
