@@ -8,7 +8,7 @@ sources, then stops the workers and the server. With ``--api URL`` it uses a run
 plane instead (``jetloom dev examples/llamarag/jetloom.toml``) and starts nothing itself.
 
 The last line on stdout is one JSON object: ``{"sources": [[file, score], ...], "chunks": N,
-"seconds": T}``.
+"seconds": T}``, T being the run's own time (from its start to its result).
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def over_nats(start: RagStart, workers: int, timeout: float) -> dict[str, Any]:
-    """Run once on a fresh embedded nats-server with ``workers`` worker processes."""
+def _progress(ev: Embedded) -> None:
+    _say(f"embedded {ev.source}: {ev.chunks} chunk{'' if ev.chunks == 1 else 's'}")
+
+
+async def over_nats(
+    start: RagStart, workers: int, timeout: float
+) -> tuple[dict[str, Any], float]:
+    """Run once on a fresh embedded nats-server with ``workers`` worker processes; the result and
+    the seconds from the start of the run to its result (server and workers started before)."""
     tmp = Path(tempfile.mkdtemp(prefix="jetloom-llamarag-"))
     procs: list[WorkerProcess] = []
     server = EmbeddedNats(port=0, store_dir=tmp / "nats")
@@ -54,11 +61,13 @@ async def over_nats(start: RagStart, workers: int, timeout: float) -> dict[str, 
             _say(line)
         client = await NatsClient.connect(server.url)
         try:
+            t0 = time.perf_counter()
             handler = await client.start(RagWorkflow, start_event=start, timeout=timeout)
             async for ev in handler.stream_events():
                 if isinstance(ev, Embedded):
-                    _say(f"embedded {ev.source}: {ev.chunks} chunks")
-            return await handler
+                    _progress(ev)
+            result: dict[str, Any] = await handler
+            return result, time.perf_counter() - t0
         finally:
             await client.close()
     finally:
@@ -67,29 +76,29 @@ async def over_nats(start: RagStart, workers: int, timeout: float) -> dict[str, 
         await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
-async def over_http(start: RagStart, api: str) -> dict[str, Any]:
-    """Run once through the control plane at ``api``."""
+async def over_http(start: RagStart, api: str) -> tuple[dict[str, Any], float]:
+    """Run once through the control plane at ``api``; the result and the seconds it took."""
     async with Client(api) as client:
+        t0 = time.perf_counter()
         handle = await client.start(RagWorkflow, start_event=start)
         async for ev in handle.stream():
             if isinstance(ev, Embedded):
-                _say(f"embedded {ev.source}: {ev.chunks} chunks")
-        return await handle.result()
+                _progress(ev)
+        result: dict[str, Any] = await handle.result()
+        return result, time.perf_counter() - t0
 
 
 async def _main(args: argparse.Namespace) -> int:
     start = RagStart(question=args.question, documents=load_documents(args.corpus), top_k=args.top_k)
-    t0 = time.perf_counter()
     if args.api:
-        result = await over_http(start, args.api)
+        result, seconds = await over_http(start, args.api)
     else:
-        result = await over_nats(start, args.workers, args.timeout)
-    seconds = round(time.perf_counter() - t0, 2)
+        result, seconds = await over_nats(start, args.workers, args.timeout)
     print(result["answer"])
     for i, src in enumerate(result["sources"], 1):
         print(f"{i}. {src['file']} (score {src['score']:.3f})")
     sources = [[s["file"], s["score"]] for s in result["sources"]]
-    print(json.dumps({"sources": sources, "chunks": result["chunks"], "seconds": seconds}))
+    print(json.dumps({"sources": sources, "chunks": result["chunks"], "seconds": round(seconds, 3)}))
     return 0
 
 

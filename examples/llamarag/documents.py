@@ -13,7 +13,8 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 
 def load_documents(directory: str | Path = CORPUS) -> list[Document]:
     """One ``Document`` per ``*.txt`` file of ``directory`` (default: the bundled corpus), sorted
-    by file name; its id is the file name, and so is its only metadata, ``file_name``.
+    by file name; its id is the file name, and so is its only metadata, ``file_name`` (left out of
+    what is embedded, so chunks are found by their content).
 
     (llama-index's ``SimpleDirectoryReader`` would do as well, but adds paths, sizes and dates,
     which differ between machines, and warns on every file when ``llama-index-readers-file`` is
@@ -26,6 +27,11 @@ def load_documents(directory: str | Path = CORPUS) -> list[Document]:
     if not files:
         raise ValueError(f"no *.txt file in {directory}")
     return [
-        Document(text=f.read_text(encoding="utf-8"), id_=f.name, metadata={"file_name": f.name})
+        Document(
+            text=f.read_text(encoding="utf-8"),
+            id_=f.name,
+            metadata={"file_name": f.name},
+            excluded_embed_metadata_keys=["file_name"],  # retrieve by content, not by file name
+        )
         for f in files
     ]
