@@ -258,7 +258,12 @@ async def test_through_the_control_plane(
         "question": question,
         "top_k": 2,
         "documents": [
-            {"id_": d.id_, "text": d.text, "metadata": {"file_name": d.metadata["file_name"]}}
+            {
+                "id_": d.id_,
+                "text": d.text,
+                "metadata": {"file_name": d.metadata["file_name"]},
+                "excluded_embed_metadata_keys": ["file_name"],
+            }
             for d in documents
         ],
     }
