@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import subprocess
 import sys
 import types
 from collections import Counter
@@ -69,6 +70,25 @@ def reference_module() -> types.ModuleType:
     sys.modules[name] = module  # pydantic resolves the events' annotations through it
     exec(compile(text, str(SOURCE), "exec"), module.__dict__)
     return module
+
+
+def test_the_documented_rewrite_gives_the_example_back(tmp_path: Path) -> None:
+    """docs/migration.md's sed command, run on the reference's copy, gives examples/llamarag back."""
+    doc = (ROOT / "docs" / "migration.md").read_text()
+    exprs = re.findall(r"^\s*-e '([^']+)'", doc, flags=re.M)
+    assert len(exprs) == 2, exprs
+    text = SOURCE.read_text()
+    ported = re.sub(r"^from engine(\.\w+)? import", r"from workflows\1 import", text, flags=re.M)
+    ported = ported.replace(  # the same program as llama-index-core's re-export would import it
+        "from workflows import Context, Workflow, step",
+        "from llama_index.core.workflow import Context, Workflow, step",
+    )
+    assert ported != text
+    target = tmp_path / "workflow.py"
+    target.write_text(ported)
+    sed = [a for e in exprs for a in ("-e", e)]
+    subprocess.run(["sed", "-E", "-i", *sed, str(target)], check=True)
+    assert target.read_text() == text
 
 
 _OFFLINE: list[bool] = []
