@@ -84,7 +84,6 @@ from engine.ports.log import EventLog
 from engine.runtime.context import Context, DictState
 from engine.runtime.handler import WorkflowHandler
 from engine.runtime.recovery import RunNotRetryableError
-from engine.runtime.serializers import JsonSerializer, PickleSerializer
 from engine.runtime.resources import (
     Resource,
     ResourceConfig,
@@ -92,6 +91,7 @@ from engine.runtime.resources import (
     ResourceDescriptor,
     ResourceManager,
 )
+from engine.runtime.serializers import JsonSerializer, PickleSerializer
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 

@@ -269,8 +269,8 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
     """Check the step graph; return the start event class and the registry of event types.
 
     Sets the workflow's state type on every step (``StepSpec.state_type``; see
-    ``_check_state_type``). As llama-index-workflows' checks: exactly one start event class, some step producing a
-    ``StopEvent``, every produced event accepted by a step (an ``InputRequiredEvent`` or
+    ``_check_state_type``). As llama-index-workflows' checks: exactly one start event class, some
+    step producing a ``StopEvent``, every produced event accepted by a step (an ``InputRequiredEvent`` or
     ``HumanResponseEvent`` may leave the graph), every accepted event produced (events from outside
     excepted), no step accepting a ``StopEvent``; and jetloom's: at most one ``@catch_error``, and
     event names unique and usable in subjects.
