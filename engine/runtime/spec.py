@@ -36,6 +36,7 @@ __all__ = [
     "StepSpec",
     "WorkflowDefinition",
     "catch_error",
+    "check_configured",
     "check_name",
     "graph",
     "is_free_function",
@@ -237,6 +238,35 @@ def _check_catch_error(name: str, steps: dict[str, StepSpec]) -> None:
             )
 
 
+def check_configured(name: str, steps: dict[str, StepSpec]) -> type[StartEvent]:
+    """The start event class of workflow ``name``, if it can run at all: it has steps, exactly one
+    start event class, and a step producing a ``StopEvent`` (llama-index-workflows checks this when
+    a workflow is instantiated).
+
+    Raises:
+        WorkflowConfigurationError: saying which of these is missing.
+    """
+    if not steps:
+        raise WorkflowConfigurationError(
+            f"workflow {name!r} has no steps: mark methods with @step, or add free functions "
+            "with @step(workflow=...)"
+        )
+    starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
+    if not starts:
+        raise WorkflowConfigurationError(f"workflow {name!r}: no step accepts a StartEvent")
+    if len(starts) > 1:
+        names = ", ".join(sorted(event_name(t) for t in starts))
+        raise WorkflowConfigurationError(
+            f"workflow {name!r}: steps accept different start events ({names}); use one"
+        )
+    if not any(issubclass(t, StopEvent) for s in steps.values() for t in s.produces):
+        raise WorkflowConfigurationError(
+            f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
+        )
+    (start,) = starts
+    return start
+
+
 def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
     """Check the step graph; return the start event class and the registry of event types.
 
@@ -250,11 +280,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
         WorkflowConfigurationError: no steps, no (or more than one) start event, no StopEvent.
         WorkflowValidationError: naming the step and event at fault.
     """
-    if not steps:
-        raise WorkflowConfigurationError(
-            f"workflow {name!r} has no steps: mark methods with @step, or add free functions "
-            "with @step(workflow=...)"
-        )
+    start = check_configured(name, steps)
     for s in steps.values():
         for t in s.accepts:
             if issubclass(t, StopEvent):
@@ -263,20 +289,7 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
                     "run and is never delivered to a step",
                     step=s.name,
                 )
-    starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
-    if not starts:
-        raise WorkflowConfigurationError(f"workflow {name!r}: no step accepts a StartEvent")
-    if len(starts) > 1:
-        names = ", ".join(sorted(event_name(t) for t in starts))
-        raise WorkflowConfigurationError(
-            f"workflow {name!r}: steps accept different start events ({names}); use one"
-        )
-    (start,) = starts
     produced = {t for s in steps.values() for t in s.produces}
-    if not any(issubclass(t, StopEvent) for t in produced):
-        raise WorkflowConfigurationError(
-            f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
-        )
     consumed = {t for s in steps.values() for t in s.accepts}
     _check_catch_error(name, steps)
     for s in steps.values():
