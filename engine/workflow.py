@@ -26,8 +26,8 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from engine.memory.log import MemoryLog
-from engine.model.errors import WorkflowConfigurationError, WorkflowValidationError
-from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from engine.model.errors import WorkflowValidationError
+from engine.model.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent
 from engine.ports.log import EventLog
 from engine.runtime.context import Context
 from engine.runtime.handler import WorkflowHandler
@@ -39,7 +39,16 @@ from engine.runtime.resources import (
     resolution_errors,
     resource_definitions,
 )
-from engine.runtime.spec import STEP_MARK, StepSpec, catch_error, check_name, graph, step, validate
+from engine.runtime.spec import (
+    STEP_MARK,
+    StepSpec,
+    catch_error,
+    check_configured,
+    check_name,
+    graph,
+    step,
+    validate,
+)
 
 __all__ = ["StepSpec", "Workflow", "catch_error", "step"]
 
@@ -156,29 +165,9 @@ def _caller_locals() -> dict[str, Any]:
     return dict(frame.f_locals) if frame is not None else {}
 
 
-def _check_configured(cls: type[Workflow]) -> None:
-    """What llama-index-workflows checks when a workflow is instantiated: it has steps, one start
-    event class and some StopEvent producer (``WorkflowConfigurationError``)."""
-    name = cls.workflow_name
-    if not cls.steps:
-        raise WorkflowConfigurationError(
-            f"workflow {cls.__name__!r} has no steps: mark methods with @step, or add free "
-            "functions with @step(workflow=...)"
-        )
-    starts = {t for s in cls.steps.values() for t in s.accepts if issubclass(t, StartEvent)}
-    if len(starts) != 1:
-        what = "no step accepts a StartEvent" if not starts else "steps accept different start events"
-        raise WorkflowConfigurationError(f"workflow {name!r}: {what}")
-    if not any(issubclass(t, StopEvent) for s in cls.steps.values() for t in s.produces):
-        raise WorkflowConfigurationError(
-            f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
-        )
-
-
 def _make_all(manager: ResourceManager, defs: list[tuple[str, ResourceDefinition]]) -> list[str]:
     """Make every resource of ``defs`` (``(step, definition)``) through ``manager``: the failures,
     one line each. Runs on a thread of its own when this thread already runs an event loop."""
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -306,7 +295,7 @@ class Workflow:
         if validate_resources and defs:
             errors.extend(_make_all(self.resource_manager, defs))
         if errors:
-            raise WorkflowValidationError("resource validation failed: " + "; ".join(errors), step=defs[0][0])
+            raise WorkflowValidationError("resource validation failed: " + "; ".join(errors))
         self._validated = cls._steps_version
         return any(
             issubclass(t, InputRequiredEvent) for s in cls.steps.values() for t in s.produces
@@ -338,7 +327,7 @@ class Workflow:
         disable_validation: bool = False,
         resource_manager: ResourceManager | None = None,
     ) -> None:
-        _check_configured(type(self))
+        check_configured(type(self).workflow_name, type(self).steps)
         self._disable_validation = disable_validation
         self._validated = -1  # the class's _steps_version last validated
         self._ran_version = -1  # the class's _steps_version when run() was last called

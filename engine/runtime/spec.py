@@ -36,6 +36,7 @@ __all__ = [
     "StepSpec",
     "WorkflowDefinition",
     "catch_error",
+    "check_configured",
     "check_name",
     "graph",
     "is_free_function",
@@ -265,33 +266,19 @@ def _check_state_type(name: str, steps: dict[str, StepSpec]) -> None:
             steps[key] = replace(s, state_type=most[0])
 
 
-def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
-    """Check the step graph; return the start event class and the registry of event types.
-
-    Sets the workflow's state type on every step (``StepSpec.state_type``; see
-    ``_check_state_type``). As llama-index-workflows' checks: exactly one start event class, some
-    step producing a ``StopEvent``, every produced event accepted by a step (an ``InputRequiredEvent`` or
-    ``HumanResponseEvent`` may leave the graph), every accepted event produced (events from outside
-    excepted), no step accepting a ``StopEvent``; and jetloom's: at most one ``@catch_error``, and
-    event names unique and usable in subjects.
+def check_configured(name: str, steps: dict[str, StepSpec]) -> type[StartEvent]:
+    """The start event class of workflow ``name``, if it can run at all: it has steps, exactly one
+    start event class, and a step producing a ``StopEvent`` (llama-index-workflows checks this when
+    a workflow is instantiated).
 
     Raises:
-        WorkflowConfigurationError: no steps, no (or more than one) start event, no StopEvent.
-        WorkflowValidationError: naming the step and event at fault.
+        WorkflowConfigurationError: saying which of these is missing.
     """
     if not steps:
         raise WorkflowConfigurationError(
             f"workflow {name!r} has no steps: mark methods with @step, or add free functions "
             "with @step(workflow=...)"
         )
-    for s in steps.values():
-        for t in s.accepts:
-            if issubclass(t, StopEvent):
-                raise WorkflowValidationError(
-                    f"step {s.name!r} accepts {event_name(t)}, a StopEvent; a StopEvent ends the "
-                    "run and is never delivered to a step",
-                    step=s.name,
-                )
     starts = {t for s in steps.values() for t in s.accepts if issubclass(t, StartEvent)}
     if not starts:
         raise WorkflowConfigurationError(f"workflow {name!r}: no step accepts a StartEvent")
@@ -300,12 +287,38 @@ def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], d
         raise WorkflowConfigurationError(
             f"workflow {name!r}: steps accept different start events ({names}); use one"
         )
-    (start,) = starts
-    produced = {t for s in steps.values() for t in s.produces}
-    if not any(issubclass(t, StopEvent) for t in produced):
+    if not any(issubclass(t, StopEvent) for s in steps.values() for t in s.produces):
         raise WorkflowConfigurationError(
             f"workflow {name!r}: no step produces a StopEvent, so no run could ever finish"
         )
+    (start,) = starts
+    return start
+
+
+def validate(name: str, steps: dict[str, StepSpec]) -> tuple[type[StartEvent], dict[str, type[Event]]]:
+    """Check the step graph; return the start event class and the registry of event types.
+
+    Sets the workflow's state type on every step (``StepSpec.state_type``; see
+    ``_check_state_type``). As llama-index-workflows' checks: exactly one start event class, some
+    step producing a ``StopEvent``, every produced event accepted by a step (an
+    ``InputRequiredEvent`` or ``HumanResponseEvent`` may leave the graph), every accepted event produced (events from outside
+    excepted), no step accepting a ``StopEvent``; and jetloom's: at most one ``@catch_error``, and
+    event names unique and usable in subjects.
+
+    Raises:
+        WorkflowConfigurationError: no steps, no (or more than one) start event, no StopEvent.
+        WorkflowValidationError: naming the step and event at fault.
+    """
+    start = check_configured(name, steps)
+    for s in steps.values():
+        for t in s.accepts:
+            if issubclass(t, StopEvent):
+                raise WorkflowValidationError(
+                    f"step {s.name!r} accepts {event_name(t)}, a StopEvent; a StopEvent ends the "
+                    "run and is never delivered to a step",
+                    step=s.name,
+                )
+    produced = {t for s in steps.values() for t in s.produces}
     consumed = {t for s in steps.values() for t in s.accepts}
     _check_catch_error(name, steps)
     for s in steps.values():

@@ -1,5 +1,6 @@
 """Workflows for tests/integration/test_resources_workers.py, loaded by worker processes: a
-resource-using workflow completed by a free-function step, and one whose graph is invalid."""
+resource-using workflow completed by a free-function step, one asking for human input by returning
+an ``InputRequiredEvent``, and one whose graph is invalid."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import itertools
 import os
 from typing import Annotated
 
-from engine import Context, Event, Resource, StartEvent, StopEvent, Workflow, step
+from engine import (
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    Resource,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    step,
+)
 
 _calls = itertools.count(1)
 
@@ -75,3 +86,23 @@ class Dangling(Workflow):
     @step
     async def go(self, ev: StartEvent) -> StopEvent | Unused:
         return StopEvent()
+
+
+class AskName(InputRequiredEvent):
+    prompt: str
+
+
+class NameGiven(HumanResponseEvent):
+    name: str
+
+
+class Asker(Workflow):
+    """Asks by returning its request (no step accepts it: it goes to the output stream)."""
+
+    @step
+    async def ask(self, ev: StartEvent) -> AskName:
+        return AskName(prompt="name?")
+
+    @step
+    async def greet(self, ev: NameGiven) -> StopEvent:
+        return StopEvent(result=f"hello {ev.name}")

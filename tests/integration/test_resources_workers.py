@@ -1,5 +1,6 @@
-"""Resources and a free-function step across two worker processes on a real nats-server; a worker
-refuses a workflow whose graph is invalid, in one line."""
+"""Resources and a free-function step across two worker processes on a real nats-server; a
+returned ``InputRequiredEvent`` reaching a client's stream; a worker refusing a workflow whose
+graph is invalid, in one line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess
-from tests.integration.steps_workflows import Tagged
+from tests.integration.steps_workflows import Asker, AskName, NameGiven, Tagged
 
 TAGGED = "tests.integration.steps_workflows:Tagged"
 
@@ -49,6 +50,20 @@ async def test_resources_and_a_free_step_on_two_worker_processes(
     assert all(len(values) == 1 for values in processes.values()), processes
     # uncached: one per step call (the free function `label`, 8 per run)
     assert len(calls) == len(set(calls)) == 12 * 8
+
+
+async def test_a_returned_input_request_reaches_the_client_stream(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    workers("tests.integration.steps_workflows:Asker", nats_url)
+    handler = await client.start(Asker, timeout=60)
+    async with asyncio.timeout(30):
+        async for ev in handler.stream_events():
+            if isinstance(ev, AskName):
+                assert ev.prompt == "name?"
+                await handler.send_event(NameGiven(name="Ada"))
+                break
+    assert await handler == "hello Ada"
 
 
 async def test_a_worker_refuses_an_invalid_workflow_in_one_line(
