@@ -224,10 +224,17 @@ def _start_with_context(
     if previous is not None and run_id is not None and run_id != previous:
         previous = None  # (an explicit new run id starts a new run, with the context's state)
 
+    acquired = False  # ``before`` ran (``cleanup=after`` balances it when the handler ends)
+
+    async def acquire() -> None:
+        nonlocal acquired
+        if before is not None and not acquired:
+            acquired = True
+            await before()
+
     def starter(rid: str, state: dict[str, Any]) -> Callable[[], Awaitable[None]]:
         async def prepare() -> None:
-            if before is not None:
-                await before()
+            await acquire()
             await append_start(log, cls.workflow_name, rid, start, fresh=True, initial_state=state)
 
         return prepare
@@ -235,21 +242,17 @@ def _start_with_context(
     async def choose() -> Choice:
         state = seed
         if previous is not None:
-            if before is not None:
-                await before()  # (the executor runs for a re-attached run too)
-            try:
-                folded = await fold_run(log, cls.workflow_name, previous)
-            except BaseException:
-                if after is not None:
-                    await after()
-                raise
+            await acquire()  # (the executor runs for a re-attached run too)
+            folded = await fold_run(log, cls.workflow_name, previous)
             if folded.status != "pending" and not folded.terminal:
                 return previous, None, False
-            if after is not None:
-                await after()
             if folded.status != "pending":
                 state = folded.state
         return new_id, starter(new_id, state), True
+
+    async def release() -> None:
+        if acquired and after is not None:
+            await after()
 
     return WorkflowHandler(
         log=log,
@@ -257,7 +260,7 @@ def _start_with_context(
         run_id=previous or new_id,
         events=cls.events,
         timeout=timeout,
-        cleanup=after,
+        cleanup=release,
         definition=definition if definition is not None else cls,
         choose=choose,
         ctx=ctx,

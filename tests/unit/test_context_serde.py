@@ -4,6 +4,7 @@ reference's serializers and errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -61,6 +62,16 @@ class Ask(Workflow):
         return StopEvent(result=f"{await ctx.store.get('greeting')} {answer.text}")
 
 
+async def released(wf: Workflow) -> None:
+    """Wait (at most 5 s) until the workflow's in-process executor has no active run: every
+    handler released it (handlers release it in their cleanup, just after they resolve)."""
+    runtime = wf._runtime
+    assert runtime is not None
+    async with asyncio.timeout(5):
+        while runtime.active:
+            await asyncio.sleep(0.01)
+
+
 def roundtrip(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))  # type: ignore[no-any-return]
 
@@ -74,6 +85,7 @@ async def test_a_context_carries_state_from_run_to_run() -> None:
     second = wf.run(ctx=ctx, word="b")
     assert await second == {"runs": 2, "seen": ["a", "b"]}
     assert second.run_id != first.run_id
+    await released(wf)
 
 
 async def test_to_dict_from_dict_round_trips_through_json_to_another_log() -> None:
@@ -125,6 +137,7 @@ async def test_human_input_resumed_from_a_context_dict() -> None:
     assert await resumed == "hello ada"
     assert resumed.run_id == handler.run_id  # the same run, re-attached
     assert await handler == "hello ada"
+    await released(wf)  # the executor was released by both handlers
 
 
 async def test_from_dict_rejects_what_does_not_fit() -> None:
