@@ -97,15 +97,28 @@ async def local_run(workflow: Any, **run_kwargs: Any) -> Any:
     return workflow.run(**run_kwargs)
 
 
-def distributed_runner(client: Any) -> Runner:
+class DistributedRunner:
     """The runner of jetloom's distributed target: the run is started on the JetStream log by
     ``client`` (a ``services.nats_client.NatsClient``) and taken by the worker processes, which
-    build the workflow from its class (so a program's instance only lends its ``timeout``)."""
+    build the workflow from its class (so a program's instance only lends its ``timeout``).
 
-    async def run(workflow: Any, **run_kwargs: Any) -> Any:
-        return await client.start(type(workflow), timeout=workflow.timeout, **run_kwargs)
+    Attributes:
+        started: ``(workflow class, run id)`` of every run it started, in order.
+    """
 
-    return run
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.started: list[tuple[type, str]] = []
+
+    async def __call__(self, workflow: Any, **run_kwargs: Any) -> Any:
+        handler = await self.client.start(type(workflow), timeout=workflow.timeout, **run_kwargs)
+        self.started.append((type(workflow), handler.run_id))
+        return handler
+
+
+def distributed_runner(client: Any) -> DistributedRunner:
+    """A ``DistributedRunner`` on ``client``."""
+    return DistributedRunner(client)
 
 
 def comparable(output: Any) -> Any:

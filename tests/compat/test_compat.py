@@ -26,9 +26,11 @@ from tests.compat.harness import (
     reference_module,
     rewrite,
 )
+from tests.integration.test_distributed import completions
 
 NAMES = program_names()
 _reference: dict[str, Any] = {}
+_step_pids: list[str] = []  # per step completed in the distributed runs, the process that did it
 
 
 async def reference_output(name: str) -> Any:
@@ -86,8 +88,20 @@ async def test_distributed_matches_reference(
     expected = await reference_output(name)
     main = jetloom_module(name, compat_dir).main
     async with await NatsClient.connect(compat_nats.url) as client:
-        output = await asyncio.wait_for(main(distributed_runner(client)), RUN_TIMEOUT)
+        runner = distributed_runner(client)
+        output = await asyncio.wait_for(main(runner), RUN_TIMEOUT)
+        for workflow, run_id in runner.started:
+            raws = await client.log.read(workflow.workflow_name, run_id)
+            _step_pids.extend(c.worker.rsplit(":", 1)[1] for c in completions(raws, workflow))
     assert comparable(output) == expected
+
+
+def test_distributed_steps_ran_in_both_worker_processes(compat_hosts: list[ChildProcess]) -> None:
+    """The distributed runs above took their steps in both worker processes (read from the
+    completions in their logs), and in no other."""
+    if len(_step_pids) < 30:
+        pytest.skip("too few distributed runs in this session to expect both processes in them")
+    assert set(_step_pids) == {str(host.pid) for host in compat_hosts}
 
 
 def test_hosts_serve_every_valid_workflow(compat_hosts: list[ChildProcess]) -> None:

@@ -29,13 +29,18 @@ class LiveStreamFlow(Workflow):
         return StopEvent(result="done")
 
 
+async def first_event(handler) -> str:
+    async for ev in handler.stream_events():
+        return type(ev).__name__
+    return "no event"
+
+
 async def main(run):
     handler = await run(LiveStreamFlow(timeout=30), seconds=10)
-    stream = handler.stream_events()
-    try:
-        first = await asyncio.wait_for(anext(stream), timeout=2)
-        seen = type(first).__name__
-    except TimeoutError:
-        seen = "nothing while the step ran"
+    reader = asyncio.create_task(first_event(handler))
+    done, _ = await asyncio.wait({reader}, timeout=2)
+    seen = reader.result() if done else "nothing while the step ran"
     await handler.cancel_run()
+    if not done:
+        await asyncio.gather(reader, return_exceptions=True)  # the stream ends with the run
     return seen
