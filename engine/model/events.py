@@ -22,17 +22,20 @@ import builtins
 import inspect
 import sys
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, ValuesView
+from datetime import UTC, datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import (
     PydanticSerializationError,
@@ -61,6 +64,7 @@ __all__ = [
     "SerializableOptionalException",
     "StartEvent",
     "StepState",
+    "StepFailedEvent",
     "StepStateChanged",
     "StopEvent",
     "UnhandledEvent",
@@ -193,7 +197,7 @@ class DictLikeModel(BaseModel):
             if not extra or key not in extra:
                 yield key, value
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump`` (same keywords), with the undeclared fields under ``"_data"``
         as llama-index-workflows dumps them."""
         data = super().model_dump(**kwargs)
@@ -202,7 +206,7 @@ class DictLikeModel(BaseModel):
             data["_data"] = {k: data.pop(k) for k in extra if k in data}
         return data
 
-    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump_json(self, **kwargs: Any) -> str:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump_json`` (same keywords), shaped as ``model_dump``."""
         if not self.__pydantic_extra__:
             return super().model_dump_json(**kwargs)
@@ -267,7 +271,7 @@ class StopEvent(Event):
             data["result"] = result
         super().__init__(**data)
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump`` without undeclared fields and without ``result`` when it is
         ``None``, as llama-index-workflows' ``StopEvent`` dumps."""
         data = BaseModel.model_dump(self, **kwargs)
@@ -279,7 +283,7 @@ class StopEvent(Event):
             del data["result"]
         return data
 
-    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump_json(self, **kwargs: Any) -> str:  # (BaseModel's keywords, passed on)
         """``model_dump`` as JSON (same keywords as pydantic's)."""
         indent = kwargs.pop("indent", None)
         kwargs.pop("mode", None)
@@ -431,6 +435,69 @@ class WorkflowFailedEvent(StopEvent):
     exception: SerializableException
     attempts: int | None = None
     elapsed_seconds: float | None = None
+
+
+class StepFailedEvent(Event):
+    """What the workflow's error handler step (``@catch_error``) receives when a step fails for
+    good (its retry policy, if any, gave up). Whatever the handler returns continues the run (or
+    ends it, with a ``StopEvent``); if the handler itself fails, the run fails.
+
+    The fields of llama-index-workflows' ``StepFailedEvent``:
+        step_name: the step that failed (also readable as ``step``; ``step=`` is accepted, and is
+            the name older payloads use).
+        input_event: the event the step was handling, rebuilt from ``event_type`` and ``event``
+            where its class is defined in the reading process, else ``None``.
+        exception: the exception, rebuilt from ``error_type`` and ``message`` (an
+            ``UnreconstructedException`` where its class is not available); no traceback.
+        attempts: attempts made, the failed last one included.
+        elapsed_seconds: seconds from the first attempt to the failure (``0.0`` when unknown).
+        failed_at: when the event was made (UTC), i.e. when the failure was handed over.
+
+    And jetloom's, which are what the log carries: ``trigger`` (stream sequence of the handled
+    event), ``error_type`` (qualified class name, ``"builtins.ValueError"``), ``message``
+    (``str()`` of the exception), ``event_type`` and ``event`` (the handled event's name and
+    fields), ``traceback`` (formatted). ``input_event`` and ``exception`` are not written: they
+    are derived from these when the event is built or read; given at construction, they fill them.
+    """
+
+    step_name: str = Field(validation_alias=AliasChoices("step_name", "step"))
+    input_event: SerializableOptionalEvent = Field(default=None, exclude=True)
+    exception: SerializableOptionalException = Field(default=None, exclude=True)
+    attempts: int = 1
+    elapsed_seconds: float = 0.0
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    trigger: int = 0
+    error_type: str = ""
+    message: str = ""
+    event_type: str = ""
+    event: dict[str, Any] = Field(default_factory=dict)
+    traceback: str = ""
+
+    @property
+    def step(self) -> str:
+        """``step_name`` (the name jetloom used first)."""
+        return self.step_name
+
+    @model_validator(mode="after")
+    def _derive(self) -> StepFailedEvent:
+        if self.exception is not None and not self.error_type:
+            self.error_type = _serialize_exception(self.exception)["exception_type"]
+            self.message = str(self.exception)
+        elif self.exception is None and self.error_type:
+            self.exception = _deserialize_exception(  # type: ignore[assignment]  # an Exception: built from the class of error_type
+                {"exception_type": self.error_type, "exception_message": self.message}
+            )
+        if self.input_event is not None and not self.event_type:
+            self.event_type = event_name(type(self.input_event))
+            self.event = event_fields(self.input_event)
+        elif self.input_event is None and self.event_type:
+            cls = known_event(self.event_type)
+            if cls is not None:
+                try:
+                    self.input_event = event_from_fields(cls, self.event)
+                except EventDecodeError:
+                    pass  # (the handled event does not decode here: input_event stays None)
+        return self
 
 
 class CollectionReleaseEvent(Event):

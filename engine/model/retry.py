@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import tenacity
 
 from engine.model.durations import seconds
-from engine.model.events import Event
+from engine.model.events import (
+    StepFailedEvent,  # (defined with the other events; exported here too)
+)
 
 __all__ = [
     "ConstantDelayRetryPolicy",
@@ -144,27 +146,3 @@ class ExponentialBackoffRetryPolicy:
             jitter=seconds(self.jitter),
         )
         return float(wait(_Attempt(attempts)))  # type: ignore[arg-type]  # tenacity's wait takes a RetryCallState; it reads only attempt_number
-
-
-class StepFailedEvent(Event):
-    """What the workflow's error handler step (``@catch_error``) receives when a step fails for
-    good (its retry policy, if any, gave up). Whatever the handler returns continues the run (or
-    ends it, with a ``StopEvent``); if the handler itself fails, the run fails.
-
-    Attributes:
-        step: the step that failed.
-        trigger: stream sequence of the event it was handling.
-        event_type: that event's name; ``event``: its fields.
-        error_type: qualified name of the exception class (``"builtins.ValueError"``).
-        message: ``str()`` of the exception; ``traceback``: the formatted traceback.
-        attempts: attempts made, the failed last one included.
-    """
-
-    step: str
-    trigger: int
-    error_type: str
-    message: str
-    attempts: int = 1
-    event_type: str = ""
-    event: dict[str, Any] = {}
-    traceback: str = ""
