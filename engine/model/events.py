@@ -21,11 +21,12 @@ from __future__ import annotations
 import builtins
 import inspect
 import sys
+import weakref
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, ValuesView
 from datetime import UTC, datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AliasChoices,
@@ -91,6 +92,9 @@ TAG_FIELD = "$type"
 RESULT_CLASS_FIELD = "$result_class"
 
 _ALL_EVENTS: dict[str, type[Event]] = {}
+# Events whose declared fields may no longer match their annotations (assigned after validation,
+# or built with ``model_construct``), by ``id``: ``encode_checked`` checks only these.
+_UNVALIDATED: weakref.WeakValueDictionary[int, DictLikeModel] = weakref.WeakValueDictionary()
 _BY_PATH: dict[str, type[Event]] = {}
 
 
@@ -158,6 +162,19 @@ class DictLikeModel(BaseModel):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._extras()[key] = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in type(self).model_fields:  # (pydantic does not validate assignments)
+            _UNVALIDATED[id(self)] = self
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
+        """pydantic's ``model_construct`` (no validation); the instance is checked against its
+        type when it is encoded for the log (``encode_checked``)."""
+        made = super().model_construct(_fields_set, **values)
+        _UNVALIDATED[id(made)] = made
+        return made
 
     def get(self, key: str, default: Any = None) -> Any:
         """Undeclared field ``key``, or ``default`` when there is none."""
@@ -624,17 +641,19 @@ def encode_event(ev: Event) -> bytes:
 
 
 def encode_checked(ev: Event) -> bytes:
-    """``encode_event(ev)``, checked against ``ev``'s type: a field assigned a value that does not
-    match its annotation after the event was built (events are mutable and pydantic does not
-    validate assignments) is found by pydantic-core's serializer as it encodes, instead of failing
-    the step that would decode it.
+    """``encode_event(ev)``, checked against ``ev``'s type where it may not match: pydantic
+    validated the event when it was built, but not a field assigned since (events are mutable, and
+    pydantic does not validate assignments) nor an event made with ``model_construct``. For those,
+    pydantic-core's serializer checks every value as it encodes (``warnings="error"``), so the
+    step that made the event fails instead of the step that would decode it. Values changed inside
+    a field's container (``ev.items.append(x)``) are not seen.
 
     Raises:
         EventValidationError: a field does not match its annotation; the message names the event
             type and the field.
         TypeError: a field holds a value pydantic cannot encode as JSON.
     """
-    return _to_json(ev, True)
+    return _to_json(ev, _UNVALIDATED.get(id(ev)) is ev)
 
 
 def _restore_result(ev: Event, path: Any) -> None:
@@ -643,11 +662,11 @@ def _restore_result(ev: Event, path: Any) -> None:
     if target is None or not issubclass(target, BaseModel) or not isinstance(result, dict):
         return  # (the class is not available here: the result stays its fields)
     try:
-        ev.result = target.model_validate(result)  # type: ignore[attr-defined]  # a StopEvent: _result_class wrote the marker
+        ev.__dict__["result"] = target.model_validate(result)  # (validated: not an assignment to check)
     except (ValidationError, ValueError, TypeError):
         rebuilt = _rebuild(result)  # (an abstract model field inside: see _decode_components)
         if isinstance(rebuilt, target):
-            ev.result = rebuilt  # type: ignore[attr-defined]  # as above
+            ev.__dict__["result"] = rebuilt
         # (else a model whose dump does not validate back: the result stays its fields)
 
 
