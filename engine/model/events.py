@@ -21,18 +21,22 @@ from __future__ import annotations
 import builtins
 import inspect
 import sys
+import weakref
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, ValuesView
+from datetime import UTC, datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import (
     PydanticSerializationError,
@@ -61,6 +65,7 @@ __all__ = [
     "SerializableOptionalException",
     "StartEvent",
     "StepState",
+    "StepFailedEvent",
     "StepStateChanged",
     "StopEvent",
     "UnhandledEvent",
@@ -87,6 +92,9 @@ TAG_FIELD = "$type"
 RESULT_CLASS_FIELD = "$result_class"
 
 _ALL_EVENTS: dict[str, type[Event]] = {}
+# Events whose declared fields may no longer match their annotations (assigned after validation,
+# or built with ``model_construct``), by ``id``: ``encode_checked`` checks only these.
+_UNVALIDATED: weakref.WeakValueDictionary[int, DictLikeModel] = weakref.WeakValueDictionary()
 _BY_PATH: dict[str, type[Event]] = {}
 
 
@@ -155,6 +163,19 @@ class DictLikeModel(BaseModel):
     def __setitem__(self, key: str, value: Any) -> None:
         self._extras()[key] = value
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in type(self).model_fields:  # (pydantic does not validate assignments)
+            _UNVALIDATED[id(self)] = self
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
+        """pydantic's ``model_construct`` (no validation); the instance is checked against its
+        type when it is encoded for the log (``encode_checked``)."""
+        made = super().model_construct(_fields_set, **values)
+        _UNVALIDATED[id(made)] = made
+        return made
+
     def get(self, key: str, default: Any = None) -> Any:
         """Undeclared field ``key``, or ``default`` when there is none."""
         return self._extras().get(key, default)
@@ -193,7 +214,7 @@ class DictLikeModel(BaseModel):
             if not extra or key not in extra:
                 yield key, value
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump`` (same keywords), with the undeclared fields under ``"_data"``
         as llama-index-workflows dumps them."""
         data = super().model_dump(**kwargs)
@@ -202,7 +223,7 @@ class DictLikeModel(BaseModel):
             data["_data"] = {k: data.pop(k) for k in extra if k in data}
         return data
 
-    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump_json(self, **kwargs: Any) -> str:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump_json`` (same keywords), shaped as ``model_dump``."""
         if not self.__pydantic_extra__:
             return super().model_dump_json(**kwargs)
@@ -267,7 +288,7 @@ class StopEvent(Event):
             data["result"] = result
         super().__init__(**data)
 
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # (BaseModel's keywords, passed on)
         """pydantic's ``model_dump`` without undeclared fields and without ``result`` when it is
         ``None``, as llama-index-workflows' ``StopEvent`` dumps."""
         data = BaseModel.model_dump(self, **kwargs)
@@ -279,7 +300,7 @@ class StopEvent(Event):
             del data["result"]
         return data
 
-    def model_dump_json(self, **kwargs: Any) -> str:  # type: ignore[override]  # BaseModel's keywords, passed on
+    def model_dump_json(self, **kwargs: Any) -> str:  # (BaseModel's keywords, passed on)
         """``model_dump`` as JSON (same keywords as pydantic's)."""
         indent = kwargs.pop("indent", None)
         kwargs.pop("mode", None)
@@ -433,6 +454,69 @@ class WorkflowFailedEvent(StopEvent):
     elapsed_seconds: float | None = None
 
 
+class StepFailedEvent(Event):
+    """What the workflow's error handler step (``@catch_error``) receives when a step fails for
+    good (its retry policy, if any, gave up). Whatever the handler returns continues the run (or
+    ends it, with a ``StopEvent``); if the handler itself fails, the run fails.
+
+    The fields of llama-index-workflows' ``StepFailedEvent``:
+        step_name: the step that failed (also readable as ``step``; ``step=`` is accepted, and is
+            the name older payloads use).
+        input_event: the event the step was handling, rebuilt from ``event_type`` and ``event``
+            where its class is defined in the reading process, else ``None``.
+        exception: the exception, rebuilt from ``error_type`` and ``message`` (an
+            ``UnreconstructedException`` where its class is not available); no traceback.
+        attempts: attempts made, the failed last one included.
+        elapsed_seconds: seconds from the first attempt to the failure (``0.0`` when unknown).
+        failed_at: when the event was made (UTC), i.e. when the failure was handed over.
+
+    And jetloom's, which are what the log carries: ``trigger`` (stream sequence of the handled
+    event), ``error_type`` (qualified class name, ``"builtins.ValueError"``), ``message``
+    (``str()`` of the exception), ``event_type`` and ``event`` (the handled event's name and
+    fields), ``traceback`` (formatted). ``input_event`` and ``exception`` are not written: they
+    are derived from these when the event is built or read; given at construction, they fill them.
+    """
+
+    step_name: str = Field(validation_alias=AliasChoices("step_name", "step"))
+    input_event: SerializableOptionalEvent = Field(default=None, exclude=True)
+    exception: SerializableOptionalException = Field(default=None, exclude=True)
+    attempts: int = 1
+    elapsed_seconds: float = 0.0
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    trigger: int = 0
+    error_type: str = ""
+    message: str = ""
+    event_type: str = ""
+    event: dict[str, Any] = Field(default_factory=dict)
+    traceback: str = ""
+
+    @property
+    def step(self) -> str:
+        """``step_name`` (the name jetloom used first)."""
+        return self.step_name
+
+    @model_validator(mode="after")
+    def _derive(self) -> StepFailedEvent:
+        if self.exception is not None and not self.error_type:
+            self.error_type = _serialize_exception(self.exception)["exception_type"]
+            self.message = str(self.exception)
+        elif self.exception is None and self.error_type:
+            self.exception = _deserialize_exception(  # type: ignore[assignment]  # an Exception: built from the class of error_type
+                {"exception_type": self.error_type, "exception_message": self.message}
+            )
+        if self.input_event is not None and not self.event_type:
+            self.event_type = event_name(type(self.input_event))
+            self.event = event_fields(self.input_event)
+        elif self.input_event is None and self.event_type:
+            cls = known_event(self.event_type)
+            if cls is not None:
+                try:
+                    self.input_event = event_from_fields(cls, self.event)
+                except EventDecodeError:
+                    pass  # (the handled event does not decode here: input_event stays None)
+        return self
+
+
 class CollectionReleaseEvent(Event):
     """llama-index-workflows' internal trigger of a collecting step with one released batch
     (``events``); jetloom does not emit it."""
@@ -557,17 +641,19 @@ def encode_event(ev: Event) -> bytes:
 
 
 def encode_checked(ev: Event) -> bytes:
-    """``encode_event(ev)``, checked against ``ev``'s type: a field assigned a value that does not
-    match its annotation after the event was built (events are mutable and pydantic does not
-    validate assignments) is found by pydantic-core's serializer as it encodes, instead of failing
-    the step that would decode it.
+    """``encode_event(ev)``, checked against ``ev``'s type where it may not match: pydantic
+    validated the event when it was built, but not a field assigned since (events are mutable, and
+    pydantic does not validate assignments) nor an event made with ``model_construct``. For those,
+    pydantic-core's serializer checks every value as it encodes (``warnings="error"``), so the
+    step that made the event fails instead of the step that would decode it. Values changed inside
+    a field's container (``ev.items.append(x)``) are not seen.
 
     Raises:
         EventValidationError: a field does not match its annotation; the message names the event
             type and the field.
         TypeError: a field holds a value pydantic cannot encode as JSON.
     """
-    return _to_json(ev, True)
+    return _to_json(ev, _UNVALIDATED.get(id(ev)) is ev)
 
 
 def _restore_result(ev: Event, path: Any) -> None:
@@ -576,11 +662,11 @@ def _restore_result(ev: Event, path: Any) -> None:
     if target is None or not issubclass(target, BaseModel) or not isinstance(result, dict):
         return  # (the class is not available here: the result stays its fields)
     try:
-        ev.result = target.model_validate(result)  # type: ignore[attr-defined]  # a StopEvent: _result_class wrote the marker
+        ev.__dict__["result"] = target.model_validate(result)  # (validated: not an assignment to check)
     except (ValidationError, ValueError, TypeError):
         rebuilt = _rebuild(result)  # (an abstract model field inside: see _decode_components)
         if isinstance(rebuilt, target):
-            ev.result = rebuilt  # type: ignore[attr-defined]  # as above
+            ev.__dict__["result"] = rebuilt
         # (else a model whose dump does not validate back: the result stays its fields)
 
 

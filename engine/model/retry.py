@@ -31,7 +31,9 @@ from typing import Any, Protocol, cast, runtime_checkable
 import tenacity
 
 from engine.model.durations import seconds
-from engine.model.events import Event
+from engine.model.events import (
+    StepFailedEvent,  # (defined with the other events; exported here too)
+)
 
 __all__ = [
     "ConstantDelayRetryPolicy",
@@ -743,27 +745,3 @@ class ExponentialBackoffRetryPolicy:
             retry_if_exception_type(tuple(self.retry_on)), self._wait(), stop_after_attempt(self.maximum_attempts)
         )
         return policy.next(elapsed_time, attempts, error, seed=seed)
-
-
-class StepFailedEvent(Event):
-    """What the workflow's error handler step (``@catch_error``) receives when a step fails for
-    good (its retry policy, if any, gave up). Whatever the handler returns continues the run (or
-    ends it, with a ``StopEvent``); if the handler itself fails, the run fails.
-
-    Attributes:
-        step: the step that failed.
-        trigger: stream sequence of the event it was handling.
-        event_type: that event's name; ``event``: its fields.
-        error_type: qualified name of the exception class (``"builtins.ValueError"``).
-        message: ``str()`` of the exception; ``traceback``: the formatted traceback.
-        attempts: attempts made, the failed last one included.
-    """
-
-    step: str
-    trigger: int
-    error_type: str
-    message: str
-    attempts: int = 1
-    event_type: str = ""
-    event: dict[str, Any] = {}
-    traceback: str = ""

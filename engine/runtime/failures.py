@@ -110,7 +110,7 @@ class Failed:
         failed = msgspec.json.decode(record.data, type=StepFailed)
         base = {H_RUN: run_id, H_STEP: step, H_TRIGGER: str(seq)}
         ev = StepFailedEvent(
-            step=step,
+            step_name=step,
             trigger=seq,
             error_type=failed.error_type,
             message=failed.message,
