@@ -36,47 +36,6 @@ MODULES = {
     "workflows.context": "engine.context",
 }
 
-# Defined by the other issue-18 branches (events: A in engine.model.events; resources: C in
-# engine.runtime.resources; serializers and context errors: B; run errors: C). They fail here, as
-# expected failures, until those branches are merged; then "XPASS(strict)" fails this test:
-# delete the merged names from this set.
-OWNED_ELSEWHERE = {
-    # events (A)
-    "CollectionReleaseEvent",
-    "DictLikeModel",
-    "EventType",
-    "IdleReleasedEvent",
-    "InternalDispatchEvent",
-    "SerializableEvent",
-    "SerializableEventType",
-    "SerializableException",
-    "SerializableOptionalEvent",
-    "SerializableOptionalException",
-    "StepState",
-    "StepStateChanged",
-    "UnhandledEvent",
-    "UnreconstructedException",
-    "WorkflowCancelledEvent",
-    "WorkflowFailedEvent",
-    "WorkflowIdleEvent",
-    "WorkflowTimedOutEvent",
-    # context (B)
-    "BaseSerializer",
-    "JsonSerializer",
-    "PickleSerializer",
-    "ContextSerdeError",
-    "ContextStateError",
-    # steps (C)
-    "Resource",
-    "ResourceConfig",
-    "ResourceDefinition",
-    "ResourceDescriptor",
-    "ResourceManager",
-    "WorkflowCancelledByUser",
-    "WorkflowConfigurationError",
-    "WorkflowDone",
-    "WorkflowStepDoesNotExistError",
-}
 
 
 def public_names(module: ModuleType) -> list[str]:
@@ -103,8 +62,7 @@ def _cases() -> list[Any]:
     cases = []
     for ref_module, ours in MODULES.items():
         for name in public_names(importlib.import_module(ref_module)):
-            marks = [pytest.mark.xfail(strict=True, reason="defined on another branch")] if name in OWNED_ELSEWHERE else []
-            cases.append(pytest.param(ref_module, ours, name, id=f"{ours}.{name}", marks=marks))
+            cases.append(pytest.param(ref_module, ours, name, id=f"{ours}.{name}"))
     return cases
 
 

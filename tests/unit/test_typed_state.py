@@ -103,25 +103,28 @@ def test_steps_with_unrelated_state_types_are_rejected() -> None:
     class Other(BaseModel):
         x: int = 0
 
+    class Bad(Workflow):
+        @step
+        async def a(self, ctx: Context[Counter], ev: StartEvent) -> Tick:
+            return Tick(n=1)
+
+        @step
+        async def b(self, ctx: Context[Other], ev: Tick) -> StopEvent:
+            return StopEvent()
+
+    # (checked with the graph, at run() or validate(), as llama-index-workflows does)
     with pytest.raises(WorkflowValidationError, match="different state types"):
-
-        class Bad(Workflow):
-            @step
-            async def a(self, ctx: Context[Counter], ev: StartEvent) -> Tick:
-                return Tick(n=1)
-
-            @step
-            async def b(self, ctx: Context[Other], ev: Tick) -> StopEvent:
-                return StopEvent()
+        Bad().validate()
 
 
 def test_a_state_type_that_is_not_a_model_is_rejected() -> None:
-    with pytest.raises(WorkflowValidationError, match="not a pydantic model"):
+    class Bad(Workflow):
+        @step
+        async def a(self, ctx: Context[int], ev: StartEvent) -> StopEvent:  # type: ignore[type-var]
+            return StopEvent()
 
-        class Bad(Workflow):
-            @step
-            async def a(self, ctx: Context[int], ev: StartEvent) -> StopEvent:  # type: ignore[type-var]
-                return StopEvent()
+    with pytest.raises(WorkflowValidationError, match="not a pydantic model"):
+        Bad().validate()
 
 
 def test_the_most_derived_state_type_of_a_chain_wins() -> None:
@@ -134,6 +137,7 @@ def test_the_most_derived_state_type_of_a_chain_wins() -> None:
         async def b(self, ctx: Context[MoreCounter], ev: Tick) -> StopEvent:
             return StopEvent(result=type(await ctx.store.get_state()).__name__)
 
+    Chain().validate()
     assert {s.state_type for s in Chain.steps.values()} == {MoreCounter}
 
 
