@@ -91,7 +91,7 @@ from engine.runtime.resources import (
     ResourceDescriptor,
     ResourceManager,
 )
-from engine.runtime.serializers import JsonSerializer, PickleSerializer
+from engine.runtime.serializers import JsonPickleSerializer, JsonSerializer, PickleSerializer
 from engine.state.fold import RunState, fold
 from engine.workflow import Workflow, catch_error, step
 
@@ -158,6 +158,7 @@ __all__ = [
     "InvalidSequenceError",
     "JetStreamLog",
     "JetloomError",
+    "JsonPickleSerializer",
     "JsonSerializer",
     "LastSeqMismatchError",
     "LogError",
