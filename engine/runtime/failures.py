@@ -65,15 +65,24 @@ class Failed:
     def next_delay(self, spec: StepSpec, st: RunState, seq: int, attempt: int) -> float | None:
         """Seconds until the next attempt, as the step's retry policy decides; ``None``: no more.
         The policy counts attempts since the last retry-from-failure, and ``elapsed_time`` from
-        the first recorded failure of this trigger (0 at the first)."""
+        the first recorded failure of this trigger (0 at the first). A policy that raises (or
+        returns what is not a number) ends the retries: the attempt fails for good with the
+        policy's error."""
         policy = spec.retry_policy
         if policy is None:
             return None
         since = st.retried_from.get((seq, spec.name), 0)
         first_ns = st.first_failed_ns.get((seq, spec.name))
         elapsed = 0.0 if first_ns is None else max(0.0, (time.time_ns() - first_ns) / 1e9)
-        delay = policy.next(elapsed, attempt - since, self.error)
-        return None if delay is None else max(0.0, float(delay))
+        try:
+            delay = policy.next(elapsed, attempt - since, self.error)
+            return None if delay is None else max(0.0, float(delay))
+        except Exception as exc:
+            # A broken policy ends the retries with its own error (the step's kept as its
+            # context), as in llama-index-workflows; the run must not wait on it.
+            exc.__context__ = exc.__context__ or self.error
+            self.error = exc
+            return None
 
     def retrying(self, step: str, seq: int, attempt: int, delay: float, worker: str) -> StepRetrying:
         """The ``StepRetrying`` record of this failure, the next attempt ``delay`` seconds away."""

@@ -194,3 +194,24 @@ async def test_a_step_timeout_fails_each_attempt_then_the_run() -> None:
 
 async def test_catch_error_in_process() -> None:
     assert await Rescued(timeout=10).run() == "go: builtins.KeyError after 1"
+
+
+class BrokenPolicy:
+    """A retry policy whose decision itself raises."""
+
+    def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None:
+        raise RuntimeError("policy is broken")
+
+
+class PolicyFails(Workflow):
+    @step(retry_policy=BrokenPolicy())
+    async def go(self, ev: StartEvent) -> StopEvent:
+        raise KeyError("step error")
+
+
+async def test_a_policy_that_raises_fails_the_run_with_its_error_instead_of_hanging_it() -> None:
+    # (llama-index-workflows fails the run with the policy's error; the run must not wait for its timeout)
+    with pytest.raises(StepFailedError) as exc:
+        await asyncio.wait_for(PolicyFails(timeout=30).run(), 10)
+    assert exc.value.error_type == "builtins.RuntimeError"
+    assert "policy is broken" in str(exc.value)
