@@ -164,6 +164,8 @@ class DictLikeModel(BaseModel):
         self._extras()[key] = value
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if id(self.__pydantic_fields_set__) in _SHARED_SET_IDS:  # (a decoded event's: see _finish)
+            object.__setattr__(self, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
         super().__setattr__(name, value)
         if name in type(self).model_fields:  # (pydantic does not validate assignments)
             _UNVALIDATED[id(self)] = self
@@ -670,7 +672,29 @@ def _restore_result(ev: Event, path: Any) -> None:
         # (else a model whose dump does not validate back: the result stays its fields)
 
 
+# Fields-sets shared by decoded events (see _finish): a few per class, kept for the process's life.
+_SHARED_SETS: dict[type, list[set[str]]] = {}
+_SHARED_SET_IDS: set[int] = set()
+
+
+def _share_fields_set(ev: Event) -> None:
+    """Let a decoded event hold a fields-set shared with the other events of its class decoded
+    with the same fields, instead of its own: one object fewer per event for the cyclic GC to
+    track while a worker keeps the event (the runs in its cache hold their events). Events copy
+    it before their first assignment (``DictLikeModel.__setattr__``)."""
+    own = ev.__pydantic_fields_set__
+    shared = _SHARED_SETS.setdefault(type(ev), [])
+    for candidate in shared:
+        if candidate == own:
+            object.__setattr__(ev, "__pydantic_fields_set__", candidate)
+            return
+    if len(shared) < 8:
+        shared.append(own)
+        _SHARED_SET_IDS.add(id(own))
+
+
 def _finish(ev: Event) -> Event:
+    _share_fields_set(ev)
     extra = ev.__pydantic_extra__
     if extra:
         extra.pop(TAG_FIELD, None)

@@ -335,3 +335,17 @@ def test_step_failed_event_has_the_reference_fields_and_reads_old_payloads() -> 
     assert isinstance(legacy, StepFailedEvent)
     assert legacy.step_name == "s" and legacy.trigger == 4 and legacy.input_event == Bounded(n=1)
     assert isinstance(legacy.exception, UnreconstructedException) and str(legacy.exception) == "m"
+
+
+def test_decoded_events_share_a_fields_set_until_assigned() -> None:
+    a = decode_event(Bounded, b'{"n":1}')
+    b = decode_event(Bounded, b'{"n":2}')
+    assert a.model_fields_set == {"n"} and a.model_fields_set is b.model_fields_set  # (one object for the GC)
+    a.tag = "x"  # type: ignore[attr-defined]  # an undeclared field
+    a.n = 3  # type: ignore[attr-defined]  # a Bounded
+    assert b.model_fields_set == {"n"} and b.model_dump(exclude_unset=True) == {"n": 2}
+    assert a.model_dump(exclude_unset=True) == {"n": 3, "_data": {"tag": "x"}}
+    c = decode_event(Found, b'{"query":"q"}')
+    assert c.model_dump(exclude_unset=True) == {"query": "q"}
+    assert c.model_copy(update={"note": "n"}).model_fields_set == {"query", "note"}
+    assert c.model_fields_set == {"query"}
