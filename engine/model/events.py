@@ -60,6 +60,7 @@ __all__ = [
     "InputRequiredEvent",
     "InternalDispatchEvent",
     "SerializableEvent",
+    "SerializableEventType",
     "SerializableException",
     "SerializableOptionalEvent",
     "SerializableOptionalException",
@@ -364,6 +365,26 @@ SerializableOptionalEvent = Annotated[
     PlainValidator(_deserialize_optional_event),
 ]
 """``SerializableEvent`` or ``None``."""
+
+
+def _deserialize_event_type(data: Any) -> type[Event]:
+    if isinstance(data, type) and issubclass(data, Event):
+        return data
+    if isinstance(data, str):
+        cls = known_event(data.rsplit(":", 1)[-1].rsplit(".", 1)[-1], data if ":" in data else None)
+        if cls is not None:
+            return cls
+    raise ValueError(f"{data!r} names no event class defined in this process")
+
+
+SerializableEventType = Annotated[
+    type[Event],
+    PlainSerializer(class_path, return_type=str),
+    PlainValidator(_deserialize_event_type),
+]
+"""An event class as a field: serialized as its ``module:QualName``, read back as the class of that
+path (else of that name) defined in the reading process, never imported (llama-index-workflows'
+``SerializableEventType``)."""
 
 
 class UnreconstructedException(Exception):
