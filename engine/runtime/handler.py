@@ -497,22 +497,29 @@ class WorkflowHandler:
         proj = EndProjection(self.run_id)
         records = self._log.follow(self.workflow, self.run_id, kinds=FOLLOWED_KINDS)
         async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's read iterator has aclose, not declared by the port
-            while not proj.terminal:
-                nxt = asyncio.ensure_future(anext(records))
-                if not self._future.done():
-                    await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done() and not self.state.terminal:
-                    nxt.cancel()  # the handler ended without the run's end (its log stopped)
+            nxt: asyncio.Future[RawRecord] | None = None
+            try:
+                while not proj.terminal:
+                    nxt = asyncio.ensure_future(anext(records))
+                    if not self._future.done():
+                        await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done() and not self.state.terminal:
+                        return  # the handler ended without the run's end (its log stopped)
+                    try:
+                        raw = await nxt
+                    except StopAsyncIteration:
+                        return
+                    out = proj.apply(raw, self._events)
+                    if out is not None:
+                        yield out.body
+            finally:
+                # A read still pending (the handler ended, or the caller gave up on this stream:
+                # ``asyncio.wait_for(anext(stream), t)`` cancelled it) is cancelled and awaited
+                # before ``records`` is closed: closing a generator that is still running raises.
+                if nxt is not None and not nxt.done():
+                    nxt.cancel()
                     with contextlib.suppress(BaseException):
                         await nxt
-                    return
-                try:
-                    raw = await nxt
-                except StopAsyncIteration:
-                    return
-                out = proj.apply(raw, self._events)
-                if out is not None:
-                    yield out.body
 
     async def send_event(
         self, event: Event, *, step: str | None = None, idempotency_key: str | None = None
