@@ -8,7 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from engine import Workflow, WorkflowValidationError
+from engine import Workflow, WorkflowConfigurationError, WorkflowValidationError
 
 __all__ = ["load_workflow", "load_workflow_class"]
 
@@ -22,7 +22,7 @@ def _resolve(target: str) -> object:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except WorkflowValidationError as exc:  # (a step signature is checked at class creation)
+    except (WorkflowValidationError, WorkflowConfigurationError) as exc:  # (a step signature is checked at class creation)
         raise ValueError(f"{target}: {exc}") from None
     try:
         obj: object = module
@@ -61,7 +61,7 @@ def load_workflow(target: str) -> Workflow:
     try:
         workflow = _instance(target)
         workflow.validate()
-    except WorkflowValidationError as exc:
+    except (WorkflowValidationError, WorkflowConfigurationError) as exc:
         raise ValueError(f"{target}: {exc}") from None
     return workflow
 

@@ -20,6 +20,7 @@ from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
 from engine.model.events import Event
 from engine.runtime.inprocess import start_run
+from engine.runtime.spec import validate
 from engine.wire.subjects import check_token
 
 __all__ = ["NatsClient"]
@@ -39,6 +40,7 @@ class NatsClient:
         self.backend = backend
         self.log = backend.log
         self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
+        self._valid: dict[type[Workflow], object] = {}  # class -> the steps it was validated with
 
     @classmethod
     async def connect(cls, servers: str | NatsSettings, **log_options: Any) -> NatsClient:
@@ -61,6 +63,19 @@ class NatsClient:
 
     async def close(self) -> None:
         await self.backend.close()
+
+    def check_workflow(self, workflow: type[Workflow]) -> None:
+        """Check ``workflow``'s step graph (``engine.runtime.spec.validate``, the check
+        ``Workflow.validate()`` makes), once per version of its steps (``add_step`` makes a new
+        one). Its ``ResourceConfig`` files are not read here: they are the workers' to read.
+
+        Raises:
+            WorkflowConfigurationError: no steps, no (or two) start event classes, no StopEvent.
+            WorkflowValidationError: what else is wrong, naming the step and event.
+        """
+        if self._valid.get(workflow) is not workflow.steps:
+            validate(workflow.workflow_name, workflow.steps)
+            self._valid[workflow] = workflow.steps
 
     async def start(
         self,
@@ -97,9 +112,13 @@ class NatsClient:
             EventValidationError: a field of the start event does not match its annotation.
             ContextSerdeError: ``ctx`` is another workflow's.
             ValueError: ``state`` is not of the workflow's state type.
+            WorkflowConfigurationError / WorkflowValidationError: the workflow's step graph is
+                invalid (checked here, before anything is appended, as ``Workflow.run()`` checks
+                it in-process; the workers would refuse the workflow).
         """
         if run_id is not None:
             check_token(run_id, "run id")
+        self.check_workflow(workflow)
         if state is not None:
             ctx = ctx if ctx is not None else Context(workflow)
             if isinstance(state, dict):

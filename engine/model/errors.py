@@ -4,7 +4,7 @@
 
     JetloomError
     ├── WorkflowValidationError      a step signature (at class creation) or the step graph (at ``run()``) is invalid
-    │   └── WorkflowConfigurationError the workflow cannot run at all: no steps, no start or no stop event
+    ├── WorkflowConfigurationError   the workflow cannot run at all: no steps, no start or no stop event
     ├── WorkflowRuntimeError         a run could not proceed
     │   ├── StepFailedError          a step raised; carries the step, run id, error type and traceback
     │   ├── WorkflowTimeoutError     the run did not finish within its timeout
@@ -90,12 +90,13 @@ class WorkflowValidationError(JetloomError):
     ``Workflow.validate()`` is called, as llama-index-workflows does."""
 
 
-class WorkflowConfigurationError(WorkflowValidationError):
+class WorkflowConfigurationError(JetloomError):
     """The workflow cannot run at all: it has no steps, no step accepts a ``StartEvent`` (or steps
     accept different ones), or no step produces a ``StopEvent``. Raised when the workflow is
-    instantiated and when it is validated, as llama-index-workflows' ``WorkflowConfigurationError``
-    (there a plain ``Exception``; here also a ``WorkflowValidationError``, which jetloom raised for
-    these cases before)."""
+    instantiated and when it is validated, as llama-index-workflows' ``WorkflowConfigurationError``,
+    with the same base there (a plain ``Exception``, here ``JetloomError``): it is not a
+    ``WorkflowValidationError``, so code catching one of the two as the reference's does the
+    same here."""
 
     def __init__(self, message: str = "the workflow is not configured to run", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -38,10 +38,12 @@ from engine.model.durations import deadline_ns
 from engine.model.errors import ContextSerdeError, ContextStateError, WaitTimeoutError
 from engine.model.events import Event, StartEvent, StopEvent, event_from_fields, event_name
 from engine.model.records import StepSuspended
+from engine.model.retry import RetryInfo
 from engine.ports.log import EventLog
 from engine.runtime.children import run_child
 from engine.runtime.describe import fields_schema
 from engine.runtime.endings import fold_run
+from engine.runtime.failures import retry_info
 from engine.runtime.serializers import BaseSerializer, JsonSerializer, has_models
 from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import StepWaits, Suspend
@@ -499,6 +501,8 @@ class Context(Generic[S]):
         self.streamed: list[Event] = []
         self.consumed: list[int] = []
         self._waits = StepWaits(run_id=run_id or "", step=step, trigger=trigger_seq, attempt=attempt, run=run)
+        self._run_state = run
+        self._attempt = attempt
 
     # ---- outside the steps -----------------------------------------------------------------
 
@@ -656,6 +660,23 @@ class Context(Generic[S]):
         handler = getattr(self, "_handler", None)
         final = handler.final_state if handler is not None else None
         return copy.deepcopy(final if final is not None else self.store._view())
+
+    def retry_info(self) -> RetryInfo:
+        """Where this step execution stands in its retries, as llama-index-workflows'
+        ``Context.retry_info()``: ``RetryInfo(retry_number=0, elapsed_seconds=0.0,
+        last_exception=None, last_failed_at=None)`` on the first attempt; on a retry, the retry's
+        number (1 for the first retry), the seconds since the first failure on this trigger, and
+        the previous attempt's error and failure time, read from the run's log.
+
+        ``last_exception`` is an instance of the error's class, rebuilt from its recorded type and
+        message (any worker may run the retry), without its traceback; a class that does not
+        import gives a plain ``Exception`` naming it.
+
+        Raises:
+            ContextStateError: called outside a step.
+        """
+        self._require_step("retry_info")
+        return retry_info(self._run_state, self.trigger_seq, self.step_name, self._attempt)
 
     def _require_step(self, fn: str) -> None:
         if self._face != _INTERNAL:

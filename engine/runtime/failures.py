@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import time
 import traceback as tb
+from datetime import UTC, datetime
 
 import msgspec
 
 from engine.model.events import Event, encode_event, event_fields, event_name
 from engine.model.records import OutMessage, StepFailed, StepRetrying
-from engine.model.retry import StepFailedEvent
+from engine.model.retry import RetryInfo, StepFailedEvent
 from engine.ports.log import EventLog
+from engine.runtime.serializers import import_qualified
 from engine.runtime.spec import StepSpec
 from engine.state.fold import RunState
 from engine.wire.codec import sys_message
@@ -32,7 +34,7 @@ from engine.wire.commit import copy_of, tag_commit
 from engine.wire.headers import H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE, commit_key
 from engine.wire.subjects import parse_subject, run_subject
 
-__all__ = ["Failed", "attempt_key", "run_of"]
+__all__ = ["Failed", "attempt_key", "rebuilt_error", "retry_info", "run_of"]
 
 
 def attempt_key(run_id: str, trigger_seq: int, step: str, attempt: int, epoch: int = 0) -> str:
@@ -51,6 +53,57 @@ def run_of(subject: str) -> str | None:
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def rebuilt_error(error_type: str, message: str) -> Exception:
+    """An exception standing for one the log recorded as ``error_type`` (``"<module>.<Class>"``)
+    with ``message`` (its ``str()``): an instance of that class, made with ``message`` as its only
+    argument, where the class imports and is an ``Exception``; otherwise a plain ``Exception``
+    whose message names the original type. Its traceback is not rebuilt."""
+    try:
+        cls = import_qualified(error_type)
+    except ValueError:
+        cls = None
+    if cls is not None and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:  # (a constructor that needs other arguments: the instance, args set)
+            try:
+                exc = cls.__new__(cls)
+                exc.args = (message,)
+                return exc
+            except Exception:
+                pass
+    return Exception(f"{error_type}: {message}")
+
+
+def retry_info(run: RunState | None, trigger: int, step: str, attempt: int) -> RetryInfo:
+    """Where attempt ``attempt`` (1-based) of ``step`` on trigger ``trigger`` stands in its
+    retries, from the run's fold (as llama-index-workflows' ``Context.retry_info()``).
+
+    ``retry_number`` counts the attempts since the first (or since the last retry-from-failure,
+    as the retry policy counts them); ``last_exception`` / ``last_failed_at`` come from the
+    ``StepRetrying`` record of the previous attempt (``rebuilt_error``); ``elapsed_seconds`` is
+    measured from the first failure the log recorded on this trigger (the log records when an
+    attempt fails, not when it starts).
+    """
+    key = (trigger, step)
+    since = run.retried_from.get(key, 0) if run is not None else 0
+    number = max(0, attempt - 1 - since)
+    if number == 0 or run is None:
+        return RetryInfo(retry_number=number, elapsed_seconds=0.0, last_exception=None, last_failed_at=None)
+    last = run.retrying.get(key)
+    first_ns = run.first_failed_ns.get(key)
+    elapsed = 0.0 if first_ns is None else max(0.0, (time.time_ns() - first_ns) / 1e9)
+    if last is None:
+        return RetryInfo(retry_number=number, elapsed_seconds=elapsed, last_exception=None, last_failed_at=None)
+    failed_ns = last.retry_at_ns - int(last.delay_ms * 1e6)
+    return RetryInfo(
+        retry_number=number,
+        elapsed_seconds=elapsed,
+        last_exception=rebuilt_error(last.error_type, last.message),
+        last_failed_at=datetime.fromtimestamp(failed_ns / 1e9, tz=UTC),
+    )
 
 
 class Failed:

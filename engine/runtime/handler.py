@@ -30,12 +30,22 @@ from engine.model.errors import (
     WorkflowRuntimeError,
     WorkflowTimeoutError,
 )
-from engine.model.events import Event, StopEvent, encode_checked, event_from_fields, event_name
+from engine.model.events import (
+    Event,
+    StopEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+    encode_checked,
+    event_from_fields,
+    event_name,
+)
 from engine.model.records import OutMessage, RawRecord, RunFailed, StepFailed
 from engine.ports.log import EventLog
 from engine.runtime.commands import append_cancel, append_event
 from engine.runtime.context import Context
 from engine.runtime.endings import after_end, fold_run
+from engine.runtime.failures import rebuilt_error
 from engine.runtime.spec import WorkflowDefinition
 from engine.state.ending import ENDING_KINDS, FOLLOWED_KINDS, EndProjection
 from engine.state.fold import RunState, fold
@@ -100,13 +110,15 @@ def outcome(
 
 class WorkflowHandler:
     """A run in progress. ``await handler`` gives the result; ``handler.stream_events()`` yields
-    what the steps wrote to the stream, then the StopEvent.
+    what the steps wrote to the stream, then the StopEvent (or, for a run that failed, timed out
+    or was cancelled, a ``WorkflowFailedEvent``, ``WorkflowTimedOutEvent`` or
+    ``WorkflowCancelledEvent``, as llama-index-workflows; the stream does not raise).
 
     The awaited value follows llama-index-workflows: the ``result`` of a plain ``StopEvent``, or the
     event itself for a ``StopEvent`` subclass. Results travel through the log as JSON, so tuples
     come back as lists.
 
-    Raises (when awaited or at the end of ``stream_events``):
+    Raises (when awaited):
         StepFailedError: a step raised.
         WorkflowTimeoutError: the run did not finish within ``timeout`` seconds.
         WorkflowCancelledError: the run was cancelled.
@@ -418,14 +430,15 @@ class WorkflowHandler:
 
     async def stream_events(self) -> AsyncIterator[Event | dict[str, Any]]:
         """Yield each event written with ``ctx.write_event_to_stream`` as it is committed (typed
-        when its class is known here, else a dict), then the StopEvent.
+        when its class is known here, else a dict), then the event that ends the run: its
+        StopEvent, or, as llama-index-workflows publishes them, a ``WorkflowFailedEvent`` (a step
+        failed for good, or the run failed otherwise), ``WorkflowTimedOutEvent`` (its timeout) or
+        ``WorkflowCancelledEvent`` (cancelled). The stream then ends without raising; awaiting the
+        handler raises the run's error.
 
         Called before the handler's follow begins (right after the run was started, before the
         caller's next ``await``), it streams what that follow takes in; called later, it follows
         the run's ``sys`` and ``out`` records on its own, from the run's first record.
-
-        Raises:
-            the run's error, after the last streamed event, if it failed.
         """
         if self._kinds is None:
             self._kinds = FOLLOWED_KINDS
@@ -439,10 +452,44 @@ class WorkflowHandler:
             async for item in self._stream_on_its_own():
                 yield item
         await asyncio.wait([self._future])
-        if self._future.exception() is not None:
-            raise self._future.exception()  # type: ignore[misc]  # checked not None on the line above
+        if self._future.cancelled():
+            return
+        error = self._future.exception()
+        if error is not None:
+            ending = await self._ending_event(error)
+            if ending is not None:
+                yield ending
+            return
         if self._stop_event is not None:
             yield self._stop_event
+
+    async def _ending_event(self, error: BaseException) -> StopEvent | None:
+        """The event the stream ends with for a run that did not complete (``error``: what
+        awaiting the handler raises), from the run's terminal record; ``None`` when the handler
+        ended without one (its log stopped)."""
+        if isinstance(error, WorkflowCancelledError):
+            return WorkflowCancelledEvent()
+        err = self.state.error
+        if isinstance(err, StepFailed):
+            return WorkflowFailedEvent(
+                step_name=err.step,
+                exception=rebuilt_error(err.error_type, err.message),
+                attempts=err.attempt,
+                elapsed_seconds=err.duration_ms / 1e3 if err.attempt == 1 else None,
+            )
+        if not isinstance(err, RunFailed):
+            return None
+        if err.error_type == WorkflowTimeoutError.__name__:
+            st = await fold_run(self._log, self.workflow, self.run_id)
+            timeout = self._timeout
+            if timeout is None:  # (timed out by whoever scheduled the run's timeout)
+                ends, began = st.timeout_at_ns, st.started_ns
+                timeout = (ends - began) / 1e9 if ends and began else 0.0
+            # (steps waiting or due a retry: the log records when a step ends, not when it starts)
+            active = {step for (_, step, _) in st.waits} | {step for (_, step) in st.retrying}
+            return WorkflowTimedOutEvent(timeout=timeout, active_steps=sorted(active))
+        step = err.dead_letter.step if err.dead_letter is not None else ""
+        return WorkflowFailedEvent(step_name=step, exception=error if isinstance(error, Exception) else Exception(str(error)))
 
     async def _stream_on_its_own(self) -> AsyncIterator[Any]:
         """The run's ``out`` events that count, in log order, from a follow of its own; ends with
@@ -450,22 +497,29 @@ class WorkflowHandler:
         proj = EndProjection(self.run_id)
         records = self._log.follow(self.workflow, self.run_id, kinds=FOLLOWED_KINDS)
         async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's read iterator has aclose, not declared by the port
-            while not proj.terminal:
-                nxt = asyncio.ensure_future(anext(records))
-                if not self._future.done():
-                    await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done() and not self.state.terminal:
-                    nxt.cancel()  # the handler ended without the run's end (its log stopped)
+            nxt: asyncio.Future[RawRecord] | None = None
+            try:
+                while not proj.terminal:
+                    nxt = asyncio.ensure_future(anext(records))
+                    if not self._future.done():
+                        await asyncio.wait([nxt, self._future], return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done() and not self.state.terminal:
+                        return  # the handler ended without the run's end (its log stopped)
+                    try:
+                        raw = await nxt
+                    except StopAsyncIteration:
+                        return
+                    out = proj.apply(raw, self._events)
+                    if out is not None:
+                        yield out.body
+            finally:
+                # A read still pending (the handler ended, or the caller gave up on this stream:
+                # ``asyncio.wait_for(anext(stream), t)`` cancelled it) is cancelled and awaited
+                # before ``records`` is closed: closing a generator that is still running raises.
+                if nxt is not None and not nxt.done():
+                    nxt.cancel()
                     with contextlib.suppress(BaseException):
                         await nxt
-                    return
-                try:
-                    raw = await nxt
-                except StopAsyncIteration:
-                    return
-                out = proj.apply(raw, self._events)
-                if out is not None:
-                    yield out.body
 
     async def send_event(
         self, event: Event, *, step: str | None = None, idempotency_key: str | None = None

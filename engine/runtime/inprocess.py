@@ -18,7 +18,7 @@ from engine.runtime.endings import fold_run
 from engine.runtime.executor import Executor
 from engine.runtime.handler import Choice, WorkflowHandler
 from engine.runtime.spec import WorkflowDefinition
-from engine.wire.subjects import check_token
+from engine.wire.subjects import check_token, parse_subject
 
 __all__ = [
     "InProcessRuntime",
@@ -61,12 +61,28 @@ async def append_start(
     With ``fresh`` (the run id was just generated here, so nobody else can start it), the commit
     is sent without idempotency ids, both messages at once: one round trip instead of two.
     """
-    if fresh and not initial_state:
-        await log.append(start_commit(log.prefix, workflow, run_id, start, copy=not log.atomic, new_run=True))
-        return
-    await commands.append_start(
-        log, workflow, run_id, event_name(type(start)), encode_event(start), initial_state=initial_state
+    await _append_start_payload(
+        log, workflow, run_id, event_name(type(start)), encode_event(start), fresh=fresh, initial_state=initial_state
     )
+
+
+async def _append_start_payload(
+    log: EventLog,
+    workflow: str,
+    run_id: str,
+    event_type: str,
+    payload: bytes,
+    *,
+    fresh: bool,
+    initial_state: dict[str, Any] | None,
+) -> None:
+    """``append_start`` for a start event already encoded."""
+    if fresh and not initial_state:
+        await log.append(
+            start_messages(log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic, new_run=True)
+        )
+        return
+    await commands.append_start(log, workflow, run_id, event_type, payload, initial_state=initial_state)
 
 
 def build_start_event(cls: type[WorkflowDefinition], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:
@@ -159,7 +175,11 @@ def start_run(
     new run with the state it staged (its store) as initial state; a context of a run that is
     still going re-attaches to that run (the start event is not used); a context of a run that
     has ended starts a new run whose initial state is that run's final state (read from the log,
-    or the context's copy of it when the log does not have the run).
+    or the context's copy of it when the log does not have the run). When the context was taken
+    while its run was going (``ctx.is_running``, e.g. a ``to_dict`` made before ``cancel_run``)
+    and neither ``start_event`` nor ``fields`` is given, that new run starts with the ended run's
+    start event: llama-index-workflows resumes such a context where it stopped, with no new start
+    event; jetloom's ended runs stay ended, so the run that follows replays the same start.
 
     Raises:
         TypeError: both ``start_event`` and ``fields`` were given.
@@ -216,8 +236,18 @@ def _start_with_context(
         raise ContextStateError("Cannot start workflow from a step function context")
     if ctx.workflow_name != cls.workflow_name:
         raise ContextSerdeError(f"the context is of workflow {ctx.workflow_name!r}, not {cls.workflow_name!r}")
-    start = build_start_event(cls, start_event, fields)
-    encode_checked(start)
+    # (a context taken from a running run, given no start: the run that follows an ended one
+    # starts as it did; a start built from no fields is only the fallback, so its error waits)
+    again = start_event is None and not fields and ctx.is_running
+    start: StartEvent | None = None
+    start_error: Exception | None = None
+    try:
+        start = build_start_event(cls, start_event, fields)
+        encode_checked(start)
+    except Exception as exc:
+        if not again:
+            raise
+        start_error = exc
     previous = ctx.run_id
     seed = ctx.state_copy()
     new_id = check_token(run_id, "run id") if run_id else new_run_id()
@@ -232,15 +262,19 @@ def _start_with_context(
             acquired = True
             await before()
 
-    def starter(rid: str, state: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+    def starter(rid: str, state: dict[str, Any], first: StartEvent | tuple[str, bytes]) -> Callable[[], Awaitable[None]]:
         async def prepare() -> None:
             await acquire()
-            await append_start(log, cls.workflow_name, rid, start, fresh=True, initial_state=state)
+            if isinstance(first, StartEvent):
+                await append_start(log, cls.workflow_name, rid, first, fresh=True, initial_state=state)
+            else:
+                await _append_start_payload(log, cls.workflow_name, rid, *first, fresh=True, initial_state=state)
 
         return prepare
 
     async def choose() -> Choice:
         state = seed
+        first: StartEvent | tuple[str, bytes] | None = start
         if previous is not None:
             await acquire()  # (the executor runs for a re-attached run too)
             folded = await fold_run(log, cls.workflow_name, previous)
@@ -248,7 +282,11 @@ def _start_with_context(
                 return previous, None, False
             if folded.status != "pending":
                 state = folded.state
-        return new_id, starter(new_id, state), True
+                if again and folded.start_event is not None:
+                    first = await _start_of(log, cls.workflow_name, previous, folded.start_event) or first
+        if first is None:  # (no start built, and none to replay: the build's error)
+            raise start_error if start_error is not None else RuntimeError("no start event")
+        return new_id, starter(new_id, state, first), True
 
     async def release() -> None:
         if acquired and after is not None:
@@ -265,3 +303,13 @@ def _start_with_context(
         choose=choose,
         ctx=ctx,
     )
+
+
+async def _start_of(log: EventLog, workflow: str, run_id: str, event_type: str) -> tuple[str, bytes] | None:
+    """The type and payload of run ``run_id``'s start event (``event_type``, as its
+    ``RunStarted`` names it), as the log holds it; ``None`` if the log has no such record."""
+    for raw in await log.read(workflow, run_id):
+        parts = parse_subject(raw.subject)
+        if parts is not None and parts.kind == "evt" and parts.type == event_type:
+            return event_type, raw.data
+    return None

@@ -99,7 +99,7 @@ def test_no_stop_event_produced() -> None:
         async def loop(self, ev: A) -> A:
             return A()
 
-    # (a WorkflowConfigurationError, also a WorkflowValidationError), raised on instantiation
+    # (a WorkflowConfigurationError, raised on instantiation)
     with pytest.raises(WorkflowConfigurationError, match="no step produces a StopEvent"):
         Bad()
 
@@ -110,7 +110,7 @@ def test_no_start_event_accepted() -> None:
         async def loop(self, ev: A) -> A | StopEvent:
             return A()
 
-    with pytest.raises(WorkflowValidationError, match="no step accepts a StartEvent"):
+    with pytest.raises(WorkflowConfigurationError, match="no step accepts a StartEvent"):
         Bad()
 
 

@@ -13,6 +13,7 @@ from engine import (
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
+    JetloomError,
     MemoryLog,
     StartEvent,
     StepFailedError,
@@ -67,7 +68,9 @@ async def test_disable_validation_skips_the_checks_at_run_only() -> None:
 def test_configuration_errors_are_raised_on_instantiation() -> None:
     with pytest.raises(WorkflowConfigurationError, match="no step produces a StopEvent") as info:
         NoStop()
-    assert isinstance(info.value, WorkflowValidationError)  # (what jetloom raised for it before)
+    # the reference's base (a plain Exception; here JetloomError), not a WorkflowValidationError
+    assert not isinstance(info.value, WorkflowValidationError)
+    assert isinstance(info.value, JetloomError)
 
 
 class AskName(InputRequiredEvent):
@@ -196,3 +199,20 @@ async def test_a_child_workflow_is_validated_before_it_runs_here() -> None:
     assert "produces Unused but no step accepts it" in info.value.error_message
     kinds = [r.subject.rsplit(".", 2)[-2:] for r in await log.read("Parent", handler.run_id)]
     assert ["sys", "StepSuspended"] not in kinds and ["sys", "StepFailed"] in kinds  # (no child started)
+
+
+class ParentOfNoStop(Workflow):
+    @step
+    async def call(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=await ctx.run_workflow(NoStop))
+
+
+async def test_a_child_workflow_that_cannot_run_fails_the_parent_step_with_its_configuration_error() -> None:
+    log = MemoryLog()
+    handler = ParentOfNoStop(log=log).run()
+    with pytest.raises(StepFailedError) as info:
+        await handler
+    assert info.value.error_type == "engine.model.errors.WorkflowConfigurationError"
+    assert "no step produces a StopEvent" in info.value.error_message
+    kinds = [r.subject.rsplit(".", 2)[-2:] for r in await log.read("ParentOfNoStop", handler.run_id)]
+    assert ["sys", "StepSuspended"] not in kinds  # (no child started)

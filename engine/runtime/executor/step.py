@@ -16,7 +16,11 @@ import asyncio
 import time
 from typing import Any
 
-from engine.model.errors import WorkflowStepDoesNotExistError, WorkflowValidationError
+from engine.model.errors import (
+    WorkflowConfigurationError,
+    WorkflowStepDoesNotExistError,
+    WorkflowValidationError,
+)
 from engine.model.events import (
     Event,
     InputRequiredEvent,
@@ -109,7 +113,7 @@ class StepRunner:
             if isinstance(susp, ChildSuspend) and susp.host is not None:
                 try:
                     self.check_child(susp.host)
-                except WorkflowValidationError as exc:
+                except (WorkflowValidationError, WorkflowConfigurationError) as exc:
                     self.stats.failed += 1
                     self.stats.handled += 1
                     return Failed(exc, t0)
