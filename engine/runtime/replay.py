@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.model.errors import WorkflowVersionError
-from engine.model.records import Record, RunCompleted, StepCompleted, StepFailed, StepSuspended
+from engine.model.records import (
+    Record,
+    RunCompleted,
+    RunStarted,
+    StepCompleted,
+    StepFailed,
+    StepSuspended,
+)
 from engine.runtime.spec import WorkflowDefinition
 
 __all__ = ["check", "differences"]
@@ -26,23 +33,30 @@ def differences(
 
     Returns:
         ``(missing_steps, unknown_events, undecodable)``: step names the log uses that
-        ``cls.steps`` lacks (sorted); event types of ``evt`` records that no step of ``cls``
-        accepts or produces and that no step of the run awaited (``StepSuspended.event_type``)
-        (sorted); and ``(seq, type, error)`` of events written by a step that no longer decode.
+        ``cls.steps`` lacks (sorted); event types of ``evt`` records (written by a step, or the
+        run's start event) that no step of ``cls`` accepts or produces and that no step of the run
+        awaited (``StepSuspended.event_type``) (sorted); and ``(seq, type, error)`` of events
+        written by a step that no longer decode. An event sent from outside other than the start
+        is not a difference: it may be the answer to a wait not recorded yet (sent right after
+        the run started), and one that no step ever takes is simply never delivered.
     """
     steps: set[str] = set()
     events: set[str] = set()
     awaited: set[str] = set()
+    start: str | None = None  # the run's start event name (RunStarted comes first)
     undecodable: list[tuple[int, str, str]] = []
     for rec in records:
         if rec.kind == "cmd":
             steps.add(rec.type)
         elif rec.kind == "evt":
-            events.add(rec.type)
+            if rec.step is not None or start is None or rec.type == start:
+                events.add(rec.type)
             if rec.step is not None:  # emitted by a step (the whole commit of a one-message one)
                 steps.add(rec.step)
             if rec.error is not None and rec.step is not None:
                 undecodable.append((rec.seq, rec.type, rec.error))
+        elif rec.kind == "sys" and isinstance(rec.body, RunStarted):
+            start = rec.body.start_event
         elif rec.kind == "sys" and isinstance(rec.body, StepCompleted | StepFailed | StepSuspended | RunCompleted):
             steps.add(rec.body.step)
             if isinstance(rec.body, StepSuspended) and rec.body.event_type:

@@ -19,6 +19,7 @@ from engine.model.records import (
     StepCompleted,
     completed_step,
 )
+from engine.runtime.commands import append_event, event_payload
 from engine.runtime.executor import Executor
 from engine.runtime.inprocess import append_start
 from engine.runtime.replay import check
@@ -230,3 +231,21 @@ async def test_a_mismatched_class_fails_the_run_naming_what_differs() -> None:
     failed = decode_record(records[-1]).body
     assert failed.error_type == "engine.model.errors.WorkflowVersionError"
     assert "steps in the log that Split lacks: parse" in failed.message
+
+
+async def test_an_answer_sent_before_the_wait_is_recorded_is_not_a_version_difference() -> None:
+    # An outside event that only a (not yet recorded) wait would take, e.g. a HumanResponseEvent
+    # sent right after the start, is in the log before any StepSuspended names its type.
+    log = MemoryLog()
+    await append_start(log, WF, "r7", StartEvent(text="x"))
+    await append_event(log, WF, "r7", "Answer", event_payload("Answer", {"response": "yes"}))
+    check(Chain3, decoded(await log.read(WF, "r7")), run_id="r7")  # no WorkflowVersionError
+
+    # a start event of a type the class no longer takes still is one
+    class RetiredStart(StartEvent):
+        text: str
+
+    await append_start(log, WF, "r8", RetiredStart(text="x"))
+    with pytest.raises(WorkflowVersionError) as info:
+        check(Chain3, decoded(await log.read(WF, "r8")), run_id="r8")
+    assert info.value.unknown_events == ["RetiredStart"]
