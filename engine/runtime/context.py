@@ -539,7 +539,7 @@ class Context(Generic[S]):
             state = _state_from_payload(data.get("state"), state_type, self._serializer)
         self.store = StateStore(state, state_type)
 
-    def _bind(self, handler: BoundRun) -> None:
+    def bind_handler(self, handler: BoundRun) -> None:
         """Bind the context to a run's handler (external face): ``workflow.run(ctx=...)`` and
         ``handler.ctx`` call this."""
         self._face = _EXTERNAL
@@ -562,7 +562,7 @@ class Context(Generic[S]):
     ) -> Context[Any]:
         """The external context of a run (``handler.ctx``)."""
         ctx: Context[Any] = cls(workflow, serializer=serializer)
-        ctx._bind(handler)
+        ctx.bind_handler(handler)
         return ctx
 
     @classmethod

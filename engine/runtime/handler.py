@@ -158,7 +158,7 @@ class WorkflowHandler:
         self._track_state = ctx is not None  # fold the final state when the run ends (to_dict)
         self._final_state: dict[str, Any] | None = None
         if ctx is not None:
-            ctx._bind(self)
+            ctx.bind_handler(self)
         self._fresh = fresh  # ``prepare`` starts a run whose id nobody else has: no stored records
         self.workflow = workflow
         self._log = log
@@ -410,7 +410,7 @@ class WorkflowHandler:
             if definition is None:
                 definition = _Unknown(self.workflow)
             self._ctx = Context(definition)
-            self._ctx._bind(self)
+            self._ctx.bind_handler(self)
             if not self.done():
                 self._track_state = True
         return self._ctx
