@@ -147,7 +147,7 @@ async def serve(
 #: The generation-0 threshold a worker sets (CPython's default is 700): the collector runs a
 #: young collection once allocations of tracked objects outnumber deallocations by this many. A
 #: worker keeps the events of the runs it holds, so at CPython's default it collects every few
-#: transitions and promotes the cached runs' objects into the older generations, whose
+#: dozen transitions and promotes the cached runs' objects into the older generations, whose
 #: collections then walk them again.
 GC_GEN0_THRESHOLD = 10_000
 
