@@ -5,7 +5,7 @@ event work of one chain run as a worker does it, and a whole chain run in one pr
 Run it from the root of each checkout to compare (docs/benchmarks.md, "Events as pydantic models:
 cost")::
 
-    python -m benchmarks.eventcost [--runs 1500] [--inflight 300] [--no-gc]
+    python -m benchmarks.eventcost [--runs 1500] [--inflight 300] [--no-gc | --settle] [--chain-only] [--gc-time]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from engine.model.events import (
     event_fields,
     event_from_fields,
 )
+from services.worker import settle_heap
 
 
 def _best_us(fn: Callable[[], Any], number: int = 20_000) -> float:
@@ -88,19 +89,48 @@ async def _chain(runs: int, inflight: int) -> float:
     return (time.process_time() - t0) / (runs * CHAIN_TRANSITIONS) * 1e6
 
 
+class _CollectorTimer:
+    """CPU seconds spent inside the cyclic collector, and collections per generation, while
+    registered in ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.collections = [0, 0, 0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.process_time()
+        else:
+            self.cpu_s += time.process_time() - self._t0
+            self.collections[info["generation"]] += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1500, help="chain runs in the in-process figure")
     parser.add_argument("--inflight", type=int, default=300, help="runs in flight in the in-process figure")
     parser.add_argument("--no-gc", action="store_true", help="cyclic GC off for the in-process figure")
+    parser.add_argument("--settle", action="store_true", help="a step worker's collector settings for it")
+    parser.add_argument("--chain-only", action="store_true", help="only the in-process figure")
+    parser.add_argument("--gc-time", action="store_true", help="the collector's share of the in-process figure")
     args = parser.parse_args()
-    for name, us in operations().items():
-        print(f"{name:30s} {us:6.2f} µs")
-    print(f"{'event work of a run':30s} {run_work():6.2f} µs per transition")
+    if not args.chain_only:
+        for name, us in operations().items():
+            print(f"{name:30s} {us:6.2f} µs")
+        print(f"{'event work of a run':30s} {run_work():6.2f} µs per transition")
     if args.no_gc:
         gc.disable()
+    elif args.settle:
+        settle_heap()
+    timer = _CollectorTimer()
+    if args.gc_time:
+        gc.callbacks.append(timer)
     chain = asyncio.run(_chain(args.runs, args.inflight))
     print(f"{'in-process chain, CPU':30s} {chain:6.1f} µs per transition ({args.inflight} in flight)")
+    if args.gc_time:  # (the warm-up runs' collections included, divided by the measured transitions)
+        per = timer.cpu_s / (args.runs * CHAIN_TRANSITIONS) * 1e6
+        print(f"{'  of which the collector':30s} {per:6.1f} µs per transition; collections {timer.collections}")
 
 
 if __name__ == "__main__":
