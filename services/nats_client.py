@@ -20,7 +20,7 @@ from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
 from engine.model.events import Event
 from engine.runtime.inprocess import start_run
-from engine.runtime.spec import validate
+from engine.runtime.spec import validate_class
 from engine.wire.subjects import check_token
 
 __all__ = ["NatsClient"]
@@ -40,7 +40,6 @@ class NatsClient:
         self.backend = backend
         self.log = backend.log
         self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
-        self._valid: dict[type[Workflow], object] = {}  # class -> the steps it was validated with
 
     @classmethod
     async def connect(cls, servers: str | NatsSettings, **log_options: Any) -> NatsClient:
@@ -63,19 +62,6 @@ class NatsClient:
 
     async def close(self) -> None:
         await self.backend.close()
-
-    def check_workflow(self, workflow: type[Workflow]) -> None:
-        """Check ``workflow``'s step graph (``engine.runtime.spec.validate``, the check
-        ``Workflow.validate()`` makes), once per version of its steps (``add_step`` makes a new
-        one). Its ``ResourceConfig`` files are not read here: they are the workers' to read.
-
-        Raises:
-            WorkflowConfigurationError: no steps, no (or two) start event classes, no StopEvent.
-            WorkflowValidationError: what else is wrong, naming the step and event.
-        """
-        if self._valid.get(workflow) is not workflow.steps:
-            validate(workflow.workflow_name, workflow.steps)
-            self._valid[workflow] = workflow.steps
 
     async def start(
         self,
@@ -118,7 +104,7 @@ class NatsClient:
         """
         if run_id is not None:
             check_token(run_id, "run id")
-        self.check_workflow(workflow)
+        validate_class(workflow)  # (as Workflow.run() does, before anything is appended)
         if state is not None:
             ctx = ctx if ctx is not None else Context(workflow)
             if isinstance(state, dict):

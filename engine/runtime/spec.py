@@ -12,6 +12,7 @@ the ``Workflow`` class above it.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -42,6 +43,7 @@ __all__ = [
     "is_free_function",
     "step",
     "validate",
+    "validate_class",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -356,3 +358,19 @@ def check_name(value: str, what: str, *, step: str | None = None) -> str:
         return check_token(value, what)
     except ValueError as e:
         raise WorkflowValidationError(str(e), step=step) from None
+
+
+_VALIDATED: weakref.WeakKeyDictionary[type, dict[str, StepSpec]] = weakref.WeakKeyDictionary()
+
+
+def validate_class(cls: type[WorkflowDefinition]) -> None:
+    """``validate`` the graph of workflow class ``cls``, once per version of its steps
+    (``add_step`` gives a class a new ``steps`` dict, which is checked again). For the callers
+    that run a class they did not instantiate: a child workflow class, ``NatsClient.start``.
+
+    Raises:
+        WorkflowConfigurationError / WorkflowValidationError: as ``validate``.
+    """
+    if _VALIDATED.get(cls) is not cls.steps:
+        validate(cls.workflow_name, cls.steps)
+        _VALIDATED[cls] = cls.steps

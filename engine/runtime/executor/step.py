@@ -39,7 +39,7 @@ from engine.runtime.executor.stats import ExecutorStats
 from engine.runtime.failures import Failed, attempt_key
 from engine.runtime.resources import manager_for
 from engine.runtime.runs import CachedRun
-from engine.runtime.spec import StepSpec, WorkflowDefinition, validate
+from engine.runtime.spec import StepSpec, WorkflowDefinition, validate_class
 from engine.runtime.waits import Suspend
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
@@ -70,7 +70,6 @@ class StepRunner:
         self.step_names = frozenset(steps)
         self.accepted = frozenset(n for s in steps.values() for n in s.accepts_names)
         self.resources = manager_for(workflow)
-        self.valid_children: dict[type[WorkflowDefinition], object] = {}  # class -> its steps validated
 
     async def run(
         self, spec: StepSpec, run: CachedRun, run_id: str, seq: int, event: Event, attempt: int, epoch: int = 0
@@ -112,7 +111,7 @@ class StepRunner:
         except Suspend as susp:
             if isinstance(susp, ChildSuspend) and susp.host is not None:
                 try:
-                    self.check_child(susp.host)
+                    validate_class(susp.host)  # (as the child's run() would, in llama-index-workflows)
                 except (WorkflowValidationError, WorkflowConfigurationError) as exc:
                     self.stats.failed += 1
                     self.stats.handled += 1
@@ -124,14 +123,6 @@ class StepRunner:
             return Failed(exc, t0)
         self.stats.handled += 1
         return messages
-
-    def check_child(self, cls: type[WorkflowDefinition]) -> None:
-        """Validate the graph of a child workflow class this process is to run (once per class):
-        the parent step fails with the ``WorkflowValidationError``, as the child's ``run()`` would
-        raise it in llama-index-workflows."""
-        if self.valid_children.get(cls) is not cls.steps:  # (add_step replaces a class's steps)
-            validate(cls.workflow_name, cls.steps)
-            self.valid_children[cls] = cls.steps
 
     async def call(self, spec: StepSpec, kwargs: dict[str, Any]) -> Any:
         """Call the step's function (with the workflow instance first, unless it is a free
