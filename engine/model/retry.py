@@ -455,7 +455,7 @@ class wait_exponential_jitter(_Wait):
         return min(base + _uniform(0, self.jitter, seed), self.max)
 
 
-class wait_random_exponential(_Wait):
+class wait_random_exponential(wait_exponential):
     """Wait a uniformly drawn number of seconds between ``min`` and what ``wait_exponential`` with
     the same arguments gives for retry ``n`` ("full jitter").
 
@@ -466,21 +466,8 @@ class wait_random_exponential(_Wait):
         min: floor, seconds or a timedelta (default 0).
     """
 
-    def __init__(
-        self,
-        multiplier: int | float = 1.0,
-        exp_base: int | float = 2.0,
-        max: time_unit_type = 60.0,
-        min: time_unit_type = 0.0,
-    ) -> None:
-        self.multiplier = float(multiplier)
-        self.exp_base = float(exp_base)
-        self.max = seconds(max)
-        self.min = seconds(min)
-        self._upper = tenacity.wait_exponential(self.multiplier, self.max, self.exp_base, self.min)
-
     def __call__(self, attempts: int, *, seed: int | None = None) -> float:
-        return _uniform(self.min, float(self._upper(_state(attempts + 1))), seed)
+        return _uniform(self.min, super().__call__(attempts), seed)
 
 
 def wait_full_jitter(
