@@ -1,0 +1,459 @@
+"""The run page, ``/ui/runs/{run_id}``: a run's header, the timeline of its step executions
+(``services.control.ui.timeline``), its workflow graph, the state at any sequence (time travel),
+its event log, and forms that call the JSON API (send the awaited event, cancel, retry, roll back,
+fork). Server-rendered with Jinja; htmx swaps the fragments below, and the run's records reach the
+page live over ``/ui/runs/{run_id}/live`` (Server-Sent Events, read by htmx's sse extension)::
+
+    GET /ui/runs/{run_id}               the page
+    GET /ui/runs/{run_id}/panels        header and timeline (refreshed when records arrive)
+    GET /ui/runs/{run_id}/actions       the action forms (refreshed when a wait opens or closes)
+    GET /ui/runs/{run_id}/state?at=N    the state folded up to sequence N (the slider's fragment)
+    GET /ui/runs/{run_id}/live?after=N  records after N as SSE: ``record`` events (an event log
+                                        row as HTML), ``actions`` after a record that changes them,
+                                        then ``ended`` after the record that ends the run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import msgspec
+import orjson
+from litestar import Request, Router, get
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
+
+from engine.model.records import RawRecord, RunStarted, StepSuspended
+from engine.ports.registry import WorkflowInfo
+from engine.ports.runindex import rfc3339
+from engine.runtime.describe import START_NODE, STOP_NODE
+from engine.state.fold import RunState
+from engine.state.orphans import OrphanFilter
+from engine.wire.codec import decode_record
+
+from .. import validation as v
+from ..app import ControlPlane
+from ..auth import needs
+from ..deps import Plane, connected
+from ..errors import ApiError
+from ..queries import is_terminal, load_run, record_view, run_view
+from ..routes.timetravel import state_view
+from .timeline import Execution, Timeline, build_timeline
+
+__all__ = ["RUN_ROUTER", "FormField", "form_fields", "page_status"]
+
+
+class FormField(msgspec.Struct, kw_only=True):
+    """One input of a form built from an event's JSON schema.
+
+    Attributes:
+        name: the field's name (the key it takes in the event's ``data``).
+        label: what the form shows (the schema's ``title``, else the name).
+        input: ``text``, ``integer``, ``number``, ``boolean``, ``select`` or ``json`` (a
+            textarea whose content is parsed as JSON: nested objects, arrays, unions).
+        required: whether the schema lists it as required.
+        default: the schema's default, as the input's initial value ("" when none; JSON text for
+            ``json`` inputs).
+        options: the choices of a ``select`` (an ``enum``).
+        description: the schema's ``description`` ("" when none).
+    """
+
+    name: str
+    label: str
+    input: str
+    required: bool = False
+    default: str = ""
+    options: list[str] = []
+    description: str = ""
+
+
+_SCALARS = {"string": "text", "integer": "integer", "number": "number", "boolean": "boolean"}
+
+
+def _simple_type(prop: dict[str, Any]) -> str | None:
+    """The JSON type of a property that is one scalar type, or that type or null
+    (``Optional[str]`` is ``anyOf: [{type: string}, {type: null}]`` in pydantic's schema)."""
+    t = prop.get("type")
+    if isinstance(t, str):
+        return t
+    options = prop.get("anyOf")
+    if isinstance(options, list):
+        kinds = [o.get("type") for o in options if isinstance(o, dict) and o.get("type") != "null"]
+        if len(kinds) == 1 and isinstance(kinds[0], str) and not any("$ref" in o for o in options):
+            return kinds[0]
+    return None
+
+
+def form_fields(schema: dict[str, Any]) -> list[FormField]:
+    """The inputs of a form for an event whose fields have JSON schema ``schema``
+    (``engine.runtime.describe.fields_schema``): each top-level property by its type, anything
+    nested (objects, arrays, references, unions of several types) as a JSON textarea.
+
+    Args:
+        schema: a JSON schema of type object (``properties``, ``required``).
+
+    Returns:
+        One ``FormField`` per property, in the schema's order; ``[]`` for a schema without
+        properties.
+    """
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return []
+    required = set(schema.get("required") or ())
+    out: list[FormField] = []
+    for name, prop in props.items():
+        if not isinstance(prop, dict):
+            continue
+        kind = _simple_type(prop)
+        enum = prop.get("enum")
+        default = prop.get("default")
+        if isinstance(enum, list) and all(isinstance(e, str) for e in enum):
+            input_, options = "select", [str(e) for e in enum]
+        elif kind in _SCALARS:
+            input_, options = _SCALARS[kind], []
+        else:
+            input_, options = "json", []
+        if default is None:
+            shown = ""
+        elif input_ == "json":
+            shown = orjson.dumps(default, option=orjson.OPT_INDENT_2).decode()
+        elif input_ == "boolean":
+            shown = "true" if default else ""
+        else:
+            shown = str(default)
+        out.append(
+            FormField(
+                name=name,
+                label=str(prop.get("title") or name),
+                input=input_,
+                required=name in required,
+                default=shown,
+                options=options,
+                description=str(prop.get("description") or ""),
+            )
+        )
+    return out
+
+
+def page_status(st: RunState) -> str:
+    """The run's status as the page shows it: ``run_view``'s, and ``waiting`` for a run not
+    ended with at least one open event wait (``ctx.wait_for_event``)."""
+    status: str = run_view(st)["status"]
+    if status == "running" and any(w.kind == "event" for _, w in st.waits.values()):
+        return "waiting"
+    return status
+
+
+# ---- formatting helpers the templates use ---------------------------------------------------------
+
+
+def _ms(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    if ms < 120_000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms / 60_000:.1f} min"
+
+
+def _offset(t: Timeline, ns: int | None) -> str:
+    """``+1.23 s``: time ``ns`` after the run's first record."""
+    if ns is None:
+        return ""
+    return "+" + _ms((ns - t.start_ns) / 1e6)
+
+
+def _pretty(data: Any) -> str:
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+def _bar(t: Timeline, ex: Execution) -> dict[str, Any]:
+    """Where an execution's bar and its parts sit on the timeline, in percent of its span."""
+    end = ex.ended_ns if ex.ended_ns is not None else t.end_ns
+    left = t.position(ex.queued_ns)
+    width = max(0.4, t.position(end) - left)
+    ran = None
+    if ex.ran_ms is not None and ex.ended_ns is not None:
+        start = ex.ended_ns - int(ex.ran_ms * 1e6)
+        ran = {"left": t.position(start), "width": max(0.3, t.position(ex.ended_ns) - t.position(start))}
+    waits = []
+    for w in ex.waits:
+        w_end = w.resolved_ns if w.resolved_ns is not None else end
+        waits.append(
+            {
+                "left": t.position(w.since_ns),
+                "width": max(0.3, t.position(w_end) - t.position(w.since_ns)),
+                "wait": w,
+            }
+        )
+    retry_at = t.position(ex.retry_at_ns) if ex.retry_at_ns else None
+    return {"left": left, "width": width, "ran": ran, "waits": waits, "retry_at": retry_at}
+
+
+def _lanes(t: Timeline) -> list[dict[str, Any]]:
+    """Each step's bars, spread over as few lanes as keep them from overlapping (an execution
+    takes the first lane free at the time it was queued)."""
+    rows = []
+    for row in t.rows:
+        ends: list[int] = []
+        bars = []
+        for ex in sorted(row.executions, key=lambda e: (e.queued_ns, e.queued_seq)):
+            end = ex.ended_ns if ex.ended_ns is not None else t.end_ns
+            lane = next((i for i, last in enumerate(ends) if last < ex.queued_ns), len(ends))
+            if lane == len(ends):
+                ends.append(end)
+            ends[lane] = max(end, ex.queued_ns + 1)
+            bars.append({**_bar(t, ex), "ex": ex, "lane": lane})
+        rows.append({"step": row.step, "lanes": max(1, len(ends)), "bars": bars})
+    return rows
+
+
+def _ticks(t: Timeline) -> list[dict[str, Any]]:
+    span = t.end_ns - t.start_ns
+    return [{"pos": p, "label": "+" + _ms(span * p / 100 / 1e6) if p else "0"} for p in (0, 25, 50, 75, 100)]
+
+
+# ---- what a page and its fragments show ----------------------------------------------------------
+
+
+async def _load(cp: ControlPlane, run_id: str) -> tuple[str, RunState, list[RawRecord]]:
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    st, raws = await load_run(cp.log, wf, run_id)
+    orphans = OrphanFilter()
+    return wf, st, [r for r in raws if orphans.counts(r)]
+
+
+async def _info(cp: ControlPlane, workflow: str) -> WorkflowInfo | None:
+    try:
+        return await cp.workflow(workflow)
+    except ApiError:  # a workflow no worker has described (the catalog does not know it)
+        return None
+
+
+def _links(raws: list[RawRecord], t: Timeline) -> dict[str, Any]:
+    """The runs this one is related to: the parent it answers, the run it was forked from, its
+    child runs."""
+    parent = forked = None
+    if raws:
+        first = decode_record(raws[0], typed=False).body
+        if isinstance(first, RunStarted):
+            parent = first.parent
+            forked = (first.forked_from, first.forked_at) if first.forked_from else None
+    children = [
+        (w.child_workflow, w.child_run, ex.step)
+        for ex in t.executions
+        for w in ex.waits
+        if w.kind == "child" and w.child_run
+    ]
+    return {"parent": parent, "forked": forked, "children": children}
+
+
+def _awaited(st: RunState, info: WorkflowInfo | None) -> list[dict[str, Any]]:
+    """The open event waits of the run, each with the form of the event it awaits."""
+    out = []
+    for seq, w in sorted(st.waits.values(), key=lambda item: item[0]):
+        if not isinstance(w, StepSuspended) or w.kind != "event" or not w.event_type:
+            continue
+        schema = w.event_schema or (info.events.get(w.event_type, {}) if info is not None else {})
+        out.append({"seq": seq, "wait": w, "fields": form_fields(schema)})
+    return out
+
+
+def _graph(info: WorkflowInfo | None, t: Timeline, status: str) -> dict[str, Any] | None:
+    """Nodes and edges for the graph (cytoscape's elements), each step node with a class for what
+    its executions did: ``failed``, ``waiting``, ``running``, ``ran`` or nothing."""
+    if info is None:
+        return None
+    state: dict[str, str] = {}
+    for row in t.rows:
+        outcomes = {e.outcome for e in row.executions if not e.rolled_back}
+        for cls, hit in (
+            ("failed", "failed" in outcomes),
+            ("waiting", "suspended" in outcomes),
+            ("running", "running" in outcomes),
+            ("ran", bool(outcomes & {"completed", "retrying"})),
+        ):
+            if hit:
+                state[row.step] = cls
+                break
+    nodes = [{"data": {"id": s.name, "label": s.name}, "classes": state.get(s.name, "")} for s in info.steps]
+    used = {e.source for e in info.graph} | {e.target for e in info.graph}
+    if START_NODE in used:
+        nodes.insert(0, {"data": {"id": START_NODE, "label": info.start_event}, "classes": "terminal ran"})
+    if STOP_NODE in used:
+        done = "terminal ran" if status == "completed" else "terminal"
+        nodes.append({"data": {"id": STOP_NODE, "label": " | ".join(info.stop_events) or "stop"}, "classes": done})
+    edges = [
+        {"data": {"id": f"e{i}", "source": e.source, "target": e.target, "label": e.event}}
+        for i, e in enumerate(info.graph)
+    ]
+    return {"elements": nodes + edges, "steps": state}
+
+
+async def _context(cp: ControlPlane, run_id: str) -> dict[str, Any]:
+    wf, st, raws = await _load(cp, run_id)
+    info = await _info(cp, wf)
+    t = build_timeline(wf, run_id, raws, now_ns=time.time_ns())
+    view = run_view(st)
+    status = page_status(st)
+    return {
+        "run_id": run_id,
+        "workflow": wf,
+        "run": view,
+        "status": status,
+        "timeline": t,
+        "executions": t.executions,
+        "lanes": _lanes(t),
+        "ticks": _ticks(t),
+        "links": _links(raws, t),
+        "awaited": _awaited(st, info),
+        "graph": _graph(info, t, status),
+        "first_seq": raws[0].seq if raws else 0,
+        "last_seq": raws[-1].seq if raws else 0,
+        "records": [_row(r) for r in raws],
+        "rolled_back": [list(r) for r in st.rollbacks],
+        "ms": _ms,
+        "offset": lambda ns: _offset(t, ns),
+        "rfc3339": rfc3339,
+        "pretty": _pretty,
+    }
+
+
+def _row(raw: RawRecord) -> dict[str, Any]:
+    view = record_view(raw)
+    view["pretty"] = _pretty(view["data"])
+    return view
+
+
+#: Records after which the page's actions change: a wait opens or closes, the run ends or reopens.
+_ACTION_SUBJECTS = tuple(
+    f".sys.{t}" for t in ("StepSuspended", "RunCompleted", "RunFailed", "RunCancelled", "StepFailed", "RolledBack")
+)
+
+
+def _changes_actions(raw: RawRecord) -> bool:
+    return raw.subject.endswith(_ACTION_SUBJECTS) or ".cmd." in raw.subject
+
+
+async def _live(
+    cp: ControlPlane, render: Callable[..., str], workflow: str, run_id: str, after: int
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """The run's records after ``after`` as SSE ``record`` events (event log rows), then one
+    ``ended`` event once a record ends the run; keep-alive comments while it is idle."""
+    assert cp.log is not None
+    queue: asyncio.Queue[RawRecord | None] = asyncio.Queue(maxsize=1024)
+
+    async def pump() -> None:
+        assert cp.log is not None
+        try:
+            orphans = OrphanFilter()
+            for raw in await cp.log.read(workflow, run_id, up_to_seq=after) if after else ():
+                orphans.counts(raw)  # (it needs the commit heads before ``after``)
+            records = cp.log.follow(workflow, run_id, after_seq=after)
+            async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
+                async for raw in records:
+                    if orphans.counts(raw):
+                        await queue.put(raw)
+                        if is_terminal(raw):
+                            break
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(pump(), name=f"jetloom:ui-live:{run_id}")
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(queue.get(), cp.sse_ping)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            if raw is None:
+                yield ServerSentEventMessage(data="ended", event="ended")
+                return
+            html = render(r=_row(raw))
+            yield ServerSentEventMessage(data=html, event="record", id=raw.seq)
+            if _changes_actions(raw):
+                yield ServerSentEventMessage(data=str(raw.seq), event="actions")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+# ---- routes ---------------------------------------------------------------------------------------
+
+PAGE = "ui/run.html"
+PANELS = "ui/run_panels.html"
+STATE = "ui/run_state.html"
+RECORD = "ui/run_record.html"
+ACTIONS = "ui/run_actions.html"
+
+
+@get("/runs/{run_id:str}", opt=needs("read"), include_in_schema=False)
+async def run_page(plane: Plane, run_id: v.Name) -> Template:
+    """The run page."""
+    return Template(template_name=PAGE, context=await _context(connected(plane), run_id))
+
+
+@get("/runs/{run_id:str}/panels", opt=needs("read"), include_in_schema=False)
+async def run_panels(plane: Plane, run_id: v.Name) -> Template:
+    """The header, timeline and actions of the run page, as they are now."""
+    return Template(template_name=PANELS, context=await _context(connected(plane), run_id))
+
+
+@get("/runs/{run_id:str}/actions", opt=needs("read"), include_in_schema=False)
+async def run_actions(plane: Plane, run_id: v.Name) -> Template:
+    """The action forms of the run page, as they are now (the awaited events' forms change as
+    waits open and close)."""
+    return Template(template_name=ACTIONS, context=await _context(connected(plane), run_id))
+
+
+@get("/runs/{run_id:str}/state", opt=needs("read"), include_in_schema=False)
+async def run_state_fragment(plane: Plane, run_id: v.Name, at: v.OptionalSeq = None) -> Template:
+    """The run folded up to sequence ``at`` (``GET /runs/{id}/state``'s view), as HTML."""
+    cp = connected(plane)
+    assert cp.log is not None
+    wf = await cp.run_workflow(run_id)
+    info = await _info(cp, wf)
+    st, raws = await load_run(cp.log, wf, run_id, up_to_seq=at)
+    if at is not None and not raws:
+        raise ApiError(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"at={at} is before the run's first record",
+            extra={"field": "at"},
+        )
+    accepts = {s.name: s.accepts for s in info.steps} if info is not None else {}
+    view = state_view(st, accepts, at)
+    return Template(
+        template_name=STATE,
+        context={"run_id": run_id, "view": view, "pretty": _pretty, "status": page_status(st)},
+    )
+
+
+@get("/runs/{run_id:str}/live", opt=needs("read"), include_in_schema=False, media_type="text/event-stream")
+async def run_live(request: Request[Any, Any, Any], plane: Plane, run_id: v.Name, after: v.Seq = 0) -> ServerSentEvent:
+    """The run's records after ``after`` as SSE: each a ``record`` event whose data is its event
+    log row (HTML), then ``ended`` after the record that ends the run."""
+    cp = connected(plane)
+    wf = await cp.run_workflow(run_id)
+    engine = request.app.template_engine
+    assert engine is not None
+    row = engine.get_template(RECORD)
+    return ServerSentEvent(_live(cp, row.render, wf, run_id, after))
+
+
+RUN_ROUTER = Router(
+    path="/ui",
+    route_handlers=[run_page, run_panels, run_actions, run_state_fragment, run_live],
+    tags=["ui"],
+    include_in_schema=False,
+)
+"""The run page's routes, registered with the rest of the UI (``services.control.ui.UI_ROUTERS``)."""
