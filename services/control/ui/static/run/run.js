@@ -104,8 +104,8 @@
 
   // ---- the workflow graph -----------------------------------------------------------------------
   const STYLE = [
-    { selector: "node", style: { "label": "data(label)", "shape": "round-rectangle", "width": "label", "height": 28,
-      "padding": "10px", "text-valign": "center", "font-size": 12, "background-color": "#eef1f5", "border-width": 1,
+    { selector: "node", style: { "label": "data(label)", "shape": "round-rectangle", "width": function (n) { return Math.max(60, 8 * n.data("label").length + 20); },
+      "height": 30, "text-valign": "center", "font-size": 12, "background-color": "#eef1f5", "border-width": 1,
       "border-color": "#8a94a6", "color": "#1d2433" } },
     { selector: "node.terminal", style: { "shape": "ellipse", "background-color": "#f7f7f7", "font-size": 11 } },
     { selector: "node.ran", style: { "background-color": "#d7f0dd", "border-color": "#2e8b57", "border-width": 2 } },
@@ -142,7 +142,8 @@
       container: box,
       elements: JSON.parse(data.textContent),
       style: STYLE,
-      layout: { name: "dagre", rankDir: "TB", nodeSep: 30, rankSep: 45 },
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 25, rankSep: 70, fit: true, padding: 12 },
+      maxZoom: 1.3,
       userZoomingEnabled: false,
       boxSelectionEnabled: false,
       autoungrabify: true,
