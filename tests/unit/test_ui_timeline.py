@@ -22,8 +22,8 @@ from engine import (
     step,
 )
 from engine.model.records import RawRecord
-from engine.runtime.timetravel import accepts_of, rollback
 from engine.runtime.describe import fields_schema
+from engine.runtime.timetravel import accepts_of, rollback
 from services.control.ui.run import form_fields
 from services.control.ui.timeline import Execution, Timeline, build_timeline
 
