@@ -197,9 +197,13 @@ def _bar(t: Timeline, ex: Execution) -> dict[str, Any]:
     return {"left": left, "width": width, "ran": ran, "waits": waits, "retry_at": retry_at}
 
 
+MAX_LANES = 8
+"""The most lanes a step's row of the timeline gets: more executions at once share lanes."""
+
+
 def _lanes(t: Timeline) -> list[dict[str, Any]]:
     """Each step's bars, spread over as few lanes as keep them from overlapping (an execution
-    takes the first lane free at the time it was queued)."""
+    takes the first lane free at the time it was queued), at most ``MAX_LANES``."""
     rows = []
     for row in t.rows:
         ends: list[int] = []
@@ -207,7 +211,9 @@ def _lanes(t: Timeline) -> list[dict[str, Any]]:
         for ex in sorted(row.executions, key=lambda e: (e.queued_ns, e.queued_seq)):
             end = ex.ended_ns if ex.ended_ns is not None else t.end_ns
             lane = next((i for i, last in enumerate(ends) if last < ex.queued_ns), len(ends))
-            if lane == len(ends):
+            if lane == len(ends) and lane >= MAX_LANES:  # many at once: overlap the lane free soonest
+                lane = min(range(len(ends)), key=ends.__getitem__)
+            elif lane == len(ends):
                 ends.append(end)
             ends[lane] = max(end, ex.queued_ns + 1)
             bars.append({**_bar(t, ex), "ex": ex, "lane": lane})
