@@ -304,7 +304,8 @@ def _graph(info: WorkflowInfo | None, t: Timeline, status: str) -> dict[str, Any
     return {"elements": nodes + edges, "steps": state}
 
 
-async def _context(cp: ControlPlane, run_id: str) -> dict[str, Any]:
+async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> dict[str, Any]:
+    """What the page's templates show; ``log_rows``: the event log's rows too (the whole page)."""
     wf, st, raws = await _load(cp, run_id)
     info = await _info(cp, wf)
     t = build_timeline(wf, run_id, raws, now_ns=time.time_ns())
@@ -324,7 +325,8 @@ async def _context(cp: ControlPlane, run_id: str) -> dict[str, Any]:
         "graph": _graph(info, t, status),
         "first_seq": raws[0].seq if raws else 0,
         "last_seq": raws[-1].seq if raws else 0,
-        "records": [_row(r) for r in raws],
+        "record_count": len(raws),
+        "records": [_row(r) for r in raws] if log_rows else [],
         "rolled_back": [list(r) for r in st.rollbacks],
         "ms": _ms,
         "offset": lambda ns: _offset(t, ns),
@@ -406,7 +408,7 @@ ACTIONS = "ui/run_actions.html"
 @get("/runs/{run_id:str}", opt=needs("read"), include_in_schema=False)
 async def run_page(plane: Plane, run_id: v.Name) -> Template:
     """The run page."""
-    return Template(template_name=PAGE, context=await _context(connected(plane), run_id))
+    return Template(template_name=PAGE, context=await _context(connected(plane), run_id, log_rows=True))
 
 
 @get("/runs/{run_id:str}/panels", opt=needs("read"), include_in_schema=False)
