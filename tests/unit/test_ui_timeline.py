@@ -23,6 +23,7 @@ from engine import (
 )
 from engine.model.records import RawRecord
 from engine.runtime.describe import fields_schema
+from engine.runtime.recovery import retry_run
 from engine.runtime.timetravel import accepts_of, rollback
 from services.control.ui.run import form_fields
 from services.control.ui.timeline import Execution, Timeline, build_timeline
@@ -175,6 +176,12 @@ async def test_a_failed_step_ends_the_run() -> None:
     (ex,) = only(t, "explode")
     assert (ex.outcome, ex.error_type, ex.message) == ("failed", "builtins.ValueError", "no")
     assert t.ended and t.markers[-1].kind == "failed" and "explode" in t.markers[-1].label
+    # retry from the failure (no worker runs it here): a new attempt, queued, and the run reopened
+    resume, _ = await retry_run(log, "Boom", handler.run_id)
+    t = build_timeline("Boom", handler.run_id, await log.read("Boom", handler.run_id))
+    first, second = only(t, "explode")
+    assert (second.attempt, second.queued_by, second.outcome) == (resume.attempt, "manual", "running") == (2, "manual", "running")
+    assert not t.ended and first.outcome == "failed"
 
 
 async def suspended(log: MemoryLog, workflow: str, run_id: str) -> None:

@@ -344,6 +344,8 @@ class _Builder:
 
     def _resume(self, body: Resume, seq: int, ns: int) -> None:
         if body.reason in ("retry", "manual", "rollback"):
+            if body.reason == "manual" and self.ended is not None and self.ended.kind == "failed":
+                self.ended = None  # retry-from-failure reopens the run (its end marker stays)
             prev = self.current.get((body.step, body.trigger))
             attempt = body.attempt or (prev.attempt if prev is not None and body.reason == "rollback" else 1)
             if prev is not None and prev.open and prev.epoch == self.epoch and prev.attempt == attempt:
