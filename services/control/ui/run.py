@@ -27,7 +27,7 @@ from litestar import Request, Router, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
-from engine.model.records import RawRecord, RunStarted, StepSuspended
+from engine.model.records import RawRecord, RunStarted
 from engine.ports.registry import WorkflowInfo
 from engine.ports.runindex import rfc3339
 from engine.runtime.describe import START_NODE, STOP_NODE
@@ -44,7 +44,7 @@ from ..queries import is_terminal, load_run, record_view, run_view
 from ..routes.timetravel import state_view
 from .timeline import Execution, Timeline, build_timeline
 
-__all__ = ["RUN_ROUTER", "FormField", "form_fields", "page_status"]
+__all__ = ["RUN_ROUTER", "FormField", "form_fields"]
 
 
 class FormField(msgspec.Struct, kw_only=True):
@@ -137,15 +137,6 @@ def form_fields(schema: dict[str, Any]) -> list[FormField]:
             )
         )
     return out
-
-
-def page_status(st: RunState) -> str:
-    """The run's status as the page shows it: ``run_view``'s, and ``waiting`` for a run not
-    ended with at least one open event wait (``ctx.wait_for_event``)."""
-    status: str = run_view(st)["status"]
-    if status == "running" and any(w.kind == "event" for _, w in st.waits.values()):
-        return "waiting"
-    return status
 
 
 # ---- formatting helpers the templates use ---------------------------------------------------------
@@ -262,14 +253,13 @@ def _links(raws: list[RawRecord], t: Timeline) -> dict[str, Any]:
     return {"parent": parent, "forked": forked, "children": children}
 
 
-def _awaited(st: RunState, info: WorkflowInfo | None) -> list[dict[str, Any]]:
-    """The open event waits of the run, each with the form of the event it awaits."""
+def _awaited(view: dict[str, Any], info: WorkflowInfo | None) -> list[dict[str, Any]]:
+    """The run's open event waits (``run_view``'s ``waiting_for``), each with the form of the
+    event it awaits (from the schema recorded with the wait, else the catalog's)."""
     out = []
-    for seq, w in sorted(st.waits.values(), key=lambda item: item[0]):
-        if not isinstance(w, StepSuspended) or w.kind != "event" or not w.event_type:
-            continue
-        schema = w.event_schema or (info.events.get(w.event_type, {}) if info is not None else {})
-        out.append({"seq": seq, "wait": w, "fields": form_fields(schema)})
+    for w in view["waiting_for"]:
+        schema = w["event_schema"] or (info.events.get(w["event"], {}) if info is not None else {})
+        out.append({**w, "fields": form_fields(schema)})
     return out
 
 
@@ -309,8 +299,8 @@ async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> 
     wf, st, raws = await _load(cp, run_id)
     info = await _info(cp, wf)
     t = build_timeline(wf, run_id, raws, now_ns=time.time_ns())
-    view = run_view(st)
-    status = page_status(st)
+    view = run_view(st, raws)
+    status = view["status"]
     return {
         "run_id": run_id,
         "workflow": wf,
@@ -321,7 +311,7 @@ async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> 
         "lanes": _lanes(t),
         "ticks": _ticks(t),
         "links": _links(raws, t),
-        "awaited": _awaited(st, info),
+        "awaited": _awaited(view, info),
         "graph": _graph(info, t, status),
         "first_seq": raws[0].seq if raws else 0,
         "last_seq": raws[-1].seq if raws else 0,
@@ -442,7 +432,7 @@ async def run_state_fragment(plane: Plane, run_id: v.Name, at: v.OptionalSeq = N
     view = state_view(st, accepts, at)
     return Template(
         template_name=STATE,
-        context={"run_id": run_id, "view": view, "pretty": _pretty, "status": page_status(st)},
+        context={"run_id": run_id, "view": view, "pretty": _pretty, "status": view.status},
     )
 
 
