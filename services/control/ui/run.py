@@ -388,11 +388,11 @@ async def _live(
 
 # ---- routes ---------------------------------------------------------------------------------------
 
-PAGE = "ui/run.html"
-PANELS = "ui/run_panels.html"
-STATE = "ui/run_state.html"
-RECORD = "ui/run_record.html"
-ACTIONS = "ui/run_actions.html"
+PAGE = "run.html"
+PANELS = "run_panels.html"
+STATE = "run_state.html"
+RECORD = "run_record.html"
+ACTIONS = "run_actions.html"
 
 
 @get("/runs/{run_id:str}", opt=needs("read"), include_in_schema=False)
