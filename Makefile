@@ -50,3 +50,22 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .jetloom .pytest_cache
+
+## ui-vendor-graph: refresh the run page's graph scripts (cytoscape, cytoscape-dagre, which bundles
+##                  @dagrejs/dagre) with their licenses from npm into services/control/ui/static/vendor/
+CYTOSCAPE_VERSION       ?= 3.34.4
+CYTOSCAPE_DAGRE_VERSION ?= 4.0.1
+DAGRE_VERSION           ?= 3.1.3
+GRAPH_VENDOR := services/control/ui/static/vendor
+.PHONY: ui-vendor-graph
+ui-vendor-graph:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+	npm pack -q cytoscape@$(CYTOSCAPE_VERSION) cytoscape-dagre@$(CYTOSCAPE_DAGRE_VERSION) @dagrejs/dagre@$(DAGRE_VERSION) >/dev/null; \
+	for f in *.tgz; do mkdir "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done; \
+	cd - >/dev/null; \
+	cp "$$tmp"/cytoscape-$(CYTOSCAPE_VERSION)/package/dist/cytoscape.min.js "$$tmp"/cytoscape-dagre-$(CYTOSCAPE_DAGRE_VERSION)/package/dist/cytoscape-dagre.min.js $(GRAPH_VENDOR)/; \
+	cp "$$tmp"/cytoscape-$(CYTOSCAPE_VERSION)/package/LICENSE $(GRAPH_VENDOR)/cytoscape.LICENSE; \
+	cp "$$tmp"/cytoscape-dagre-$(CYTOSCAPE_DAGRE_VERSION)/package/LICENSE $(GRAPH_VENDOR)/cytoscape-dagre.LICENSE; \
+	cp "$$tmp"/dagrejs-dagre-$(DAGRE_VERSION)/package/LICENSE $(GRAPH_VENDOR)/dagre.LICENSE; \
+	printf '@dagrejs/dagre@%s (bundled in cytoscape-dagre.min.js; its license: dagre.LICENSE)\ncytoscape-dagre@%s\ncytoscape@%s\n' \
+		$(DAGRE_VERSION) $(CYTOSCAPE_DAGRE_VERSION) $(CYTOSCAPE_VERSION) > $(GRAPH_VENDOR)/VERSIONS.graph
