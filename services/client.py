@@ -506,7 +506,7 @@ class RunHandle:
     async def _ended_after(self, last: int) -> bool:
         """Whether the run's ending record is at or before ``last`` (nothing more will come)."""
         view = await self.status()
-        return view["status"] != "running" and view["last_seq"] <= last
+        return view["status"] not in ("running", "waiting") and view["last_seq"] <= last
 
     async def stream(self) -> AsyncIterator[Event | dict[str, Any]]:
         """What the run's steps wrote with ``ctx.write_event_to_stream``, as it is committed
