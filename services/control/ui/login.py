@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from ..auth import COOKIE, PUBLIC, cookie_value
@@ -34,7 +34,7 @@ class LoginController(Controller):
     include_in_schema = False
 
     @get("/login", opt=PUBLIC)
-    async def login_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Template | Redirect:
+    async def login_form(self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template | Redirect:
         """The form; straight to ``next`` when no token is configured."""
         if ui_auth(request) is None:
             return Redirect(safe_next(next))

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from engine.ports.runindex import RUN_STATUSES, RunSummary, rfc3339
@@ -73,10 +73,10 @@ class RunsPages(Controller):
         self,
         request: Request[Any, Any, Any],
         plane: Plane,
-        workflow: str | None = None,
-        status: str | None = None,
+        workflow: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
         cursor: v.Seq = 0,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = PAGE_SIZE,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = PAGE_SIZE,
     ) -> Template:
         """The runs, newest first: ``cursor`` 0 is the newest page, else the runs older than that
         stream sequence (the ``Older`` link)."""
@@ -108,8 +108,8 @@ class RunsPages(Controller):
         self,
         request: Request[Any, Any, Any],
         plane: Plane,
-        workflow: str | None = None,
-        status: str | None = None,
+        workflow: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
         """Server-Sent Events: ``run-new`` (a run started that the filters take: its row) and
         ``run-<run id>`` (that run's row, changed), and a ``: keep-alive`` comment while idle."""
