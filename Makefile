@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench lint clean ui-vendor
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,26 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .jetloom .pytest_cache
+
+## ui-vendor: refresh the web UI's vendored scripts (htmx and its extensions, with their licenses)
+##            from npm into services/control/ui/static/vendor/ (the files are committed; nothing
+##            else depends on this target)
+HTMX_VERSION     ?= 2.0.11
+HTMX_SSE_VERSION ?= 2.2.4
+HTMX_JSON_VERSION ?= 2.0.3
+UI_VENDOR := services/control/ui/static/vendor
+ui-vendor:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for spec in htmx.org@$(HTMX_VERSION):htmx htmx-ext-sse@$(HTMX_SSE_VERSION):sse htmx-ext-json-enc@$(HTMX_JSON_VERSION):json-enc; do \
+		pkg=$${spec%%:*}; name=$${spec##*:}; \
+		(cd "$$tmp" && npm pack -q "$$pkg" >/dev/null); \
+		mkdir -p "$$tmp/$$name" && tar xzf "$$tmp"/$${pkg%%@*}-*.tgz -C "$$tmp/$$name"; \
+		rm "$$tmp"/$${pkg%%@*}-*.tgz; \
+		cp "$$tmp/$$name/package/dist/$$name.min.js" $(UI_VENDOR)/$$name.min.js; \
+		cp "$$tmp/$$name/package/LICENSE" $(UI_VENDOR)/$$name.LICENSE; \
+		echo "$$pkg" >> "$$tmp/versions"; \
+	done; \
+	sort "$$tmp/versions" > $(UI_VENDOR)/VERSIONS
 
 ## ui-vendor-graph: refresh the run page's graph scripts (cytoscape, cytoscape-dagre, which bundles
 ##                  @dagrejs/dagre) with their licenses from npm into services/control/ui/static/vendor/

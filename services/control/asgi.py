@@ -22,6 +22,7 @@ bodies are the Structs of ``services.api_models``)::
     POST /runs/{id}/rollback            body: {"to_seq": N}
     POST /runs/{id}/fork                body: {"at_seq": N, "run_id": optional}
     POST /sessions, GET /sessions, GET|DELETE /sessions/{id}, POST /sessions/{id}/runs
+    GET  /                              redirects to the web UI, /ui/ (services.control.ui; docs/ui.md)
 
 Every name and id from outside is checked before it reaches NATS (``services.control.validation``);
 NATS being unavailable answers 503 with ``Retry-After`` (``services.control.errors``); with API
@@ -52,6 +53,7 @@ from .deps import DEPENDENCIES
 from .errors import http_error, unexpected_error
 from .openapi import SCHEMA_PATH, docs_assets_router, render_plugins
 from .routes import CONTROLLERS
+from .ui import UI_ROUTERS, template_config
 
 __all__ = ["create_app"]
 
@@ -95,11 +97,13 @@ def create_app(
             await cp.stop()
 
     return Litestar(
-        state=State({"control_plane": cp}),  # (started before uvicorn by ControlPlaneServer)
+        # auth: the web UI's pages read it (login, the "open API" banner)
+        state=State({"control_plane": cp, "auth": auth}),  # (started before uvicorn by ControlPlaneServer)
         # the process's own logging stays as the command set it up: Litestar's default takes over
         # the root logger with a queue thread, whose lines would come after a command's last one
         logging_config=LoggingConfig(configure_root_logger=False),
-        route_handlers=[*CONTROLLERS, docs_assets_router()],
+        route_handlers=[*CONTROLLERS, docs_assets_router(), *UI_ROUTERS],
+        template_config=template_config(),
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         # one place maps errors to responses: NATS unavailable -> 503 + Retry-After (errors.py)

@@ -25,10 +25,20 @@ only digests are kept in memory; tokens are never logged.
 Each handler names its scope in ``opt`` (``needs("read")``); a handler that names none needs
 ``admin`` unless it is marked ``PUBLIC`` (fail closed). With no token configured there is no
 guard and the API is open (``create_app`` logs one warning line at start).
+
+The web UI (``services.control.ui``): a browser sends no bearer header, so ``/ui/login`` keeps
+the token in an HttpOnly, ``SameSite=Strict`` cookie (``COOKIE``; ``Secure`` over https). Pages
+(``needs_page``) read the token from that cookie; without a valid one they raise
+``LoginRequired``, which the UI answers with a redirect to ``/ui/login``. The JSON API accepts
+the cookie too, but only from a request with the header ``HX-Request: true`` and no
+``Authorization`` header: htmx sets it on the requests the UI makes, and a cross-site form or
+link cannot set a header (a cross-site script cannot send one without a CORS preflight, which
+the API does not answer), so another site cannot use a logged-in browser's cookie (CSRF).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -44,14 +54,18 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 
 __all__ = [
+    "COOKIE",
     "ENV_TOKEN",
     "ENV_TOKENS_FILE",
     "OPEN_WARNING",
     "PUBLIC",
+    "cookie_value",
     "SCOPES",
     "ApiAuth",
     "ApiToken",
+    "LoginRequired",
     "needs",
+    "needs_page",
     "resolve_auth",
 ]
 
@@ -62,6 +76,9 @@ OPEN_WARNING = "the HTTP API is open: no token configured; set JETLOOM_API_TOKEN
 PUBLIC: dict[str, Any] = {"public": True}
 """``opt`` of a handler anyone may call (``/health``, ``/ready``)."""
 SCHEME = "bearer"  # the OpenAPI security scheme's name
+COOKIE = "jetloom_token"
+"""The cookie of the web UI's login: the token itself (HttpOnly, never readable by scripts)."""
+HTMX_HEADER = "hx-request"  # htmx sets ``HX-Request: true`` on every request it makes
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -70,6 +87,18 @@ def needs(scope: str) -> dict[str, Any]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
     return {"scope": scope}
+
+
+def needs_page(scope: str = "read") -> dict[str, Any]:
+    """``opt`` of a web UI handler that needs ``scope``: its token comes from the login cookie,
+    and a request without a valid one raises ``LoginRequired`` (the UI redirects to its login
+    page) rather than a JSON 401."""
+    return {**needs(scope), "page": True}
+
+
+class LoginRequired(NotAuthorizedException):
+    """A web UI page was asked for without a valid login cookie (the UI redirects to
+    ``/ui/login``)."""
 
 
 class ApiToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,19 +211,58 @@ class ApiAuth:
         """Litestar guard: 401 without a valid token, 403 when the token lacks the handler's scope.
 
         Handlers marked ``PUBLIC`` and those left out of the OpenAPI document (its own pages at
-        ``/schema``) pass; a handler without a scope needs ``admin``."""
+        ``/schema``, static files) pass, web UI pages (``needs_page``) excepted; a handler without a
+        scope needs ``admin``. A page takes the token from the login cookie (``LoginRequired``
+        without a valid one); the API from the ``Authorization`` header, or from the cookie when
+        the request has ``HX-Request: true`` and no ``Authorization`` header (module docstring)."""
         opt = handler.opt or {}
+        page = bool(opt.get("page"))
         in_schema = getattr(handler, "resolve_include_in_schema", None)
-        if opt.get("public") or (in_schema is not None and not in_schema()):
+        if opt.get("public") or (not page and in_schema is not None and not in_schema()):
             return
         scope = opt.get("scope", "admin")
-        token = self.authenticate(connection.headers.get("authorization"))
+        if page:
+            token = self.from_cookie(connection.cookies.get(COOKIE))
+            if token is None:
+                raise LoginRequired(detail="log in to see this page")
+        else:
+            authorization = connection.headers.get("authorization")
+            cookie = connection.cookies.get(COOKIE)
+            if authorization is None and cookie and connection.headers.get(HTMX_HEADER) == "true":
+                authorization = f"Bearer {_cookie_token(cookie) or ''}"
+            token = self.authenticate(authorization)
         if scope not in token.scopes:
             raise PermissionDeniedException(
                 detail=f"token {token.name!r} lacks the {scope!r} scope this endpoint needs",
                 extra={"scope": scope, "token": token.name},
             )
         connection.scope["user"] = token.name  # who made the request, for handlers that log it
+
+    def from_cookie(self, value: str | None) -> ApiToken | None:
+        """The token a login cookie (``cookie_value``) holds, or ``None`` for no cookie, a
+        malformed one or an unknown token (compared as ``authenticate`` does)."""
+        token = _cookie_token(value)
+        if token is None:
+            return None
+        try:
+            return self.authenticate(f"Bearer {token}")
+        except NotAuthorizedException:
+            return None
+
+
+def cookie_value(token: str) -> str:
+    """The login cookie's value for ``token``: its UTF-8 bytes in URL-safe base64 (any token
+    fits a cookie that way)."""
+    return base64.urlsafe_b64encode(token.strip().encode()).decode("ascii")
+
+
+def _cookie_token(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return base64.urlsafe_b64decode(value.encode("ascii")).decode("latin-1")
+    except (ValueError, UnicodeEncodeError):
+        return None
 
 
 def _unauthorized(reason: str) -> NotAuthorizedException:
