@@ -1,11 +1,9 @@
 """The run page's timeline (services.control.ui.timeline) over logs written by real in-process runs
-on the memory log: fan-out, retries, durable timers, event waits, failures, cancels, rollbacks; and
-the form the page builds from an awaited event's JSON schema."""
+on the memory log: fan-out, retries, durable timers, event waits, failures, cancels, rollbacks."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 import pytest
 
@@ -22,10 +20,8 @@ from engine import (
     step,
 )
 from engine.model.records import RawRecord
-from engine.runtime.describe import fields_schema
 from engine.runtime.recovery import retry_run
 from engine.runtime.timetravel import accepts_of, rollback
-from services.control.ui.run import form_fields
 from services.control.ui.timeline import Execution, Timeline, build_timeline
 
 
@@ -228,27 +224,3 @@ async def test_a_rollback_marks_what_it_undid_and_the_rerun() -> None:
     assert kinds == [("started", False), ("completed", True), ("rollback", False)]
     assert t.markers[-1].label == f"rolled back to seq {wait_seq}: again"
     assert not any(e.rolled_back for e in only(t, "work"))
-
-
-# ---- the awaited event's form (services.control.ui.run.form_fields) -------------------------------
-
-
-class Rich(HumanResponseEvent):
-    text: str
-    score: int = 3
-    ratio: float | None = None
-    ok: bool = False
-    tags: list[str] = []
-    mode: Literal["fast", "slow"] = "fast"
-
-
-def test_form_fields_follow_the_json_schema_of_the_event() -> None:
-    fields = {f.name: f for f in form_fields(fields_schema(Rich))}
-    assert list(fields) == ["text", "score", "ratio", "ok", "tags", "mode"]
-    assert (fields["text"].input, fields["text"].required, fields["text"].label) == ("text", True, "Text")
-    assert (fields["score"].input, fields["score"].required, fields["score"].default) == ("integer", False, "3")
-    assert (fields["ratio"].input, fields["ratio"].default) == ("number", "")  # Optional[float]: a number or nothing
-    assert (fields["ok"].input, fields["ok"].default) == ("boolean", "")
-    assert (fields["tags"].input, fields["tags"].default) == ("json", "[]")  # nested: a JSON textarea
-    assert (fields["mode"].input, fields["mode"].options, fields["mode"].default) == ("select", ["fast", "slow"], "fast")
-    assert form_fields({"type": "object"}) == []

@@ -8,6 +8,7 @@ UI works with no other host reachable. See docs/ui.md.
     /                       redirects to /ui/
     /ui/                    runs, newest first; filters, cursor pages, live rows (runs.py)
     /ui/runs/live           Server-Sent Events of new runs and status changes (runs.py)
+    /ui/runs/{id}[/...]     a run: timeline, graph, state at a sequence, event log, actions (run.py)
     /ui/services            live worker processes (catalog.py)
     /ui/workflows[/{name}]  the workflow catalog; a start form per workflow (catalog.py)
     /ui/login, /ui/logout   the login cookie (login.py)
@@ -34,6 +35,7 @@ from ..auth import PUBLIC, LoginRequired
 from .catalog import CatalogPages
 from .login import LoginController
 from .pages import UI_PATH, add_filters, error_page, login_redirect
+from .run import RunPage
 from .runs import RunsPages
 
 __all__ = ["PAGES", "STATIC_PATH", "TEMPLATES", "UI_PATH", "UI_ROUTERS", "template_config"]
@@ -63,7 +65,7 @@ _PAGE_ERRORS: dict[Any, Any] = {
     Exception: error_page,
 }
 
-PAGES: list[Any] = [LoginController, RunsPages, CatalogPages]
+PAGES: list[Any] = [LoginController, RunsPages, RunPage, CatalogPages]
 """The controllers of the pages (under ``/ui``), sharing the pages' error handling."""
 
 UI_ROUTERS: list[Router] = [

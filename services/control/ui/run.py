@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from litestar import Request, Router, get
+from litestar import Controller, Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
@@ -37,106 +37,16 @@ from engine.wire.codec import decode_record
 
 from .. import validation as v
 from ..app import ControlPlane
-from ..auth import needs
+from ..auth import needs_page
 from ..deps import Plane, connected
 from ..errors import ApiError
 from ..queries import is_terminal, load_run, record_view, run_view
 from ..routes.timetravel import state_view
+from .forms import form_fields
+from .pages import UI_PATH, page
 from .timeline import Execution, Timeline, build_timeline
 
-__all__ = ["RUN_ROUTER", "FormField", "form_fields"]
-
-
-class FormField(msgspec.Struct, kw_only=True):
-    """One input of a form built from an event's JSON schema.
-
-    Attributes:
-        name: the field's name (the key it takes in the event's ``data``).
-        label: what the form shows (the schema's ``title``, else the name).
-        input: ``text``, ``integer``, ``number``, ``boolean``, ``select`` or ``json`` (a
-            textarea whose content is parsed as JSON: nested objects, arrays, unions).
-        required: whether the schema lists it as required.
-        default: the schema's default, as the input's initial value ("" when none; JSON text for
-            ``json`` inputs).
-        options: the choices of a ``select`` (an ``enum``).
-        description: the schema's ``description`` ("" when none).
-    """
-
-    name: str
-    label: str
-    input: str
-    required: bool = False
-    default: str = ""
-    options: list[str] = []
-    description: str = ""
-
-
-_SCALARS = {"string": "text", "integer": "integer", "number": "number", "boolean": "boolean"}
-
-
-def _simple_type(prop: dict[str, Any]) -> str | None:
-    """The JSON type of a property that is one scalar type, or that type or null
-    (``Optional[str]`` is ``anyOf: [{type: string}, {type: null}]`` in pydantic's schema)."""
-    t = prop.get("type")
-    if isinstance(t, str):
-        return t
-    options = prop.get("anyOf")
-    if isinstance(options, list):
-        kinds = [o.get("type") for o in options if isinstance(o, dict) and o.get("type") != "null"]
-        if len(kinds) == 1 and isinstance(kinds[0], str) and not any("$ref" in o for o in options):
-            return kinds[0]
-    return None
-
-
-def form_fields(schema: dict[str, Any]) -> list[FormField]:
-    """The inputs of a form for an event whose fields have JSON schema ``schema``
-    (``engine.runtime.describe.fields_schema``): each top-level property by its type, anything
-    nested (objects, arrays, references, unions of several types) as a JSON textarea.
-
-    Args:
-        schema: a JSON schema of type object (``properties``, ``required``).
-
-    Returns:
-        One ``FormField`` per property, in the schema's order; ``[]`` for a schema without
-        properties.
-    """
-    props = schema.get("properties")
-    if not isinstance(props, dict):
-        return []
-    required = set(schema.get("required") or ())
-    out: list[FormField] = []
-    for name, prop in props.items():
-        if not isinstance(prop, dict):
-            continue
-        kind = _simple_type(prop)
-        enum = prop.get("enum")
-        default = prop.get("default")
-        if isinstance(enum, list) and all(isinstance(e, str) for e in enum):
-            input_, options = "select", [str(e) for e in enum]
-        elif kind in _SCALARS:
-            input_, options = _SCALARS[kind], []
-        else:
-            input_, options = "json", []
-        if default is None:
-            shown = ""
-        elif input_ == "json":
-            shown = orjson.dumps(default, option=orjson.OPT_INDENT_2).decode()
-        elif input_ == "boolean":
-            shown = "true" if default else ""
-        else:
-            shown = str(default)
-        out.append(
-            FormField(
-                name=name,
-                label=str(prop.get("title") or name),
-                input=input_,
-                required=name in required,
-                default=shown,
-                options=options,
-                description=str(prop.get("description") or ""),
-            )
-        )
-    return out
+__all__ = ["RunPage"]
 
 
 # ---- formatting helpers the templates use ---------------------------------------------------------
@@ -254,12 +164,21 @@ def _links(raws: list[RawRecord], t: Timeline) -> dict[str, Any]:
 
 
 def _awaited(view: dict[str, Any], info: WorkflowInfo | None) -> list[dict[str, Any]]:
-    """The run's open event waits (``run_view``'s ``waiting_for``), each with the form of the
-    event it awaits (from the schema recorded with the wait, else the catalog's)."""
+    """The run's open event waits (``run_view``'s ``waiting_for``), each with the inputs of the
+    event it awaits (``forms.form_fields`` of the schema recorded with the wait, else of the
+    catalog's), the fields its ``requirements`` fix filled in, and the form's fixed JSON (the
+    event's ``type``)."""
     out = []
     for w in view["waiting_for"]:
         schema = w["event_schema"] or (info.events.get(w["event"], {}) if info is not None else {})
-        out.append({**w, "fields": form_fields(schema)})
+        fields = []
+        for f in form_fields(schema):
+            if f.name in w["requirements"]:
+                value = w["requirements"][f.name]
+                shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+                f = msgspec.structs.replace(f, default=shown)
+            fields.append(f)
+        out.append({**w, "fields": fields, "extra": orjson.dumps({"type": w["event"]}).decode()})
     return out
 
 
@@ -395,63 +314,59 @@ RECORD = "run_record.html"
 ACTIONS = "run_actions.html"
 
 
-@get("/runs/{run_id:str}", opt=needs("read"), include_in_schema=False)
-async def run_page(plane: Plane, run_id: v.Name) -> Template:
-    """The run page."""
-    return Template(template_name=PAGE, context=await _context(connected(plane), run_id, log_rows=True))
+class RunPage(Controller):
+    """``/ui/runs/{run_id}`` and its fragments and live feed."""
 
+    path = f"{UI_PATH}/runs/{{run_id:str}}"
+    include_in_schema = False
 
-@get("/runs/{run_id:str}/panels", opt=needs("read"), include_in_schema=False)
-async def run_panels(plane: Plane, run_id: v.Name) -> Template:
-    """The header, timeline and actions of the run page, as they are now."""
-    return Template(template_name=PANELS, context=await _context(connected(plane), run_id))
+    @get("/", opt=needs_page("read"))
+    async def run_page(self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name) -> Template:
+        """The run page."""
+        return page(request, PAGE, **await _context(connected(plane), run_id, log_rows=True))
 
+    @get("/panels", opt=needs_page("read"))
+    async def run_panels(self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name) -> Template:
+        """The header and timeline of the run page, as they are now."""
+        return page(request, PANELS, **await _context(connected(plane), run_id))
 
-@get("/runs/{run_id:str}/actions", opt=needs("read"), include_in_schema=False)
-async def run_actions(plane: Plane, run_id: v.Name) -> Template:
-    """The action forms of the run page, as they are now (the awaited events' forms change as
-    waits open and close)."""
-    return Template(template_name=ACTIONS, context=await _context(connected(plane), run_id))
+    @get("/actions", opt=needs_page("read"))
+    async def run_actions(self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name) -> Template:
+        """The action forms of the run page, as they are now (the awaited events' forms change
+        as waits open and close)."""
+        return page(request, ACTIONS, **await _context(connected(plane), run_id))
 
+    @get("/state", opt=needs_page("read"))
+    async def run_state(
+        self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name, at: v.OptionalSeq = None
+    ) -> Template:
+        """The run folded up to sequence ``at`` (``GET /runs/{id}/state``'s view), as HTML; 422
+        when ``at`` is before the run's first record."""
+        cp = connected(plane)
+        assert cp.log is not None
+        wf = await cp.run_workflow(run_id)
+        info = await _info(cp, wf)
+        st, raws = await load_run(cp.log, wf, run_id, up_to_seq=at)
+        if at is not None and not raws:
+            raise ApiError(
+                status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"at={at} is before the run's first record",
+                extra={"field": "at"},
+            )
+        accepts = {s.name: s.accepts for s in info.steps} if info is not None else {}
+        view = state_view(st, accepts, at)
+        return page(request, STATE, run_id=run_id, view=view, pretty=_pretty, status=view.status)
 
-@get("/runs/{run_id:str}/state", opt=needs("read"), include_in_schema=False)
-async def run_state_fragment(plane: Plane, run_id: v.Name, at: v.OptionalSeq = None) -> Template:
-    """The run folded up to sequence ``at`` (``GET /runs/{id}/state``'s view), as HTML."""
-    cp = connected(plane)
-    assert cp.log is not None
-    wf = await cp.run_workflow(run_id)
-    info = await _info(cp, wf)
-    st, raws = await load_run(cp.log, wf, run_id, up_to_seq=at)
-    if at is not None and not raws:
-        raise ApiError(
-            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"at={at} is before the run's first record",
-            extra={"field": "at"},
-        )
-    accepts = {s.name: s.accepts for s in info.steps} if info is not None else {}
-    view = state_view(st, accepts, at)
-    return Template(
-        template_name=STATE,
-        context={"run_id": run_id, "view": view, "pretty": _pretty, "status": view.status},
-    )
-
-
-@get("/runs/{run_id:str}/live", opt=needs("read"), include_in_schema=False, media_type="text/event-stream")
-async def run_live(request: Request[Any, Any, Any], plane: Plane, run_id: v.Name, after: v.Seq = 0) -> ServerSentEvent:
-    """The run's records after ``after`` as SSE: each a ``record`` event whose data is its event
-    log row (HTML), then ``ended`` after the record that ends the run."""
-    cp = connected(plane)
-    wf = await cp.run_workflow(run_id)
-    engine = request.app.template_engine
-    assert engine is not None
-    row = engine.get_template(RECORD)
-    return ServerSentEvent(_live(cp, row.render, wf, run_id, after))
-
-
-RUN_ROUTER = Router(
-    path="/ui",
-    route_handlers=[run_page, run_panels, run_actions, run_state_fragment, run_live],
-    tags=["ui"],
-    include_in_schema=False,
-)
-"""The run page's routes, registered with the rest of the UI (``services.control.ui.UI_ROUTERS``)."""
+    @get("/live", opt=needs_page("read"), media_type="text/event-stream")
+    async def run_live(
+        self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name, after: v.Seq = 0
+    ) -> ServerSentEvent:
+        """The run's records after ``after`` as SSE: each a ``record`` event whose data is its
+        event log row (HTML), ``actions`` after a record that changes the actions, then
+        ``ended`` after the record that ends the run."""
+        cp = connected(plane)
+        wf = await cp.run_workflow(run_id)
+        engine = request.app.template_engine
+        assert engine is not None
+        row = engine.get_template(RECORD)
+        return ServerSentEvent(_live(cp, row.render, wf, run_id, after))

@@ -1,54 +1,8 @@
-// The run page (/ui/runs/{id}): the workflow graph (cytoscape + dagre), the "jl-json" htmx
-// extension that turns the action forms into the JSON bodies of the API, the answers of those
-// calls, and keeping the state slider in step with the live log.
+// The run page (/ui/runs/{id}): the workflow graph (cytoscape + dagre), the answers of the action
+// forms' API calls (their bodies are built by ui.js's jetloom-json extension), and keeping the
+// state slider in step with the live log.
 (function () {
   "use strict";
-
-  // ---- forms -> JSON bodies -------------------------------------------------------------------
-  function value(el) {
-    const kind = el.dataset.json || "text";
-    if (kind === "boolean") return el.checked;
-    const raw = el.value;
-    if (raw === "" && kind !== "text") return undefined;
-    if (kind === "integer") return parseInt(raw, 10);
-    if (kind === "number") return Number(raw);
-    if (kind === "json") return JSON.parse(raw);
-    return raw;
-  }
-
-  function fields(form) {
-    const out = {};
-    for (const el of form.querySelectorAll("[name][data-json]")) {
-      const v = value(el);
-      if (v === undefined || (v === "" && !el.required)) continue;
-      out[el.name] = v;
-    }
-    return out;
-  }
-
-  function body(form) {
-    if (form.dataset.eventType) return { type: form.dataset.eventType, data: fields(form) };
-    return fields(form);
-  }
-
-  function badJson(form) {
-    for (const el of form.querySelectorAll("[data-json=json]")) {
-      if (el.value.trim() === "") continue;
-      try { JSON.parse(el.value); } catch (e) { return el.name + ": not JSON (" + e.message + ")"; }
-    }
-    return null;
-  }
-
-  htmx.defineExtension("jl-json", {
-    onEvent: function (name, evt) {
-      if (name === "htmx:configRequest") evt.detail.headers["Content-Type"] = "application/json";
-      return true;
-    },
-    encodeParameters: function (xhr, parameters, elt) {
-      xhr.overrideMimeType("text/json");
-      return JSON.stringify(body(elt.closest("form") || elt));
-    },
-  });
 
   // ---- answers of the API ---------------------------------------------------------------------
   function show(form, text, ok, href) {
@@ -69,16 +23,6 @@
     const header = document.querySelector(".run-header");
     return header && ["completed", "failed", "cancelled"].includes(header.dataset.status);
   }
-
-  document.body.addEventListener("htmx:beforeRequest", function (evt) {
-    const form = evt.detail.elt;
-    if (!(form instanceof HTMLFormElement) || !form.classList.contains("action")) return;
-    const problem = badJson(form);
-    if (problem) {
-      evt.preventDefault();
-      show(form, problem, false);
-    }
-  });
 
   document.body.addEventListener("htmx:afterRequest", function (evt) {
     const form = evt.detail.elt;
