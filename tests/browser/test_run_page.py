@@ -2,7 +2,8 @@
 control plane on uvicorn) plus a worker process serving tests/browser/run_flows.py. The page shows
 the run's steps on the timeline, answers the awaited event through its form and sees the run
 complete live; the state slider shows an earlier sequence; rollback and fork do what the API says;
-the API's 4xx reasons show on the page."""
+the API's 4xx reasons show on the page; with API tokens, the login cookie carries the page, its
+live stream and its actions."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ async def review(stack: Stack) -> AsyncIterator[WorkerProcess]:
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The JSON API of the stack, to start runs and check what the page shows against it."""
-    async with httpx.AsyncClient(base_url=stack.url) as client:
+    headers = {"Authorization": f"Bearer {stack.token}"} if stack.token else {}
+    async with httpx.AsyncClient(base_url=stack.url, headers=headers) as client:
         yield client
 
 
@@ -176,3 +178,26 @@ async def test_state_slider_rollback_and_fork(
     markers = [r for r in await records(api, run_id) if r["type"] == "RolledBack"]
     assert [(m["data"]["to_seq"], m["data"]["reason"]) for m in markers] == [(wait_seq, "again")]
     assert (await api.get(f"/runs/{run_id}")).json()["status"] == "waiting"
+
+
+TOKEN = "run-page-test-token"
+
+
+@pytest.mark.parametrize("stack", [{"token": TOKEN}], indirect=True)
+async def test_with_tokens_the_login_carries_the_page_its_stream_and_its_actions(
+    stack: Stack, page: Page, review: WorkerProcess, api: httpx.AsyncClient
+) -> None:
+    run_id = await start(api, parts=1)
+    async with httpx.AsyncClient(base_url=stack.url) as anonymous:
+        assert (await anonymous.get(f"/runs/{run_id}")).status_code == 401
+    await page.goto(f"/ui/runs/{run_id}")
+    await expect(page.locator("#token")).to_be_visible()  # the login page, coming back here after
+    await page.locator("#token").fill(TOKEN)
+    await page.locator("#token").press("Enter")
+    await expect(page.locator("#run-id")).to_have_text(run_id)
+    await expect(page.locator("#run-status")).to_have_text("waiting", timeout=LIVE)  # live, over the cookie
+    form = page.locator("form.send-event")
+    await form.locator("[data-field=text]").fill("logged in")
+    await form.get_by_role("button").click()  # POST /runs/{id}/events with the cookie and HX-Request
+    await expect(page.locator("#run-status")).to_have_text("completed", timeout=LIVE)
+    assert (await api.get(f"/runs/{run_id}")).json()["result"]["text"] == "logged in"
