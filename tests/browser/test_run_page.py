@@ -14,6 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from services.control.ui import run as run_page
 from services.launcher import WorkerProcess
 from tests.browser.conftest import ROOT, Stack, save_doc_screenshot
 
@@ -117,12 +118,24 @@ async def test_answer_the_awaited_event_through_its_form(
 
 
 async def test_state_slider_rollback_and_fork(
-    stack: Stack, page: Page, review: WorkerProcess, api: httpx.AsyncClient
+    stack: Stack, page: Page, review: WorkerProcess, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = await start(api, parts=2)
     await page.goto(f"/ui/runs/{run_id}")
     await expect(page.locator("#run-status")).to_have_text("waiting", timeout=LIVE)
     recs = await records(api, run_id)
+
+    # the event log in pages (the control plane serves in this process: a page of 10 records)
+    monkeypatch.setattr(run_page, "LOG_PAGE", 10)
+    await page.reload()
+    await expect(page.locator("#run-log .rec")).to_have_count(10)
+    while await page.locator(".log-earlier").count():
+        label = await page.locator(".log-earlier").text_content()
+        await page.locator(".log-earlier").click()
+        await expect(page.get_by_text(label or "")).to_have_count(0)  # replaced by the page before
+    shown = await page.locator("#run-log .rec").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert shown == sorted(shown) and set(shown) >= {r["seq"] for r in recs}
+    monkeypatch.undo()
     first, last = recs[0]["seq"], recs[-1]["seq"]
     split_done = max(r["seq"] for r in recs if r["type"] == "Part")  # split's commit ends with its parts
     wait_seq = next(r["seq"] for r in recs if r["type"] == "StepSuspended" and r["data"]["kind"] == "event")

@@ -8,6 +8,7 @@ page live over ``/ui/runs/{run_id}/live`` (Server-Sent Events, read by htmx's ss
     GET /ui/runs/{run_id}/panels        header and timeline (refreshed when records arrive)
     GET /ui/runs/{run_id}/actions       the action forms (refreshed when a wait opens or closes)
     GET /ui/runs/{run_id}/state?at=N    the state folded up to sequence N (the slider's fragment)
+    GET /ui/runs/{run_id}/log?before=N  the event log's rows before sequence N ("Show earlier")
     GET /ui/runs/{run_id}/live?after=N  records after N as SSE: ``record`` events (an event log
                                         row as HTML), ``actions`` after a record that changes them,
                                         then ``ended`` after the record that ends the run
@@ -213,6 +214,13 @@ def _graph(info: WorkflowInfo | None, t: Timeline, status: str) -> dict[str, Any
     return {"elements": nodes + edges, "steps": state}
 
 
+LOG_PAGE = 300
+"""Records of the event log the page shows at first, the newest; "Show earlier" loads as many
+more each time (``/ui/runs/{id}/log?before=N``)."""
+TABLE_ROWS = 300
+"""Step executions the table under the timeline lists at most, the latest (the bars show all)."""
+
+
 async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> dict[str, Any]:
     """What the page's templates show; ``log_rows``: the event log's rows too (the whole page)."""
     wf, st, raws = await _load(cp, run_id)
@@ -226,7 +234,8 @@ async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> 
         "run": view,
         "status": status,
         "timeline": t,
-        "executions": t.executions,
+        "executions": t.executions[-TABLE_ROWS:],
+        "execution_count": sum(len(r.executions) for r in t.rows),
         "lanes": _lanes(t),
         "ticks": _ticks(t),
         "links": _links(raws, t),
@@ -235,7 +244,8 @@ async def _context(cp: ControlPlane, run_id: str, *, log_rows: bool = False) -> 
         "first_seq": raws[0].seq if raws else 0,
         "last_seq": raws[-1].seq if raws else 0,
         "record_count": len(raws),
-        "records": [_row(r) for r in raws] if log_rows else [],
+        "records": [_row(r) for r in raws[-LOG_PAGE:]] if log_rows else [],
+        "earlier": raws[-LOG_PAGE].seq if log_rows and len(raws) > LOG_PAGE else None,
         "rolled_back": [list(r) for r in st.rollbacks],
         "ms": _ms,
         "offset": lambda ns: _offset(t, ns),
@@ -312,6 +322,7 @@ PANELS = "run_panels.html"
 STATE = "run_state.html"
 RECORD = "run_record.html"
 ACTIONS = "run_actions.html"
+LOG = "run_log.html"
 
 
 class RunPage(Controller):
@@ -335,6 +346,23 @@ class RunPage(Controller):
         """The action forms of the run page, as they are now (the awaited events' forms change
         as waits open and close)."""
         return page(request, ACTIONS, **await _context(connected(plane), run_id))
+
+    @get("/log", opt=needs_page("read"))
+    async def run_log(self, request: Request[Any, Any, Any], plane: Plane, run_id: v.Name, before: v.Seq) -> Template:
+        """The ``LOG_PAGE`` records of the event log before sequence ``before`` (and a "Show
+        earlier" button when there are more)."""
+        cp = connected(plane)
+        _, st, raws = await _load(cp, run_id)
+        older = [r for r in raws if r.seq < before]
+        shown = older[-LOG_PAGE:]
+        return page(
+            request,
+            LOG,
+            run_id=run_id,
+            records=[_row(r) for r in shown],
+            earlier=shown[0].seq if len(older) > LOG_PAGE else None,
+            rolled_back=[list(r) for r in st.rollbacks],
+        )
 
     @get("/state", opt=needs_page("read"))
     async def run_state(
