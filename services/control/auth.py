@@ -251,16 +251,16 @@ class ApiAuth:
 
 
 def cookie_value(token: str) -> str:
-    """The login cookie's value for ``token``: its UTF-8 bytes in URL-safe base64 (any token
-    fits a cookie that way)."""
-    return base64.urlsafe_b64encode(token.strip().encode()).decode("ascii")
+    """The login cookie's value for ``token``: its UTF-8 bytes in URL-safe base64 without
+    padding (any token fits a cookie that way, unquoted)."""
+    return base64.urlsafe_b64encode(token.strip().encode()).decode("ascii").rstrip("=")
 
 
 def _cookie_token(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return base64.urlsafe_b64decode(value.encode("ascii")).decode("latin-1")
+        return base64.urlsafe_b64decode(value.encode("ascii") + b"=" * (-len(value) % 4)).decode("latin-1")
     except (ValueError, UnicodeEncodeError):
         return None
 

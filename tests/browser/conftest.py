@@ -2,7 +2,8 @@
 processes serving ``tests.browser.flows``) and a Playwright page on Debian's chromium.
 
 - ``stack``: the running stack (``Stack``: ``url``, ``token``, ``client``). Parametrize it
-  indirectly with ``{"token": "..."}`` for a control plane that needs that API token.
+  indirectly with ``{"tokens": {"<token>": ["read", ...], ...}}`` for a control plane that
+  needs API tokens (the first is ``Stack.token``, the client's).
 - ``page``: a Playwright page (async API) whose ``base_url`` is the stack's; after each test a
   screenshot of it goes to ``tests/browser/artifacts/<test>.png`` (git-ignored).
 - ``save_doc_screenshot(page, name)``: with ``JETLOOM_SCREENSHOTS=1`` (``make screenshots``),
@@ -14,6 +15,7 @@ Chromium: ``/usr/bin/chromium`` (``make test`` installs Debian's package where i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.client import Client
-from services.control.auth import ApiAuth
+from services.control.auth import ApiAuth, ApiToken
 from services.launcher import ControlPlaneServer
 from services.launcher import WorkerProcess as AsyncWorkerProcess
 from services.natsserver import EmbeddedNats
@@ -38,7 +40,8 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 SCREENSHOTS_ENV = "JETLOOM_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 800}
 FLOWS = ("tests.browser.flows:Signup", "tests.browser.flows:Approve")
-WAIT_MS = 15_000  # how long an expectation on the page may take
+WAIT_MS = 15_000  # how long an expectation on the page may take (a loaded machine is slow)
+expect.set_options(timeout=WAIT_MS)
 
 
 @dataclass
@@ -57,8 +60,16 @@ async def stack(request: pytest.FixtureRequest, nats_server: EmbeddedNats) -> As
     """nats-server, a control plane on uvicorn (this event loop) and one worker process per
     workflow of ``tests.browser.flows``, ready; all stopped afterwards."""
     options: dict[str, Any] = getattr(request, "param", None) or {}
-    token = options.get("token")
-    auth = ApiAuth.from_token(token) if token else None
+    tokens: dict[str, list[str]] = options.get("tokens") or {}
+    auth = (
+        ApiAuth(
+            ApiToken(name=f"token{i}", digest=hashlib.sha256(t.encode()).digest(), scopes=frozenset(scopes))
+            for i, (t, scopes) in enumerate(tokens.items(), 1)
+        )
+        if tokens
+        else None
+    )
+    token = next(iter(tokens), None)
     cp = ControlPlaneServer(nats_server.url, port=0, shutdown_grace=1.0, auth=auth)
     await cp.start()
     workers: list[AsyncWorkerProcess] = []

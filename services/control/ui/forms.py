@@ -34,7 +34,7 @@ class FormField(msgspec.Struct, frozen=True, kw_only=True):
         default: the schema's default as the input shows it (``""`` for none; JSON text for a
             ``json`` field).
         choices: the ``enum`` values of a select.
-        description: the schema's ``description`` or ``title``.
+        description: the schema's ``description`` (a ``title`` is the name again, not shown).
     """
 
     name: str
@@ -65,7 +65,7 @@ def _unwrap(node: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 def _field(name: str, node: dict[str, Any], required: bool) -> FormField:
     node, nullable = _unwrap(node)
     kind = node.get("type")
-    description = str(node.get("description") or node.get("title") or "")
+    description = str(node.get("description") or "")
     default = node.get("default")
     enum = node.get("enum")
     if isinstance(enum, list) and enum and all(isinstance(e, str) for e in enum):

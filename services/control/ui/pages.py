@@ -62,7 +62,8 @@ def page(
 def login_redirect(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
     """A page asked for without a valid login: a redirect to the login page that comes back
     here (for an htmx request, a 401 with ``HX-Redirect`` so that the whole page goes there)."""
-    target = f"{LOGIN_PATH}?next={quote(request.url.path)}"
+    query = request.url.query
+    target = f"{LOGIN_PATH}?next={quote(request.url.path + (f'?{query}' if query else ''), safe='/')}"
     if is_htmx(request):
         return Response(b"", status_code=401, headers={"HX-Redirect": target})
     return Redirect(target)
