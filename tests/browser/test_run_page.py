@@ -196,7 +196,7 @@ async def test_state_slider_rollback_and_fork(
 TOKEN = "run-page-test-token"
 
 
-@pytest.mark.parametrize("stack", [{"token": TOKEN}], indirect=True)
+@pytest.mark.parametrize("stack", [{"tokens": {TOKEN: ["read", "run", "admin"]}}], indirect=True)
 async def test_with_tokens_the_login_carries_the_page_its_stream_and_its_actions(
     stack: Stack, page: Page, review: WorkerProcess, api: httpx.AsyncClient
 ) -> None:
@@ -214,3 +214,23 @@ async def test_with_tokens_the_login_carries_the_page_its_stream_and_its_actions
     await form.get_by_role("button").click()  # POST /runs/{id}/events with the cookie and HX-Request
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=LIVE)
     assert (await api.get(f"/runs/{run_id}")).json()["result"]["text"] == "logged in"
+
+
+READER = "run-page-reader-token"
+
+
+@pytest.mark.parametrize("stack", [{"tokens": {TOKEN: ["read", "run", "admin"], READER: ["read"]}}], indirect=True)
+async def test_a_read_only_login_sees_the_page_and_the_apis_403_on_its_actions(
+    stack: Stack, page: Page, review: WorkerProcess, api: httpx.AsyncClient
+) -> None:
+    run_id = await start(api, parts=1)
+    await page.goto(f"/ui/runs/{run_id}")
+    await page.locator("#token").fill(READER)
+    await page.locator("#token").press("Enter")
+    await expect(page.locator("#run-status")).to_have_text("waiting", timeout=LIVE)
+    form = page.locator("form.send-event")
+    await form.locator("[data-field=text]").fill("not allowed")
+    await form.get_by_role("button").click()
+    await expect(form.locator(".result.error")).to_contain_text("403")
+    await expect(page.locator("#run-status")).to_have_text("waiting")
+    assert not [r for r in await records(api, run_id) if r["type"] == "Verdict"]
