@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DOC_IMAGES = ROOT / "docs" / "img"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 SCREENSHOTS_ENV = "JETLOOM_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 800}
 FLOWS = ("tests.browser.flows:Signup", "tests.browser.flows:Approve")
@@ -90,7 +91,7 @@ async def stack(request: pytest.FixtureRequest, nats_server: EmbeddedNats) -> As
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Chromium, headless (``--no-sandbox`` when running as root, as CI does)."""
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         pytest.fail(f"no chromium at {CHROMIUM}: install Debian's (apt-get install chromium) or set CHROMIUM")
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     async with async_playwright() as pw:

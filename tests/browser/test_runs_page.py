@@ -40,6 +40,7 @@ async def test_newest_first_filters_and_older_pages(stack: Stack, page: Page) ->
     await expect(rows).to_have_count(4)
     ids = [await r.get_attribute("id") for r in await rows.all()]
     assert ids == [f"run-{r.run_id}" for r in [waiting, *reversed(signups)]]  # newest first
+    await save_doc_screenshot(page, "runs")
 
     await page.get_by_label("Workflow").select_option("Signup")  # submits the filter form
     await expect(page).to_have_url(re.compile(r"workflow=Signup"))
@@ -55,7 +56,6 @@ async def test_newest_first_filters_and_older_pages(stack: Stack, page: Page) ->
     # two per page: the newest two, then older ones, then back to the newest
     await page.goto("/ui/?limit=2")
     await expect(rows).to_have_count(2)
-    await save_doc_screenshot(page, "runs")
     await page.get_by_role("link", name="Older »").click()
     await expect(page).to_have_url(re.compile(r"cursor=\d+"))
     await expect(rows).to_have_count(2)

@@ -2,7 +2,9 @@
 
 One ``RunFeed`` per control plane follows the ``sys`` records of every workflow of the catalog
 (``EventLog.follow_type`` with the type ``*``, a subject wildcard: one follow consumer per
-workflow, made from now on, so nothing stored is read) while at least one browser listens, and
+workflow, delivering from now on, so nothing stored is read; the log keeps it for the life of
+the connection, and the feed's sink is removed when the last browser leaves) while at least one
+browser listens, and
 hands each listener the ``(workflow, run id, record type)`` of every such record. Workflows
 that appear in the catalog later are followed within ``REFRESH_S``; a rebuilt NATS connection
 (a new log) is followed again. A listener that falls behind by more than ``QUEUE_MAX`` records

@@ -75,14 +75,15 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     answer = http_error(request, exc) if isinstance(exc, HTTPException) else unexpected_error(request, exc)
     body = answer.content if isinstance(answer.content, dict) else {}
     reason = str(body.get("error", "error"))
+    status = answer.status_code or 500
     if is_htmx(request):
         return Template(
             template_str='<p class="error">{{ reason }}</p>',
             context={"reason": reason},
-            status_code=answer.status_code,
+            status_code=status,
             media_type="text/html",
         )
-    return page(request, "error.html", status_code=answer.status_code, reason=reason, status=answer.status_code)
+    return page(request, "error.html", status_code=status, reason=reason, status=status)
 
 
 # ---- Jinja filters ----------------------------------------------------------------------------
