@@ -16,7 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from engine import StopEvent, WorkflowCancelledError
+from engine import NoLiveWorkerWarning, StopEvent, WorkflowCancelledError
 from engine.jetstream.registry import KvRegistry as Registry
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
@@ -89,7 +89,8 @@ async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_co
     # at once, not after the TTL: an entry left behind would stay listed for 120 s
     await served(client, "Chain3", instances=0, timeout=5)
 
-    handle = await client.start("Chain3", text="queued run here")
+    with pytest.warns(NoLiveWorkerWarning, match="'Chain3'"):  # the run waits for a worker: said so
+        handle = await client.start("Chain3", text="queued run here")
     assert handle.queued
     assert (await handle.status())["status"] == "running"
     await start_worker(CHAIN)
@@ -279,12 +280,16 @@ async def test_runs_are_paginated_with_a_cursor(
     cursor: int | None = 0
     pages = 0
     while cursor is not None:
-        page, cursor = await client.runs(workflow="Chain3", limit=3, cursor=cursor)
+        page, cursor = await client.runs(workflow="Chain3", limit=3, cursor=cursor, order="oldest")
         seen += [r["run_id"] for r in page]
         pages += 1
     assert seen == ids
     assert pages == 3
-    assert [r["run_id"] async for r in client.iter_runs(page=2)] == ids
+    assert [r["run_id"] async for r in client.iter_runs(page=2, order="oldest")] == ids
+    # the default order is newest first, paged the same way
+    assert [r["run_id"] async for r in client.iter_runs(page=2)] == ids[::-1]
+    page, cursor = await client.runs(workflow="Chain3", limit=3)
+    assert [r["run_id"] for r in page] == ids[:-4:-1] and cursor == page[-1]["seq"]
 
 
 async def test_send_event_from_outside_completes_a_waiting_run(
