@@ -132,7 +132,7 @@ class SubjectScan(Protocol):
 
 
 SCAN_CHUNK = 512  # records asked for by one scan of a window (newest first)
-FIRST_WINDOW = 16  # stream sequences per run wanted that the first window of a page assumes
+FIRST_WINDOW = 16  # stream sequences per run the first window of a page assumes, until one is seen
 _WAIT_SUBJECT = "StepSuspended"
 
 
@@ -145,6 +145,9 @@ class LogRunIndex:
 
     def __init__(self, log: SubjectScan) -> None:
         self.log = log
+        # stream sequences per run last seen by a newest-first listing, per subject filter: the
+        # first window of the next page is sized from it
+        self._spacing: dict[str, float] = {}
 
     def _terminal_subjects(self, workflow: str, run_id: str) -> list[str]:
         base = f"{self.log.prefix}.run.{workflow}.{run_id}."
@@ -183,8 +186,9 @@ class LogRunIndex:
         self, subject: str, status: str | None, limit: int, cursor: int
     ) -> tuple[list[RunSummary], int | None]:
         """Pages backward: windows ``(low, high]`` of stream sequences below ``cursor``, each
-        scanned forward, newest run of each taken first; the next window is sized from the runs
-        per sequence seen so far (at least twice the last when it held none)."""
+        scanned forward, newest run of each taken first. The first window is sized from the runs
+        per sequence the previous listing of ``subject`` saw (``FIRST_WINDOW`` before any), the
+        next from those seen so far (four times the last when it held none)."""
         if cursor > 0:
             high = cursor - 1
         else:
@@ -194,12 +198,14 @@ class LogRunIndex:
             high = newest.seq
         found: list[RunSummary] = []
         seen_runs = seen_span = 0
-        window = limit * FIRST_WINDOW
+        window = int(limit * self._spacing.get(subject, FIRST_WINDOW) * 1.25) + 1
         while high > 0:
             low = max(0, high - window)
             started = await self._window(subject, low, high)
             seen_runs += len(started)
             seen_span += high - low
+            if seen_runs:
+                self._spacing[subject] = seen_span / seen_runs
             started.reverse()
             for i in range(0, len(started), max(limit, 100) if status else limit):
                 chunk = started[i : i + (max(limit, 100) if status else limit)]
@@ -217,18 +223,23 @@ class LogRunIndex:
         return found, None
 
     async def _window(self, subject: str, low: int, high: int) -> list[RawRecord]:
-        """The records of ``subject`` with ``low < seq <= high``, in sequence order."""
+        """The records of ``subject`` with ``low < seq <= high``, in sequence order. A scan
+        cannot stop at ``high``: each asks for about as many records as the window should hold
+        (from the spacing seen), so that few are read past it."""
         out: list[RawRecord] = []
         after = low
-        while True:
-            got = await self.log.scan(subject, after_seq=after, limit=SCAN_CHUNK)
+        spacing = self._spacing.get(subject, 1.0)
+        while after < high:
+            want = min(SCAN_CHUNK, high - after, int((high - after) / spacing * 1.25) + 8)
+            got = await self.log.scan(subject, after_seq=after, limit=want)
             for rec in got:
                 if rec.seq > high:
                     return out
                 out.append(rec)
-            if len(got) < SCAN_CHUNK:
+            if len(got) < want:
                 return out
             after = got[-1].seq
+        return out
 
     async def _summaries(self, started: list[RawRecord], status: str | None) -> list[RunSummary]:
         """The runs of ``RunStarted`` records ``started``, in their order, with their status;
@@ -250,10 +261,13 @@ class LogRunIndex:
             st, ended = ends.get(p.run_id, ("running", None))
             if status is None or st == status or (st == "running" and status == "waiting"):
                 rows.append((raw, p, st, ended))
-        asks = [(i, p) for i, (_, p, st, _) in enumerate(rows) if st == "running" and p.run_id in suspended]
+        asks = [(i, raw, p) for i, (raw, p, st, _) in enumerate(rows) if st == "running" and p.run_id in suspended]
         if asks:
-            waits = await asyncio.gather(*(self.open_event_waits(p.workflow, p.run_id) for _, p in asks))
-            for (i, _), open_waits in zip(asks, waits, strict=True):
+            # (a run's records follow its RunStarted: its scans start there)
+            waits = await asyncio.gather(
+                *(self.open_event_waits(p.workflow, p.run_id, after_seq=raw.seq) for _, raw, p in asks)
+            )
+            for (i, _, _), open_waits in zip(asks, waits, strict=True):
                 if open_waits:
                     raw, p, _, ended = rows[i]
                     rows[i] = (raw, p, "waiting", ended)
@@ -270,16 +284,18 @@ class LogRunIndex:
             if status is None or st == status
         ]
 
-    async def open_event_waits(self, workflow: str, run_id: str) -> list[tuple[RawRecord, StepSuspended]]:
+    async def open_event_waits(
+        self, workflow: str, run_id: str, *, after_seq: int = 0
+    ) -> list[tuple[RawRecord, StepSuspended]]:
         """The run's ``wait_for_event`` waits that no ``Resume`` resolved, in the order they were
         recorded: ``(the StepSuspended record, its body)``. From the run's ``sys.StepSuspended``
-        and ``cmd.*`` records only (the rule of ``RunState.open_event_waits``; the run's end is
-        not checked)."""
+        and ``cmd.*`` records after ``after_seq`` only (the rule of
+        ``RunState.open_event_waits``; the run's end is not checked)."""
         base = f"{self.log.prefix}.run.{workflow}.{run_id}."
-        suspensions = await self._all(base + "sys." + _WAIT_SUBJECT)
+        suspensions = await self._all(base + "sys." + _WAIT_SUBJECT, after_seq)
         if not suspensions:
             return []
-        commands = await self._all(base + "cmd.*")
+        commands = await self._all(base + "cmd.*", after_seq)
         resolved: set[tuple[int, str, str]] = set()
         for raw in commands:
             body = decode_record(raw).body
@@ -297,10 +313,10 @@ class LogRunIndex:
                 out.append((raw, body))
         return out
 
-    async def _all(self, subject: str) -> list[RawRecord]:
+    async def _all(self, subject: str, after_seq: int) -> list[RawRecord]:
         out: list[RawRecord] = []
         while True:
-            got = await self.log.scan(subject, after_seq=out[-1].seq if out else 0, limit=SCAN_CHUNK)
+            got = await self.log.scan(subject, after_seq=out[-1].seq if out else after_seq, limit=SCAN_CHUNK)
             out += got
             if len(got) < SCAN_CHUNK:
                 return out
