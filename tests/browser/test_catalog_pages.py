@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import httpx
-
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Stack
