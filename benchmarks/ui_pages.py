@@ -6,7 +6,8 @@ Appends ``--runs`` runs (default 100,000) to a fresh nats-server (file storage),
 in fifty ``RunFailed``, one in a hundred a ``StepSuspended`` event wait: ``waiting``). Then
 times over HTTP (median of ``--repeat``), with the page of 50 rows rendered:
 
-- the first page (``/ui/``), and with a workflow filter;
+- the first page (``/ui/``), beside the same page of the JSON API (``GET /runs``), and with a
+  workflow filter;
 - the 50th page (following ``Older``'s cursor);
 - the rare statuses (``?status=waiting``, ``?status=failed``).
 
@@ -100,6 +101,7 @@ async def measure(runs: int, records: int, repeat: int) -> dict[str, float]:
                     rows = body.count('<tr id="run-')
                     if rows != 50:
                         raise RuntimeError(f"the first page has {rows} rows, not 50")
+                    figures["the same from the JSON API (GET /runs)"], _ = await timed(http, "/runs?limit=50", repeat)
                     figures["first page, workflow=Orders"], _ = await timed(http, "/ui/?workflow=Orders", repeat)
                     path = "/ui/"
                     for _ in range(49):  # follow "Older" to page 50
