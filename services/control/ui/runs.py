@@ -33,6 +33,7 @@ PAGE_SIZE = 50  # runs per page of the list
 UI_STATUSES = tuple(dict.fromkeys([*RUN_STATUSES, "waiting"]))
 """The statuses the list filters by (the run index's, ``waiting`` included)."""
 COALESCE_S = 0.1  # seconds the live feed gathers changes before it renders rows
+BATCH_MAX = 200  # runs a live stream renders per batch (the others update with their next record)
 FRESH_MAX = 10_000  # new runs a live stream remembers (whether their row was sent)
 
 
@@ -152,6 +153,9 @@ async def _changes(
                     fresh[run_id] = False
                     if len(fresh) > FRESH_MAX:
                         del fresh[next(iter(fresh))]
+            if len(runs) > BATCH_MAX:  # a flood: new runs first, then the others as they came
+                order = sorted(runs, key=lambda r: fresh.get(r) is not False)
+                runs = {r: runs[r] for r in order[:BATCH_MAX]}
             for run_id, wf in runs.items():
                 summary = await run_summary(cp, wf, run_id)
                 if summary is None:
