@@ -1,6 +1,6 @@
 """The runs list, ``/ui/``: newest first, filtered by workflow and status, in pages of the run
-index (``RunIndex.list_runs(newest_first=True)``: a page costs the same at 100,000 runs as at
-ten), and live: ``/ui/runs/live`` pushes new runs and status changes as Server-Sent Events whose
+index (``RunIndex.list_runs(newest_first=True)``: one page of the index, never every run), and
+live: ``/ui/runs/live`` pushes new runs and status changes as Server-Sent Events whose
 data is the run's table row, swapped in by htmx's SSE extension (a new run goes on top of the
 first page; a row listens for the event named ``run-<run id>`` and is replaced by it).
 """
