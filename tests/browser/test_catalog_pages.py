@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Stack
@@ -59,3 +60,19 @@ async def test_the_form_shows_the_apis_error_for_a_bad_field(stack: Stack, page:
     await expect(error).to_be_visible()
     await expect(error).to_contain_text("tags")
     await expect(page).to_have_url(re.compile(r"/ui/workflows/Signup$"))
+
+
+async def test_errors_of_pages_are_pages(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+        resp = await http.get("/ui/workflows/Nope")
+        assert resp.status_code == 404 and resp.headers["content-type"].startswith("text/html")
+        assert "no workflow named &#39;Nope&#39;" in resp.text and "<nav>" in resp.text
+        resp = await http.get("/ui/?status=bogus")
+        assert resp.status_code == 400 and "unknown status" in resp.text
+        resp = await http.get("/ui/?workflow=no.dots")
+        assert resp.status_code == 400 and resp.headers["content-type"].startswith("text/html")
+        resp = await http.get("/ui/?cursor=-1")
+        assert resp.status_code == 400 and resp.headers["content-type"].startswith("text/html")
+        # (the JSON API's errors stay JSON)
+        resp = await http.get("/workflows/Nope")
+        assert resp.status_code == 404 and resp.json()["status"] == 404

@@ -77,3 +77,16 @@ async def test_a_new_run_the_filter_leaves_out_does_not_appear(stack: Stack, pag
     await expect(page.locator(f"#run-{mine.run_id}")).to_be_visible()  # (so the other one came first)
     await expect(page.locator(f"#run-{other.run_id}")).to_have_count(0)
     await mine.send_event(type="Decision", data={"approved": True})
+
+
+async def test_a_new_run_appears_on_a_status_page_once_it_has_that_status(stack: Stack, page: Page) -> None:
+    await page.goto("/ui/?status=waiting")
+    await _live(page)
+    done = await stack.client.start("Signup", name="x", age=1)
+    await done.result()
+    waits = await stack.client.start("Approve")  # running first, then waiting
+    row = page.locator(f"#run-{waits.run_id}")
+    await expect(row.locator(".badge")).to_have_text("waiting")
+    await expect(page.locator("#runs-body tr")).to_have_count(1)  # once, and not the completed one
+    await waits.send_event(type="Decision", data={"approved": True})
+    await expect(row.locator(".badge")).to_have_text("completed")  # the change shows where it is

@@ -98,6 +98,9 @@ async def test_the_cookie_opens_the_api_only_with_hx_request(stack: Stack) -> No
         assert "httponly" in set_cookie.lower() and "samesite=strict" in set_cookie.lower()
         assert READER not in set_cookie and f"{COOKIE}={cookie_value(READER)};" in set_cookie
         assert "Secure" not in set_cookie  # plain http here; Secure when served over https
+        resp = await http.post("/ui/login", data={"token": READER}, headers={"X-Forwarded-Proto": "https"})
+        assert "; Secure" in resp.headers["set-cookie"]  # behind a TLS proxy on this host
+        http.cookies.clear()
         resp = await http.post("/ui/login", data={"token": READER, "next": "//evil.example/ui"})
         assert resp.headers["location"] == "/ui/"
         http.cookies.clear()

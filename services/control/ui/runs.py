@@ -1,6 +1,6 @@
 """The runs list, ``/ui/``: newest first, filtered by workflow and status, in pages of the run
-index (``RunIndex.list_runs(newest_first=True)``: a page costs the same at 100,000 runs as at
-ten), and live: ``/ui/runs/live`` pushes new runs and status changes as Server-Sent Events whose
+index (``RunIndex.list_runs(newest_first=True)``: one page of the index, never every run), and
+live: ``/ui/runs/live`` pushes new runs and status changes as Server-Sent Events whose
 data is the run's table row, swapped in by htmx's SSE extension (a new run goes on top of the
 first page; a row listens for the event named ``run-<run id>`` and is replaced by it).
 """
@@ -33,6 +33,8 @@ PAGE_SIZE = 50  # runs per page of the list
 UI_STATUSES = tuple(dict.fromkeys([*RUN_STATUSES, "waiting"]))
 """The statuses the list filters by (the run index's, ``waiting`` included)."""
 COALESCE_S = 0.1  # seconds the live feed gathers changes before it renders rows
+BATCH_MAX = 200  # runs a live stream renders per batch (the others update with their next record)
+FRESH_MAX = 10_000  # new runs a live stream remembers (whether their row was sent)
 
 
 def _choice(value: str | None, field: str) -> str | None:
@@ -111,7 +113,8 @@ class RunsPages(Controller):
         workflow: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
-        """Server-Sent Events: ``run-new`` (a run started that the filters take: its row) and
+        """Server-Sent Events: ``run-new`` (a run that started since the stream opened, once the
+        filters take it, e.g. when it starts waiting on a ``status=waiting`` page: its row),
         ``run-<run id>`` (that run's row, changed), and a ``: keep-alive`` comment while idle."""
         cp = connected(plane)
         wf = _choice(workflow, "workflow")
@@ -125,6 +128,9 @@ class RunsPages(Controller):
 async def _changes(
     cp: ControlPlane, feed: Any, row: Any, workflow: str | None, status: str | None
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
+    # the runs whose RunStarted this stream saw (they started after it opened) -> whether their
+    # row was sent as new: with a status filter, a new run shows once it has that status
+    fresh: dict[str, bool] = {}
     async with feed.listen() as queue:
         yield ServerSentEventMessage(comment="listening")  # (sent at once: the browser knows it is up)
         while True:
@@ -138,17 +144,26 @@ async def _changes(
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     changes.append(queue.get_nowait())
-            runs: dict[tuple[str, str], bool] = {}  # run -> whether it started in this batch
+            runs: dict[str, str] = {}  # run id -> workflow, in the order they changed
             for wf, run_id, kind in changes:
-                if workflow is None or wf == workflow:
-                    runs[(wf, run_id)] = runs.get((wf, run_id), False) or kind == "RunStarted"
-            for (wf, run_id), started in runs.items():
+                if workflow is not None and wf != workflow:
+                    continue
+                runs[run_id] = wf
+                if kind == "RunStarted" and run_id not in fresh:
+                    fresh[run_id] = False
+                    if len(fresh) > FRESH_MAX:
+                        del fresh[next(iter(fresh))]
+            if len(runs) > BATCH_MAX:  # a flood: new runs first, then the others as they came
+                order = sorted(runs, key=lambda r: fresh.get(r) is not False)
+                runs = {r: runs[r] for r in order[:BATCH_MAX]}
+            for run_id, wf in runs.items():
                 summary = await run_summary(cp, wf, run_id)
                 if summary is None:
                     continue
                 html = row.render(run=summary).strip().replace("\n", " ")
-                if started:
+                if fresh.get(run_id) is False:  # new here, not shown yet
                     if status is None or summary.status == status:
+                        fresh[run_id] = True
                         yield ServerSentEventMessage(data=html, event="run-new")
                 else:
                     yield ServerSentEventMessage(data=html, event=f"run-{run_id}")
