@@ -383,7 +383,9 @@ class RunPage(Controller):
             )
         accepts = {s.name: s.accepts for s in info.steps} if info is not None else {}
         view = state_view(st, accepts, at)
-        return page(request, STATE, run_id=run_id, view=view, pretty=_pretty, status=view.status)
+        return page(
+            request, STATE, run_id=run_id, view=view, pretty=_pretty, status=view.status, catalog=info is not None
+        )
 
     @get("/live", opt=needs_page("read"), media_type="text/event-stream")
     async def run_live(
