@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "ApiToken",
     "ApiUrl",
     "AsJson",
+    "Debug",
     "api_client",
     "follow_run",
     "out",
@@ -55,25 +57,43 @@ ApiToken = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure too.")]
+
+#: Exit code when the control plane does not answer (as the process commands' for NATS).
+EXIT_UNREACHABLE = 2
+
+
 @contextlib.contextmanager
-def api_client(url: str, token: str | None = None) -> Iterator[SyncClient]:
-    """A client sending ``token`` (if any); API and connection errors become one clear line and
-    exit code 1."""
+def api_client(url: str, token: str | None = None, *, debug: bool = False) -> Iterator[SyncClient]:
+    """A client sending ``token`` (if any). An API error becomes one line and exit code 1; a
+    control plane that does not answer, one line with the cause, a hint line, and exit code 2.
+    With ``debug``, the traceback is printed first."""
     try:
         with SyncClient(url, token=token or None) as client:
             yield client
     except ApiError as exc:
+        if debug:
+            traceback.print_exc()
         if exc.status in (401, 403):
             hint = " (pass --token or set JETLOOM_API_TOKEN)" if exc.status == 401 else ""
-            err.print(f"[red]error:[/] {exc.reason}{hint} [dim](HTTP {exc.status})[/]")
+            err.print(f"[red]error:[/] {exc.reason}{hint} [dim](HTTP {exc.status})[/]", soft_wrap=True)
             raise typer.Exit(1) from None
         field = exc.body.get("field")
         where = f" (field {field!r})" if field and repr(field) not in exc.reason else ""
-        err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]")
+        err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]", soft_wrap=True)
         raise typer.Exit(1) from None
     except httpx.TransportError as exc:
-        err.print(f"[red]error:[/] cannot reach the control plane at {url}: {exc}")
-        raise typer.Exit(1) from None
+        if debug:
+            traceback.print_exc()
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        err.print(f"[red]error:[/] cannot reach the control plane at {url}: {cause}", soft_wrap=True, markup=True)
+        err.print(
+            "  hint: is it running? `jetloom dev` or `jetloom control-plane` starts one; "
+            "--url or JETLOOM_URL names another",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(EXIT_UNREACHABLE) from None
 
 
 def print_json(value: Any) -> None:
@@ -154,11 +174,12 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str | None, typer.Option(help="Run id (idempotent start).")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Start a run. Without --follow, prints its id; with it, streams it to the end."""
         fields = parse_fields(field or [])
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             handle = client.start(workflow, run_id=run_id, **fields)
             if not follow:
                 if as_json:
@@ -179,10 +200,11 @@ def register(app: typer.Typer) -> None:
         cursor: Annotated[int, typer.Option(min=0, help="Page cursor (from a previous page).")] = 0,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """List runs, oldest first."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             found, nxt = client.runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
         if as_json:
             print_json({"runs": found, "next_cursor": nxt})
@@ -201,10 +223,11 @@ def register(app: typer.Typer) -> None:
         after: Annotated[int, typer.Option(min=0, help="Only records after this sequence.")] = 0,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Print a run's records (its event log)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             handle = client.handle(run_id)
             if follow:
                 follow_run(handle, as_json, after)
@@ -228,6 +251,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Send an event to a run (e.g. human input)."""
@@ -237,7 +261,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="EVENT") from None
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             raise typer.BadParameter('expected {"type": "Name", "data": {...}}', param_hint="EVENT")
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             res = client.handle(run_id).send_event(
                 type=body["type"], data=body.get("data") or {}, step=step, idempotency_key=idempotency_key
             )
@@ -253,10 +277,11 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str, typer.Option(help="Recorded with the cancel.")] = "",
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Cancel a run: no step of it starts afterwards."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             res = client.handle(run_id).cancel(reason)
         if as_json:
             print_json(res)
@@ -269,10 +294,11 @@ def register(app: typer.Typer) -> None:
         at: Annotated[int | None, typer.Option("--at", min=0, help="Fold up to this stream sequence.")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """A run's context as of a sequence (time travel): status, state, done and pending steps."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             view = client.handle(run_id).state(at=at)
         if as_json:
             print_json(view)
@@ -290,10 +316,11 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str, typer.Option(help="Recorded with the rollback.")] = "",
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Roll a run back to a sequence: what came after no longer counts; pending steps rerun."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             res = client.handle(run_id).rollback(to, reason=reason)
         if as_json:
             print_json(res)
@@ -308,10 +335,11 @@ def register(app: typer.Typer) -> None:
         new_run_id: Annotated[str | None, typer.Option("--run-id", help="The new run's id.")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Fork a run at a sequence: a new run continuing from that point; prints its id."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             handle = client.handle(run_id).fork(at, run_id=new_run_id)
         if as_json:
             print_json({"run_id": handle.run_id, "workflow": handle.workflow, "forked_from": run_id, "at_seq": at})
@@ -323,10 +351,11 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="Id of a failed run.")],
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Retry a failed run from the step that failed (after a fix and a worker restart)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             res = client.handle(run_id).retry()
         if as_json:
             print_json(res)
@@ -334,9 +363,11 @@ def register(app: typer.Typer) -> None:
             out.print(f"retrying {run_id} from step {res['step']} (attempt {res['attempt']})", markup=False)
 
     @app.command()
-    def services(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
+    def services(
+        url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False, debug: Debug = False
+    ) -> None:
         """Live worker processes (from the registry)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             entries = client.services()
         if as_json:
             print_json(entries)
@@ -355,9 +386,11 @@ def register(app: typer.Typer) -> None:
         out.print(table)
 
     @app.command()
-    def workflows(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
+    def workflows(
+        url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False, debug: Debug = False
+    ) -> None:
         """Workflows in the catalog, with their steps and live instances."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             found = client.workflows()
         if as_json:
             print_json(found)

@@ -12,6 +12,7 @@ from .cli_api import (
     ApiToken,
     ApiUrl,
     AsJson,
+    Debug,
     api_client,
     follow_run,
     out,
@@ -33,10 +34,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str | None, typer.Option("--id", help="Session id (default: new).")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Create a session; prints its id."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             created = client.create_session(workflow, session_id=session_id)
         if as_json:
             print_json({"id": created.id, "workflow": created.workflow})
@@ -44,9 +46,11 @@ def register(app: typer.Typer) -> None:
             out.print(created.id, markup=False)
 
     @sessions.command("list")
-    def list_(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
+    def list_(
+        url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False, debug: Debug = False
+    ) -> None:
         """Every session, oldest first."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             found = client.sessions()
         if as_json:
             print_json(found)
@@ -61,10 +65,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """A session's runs and their status."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             s = client.session(session_id).info()
         if as_json:
             print_json(s)
@@ -82,10 +87,11 @@ def register(app: typer.Typer) -> None:
         follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             handle = client.session(session_id).start(**parse_fields(field or []))
             if follow:
                 follow_run(handle, as_json)
@@ -100,10 +106,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Forget a session (its runs stay in the log)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             client.session(session_id).delete()
         if as_json:
             print_json({"id": session_id, "deleted": True})

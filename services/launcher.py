@@ -185,15 +185,21 @@ class WorkerStartError(ChildProcessError):
     Attributes:
         pid: the worker's process id.
         output: its last output lines.
+        returncode: its exit code (2: its workflow did not import or NATS did not answer;
+            negative: the signal that ended it; None: unknown).
+        hint: the worker's ``  hint: ...`` line without its prefix, else None.
     """
 
-    def __init__(self, pid: int, output: str) -> None:
+    def __init__(self, pid: int, output: str, returncode: int | None = None) -> None:
         lines = [line for line in output.splitlines() if line.strip()]
         own = [line for line in lines if line.startswith("jetloom worker:")]
         reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
+        hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
         super().__init__(f"worker {pid} exited before it was ready: {reason}")
         self.pid = pid
         self.output = output
+        self.returncode = returncode
+        self.hint = hints[-1] if hints else None
 
 
 class WorkerProcess:
@@ -256,7 +262,7 @@ class WorkerProcess:
         try:
             return await self.child.await_ready(timeout=None)
         except NotReady as exc:
-            raise WorkerStartError(exc.pid, exc.output) from None
+            raise WorkerStartError(exc.pid, exc.output, exc.returncode) from None
 
     def output(self) -> str:
         """Its last output lines, newline-separated."""

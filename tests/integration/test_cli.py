@@ -102,7 +102,8 @@ async def test_send_and_cancel_and_errors(
     with socket.socket() as closed:  # bound, never listening, held open: connects are refused
         closed.bind(("127.0.0.1", 0))
         code, _, err = await jetloom(f"http://127.0.0.1:{closed.getsockname()[1]}", "runs")
-    assert code == 1 and "cannot reach" in err
+    assert code == 2 and "cannot reach" in err and "hint: is it running?" in err  # exit 2 (issue 19)
+    assert len(err.strip().splitlines()) == 2, err
 
 
 async def test_control_plane_command_serves_the_api(nats_url: str) -> None:
