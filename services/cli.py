@@ -290,7 +290,19 @@ def dev(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Control plane port (0 = any free port).")] = None,
     nats_port: Annotated[int | None, typer.Option(help="Embedded NATS port (0 = any free port).")] = None,
-    store_dir: Annotated[Path | None, typer.Option(help="Embedded NATS store directory.")] = None,
+    store_dir: Annotated[
+        Path | None,
+        typer.Option(help="Embedded NATS store directory (default: DATA_DIR/nats, else a temporary one)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the embedded server's store under this directory (DATA_DIR/nats) across "
+            "restarts; without it (or --store-dir, or [nats] store_dir) it is a temporary "
+            "directory removed at exit.",
+            show_default=False,
+        ),
+    ] = None,
     nats_url: no.NatsUrl = None,
     replicas: no.Replicas = None,
     nats_user: no.NatsUser = None,
@@ -315,7 +327,11 @@ def dev(
     debug: Debug = False,
 ) -> None:
     """Everything in one command: an embedded nats-server, the control plane and the workers.
-    Ctrl-C stops them all cleanly; a failure to start exits 1 with one line on stderr."""
+
+    A worker that dies is logged and restarted with backoff. Ctrl-C (or SIGTERM) stops them all
+    and exits 0; nothing is left in the working directory unless --data-dir (or --store-dir)
+    asks for it. A failure to start exits 1 with one line on stderr (2 with a hint line when a
+    workflow does not import)."""
     from .dev import run_dev
 
     nats = no.given(locals())  # (the command's parameters, before any other name)
@@ -329,6 +345,7 @@ def dev(
             port=port,
             nats_port=nats_port,
             store_dir=store_dir,
+            data_dir=data_dir,
             sync=sync,
             verbose=verbose,
         ),
