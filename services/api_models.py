@@ -58,6 +58,7 @@ __all__ = [
     "StateView",
     "StopEventView",
     "StreamEvent",
+    "WaitView",
     "WaitedRun",
     "WorkflowView",
 ]
@@ -239,13 +240,36 @@ class RunError(msgspec.Struct, kw_only=True):
     """The trigger no step could take: where, which step, why."""
 
 
+class WaitView(msgspec.Struct, kw_only=True):
+    """An open ``ctx.wait_for_event`` wait of a run: what the step waits for, since when."""
+
+    step: str
+    event: str | None
+    """The awaited event's type name."""
+    wait_id: str
+    """The wait's id in its step (``waiter_id``, or ``w<n>`` for the n-th wait)."""
+    trigger: int
+    """Stream sequence of the event that triggered the waiting step."""
+    seq: int
+    """Stream sequence of the ``StepSuspended`` record of the wait."""
+    since: str | None
+    """When the step suspended (RFC 3339 UTC)."""
+    timeout_at: str | None
+    """When the wait times out (RFC 3339 UTC), ``None`` without a timeout."""
+    requirements: dict[str, Any] = {}
+    """Field values the awaited event must have."""
+    event_schema: dict[str, Any] = {}
+    """JSON schema of the awaited event's fields."""
+
+
 class RunView(msgspec.Struct, kw_only=True):
     """``GET /runs/{id}``: a run folded from its log."""
 
     run_id: str
     workflow: str
     status: str
-    """``running``, ``completed``, ``failed`` or ``cancelled``."""
+    """``running``, ``waiting`` (not ended, with an open ``wait_for_event`` wait: see
+    ``waiting_for``), ``completed``, ``failed`` or ``cancelled``."""
     started_at: str | None
     """RFC 3339 UTC."""
     ended_at: str | None
@@ -261,6 +285,8 @@ class RunView(msgspec.Struct, kw_only=True):
     """The stream sequence of the run's last record."""
     state: dict[str, Any]
     """The run's context state."""
+    waiting_for: list[WaitView] = []
+    """The run's open ``wait_for_event`` waits, oldest first (empty once it ended)."""
 
 
 class StateView(RunView, kw_only=True):
@@ -292,14 +318,17 @@ class RunLine(msgspec.Struct, kw_only=True):
     run_id: str
     workflow: str
     status: str
+    """``running``, ``waiting`` (not ended, with an open ``wait_for_event`` wait), ``completed``,
+    ``failed`` or ``cancelled``."""
     started_at: str | None
     ended_at: str | None
     seq: int
 
 
 class RunPage(msgspec.Struct, kw_only=True):
-    """``GET /runs``: runs in the order they started; ``next_cursor`` (``None`` at the end) is the
-    ``cursor`` of the next page."""
+    """``GET /runs``: runs newest first (``order=newest``, the default) or in the order they
+    started (``order=oldest``); ``next_cursor`` (``None`` at the end) is the ``cursor`` of the
+    next page."""
 
     runs: list[RunLine]
     next_cursor: int | None

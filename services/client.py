@@ -30,6 +30,7 @@ import contextlib
 import functools
 import importlib
 import os
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -51,6 +52,7 @@ from tenacity import (
 from engine.model.errors import (
     DeadLetteredError,
     JetloomError,
+    NoLiveWorkerWarning,
     RunNotFoundError,
     StepFailedError,
     WorkflowCancelledError,
@@ -203,6 +205,12 @@ def _auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def warn_no_worker(workflow: str, run_id: str, *, stacklevel: int = 2) -> None:
+    """Warn (``NoLiveWorkerWarning``) that no live worker serves ``workflow``, so run ``run_id``
+    waits in JetStream until one starts."""
+    warnings.warn(NoLiveWorkerWarning(workflow, run_id), stacklevel=stacklevel)
+
+
 class Client:
     """Async client of the control plane.
 
@@ -304,7 +312,9 @@ class Client:
         run_timeout: float | timedelta | None = None,
         **fields: Any,
     ) -> RunHandle:
-        """Start a run; returns at once with its handle.
+        """Start a run; returns at once with its handle. When no live worker serves the workflow
+        (the answer says ``queued``) it warns (``NoLiveWorkerWarning``): the run waits in
+        JetStream until a worker serving it starts.
 
         Args:
             workflow: its name, or the class (its events then come back typed).
@@ -324,7 +334,11 @@ class Client:
             secs = run_timeout.total_seconds() if isinstance(run_timeout, timedelta) else run_timeout
             params["run_timeout"] = secs
         data = await self._answer(StartAnswer, "POST", f"/workflows/{name}/runs", json=body, params=params or None)
-        return RunHandle(self, data.run_id, name, queued=data.queued)
+        if data.queued:
+            warn_no_worker(name, data.run_id, stacklevel=3)
+        handle = RunHandle(self, data.run_id, name, queued=data.queued)
+        handle._checked_workers = True  # (the answer said whether a live worker serves it)
+        return handle
 
     async def run(
         self, workflow: str | type[Workflow], *, run_id: str | None = None, **fields: Any
@@ -344,9 +358,18 @@ class Client:
         status: str | None = None,
         limit: int = 50,
         cursor: int = 0,
+        order: str = "newest",
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """One page of runs (oldest first) and the cursor of the next page (``None`` at the end)."""
-        params: dict[str, Any] = {"limit": limit, "cursor": cursor}
+        """One page of runs and the cursor of the next page (``None`` at the end).
+
+        Args:
+            workflow / status: filters (``status``: ``running``, ``waiting``, ``completed``,
+                ``failed`` or ``cancelled``).
+            limit: runs per page (1 to 1,000; default 50).
+            cursor: the previous page's cursor (0: the first page).
+            order: ``"newest"`` (default) or ``"oldest"`` first.
+        """
+        params: dict[str, Any] = {"limit": limit, "cursor": cursor, "order": order}
         if workflow:
             params["workflow"] = workflow
         if status:
@@ -355,12 +378,13 @@ class Client:
         return data["runs"], data["next_cursor"]
 
     async def iter_runs(
-        self, *, workflow: str | None = None, status: str | None = None, page: int = 100
+        self, *, workflow: str | None = None, status: str | None = None, page: int = 100, order: str = "newest"
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every run matching the filters, fetched a page at a time."""
+        """Every run matching the filters, newest first (``order="oldest"``: oldest first),
+        fetched a page at a time."""
         cursor: int | None = 0
         while cursor is not None:
-            found, cursor = await self.runs(workflow=workflow, status=status, limit=page, cursor=cursor)
+            found, cursor = await self.runs(workflow=workflow, status=status, limit=page, cursor=cursor, order=order)
             for r in found:
                 yield r
 
@@ -438,6 +462,7 @@ class RunHandle:
         self.run_id = run_id
         self.workflow = workflow
         self.queued = queued
+        self._checked_workers = False  # whether result() need not ask if a live worker serves it
 
     def __repr__(self) -> str:
         return f"RunHandle(run_id={self.run_id!r}, workflow={self.workflow!r})"
@@ -506,7 +531,7 @@ class RunHandle:
     async def _ended_after(self, last: int) -> bool:
         """Whether the run's ending record is at or before ``last`` (nothing more will come)."""
         view = await self.status()
-        return view["status"] != "running" and view["last_seq"] <= last
+        return view["status"] not in ("running", "waiting") and view["last_seq"] <= last
 
     async def stream(self) -> AsyncIterator[Event | dict[str, Any]]:
         """What the run's steps wrote with ``ctx.write_event_to_stream``, as it is committed
@@ -529,16 +554,37 @@ class RunHandle:
             typed = _typed(stop["type"], stop.get("data", {}))
             yield typed if isinstance(typed, Event) else StopEvent(result=view.get("result"))
 
-    async def result(self) -> Any:
+    async def result(self, *, timeout: float | None = None) -> Any:
         """Wait for the run to end and return its result (a plain StopEvent's ``result``, or the
         StopEvent subclass).
 
+        A run that has not ended and whose workflow no live worker serves (checked once per
+        handle, unless its start already said so) gets a ``NoLiveWorkerWarning`` first: it waits
+        in JetStream until a worker serving the workflow starts.
+
+        Args:
+            timeout: seconds to wait at most (default: until the run ends).
+
         Raises:
+            TimeoutError: the run had not ended after ``timeout`` seconds (it keeps running).
             StepFailedError / WorkflowTimeoutError / WorkflowCancelledError: how the run ended.
         """
-        async for _ in self.records():
-            pass
-        return run_result(await self.status())
+        with anyio.move_on_after(timeout):
+            if not self._checked_workers:
+                self._checked_workers = True
+                await self._warn_if_unserved()
+            async for _ in self.records():
+                pass
+            return run_result(await self.status())
+        raise TimeoutError(f"run {self.run_id} has not ended after {timeout} s; it keeps running")
+
+    async def _warn_if_unserved(self) -> None:
+        view = await self.status()
+        if view["status"] not in ("running", "waiting"):
+            return
+        workflow = await self.client.workflow(view["workflow"])
+        if not workflow.get("instances"):
+            warn_no_worker(view["workflow"], self.run_id, stacklevel=4)
 
     async def send_event(
         self,
@@ -778,14 +824,17 @@ class SyncClient:
         status: str | None = None,
         limit: int = 50,
         cursor: int = 0,
+        order: str = "newest",
     ) -> tuple[list[dict[str, Any]], int | None]:
-        return self._portal.call(self._async.runs, workflow=workflow, status=status, limit=limit, cursor=cursor)
+        return self._portal.call(
+            self._async.runs, workflow=workflow, status=status, limit=limit, cursor=cursor, order=order
+        )
 
     @_twin_of(Client.iter_runs)
     def iter_runs(
-        self, *, workflow: str | None = None, status: str | None = None, page: int = 100
+        self, *, workflow: str | None = None, status: str | None = None, page: int = 100, order: str = "newest"
     ) -> Iterator[dict[str, Any]]:
-        return self._portal.iterate(self._async.iter_runs(workflow=workflow, status=status, page=page))
+        return self._portal.iterate(self._async.iter_runs(workflow=workflow, status=status, page=page, order=order))
 
     @_twin_of(Client.create_session)
     def create_session(
@@ -877,8 +926,8 @@ class SyncRunHandle:
         return self._portal.iterate(self._async.stream())
 
     @_twin_of(RunHandle.result)
-    def result(self) -> Any:
-        return self._portal.call(self._async.result)
+    def result(self, *, timeout: float | None = None) -> Any:
+        return self._portal.call(self._async.result, timeout=timeout)
 
     @_twin_of(RunHandle.send_event)
     def send_event(

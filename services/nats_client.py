@@ -11,6 +11,8 @@ The workers run the steps; this client only appends a run's start commit and fol
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,12 +20,15 @@ from pydantic import BaseModel
 from engine import Context, StartEvent, Workflow, WorkflowHandler
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
+from engine.model.errors import NoLiveWorkerWarning
 from engine.model.events import Event
 from engine.runtime.inprocess import start_run
 from engine.runtime.spec import validate_class
 from engine.wire.subjects import check_token
 
-__all__ = ["NatsClient"]
+__all__ = ["SERVED_FOR", "NatsClient"]
+
+SERVED_FOR = 10.0  # seconds a "a live worker serves it" answer of the registry is reused
 
 
 class NatsClient:
@@ -40,6 +45,7 @@ class NatsClient:
         self.backend = backend
         self.log = backend.log
         self._ensured: set[str] = set()  # workflows whose step consumers are known to exist
+        self._served: dict[str, float] = {}  # workflow -> when the registry last listed a live worker
 
     @classmethod
     async def connect(cls, servers: str | NatsSettings, **log_options: Any) -> NatsClient:
@@ -78,7 +84,9 @@ class NatsClient:
         (``handler.ctx`` is the run's context).
 
         The step consumers are created here too, so a run started before any worker exists waits
-        in JetStream until one comes.
+        in JetStream until one comes; such a start warns (``NoLiveWorkerWarning``) when the
+        registry lists no live worker serving the workflow (a positive answer is reused for
+        ``SERVED_FOR`` seconds).
 
         Args:
             workflow: the workflow class (its module must be importable by the workers).
@@ -118,7 +126,7 @@ class NatsClient:
                     workflow.workflow_name, spec.name, spec.accepts_names, update=False
                 )
             self._ensured.add(workflow.workflow_name)
-        return start_run(
+        handler = start_run(
             self.log,
             workflow,
             start_event=start_event,
@@ -127,6 +135,21 @@ class NatsClient:
             timeout=timeout,
             ctx=ctx,
         )
+        if not await self.serves(workflow.workflow_name):
+            warnings.warn(NoLiveWorkerWarning(workflow.workflow_name, handler.run_id), stacklevel=2)
+        return handler
+
+    async def serves(self, workflow: str) -> bool:
+        """Whether the registry lists a live worker serving ``workflow`` (a ``True`` is reused
+        for ``SERVED_FOR`` seconds)."""
+        seen = self._served.get(workflow)
+        if seen is not None and time.monotonic() - seen < SERVED_FOR:
+            return True
+        registry = await self.backend.registry()
+        if any(w.name == workflow for e in await registry.services() for w in e.workflows):
+            self._served[workflow] = time.monotonic()
+            return True
+        return False
 
     def attach(
         self,

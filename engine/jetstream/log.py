@@ -294,6 +294,11 @@ class JetStreamLog:
         ``multi_last`` direct get), in sequence order."""
         return await self.reader.last_per_subject(subject_filters)
 
+    async def last_of(self, subject_filter: str) -> RawRecord | None:
+        """The newest record matching ``subject_filter`` (wildcards allowed; a ``last_by_subj``
+        direct get), or ``None``."""
+        return await self.reader.last_of(subject_filter)
+
     # ---- follow (follow.Follows) -------------------------------------------------------------
 
 

@@ -334,12 +334,28 @@ class MemoryLog:
     async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
         """The last record of every subject matching any of ``subject_filters``, in sequence
         order."""
-        patterns = [f.split(".") for f in subject_filters]
+        # filters whose first four tokens (prefix.run.<workflow>.<run>) are literal are looked up
+        # by them: a listing asks for several subjects of each of many runs
+        by_run: dict[tuple[str, ...], list[list[str]]] = {}
+        general: list[list[str]] = []
+        for f in subject_filters:
+            pattern = f.split(".")
+            head = tuple(pattern[:4])
+            if len(pattern) > 4 and "*" not in head and ">" not in head:
+                by_run.setdefault(head, []).append(pattern)
+            else:
+                general.append(pattern)
         last: dict[str, RawRecord] = {}
         for rec in self._all:
-            if any(_matches(p, rec.subject) for p in patterns):
+            near = by_run.get(tuple(rec.subject.split(".", 4)[:4]), ())
+            if any(_matches(p, rec.subject) for p in near) or any(_matches(p, rec.subject) for p in general):
                 last[rec.subject] = rec
         return sorted(last.values(), key=lambda r: r.seq)
+
+    async def last_of(self, subject_filter: str) -> RawRecord | None:
+        """The newest record matching ``subject_filter`` (wildcards allowed), or ``None``."""
+        pattern = subject_filter.split(".")
+        return next((rec for rec in reversed(self._all) if _matches(pattern, rec.subject)), None)
 
     async def close(self) -> None:
         pass

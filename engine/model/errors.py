@@ -46,8 +46,10 @@ __all__ = [
     "EventValidationError",
     "InvalidSequenceError",
     "JetloomError",
+    "JetloomWarning",
     "LastSeqMismatchError",
     "LogError",
+    "NoLiveWorkerWarning",
     "RunConflictError",
     "RunNotFoundError",
     "StepFailedError",
@@ -321,3 +323,25 @@ class CommitTooLargeError(AppendError):
 class LastSeqMismatchError(AppendError):
     """An append made with ``expected_last_seq`` found other records of the run after that
     sequence (JetStream ``err_code`` 10071); nothing was stored."""
+
+
+class JetloomWarning(UserWarning):
+    """Root of every warning jetloom emits (``warnings.warn``): something works, but likely not
+    as the caller expects."""
+
+
+class NoLiveWorkerWarning(JetloomWarning):
+    """A run was started (or awaited) for a workflow that no live worker serves: it waits in
+    JetStream until a worker serving the workflow starts, and awaiting it waits until then.
+
+    Args:
+        workflow / run_id: the run (kept as attributes of the same names).
+    """
+
+    def __init__(self, workflow: str, run_id: str) -> None:
+        super().__init__(
+            f"no live worker serves workflow {workflow!r}: run {run_id} waits in JetStream "
+            "until a worker serving it starts"
+        )
+        self.workflow = workflow
+        self.run_id = run_id

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
-from typing import Any
+from typing import Any, overload
 
 from engine.model.errors import (
     DeadLetteredError,
@@ -421,8 +421,35 @@ class WorkflowHandler:
     def done(self) -> bool:
         return self._future.done()
 
-    def result(self) -> Any:
-        """The result of a finished run (``asyncio.Future.result`` semantics)."""
+    @overload
+    def result(self) -> Any: ...
+
+    @overload
+    def result(self, *, timeout: float) -> Awaitable[Any]: ...
+
+    def result(self, *, timeout: float | None = None) -> Any:
+        """The run's result.
+
+        Without ``timeout``: the result of a finished run, at once (``asyncio.Future.result``
+        semantics, as llama-index-workflows' handler, an ``asyncio.Future``). With ``timeout``:
+        an awaitable, ``await handler.result(timeout=5)``, that waits at most ``timeout``
+        seconds for the run to end (as the HTTP SDK's ``RunHandle.result``).
+
+        Raises:
+            asyncio.InvalidStateError: without ``timeout``, the run has not ended.
+            TimeoutError: (awaited) the run had not ended after ``timeout`` seconds; it keeps
+                running and the handler stays usable.
+            StepFailedError / WorkflowTimeoutError / WorkflowCancelledError: how the run ended.
+        """
+        if timeout is None:
+            return self._future.result()
+        return self._result_within(timeout)
+
+    async def _result_within(self, timeout: float) -> Any:
+        # (asyncio.wait leaves the future alone when the time is up: the follow goes on)
+        await asyncio.wait([self._future], timeout=timeout)
+        if not self._future.done():
+            raise TimeoutError(f"run {self.run_id} has not ended after {timeout} s; it keeps running")
         return self._future.result()
 
     def exception(self) -> BaseException | None:

@@ -5,6 +5,8 @@ listings and look-ups across runs are the run index's (``engine.ports.runindex``
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,6 +27,7 @@ __all__ = [
     "record_view",
     "run_links",
     "run_view",
+    "waits_view",
 ]
 
 def is_terminal(raw: RawRecord) -> bool:
@@ -110,10 +113,46 @@ def run_links(run_id: str) -> dict[str, str]:
     return {"self": f"/runs/{run_id}", "events": f"/runs/{run_id}/events", "stream": f"/runs/{run_id}/stream"}
 
 
-def run_view(state: RunState) -> dict[str, Any]:
-    """A folded run as JSON: ids, ``status`` (running/completed/failed/cancelled), timestamps,
-    ``result`` (a plain StopEvent's ``result``, or a StopEvent subclass's fields),
-    ``stop_event`` (``{"type", "data"}``), ``error``, counters and the user ``state``."""
+def waits_view(state: RunState, records: Sequence[RawRecord] = ()) -> list[dict[str, Any]]:
+    """The run's open ``wait_for_event`` waits (``RunState.open_event_waits``; none once the run
+    ended), oldest first: ``step``, ``event`` (the awaited event's type name), ``wait_id``,
+    ``trigger``, ``seq`` (of the ``StepSuspended``), ``since`` (its time, RFC 3339; ``None`` when
+    ``records``, the run's records in sequence order, do not hold it), ``timeout_at`` (RFC 3339,
+    ``None`` without a timeout), ``requirements`` and ``event_schema`` (of the awaited event's
+    fields)."""
+    if state.terminal:
+        return []
+    seqs = [r.seq for r in records]
+    out = []
+    for seq, w in state.open_event_waits():
+        i = bisect.bisect_left(seqs, seq)
+        since = rfc3339(records[i].time_ns) if i < len(seqs) and seqs[i] == seq else None
+        out.append(
+            {
+                "step": w.step,
+                "event": w.event_type,
+                "wait_id": w.wait,
+                "trigger": w.trigger,
+                "seq": seq,
+                "since": since,
+                "timeout_at": rfc3339(w.fire_at_ns or None),
+                "requirements": w.requirements,
+                "event_schema": w.event_schema,
+            }
+        )
+    return out
+
+
+def run_view(state: RunState, records: Sequence[RawRecord] = ()) -> dict[str, Any]:
+    """A folded run as JSON: ids, ``status`` (running/waiting/completed/failed/cancelled; waiting:
+    not ended, with an open ``wait_for_event`` wait), timestamps, ``result`` (a plain StopEvent's
+    ``result``, or a StopEvent subclass's fields), ``stop_event`` (``{"type", "data"}``),
+    ``error``, counters, the user ``state`` and ``waiting_for`` (``waits_view``; ``records``, the
+    run's records, give each wait its ``since``)."""
+    waiting_for = waits_view(state, records)
+    status = "running" if state.status == "pending" else state.status
+    if waiting_for and status == "running":
+        status = "waiting"
     ended = state.ended_ns
     duration = (ended - state.started_ns) / 1e6 if ended and state.started_ns else None
     result: Any = None
@@ -125,7 +164,7 @@ def run_view(state: RunState) -> dict[str, Any]:
     return {
         "run_id": state.run_id,
         "workflow": state.workflow,
-        "status": "running" if state.status == "pending" else state.status,
+        "status": status,
         "started_at": rfc3339(state.started_ns),
         "ended_at": rfc3339(ended),
         "duration_ms": duration,
@@ -137,4 +176,5 @@ def run_view(state: RunState) -> dict[str, Any]:
         "records": state.records,
         "last_seq": state.seq,
         "state": state.state,
+        "waiting_for": waiting_for,
     }

@@ -15,6 +15,7 @@ from engine.jetstream.log import JetStreamLog
 from engine.memory.log import MemoryLog
 from engine.model.errors import LastSeqMismatchError
 from engine.model.records import OutMessage, RawRecord
+from engine.ports.runindex import LogRunIndex
 from engine.wire.commit import tag_commit
 from engine.wire.headers import execution_of
 from engine.wire.subjects import run_subject
@@ -400,3 +401,44 @@ async def test_follow_type_sees_every_runs_records_of_one_type_scheduled_ones_to
         assert all(r.subject.endswith(".sys.RunFailed") and r.seq > 0 for r in got)
     finally:
         stop()
+
+
+async def test_last_of_is_the_newest_record_matching_a_filter(log: MemoryLog | JetStreamLog) -> None:
+    assert await log.last_of("jetloom.run.*.*.sys.RunStarted") is None
+    await log.append([msg("r1", "sys", "RunStarted"), msg("r1", "evt", "A")])
+    await log.append([msg("r2", "sys", "RunStarted"), msg("r2", "evt", "B")])
+    await log.append([msg("r1", "evt", "C")])
+    last = await log.last_of("jetloom.run.*.*.sys.RunStarted")
+    assert last is not None and last.subject == run_subject("jetloom", WF, "r2", "sys", "RunStarted")
+    assert last == (await log.read(WF, "r2"))[0]  # the whole record, as read gives it
+    newest = await log.last_of("jetloom.run.>")
+    assert newest is not None and newest.subject.endswith("r1.evt.C")
+    assert await log.last_of("jetloom.run.Other.>") is None
+
+
+async def test_the_run_index_pages_newest_first_across_windows(log: MemoryLog | JetStreamLog) -> None:
+    """Runs far apart in the stream (thousands of other records between them) and close
+    together: newest first, every run once, in descending sequence, whatever the page size."""
+    runs = []
+    for i in range(40):
+        run = f"run{i:02d}"
+        await log.append([msg(run, "sys", "RunStarted")])
+        if i % 10 == 9:  # a long stretch of other records
+            await log.append([msg("busy", "evt", "Tick") for _ in range(1500)])
+        if i % 4 == 0:
+            await log.append([msg(run, "sys", "RunCompleted")])
+        runs.append(run)
+    index = LogRunIndex(log)
+    for limit in (1, 3, 50):
+        got: list[str] = []
+        cursor = 0
+        while True:
+            page, nxt = await index.list_runs(limit=limit, cursor=cursor, newest_first=True)
+            got += [r.run_id for r in page]
+            if nxt is None:
+                break
+            cursor = nxt
+        assert got == runs[::-1]
+    done, _ = await index.list_runs(status="completed", limit=4, newest_first=True)
+    assert [r.run_id for r in done] == ["run36", "run32", "run28", "run24"]
+    assert all(r.ended_at is not None for r in done)

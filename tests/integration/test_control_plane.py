@@ -16,7 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from engine import StopEvent, WorkflowCancelledError
+from engine import NoLiveWorkerWarning, StopEvent, WorkflowCancelledError
 from engine.jetstream.registry import KvRegistry as Registry
 from services.client import ApiError, Client, RunNotFound, SyncClient
 from services.launcher import ControlPlaneServer, WorkerProcess
@@ -89,7 +89,8 @@ async def test_clean_shutdown_removes_the_entry_and_runs_queue_until_a_worker_co
     # at once, not after the TTL: an entry left behind would stay listed for 120 s
     await served(client, "Chain3", instances=0, timeout=5)
 
-    handle = await client.start("Chain3", text="queued run here")
+    with pytest.warns(NoLiveWorkerWarning, match="'Chain3'"):  # the run waits for a worker: said so
+        handle = await client.start("Chain3", text="queued run here")
     assert handle.queued
     assert (await handle.status())["status"] == "running"
     await start_worker(CHAIN)

@@ -11,7 +11,7 @@ import msgspec
 import nats
 import pytest
 
-from engine import WorkflowRuntimeError, fold
+from engine import NoLiveWorkerWarning, WorkflowRuntimeError, fold
 from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog
 from engine.model.records import RawRecord, Record, StepCompleted, completed_step
 from engine.wire.codec import decode_record
@@ -219,7 +219,8 @@ async def test_undecodable_message_goes_to_dead_letter_and_worker_carries_on(
 async def test_run_started_before_any_worker_waits_in_jetstream(
     nats_server: EmbeddedNats, client: NatsClient, workers: Callable[..., WorkerProcess]
 ) -> None:
-    handler = await client.start(Chain3, text="queued run", timeout=60)
+    with pytest.warns(NoLiveWorkerWarning, match="'Chain3'"):  # the run waits for a worker: said so
+        handler = await client.start(Chain3, text="queued run", timeout=60)
     await eventually(
         lambda: _has_records(client.log, handler.run_id), what="start commit stored"
     )

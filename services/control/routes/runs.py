@@ -44,9 +44,10 @@ from ..errors import ApiError
 from ..openapi import operation, responses
 from ..queries import load_run, run_links, run_view
 
-__all__ = ["RunStatus", "RunsController"]
+__all__ = ["RunOrder", "RunStatus", "RunsController"]
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]  # engine.ports.runindex.RUN_STATUSES
+RunStatus = Literal["running", "waiting", "completed", "failed", "cancelled"]  # engine.ports.runindex.RUN_STATUSES
+RunOrder = Literal["newest", "oldest"]
 
 _START_ANSWERS = {
     HTTP_200_OK: "The run had been started by the same ``run_id`` or ``Idempotency-Key``; with "
@@ -145,22 +146,29 @@ class RunsController(Controller):
         status: FromQuery[RunStatus | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         cursor: v.Seq = 0,
+        order: FromQuery[RunOrder] = "newest",
     ) -> RunPage:
-        """Runs in the order they started; ``next_cursor`` fetches the next page."""
+        """Runs newest first (``order=newest``, the default) or in the order they started
+        (``order=oldest``); ``next_cursor`` fetches the next page: runs started before it (newest
+        first) or after it (oldest first). ``status=waiting``: runs not ended with a step waiting
+        for an event (such runs are not ``running``)."""
         cp = connected(plane)
         assert cp.log is not None
         assert cp.runs is not None
-        found, nxt = await cp.runs.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        found, nxt = await cp.runs.list_runs(
+            workflow=workflow, status=status, limit=limit, cursor=cursor, newest_first=order == "newest"
+        )
         return RunPage(runs=[RunLine(**msgspec.structs.asdict(r)) for r in found], next_cursor=nxt)
 
     @get("/runs/{run_id:str}", opt=needs("read"), responses=responses(404), operation_class=operation())
     async def run_detail(self, plane: Plane, run_id: v.Name) -> RunView:
-        """A run's status, result or error, timestamps and state, folded from its log."""
+        """A run's status, result or error, timestamps and state, folded from its log, and what
+        it waits for (``waiting_for``: its open ``wait_for_event`` waits; status ``waiting``)."""
         cp = connected(plane)
         assert cp.log is not None
         wf = await cp.run_workflow(run_id)
-        st, _ = await load_run(cp.log, wf, run_id)
-        return msgspec.convert(run_view(st), RunView)
+        st, records = await load_run(cp.log, wf, run_id)
+        return msgspec.convert(run_view(st, records), RunView)
 
     @post(
         "/runs/{run_id:str}/cancel",
