@@ -9,9 +9,11 @@ JSON with ``--json`` (one JSON document, or one JSON line per record when follow
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -22,6 +24,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine import NoLiveWorkerWarning
+
+from .cli_progress import RunProgress, follow_progress
 from .client import DEFAULT_URL, ApiError, SyncClient, SyncRunHandle, run_error
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "parse_fields",
     "print_json",
     "register",
+    "watch_run",
 ]
 
 out = Console(highlight=False)
@@ -54,6 +60,18 @@ ApiToken = Annotated[
         show_envvar=True,
     ),
 ]
+
+
+class RunStatus(enum.StrEnum):
+    """A run's status, as ``GET /runs?status=`` takes it."""
+
+    running = "running"
+    waiting = "waiting"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -149,6 +167,23 @@ def follow_run(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
         raise typer.Exit(1)
 
 
+def watch_run(client: SyncClient, handle: SyncRunHandle, workflow: str, *, live: bool | None = None) -> None:
+    """Show a run's progress (``services.cli_progress``) until it ends, then its outcome; exit 1
+    if it did not complete. Which steps each event starts comes from the workflow's description
+    (none when it cannot be read: steps then appear as records name them)."""
+    try:
+        steps = client.workflow(workflow)["steps"]
+        accepts: dict[str, list[str]] | None = {s["name"]: s["accepts"] for s in steps}
+    except ApiError:
+        accepts = None
+    progress = RunProgress(handle.run_id, workflow, accepts)
+    follow_progress(handle.records(), progress, out, live=live)
+    view = handle.status()
+    _show_run(view)
+    if view["status"] != "completed":
+        raise typer.Exit(1)
+
+
 def _show_run(view: dict[str, Any]) -> None:
     style = {"completed": "green", "failed": "red", "cancelled": "yellow"}.get(view["status"], "cyan")
     out.print(f"run [bold]{view['run_id']}[/] ({view['workflow']}): [{style}]{view['status']}[/]")
@@ -158,7 +193,8 @@ def _show_run(view: dict[str, Any]) -> None:
         out.print("  result: " + json.dumps(view.get("result"), default=str), markup=False)
     error = run_error(view)
     if error is not None:
-        out.print(f"  error: {error}", markup=False)
+        text = " ".join(str(error).split("\n", 1)[0].split())  # its first line: no traceback
+        out.print(f"  error: {type(error).__name__}: {text}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -170,51 +206,110 @@ def register(app: typer.Typer) -> None:
         field: Annotated[
             list[str] | None, typer.Option("--field", "-f", help="Start event field KEY=VALUE (repeatable).")
         ] = None,
-        follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
+        follow: Annotated[
+            bool,
+            typer.Option(
+                "--follow",
+                help="Show the run's progress live (steps done, running, waiting, retrying; streamed "
+                "events), then its result. Plain lines when stdout is not a terminal; with --json, "
+                "every record as a JSON line.",
+            ),
+        ] = False,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Wait for the run to end and print its result (no live view).")
+        ] = False,
+        run_timeout: Annotated[
+            float | None,
+            typer.Option(
+                "--run-timeout",
+                min=0.001,
+                help="Seconds after which the run fails (WorkflowTimeoutError) unless it has ended.",
+                show_default=False,
+            ),
+        ] = None,
         run_id: Annotated[str | None, typer.Option(help="Run id (idempotent start).")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
         debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
-        """Start a run. Without --follow, prints its id; with it, streams it to the end."""
+        """Start a run. Prints its id; with --follow, its progress until it ends; with --wait, its
+        result once it ends. Exits 1 if a followed or awaited run did not complete."""
+        if follow and wait:
+            raise typer.BadParameter("--follow and --wait exclude each other", param_hint="--wait")
         fields = parse_fields(field or [])
         with api_client(url, token, debug=debug) as client:
-            handle = client.start(workflow, run_id=run_id, **fields)
-            if not follow:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoLiveWorkerWarning)  # said below, in its own words
+                handle = client.start(workflow, run_id=run_id, run_timeout=run_timeout, **fields)
+            queued = " (queued: no live worker serves it yet; it starts when one does)" if handle.queued else ""
+            if not (follow or wait):
                 if as_json:
                     print_json({"run_id": handle.run_id, "workflow": workflow, "queued": handle.queued})
                 else:
-                    queued = " (queued: no live service serves it yet)" if handle.queued else ""
                     out.print(f"{handle.run_id}{queued}", markup=False)
                 return
-            follow_run(handle, as_json)
+            if queued and not as_json:
+                err.print(f"run {handle.run_id}{queued}", markup=False, soft_wrap=True)
+            if follow and as_json:
+                follow_run(handle, as_json=True)
+            elif follow:
+                watch_run(client, handle, workflow)
+            else:
+                for _ in handle.records():  # to the record that ends it (resumes after a drop)
+                    pass
+                view = handle.status()
+                if as_json:
+                    print_json(view)
+                else:
+                    _show_run(view)
+                if view["status"] != "completed":
+                    raise typer.Exit(1)
 
     @app.command()
     def runs(
         workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
         status: Annotated[
-            str | None, typer.Option(help="running, completed, failed or cancelled.")
+            RunStatus | None,
+            typer.Option(help="Only runs in this status ('waiting': a step waits for an event)."),
         ] = None,
         limit: Annotated[int, typer.Option(min=1, max=1000, help="Runs per page.")] = 50,
         cursor: Annotated[int, typer.Option(min=0, help="Page cursor (from a previous page).")] = 0,
+        oldest: Annotated[bool, typer.Option("--oldest", help="Oldest first (default: newest first).")] = False,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
         debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
-        """List runs, oldest first."""
+        """List runs, newest first: full run ids, workflow, status, start and end times. On a
+        terminal a table; otherwise one run per line, columns separated by two spaces."""
         with api_client(url, token, debug=debug) as client:
-            found, nxt = client.runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+            found, nxt = client.runs(
+                workflow=workflow,
+                status=status.value if status else None,
+                limit=limit,
+                cursor=cursor,
+                order="oldest" if oldest else "newest",
+            )
         if as_json:
             print_json({"runs": found, "next_cursor": nxt})
             return
-        table = Table("run id", "workflow", "status", "started", "ended")
-        for r in found:
-            table.add_row(r["run_id"], r["workflow"], r["status"], r["started_at"] or "", r["ended_at"] or "")
-        out.print(table)
+        rows = [
+            (r["run_id"], r["workflow"], r["status"], r["started_at"] or "-", r["ended_at"] or "-") for r in found
+        ]
+        if out.is_terminal:
+            table = Table("run id", "workflow", "status", "started", "ended")
+            table.columns[0].no_wrap = True  # a run id is never cut (it is pasted into other commands)
+            table.columns[0].min_width = max((len(r[0]) for r in rows), default=6)
+            for row in rows:
+                table.add_row(*row)
+            out.print(table)
+        else:
+            widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
+            for row in rows:
+                sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
         if nxt is not None:
-            out.print(f"[dim]more: --cursor {nxt}[/]")
+            err.print(f"[dim]more: --cursor {nxt}[/]")
 
     @app.command()
     def events(
