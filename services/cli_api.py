@@ -298,11 +298,11 @@ def register(app: typer.Typer) -> None:
             (r["run_id"], r["workflow"], r["status"], r["started_at"] or "-", r["ended_at"] or "-") for r in found
         ]
         if out.is_terminal:
-            table = Table("run id", "workflow", "status", "started", "ended")
+            table = Table("run id", "workflow", "status", "started (UTC)", "ended (UTC)")
             table.columns[0].no_wrap = True  # a run id is never cut (it is pasted into other commands)
             table.columns[0].min_width = max((len(r[0]) for r in rows), default=6)
-            for row in rows:
-                table.add_row(*row)
+            for run, wf, st, started, ended in rows:  # times to the second on a terminal
+                table.add_row(run, wf, st, started[:19].replace("T", " "), ended[:19].replace("T", " "))
             out.print(table)
         else:
             widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
