@@ -5,6 +5,7 @@ and the command exits 0; nothing is left in the working directory."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -12,8 +13,11 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
+from engine import wait_exponential
 from services.client import Client
+from services.launcher import Launcher, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +137,40 @@ async def test_data_dir_keeps_the_store_and_its_runs(tmp_path: Path) -> None:
         if dev.proc.returncode is None:
             dev.proc.kill()
             await dev.proc.wait()
+
+
+async def test_restarts_back_off_and_the_backoff_resets_once_a_worker_stayed_up(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Launcher(supervise=True)``: the delay doubles with each death in a row (the engine's
+    ``wait_exponential``), starts from the first again once the worker stayed up ``stable_after``
+    seconds, and ``stop`` restarts nothing."""
+    caplog.set_level(logging.INFO, logger="jetloom.launcher")
+
+    def delays() -> list[float]:
+        found = (re.search(r"restarting in ([\d.]+) s", r.getMessage()) for r in caplog.records)
+        return [float(m[1]) for m in found if m is not None]
+
+    async def kill_and_wait_restart(w: WorkerProcess, n: int) -> None:
+        w.kill()
+        async with asyncio.timeout(60):
+            while launcher.restarts < n:
+                await asyncio.sleep(0.02)
+        await w.wait_ready()
+
+    backoff = wait_exponential(multiplier=0.1, max=1)
+    async with Launcher(nats_url, cwd=ROOT, supervise=True, backoff=backoff, stable_after=3.0) as launcher:
+        (w,) = await launcher.launch_service("tests.workflows:Chain3", service="chain")
+        await kill_and_wait_restart(w, 1)  # killed at once each time: up far less than 3 s
+        await kill_and_wait_restart(w, 2)
+        await kill_and_wait_restart(w, 3)
+        assert delays() == [0.1, 0.2, 0.4]
+        up = asyncio.get_running_loop().time()
+        async with asyncio.timeout(30):
+            while asyncio.get_running_loop().time() - up < 3.2:  # stays up past stable_after
+                assert w.child.alive
+                await asyncio.sleep(0.1)
+        await kill_and_wait_restart(w, 4)
+        assert delays() == [0.1, 0.2, 0.4, 0.1]
+        last = w.pid
+    assert launcher.restarts == 4 and not psutil.pid_exists(last)  # stopped, not restarted
