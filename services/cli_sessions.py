@@ -18,6 +18,7 @@ from .cli_api import (
     out,
     parse_fields,
     print_json,
+    watch_run,
 )
 
 __all__ = ["register"]
@@ -84,7 +85,12 @@ def register(app: typer.Typer) -> None:
         field: Annotated[
             list[str] | None, typer.Option("--field", "-f", help="Start event field KEY=VALUE (repeatable).")
         ] = None,
-        follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
+        follow: Annotated[
+            bool,
+            typer.Option(
+                "--follow", help="Show the run's progress live, then its result (--json: every record)."
+            ),
+        ] = False,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
         debug: Debug = False,
@@ -92,9 +98,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
         with api_client(url, token, debug=debug) as client:
-            handle = client.session(session_id).start(**parse_fields(field or []))
-            if follow:
+            session = client.session(session_id)
+            handle = session.start(**parse_fields(field or []))
+            if follow and as_json:
                 follow_run(handle, as_json)
+                return
+            if follow:
+                watch_run(client, handle, session.workflow)
                 return
         if as_json:
             print_json({"run_id": handle.run_id, "session": session_id})

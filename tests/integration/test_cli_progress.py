@@ -162,3 +162,16 @@ async def test_runs_lists_full_ids_newest_first(
     assert code == 0 and out == "", (out, err)
     code, _, err = await jetloom(api, "runs", "--status", "sleeping")
     assert code == 2 and "sleeping" in err
+
+
+async def test_a_session_run_follows_with_progress_too(
+    api: str, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker("tests.sessionflows:Accumulate")
+    code, out, err = await jetloom(api, "sessions", "create", "Accumulate", "--json")
+    assert code == 0, err
+    sid = json.loads(out)["id"]
+    code, out, err = await jetloom(api, "sessions", "run", sid, "-f", "add=4", "--follow")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert re.match(r"run \w+ started \(Accumulate\)$", lines[0]) and "  result: 4" in lines, out
