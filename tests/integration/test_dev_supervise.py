@@ -174,3 +174,28 @@ async def test_restarts_back_off_and_the_backoff_resets_once_a_worker_stayed_up(
         assert delays() == [0.1, 0.2, 0.4, 0.1]
         last = w.pid
     assert launcher.restarts == 4 and not psutil.pid_exists(last)  # stopped, not restarted
+
+
+async def test_a_workflow_that_does_not_import_is_two_lines_exit_2_and_leaves_nothing(tmp_path: Path) -> None:
+    """Issue 19: the cause (the module tried, where it failed) and a hint, exit code 2, no
+    traceback; nothing left in the working directory. ``--debug`` shows the dev traceback."""
+    (tmp_path / "brokenflows.py").write_text("import json\n\nraise RuntimeError('no config here')\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "dev", "--workflow", "brokenflows:Flow",
+        "--port", "0", "--nats-port", "0",
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(90):
+        out, err = await proc.communicate()
+    assert proc.returncode == 2, err.decode()
+    lines = err.decode().splitlines()
+    cause, hint = lines[-2:]
+    assert cause.startswith("jetloom dev: worker ") and cause.endswith(
+        f"exited before it was ready: cannot import 'brokenflows' (for brokenflows:Flow): "
+        f"RuntimeError: no config here at {tmp_path / 'brokenflows.py'}:3"
+    ), cause
+    assert hint == f"  hint: fix the module (imported from {tmp_path}); --debug shows the traceback"
+    assert "Traceback" not in err.decode() and out == b""
+    # no store nor log of jetloom's (Python's own bytecode cache may be there)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["brokenflows.py"]
