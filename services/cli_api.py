@@ -8,26 +8,26 @@ JSON with ``--json`` (one JSON document, or one JSON line per record when follow
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import json
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import httpx
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine import NoLiveWorkerWarning
 
-from .cli_progress import RunProgress, follow_progress
-from .client import DEFAULT_URL, ApiError, SyncClient, SyncRunHandle, run_error
+from .cli_progress import ProgressDisplay, RunProgress
+from .client import DEFAULT_URL, ApiError, Client, SyncClient, run_error
 
 __all__ = [
     "DEFAULT_URL",
@@ -36,6 +36,7 @@ __all__ = [
     "AsJson",
     "Debug",
     "api_client",
+    "await_run",
     "follow_run",
     "out",
     "parse_fields",
@@ -84,8 +85,8 @@ EXIT_UNREACHABLE = 2
 @contextlib.contextmanager
 def api_client(url: str, token: str | None = None, *, debug: bool = False) -> Iterator[SyncClient]:
     """A client sending ``token`` (if any). An API error becomes one line and exit code 1; a
-    control plane that does not answer, one line with the cause, a hint line, and exit code 2.
-    With ``debug``, the traceback is printed first."""
+    control plane that does not answer, one line with the cause, a hint line, and exit code 2;
+    Ctrl-C, one line and exit code 130. With ``debug``, the traceback is printed first."""
     try:
         with SyncClient(url, token=token or None) as client:
             yield client
@@ -100,6 +101,9 @@ def api_client(url: str, token: str | None = None, *, debug: bool = False) -> It
         where = f" (field {field!r})" if field and repr(field) not in exc.reason else ""
         err.print(f"[red]error:[/] {exc.reason}{where} [dim](HTTP {exc.status})[/]", soft_wrap=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
     except httpx.TransportError as exc:
         if debug:
             traceback.print_exc()
@@ -141,45 +145,84 @@ def _summary(record: dict[str, Any]) -> str:
     return f"{record['seq']:>8} {record['time'][11:23]} {record['kind']}.{record['type']}{step} {data}"
 
 
-def follow_run(handle: SyncRunHandle, as_json: bool, after: int = 0) -> None:
-    """Print each record as it is committed, with a live progress line; exit 1 if the run failed."""
-    if as_json:
-        for record in handle.records(after=after):
-            sys.stdout.write(orjson.dumps(record).decode() + "\n")
-            sys.stdout.flush()
-    else:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
-        ) as progress:
-            task = progress.add_task(f"run {handle.run_id}", total=None)
-            steps = 0
-            for record in handle.records(after=after):
-                sys.stdout.write(_summary(record) + "\n")  # shown above the live progress line
-                if (record["kind"] == "sys" and record["type"] in ("StepCompleted", "StepFailed")) or record.get(
-                    "completes_step"
-                ):
-                    steps += 1
-                progress.update(task, description=f"run {handle.run_id}: {steps} steps")
-    view = handle.status()
+def _until_end(
+    url: str,
+    token: str | None,
+    run_id: str,
+    workflow: str | None,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    *,
+    after: int = 0,
+    live: bool | None = None,
+) -> dict[str, Any]:
+    """Read a run's records (after ``after``) until the one that ends it, passing each to
+    ``on_record`` (None: progress, ``services.cli_progress``, for ``workflow``), then return its
+    view. The stream is read on an asyncio ``Client`` in this thread, so Ctrl-C ends it cleanly:
+    one line on stderr and exit code 130 (the run goes on)."""
+
+    async def follow() -> dict[str, Any]:
+        async with Client(url, token=token or None) as http:
+            run = http.handle(run_id, workflow)
+            if on_record is not None:
+                async for record in run.records(after=after):
+                    on_record(record)
+                return await run.status()
+            assert workflow is not None
+            try:
+                steps = (await http.workflow(workflow))["steps"]
+                accepts: dict[str, list[str]] | None = {s["name"]: s["accepts"] for s in steps}
+            except ApiError:
+                accepts = None
+            with ProgressDisplay(RunProgress(run_id, workflow, accepts), out, live=live) as display:
+                async for record in run.records(after=after):
+                    display.show(record)
+            return await run.status()
+
+    try:
+        return asyncio.run(follow())
+    except KeyboardInterrupt:
+        err.print(
+            f"stopped following run {run_id}; it goes on (jetloom events {run_id} --follow)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+
+
+def follow_run(url: str, token: str | None, run_id: str, as_json: bool, after: int = 0) -> None:
+    """Print each record as it is committed (one JSON line each with ``as_json``, else a summary
+    line), then the outcome; exit 1 if the run did not complete, 130 on Ctrl-C."""
+
+    def show(record: dict[str, Any]) -> None:
+        sys.stdout.write((orjson.dumps(record).decode() if as_json else _summary(record)) + "\n")
+        sys.stdout.flush()
+
+    view = _until_end(url, token, run_id, None, show, after=after)
     if not as_json:
         _show_run(view)
     if view["status"] != "completed":
         raise typer.Exit(1)
 
 
-def watch_run(client: SyncClient, handle: SyncRunHandle, workflow: str, *, live: bool | None = None) -> None:
+def watch_run(url: str, token: str | None, run_id: str, workflow: str, *, live: bool | None = None) -> None:
     """Show a run's progress (``services.cli_progress``) until it ends, then its outcome; exit 1
-    if it did not complete. Which steps each event starts comes from the workflow's description
-    (none when it cannot be read: steps then appear as records name them)."""
-    try:
-        steps = client.workflow(workflow)["steps"]
-        accepts: dict[str, list[str]] | None = {s["name"]: s["accepts"] for s in steps}
-    except ApiError:
-        accepts = None
-    progress = RunProgress(handle.run_id, workflow, accepts)
-    follow_progress(handle.records(), progress, out, live=live)
-    view = handle.status()
+    if it did not complete, 130 on Ctrl-C (the run goes on). Which steps each event starts comes
+    from the workflow's description (none when it cannot be read: steps then appear as records
+    name them)."""
+    view = _until_end(url, token, run_id, workflow, None, live=live)
     _show_run(view)
+    if view["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def await_run(url: str, token: str | None, run_id: str, as_json: bool) -> None:
+    """Wait for a run to end and print its outcome (its view with ``as_json``); exit 1 if it did
+    not complete, 130 on Ctrl-C."""
+    view = _until_end(url, token, run_id, None, lambda _record: None)
+    if as_json:
+        print_json(view)
+    else:
+        _show_run(view)
     if view["status"] != "completed":
         raise typer.Exit(1)
 
@@ -252,19 +295,11 @@ def register(app: typer.Typer) -> None:
             if queued and not as_json:
                 err.print(f"run {handle.run_id}{queued}", markup=False, soft_wrap=True)
             if follow and as_json:
-                follow_run(handle, as_json=True)
+                follow_run(url, token, handle.run_id, as_json=True)
             elif follow:
-                watch_run(client, handle, workflow)
+                watch_run(url, token, handle.run_id, workflow)
             else:
-                for _ in handle.records():  # to the record that ends it (resumes after a drop)
-                    pass
-                view = handle.status()
-                if as_json:
-                    print_json(view)
-                else:
-                    _show_run(view)
-                if view["status"] != "completed":
-                    raise typer.Exit(1)
+                await_run(url, token, handle.run_id, as_json)
 
     @app.command()
     def runs(
@@ -325,7 +360,7 @@ def register(app: typer.Typer) -> None:
         with api_client(url, token, debug=debug) as client:
             handle = client.handle(run_id)
             if follow:
-                follow_run(handle, as_json, after)
+                follow_run(url, token, run_id, as_json, after)
                 return
             records = handle.events(after=after)
         if as_json:

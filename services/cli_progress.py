@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["RunProgress", "StepProgress", "follow_progress", "summarise"]
+__all__ = ["ProgressDisplay", "RunProgress", "StepProgress", "follow_progress", "summarise"]
 
 #: Characters of an event's payload shown in a summary line.
 PAYLOAD_CHARS = 80
@@ -247,21 +247,44 @@ def _awaited(data: Mapping[str, Any]) -> str:
     return str(kind or "resume")
 
 
+class ProgressDisplay:
+    """Shows a :class:`RunProgress` on ``console`` as records are folded into it (``show``): a
+    rich ``Live`` view when ``live`` (default: when the console is a terminal), else one plain
+    line per change, written and flushed as it happens. A context manager (the live view is
+    drawn between enter and exit)."""
+
+    def __init__(self, progress: RunProgress, console: Console, *, live: bool | None = None) -> None:
+        self.progress = progress
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self._view: Live | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live:
+            self._view = Live(self.progress.render(), console=self.console, refresh_per_second=8)
+            self._view.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._view is not None:
+            self._view.__exit__(None, None, None)
+            self._view = None
+
+    def show(self, record: Mapping[str, Any]) -> None:
+        """Fold ``record`` and show what changed."""
+        lines = self.progress.apply(record)
+        if self._view is not None:
+            self._view.update(self.progress.render())
+        elif not self.live:
+            for line in lines:
+                self.console.file.write(line + "\n")
+            self.console.file.flush()
+
+
 def follow_progress(
     records: Iterable[Mapping[str, Any]], progress: RunProgress, console: Console, *, live: bool | None = None
 ) -> None:
-    """Fold ``records`` (until the run's ending record) into ``progress``, showing it on
-    ``console``: a rich ``Live`` view when ``live`` (default: when the console is a terminal),
-    else one plain line per change, written and flushed as it happens."""
-    if live is None:
-        live = console.is_terminal
-    if not live:
+    """Fold ``records`` into ``progress``, showing it on ``console`` (:class:`ProgressDisplay`)."""
+    with ProgressDisplay(progress, console, live=live) as display:
         for record in records:
-            for line in progress.apply(record):
-                console.file.write(line + "\n")
-            console.file.flush()
-        return
-    with Live(progress.render(), console=console, refresh_per_second=8, transient=False) as view:
-        for record in records:
-            progress.apply(record)
-            view.update(progress.render())
+            display.show(record)

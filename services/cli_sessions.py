@@ -101,10 +101,10 @@ def register(app: typer.Typer) -> None:
             session = client.session(session_id)
             handle = session.start(**parse_fields(field or []))
             if follow and as_json:
-                follow_run(handle, as_json)
+                follow_run(url, token, handle.run_id, as_json)
                 return
             if follow:
-                watch_run(client, handle, session.workflow)
+                watch_run(url, token, handle.run_id, session.workflow)
                 return
         if as_json:
             print_json({"run_id": handle.run_id, "session": session_id})

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -175,3 +176,37 @@ async def test_a_session_run_follows_with_progress_too(
     assert code == 0, err
     lines = out.splitlines()
     assert re.match(r"run \w+ started \(Accumulate\)$", lines[0]) and "  result: 4" in lines, out
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a shell's background job would ignore it)
+
+
+async def test_ctrl_c_stops_following_in_one_line_and_the_run_goes_on(
+    api: str, client: Client, start_worker: Callable[..., Awaitable[WorkerProcess]]
+) -> None:
+    await start_worker("tests.workflows:Gate")
+    for args in (["run", "Gate", "--follow"], ["run", "Gate", "--wait"], ["run", "Gate", "--follow", "--json"]):
+        follower = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", *args, "--url", api,
+            cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_default_sigint,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(60):  # until the run is there and its stream is read
+                while not (found := (await client.runs(workflow="Gate", status="running", limit=1))[0]):
+                    await asyncio.sleep(0.1)
+                rid = found[0]["run_id"]
+                while (await client.handle(rid).status())["steps_completed"] < 1:
+                    await asyncio.sleep(0.1)
+            follower.send_signal(signal.SIGINT)
+            async with asyncio.timeout(30):
+                _, err = await follower.communicate()
+        finally:
+            if follower.returncode is None:
+                follower.kill()
+                await follower.wait()
+        assert follower.returncode == 130, (args, err)
+        assert err.decode().splitlines() == [f"stopped following run {rid}; it goes on (jetloom events {rid} --follow)"]
+        assert (await client.handle(rid).status())["status"] in ("running", "waiting")
+        await client.handle(rid).cancel("done with it")
