@@ -90,6 +90,16 @@ async def run_dev(
         dep.control_plane.port = port
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    launched: list[Launcher] = []  # (set once the server is up)
+
+    def interrupted() -> None:
+        for launcher in launched:
+            launcher.stopping()  # a terminal's Ctrl-C reaches the workers too: no restarts now
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, interrupted)
 
     overrides = {k: v for k, v in (nats or {}).items() if v is not None}
     if sync is not None:
@@ -121,14 +131,9 @@ async def run_dev(
 
     settings = spec.settings(nats_url)
     launcher = Launcher(settings, cwd=dep.root, on_line=show, supervise=True)
-
-    def interrupted() -> None:
-        launcher.stopping()  # a terminal's Ctrl-C reaches the workers too: no restarts now
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, interrupted)
+    launched.append(launcher)
+    if stop.is_set():
+        launcher.stopping()
     try:
         cp = await launcher.launch(dep)
         api = cp.url if cp is not None else "-"
