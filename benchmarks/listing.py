@@ -17,6 +17,7 @@ the figures. docs/benchmarks.md ("Run listings") holds the figures of a run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import statistics
 import tempfile
@@ -77,32 +78,38 @@ async def _median(repeat: int, call: Callable[[], Awaitable[Any]]) -> float:
     return statistics.median(times) * 1000
 
 
-async def _measure(index: LogRunIndex, *, limit: int, walk_limit: int, repeat: int) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for order, newest in (("newest", True), ("oldest", False)):
-        row: dict[str, float] = {}
-        row["first page"] = await _median(repeat, lambda: index.list_runs(limit=limit, newest_first=newest))
+async def _measure_order(
+    index: LogRunIndex, newest: bool, *, limit: int, walk_limit: int, repeat: int
+) -> dict[str, float]:
+    row: dict[str, float] = {}
+    row["first page"] = await _median(repeat, lambda: index.list_runs(limit=limit, newest_first=newest))
+    cursor: int | None = 0
+    at = 0
+    for _ in range(49):  # (fewer runs than 50 pages: the last page)
+        _, cursor = await index.list_runs(limit=limit, cursor=at, newest_first=newest)
+        if cursor is None:
+            break
+        at = cursor
+    row["page 50"] = await _median(repeat, lambda: index.list_runs(limit=limit, cursor=at, newest_first=newest))
+    for status in ("completed", "failed", "waiting"):
+        row[f"first page, {status}"] = await _median(
+            repeat, functools.partial(index.list_runs, limit=limit, status=status, newest_first=newest)
+        )
+
+    async def walk() -> None:
         cursor: int | None = 0
-        for _ in range(49):
-            assert cursor is not None
-            _, cursor = await index.list_runs(limit=limit, cursor=cursor, newest_first=newest)
-        at = cursor or 0
-        row["page 50"] = await _median(repeat, lambda: index.list_runs(limit=limit, cursor=at, newest_first=newest))
-        for status in ("completed", "failed", "waiting"):
-            row[f"first page, {status}"] = await _median(
-                repeat, lambda s=status: index.list_runs(limit=limit, status=s, newest_first=newest)  # type: ignore[misc]
-            )
+        while cursor is not None:
+            _, cursor = await index.list_runs(limit=walk_limit, cursor=cursor, newest_first=newest)
 
-        async def walk(newest: bool = newest) -> None:
-            cursor: int | None = 0
-            seen = 0
-            while cursor is not None:
-                page, cursor = await index.list_runs(limit=walk_limit, cursor=cursor, newest_first=newest)
-                seen += len(page)
+    row[f"every page of {walk_limit}"] = await _median(1, walk)
+    return row
 
-        row[f"every page of {walk_limit}"] = await _median(1, walk)
-        out[order] = row
-    return out
+
+async def _measure(index: LogRunIndex, *, limit: int, walk_limit: int, repeat: int) -> dict[str, dict[str, float]]:
+    return {
+        order: await _measure_order(index, newest, limit=limit, walk_limit=walk_limit, repeat=repeat)
+        for order, newest in (("newest", True), ("oldest", False))
+    }
 
 
 def _markdown(figures: dict[str, dict[str, float]], runs: int, records: int, fill_s: float) -> str:
@@ -117,7 +124,7 @@ def _markdown(figures: dict[str, dict[str, float]], runs: int, records: int, fil
     return "\n".join(lines)
 
 
-async def _main(runs: int, records: int, limit: int, walk_limit: int, repeat: int, json_out: Path | None) -> None:
+async def _main(runs: int, records: int, limit: int, walk_limit: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jetloom-listing-") as store:
         async with EmbeddedNats(port=0, store_dir=Path(store)) as server:
             log = await JetStreamLog.connect(server.url)
@@ -129,9 +136,7 @@ async def _main(runs: int, records: int, limit: int, walk_limit: int, repeat: in
                 figures = await _measure(index, limit=limit, walk_limit=walk_limit, repeat=repeat)
             finally:
                 await log.close()
-    print(_markdown(figures, runs, records, fill_s))
-    if json_out is not None:
-        json_out.write_text(json.dumps({"runs": runs, "records": records, "limit": limit, "figures": figures}, indent=2))
+    return {"runs": runs, "records": records, "limit": limit, "fill_s": fill_s, "figures": figures}
 
 
 @app.command()
@@ -144,7 +149,10 @@ def main(
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the figures here")] = None,
 ) -> None:
     """Time run listings over a stream of many runs (see the module docstring)."""
-    asyncio.run(_main(runs, records, limit, walk_limit, repeat, json_out))
+    doc = asyncio.run(_main(runs, records, limit, walk_limit, repeat))
+    print(_markdown(doc["figures"], runs, records, doc["fill_s"]))
+    if json_out is not None:
+        json_out.write_text(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

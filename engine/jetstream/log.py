@@ -64,7 +64,7 @@ from engine.jetstream.pull import PullDelivery
 from engine.jetstream.read import StreamHead
 from engine.jetstream.reader import DIRECT_GET_BATCH, Reader
 from engine.jetstream.retry import DEFAULT_RETRY_FOR
-from engine.jetstream.streams import ensure_log_streams
+from engine.jetstream.streams import ensure_log_streams, stream_info
 from engine.jetstream.timers import Timers
 from engine.model.durations import seconds
 from engine.model.records import OutMessage, RawRecord
@@ -294,10 +294,12 @@ class JetStreamLog:
         ``multi_last`` direct get), in sequence order."""
         return await self.reader.last_per_subject(subject_filters)
 
-    async def last_of(self, subject_filter: str) -> RawRecord | None:
-        """The newest record matching ``subject_filter`` (wildcards allowed; a ``last_by_subj``
-        direct get), or ``None``."""
-        return await self.reader.last_of(subject_filter)
+    async def last_seq(self) -> int:
+        """The stream's last sequence (0 while empty), from its info (``$JS.API.STREAM.INFO``:
+        a constant cost, where a ``last_by_subj`` direct get with wildcards costs the server a
+        walk over every subject matching it)."""
+        info = await stream_info(self.nc, self.stream, timeout=self.timeout, retry_for=self.retry_for)
+        return int(((info or {}).get("state") or {}).get("last_seq") or 0)
 
     # ---- follow (follow.Follows) -------------------------------------------------------------
 

@@ -202,16 +202,6 @@ class Reader:
             start = out[-1].seq + 1
         return out
 
-    async def last_of(self, subject_filter: str) -> RawRecord | None:
-        """The newest record matching ``subject_filter`` (wildcards allowed; a ``last_by_subj``
-        direct get), or ``None``."""
-        got, _ = await retrying(
-            f"last record of {subject_filter}",
-            lambda: direct_read(self.nc, self._inbox, self.stream, {"last_by_subj": subject_filter}, self.timeout),
-            retry_for=self.retry_for,
-        )
-        return got[0] if got else None
-
     async def last_per_subject(self, subject_filters: Sequence[str]) -> list[RawRecord]:
         """The last record of every subject matching any of ``subject_filters`` (a batched
         ``multi_last`` direct get), in sequence order."""

@@ -352,10 +352,9 @@ class MemoryLog:
                 last[rec.subject] = rec
         return sorted(last.values(), key=lambda r: r.seq)
 
-    async def last_of(self, subject_filter: str) -> RawRecord | None:
-        """The newest record matching ``subject_filter`` (wildcards allowed), or ``None``."""
-        pattern = subject_filter.split(".")
-        return next((rec for rec in reversed(self._all) if _matches(pattern, rec.subject)), None)
+    async def last_seq(self) -> int:
+        """The log's last sequence (0 while empty)."""
+        return self._all[-1].seq if self._all else 0
 
     async def close(self) -> None:
         pass

@@ -13,7 +13,7 @@ subjects, so one index serves both: the storage-specific part is the scan, which
 suite checks on each.
 
 Newest first, the listing pages backward through windows of stream sequences below the cursor
-(the newest ``RunStarted`` is ``SubjectScan.last_of``): each window is scanned forward, and the
+(from the log's last sequence, ``SubjectScan.last_seq``): each window is scanned forward, and the
 next, older one is sized from the density of runs seen so far, so a page costs a few scans
 whatever the length of the log.
 """
@@ -126,8 +126,8 @@ class SubjectScan(Protocol):
         order."""
         ...
 
-    async def last_of(self, subject_filter: str) -> RawRecord | None:
-        """The newest record matching ``subject_filter`` (wildcards allowed), or ``None``."""
+    async def last_seq(self) -> int:
+        """The log's last sequence, of any subject (0 while empty)."""
         ...
 
 
@@ -189,13 +189,7 @@ class LogRunIndex:
         scanned forward, newest run of each taken first. The first window is sized from the runs
         per sequence the previous listing of ``subject`` saw (``FIRST_WINDOW`` before any), the
         next from those seen so far (four times the last when it held none)."""
-        if cursor > 0:
-            high = cursor - 1
-        else:
-            newest = await self.log.last_of(subject)
-            if newest is None:
-                return [], None
-            high = newest.seq
+        high = cursor - 1 if cursor > 0 else await self.log.last_seq()
         found: list[RunSummary] = []
         seen_runs = seen_span = 0
         window = int(limit * self._spacing.get(subject, FIRST_WINDOW) * 1.25) + 1
@@ -289,13 +283,15 @@ class LogRunIndex:
     ) -> list[tuple[RawRecord, StepSuspended]]:
         """The run's ``wait_for_event`` waits that no ``Resume`` resolved, in the order they were
         recorded: ``(the StepSuspended record, its body)``. From the run's ``sys.StepSuspended``
-        and ``cmd.*`` records after ``after_seq`` only (the rule of
+        and ``cmd.<step>`` records after ``after_seq`` only (the rule of
         ``RunState.open_event_waits``; the run's end is not checked)."""
         base = f"{self.log.prefix}.run.{workflow}.{run_id}."
         suspensions = await self._all(base + "sys." + _WAIT_SUBJECT, after_seq)
         if not suspensions:
             return []
-        commands = await self._all(base + "cmd.*", after_seq)
+        # (the Resume of a wait is on its step's cmd subject: literal subjects scan cheaply)
+        steps = sorted({b.step for r in suspensions if isinstance(b := decode_record(r).body, StepSuspended)})
+        commands = [raw for step in steps for raw in await self._all(base + "cmd." + step, after_seq)]
         resolved: set[tuple[int, str, str]] = set()
         for raw in commands:
             body = decode_record(raw).body

@@ -280,12 +280,16 @@ async def test_runs_are_paginated_with_a_cursor(
     cursor: int | None = 0
     pages = 0
     while cursor is not None:
-        page, cursor = await client.runs(workflow="Chain3", limit=3, cursor=cursor)
+        page, cursor = await client.runs(workflow="Chain3", limit=3, cursor=cursor, order="oldest")
         seen += [r["run_id"] for r in page]
         pages += 1
     assert seen == ids
     assert pages == 3
-    assert [r["run_id"] async for r in client.iter_runs(page=2)] == ids
+    assert [r["run_id"] async for r in client.iter_runs(page=2, order="oldest")] == ids
+    # the default order is newest first, paged the same way
+    assert [r["run_id"] async for r in client.iter_runs(page=2)] == ids[::-1]
+    page, cursor = await client.runs(workflow="Chain3", limit=3)
+    assert [r["run_id"] for r in page] == ids[:-4:-1] and cursor == page[-1]["seq"]
 
 
 async def test_send_event_from_outside_completes_a_waiting_run(

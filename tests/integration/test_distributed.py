@@ -239,7 +239,8 @@ async def test_worker_killed_repeatedly_during_a_large_fan_out(
 ) -> None:
     """Heavier variant (make test-slow): SIGKILL the only worker five times in one run."""
     n = 150
-    handler = await client.start(FanInOut, n=n, timeout=300)
+    with pytest.warns(NoLiveWorkerWarning, match="'FanInOut'"):  # its worker starts below
+        handler = await client.start(FanInOut, n=n, timeout=300)
     for round_ in range(5):
         worker = workers(FAN, nats_url, "--ack-wait", "1")
         target = (round_ + 1) * n // 6
