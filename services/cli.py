@@ -16,8 +16,11 @@ from typing import Annotated, Any
 import typer
 
 import services.nats_options as no
-from engine.jetstream.connection import CLIENT_ERRORS, describe_error
+from engine.jetstream.connection import CLIENT_ERRORS, NatsConnectError, describe_error
 from engine.jetstream.retry import LogUnavailableError
+
+from .launcher import WorkerStartError
+from .loading import WorkflowImportError
 
 app = typer.Typer(
     name="jetloom",
@@ -64,10 +67,34 @@ Debug = Annotated[
 ]
 
 
+#: Exit code of a failure to import a workflow or to reach NATS (``_serve``); other expected
+#: failures exit 1.
+EXIT_UNREACHABLE = 2
+
+NATS_HINT = (
+    "is nats-server running there? `jetloom nats` or `jetloom dev` starts one; "
+    "--nats or JETLOOM_NATS_URL names another"
+)
+
+
+def _hint(exc: BaseException) -> tuple[int, str | None]:
+    """The exit code of an expected failure and the hint line shown under it (None: no hint).
+    A workflow that does not import, and NATS that does not answer (not a refusal), exit 2
+    (``EXIT_UNREACHABLE``); so does ``jetloom dev`` when a worker exited 2 before it was ready."""
+    if isinstance(exc, WorkflowImportError):
+        return EXIT_UNREACHABLE, exc.hint
+    if isinstance(exc, NatsConnectError) and not exc.permanent:
+        return EXIT_UNREACHABLE, NATS_HINT
+    if isinstance(exc, WorkerStartError) and exc.returncode == EXIT_UNREACHABLE:
+        return EXIT_UNREACHABLE, exc.hint
+    return 1, None
+
+
 def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> None:
     """Run a process command's coroutine (``_run``). An expected failure (``EXPECTED``) prints one
-    line ``jetloom <command>: <reason>`` on stderr and exits 1; with ``debug``, its traceback
-    first. Ctrl-C ends the command quietly."""
+    line ``jetloom <command>: <reason>`` on stderr, and for a workflow that does not import or
+    NATS that does not answer a second line ``  hint: ...``, and exits 1 (2 for those two:
+    ``_hint``); with ``debug``, its traceback first. Ctrl-C ends the command quietly."""
     try:
         _run(coro)
     except KeyboardInterrupt:
@@ -75,8 +102,11 @@ def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> Non
     except EXPECTED as exc:
         if debug:
             traceback.print_exc()
+        code, hint = _hint(exc)
         typer.echo(f"jetloom {command}: {describe_error(exc)}", err=True)
-        raise typer.Exit(1) from None
+        if hint:
+            typer.echo(f"  hint: {hint}", err=True)
+        raise typer.Exit(code) from None
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
@@ -260,7 +290,19 @@ def dev(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Control plane port (0 = any free port).")] = None,
     nats_port: Annotated[int | None, typer.Option(help="Embedded NATS port (0 = any free port).")] = None,
-    store_dir: Annotated[Path | None, typer.Option(help="Embedded NATS store directory.")] = None,
+    store_dir: Annotated[
+        Path | None,
+        typer.Option(help="Embedded NATS store directory (default: DATA_DIR/nats, else a temporary one)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the embedded server's store under this directory (DATA_DIR/nats) across "
+            "restarts; without it (or --store-dir, or [nats] store_dir) it is a temporary "
+            "directory removed at exit.",
+            show_default=False,
+        ),
+    ] = None,
     nats_url: no.NatsUrl = None,
     replicas: no.Replicas = None,
     nats_user: no.NatsUser = None,
@@ -285,7 +327,11 @@ def dev(
     debug: Debug = False,
 ) -> None:
     """Everything in one command: an embedded nats-server, the control plane and the workers.
-    Ctrl-C stops them all cleanly; a failure to start exits 1 with one line on stderr."""
+
+    A worker that dies is logged and restarted with backoff. Ctrl-C (or SIGTERM) stops them all
+    and exits 0; nothing is left in the working directory unless --data-dir (or --store-dir)
+    asks for it. A failure to start exits 1 with one line on stderr (2 with a hint line when a
+    workflow does not import)."""
     from .dev import run_dev
 
     nats = no.given(locals())  # (the command's parameters, before any other name)
@@ -299,6 +345,7 @@ def dev(
             port=port,
             nats_port=nats_port,
             store_dir=store_dir,
+            data_dir=data_dir,
             sync=sync,
             verbose=verbose,
         ),

@@ -12,11 +12,13 @@ from .cli_api import (
     ApiToken,
     ApiUrl,
     AsJson,
+    Debug,
     api_client,
     follow_run,
     out,
     parse_fields,
     print_json,
+    watch_run,
 )
 
 __all__ = ["register"]
@@ -33,10 +35,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str | None, typer.Option("--id", help="Session id (default: new).")] = None,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Create a session; prints its id."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             created = client.create_session(workflow, session_id=session_id)
         if as_json:
             print_json({"id": created.id, "workflow": created.workflow})
@@ -44,9 +47,11 @@ def register(app: typer.Typer) -> None:
             out.print(created.id, markup=False)
 
     @sessions.command("list")
-    def list_(url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False) -> None:
+    def list_(
+        url: ApiUrl = DEFAULT_URL, token: ApiToken = None, as_json: AsJson = False, debug: Debug = False
+    ) -> None:
         """Every session, oldest first."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             found = client.sessions()
         if as_json:
             print_json(found)
@@ -61,10 +66,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """A session's runs and their status."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             s = client.session(session_id).info()
         if as_json:
             print_json(s)
@@ -79,16 +85,26 @@ def register(app: typer.Typer) -> None:
         field: Annotated[
             list[str] | None, typer.Option("--field", "-f", help="Start event field KEY=VALUE (repeatable).")
         ] = None,
-        follow: Annotated[bool, typer.Option("--follow", help="Stream the run's records live.")] = False,
+        follow: Annotated[
+            bool,
+            typer.Option(
+                "--follow", help="Show the run's progress live, then its result (--json: every record)."
+            ),
+        ] = False,
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Start the session's next run (it starts with the state the previous run ended with)."""
-        with api_client(url, token) as client:
-            handle = client.session(session_id).start(**parse_fields(field or []))
+        with api_client(url, token, debug=debug) as client:
+            session = client.session(session_id)
+            handle = session.start(**parse_fields(field or []))
+            if follow and as_json:
+                follow_run(url, token, handle.run_id, as_json)
+                return
             if follow:
-                follow_run(handle, as_json)
+                watch_run(url, token, handle.run_id, session.workflow)
                 return
         if as_json:
             print_json({"run_id": handle.run_id, "session": session_id})
@@ -100,10 +116,11 @@ def register(app: typer.Typer) -> None:
         session_id: Annotated[str, typer.Argument(help="Session id.")],
         url: ApiUrl = DEFAULT_URL,
         token: ApiToken = None,
+        debug: Debug = False,
         as_json: AsJson = False,
     ) -> None:
         """Forget a session (its runs stay in the log)."""
-        with api_client(url, token) as client:
+        with api_client(url, token, debug=debug) as client:
             client.session(session_id).delete()
         if as_json:
             print_json({"id": session_id, "deleted": True})

@@ -4,7 +4,12 @@ Reads a deployment file (``services.launcher``; default ``./jetloom.toml``), sta
 prints one line ``jetloom dev ready api=<url> nats=<url> workers=<n>`` (and ``monitor=<url>``, the
 embedded server's HTTP monitoring: ``/varz``, ``/jsz``, ``/healthz``) and runs until SIGINT or
 SIGTERM, then stops the workers (SIGTERM, in-flight steps get their grace), the control plane and
-the server, in that order.
+the server, in that order, and returns (the command exits 0).
+
+It supervises the workers (``Launcher(supervise=True)``): one that dies is logged in one line
+(which, its exit code or signal) and started again with exponential backoff. The embedded server's
+store is a temporary directory removed at exit unless ``data_dir`` (or ``store_dir``, or the file's
+``[nats] store_dir``) names one: nothing is left in the working directory.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ async def run_dev(
     port: int | None = None,
     nats_port: int | None = None,
     store_dir: Path | None = None,
+    data_dir: Path | None = None,
     nats: dict[str, Any] | None = None,
     sync: str | None = None,
     verbose: bool = False,
@@ -67,6 +73,10 @@ async def run_dev(
     ``sync`` (``"always"`` or a duration such as ``"2m"``) is the embedded server's JetStream
     ``sync_interval``; it wins over the file's ``[nats] sync``.
 
+    The embedded server stores its streams in ``store_dir``, else ``data_dir/nats``, else the
+    file's ``[nats] store_dir`` (relative to its ``root``), else a temporary directory removed
+    when it stops.
+
     Raises:
         FileNotFoundError / ValueError: no usable deployment file (the message says why), a bad
             ``sync``, or ``sync`` with an existing server (``url``), whose own config sets it.
@@ -80,9 +90,16 @@ async def run_dev(
         dep.control_plane.port = port
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    launched: list[Launcher] = []  # (set once the server is up)
+
+    def interrupted() -> None:
+        for launcher in launched:
+            launcher.stopping()  # a terminal's Ctrl-C reaches the workers too: no restarts now
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, interrupted)
 
     overrides = {k: v for k, v in (nats or {}).items() if v is not None}
     if sync is not None:
@@ -91,9 +108,13 @@ async def run_dev(
     server: EmbeddedNats | None = None
     nats_url = spec.url
     if nats_url is None:
+        if store_dir is None and data_dir is not None:
+            store_dir = data_dir / "nats"
+        if store_dir is None and dep.nats.store_dir is not None:
+            store_dir = Path(dep.root or ".") / dep.nats.store_dir
         server = EmbeddedNats(
             port=dep.nats.port if nats_port is None else nats_port,
-            store_dir=store_dir or Path(dep.root or ".") / dep.nats.store_dir,
+            store_dir=store_dir,  # None: a temporary directory, removed when it stops
             sync_interval=spec.sync,
             extra_args=["-m", "-1"],  # HTTP monitoring on a free port of the same host
         )
@@ -109,7 +130,10 @@ async def run_dev(
             err.print(f"[dim]worker {pid}:[/] {line}", markup=True, highlight=False)
 
     settings = spec.settings(nats_url)
-    launcher = Launcher(settings, cwd=dep.root, on_line=show)
+    launcher = Launcher(settings, cwd=dep.root, on_line=show, supervise=True)
+    launched.append(launcher)
+    if stop.is_set():
+        launcher.stopping()
     try:
         cp = await launcher.launch(dep)
         api = cp.url if cp is not None else "-"

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +45,7 @@ from typing import Any
 import msgspec
 import uvicorn
 
+from engine import WaitStrategy, wait_exponential
 from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 
@@ -56,14 +59,21 @@ __all__ = [
     "ServiceSpec",
     "WorkerProcess",
     "WorkerStartError",
+    "describe_exit",
     "load_deployment",
 ]
+
+logger = logging.getLogger("jetloom.launcher")
 
 READY_PREFIX = "jetloom worker ready"
 READY_TIMEOUT = 60.0  # seconds a worker may take to start consuming
 STOP_TIMEOUT = 20.0  # seconds a worker may take to exit after SIGTERM (its grace is 10 s)
 TAIL_LINES = 60  # a worker's output lines kept for WorkerStartError and output()
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Seconds before restart ``n`` (0 first) of a worker that died: 0.5, 1, 2, ... at most 30.
+RESTART_BACKOFF: WaitStrategy = wait_exponential(multiplier=0.5, exp_base=2, max=30)
+#: Seconds a restarted worker must stay up for its next death to count as a first one again.
+STABLE_AFTER = 60.0
 
 
 # ---- deployment file ----------------------------------------------------------------------------
@@ -99,13 +109,14 @@ class ServiceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class NatsSpec(NatsSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[nats]``: ``url`` of an existing server (or several, comma-separated), or (``jetloom
     dev``, no ``url``) the embedded server's ``port`` (0 = any free port; default 4222),
-    ``store_dir`` and ``sync`` (JetStream ``sync_interval``: ``"always"`` fsyncs every write
+    ``store_dir`` (relative to ``root``; default: a temporary directory removed when the server
+    stops) and ``sync`` (JetStream ``sync_interval``: ``"always"`` fsyncs every write
     before its ack; default the config's, 2 min); and every other ``NatsSettings`` field (``replicas``, credentials, TLS,
     ``connect_attempts``, ``connect_wait_s``)."""
 
     url: str | None = None  # type: ignore[assignment]  # narrows NatsSettings.url: a deployment file may leave it out
     port: int = 4222
-    store_dir: str = ".jetloom/nats"
+    store_dir: str | None = None
     sync: str | None = None  # the embedded server's JetStream sync_interval ("always" or "2m")
 
     def __post_init__(self) -> None:
@@ -185,15 +196,21 @@ class WorkerStartError(ChildProcessError):
     Attributes:
         pid: the worker's process id.
         output: its last output lines.
+        returncode: its exit code (2: its workflow did not import or NATS did not answer;
+            negative: the signal that ended it; None: unknown).
+        hint: the worker's ``  hint: ...`` line without its prefix, else None.
     """
 
-    def __init__(self, pid: int, output: str) -> None:
+    def __init__(self, pid: int, output: str, returncode: int | None = None) -> None:
         lines = [line for line in output.splitlines() if line.strip()]
         own = [line for line in lines if line.startswith("jetloom worker:")]
         reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
+        hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
         super().__init__(f"worker {pid} exited before it was ready: {reason}")
         self.pid = pid
         self.output = output
+        self.returncode = returncode
+        self.hint = hints[-1] if hints else None
 
 
 class WorkerProcess:
@@ -256,7 +273,7 @@ class WorkerProcess:
         try:
             return await self.child.await_ready(timeout=None)
         except NotReady as exc:
-            raise WorkerStartError(exc.pid, exc.output) from None
+            raise WorkerStartError(exc.pid, exc.output, exc.returncode) from None
 
     def output(self) -> str:
         """Its last output lines, newline-separated."""
@@ -276,6 +293,21 @@ class WorkerProcess:
         """Wait until the worker exits (its output read); its exit code."""
         return await self.child.await_exit()
 
+    def restart(self) -> None:
+        """Start the command again after it exited (same arguments, environment and output
+        callback; ``pid`` becomes the new process'); ``ready`` resolves anew.
+
+        Raises:
+            RuntimeError: it still runs.
+            OSError: the command could not be executed.
+        """
+        self.child.start()
+        if not self.ready.done():
+            self.ready.cancel()
+        elif not self.ready.cancelled():
+            self.ready.exception()  # mark retrieved
+        self.ready = asyncio.ensure_future(self._ready())
+
     def kill(self) -> None:
         """SIGKILL: no cleanup; its unacked triggers are redelivered to other processes."""
         self.child.kill()
@@ -288,6 +320,17 @@ class WorkerProcess:
         elif not self.ready.cancelled():
             self.ready.exception()  # mark retrieved
         return code
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, for a log line: ``exited with code 3``, ``was killed by SIGKILL``."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop, call: Callable[[str], None]) -> Callable[[str], None]:
@@ -403,6 +446,14 @@ class Launcher:
             and replicas).
         cwd: directory worker processes run in and import workflows from (default: current).
         on_line: called with ``(pid, line)`` for every worker output line (default: ignored).
+        supervise: restart a worker process that exits (after it was ready) until ``stop``:
+            each death is logged on the ``jetloom.launcher`` logger (one warning line: which
+            worker, its exit code or signal, the delay), then it is started again after
+            ``backoff(n)`` seconds, ``n`` counting its deaths since it last stayed up
+            ``stable_after`` seconds (default: no restarts).
+        backoff: seconds before restart ``n`` (0 first); default ``RESTART_BACKOFF``
+            (exponential: 0.5 s doubling up to 30 s).
+        stable_after: seconds up after which ``n`` starts from 0 again (default 60).
     """
 
     def __init__(
@@ -411,12 +462,21 @@ class Launcher:
         *,
         cwd: str | Path | None = None,
         on_line: Callable[[int, str], None] | None = None,
+        supervise: bool = False,
+        backoff: WaitStrategy = RESTART_BACKOFF,
+        stable_after: float = STABLE_AFTER,
     ) -> None:
         self.nats_url = nats_url
         self.cwd = cwd
         self.on_line = on_line
+        self.supervise = supervise
+        self.backoff = backoff
+        self.stable_after = stable_after
         self.control_planes: list[ControlPlaneServer] = []
         self.workers: list[WorkerProcess] = []
+        self.restarts = 0  # worker restarts so far (supervise)
+        self._stopping = False
+        self._watchers: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Launcher:
         return self
@@ -465,15 +525,63 @@ class Launcher:
         for s in steps or ():
             args += ["--step", s]
         started = []
-        for _ in range(replicas):
+        for i in range(replicas):
             w = await WorkerProcess.start(
                 workflow, self.nats_url, args=args, cwd=self.cwd, on_line=self.on_line
             )
             self.workers.append(w)
             started.append(w)
+            if self.supervise:
+                label = f"{service or workflow}[{i}]" if replicas > 1 else (service or workflow)
+                self._watchers.append(asyncio.create_task(self._watch(w, label), name=f"jetloom:watch {label}"))
         if wait:
             await asyncio.gather(*(w.wait_ready() for w in started))
         return started
+
+    def stopping(self) -> None:
+        """Mark the launcher as stopping: a worker exiting from now on is not restarted (call
+        it from a signal handler before ``stop``, since a terminal's Ctrl-C reaches the
+        workers too)."""
+        self._stopping = True
+
+    async def _watch(self, w: WorkerProcess, label: str) -> None:
+        """Restart ``w`` whenever it exits after it was ready, with backoff (``supervise``)."""
+        loop = asyncio.get_running_loop()
+        deaths = 0
+        try:
+            await asyncio.shield(w.ready)
+        except WorkerStartError:
+            return  # a worker that never started is the caller's failure, not restarted
+        while True:
+            up_since = loop.time()
+            code = await w.wait()
+            if self._stopping:
+                return
+            if loop.time() - up_since >= self.stable_after:
+                deaths = 0
+            delay = self.backoff(deaths)
+            deaths += 1
+            logger.warning(
+                "worker %s (pid %d) %s; restarting in %.1f s", label, w.pid, describe_exit(code), delay
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            old = w.pid
+            try:
+                w.restart()
+            except OSError as exc:
+                logger.error("worker %s could not be started again: %s", label, exc)
+                return
+            self.restarts += 1
+            try:
+                await w.wait_ready()
+            except (WorkerStartError, TimeoutError) as exc:
+                logger.warning("worker %s (pid %d) did not start again: %s", label, w.pid, exc)
+                if w.child.alive:
+                    await w.child.astop()
+                continue
+            logger.info("worker %s restarted: pid %d (was %d)", label, w.pid, old)
 
     async def launch(self, deployment: Deployment) -> ControlPlaneServer | None:
         """Start a deployment's control plane (if enabled; its API tokens from
@@ -504,7 +612,13 @@ class Launcher:
         return cp
 
     async def stop(self) -> None:
-        """Stop every worker (SIGTERM, then SIGKILL after 20 s) and control plane."""
+        """Stop every worker (SIGTERM, then SIGKILL after 20 s; none is restarted from now on)
+        and control plane."""
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers.clear()
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
         for cp in self.control_planes:

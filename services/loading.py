@@ -6,11 +6,49 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from pathlib import Path
 
 from engine import Workflow, WorkflowConfigurationError, WorkflowValidationError
 
-__all__ = ["load_workflow", "load_workflow_class"]
+__all__ = ["WorkflowImportError", "load_workflow", "load_workflow_class"]
+
+
+class WorkflowImportError(ImportError):
+    """A workflow's module did not import: it was not found on the import path, or running it
+    raised. The message is one line (the module tried, the target and the cause); ``hint`` is a
+    second line saying what to do.
+
+    Attributes:
+        target: the ``module:attribute`` asked for.
+        module: the module path tried.
+        cwd: the working directory at the time (the first entry of the import path).
+        hint: one line: where to look or what to change.
+    """
+
+    def __init__(self, target: str, module: str, cwd: str, cause: BaseException) -> None:
+        self.target, self.module, self.cwd = target, module, cwd
+        missing = getattr(cause, "name", None) if isinstance(cause, ModuleNotFoundError) else None
+        if missing is not None and (module == missing or module.startswith(missing + ".")):
+            text = f"cannot import {module!r} (for {target}): no such module in {cwd} or on PYTHONPATH"
+            self.hint = "run from the project directory or set PYTHONPATH to the directory holding it"
+        elif missing is not None:
+            text = f"cannot import {module!r} (for {target}): it imports {missing!r}, which is not installed"
+            self.hint = f"install {missing.split('.')[0]!r} in the environment of {sys.executable}"
+        else:
+            where = _where(cause)
+            text = f"cannot import {module!r} (for {target}): {type(cause).__name__}: {cause}{where}"
+            self.hint = f"fix the module (imported from {cwd}); --debug shows the traceback"
+        super().__init__(" ".join(text.split()), name=module)
+
+
+def _where(exc: BaseException) -> str:
+    """`` at FILE:LINE`` of the innermost frame that raised ``exc`` (a SyntaxError's own place)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" at {exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    return f" at {user[-1].filename}:{user[-1].lineno}" if user else ""
 
 
 def _resolve(target: str) -> object:
@@ -24,6 +62,8 @@ def _resolve(target: str) -> object:
         module = importlib.import_module(module_name)
     except (WorkflowValidationError, WorkflowConfigurationError) as exc:  # (a step signature is checked at class creation)
         raise ValueError(f"{target}: {exc}") from None
+    except Exception as exc:  # whatever the module's own code raised, or not found
+        raise WorkflowImportError(target, module_name, cwd, exc) from exc
     try:
         obj: object = module
         for part in attr.split("."):
@@ -38,7 +78,7 @@ def load_workflow_class(target: str) -> type[Workflow]:
 
     Raises:
         ValueError: ``target`` is malformed or names something else.
-        ImportError: the module does not import.
+        WorkflowImportError: the module does not import.
     """
     obj = _resolve(target)
     if isinstance(obj, Workflow):
@@ -56,7 +96,7 @@ def load_workflow(target: str) -> Workflow:
         ValueError: ``target`` is malformed, does not lead to a Workflow, or the workflow is not
             valid (``Workflow.validate``: its graph, its ``ResourceConfig`` files); the message is
             one line naming ``target`` and the fault.
-        ImportError: the module does not import.
+        WorkflowImportError: the module does not import.
     """
     try:
         workflow = _instance(target)

@@ -51,14 +51,15 @@ async def test_run_follow_json_streams_every_record_until_the_end(
 
     code, out, _ = await jetloom(api, "run", "Chain3", "-f", "text=x y", "--follow")
     assert code == 0
-    assert "completed" in out and '"n": 2' in out and "sys.StepCompleted" in out
+    # progress lines since issue 19 (raw records stay with --json and `events`)
+    assert "completed" in out and '"n": 2' in out and "step count done (trigger " in out
 
     code, out, _ = await jetloom(api, "events", rid, "--json")
     assert [r["seq"] for r in json.loads(out)] == [r["seq"] for r in records]
     code, out, _ = await jetloom(api, "runs", "--json", "--status", "completed")
     assert rid in {r["run_id"] for r in json.loads(out)["runs"]}
     code, out, _ = await jetloom(api, "runs")
-    assert code == 0 and rid[:8] in out
+    assert code == 0 and rid in out.split()  # the full run id (issue 19)
     code, out, _ = await jetloom(api, "services", "--json")
     assert [w["name"] for e in json.loads(out) for w in e["workflows"]] == ["Chain3"]
     code, out, _ = await jetloom(api, "workflows")
@@ -102,7 +103,8 @@ async def test_send_and_cancel_and_errors(
     with socket.socket() as closed:  # bound, never listening, held open: connects are refused
         closed.bind(("127.0.0.1", 0))
         code, _, err = await jetloom(f"http://127.0.0.1:{closed.getsockname()[1]}", "runs")
-    assert code == 1 and "cannot reach" in err
+    assert code == 2 and "cannot reach" in err and "hint: is it running?" in err  # exit 2 (issue 19)
+    assert len(err.strip().splitlines()) == 2, err
 
 
 async def test_control_plane_command_serves_the_api(nats_url: str) -> None:

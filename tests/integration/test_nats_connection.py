@@ -71,21 +71,23 @@ def closed_port() -> AsyncIterator[int]:
 @pytest.mark.parametrize(
     "command", [["worker", CHAIN], ["control-plane", "--port", "0"]], ids=["worker", "control-plane"]
 )
-async def test_unreachable_nats_exits_1_after_the_configured_attempts(
+async def test_unreachable_nats_exits_2_after_the_configured_attempts(
     closed_port: int, command: list[str]
 ) -> None:
+    """Exit code 2 and a hint line (issue 19: a URL that does not answer is a usage failure)."""
     url = f"nats://someone:hunter2@127.0.0.1:{closed_port}"
     code, out, err, seconds = await cli(
         *command, "--nats", url, "--connect-attempts", "2", "--connect-wait", "0.2"
     )
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     lines = err.strip().splitlines()
     attempts = [line for line in lines if "NATS connect attempt" in line]
     assert [("1/2" in a, "2/2" in a) for a in attempts] == [(True, False), (False, True)], err
-    last = lines[-1]
+    last, hint = lines[-2:]
     assert last.startswith(f"jetloom {command[0]}: cannot connect to NATS at nats://127.0.0.1:{closed_port}")
     assert "connection refused" in last and "tried 2 times" in last
-    assert lines == [*attempts, last], err  # nothing else: no traceback, no nats-py error lines
+    assert hint.startswith("  hint: is nats-server running there?") and "--nats" in hint, err
+    assert lines == [*attempts, last, hint], err  # nothing else: no traceback, no nats-py error lines
     assert "hunter2" not in err and "someone" not in err  # the URL's credentials are never shown
     assert seconds < 20, seconds  # interpreter start-up included; the attempts take ~0.2 s
 
@@ -94,9 +96,9 @@ async def test_debug_shows_the_traceback_of_an_expected_failure(closed_port: int
     code, _, err, _ = await cli(
         "worker", CHAIN, "--nats", f"nats://127.0.0.1:{closed_port}", "--connect-attempts", "1", "--debug"
     )
-    assert code == 1
+    assert code == 2
     assert "Traceback" in err and "NatsConnectError" in err
-    assert err.strip().splitlines()[-1].startswith("jetloom worker: cannot connect to NATS")
+    assert err.strip().splitlines()[-2].startswith("jetloom worker: cannot connect to NATS")
 
 
 @pytest.fixture
