@@ -258,9 +258,7 @@ def test_control_plane_metrics_count_requests_by_route_template_and_status() -> 
     with TestClient(app) as http:
         for name in ("a", "b", "missing"):
             http.get(f"/things/{name}")
-        with http.stream("GET", "/ticks") as resp:
-            resp.read()
-            mid_stream = samples(generate_latest(metrics.registry).decode())
+        assert http.get("/ticks").text.count("data:") == 2
         resp = http.get("/metrics")
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
         found = samples(resp.text)
@@ -268,7 +266,6 @@ def test_control_plane_metrics_count_requests_by_route_template_and_status() -> 
     assert value(found, "jetloom_http_requests_total", method="GET", route="/things/{name}", status="404") == 1
     assert value(found, "jetloom_http_request_duration_seconds_count", method="GET", route="/things/{name}") == 3
     assert value(found, "jetloom_http_requests_total", method="GET", route="/ticks", status="200") == 1
-    assert value(mid_stream, "jetloom_sse_streams_open", route="/ticks") in (0, 1)  # (the body may be sent already)
     assert value(found, "jetloom_sse_streams_open", route="/ticks") == 0
 
 
@@ -294,3 +291,33 @@ def test_runs_started_and_cancelled_are_counted_from_their_routes() -> None:
     assert value(found, "jetloom_runs_started_total", workflow="Chain") == 2
     assert ("jetloom_runs_started_total", frozenset({("workflow", "Nope")})) not in found
     assert value(found, "jetloom_runs_cancelled_total") == 1
+
+
+async def test_an_open_event_stream_is_counted_until_it_ends() -> None:
+    metrics = ControlPlaneMetrics()
+    release = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def stream(scope: dict[str, Any], receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: a\n\n", "more_body": True})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "GET", "path_template": "/runs/{run_id}/stream", "path_params": {}}
+    task = asyncio.create_task(metrics.middleware(stream)(scope, receive, send))
+    await until(lambda: len(sent) == 2, "the stream's first event")
+    found = samples(generate_latest(metrics.registry).decode())
+    assert value(found, "jetloom_sse_streams_open", route="/runs/{run_id}/stream") == 1
+    release.set()
+    await asyncio.wait_for(task, 5)
+    found = samples(generate_latest(metrics.registry).decode())
+    assert value(found, "jetloom_sse_streams_open", route="/runs/{run_id}/stream") == 0
+    assert value(found, "jetloom_http_requests_total", method="GET", route="/runs/{run_id}/stream", status="200") == 1
