@@ -143,19 +143,49 @@ class _BacklogCollector(Collector):
 
 
 class _StepMetrics:
-    """The label children of one (workflow, step), looked up once."""
+    """One (workflow, step)'s counts (plain ints, bumped on the executor's loop and read by a
+    scrape: no lock on the hot path) and its histogram children, looked up once."""
 
-    __slots__ = ("commit", "completed", "durations", "failed", "in_flight", "retried", "started", "suspended")
+    __slots__ = ("cancelled", "commit", "completed", "durations", "failed", "retried", "started", "suspended")
 
     def __init__(self, m: WorkerMetrics, workflow: str, step: str) -> None:
-        self.started = m.steps_started.labels(workflow, step)
-        self.completed = m.steps_completed.labels(workflow, step)
-        self.failed = m.steps_failed.labels(workflow, step)
-        self.suspended = m.steps_suspended.labels(workflow, step)
-        self.retried = m.steps_retried.labels(workflow, step)
-        self.in_flight = m.steps_in_flight.labels(workflow, step)
+        self.started = self.completed = self.failed = self.suspended = self.cancelled = self.retried = 0
         self.commit = m.commit_latency.labels(workflow, step)
         self.durations: dict[str, Any] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return self.started - self.completed - self.failed - self.suspended - self.cancelled
+
+
+#: ``_StepMetrics`` attribute -> (counter name without ``_total``, help).
+_STEP_COUNTERS: Final = {
+    "started": ("jetloom_steps_started", "Step executions started."),
+    "completed": ("jetloom_steps_completed", "Step executions that returned (their commit follows)."),
+    "failed": ("jetloom_steps_failed", "Step executions that raised (each failed attempt)."),
+    "suspended": ("jetloom_steps_suspended", "Step executions that stopped to wait (event, timer, child run)."),
+    "retried": ("jetloom_steps_retried", "Failed attempts followed by another one (StepRetrying recorded)."),
+}
+
+
+class _StepCollector(Collector):
+    """Exposes the per-step counts and the steps in flight."""
+
+    def __init__(self, steps: dict[tuple[str, str], _StepMetrics]) -> None:
+        self.steps = steps
+
+    def collect(self) -> Iterable[Metric]:
+        steps = list(self.steps.items())  # (one C call: safe while the loop adds steps)
+        labels = ("workflow", "step")
+        for attr, (name, help_) in _STEP_COUNTERS.items():
+            family = CounterMetricFamily(name, help_, labels=labels)
+            for key, m in steps:
+                family.add_metric(key, getattr(m, attr))
+            yield family
+        gauge = GaugeMetricFamily("jetloom_steps_in_flight", "Step executions running now.", labels=labels)
+        for key, m in steps:
+            gauge.add_metric(key, m.in_flight)
+        yield gauge
 
 
 class WorkerMetrics:
@@ -170,20 +200,6 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         step = ("workflow", "step")
-        self.steps_started = Counter("jetloom_steps_started", "Step executions started.", step, registry=r)
-        self.steps_completed = Counter(
-            "jetloom_steps_completed", "Step executions that returned (their commit follows).", step, registry=r
-        )
-        self.steps_failed = Counter(
-            "jetloom_steps_failed", "Step executions that raised (each failed attempt).", step, registry=r
-        )
-        self.steps_suspended = Counter(
-            "jetloom_steps_suspended", "Step executions that stopped to wait (event, timer, child run).", step, registry=r
-        )
-        self.steps_retried = Counter(
-            "jetloom_steps_retried", "Failed attempts followed by another one (StepRetrying recorded).", step, registry=r
-        )
-        self.steps_in_flight = Gauge("jetloom_steps_in_flight", "Step executions running now.", step, registry=r)
         self.step_duration = Histogram(
             "jetloom_step_duration_seconds",
             "Time of a step execution (the call and the building of its commit), by outcome.",
@@ -211,11 +227,12 @@ class WorkerMetrics:
             buckets=RUN_BUCKETS,
             registry=r,
         )
+        self._steps: dict[tuple[str, str], _StepMetrics] = {}
         self._stats = _StatsCollector()
         self._backlog = _BacklogCollector()
+        r.register(_StepCollector(self._steps))
         r.register(self._stats)
         r.register(self._backlog)
-        self._steps: dict[tuple[str, str], _StepMetrics] = {}
 
     # ---- what the worker tells it ----------------------------------------------------------
 
@@ -249,26 +266,25 @@ class WorkerMetrics:
         return m
 
     def step_started(self, workflow: str, step: str) -> None:
-        m = self._step(workflow, step)
-        m.started.inc()
-        m.in_flight.inc()
+        self._step(workflow, step).started += 1
 
     def step_ended(self, workflow: str, step: str, outcome: str, seconds: float) -> None:
         m = self._step(workflow, step)
-        m.in_flight.dec()
         if outcome == COMPLETED:
-            m.completed.inc()
+            m.completed += 1
         elif outcome == FAILED:
-            m.failed.inc()
+            m.failed += 1
         elif outcome == SUSPENDED:
-            m.suspended.inc()
+            m.suspended += 1
+        else:
+            m.cancelled += 1
         hist = m.durations.get(outcome)
         if hist is None:
             hist = m.durations[outcome] = self.step_duration.labels(workflow, step, outcome)
         hist.observe(seconds)
 
     def step_retrying(self, workflow: str, step: str) -> None:
-        self._step(workflow, step).retried.inc()
+        self._step(workflow, step).retried += 1
 
     def committed(self, workflow: str, step: str, seconds: float) -> None:
         self._step(workflow, step).commit.observe(seconds)
