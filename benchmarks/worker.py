@@ -48,12 +48,17 @@ def jetloom(
     replicas: int = 1,
 ) -> None:
     """A jetloom step worker for TARGET (``module:WorkflowClass``); ``--nats`` may list a
-    cluster's nodes, comma-separated, and ``--replicas`` is that of the streams it creates."""
+    cluster's nodes, comma-separated, and ``--replicas`` is that of the streams it creates.
+    With ``JETLOOM_BENCH_METRICS=1`` in the environment the worker serves its Prometheus metrics
+    (``--metrics-port 0``), to measure what they cost."""
     from engine.jetstream.connection import NatsSettings
     from services.worker import serve
 
     settings = NatsSettings(url=nats_url, replicas=replicas)
-    run_loop(lambda: serve(target, settings, prefix=prefix, grace=2.0), uvloop=uvloop)
+    metrics_port = 0 if os.environ.get("JETLOOM_BENCH_METRICS") == "1" else None
+    run_loop(
+        lambda: serve(target, settings, prefix=prefix, grace=2.0, metrics_port=metrics_port), uvloop=uvloop
+    )
 
 
 @app.command()

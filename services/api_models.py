@@ -185,6 +185,8 @@ class ServiceView(msgspec.Struct, kw_only=True):
     """Seconds the entry outlives ``heartbeat_at`` unless refreshed."""
     stats: dict[str, int]
     """The executor's counters at the last heartbeat."""
+    metrics_port: int = 0
+    """The port of its Prometheus metrics (``http://<host>:<port>/metrics``), 0 for none."""
 
 
 # ---- runs -------------------------------------------------------------------------------------------

@@ -171,6 +171,20 @@ def worker(
     snapshot_every: Annotated[
         int, typer.Option(min=1, help="Records a run folds between two snapshots in the KV bucket.")
     ] = 1000,  # engine.state.snapshots.DEFAULT_SNAPSHOT_EVERY (not imported here: the CLI starts lean)
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, printed on "
+            "the ready line and kept in the registry entry).",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics server binds (0.0.0.0 for a remote scraper).")
+    ] = "127.0.0.1",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     debug: Debug = False,
 ) -> None:
@@ -202,6 +216,8 @@ def worker(
             num_workers=num_workers,
             registry_ttl=registry_ttl,
             snapshot_every=snapshot_every,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         ),
         debug=debug,
     )
@@ -235,6 +251,14 @@ def control_plane(
             show_default=False,
         ),
     ] = None,
+    metrics_open: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-open",
+            help="Serve GET /metrics without a token (by default it needs the 'read' scope when "
+            "API tokens are configured).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     debug: Debug = False,
 ) -> None:
@@ -267,6 +291,7 @@ def control_plane(
             prefix=prefix,
             max_body_size=max_body_size,
             auth=auth,
+            metrics_open=metrics_open,
         )
         url = await server.start()
         print(f"jetloom control plane ready api={url} nats={settings.display_url}", flush=True)

@@ -26,11 +26,15 @@ from engine.runtime.executor import Executor
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 
 from .loading import load_workflow
+from .metrics import BacklogRow, MetricsServer, WorkerMetrics
 from .registry import DEFAULT_TTL, Heartbeat
 
 __all__ = ["serve"]
 
 logger = logging.getLogger("jetloom.worker")
+
+#: Seconds between two reads of the step consumers' backlog for the metrics.
+BACKLOG_INTERVAL = 5.0
 
 
 async def serve(
@@ -47,6 +51,9 @@ async def serve(
     registry_ttl: float = DEFAULT_TTL,
     num_workers: int | None = None,
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    backlog_interval: float = BACKLOG_INTERVAL,
 ) -> None:
     """Run step workers for ``target`` until ``stop`` is set (or SIGINT/SIGTERM).
 
@@ -69,14 +76,24 @@ async def serve(
         num_workers: concurrent triggers per step, overriding the steps' own ``num_workers``.
         snapshot_every: records a run folds between two snapshots in the KV bucket
             ``<prefix>_snapshots`` (default 1,000).
+        metrics_port: serve Prometheus metrics at ``http://<metrics_host>:<port>/metrics``
+            (``services.metrics.WorkerMetrics``); 0 picks a free port. The port is printed on
+            the ready line (``metrics=<host>:<port>``) and kept in the registry entry
+            (``metrics_port``). Default ``None``: no metrics, and the executor reports nothing.
+        metrics_host: the address the metrics server binds (default ``127.0.0.1``; ``0.0.0.0``
+            for a scraper on another host).
+        backlog_interval: seconds between two reads of the step consumers' backlog for the
+            ``jetloom_consumer_*`` gauges (default 5).
 
-    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>`` once consuming,
+    Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>``
+    (then `` metrics=<host>:<port>`` when serving metrics) once consuming,
     and ``jetloom worker stopped pid=<pid> stats=<ExecutorStats> snapshots_loaded=<n>
     snapshots_written=<n> records_read=<n>`` (the run cache's counters) when it stops.
 
     Raises:
         ValueError: ``progress_heartbeat`` is not shorter than ``ack_wait`` (checked before
             connecting).
+        OSError: the metrics port cannot be bound (checked before connecting).
         engine.jetstream.connection.NatsConnectError: NATS unreachable at start-up, or it refused the
             credentials.
         engine.jetstream.connection.NatsConnectionClosed: nats-py closed the connection for good (a
@@ -90,13 +107,22 @@ async def serve(
         )
     )
     workflow = load_workflow(target)
-    backend = await NatsBackend.connect(
-        nats,
-        name="jetloom-worker",
-        prefix=prefix,
-        ack_wait=ack_wait,
-        progress_heartbeat=progress_heartbeat,
-    )
+    metrics = WorkerMetrics() if metrics_port is not None else None
+    server: MetricsServer | None = None
+    if metrics is not None and metrics_port is not None:
+        server = metrics.serve_http(metrics_port, metrics_host)
+    try:
+        backend = await NatsBackend.connect(
+            nats,
+            name="jetloom-worker",
+            prefix=prefix,
+            ack_wait=ack_wait,
+            progress_heartbeat=progress_heartbeat,
+        )
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     executor = Executor(
         workflow,
         backend.log,
@@ -104,6 +130,7 @@ async def serve(
         num_workers=num_workers,
         snapshots=await backend.snapshots(),
         snapshot_every=snapshot_every,
+        observer=metrics,
     )
     heartbeat = Heartbeat(
         await backend.registry(),
@@ -112,6 +139,19 @@ async def serve(
         ttl=registry_ttl,
         stats=lambda: dataclasses.asdict(executor.stats),
     )
+    poller: asyncio.Task[None] | None = None
+    if metrics is not None and server is not None:
+        metrics.watch(executor.name, executor.stats)
+        heartbeat.entry.metrics_port = server.port
+        specs = [(s.name, s.accepts_names) for s in executor.specs]
+        log = backend.log
+
+        async def backlog() -> list[BacklogRow]:
+            rows = []
+            for step, accepts in specs:
+                for consumer, pending, ack_pending in await log.backlog(executor.name, step, accepts):
+                    rows.append(BacklogRow(executor.name, step, consumer, pending, ack_pending))
+            return rows
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,15 +160,22 @@ async def serve(
     try:
         await executor.start()
         await heartbeat.start()
+        if metrics is not None:
+            poller = asyncio.create_task(metrics.poll_backlog(backlog, backlog_interval), name="jetloom:backlog")
         settle_heap()
         names = ",".join(s.name for s in executor.specs)
+        shown = f" metrics={metrics_host}:{server.port}" if server is not None else ""
         print(
             f"jetloom worker ready pid={os.getpid()} workflow={type(workflow).workflow_name} "
-            f"steps={names} service={heartbeat.entry.service} instance={heartbeat.entry.instance}",
+            f"steps={names} service={heartbeat.entry.service} instance={heartbeat.entry.instance}{shown}",
             flush=True,
         )
         lost = await _until_stopped(stop, backend.closed())
     finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         await heartbeat.stop()
         await executor.stop(grace=grace)
         logger.info("worker stopping: %s", executor.stats)
@@ -140,6 +187,8 @@ async def serve(
             flush=True,
         )
         await backend.close()
+        if server is not None:
+            server.stop()
     if lost is not None:
         raise lost
 

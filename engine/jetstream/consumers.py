@@ -209,6 +209,20 @@ class StepConsumers:
             policy, start = DeliverPolicy.ALL, None
         await self._add_durable(name, description, [subject], policy, start)
 
+    async def backlog(self, workflow: str, step: str, event_types: Sequence[str]) -> list[tuple[str, int, int]]:
+        """``(consumer name, pending, ack pending)`` of each of a step's consumers that exists
+        (its event consumers, then its commands consumer): messages the consumer has still to
+        deliver, and messages delivered and not yet acknowledged, as the server's consumer info
+        gives them (one request per consumer)."""
+        names = [consumer_name(workflow, step, source) for source, _ in event_consumers(event_types)]
+        names.append(commands_consumer_name(workflow, step))
+        out = []
+        for name in names:
+            info = await self._consumer_info(name)
+            if info is not None:
+                out.append((name, info.num_pending or 0, info.num_ack_pending or 0))
+        return out
+
     async def _consumer_info(self, name: str) -> ConsumerInfo | None:
         try:
             return await self.js.consumer_info(self.stream, name)

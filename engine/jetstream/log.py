@@ -336,6 +336,11 @@ class JetStreamLog:
     ) -> None:
         await self.consumers.ensure(workflow, step, event_types, update=update)
 
+    async def backlog(self, workflow: str, step: str, event_types: Sequence[str]) -> list[tuple[str, int, int]]:
+        """``(consumer, pending, ack pending)`` of a step's consumers (``StepConsumers.backlog``;
+        for metrics: not part of the ``EventLog`` port)."""
+        return await self.consumers.backlog(workflow, step, event_types)
+
     def consume(
         self,
         workflow: str,

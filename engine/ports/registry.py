@@ -91,6 +91,8 @@ class ServiceEntry(msgspec.Struct, kw_only=True):
         started_at / heartbeat_at: RFC 3339 UTC timestamps.
         ttl: seconds the entry lives after ``heartbeat_at`` unless refreshed.
         stats: the executor's counters at the last heartbeat.
+        metrics_port: the port of its Prometheus metrics (``http://<host>:<port>/metrics``;
+            ``jetloom worker --metrics-port``), 0 when it serves none.
     """
 
     service: str
@@ -103,6 +105,7 @@ class ServiceEntry(msgspec.Struct, kw_only=True):
     heartbeat_at: str = ""
     ttl: float = DEFAULT_TTL
     stats: dict[str, int] = msgspec.field(default_factory=dict)
+    metrics_port: int = 0
 
     @property
     def key(self) -> str:

@@ -7,6 +7,7 @@ bodies are the Structs of ``services.api_models``)::
 
     GET  /health                        liveness (always 200 while serving); ``nats``: connected or not
     GET  /ready                         200 while NATS is connected and the run stream has a leader, else 503
+    GET  /metrics                       Prometheus metrics of this process (scope read, or open: --metrics-open)
     GET  /services                      live worker processes (registry entries)
     GET  /workflows                     the workflow catalog, with live instance counts
     GET  /workflows/{name}              steps, events (JSON schemas), graph, start event
@@ -54,6 +55,7 @@ from .errors import http_error, unexpected_error
 from .openapi import SCHEMA_PATH, docs_assets_router, render_plugins
 from .routes import CONTROLLERS
 from .ui import UI_ROUTERS, template_config
+from .routes.metrics import MetricsPlugin
 
 __all__ = ["create_app"]
 
@@ -69,6 +71,7 @@ def create_app(
     sse_ping: float = SSE_PING,
     debug: bool = False,
     auth: ApiAuth | None = None,
+    metrics_open: bool = False,
 ) -> Litestar:
     """The control plane's ASGI app (serve it with uvicorn); its ``ControlPlane`` is
     ``app.state.control_plane``, connected by the app's lifespan (or before, by its server).
@@ -82,6 +85,8 @@ def create_app(
         debug: Litestar's debug mode (tracebacks in error pages; default off).
         auth: the API tokens (``services.control.auth.resolve_auth``); ``None`` (default) leaves
             the API open, and the app logs one warning line saying so at start.
+        metrics_open: serve ``GET /metrics`` without a token (default: it needs the ``read``
+            scope when ``auth`` is given; ``services.control.routes.metrics``).
     """
     cp = ControlPlane(nats_url, prefix=prefix, wait_timeout=wait_timeout, sse_ping=sse_ping)
 
@@ -123,4 +128,5 @@ def create_app(
             components=auth.components if auth is not None else Components(),
         ),
         debug=debug,
+        plugins=[MetricsPlugin(open_=metrics_open)],
     )

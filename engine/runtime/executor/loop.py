@@ -51,6 +51,14 @@ from engine.runtime.recovery import end_run_timeout
 from engine.runtime.replay import check as check_version
 from engine.runtime.runs import CachedRun, RunCache
 from engine.runtime.spec import StepSpec, WorkflowDefinition
+from engine.runtime.telemetry import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    SUSPENDED,
+    ExecutorObserver,
+    commit_ends_run,
+)
 from engine.runtime.waits import Suspend
 from engine.state.ending import ENDING_TYPES
 from engine.state.fold import HistoryNeeded
@@ -92,6 +100,8 @@ class Executor:
             ``num_workers`` (default: the step's own).
         snapshots: where run snapshots are kept (default: none; ``engine.state.snapshots``).
         snapshot_every: records a run folds between two snapshots (default 1,000).
+        observer: told of step executions, commits and run ends (``engine.runtime.telemetry``;
+            default: none, and no calls are made).
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class Executor:
         num_workers: int | None = None,
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        observer: ExecutorObserver | None = None,
     ) -> None:
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -125,6 +136,7 @@ class Executor:
             snapshot_every=snapshot_every,
         )
         self.stats = ExecutorStats()
+        self.observer = observer
         self._loops: list[asyncio.Task[None]] = []
         # task -> (its run id, its delivery)
         self._inflight: dict[asyncio.Task[None], tuple[str | None, Delivery]] = {}
@@ -283,6 +295,8 @@ class Executor:
 
     async def _process(self, spec: StepSpec, delivery: Delivery) -> None:
         raw = delivery.record
+        if delivery.attempt > 1:
+            self.stats.redelivered += 1
         rec = decode_record(raw, self.events)
         if rec.error is not None:
             await self._dead_letter(spec, delivery, rec.error, fails_run=rec.kind in ("evt", "cmd"))
@@ -400,8 +414,12 @@ class Executor:
         ended_at = self._cancelled.get(run_id)
         if ended_at is not None and not run.state.terminal and run.state.rollbacks and run.state.rollbacks[-1][1] > ended_at:
             del self._cancelled[run_id]  # rolled back to before its end since: it runs again
+        obs = self.observer
         if run_id not in self._cancelled:
-            outcome = await self.runner.run(spec, run, run_id, seq, event, attempt, epoch)
+            if obs is None:
+                outcome = await self.runner.run(spec, run, run_id, seq, event, attempt, epoch)
+            else:
+                outcome = await self._observed_run(obs, spec, run, run_id, seq, event, attempt, epoch)
         if run_id in self._cancelled:  # cancelled meanwhile: nothing of the run commits
             self.stats.cancelled += 1
             await delivery.ack()
@@ -413,10 +431,13 @@ class Executor:
         if isinstance(outcome, Failed):
             outcome = await self.outcomes.failed(spec, run, run_id, seq, event, attempt, outcome)
             if outcome is None:  # another attempt is scheduled
+                if obs is not None:
+                    obs.step_retrying(self.name, spec.name)
                 await delivery.ack()
                 return
         assert outcome is not None
         messages = outcome
+        done = time.perf_counter()
         try:
             result = await self.outcomes.commit(run, messages, key)
         except CommitTooLargeError as exc:
@@ -428,6 +449,8 @@ class Executor:
             self.stats.cancelled += 1
             await delivery.ack()
             return
+        if obs is not None:
+            self._observe_commit(obs, spec, run, messages, done, result.duplicate)
         if result.duplicate:
             # Another execution's completion stands; make sure its commit is whole.
             self.stats.duplicates += 1
@@ -441,12 +464,45 @@ class Executor:
             await self.outcomes.report_end(run_id)
         await delivery.ack()
 
+    async def _observed_run(
+        self,
+        obs: ExecutorObserver,
+        spec: StepSpec,
+        run: CachedRun,
+        run_id: str,
+        seq: int,
+        event: Event,
+        attempt: int,
+        epoch: int,
+    ) -> list[OutMessage] | Suspend | Failed:
+        """``runner.run``, reported to the observer (start, then end with its outcome and time)."""
+        obs.step_started(self.name, spec.name)
+        t0 = time.perf_counter()
+        outcome = CANCELLED
+        try:
+            result = await self.runner.run(spec, run, run_id, seq, event, attempt, epoch)
+            outcome = SUSPENDED if isinstance(result, Suspend) else FAILED if isinstance(result, Failed) else COMPLETED
+            return result
+        finally:
+            obs.step_ended(self.name, spec.name, outcome, time.perf_counter() - t0)
+
+    def _observe_commit(
+        self, obs: ExecutorObserver, spec: StepSpec, run: CachedRun, messages: list[OutMessage], done: float, duplicate: bool
+    ) -> None:
+        """Report a commit's latency (``done``: when the step returned) and, unless another
+        execution's commit stood instead, the end of the run it made."""
+        obs.committed(self.name, spec.name, time.perf_counter() - done)
+        status = None if duplicate else commit_ends_run(messages)
+        if status is not None:
+            started = run.state.started_ns
+            obs.run_ended(self.name, status, (time.time_ns() - started) / 1e9 if started else None)
+
     async def _host(self, cls: type[WorkflowDefinition]) -> None:
         """Serve the child workflow ``cls`` in this process too (once), on the same log."""
         name = cls.workflow_name
         if name == self.name or name in self._hosted:
             return
-        hosted = self._hosted[name] = Executor(cls(), self.log, worker_id=self.worker_id)
+        hosted = self._hosted[name] = Executor(cls(), self.log, worker_id=self.worker_id, observer=self.observer)
         await hosted.start()
 
     def _settled(self, task: asyncio.Task[None]) -> None:

@@ -24,6 +24,8 @@ class ExecutorStats:
         retries: failed attempts recorded as ``StepRetrying`` (another attempt scheduled).
         cancelled: step executions stopped, or commits dropped, because their run had ended
             (cancelled, timed out, or ended by another record meanwhile).
+        redelivered: deliveries taken that the log had delivered before (attempt > 1: a lease
+            that ran out, a nak, a process that stopped before its ack).
     """
 
     handled: int = 0
@@ -37,3 +39,4 @@ class ExecutorStats:
     resumed: int = 0
     retries: int = 0
     cancelled: int = 0
+    redelivered: int = 0
