@@ -12,6 +12,7 @@ from typing import Any
 from engine.model.events import TAG_FIELD
 from engine.model.records import OutMessage, ParentRef, RunStarted
 from engine.ports.log import AppendResult, EventLog
+from engine.runtime import tracing
 from engine.runtime.endings import append_cancel  # cancel: one of the commands here
 from engine.runtime.repair import complete_commit
 from engine.runtime.waits import resolve_waits
@@ -82,6 +83,9 @@ def start_messages(
         encode(body),
         {H_RUN: run_id, H_TYPE: "RunStarted"},
     )
+    if tracing.traced():  # (the start span: both records carry its context)
+        tracing.inject(started.headers)
+        tracing.inject(event.headers)
     return tag_commit([started, event], start_key(run_id), pipelined=copy)
 
 
@@ -143,18 +147,19 @@ async def append_start(
     check_run(workflow, run_id)
     check_token(event_type, "event type")
     key = start_key(run_id)
-    messages = start_messages(
-        log.prefix,
-        workflow,
-        run_id,
-        event_type,
-        payload,
-        copy=not log.atomic,
-        parent=parent,
-        initial_state=initial_state,
-        timeout_at_ns=timeout_at_ns,
-    )
-    result = await log.append(messages, idempotency_key=key)
+    with tracing.start_span(workflow, run_id):
+        messages = start_messages(
+            log.prefix,
+            workflow,
+            run_id,
+            event_type,
+            payload,
+            copy=not log.atomic,
+            parent=parent,
+            initial_state=initial_state,
+            timeout_at_ns=timeout_at_ns,
+        )
+        result = await log.append(messages, idempotency_key=key)
     if result.duplicate and not log.atomic:
         state = fold(decode_record(r) for r in await log.read(workflow, run_id))
         await complete_commit(log, state, key)

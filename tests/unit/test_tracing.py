@@ -1,0 +1,234 @@
+"""OpenTelemetry traces of in-process runs (engine.runtime.tracing): one trace per run, the step
+spans' parents and attributes, the run span, failures, waits resumed, and the SDK configured from
+the ``OTEL_*`` environment (a console exporter printing an in-process run's spans)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from engine import (
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    step,
+)
+from engine.memory.log import MemoryLog
+from engine.runtime import tracing
+from engine.wire.headers import H_RUN_TRACE, H_TRACEPARENT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def provider() -> Iterator[None]:
+    """One global SDK provider for the process (OpenTelemetry sets it once), spans kept in memory."""
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    else:
+        p = TracerProvider()
+        p.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(p)
+    yield
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+class Middle(Event):
+    n: int
+
+
+class Ask(InputRequiredEvent):
+    prompt: str
+
+
+class Answer(HumanResponseEvent):
+    text: str
+
+
+class Chain(Workflow):
+    @step
+    async def first(self, ev: StartEvent) -> Middle:
+        return Middle(n=int(ev.n))
+
+    @step
+    async def second(self, ev: Middle) -> StopEvent:
+        with trace.get_tracer("user").start_as_current_span("user work"):
+            return StopEvent(result=ev.n * 2)
+
+
+class Boom(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        raise RuntimeError("no luck")
+
+
+class Asks(Workflow):
+    @step
+    async def ask(self, ev: StartEvent, ctx: Context) -> StopEvent:
+        got = await ctx.wait_for_event(Answer, waiter_event=Ask(prompt="?"))
+        return StopEvent(result=got.text)
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def one(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    found = by_name(spans, name)
+    assert len(found) == 1, f"{name}: {[s.name for s in spans]}"
+    return found[0]
+
+
+async def test_a_run_is_one_trace_with_each_step_a_child_of_the_span_that_emitted_its_trigger(
+    spans: InMemorySpanExporter,
+) -> None:
+    log = MemoryLog()
+    handler = Chain(timeout=10, log=log).run(n=21)
+    assert await handler == 42
+    done = spans.get_finished_spans()
+    start, first, second = one(done, "start Chain"), one(done, "Chain.first"), one(done, "Chain.second")
+    run, user = one(done, "run Chain"), one(done, "user work")
+    ids = {s.context.trace_id for s in (start, first, second, run, user)}
+    assert len(ids) == 1  # one trace
+    assert start.parent is None and start.kind is SpanKind.PRODUCER
+    assert first.parent is not None and first.parent.span_id == start.context.span_id
+    assert second.parent is not None and second.parent.span_id == first.context.span_id
+    assert user.parent is not None and user.parent.span_id == second.context.span_id
+    assert run.parent is not None and run.parent.span_id == start.context.span_id
+    assert first.kind is SpanKind.CONSUMER
+    attrs = dict(second.attributes or {})
+    assert attrs[tracing.ATTR_RUN_ID] == handler.run_id
+    assert attrs[tracing.ATTR_WORKFLOW] == "Chain"
+    assert attrs[tracing.ATTR_STEP] == "second"
+    assert attrs[tracing.ATTR_ATTEMPT] == 1
+    assert isinstance(attrs[tracing.ATTR_TRIGGER_SEQ], int) and attrs[tracing.ATTR_TRIGGER_SEQ] > 0
+    assert attrs[tracing.ATTR_WORKER]
+    # the run span covers the run: from before the first step to after the last
+    assert run.start_time is not None and first.start_time is not None and run.start_time <= first.start_time
+    assert run.end_time is not None and second.start_time is not None and run.end_time >= second.start_time
+    assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "completed"
+    # every record the steps committed carries the trace context in its headers
+    raws = await log.read("Chain", handler.run_id)
+    for raw in raws:
+        assert H_TRACEPARENT in raw.headers, raw.subject
+        assert f"-{format(start.context.trace_id, '032x')}-" in raw.headers[H_TRACEPARENT]
+    stepped = [r for r in raws if r.headers.get("Jl-Step")]
+    assert stepped and all(H_RUN_TRACE in r.headers for r in stepped)
+
+
+async def test_a_failing_step_marks_its_span_and_the_run_span_failed(spans: InMemorySpanExporter) -> None:
+    with pytest.raises(Exception, match="no luck"):
+        await Boom(timeout=10, log=MemoryLog()).run()
+    done = spans.get_finished_spans()
+    only, run = one(done, "Boom.only"), one(done, "run Boom")
+    assert only.status.status_code is StatusCode.ERROR
+    assert dict(only.attributes or {})[tracing.ATTR_OUTCOME] == "failed"
+    assert any(e.name == "exception" for e in only.events)
+    assert run.status.status_code is StatusCode.ERROR
+    assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "failed"
+
+
+async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemorySpanExporter) -> None:
+    handler = Asks(timeout=10, log=MemoryLog()).run()
+    async for ev in handler.stream_events():
+        if isinstance(ev, Ask):
+            await handler.send_event(Answer(text="yes"))  # (from outside any span)
+    assert await handler == "yes"
+    asks = by_name(spans.get_finished_spans(), "Asks.ask")
+    assert len(asks) == 2  # suspended, then resumed
+    outcomes = [dict(s.attributes or {}).get(tracing.ATTR_OUTCOME) for s in asks]
+    assert outcomes[0] == "suspended"
+    assert len({s.context.trace_id for s in asks}) == 1
+
+
+def test_console_exporter_from_the_environment_prints_an_in_process_run(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from tests.unit.test_tracing import Chain
+
+            async def main():
+                return await Chain(timeout=10).run(n=1)
+
+            print("result", asyncio.run(main()))
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_SERVICE_NAME": "traced-script",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    found = parse_console_spans(proc.stdout)
+    names = {s["name"] for s in found}
+    assert {"start Chain", "Chain.first", "Chain.second", "run Chain"} <= names, proc.stdout
+    assert len({s["context"]["trace_id"] for s in found}) == 1
+    assert all(s["resource"]["attributes"]["service.name"] == "traced-script" for s in found)
+    assert "result 2" in proc.stdout
+
+
+def test_an_unknown_exporter_name_is_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "nosuch"}
+    code = "from engine.runtime import tracing; tracing.configure_from_env()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "OTEL_TRACES_EXPORTER names 'nosuch'" in proc.stderr
+
+
+def test_no_environment_no_provider_means_no_tracer(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = "from engine.runtime import tracing; print(tracing.tracer())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "None"
+
+
+def parse_console_spans(text: str) -> list[dict[str, object]]:
+    """The spans the SDK's ConsoleSpanExporter printed (indented JSON objects, one after another)
+    among other output lines."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, object]] = []
+    i = 0
+    while (i := text.find("{", i)) != -1:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            i += 1
+            continue
+        if isinstance(obj, dict) and "context" in obj and "name" in obj:
+            out.append(obj)
+        i = end
+    return out
