@@ -27,6 +27,12 @@ Every name and id from outside is checked before it reaches NATS (``services.con
 NATS being unavailable answers 503 with ``Retry-After`` (``services.control.errors``); with API
 tokens configured every endpoint but ``/health``, ``/ready`` and ``/schema`` needs a bearer token
 with its scope (``services.control.auth``).
+
+With OpenTelemetry tracing on (``engine.runtime.tracing``: a tracer provider set, or the
+``OTEL_*`` environment asking for one, and the ``otel`` extra installed), every request gets an HTTP
+server span (Litestar's OpenTelemetry plugin over ``opentelemetry-instrumentation-asgi``), and the
+span of ``POST /workflows/{name}/runs`` is the parent of the run's start span: the run's trace
+begins with the request that started it.
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components
+from litestar.plugins import PluginProtocol
 
 from engine.jetstream.connection import NatsSettings
+from engine.runtime import tracing
 from services.registry import jetloom_version
 
 from . import validation as v
@@ -53,9 +61,23 @@ from .errors import http_error, unexpected_error
 from .openapi import SCHEMA_PATH, docs_assets_router, render_plugins
 from .routes import CONTROLLERS
 
+try:  # (the otel extra: opentelemetry-instrumentation-asgi, which Litestar's plugin wraps)
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+except ImportError:
+    OpenTelemetryPlugin = None  # type: ignore[assignment,misc]  # (extra not installed: no HTTP spans)
+
 __all__ = ["create_app"]
 
 logger = logging.getLogger("jetloom.control")
+
+
+def tracing_plugins() -> list[PluginProtocol]:
+    """Litestar's OpenTelemetry plugin when tracing is on and the ``otel`` extra is installed
+    (one server span per request, named by method and route template; none for the ASGI
+    ``receive``/``send`` messages, which would make one span per SSE record), else nothing."""
+    if OpenTelemetryPlugin is None or tracing.tracer() is None:
+        return []
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(exclude_spans=["receive", "send"]))]
 
 
 def create_app(
@@ -108,6 +130,7 @@ def create_app(
             HTTPException: http_error,
             Exception: unexpected_error,
         },
+        plugins=tracing_plugins(),
         guards=[auth.guard] if auth is not None else None,
         security=auth.security if auth is not None else None,
         request_max_body_size=max_body_size,

@@ -4,7 +4,6 @@ the ``OTEL_*`` environment (a console exporter printing an in-process run's span
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -32,30 +30,21 @@ from engine import (
 from engine.memory.log import MemoryLog
 from engine.runtime import tracing
 from engine.wire.headers import H_RUN_TRACE, H_TRACEPARENT
+from tests.otelspans import EXPORTER, console_spans, install
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture(scope="module", autouse=True)
-def provider() -> Iterator[None]:
-    """One global SDK provider for the process (OpenTelemetry sets it once), spans kept in memory."""
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    else:
-        p = TracerProvider()
-        p.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(p)
-    yield
+def provider() -> None:
+    install()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
 
 
 class Middle(Event):
@@ -190,7 +179,7 @@ def test_console_exporter_from_the_environment_prints_an_in_process_run(tmp_path
     proc = subprocess.run(
         [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
-    found = parse_console_spans(proc.stdout)
+    found = console_spans(proc.stdout)
     names = {s["name"] for s in found}
     assert {"start Chain", "Chain.first", "Chain.second", "run Chain"} <= names, proc.stdout
     assert len({s["context"]["trace_id"] for s in found}) == 1
@@ -214,21 +203,3 @@ def test_no_environment_no_provider_means_no_tracer(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert proc.stdout.strip() == "None"
-
-
-def parse_console_spans(text: str) -> list[dict[str, object]]:
-    """The spans the SDK's ConsoleSpanExporter printed (indented JSON objects, one after another)
-    among other output lines."""
-    decoder = json.JSONDecoder()
-    out: list[dict[str, object]] = []
-    i = 0
-    while (i := text.find("{", i)) != -1:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i += 1
-            continue
-        if isinstance(obj, dict) and "context" in obj and "name" in obj:
-            out.append(obj)
-        i = end
-    return out
