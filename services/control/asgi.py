@@ -73,11 +73,13 @@ logger = logging.getLogger("jetloom.control")
 
 def tracing_plugins() -> list[PluginProtocol]:
     """Litestar's OpenTelemetry plugin when tracing is on and the ``otel`` extra is installed
-    (one server span per request, named by method and route template; none for the ASGI
-    ``receive``/``send`` messages, which would make one span per SSE record), else nothing."""
+    (one server span per request, named by method and path; none for the probes ``/health`` and
+    ``/ready``, nor for the ASGI ``receive``/``send`` messages, which would make one span per SSE
+    record), else nothing."""
     if OpenTelemetryPlugin is None or tracing.tracer() is None:
         return []
-    return [OpenTelemetryPlugin(OpenTelemetryConfig(exclude_spans=["receive", "send"]))]
+    config = OpenTelemetryConfig(exclude=["^/health$", "^/ready$"], exclude_spans=["receive", "send"])
+    return [OpenTelemetryPlugin(config)]
 
 
 def create_app(

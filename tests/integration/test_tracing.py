@@ -45,6 +45,7 @@ async def test_a_run_started_over_http_across_two_workers_is_one_trace(
     w2 = workers(CHAIN, nats_url, "--step", "count", env=otel_env("w-two"))
     EXPORTER.clear()
     async with httpx.AsyncClient(base_url=api, timeout=60) as http:
+        assert (await http.get("/health")).status_code == 200  # (a probe: not traced)
         res = await http.post("/workflows/Chain3/runs", params={"wait": "true", "timeout": "30"}, json={"text": "a b c"})
     assert res.status_code == 200, res.text
     assert res.json()["status"] == "completed"
@@ -56,6 +57,7 @@ async def test_a_run_started_over_http_across_two_workers_is_one_trace(
     assert http_span.name == "POST /workflows/Chain3/runs"  # (the path: Litestar's plugin names spans before routing)
     assert start.parent is not None and start.parent.span_id == http_span.context.span_id
     trace_id = hex_id(start.context.trace_id, 32)
+    assert not [s for s in here if s.name == "GET /health"]
 
     def found() -> dict[str, dict[str, Any]]:
         spans = [s for w in (w1, w2) for s in spans_of(w) if s["context"]["trace_id"] == trace_id]
