@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from engine import (
+    ConstantDelayRetryPolicy,
     Context,
     Event,
     HumanResponseEvent,
@@ -74,6 +75,17 @@ class Boom(Workflow):
     @step
     async def only(self, ev: StartEvent) -> StopEvent:
         raise RuntimeError("no luck")
+
+
+class Flaky(Workflow):
+    calls = 0
+
+    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=0))
+    async def only(self, ev: StartEvent) -> StopEvent:
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise RuntimeError("first time")
+        return StopEvent(result="second time")
 
 
 class Asks(Workflow):
@@ -142,6 +154,15 @@ async def test_a_failing_step_marks_its_span_and_the_run_span_failed(spans: InMe
     assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "failed"
 
 
+async def test_a_retried_attempt_is_a_child_of_the_attempt_that_failed(spans: InMemorySpanExporter) -> None:
+    assert await Flaky(timeout=10, log=MemoryLog()).run() == "second time"
+    first, second = sorted(by_name(spans.get_finished_spans(), "Flaky.only"), key=lambda s: s.start_time or 0)
+    assert [dict(s.attributes or {})[tracing.ATTR_ATTEMPT] for s in (first, second)] == [1, 2]
+    assert first.status.status_code is StatusCode.ERROR
+    assert second.parent is not None and second.parent.span_id == first.context.span_id
+    assert dict(one(spans.get_finished_spans(), "run Flaky").attributes or {})[tracing.ATTR_STATUS] == "completed"
+
+
 async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemorySpanExporter) -> None:
     handler = Asks(timeout=10, log=MemoryLog()).run()
     async for ev in handler.stream_events():
@@ -153,6 +174,10 @@ async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemor
     outcomes = [dict(s.attributes or {}).get(tracing.ATTR_OUTCOME) for s in asks]
     assert outcomes[0] == "suspended"
     assert len({s.context.trace_id for s in asks}) == 1
+    # the event came from outside any span: the resumed execution is a sibling of the one that
+    # waited, under the span that emitted their trigger (the start span)
+    start = one(spans.get_finished_spans(), "start Asks")
+    assert all(s.parent is not None and s.parent.span_id == start.context.span_id for s in asks)
 
 
 def test_console_exporter_from_the_environment_prints_an_in_process_run(tmp_path: Path) -> None:
