@@ -191,9 +191,9 @@ def _start_span(tr: Tracer, workflow: str, run_id: str) -> Iterator[Span]:
 
 
 def traced() -> bool:
-    """Whether a recording span is current (the records appended now should carry its context;
-    ``inject``)."""
-    return trace.get_current_span().is_recording()
+    """Whether a span is current, recorded or not (the records appended now should carry its
+    context, ``inject``: an unsampled run's decision travels with it too)."""
+    return trace.get_current_span().get_span_context().is_valid
 
 
 def carry(source: Mapping[str, str], headers: dict[str, str]) -> None:

@@ -212,6 +212,42 @@ def test_console_exporter_from_the_environment_prints_an_in_process_run(tmp_path
     assert "result 2" in proc.stdout
 
 
+def test_an_unsampled_run_records_no_span_and_carries_its_decision(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from engine.memory.log import MemoryLog
+            from tests.unit.test_tracing import Chain
+
+            async def main():
+                log = MemoryLog()
+                handler = Chain(timeout=10, log=log).run(n=1)
+                await handler
+                for raw in await log.read("Chain", handler.run_id):
+                    print("header", raw.headers.get("traceparent"))
+
+            asyncio.run(main())
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert console_spans(proc.stdout) == []
+    headers = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("header ")]
+    assert len(headers) == 4 and len({h.split("-")[1] for h in headers}) == 1  # one trace id
+    assert all(h.endswith("-00") or h.endswith("-02") for h in headers)  # not sampled
+
+
 def test_an_unknown_exporter_name_is_a_clear_error(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "nosuch"}
     code = "from engine.runtime import tracing; tracing.configure_from_env()"
