@@ -24,8 +24,10 @@ from engine import (
     HumanResponseEvent,
     InputRequiredEvent,
     StartEvent,
+    StepFailedEvent,
     StopEvent,
     Workflow,
+    catch_error,
     step,
 )
 from engine.memory.log import MemoryLog
@@ -86,6 +88,16 @@ class Flaky(Workflow):
         if type(self).calls == 1:
             raise RuntimeError("first time")
         return StopEvent(result="second time")
+
+
+class Rescued(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        raise KeyError("gone")
+
+    @catch_error
+    async def rescue(self, ev: StepFailedEvent) -> StopEvent:
+        return StopEvent(result="rescued")
 
 
 class Asks(Workflow):
@@ -161,6 +173,14 @@ async def test_a_retried_attempt_is_a_child_of_the_attempt_that_failed(spans: In
     assert first.status.status_code is StatusCode.ERROR
     assert second.parent is not None and second.parent.span_id == first.context.span_id
     assert dict(one(spans.get_finished_spans(), "run Flaky").attributes or {})[tracing.ATTR_STATUS] == "completed"
+
+
+async def test_an_error_handler_runs_under_the_step_that_failed(spans: InMemorySpanExporter) -> None:
+    assert await Rescued(timeout=10, log=MemoryLog()).run() == "rescued"
+    done = spans.get_finished_spans()
+    only, rescue, run = one(done, "Rescued.only"), one(done, "Rescued.rescue"), one(done, "run Rescued")
+    assert rescue.parent is not None and rescue.parent.span_id == only.context.span_id
+    assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "completed"  # (one run span: its end)
 
 
 async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemorySpanExporter) -> None:
