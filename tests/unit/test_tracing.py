@@ -100,6 +100,18 @@ class Rescued(Workflow):
         return StopEvent(result="rescued")
 
 
+class Half(Workflow):
+    @step
+    async def half(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=ev.x // 2)
+
+
+class Parent(Workflow):
+    @step
+    async def call(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=await ctx.run_workflow(Half, x=ev.x))
+
+
 class Asks(Workflow):
     @step
     async def ask(self, ev: StartEvent, ctx: Context) -> StopEvent:
@@ -181,6 +193,19 @@ async def test_an_error_handler_runs_under_the_step_that_failed(spans: InMemoryS
     only, rescue, run = one(done, "Rescued.only"), one(done, "Rescued.rescue"), one(done, "run Rescued")
     assert rescue.parent is not None and rescue.parent.span_id == only.context.span_id
     assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "completed"  # (one run span: its end)
+
+
+async def test_a_child_run_is_in_its_parent_run_trace(spans: InMemorySpanExporter) -> None:
+    assert await Parent(timeout=10, log=MemoryLog()).run(x=8) == 4
+    done = spans.get_finished_spans()
+    calls = sorted(by_name(done, "Parent.call"), key=lambda s: s.start_time or 0)
+    child_start, half = one(done, "start Half"), one(done, "Half.half")
+    assert len(calls) == 2  # suspended on the child, resumed by its end
+    assert len({s.context.trace_id for s in (*calls, child_start, half, one(done, "run Half"))}) == 1
+    assert child_start.parent is not None and child_start.parent.span_id == calls[0].context.span_id
+    assert half.parent is not None and half.parent.span_id == child_start.context.span_id
+    # the child's end resumes the parent's step: under the child's last step
+    assert calls[1].parent is not None and calls[1].parent.span_id == half.context.span_id
 
 
 async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemorySpanExporter) -> None:
