@@ -192,6 +192,18 @@ async def append_event(
         headers[H_TARGET] = target
     msg = OutMessage(run_subject(log.prefix, workflow, run_id, "evt", event_type), payload, headers)
     key = event_key(run_id, idempotency_key) if idempotency_key is not None else None
+    tr = tracing.tracer()
+    if tr is None:
+        return await _append_event(log, workflow, run_id, msg, key)
+    # (traced: the event joins the run's trace, under a span of its own; the run's first record,
+    # its RunStarted, says the trace)
+    raws = await log.read(workflow, run_id)
+    with tracing.send_span(tr, workflow, run_id, event_type, raws[0].headers if raws else {}):
+        tracing.inject(headers)
+        return await _append_event(log, workflow, run_id, msg, key)
+
+
+async def _append_event(log: EventLog, workflow: str, run_id: str, msg: OutMessage, key: str | None) -> AppendResult:
     result = await log.append([msg], idempotency_key=key)
     # an awaited event resumes its waiting step (also when this is a retried duplicate whose
     # first attempt stopped before this point)

@@ -36,7 +36,7 @@ from importlib.metadata import entry_points
 from typing import Final
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
@@ -44,6 +44,7 @@ from engine.wire.headers import H_RUN_TRACE, H_TRACEPARENT, H_TRACESTATE
 
 __all__ = [
     "ATTR_ATTEMPT",
+    "ATTR_EVENT_TYPE",
     "ATTR_OUTCOME",
     "ATTR_RUN_ID",
     "ATTR_STATUS",
@@ -58,6 +59,7 @@ __all__ = [
     "note_failure",
     "note_outcome",
     "record_run",
+    "send_span",
     "start_span",
     "step_span",
     "traced",
@@ -74,6 +76,7 @@ ATTR_STEP: Final = "jetloom.step"
 ATTR_ATTEMPT: Final = "jetloom.attempt"
 ATTR_TRIGGER_SEQ: Final = "jetloom.trigger_seq"
 ATTR_WORKER: Final = "jetloom.worker"
+ATTR_EVENT_TYPE: Final = "jetloom.event_type"  # on a send span: the type of the event sent
 ATTR_OUTCOME: Final = "jetloom.outcome"  # on a step span: suspended, failed (else completed)
 ATTR_STATUS: Final = "jetloom.status"  # on a run span: completed or failed
 
@@ -233,6 +236,29 @@ def step_span(
     try:
         with tr.start_as_current_span(
             f"{workflow}.{step}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            yield span
+    finally:
+        _run_trace.reset(token)
+
+
+@contextmanager
+def send_span(
+    tr: Tracer, workflow: str, run_id: str, event_type: str, run_headers: Mapping[str, str]
+) -> Iterator[Span]:
+    """The span of an event sent to a run from outside (``send <workflow>``, PRODUCER): a child
+    of the run's start span (from ``run_headers``, those of the run's ``RunStarted``; a new trace
+    when they carry none), linked to the span current at the sender (an HTTP request's), and
+    current while the event is appended and the waits it ends are resumed."""
+    run_trace = run_headers.get(H_RUN_TRACE) or run_headers.get(H_TRACEPARENT)
+    parent = _W3C.extract({"traceparent": run_trace}) if run_trace is not None else None
+    sender = trace.get_current_span().get_span_context()
+    links = [Link(sender)] if sender.is_valid else None
+    attributes: Attributes = {ATTR_RUN_ID: run_id, ATTR_WORKFLOW: workflow, ATTR_EVENT_TYPE: event_type}
+    token = _run_trace.set(run_trace)
+    try:
+        with tr.start_as_current_span(
+            f"send {workflow}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes, links=links
         ) as span:
             yield span
     finally:

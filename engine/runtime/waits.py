@@ -162,9 +162,9 @@ async def resolve_waits(log: EventLog, workflow: str, run_id: str) -> int:
     appended = 0
     for resume in match_waits(state, records):
         assert resume.event is not None
-        # (the resumed execution's span is a sibling of the one that waited, in the run's trace,
-        # whoever sent the awaited event)
-        trigger = next((r.headers for r in raws if r.seq == resume.trigger), None)
+        # (the resumed execution's span: a child of the span current here, a step's or an
+        # event sender's; with none, a sibling of the execution that waited, in the run's trace)
+        trigger = None if tracing.traced() else next((r.headers for r in raws if r.seq == resume.trigger), None)
         res = await log.append(
             [resume_message(log.prefix, workflow, run_id, resume, trace_of=trigger)],
             idempotency_key=f"{run_id}:ev:{resume.event.seq}",

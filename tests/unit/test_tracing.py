@@ -33,6 +33,7 @@ from engine import (
 from engine.memory.log import MemoryLog
 from engine.runtime import tracing
 from engine.wire.headers import H_RUN_TRACE, H_TRACEPARENT
+from tests.integration.procs import eventually
 from tests.otelspans import EXPORTER, console_spans, install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +99,20 @@ class Rescued(Workflow):
     @catch_error
     async def rescue(self, ev: StepFailedEvent) -> StopEvent:
         return StopEvent(result="rescued")
+
+
+class Approve(HumanResponseEvent):
+    ok: bool
+
+
+class Gated(Workflow):
+    @step
+    async def ask(self, ev: StartEvent) -> None:
+        return None
+
+    @step
+    async def decide(self, ev: Approve) -> StopEvent:
+        return StopEvent(result=ev.ok)
 
 
 class Half(Workflow):
@@ -195,6 +210,29 @@ async def test_an_error_handler_runs_under_the_step_that_failed(spans: InMemoryS
     assert dict(run.attributes or {})[tracing.ATTR_STATUS] == "completed"  # (one run span: its end)
 
 
+async def test_an_event_sent_from_a_span_elsewhere_joins_the_run_trace_linked_to_it(
+    spans: InMemorySpanExporter,
+) -> None:
+    handler = Gated(timeout=10, log=MemoryLog()).run()
+
+    async def asked() -> bool:
+        return any(s.name == "Gated.ask" for s in spans.get_finished_spans())
+
+    await eventually(asked, 10, "the first step's span")
+    with trace.get_tracer("caller").start_as_current_span("caller request") as caller:
+        await handler.send_event(Approve(ok=True))
+    assert await handler is True
+    done = spans.get_finished_spans()
+    start, send, decide = one(done, "start Gated"), one(done, "send Gated"), one(done, "Gated.decide")
+    assert caller.get_span_context().trace_id != start.context.trace_id  # (the caller's own trace)
+    assert send.parent is not None and send.parent.span_id == start.context.span_id
+    assert [link.context.span_id for link in send.links] == [caller.get_span_context().span_id]
+    assert decide.parent is not None and decide.parent.span_id == send.context.span_id
+    run = one(done, "run Gated")
+    assert run.context.trace_id == start.context.trace_id
+    assert run.parent is not None and run.parent.span_id == start.context.span_id
+
+
 async def test_a_child_run_is_in_its_parent_run_trace(spans: InMemorySpanExporter) -> None:
     assert await Parent(timeout=10, log=MemoryLog()).run(x=8) == 4
     done = spans.get_finished_spans()
@@ -219,10 +257,15 @@ async def test_a_step_resumed_after_a_wait_stays_in_the_run_trace(spans: InMemor
     outcomes = [dict(s.attributes or {}).get(tracing.ATTR_OUTCOME) for s in asks]
     assert outcomes[0] == "suspended"
     assert len({s.context.trace_id for s in asks}) == 1
-    # the event came from outside any span: the resumed execution is a sibling of the one that
-    # waited, under the span that emitted their trigger (the start span)
-    start = one(spans.get_finished_spans(), "start Asks")
-    assert all(s.parent is not None and s.parent.span_id == start.context.span_id for s in asks)
+    # the event, sent from outside any span, has a span of its own in the run's trace, under the
+    # start span; the resumed execution is its child
+    start, send = one(spans.get_finished_spans(), "start Asks"), one(spans.get_finished_spans(), "send Asks")
+    first, resumed = sorted(asks, key=lambda s: s.start_time or 0)
+    assert first.parent is not None and first.parent.span_id == start.context.span_id
+    assert send.parent is not None and send.parent.span_id == start.context.span_id
+    assert send.context.trace_id == start.context.trace_id and not send.links
+    assert dict(send.attributes or {})[tracing.ATTR_EVENT_TYPE] == "Answer"
+    assert resumed.parent is not None and resumed.parent.span_id == send.context.span_id
 
 
 def test_console_exporter_from_the_environment_prints_an_in_process_run(tmp_path: Path) -> None:
