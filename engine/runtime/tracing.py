@@ -19,6 +19,8 @@ The shape of a run's trace (docs/operations.md, "Traces"):
 - ``<workflow>.<step>`` (CONSUMER): one step execution, a child of the span that emitted its
   trigger: the start span for the first step, the emitting step's span for the others, and for a
   resumed step (a wait ended, a retry or a timer fired) the span that appended its ``Resume``.
+- ``send <workflow>`` (PRODUCER): an event sent to the run from outside, a child of the run's
+  start span linked to the sender's current span; the step it triggers or resumes is its child.
 - ``run <workflow>`` (INTERNAL): recorded by the process whose step commit ends the run, from the
   run's ``RunStarted`` time to the end, as a child of the run's start span (whose context every
   record of the run carries in ``Jl-Run-Trace``).

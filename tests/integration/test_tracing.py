@@ -91,3 +91,38 @@ async def test_a_run_started_over_http_across_two_workers_is_one_trace(
         assert attrs[tracing.ATTR_TRIGGER_SEQ] > 0
     assert run["attributes"][tracing.ATTR_STATUS] == "completed"
     assert run["start_time"] <= parse["start_time"]
+
+
+async def test_an_event_sent_over_http_to_a_worker_served_run_joins_its_trace(
+    nats_url: str, api: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    w = workers("tests.workflows:Gate", nats_url, env=otel_env("w-gate"))
+    EXPORTER.clear()
+    async with httpx.AsyncClient(base_url=api, timeout=60) as http:
+        res = await http.post("/workflows/Gate/runs", json={})
+        assert res.status_code in (200, 201, 202), res.text
+        run_id = res.json()["run_id"]
+        start = next(s for s in EXPORTER.get_finished_spans() if s.name == "start Gate")
+        trace_id = hex_id(start.context.trace_id, 32)
+
+        async def asked() -> bool:
+            return any(s["name"] == "Gate.ask" and s["context"]["trace_id"] == trace_id for s in spans_of(w))
+
+        await eventually(asked, 30, "the ask step's span in the worker's output")
+        sent = await http.post(f"/runs/{run_id}/events", json={"type": "Approval", "data": {"approved": True}})
+        assert sent.status_code in (200, 202), sent.text
+        http_span = next(s for s in EXPORTER.get_finished_spans() if s.name == f"POST /runs/{run_id}/events")
+
+    send = next(s for s in EXPORTER.get_finished_spans() if s.name == "send Gate")
+    assert send.context.trace_id == start.context.trace_id
+    assert send.parent is not None and send.parent.span_id == start.context.span_id
+    assert [link.context.span_id for link in send.links] == [http_span.context.span_id]
+
+    async def decided() -> bool:
+        names = {s["name"] for s in spans_of(w) if s["context"]["trace_id"] == trace_id}
+        return {"Gate.decide", "run Gate"} <= names
+
+    await eventually(decided, 30, "the decide and run spans in the worker's output")
+    by = {s["name"]: s for s in spans_of(w) if s["context"]["trace_id"] == trace_id}
+    assert by["Gate.decide"]["parent_id"] == hex_id(send.context.span_id, 16)
+    assert by["run Gate"]["parent_id"] == hex_id(start.context.span_id, 16)
