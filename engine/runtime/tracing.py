@@ -87,8 +87,8 @@ _DEFAULT_SERVICE: Final = "jetloom"
 _W3C = TraceContextTextMapPropagator()
 _CARRIED: Final = (H_TRACEPARENT, H_TRACESTATE, H_RUN_TRACE)
 
-# The run's start span context (a W3C traceparent) while a step of the run executes: what the
-# records it commits carry in ``Jl-Run-Trace``.
+# The run's start span context (a W3C traceparent) while a span of the run is current (its start,
+# a step, an event sent to it): what the records appended then carry in ``Jl-Run-Trace``.
 _run_trace: ContextVar[str | None] = ContextVar("jetloom_run_trace", default=None)
 _configured = False
 
