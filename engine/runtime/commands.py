@@ -12,6 +12,7 @@ from typing import Any
 from engine.model.events import TAG_FIELD
 from engine.model.records import OutMessage, ParentRef, RunStarted
 from engine.ports.log import AppendResult, EventLog
+from engine.runtime import tracing
 from engine.runtime.endings import append_cancel  # cancel: one of the commands here
 from engine.runtime.repair import complete_commit
 from engine.runtime.waits import resolve_waits
@@ -82,6 +83,9 @@ def start_messages(
         encode(body),
         {H_RUN: run_id, H_TYPE: "RunStarted"},
     )
+    if tracing.traced():  # (the start span: both records carry its context)
+        tracing.inject(started.headers)
+        tracing.inject(event.headers)
     return tag_commit([started, event], start_key(run_id), pipelined=copy)
 
 
@@ -143,18 +147,19 @@ async def append_start(
     check_run(workflow, run_id)
     check_token(event_type, "event type")
     key = start_key(run_id)
-    messages = start_messages(
-        log.prefix,
-        workflow,
-        run_id,
-        event_type,
-        payload,
-        copy=not log.atomic,
-        parent=parent,
-        initial_state=initial_state,
-        timeout_at_ns=timeout_at_ns,
-    )
-    result = await log.append(messages, idempotency_key=key)
+    with tracing.start_span(workflow, run_id):
+        messages = start_messages(
+            log.prefix,
+            workflow,
+            run_id,
+            event_type,
+            payload,
+            copy=not log.atomic,
+            parent=parent,
+            initial_state=initial_state,
+            timeout_at_ns=timeout_at_ns,
+        )
+        result = await log.append(messages, idempotency_key=key)
     if result.duplicate and not log.atomic:
         state = fold(decode_record(r) for r in await log.read(workflow, run_id))
         await complete_commit(log, state, key)
@@ -187,6 +192,18 @@ async def append_event(
         headers[H_TARGET] = target
     msg = OutMessage(run_subject(log.prefix, workflow, run_id, "evt", event_type), payload, headers)
     key = event_key(run_id, idempotency_key) if idempotency_key is not None else None
+    tr = tracing.tracer()
+    if tr is None:
+        return await _append_event(log, workflow, run_id, msg, key)
+    # (traced: the event joins the run's trace, under a span of its own; the run's first record,
+    # its RunStarted, says the trace)
+    raws = await log.read(workflow, run_id)
+    with tracing.send_span(tr, workflow, run_id, event_type, raws[0].headers if raws else {}):
+        tracing.inject(headers)
+        return await _append_event(log, workflow, run_id, msg, key)
+
+
+async def _append_event(log: EventLog, workflow: str, run_id: str, msg: OutMessage, key: str | None) -> AppendResult:
     result = await log.append([msg], idempotency_key=key)
     # an awaited event resumes its waiting step (also when this is a retried duplicate whose
     # first attempt stopped before this point)

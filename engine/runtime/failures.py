@@ -26,6 +26,7 @@ from engine.model.events import Event, encode_event, event_fields, event_name
 from engine.model.records import OutMessage, StepFailed, StepRetrying
 from engine.model.retry import RetryInfo, StepFailedEvent
 from engine.ports.log import EventLog
+from engine.runtime import tracing
 from engine.runtime.serializers import import_qualified
 from engine.runtime.spec import StepSpec
 from engine.state.fold import RunState
@@ -171,6 +172,8 @@ class Failed:
         ``StepFailedEvent`` addressed to the handler."""
         failed = msgspec.json.decode(record.data, type=StepFailed)
         base = {H_RUN: run_id, H_STEP: step, H_TRIGGER: str(seq)}
+        if tracing.traced():  # (the handler's span: a child of the failed step's)
+            tracing.inject(base)
         ev = StepFailedEvent(
             step_name=step,
             trigger=seq,

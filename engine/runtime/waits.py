@@ -24,6 +24,7 @@ from typing import Any
 from engine.model.events import TAG_FIELD, Event, event_fields
 from engine.model.records import OutMessage, Record, Resume, ResumeEvent, StepSuspended
 from engine.ports.log import EventLog
+from engine.runtime import tracing
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record, encode
 from engine.wire.headers import H_RUN, H_STEP, H_TRIGGER, H_TYPE
@@ -83,13 +84,18 @@ class StepWaits:
         return self._run.resolved.get(key), (found[1] if found is not None else None)
 
 
-def resume_message(prefix: str, workflow: str, run_id: str, resume: Resume) -> OutMessage:
-    """The ``cmd.<step>`` record that resumes a suspended step."""
-    return OutMessage(
-        run_subject(prefix, workflow, run_id, "cmd", resume.step),
-        encode(resume),
-        {H_RUN: run_id, H_STEP: resume.step, H_TRIGGER: str(resume.trigger), H_TYPE: "Resume"},
-    )
+def resume_message(
+    prefix: str, workflow: str, run_id: str, resume: Resume, *, trace_of: Mapping[str, str] | None = None
+) -> OutMessage:
+    """The ``cmd.<step>`` record that resumes a suspended step. Its trace context
+    (``engine.runtime.tracing``): that of ``trace_of`` (the headers of the step's trigger) when
+    given, else the current span's, if any."""
+    headers = {H_RUN: run_id, H_STEP: resume.step, H_TRIGGER: str(resume.trigger), H_TYPE: "Resume"}
+    if trace_of is not None:
+        tracing.carry(trace_of, headers)
+    elif tracing.traced():  # (the resumed step's span is a child of the span that resumes it)
+        tracing.inject(headers)
+    return OutMessage(run_subject(prefix, workflow, run_id, "cmd", resume.step), encode(resume), headers)
 
 
 def _fields(rec: Record) -> dict[str, Any] | None:
@@ -156,8 +162,11 @@ async def resolve_waits(log: EventLog, workflow: str, run_id: str) -> int:
     appended = 0
     for resume in match_waits(state, records):
         assert resume.event is not None
+        # (the resumed execution's span: a child of the span current here, a step's or an
+        # event sender's; with none, a sibling of the execution that waited, in the run's trace)
+        trigger = None if tracing.traced() else next((r.headers for r in raws if r.seq == resume.trigger), None)
         res = await log.append(
-            [resume_message(log.prefix, workflow, run_id, resume)],
+            [resume_message(log.prefix, workflow, run_id, resume, trace_of=trigger)],
             idempotency_key=f"{run_id}:ev:{resume.event.seq}",
         )
         appended += res.count

@@ -13,9 +13,12 @@ __all__ = [
     "H_LENGTH",
     "H_NEW_RUN",
     "H_RUN",
+    "H_RUN_TRACE",
     "H_STEP",
     "H_TARGET",
     "H_TRIGGER",
+    "H_TRACEPARENT",
+    "H_TRACESTATE",
     "H_TYPE",
     "H_WORKER",
     "commit_key",
@@ -45,6 +48,12 @@ H_LENGTH: Final = "Jl-Length"
 # the run, so the run's log is this commit's RunStarted, stored just before, and this event. The
 # worker of the first step folds that from the event itself instead of reading the run.
 H_NEW_RUN: Final = "Jl-New-Run"
+# Trace context (engine.runtime.tracing), only while tracing is on: the W3C trace context of the span
+# that appended the record (the standard headers, as the OpenTelemetry propagators write them), and
+# the context of the run's start span, which every record a step commits carries on.
+H_TRACEPARENT: Final = "traceparent"
+H_TRACESTATE: Final = "tracestate"
+H_RUN_TRACE: Final = "Jl-Run-Trace"
 
 
 def commit_key(run_id: str, trigger_seq: int, step: str, epoch: int = 0) -> str:

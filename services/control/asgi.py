@@ -29,6 +29,12 @@ Every name and id from outside is checked before it reaches NATS (``services.con
 NATS being unavailable answers 503 with ``Retry-After`` (``services.control.errors``); with API
 tokens configured every endpoint but ``/health``, ``/ready`` and ``/schema`` needs a bearer token
 with its scope (``services.control.auth``).
+
+With OpenTelemetry tracing on (``engine.runtime.tracing``: a tracer provider set, or the
+``OTEL_*`` environment asking for one, and the ``otel`` extra installed), every request gets an HTTP
+server span (Litestar's OpenTelemetry plugin over ``opentelemetry-instrumentation-asgi``), and the
+span of ``POST /workflows/{name}/runs`` is the parent of the run's start span: the run's trace
+begins with the request that started it.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components
+from litestar.plugins import PluginProtocol
 
 from engine.jetstream.connection import NatsSettings
+from engine.runtime import tracing
 from services.registry import jetloom_version
 
 from . import validation as v
@@ -57,9 +65,25 @@ from .routes import CONTROLLERS
 from .ui import UI_ROUTERS, template_config
 from .routes.metrics import MetricsPlugin
 
+try:  # (the otel extra: opentelemetry-instrumentation-asgi, which Litestar's plugin wraps)
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+except ImportError:
+    OpenTelemetryPlugin = None  # type: ignore[assignment,misc]  # (extra not installed: no HTTP spans)
+
 __all__ = ["create_app"]
 
 logger = logging.getLogger("jetloom.control")
+
+
+def tracing_plugins() -> list[PluginProtocol]:
+    """Litestar's OpenTelemetry plugin when tracing is on and the ``otel`` extra is installed
+    (one server span per request, named by method and path; none for the probes ``/health`` and
+    ``/ready``, nor for the ASGI ``receive``/``send`` messages, which would make one span per SSE
+    record), else nothing."""
+    if OpenTelemetryPlugin is None or tracing.tracer() is None:
+        return []
+    config = OpenTelemetryConfig(exclude=["^/health$", "^/ready$"], exclude_spans=["receive", "send"])
+    return [OpenTelemetryPlugin(config)]
 
 
 def create_app(
@@ -128,5 +152,5 @@ def create_app(
             components=auth.components if auth is not None else Components(),
         ),
         debug=debug,
-        plugins=[MetricsPlugin(open_=metrics_open)],
+        plugins=[*tracing_plugins(), MetricsPlugin(open_=metrics_open)],
     )

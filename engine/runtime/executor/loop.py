@@ -42,7 +42,7 @@ from engine.model.events import Event
 from engine.model.records import DeadLetterRef, OutMessage, RawRecord, Record, Resume, RunFailed
 from engine.ports.log import Delivery, EventLog, event_consumers
 from engine.ports.snapshots import SnapshotStore
-from engine.runtime import children, endings
+from engine.runtime import children, endings, tracing
 from engine.runtime.executor.outcome import Outcomes
 from engine.runtime.executor.stats import ExecutorStats
 from engine.runtime.executor.step import StepRunner
@@ -145,7 +145,11 @@ class Executor:
         # runs known ended from outside -> the sequence of the record that ended it (oldest first, bounded)
         self._cancelled: dict[str, int] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}  # per step: executions at once here
-        self.runner = StepRunner(workflow, log, worker_id=self.worker_id, stats=self.stats)
+        # (decided once: with no tracer provider, the steps run with no span and no trace headers)
+        self.tracer = tracing.tracer()
+        self.runner = StepRunner(
+            workflow, log, worker_id=self.worker_id, stats=self.stats, traced=self.tracer is not None
+        )
         self.outcomes = Outcomes(
             workflow,
             log,
@@ -406,7 +410,29 @@ class Executor:
         self, spec: StepSpec, delivery: Delivery, run: CachedRun, run_id: str, seq: int, event: Event
     ) -> None:
         """Run the step on trigger ``seq`` and commit what it did (or record that it waits, or
-        that it fails and will be tried again)."""
+        that it fails and will be tried again), in its span when tracing is on
+        (``engine.runtime.tracing``; and the run's span when its commit ends the run)."""
+        if self.tracer is None:
+            await self._step(spec, delivery, run, run_id, seq, event)
+            return
+        attempt = run.state.attempt_of(seq, spec.name)
+        headers = delivery.record.headers
+        with tracing.step_span(self.tracer, self.name, spec.name, run_id, seq, attempt, self.worker_id, headers):
+            started_ns = run.state.started_ns
+            messages = await self._step(spec, delivery, run, run_id, seq, event)
+            types = [m.headers.get(H_TYPE) for m in messages or ()]
+            if "RunCompleted" in types or "RunFailed" in types or (
+                "StepFailed" in types and self.outcomes.catch_step(spec) is None
+            ):
+                failed = "RunCompleted" not in types
+                tracing.record_run(
+                    self.tracer, self.name, run_id, started_ns=started_ns, failed=failed, worker=self.worker_id
+                )
+
+    async def _step(
+        self, spec: StepSpec, delivery: Delivery, run: CachedRun, run_id: str, seq: int, event: Event
+    ) -> list[OutMessage] | None:
+        """``_execute``; returns the messages committed (``None`` when none were)."""
         epoch = run.state.epoch
         attempt = run.state.attempt_of(seq, spec.name)
         key = attempt_key(run_id, seq, spec.name, attempt, epoch)
@@ -423,18 +449,18 @@ class Executor:
         if run_id in self._cancelled:  # cancelled meanwhile: nothing of the run commits
             self.stats.cancelled += 1
             await delivery.ack()
-            return
+            return None
         if isinstance(outcome, Suspend):
             await self.outcomes.suspend(spec, run_id, seq, outcome, epoch)
             await delivery.ack()
-            return
+            return None
         if isinstance(outcome, Failed):
             outcome = await self.outcomes.failed(spec, run, run_id, seq, event, attempt, outcome)
             if outcome is None:  # another attempt is scheduled
                 if obs is not None:
                     obs.step_retrying(self.name, spec.name)
                 await delivery.ack()
-                return
+                return None
         assert outcome is not None
         messages = outcome
         done = time.perf_counter()
@@ -448,7 +474,7 @@ class Executor:
         if result is None:  # the run ended while the step ran: nothing of it commits
             self.stats.cancelled += 1
             await delivery.ack()
-            return
+            return None
         if obs is not None:
             self._observe_commit(obs, spec, run, messages, done, result.duplicate)
         if result.duplicate:
@@ -463,6 +489,7 @@ class Executor:
         ):
             await self.outcomes.report_end(run_id)
         await delivery.ack()
+        return None if result.duplicate else messages
 
     async def _observed_run(
         self,

@@ -33,6 +33,7 @@ from engine.model.events import (
 from engine.model.records import OutMessage, RunCompleted, StepCompleted
 from engine.model.retry import StepTimeoutError
 from engine.ports.log import EventLog
+from engine.runtime import tracing
 from engine.runtime.children import ChildSuspend
 from engine.runtime.context import Context
 from engine.runtime.executor.stats import ExecutorStats
@@ -57,9 +58,14 @@ class StepRunner:
         log: the event log the commits are for (its ``prefix`` and ``atomic``).
         worker_id: recorded on every completion.
         stats: the executor's counters (``handled``, ``failed``).
+        traced: tracing is on (``engine.runtime.tracing``): the commits carry the trace context
+            of the step's span, and the span says how the step ended (default off).
     """
 
-    def __init__(self, workflow: WorkflowDefinition, log: EventLog, *, worker_id: str, stats: ExecutorStats) -> None:
+    def __init__(
+        self, workflow: WorkflowDefinition, log: EventLog, *, worker_id: str, stats: ExecutorStats, traced: bool = False
+    ) -> None:
+        self.traced = traced
         self.workflow = workflow
         self.log = log
         self.name = type(workflow).workflow_name
@@ -109,6 +115,8 @@ class StepRunner:
         except asyncio.CancelledError:
             raise
         except Suspend as susp:
+            if self.traced:
+                tracing.note_outcome("suspended")
             if isinstance(susp, ChildSuspend) and susp.host is not None:
                 try:
                     validate_class(susp.host)  # (as the child's run() would, in llama-index-workflows)
@@ -118,6 +126,8 @@ class StepRunner:
                     return Failed(exc, t0)
             return susp
         except Exception as exc:
+            if self.traced:
+                tracing.note_failure(exc)
             self.stats.failed += 1
             self.stats.handled += 1
             return Failed(exc, t0)
@@ -170,6 +180,8 @@ class StepRunner:
         """
         prefix = self.log.prefix
         base = {H_RUN: run_id, H_STEP: spec.name, H_TRIGGER: str(seq)}
+        if self.traced:  # (every record of the commit carries the step span's context)
+            tracing.inject(base)
         length_now = str(length)
         emitted = list(ctx.emitted)
         streamed = list(ctx.streamed)
