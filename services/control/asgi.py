@@ -62,8 +62,8 @@ from .deps import DEPENDENCIES
 from .errors import http_error, unexpected_error
 from .openapi import SCHEMA_PATH, docs_assets_router, render_plugins
 from .routes import CONTROLLERS
-from .ui import UI_ROUTERS, template_config
 from .routes.metrics import MetricsPlugin
+from .ui import UI_ROUTERS, template_config
 
 try:  # (the otel extra: opentelemetry-instrumentation-asgi, which Litestar's plugin wraps)
     from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
