@@ -41,7 +41,8 @@ _WAIT = msgspec.json.encode(StepSuspended(step="approve", trigger=1, wait="w1", 
 app = typer.Typer(add_completion=False)
 
 
-def _run_messages(i: int, records: int) -> list[OutMessage]:
+def run_messages(i: int, records: int) -> list[OutMessage]:
+    """The records of run ``i``: ``RunStarted``, ``records`` events, and an end or a wait for some."""
     wf, run = WORKFLOWS[i % len(WORKFLOWS)], f"run{i:07d}"
 
     def m(kind: str, type_name: str, data: bytes = b"{}") -> OutMessage:
@@ -57,13 +58,14 @@ def _run_messages(i: int, records: int) -> list[OutMessage]:
     return out
 
 
-async def _fill(log: JetStreamLog, runs: int, records: int, concurrency: int = 64) -> float:
+async def fill(log: JetStreamLog, runs: int, records: int, concurrency: int = 64) -> float:
+    """Append ``runs`` runs with ``concurrency`` appenders; seconds taken."""
     began = time.perf_counter()
     queue = iter(range(runs))
 
     async def appender() -> None:
         for i in queue:
-            await log.append(_run_messages(i, records))
+            await log.append(run_messages(i, records))
 
     await asyncio.gather(*(appender() for _ in range(concurrency)))
     return time.perf_counter() - began
@@ -129,7 +131,7 @@ async def _main(runs: int, records: int, limit: int, walk_limit: int, repeat: in
         async with EmbeddedNats(port=0, store_dir=Path(store)) as server:
             log = await JetStreamLog.connect(server.url)
             try:
-                fill_s = await _fill(log, runs, records)
+                fill_s = await fill(log, runs, records)
                 index = LogRunIndex(log)
                 check, _ = await index.list_runs(limit=3, newest_first=True)
                 assert [r.run_id for r in check] == [f"run{i:07d}" for i in (runs - 1, runs - 2, runs - 3)] or runs < 3

@@ -25,50 +25,16 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-import msgspec
 import typer
 
+from benchmarks.listing import fill
 from engine.jetstream.log import JetStreamLog
-from engine.model.records import OutMessage, StepSuspended
-from engine.wire.subjects import run_subject
 from services.launcher import ControlPlaneServer
 from services.natsserver import EmbeddedNats
 
-WORKFLOWS = ("Orders", "Invoices")
-WAIT = msgspec.json.encode(StepSuspended(step="approve", trigger=1, wait="w1", kind="event", event_type="Approval"))
 OLDER = re.compile(r'rel="next" href="([^"]+)"')
 
 app = typer.Typer(add_completion=False)
-
-
-def messages(i: int, records: int) -> list[OutMessage]:
-    """The records of run ``i``: ``RunStarted``, ``records`` events, maybe an end or a wait."""
-    wf, run = WORKFLOWS[i % len(WORKFLOWS)], f"ui{i:07d}"
-
-    def m(kind: str, type_name: str, data: bytes = b"{}") -> OutMessage:
-        return OutMessage(run_subject("jetloom", wf, run, kind, type_name), data, {})  # type: ignore[arg-type]
-
-    out = [m("sys", "RunStarted")] + [m("evt", f"Step{k}") for k in range(records)]
-    if i % 3 == 0:
-        out.append(m("sys", "RunCompleted"))
-    elif i % 50 == 1:
-        out.append(m("sys", "RunFailed", b'{"error_type":"X","message":"m"}'))
-    elif i % 100 == 2:
-        out.append(m("sys", "StepSuspended", WAIT))
-    return out
-
-
-async def fill(log: JetStreamLog, runs: int, records: int, concurrency: int = 64) -> float:
-    """Append the runs with ``concurrency`` appenders; seconds taken."""
-    began = time.perf_counter()
-    todo = iter(range(runs))
-
-    async def appender() -> None:
-        for i in todo:
-            await log.append(messages(i, records))
-
-    await asyncio.gather(*(appender() for _ in range(concurrency)))
-    return time.perf_counter() - began
 
 
 async def timed(http: httpx.AsyncClient, path: str, repeat: int) -> tuple[float, str]:
