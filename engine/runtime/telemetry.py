@@ -18,7 +18,7 @@ from typing import Final, Protocol
 import msgspec
 
 from engine.model.records import OutMessage, StepFailed
-from engine.state.ending import ENDING_STATUS
+from engine.state.ending import ENDING_STATUS, ends_run
 from engine.wire.headers import H_TYPE
 
 __all__ = [
@@ -74,15 +74,16 @@ def commit_ends_run(messages: Sequence[OutMessage]) -> str | None:
     header lookup per message.
     """
     for m in messages:
-        status = ENDING_STATUS.get(m.headers.get(H_TYPE, ""))
+        type_name = m.headers.get(H_TYPE, "")
+        status = ENDING_STATUS.get(type_name)
         if status is None:
             continue
-        if m.headers.get(H_TYPE) == "StepFailed":
+        handled_by = None
+        if type_name == "StepFailed":
             try:
                 handled_by = msgspec.json.decode(m.data, type=StepFailed).handled_by
             except msgspec.DecodeError:
-                handled_by = None
-            if handled_by:
-                continue
-        return status
+                pass
+        if ends_run(type_name, handled_by):
+            return status
     return None

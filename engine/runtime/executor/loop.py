@@ -420,11 +420,9 @@ class Executor:
         with tracing.step_span(self.tracer, self.name, spec.name, run_id, seq, attempt, self.worker_id, headers):
             started_ns = run.state.started_ns
             messages = await self._step(spec, delivery, run, run_id, seq, event)
-            types = [m.headers.get(H_TYPE) for m in messages or ()]
-            if "RunCompleted" in types or "RunFailed" in types or (
-                "StepFailed" in types and self.outcomes.catch_step(spec) is None
-            ):
-                failed = "RunCompleted" not in types
+            ended = commit_ends_run(messages or ())
+            if ended is not None:
+                failed = ended != COMPLETED
                 tracing.record_run(
                     self.tracer, self.name, run_id, started_ns=started_ns, failed=failed, worker=self.worker_id
                 )
