@@ -5,8 +5,10 @@ listings and look-ups across runs are the run index's (``engine.ports.runindex``
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import msgspec
@@ -17,11 +19,13 @@ from engine.ports.log import EventLog
 from engine.ports.runindex import rfc3339
 from engine.state.ending import ENDING_TYPES, ends_run
 from engine.state.fold import RunState
+from engine.state.orphans import OrphanFilter
 from engine.wire.codec import decode_record
 from engine.wire.headers import H_ATTEMPT, H_CLASS, H_COMMIT, H_STEP, H_TARGET, H_TRIGGER, H_WORKER
 from engine.wire.subjects import parse_subject
 
 __all__ = [
+    "follow_run",
     "is_terminal",
     "load_run",
     "record_view",
@@ -29,6 +33,47 @@ __all__ = [
     "run_view",
     "waits_view",
 ]
+
+async def follow_run(
+    log: EventLog, workflow: str, run_id: str, after: int, ping: float
+) -> AsyncGenerator[RawRecord | None, None]:
+    """The run's records after sequence ``after`` as they are committed, orphans left out
+    (``engine.state.orphans``), ending after the record that ends the run; ``None`` whenever
+    ``ping`` seconds pass without a record (a server-sent stream's keep-alive)."""
+    queue: asyncio.Queue[RawRecord | None] = asyncio.Queue(maxsize=1024)
+
+    async def pump() -> None:
+        try:
+            orphans = OrphanFilter()  # (it needs the commit heads before ``after`` too)
+            for raw in await log.read(workflow, run_id, up_to_seq=after) if after else ():
+                orphans.counts(raw)
+            records = log.follow(workflow, run_id, after_seq=after)
+            async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
+                async for raw in records:
+                    if not orphans.counts(raw):
+                        continue
+                    await queue.put(raw)
+                    if is_terminal(raw):
+                        break
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(pump(), name=f"jetloom:follow:{run_id}")
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(queue.get(), ping)
+            except TimeoutError:
+                yield None
+                continue
+            if raw is None:
+                return
+            yield raw
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
 
 def is_terminal(raw: RawRecord) -> bool:
     """Whether a record ends a run (the first one that does wins; ``engine.state.ending.ends_run``)."""

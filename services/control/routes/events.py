@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -30,7 +28,7 @@ from ..auth import needs
 from ..deps import Plane, connected, json_body
 from ..errors import ApiError
 from ..openapi import operation, responses
-from ..queries import is_terminal, load_run, record_view
+from ..queries import follow_run, load_run, record_view
 
 __all__ = ["RunEventsController"]
 
@@ -186,39 +184,9 @@ async def _sse(
     assert cp.log is not None
     if end is not None and after >= end:
         return
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
-    done = object()
-
-    async def pump() -> None:
-        assert cp.log is not None
-        try:
-            orphans = OrphanFilter()  # (it needs the commit heads before ``after`` too)
-            for raw in await cp.log.read(workflow, run_id, up_to_seq=after) if after else ():
-                orphans.counts(raw)
-            records = cp.log.follow(workflow, run_id, after_seq=after)
-            async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
-                async for raw in records:
-                    if not orphans.counts(raw):
-                        continue
-                    await queue.put(raw)
-                    if is_terminal(raw):
-                        break
-        finally:
-            await queue.put(done)
-
-    task = asyncio.create_task(pump(), name=f"jetloom:sse:{run_id}")
-    try:
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), cp.sse_ping)
-            except TimeoutError:
-                yield ServerSentEventMessage(comment="keep-alive")
-                continue
-            if item is done:
-                return
-            view = record_view(item)
-            yield ServerSentEventMessage(data=orjson.dumps(view).decode(), event=view["kind"], id=item.seq)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    async for raw in follow_run(cp.log, workflow, run_id, after, cp.sse_ping):
+        if raw is None:
+            yield ServerSentEventMessage(comment="keep-alive")
+            continue
+        view = record_view(raw)
+        yield ServerSentEventMessage(data=orjson.dumps(view).decode(), event=view["kind"], id=raw.seq)

@@ -16,8 +16,6 @@ page live over ``/ui/runs/{run_id}/live`` (Server-Sent Events, read by htmx's ss
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -41,7 +39,7 @@ from ..app import ControlPlane
 from ..auth import needs_page
 from ..deps import Plane, connected
 from ..errors import ApiError
-from ..queries import is_terminal, load_run, record_view, run_view
+from ..queries import follow_run, load_run, record_view, run_view
 from ..routes.timetravel import state_view
 from .forms import form_fields
 from .pages import UI_PATH, page
@@ -276,43 +274,15 @@ async def _live(
     """The run's records after ``after`` as SSE ``record`` events (event log rows), then one
     ``ended`` event once a record ends the run; keep-alive comments while it is idle."""
     assert cp.log is not None
-    queue: asyncio.Queue[RawRecord | None] = asyncio.Queue(maxsize=1024)
-
-    async def pump() -> None:
-        assert cp.log is not None
-        try:
-            orphans = OrphanFilter()
-            for raw in await cp.log.read(workflow, run_id, up_to_seq=after) if after else ():
-                orphans.counts(raw)  # (it needs the commit heads before ``after``)
-            records = cp.log.follow(workflow, run_id, after_seq=after)
-            async with contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
-                async for raw in records:
-                    if orphans.counts(raw):
-                        await queue.put(raw)
-                        if is_terminal(raw):
-                            break
-        finally:
-            await queue.put(None)
-
-    task = asyncio.create_task(pump(), name=f"jetloom:ui-live:{run_id}")
-    try:
-        while True:
-            try:
-                raw = await asyncio.wait_for(queue.get(), cp.sse_ping)
-            except TimeoutError:
-                yield ServerSentEventMessage(comment="keep-alive")
-                continue
-            if raw is None:
-                yield ServerSentEventMessage(data="ended", event="ended")
-                return
-            html = render(r=_row(raw))
-            yield ServerSentEventMessage(data=html, event="record", id=raw.seq)
-            if _changes_actions(raw):
-                yield ServerSentEventMessage(data=str(raw.seq), event="actions")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    async for raw in follow_run(cp.log, workflow, run_id, after, cp.sse_ping):
+        if raw is None:
+            yield ServerSentEventMessage(comment="keep-alive")
+            continue
+        html = render(r=_row(raw))
+        yield ServerSentEventMessage(data=html, event="record", id=raw.seq)
+        if _changes_actions(raw):
+            yield ServerSentEventMessage(data=str(raw.seq), event="actions")
+    yield ServerSentEventMessage(data="ended", event="ended")
 
 
 # ---- routes ---------------------------------------------------------------------------------------
