@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from engine.model.errors import StepFailedError, WorkflowCancelledError, WorkflowTimeoutError
+from engine.model.errors import (
+    NoLiveWorkerWarning,
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowTimeoutError,
+)
 from services.client import ApiError, Client
 from services.launcher import WorkerProcess
 from tests.integration.procs import eventually
@@ -160,7 +165,8 @@ async def test_a_run_timeout_fires_with_no_process_running_the_run(client: Clien
     w = await start_worker("tests.retry_workflows:Stubborn")
     assert await w.stop() == 0
     started = time.monotonic()
-    handle = await client.start("Stubborn", dir="/nonexistent", seconds=60, run_timeout=1.0)
+    with pytest.warns(NoLiveWorkerWarning, match="'Stubborn'"):  # no process runs it: said so
+        handle = await client.start("Stubborn", dir="/nonexistent", seconds=60, run_timeout=1.0)
     assert any(r["kind"] == "sch" for r in await handle.events())  # the pending timeout
     view = await _ended(client, handle.run_id)
     assert time.monotonic() - started >= 1.0
