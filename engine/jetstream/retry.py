@@ -73,7 +73,10 @@ DEFAULT_RETRY_FOR = timedelta(seconds=20)
 #: right now": 10008 JetStream system temporarily unavailable, 10009 cluster can not handle
 #: request (not the leader), 10007 not assigned to this server (yet), 10118 stream is offline,
 #: 10119 consumer is offline, 10163 expected last sequence per subject temporarily unavailable
-#: (a new stream leader still loading its state).
+#: (a new stream leader still loading its state). 10005 "no suitable peers for placement" is
+#: transient only when its reason is "peer offline" (a node that just started or restarted and that
+#: the meta leader has not heard from yet; seen right after a fresh cluster reported healthy), which
+#: ``_TRANSIENT_TEXT`` matches; for "insufficient resources" or unmatched tags it is not.
 TRANSIENT_ERR_CODES = frozenset({10007, 10008, 10009, 10118, 10119, 10163})
 
 # 503s that do not pass by waiting: insufficient resources (too few servers for the replicas),
@@ -88,6 +91,7 @@ _TRANSIENT_TEXT = (
     "temporarily unavailable",
     "can not handle request",
     "no publish ack within",
+    "peer offline",
 )
 
 

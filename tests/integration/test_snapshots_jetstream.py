@@ -152,7 +152,9 @@ async def test_a_second_worker_process_takes_the_run_from_its_snapshot(
         return {k: int(v) for k, v in re.findall(r"\b(snapshots_loaded|snapshots_written|records_read)=(\d+)", line)}
 
     wrote, took = counters(squares), counters(joins)
-    assert wrote["snapshots_written"] >= 3, wrote
+    # Every run has a snapshot (checked above), but which process's put wins a run's key is a race:
+    # CI saw the splitting process write 2 of the 3, the joining one the third.
+    assert wrote["snapshots_written"] >= 1, wrote
     # A run's first join comes from a snapshot when the other process has written one past
     # the join's trigger by then: how many of the 3 runs do depends on timing (1 of 3 was seen
     # in a clean-clone run), but a process that never loads another's snapshot loads none.

@@ -33,6 +33,7 @@ from engine.model.errors import AppendError, LastSeqMismatchError, LogError
         APIError(code=500, err_code=10118, description="stream is offline"),
         APIError(code=500, err_code=10009, description="JetStream cluster can not handle request"),
         APIError(code=503, err_code=10163, description="expected last sequence per subject temporarily unavailable"),
+        BadRequestError(code=400, err_code=10005, description="no suitable peers for placement, peer offline"),
         AppendError("append rejected: stream is offline", code=10118),
         LogError("no publish ack within 10.0s"),
         LogUnavailableError("direct get on JETLOOM: no responders"),
@@ -50,6 +51,7 @@ def test_transient(exc: BaseException) -> None:
         NotFoundError(code=404, err_code=10059, description="stream not found"),
         BadRequestError(code=400, err_code=10058, description="stream name already in use"),
         ServiceUnavailableError(code=503, err_code=10023, description="insufficient resources"),
+        BadRequestError(code=400, err_code=10005, description="no suitable peers for placement, tags not matched"),
         ConnectionClosedError(),  # closed for good: rebuilt elsewhere, not retried here
         KeyNotFoundError(),  # (an APIError without APIError's attributes)
         ValueError("bad key"),
