@@ -19,6 +19,7 @@ takes ``Client.publish``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
 __all__ = ["Outbox"]
+
+logger = logging.getLogger("jetloom.log")
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the header names nats-py accepts
 _WHITESPACE = frozenset(" \t\r\n\x0b\x0c")
@@ -61,6 +64,7 @@ class Outbox:
         self.usable = self.tap is not None
         self._names: set[str] = set()
         self._later = False
+        self._sending: set[asyncio.Future[None]] = set()  # relays through Client.publish
 
     def put(self, subject: str, payload: bytes, reply: str = "", headers: Mapping[str, str] | None = None) -> bool:
         """Queue one message; ``False`` (nothing queued) when it must go through
@@ -112,10 +116,31 @@ class Outbox:
         saved (``benchmarks/tried.md``)."""
         if not self.put(subject, payload):
             return False
+        self._wake_later()
+        return True
+
+    def relay(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        """Send one message on from a plain callback (run affinity's hand-off of a delivery,
+        ``pull.PullLoop``): queued and written as ``later`` does, so that the hand-offs of one
+        socket read go out in one write; through ``Client.publish`` in a task when ``put``
+        cannot take it (the task is kept until it is done)."""
+        if self.put(subject, payload, "", headers):
+            self._wake_later()
+            return
+        task = asyncio.ensure_future(self.nc.publish(subject, payload, headers=dict(headers)))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Future[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # (unsettled, the delivery is redelivered after ack_wait: nothing is lost)
+            logger.warning("hand-off not sent (%s); redelivered after ack_wait", task.exception())
+
+    def _wake_later(self) -> None:
         if not self._later:
             self._later = True
             asyncio.get_running_loop().call_soon(self._turn, _LATER)
-        return True
 
     def _turn(self, left: int) -> None:
         if left > 1:

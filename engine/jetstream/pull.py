@@ -6,6 +6,10 @@ which costs a round trip per delivery), with idle heartbeats and a watchdog that
 the server goes quiet. On a connection with a fast path (``_natspy.Tap``) the deliveries come
 straight from the protocol parser and the acknowledgements ride with the next publish
 (``pub.Outbox.later``).
+
+With run affinity (a ``RunRouter``), a first delivery whose run another live process owns is
+handed over to it unsettled (``handoff``, ``consumers.StepConsumers``), and the owner's loop takes
+it in with ``take_handoff``: held, kept alive and settled there as one of its own deliveries.
 """
 
 from __future__ import annotations
@@ -26,12 +30,22 @@ from engine.jetstream.pub import Outbox
 from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.wire import is_status, parse_ack_subject, parse_block, parse_status
 from engine.model.records import RawRecord
+from engine.ports.log import RunRouter
+from engine.wire.headers import H_FAN_OUT, H_RUN
+from engine.wire.subjects import parse_subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
-__all__ = ["PULL_BACKOFF_MAX_S", "PULL_BACKOFF_S", "PULL_HEARTBEAT_S", "PullDelivery", "PullLoop"]
+__all__ = [
+    "PULL_BACKOFF_MAX_S",
+    "PULL_BACKOFF_S",
+    "PULL_HEARTBEAT_S",
+    "Handoff",
+    "PullDelivery",
+    "PullLoop",
+]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -41,6 +55,10 @@ PULL_HEARTBEAT_S = 2.0
 PULL_BACKOFF_S = 0.05  # first wait before pulling again after a 503 (no consumer leader)
 PULL_BACKOFF_MAX_S = 2.0
 _NS = 1_000_000_000
+
+#: Hands a delivery over to another process: ``(owner instance, subject, ack subject, headers,
+#: payload)``.
+Handoff = Callable[[str, str, str, dict[str, str], bytes], None]
 
 
 class PullDelivery:
@@ -89,6 +107,11 @@ class PullLoop:
     ``max_in_flight`` at a time; keeps every held delivery (running or buffered) alive with
     in-progress acks every ``progress`` seconds; re-pulls when the server has been silent for two
     heartbeats (a restart or a reconnect drops pending pull requests).
+
+    With ``router`` and ``handoff``: a first delivery (attempt 1) that is not part of a fan-out
+    (``Jl-Fan-Out``) and whose run ``router`` says another process owns goes to ``handoff``
+    instead, not held and not settled here; a redelivery is always
+    handled here. ``take_handoff`` takes in what other processes hand to this one.
     """
 
     def __init__(
@@ -105,8 +128,12 @@ class PullLoop:
         tap: Tap | None = None,
         outbox: Outbox | None = None,
         dispatch: Callable[[PullDelivery], None] | None = None,
+        router: RunRouter | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.nc = nc
+        self.router = router if handoff is not None else None
+        self.handoff = handoff
         self.tap = tap
         self.dispatch = dispatch
         self.publish = outbox.publish if outbox is not None else nc.publish
@@ -160,6 +187,23 @@ class PullLoop:
         delivery = self._delivery(subject, reply, headers, data)
         if delivery is None:
             return
+        router = self.router
+        if router is not None and delivery.attempt == 1 and H_FAN_OUT not in headers:
+            owner = router.route(_run_id(subject, headers), subject)
+            if owner is not None and self.handoff is not None:
+                self.handoff(owner, subject, reply, headers, data)
+                self.wake.set()  # (it left the pull window: ask for more)
+                return
+        self._hold(delivery)
+
+    def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+        """Take in a delivery another process handed over (``reply``: its JetStream ack
+        subject): held, kept alive and settled here as one of this loop's own."""
+        delivery = self._delivery(subject, reply, headers, data)
+        if delivery is not None:
+            self._hold(delivery)
+
+    def _hold(self, delivery: PullDelivery) -> None:
         self.held.add(delivery)
         if self.dispatch is not None and not self.ready and self.running < self.max_in_flight:
             # handed on from the read loop: its handler starts in the next turn of the event
@@ -263,3 +307,12 @@ class PullLoop:
             logger.warning("unexpected ack subject %r", reply)
             return None
         return PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self)
+
+
+def _run_id(subject: str, headers: dict[str, str]) -> str:
+    """The run id of a delivery: its ``Jl-Run`` header, else its subject's run token."""
+    run_id = headers.get(H_RUN)
+    if run_id is None:
+        parts = parse_subject(subject)
+        run_id = parts.run_id if parts is not None else subject
+    return run_id
