@@ -1,0 +1,209 @@
+"""Run affinity (``engine.runtime.affinity``) with real worker processes on a real nats-server: a
+run's steps go to the process that owns the run, fan-outs still spread, and runs in flight while
+workers die and join complete exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from engine.jetstream.log import FAST_PATH_ENV
+from engine.jetstream.registry import KvRegistry
+from engine.ports.registry import ServiceEntry
+from engine.runtime.affinity import rendezvous_owner
+from services.nats_client import NatsClient
+from tests.integration.procs import WorkerProcess, eventually
+from tests.integration.test_distributed import completions_of
+from tests.workflows import Chain3, FanInOut
+
+CHAIN = "tests.workflows:Chain3"
+FAN = "tests.workflows:FanInOut"
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[NatsClient]:
+    c = await NatsClient.connect(nats_url)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+def instance_of(w: WorkerProcess) -> str:
+    """The registry instance id a worker printed on its ready line."""
+    line = w.wait_for("jetloom worker ready")
+    match = re.search(r"instance=(\w+)", line)
+    assert match is not None, line
+    return match.group(1)
+
+
+async def members_registered(client: NatsClient, ws: list[WorkerProcess], *, handoffs: bool = True) -> None:
+    """Wait until the registry lists exactly ``ws``, each with (or without) hand-off steps."""
+    registry = await KvRegistry.open(client.log.nc)
+    want = {instance_of(w) for w in ws}
+
+    async def listed() -> bool:
+        entries = await registry.services()
+        return {e.instance for e in entries} == want and all(bool(e.handoff_steps) == handoffs for e in entries)
+
+    await eventually(listed, timeout=30, what=f"the registry lists {sorted(want)}")
+
+
+async def run_chains(client: NatsClient, n: int, *, delay: float = 0.0) -> list[str]:
+    handlers = [await client.start(Chain3, text=f"r{i} a b", delay=delay, timeout=120) for i in range(n)]
+    results = await asyncio.gather(*handlers)
+    assert results == [{"n": 3, "source": f"r{i} a b"} for i in range(n)]
+    return [h.run_id for h in handlers]
+
+
+async def workers_of_runs(client: NatsClient, run_ids: list[str]) -> dict[str, set[str]]:
+    """``{run id: pids of the processes that completed its steps}``."""
+    out = {}
+    for rid in run_ids:
+        done = await completions_of(client.log, Chain3, rid)
+        assert sorted(c.step for c in done) == ["count", "finish", "parse"]
+        out[rid] = {c.worker.rsplit(":", 1)[1] for c in done}
+    return out
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "nats-py-path"])
+async def test_each_run_is_run_by_its_owner(
+    nats_url: str, workers: Callable[..., WorkerProcess], fast_path: bool
+) -> None:
+    """Three workers with affinity (the default): every step of a run is completed by the process
+    rendezvous hashing names over the three, on both nats-py paths (the hand-off's relay, inbox
+    and acknowledgement differ)."""
+    env = {FAST_PATH_ENV: "1" if fast_path else "0"}
+    ws = [workers(CHAIN, nats_url, env=env) for _ in range(3)]
+    pid_of = {instance_of(w): str(w.proc.pid) for w in ws}
+    client = await NatsClient.connect(nats_url, fast_path=fast_path)
+    try:
+        await members_registered(client, ws)
+
+        async def on_owner(run_ids: list[str]) -> bool:
+            by_run = await workers_of_runs(client, run_ids)
+            return all(pids == {pid_of[rendezvous_owner(r, list(pid_of)) or ""]} for r, pids in by_run.items())
+
+        # (each worker's own view of the registry follows it a moment later)
+        async def settled() -> bool:
+            return await on_owner(await run_chains(client, 3))
+
+        await eventually(settled, timeout=30, what="runs completed by their owners")
+        run_ids = await run_chains(client, 30)
+        by_run = await workers_of_runs(client, run_ids)
+        for rid, pids in by_run.items():
+            assert pids == {pid_of[rendezvous_owner(rid, list(pid_of)) or ""]}, rid
+        assert len(set().union(*by_run.values())) == 3, "each process owns some of 30 runs"
+    finally:
+        await client.close()
+    for w in ws:
+        assert w.stop() == 0
+        stopped = w.wait_for("jetloom worker stopped")
+        handed = re.search(r"handoffs=(\d+)/(\d+)", stopped)
+        assert handed is not None and int(handed.group(1)) + int(handed.group(2)) > 0, stopped
+
+
+async def test_without_affinity_a_runs_steps_spread(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """``--no-affinity``: no hand-off steps in the registry, and steps land wherever the shared
+    consumers deliver them (some run is completed by two processes)."""
+    ws = [workers(CHAIN, nats_url, "--no-affinity") for _ in range(2)]
+    await members_registered(client, ws, handoffs=False)
+
+    async def spread() -> bool:
+        by_run = await workers_of_runs(client, await run_chains(client, 20))
+        return any(len(pids) > 1 for pids in by_run.values())
+
+    await eventually(spread, timeout=60, what="a run whose steps two processes completed")
+    for w in ws:
+        assert w.stop() == 0
+        assert "handoffs=0/0" in w.wait_for("jetloom worker stopped")
+
+
+async def test_fan_out_parts_spread_and_fan_in_stays_with_the_owner(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """The parts of a fan-out (``Jl-Fan-Out``) are not routed, so both processes square; the
+    fan-in's triggers (one event per commit) are, so the owner joins them all."""
+    ws = [workers(FAN, nats_url) for _ in range(2)]
+    pid_of = {instance_of(w): str(w.proc.pid) for w in ws}
+    await members_registered(client, ws)
+    handler = await client.start(FanInOut, n=40, timeout=60)
+    assert await handler == [i * i for i in range(40)]
+    done = await completions_of(client.log, FanInOut, handler.run_id)
+    owner = pid_of[rendezvous_owner(handler.run_id, list(pid_of)) or ""]
+    pids = {step: {c.worker.rsplit(":", 1)[1] for c in done if c.step == step} for step in ("split", "square", "join")}
+    assert pids["square"] == set(pid_of.values())
+    assert pids["join"] == {owner}
+
+
+async def test_runs_in_flight_complete_once_while_workers_die_and_join(
+    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+) -> None:
+    """SIGKILL one of three workers and start a fourth while 60 runs are in flight: the dead
+    worker's runs move to the others (its unsettled deliveries are redelivered and handled
+    wherever they land; hand-offs sent to it before its entry expired too), the new one takes its
+    share, and every run completes once: one RunCompleted, each step completed once."""
+    args = ("--ack-wait", "1", "--registry-ttl", "2")
+    ws = [workers(CHAIN, nats_url, *args) for _ in range(3)]
+    await members_registered(client, ws)
+    n = 60
+    handlers = [await client.start(Chain3, text=f"k{i} a b", delay=0.3, timeout=120) for i in range(n)]
+
+    async def some_done() -> bool:
+        done = [await completions_of(client.log, Chain3, h.run_id) for h in handlers]
+        return 5 <= sum(len(d) for d in done) < 3 * n - 20
+
+    await eventually(some_done, timeout=60, what="some steps completed, many to go")
+    ws[0].kill()
+    joined = workers(CHAIN, nats_url, *args)
+    results = await asyncio.gather(*handlers)
+    assert results == [{"n": 3, "source": f"k{i} a b"} for i in range(n)]
+    joined_pid = str(joined.proc.pid)
+    steps_of_joined = 0
+    for h in handlers:
+        raws = await client.log.read("Chain3", h.run_id)
+        assert sum(r.subject.endswith(".sys.RunCompleted") for r in raws) == 1
+        done = await completions_of(client.log, Chain3, h.run_id)
+        keys = Counter((c.trigger, c.step) for c in done)
+        assert sorted(c.step for c in done) == ["count", "finish", "parse"], keys
+        steps_of_joined += sum(c.worker.endswith(f":{joined_pid}") for c in done)
+    assert steps_of_joined > 0, "the worker that joined took runs over"
+
+
+async def test_kv_registry_view_generation_moves_with_membership_only(client: NatsClient) -> None:
+    """``KvRegistryView.generation``: bumped when an entry comes, goes or changes its hand-off
+    steps; not by a heartbeat that changes nothing else."""
+    registry = await KvRegistry.open(client.log.nc)
+    view = await registry.view()
+    try:
+        entry = ServiceEntry(
+            service="wf", instance="i1", host="h", pid=1, version="0", workflows=[], started_at="",
+            handoff_steps=["a"],
+        )  # fmt: skip
+
+        async def moved_past(gen: int) -> bool:
+            return view.generation > gen
+
+        gen = view.generation
+        await registry.put_service(entry)
+        await eventually(lambda: moved_past(gen), timeout=10, what="the new entry counted")
+        gen = view.generation
+        entry.stats = {"steps": 1}
+        await registry.put_service(entry)  # a heartbeat
+        entry.handoff_steps = ["a", "b"]
+        await registry.put_service(entry)
+        await eventually(lambda: moved_past(gen), timeout=10, what="the changed hand-off steps counted")
+        assert view.generation == gen + 1, "the heartbeat in between moved nothing"
+        assert view.services["wf.i1"].handoff_steps == ["a", "b"]
+        gen = view.generation
+        await registry.remove_service(entry)
+        await eventually(lambda: moved_past(gen), timeout=10, what="the removal counted")
+        assert "wf.i1" not in view.services
+    finally:
+        await view.stop()
