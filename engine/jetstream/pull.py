@@ -134,6 +134,7 @@ class PullLoop:
         self.nc = nc
         self.router = router if handoff is not None else None
         self.handoff = handoff
+        self.sending: set[asyncio.Future[None]] = set()  # naks of hand-offs sent by a task
         self.tap = tap
         self.dispatch = dispatch
         self.publish = outbox.publish if outbox is not None else nc.publish
@@ -198,10 +199,20 @@ class PullLoop:
 
     def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
         """Take in a delivery another process handed over (``reply``: its JetStream ack
-        subject): held, kept alive and settled here as one of this loop's own."""
+        subject): held, kept alive and settled here as one of this loop's own. When this loop
+        already holds twice its pull window (a backlog: the processes that relay are not held
+        back by what they relay), it is naked at once instead, and its redelivery is handled
+        wherever it lands."""
         delivery = self._delivery(subject, reply, headers, data)
-        if delivery is not None:
-            self._hold(delivery)
+        if delivery is None:
+            return
+        if len(self.held) >= 2 * self.limit:
+            if not self.later(reply, b"-NAK"):
+                task = asyncio.ensure_future(self.publish(reply, b"-NAK"))
+                self.sending.add(task)
+                task.add_done_callback(self.sending.discard)
+            return
+        self._hold(delivery)
 
     def _hold(self, delivery: PullDelivery) -> None:
         self.held.add(delivery)

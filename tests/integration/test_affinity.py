@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
+from engine import NoLiveWorkerWarning
 from engine.jetstream.log import FAST_PATH_ENV
 from engine.jetstream.registry import KvRegistry
 from engine.ports.registry import ServiceEntry
@@ -22,15 +23,6 @@ from tests.workflows import Chain3, FanInOut
 
 CHAIN = "tests.workflows:Chain3"
 FAN = "tests.workflows:FanInOut"
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[NatsClient]:
-    c = await NatsClient.connect(nats_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def instance_of(w: WorkerProcess) -> str:
@@ -107,12 +99,15 @@ async def test_each_run_is_run_by_its_owner(
         assert handed is not None and int(handed.group(1)) + int(handed.group(2)) > 0, stopped
 
 
-async def test_without_affinity_a_runs_steps_spread(
-    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
-) -> None:
+async def test_without_affinity_a_runs_steps_spread(nats_url: str, workers: Callable[..., WorkerProcess]) -> None:
     """``--no-affinity``: no hand-off steps in the registry, and steps land wherever the shared
     consumers deliver them (some run is completed by two processes)."""
     ws = [workers(CHAIN, nats_url, "--no-affinity") for _ in range(2)]
+    async with await NatsClient.connect(nats_url) as client:
+        await _spread_without_affinity(client, ws)
+
+
+async def _spread_without_affinity(client: NatsClient, ws: list[WorkerProcess]) -> None:
     await members_registered(client, ws, handoffs=False)
 
     async def spread() -> bool:
@@ -126,11 +121,16 @@ async def test_without_affinity_a_runs_steps_spread(
 
 
 async def test_fan_out_parts_spread_and_fan_in_stays_with_the_owner(
-    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+    nats_url: str, workers: Callable[..., WorkerProcess]
 ) -> None:
     """The parts of a fan-out (``Jl-Fan-Out``) are not routed, so both processes square; the
     fan-in's triggers (one event per commit) are, so the owner joins them all."""
     ws = [workers(FAN, nats_url) for _ in range(2)]
+    async with await NatsClient.connect(nats_url) as client:
+        await _fan_out(client, ws)
+
+
+async def _fan_out(client: NatsClient, ws: list[WorkerProcess]) -> None:
     pid_of = {instance_of(w): str(w.proc.pid) for w in ws}
     await members_registered(client, ws)
     handler = await client.start(FanInOut, n=40, timeout=60)
@@ -143,7 +143,7 @@ async def test_fan_out_parts_spread_and_fan_in_stays_with_the_owner(
 
 
 async def test_runs_in_flight_complete_once_while_workers_die_and_join(
-    nats_url: str, client: NatsClient, workers: Callable[..., WorkerProcess]
+    nats_url: str, workers: Callable[..., WorkerProcess]
 ) -> None:
     """SIGKILL one of three workers and start a fourth while 60 runs are in flight: the dead
     worker's runs move to the others (its unsettled deliveries are redelivered and handled
@@ -151,6 +151,11 @@ async def test_runs_in_flight_complete_once_while_workers_die_and_join(
     share, and every run completes once: one RunCompleted, each step completed once."""
     args = ("--ack-wait", "1", "--registry-ttl", "2")
     ws = [workers(CHAIN, nats_url, *args) for _ in range(3)]
+    async with await NatsClient.connect(nats_url) as client:
+        await _die_and_join(client, ws, lambda: workers(CHAIN, nats_url, *args))
+
+
+async def _die_and_join(client: NatsClient, ws: list[WorkerProcess], start: Callable[[], WorkerProcess]) -> None:
     await members_registered(client, ws)
     n = 60
     handlers = [await client.start(Chain3, text=f"k{i} a b", delay=0.3, timeout=120) for i in range(n)]
@@ -161,7 +166,7 @@ async def test_runs_in_flight_complete_once_while_workers_die_and_join(
 
     await eventually(some_done, timeout=60, what="some steps completed, many to go")
     ws[0].kill()
-    joined = workers(CHAIN, nats_url, *args)
+    joined = start()
     results = await asyncio.gather(*handlers)
     assert results == [{"n": 3, "source": f"k{i} a b"} for i in range(n)]
     joined_pid = str(joined.proc.pid)
@@ -176,10 +181,14 @@ async def test_runs_in_flight_complete_once_while_workers_die_and_join(
     assert steps_of_joined > 0, "the worker that joined took runs over"
 
 
-async def test_kv_registry_view_generation_moves_with_membership_only(client: NatsClient) -> None:
+async def test_kv_registry_view_generation_moves_with_membership_only(nats_url: str) -> None:
     """``KvRegistryView.generation``: bumped when an entry comes, goes or changes its hand-off
     steps; not by a heartbeat that changes nothing else."""
-    registry = await KvRegistry.open(client.log.nc)
+    async with await NatsClient.connect(nats_url) as client:
+        await _generation(await KvRegistry.open(client.log.nc))
+
+
+async def _generation(registry: KvRegistry) -> None:
     view = await registry.view()
     try:
         entry = ServiceEntry(
@@ -207,3 +216,23 @@ async def test_kv_registry_view_generation_moves_with_membership_only(client: Na
         assert "wf.i1" not in view.services
     finally:
         await view.stop()
+
+
+async def test_a_backlog_is_handled_once_when_owners_hand_deliveries_back(
+    nats_url: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    """200 runs started before any worker, taken by two workers of one trigger at a time (each
+    first step 20 ms): the processes that relay are not held back by what they relay, so an
+    owner holding twice its pull window naks what is handed to it (17 times in a run with a
+    counter added), and the redeliveries are handled where they land. Every run completes, each
+    step once."""
+    async with await NatsClient.connect(nats_url) as client:
+        with pytest.warns(NoLiveWorkerWarning):
+            handlers = [await client.start(Chain3, text=f"b{i} a", delay=0.02, timeout=120) for i in range(200)]
+        ws = [workers(CHAIN, nats_url, "--num-workers", "1") for _ in range(2)]
+        results = await asyncio.gather(*handlers)
+        assert results == [{"n": 2, "source": f"b{i} a"} for i in range(200)]
+        for h in handlers[::10]:
+            done = await completions_of(client.log, Chain3, h.run_id)
+            assert sorted(c.step for c in done) == ["count", "finish", "parse"]
+    assert all(w.proc.poll() is None for w in ws)
