@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
 __all__ = [
+    "HANDOFF_HOLD",
     "PULL_BACKOFF_MAX_S",
     "PULL_BACKOFF_S",
     "PULL_HEARTBEAT_S",
@@ -55,6 +56,11 @@ PULL_HEARTBEAT_S = 2.0
 PULL_BACKOFF_S = 0.05  # first wait before pulling again after a 503 (no consumer leader)
 PULL_BACKOFF_MAX_S = 2.0
 _NS = 1_000_000_000
+
+#: Deliveries a pull loop holds, in multiples of its pull window, beyond which it hands back what
+#: other processes hand over to it (``PullLoop.take_handoff``). Bursts of runs of one owner stay
+#: below it; a backlog that relaying processes would pile onto an owner does not.
+HANDOFF_HOLD = 16
 
 #: Hands a delivery over to another process: ``(owner instance, subject, ack subject, headers,
 #: payload)``.
@@ -200,13 +206,13 @@ class PullLoop:
     def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
         """Take in a delivery another process handed over (``reply``: its JetStream ack
         subject): held, kept alive and settled here as one of this loop's own. When this loop
-        already holds twice its pull window (a backlog: the processes that relay are not held
-        back by what they relay), it is naked at once instead, and its redelivery is handled
-        wherever it lands."""
+        already holds ``HANDOFF_HOLD`` times its pull window (a backlog: the processes that
+        relay are not held back by what they relay), it is naked at once instead, and its
+        redelivery is handled wherever it lands."""
         delivery = self._delivery(subject, reply, headers, data)
         if delivery is None:
             return
-        if len(self.held) >= 2 * self.limit:
+        if len(self.held) >= HANDOFF_HOLD * self.limit:
             if not self.later(reply, b"-NAK"):
                 task = asyncio.ensure_future(self.publish(reply, b"-NAK"))
                 self.sending.add(task)

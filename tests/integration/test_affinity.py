@@ -12,10 +12,14 @@ from collections.abc import Callable
 import pytest
 
 from engine import NoLiveWorkerWarning
-from engine.jetstream.log import FAST_PATH_ENV
+from engine.jetstream.log import FAST_PATH_ENV, JetStreamLog, consumer_name
+from engine.jetstream.pull import HANDOFF_HOLD
 from engine.jetstream.registry import KvRegistry
+from engine.model.records import OutMessage
+from engine.ports.log import Delivery
 from engine.ports.registry import ServiceEntry
 from engine.runtime.affinity import rendezvous_owner
+from engine.wire.subjects import run_subject
 from services.nats_client import NatsClient
 from tests.integration.procs import WorkerProcess, eventually
 from tests.integration.test_distributed import completions_of
@@ -218,21 +222,92 @@ async def _generation(registry: KvRegistry) -> None:
         await view.stop()
 
 
-async def test_a_backlog_is_handled_once_when_owners_hand_deliveries_back(
-    nats_url: str, workers: Callable[..., WorkerProcess]
-) -> None:
-    """200 runs started before any worker, taken by two workers of one trigger at a time (each
-    first step 20 ms): the processes that relay are not held back by what they relay, so an
-    owner holding twice its pull window naks what is handed to it (17 times in a run with a
-    counter added), and the redeliveries are handled where they land. Every run completes, each
-    step once."""
+async def test_a_backlog_is_handled_once(nats_url: str, workers: Callable[..., WorkerProcess]) -> None:
+    """300 runs started before any worker, then four workers of one trigger at a time (each
+    first step 20 ms) joining one by one: each relays most of what it pulls to the owners, whose
+    hand-offs pile up while the membership settles. Every run completes, each step once (an
+    owner's bound on what it holds is tested below)."""
     async with await NatsClient.connect(nats_url) as client:
         with pytest.warns(NoLiveWorkerWarning):
-            handlers = [await client.start(Chain3, text=f"b{i} a", delay=0.02, timeout=120) for i in range(200)]
-        ws = [workers(CHAIN, nats_url, "--num-workers", "1") for _ in range(2)]
+            handlers = [await client.start(Chain3, text=f"b{i} a", delay=0.02, timeout=120) for i in range(300)]
+        ws = [workers(CHAIN, nats_url, "--num-workers", "1", ready=False) for _ in range(4)]
         results = await asyncio.gather(*handlers)
-        assert results == [{"n": 2, "source": f"b{i} a"} for i in range(200)]
+        assert results == [{"n": 2, "source": f"b{i} a"} for i in range(300)]
         for h in handlers[::10]:
             done = await completions_of(client.log, Chain3, h.run_id)
             assert sorted(c.step for c in done) == ["count", "finish", "parse"]
     assert all(w.proc.poll() is None for w in ws)
+
+
+class _To:
+    """A ``RunRouter`` that names ``owner`` for every run (``None``: every run is this process's)."""
+
+    def __init__(self, instance: str, owner: str | None) -> None:
+        self.instance = instance
+        self.owner = owner
+
+    def route(self, run_id: str, subject: str) -> str | None:
+        return self.owner
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "nats-py-path"])
+async def test_hand_offs_settle_at_the_original_delivery_and_a_full_owner_hands_them_back(
+    nats_url: str, fast_path: bool
+) -> None:
+    """Two logs on two connections: ``a`` hands every first delivery over to ``b``; ``b`` holds
+    what it gets and settles nothing. ``b`` holds ``HANDOFF_HOLD`` times its pull window of them
+    (its own deliveries and hand-offs), naks the rest at their JetStream ack subjects, and their
+    redeliveries (attempt 2) are not routed: ``a`` handles them. Acks from ``b`` then settle the
+    original deliveries: nothing is left pending on the consumer."""
+    a = await JetStreamLog.connect(nats_url, fast_path=fast_path)
+    b = await JetStreamLog.connect(nats_url, fast_path=fast_path)
+    try:
+        await a.ensure_consumer("Held", "s", ["Tick"])
+        n, cap = 60, HANDOFF_HOLD * 2  # (max_in_flight 1, prefetch 1: a window of 2)
+        a_got: list[Delivery] = []
+        b_got: list[Delivery] = []
+        feeds = [
+            asyncio.create_task(_feed(a, _To("A", "B"), a_got)),
+            asyncio.create_task(_feed(b, _To("B", None), b_got)),
+        ]
+        try:
+            await eventually(lambda: _has(b, "s"), timeout=10, what="b consuming")
+            for i in range(n):
+                subject = run_subject(a.prefix, "Held", f"r{i}", "evt", "Tick")
+                await a.append([OutMessage(subject, b"{}", {"Jl-Run": f"r{i}"})])
+
+            async def settled() -> bool:
+                return len(a_got) + len(b.consumers.loops[consumer_name("Held", "s")].held) == n
+
+            await eventually(settled, timeout=20, what="every message held by b or handled by a")
+            assert len(b.consumers.loops[consumer_name("Held", "s")].held) == cap
+            assert a_got and all(d.attempt == 2 for d in a_got)
+            assert a.consumers.handed_over >= n - 2 and b.consumers.taken_over >= cap - 2
+            for d in list(b.consumers.loops[consumer_name("Held", "s")].held):
+                await d.ack()
+            await eventually(lambda: _acked(a), timeout=10, what="b's acks settled the original deliveries")
+        finally:
+            for t in feeds:
+                t.cancel()
+            await asyncio.gather(*feeds, return_exceptions=True)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _feed(log: JetStreamLog, router: _To, into: list[Delivery]) -> None:
+    """Consume ``Held.s`` with ``router``: ``b`` (no owner named) keeps what it gets, ``a`` acks
+    each delivery."""
+    async for d in log.consume("Held", "s", max_in_flight=1, router=router):
+        into.append(d)
+        if router.owner is not None:
+            await d.ack()
+
+
+async def _has(log: JetStreamLog, step: str) -> bool:
+    return consumer_name("Held", step) in log.consumers.loops
+
+
+async def _acked(log: JetStreamLog) -> bool:
+    info = await log.js.consumer_info(log.stream, consumer_name("Held", "s"))
+    return info.num_ack_pending == 0 and info.ack_floor.stream_seq >= info.delivered.stream_seq > 0
