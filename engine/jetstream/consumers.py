@@ -25,7 +25,7 @@ from nats.js.errors import NotFoundError
 
 from engine.jetstream._natspy import Tap
 from engine.jetstream.pub import Outbox
-from engine.jetstream.pull import PULL_HEARTBEAT_S, PullDelivery, PullLoop
+from engine.jetstream.pull import PULL_HEARTBEAT_S, Handoff, PullDelivery, PullLoop
 from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.retry import retrying
 from engine.jetstream.wire import parse_block
@@ -180,12 +180,16 @@ class StepConsumers:
         self.taken_over += 1
         loop.take_handoff(f"{self.prefix}.{rest}", ack, headers, data)
 
-    def _handoff(self, consumer: str) -> Callable[[str, str, str, dict[str, str], bytes], None]:
+    def _handoff(self, consumer: str) -> Handoff:
         prefix, outbox = self.prefix, self.outbox
 
-        def handoff(owner: str, subject: str, ack: str, headers: dict[str, str], data: bytes) -> None:
+        def handoff(owner: str, subject: str, ack: str, headers: dict[str, str] | bytes, data: bytes) -> None:
             self.handed_over += 1
-            outbox.relay(handoff_subject(prefix, owner, consumer, subject), data, {**headers, H_HANDOFF_ACK: ack})
+            target = handoff_subject(prefix, owner, consumer, subject)
+            if isinstance(headers, bytes):
+                outbox.relay_block(target, data, headers, H_HANDOFF_ACK, ack)
+            else:
+                outbox.relay(target, data, {**headers, H_HANDOFF_ACK: ack})
 
         return handoff
 

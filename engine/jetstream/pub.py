@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from engine.jetstream._natspy import tap
+from engine.jetstream.wire import parse_block
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -130,6 +131,29 @@ class Outbox:
         task = asyncio.ensure_future(self.nc.publish(subject, payload, headers=dict(headers)))
         self._sending.add(task)
         task.add_done_callback(self._sent)
+
+    def relay_block(self, subject: str, payload: bytes, block: bytes, name: str, value: str) -> None:
+        """``relay`` of a message whose headers are a raw header block as the protocol parser
+        received it (``NATS/1.0`` line included), with one header ``name: value`` added: the
+        block is sent on as it is, not parsed and rebuilt; parsed and ``relay``-ed when ``put``
+        could not have taken it (not connected, a payload over the limit, a subject or the added
+        value that nats-py would rewrite)."""
+        nc = self.nc
+        if (
+            self.tap is not None
+            and nc.is_connected
+            and len(payload) <= nc.max_payload
+            and _plain(value)
+            and " " not in subject
+            and "\t" not in subject
+            and block.endswith(b"\r\n\r\n")
+        ):
+            hdr = b"".join((block[:-2], f"{name}: {value}\r\n\r\n".encode()))
+            n = len(hdr)
+            self.tap.queue(b"".join((f"HPUB {subject} {n} {n + len(payload)}\r\n".encode(), hdr, payload, b"\r\n")), len(payload))
+            self._wake_later()
+            return
+        self.relay(subject, payload, {**parse_block(block), name: value})
 
     def _sent(self, task: asyncio.Future[None]) -> None:
         self._sending.discard(task)

@@ -31,7 +31,7 @@ from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.wire import is_status, parse_ack_subject, parse_block, parse_status
 from engine.model.records import RawRecord
 from engine.ports.log import RunRouter
-from engine.wire.headers import H_FAN_OUT, H_RUN
+from engine.wire.headers import H_FAN_OUT
 from engine.wire.subjects import parse_subject
 
 if TYPE_CHECKING:
@@ -62,9 +62,10 @@ _NS = 1_000_000_000
 #: below it; a backlog that relaying processes would pile onto an owner does not.
 HANDOFF_HOLD = 16
 
-#: Hands a delivery over to another process: ``(owner instance, subject, ack subject, headers,
-#: payload)``.
-Handoff = Callable[[str, str, str, dict[str, str], bytes], None]
+#: Hands a delivery over to another process: ``(owner instance, subject, ack subject, headers
+#: (parsed, or the raw header block of the fast path), payload)``.
+Handoff = Callable[[str, str, str, dict[str, str] | bytes, bytes], None]
+_FAN_OUT_LINE = f"\r\n{H_FAN_OUT}:".encode()
 
 
 class PullDelivery:
@@ -180,28 +181,34 @@ class PullLoop:
         if is_status(headers):
             self._status(*parse_status(headers))  # type: ignore[arg-type]  # a status line always carries a code
             return
-        self._take(subject.decode(), reply.decode(), parse_block(headers), data)
+        self._take(subject.decode(), reply.decode(), headers, data)
 
     def _status(self, status: str, headers: dict[str, str]) -> None:
         self.last_heard = time.monotonic()
         self._on_status(status, headers)
         self.wake.set()
 
-    def _take(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+    def _take(self, subject: str, reply: str, headers: dict[str, str] | bytes | None, data: bytes) -> None:
+        """A delivery: ``headers`` parsed (nats-py's path), or the raw header block (the fast
+        path's; parsed only when the delivery is held here, and relayed as it is when not)."""
         self.last_heard = time.monotonic()
         self.backoff = PULL_BACKOFF_S
         self.outstanding = max(0, self.outstanding - 1)
-        delivery = self._delivery(subject, reply, headers, data)
-        if delivery is None:
+        ack = parse_ack_subject(reply)
+        if ack is None:
+            logger.warning("unexpected ack subject %r", reply)
             return
         router = self.router
-        if router is not None and delivery.attempt == 1 and H_FAN_OUT not in headers:
-            owner = router.route(_run_id(subject, headers), subject)
+        if router is not None and ack.delivered == 1 and not _fanned_out(headers):
+            parts = parse_subject(subject)
+            owner = router.route(parts.run_id if parts is not None else subject, subject)
             if owner is not None and self.handoff is not None:
-                self.handoff(owner, subject, reply, headers, data)
+                self.handoff(owner, subject, reply, headers if headers is not None else {}, data)
                 self.wake.set()  # (it left the pull window: ask for more)
                 return
-        self._hold(delivery)
+        if not isinstance(headers, dict):
+            headers = parse_block(headers)
+        self._hold(PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self))
 
     def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
         """Take in a delivery another process handed over (``reply``: its JetStream ack
@@ -326,10 +333,11 @@ class PullLoop:
         return PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self)
 
 
-def _run_id(subject: str, headers: dict[str, str]) -> str:
-    """The run id of a delivery: its ``Jl-Run`` header, else its subject's run token."""
-    run_id = headers.get(H_RUN)
-    if run_id is None:
-        parts = parse_subject(subject)
-        run_id = parts.run_id if parts is not None else subject
-    return run_id
+def _fanned_out(headers: dict[str, str] | bytes | None) -> bool:
+    """Whether a delivery is a part of a fan-out (``Jl-Fan-Out``), from its headers or its raw
+    header block."""
+    if headers is None:
+        return False
+    if isinstance(headers, bytes):
+        return _FAN_OUT_LINE in headers
+    return H_FAN_OUT in headers

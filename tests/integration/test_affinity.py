@@ -284,6 +284,9 @@ async def test_hand_offs_settle_at_the_original_delivery_and_a_full_owner_hands_
             assert a_got and all(d.attempt == 2 for d in a_got)
             assert a.consumers.handed_over >= n - 2 and b.consumers.taken_over >= cap - 2
             for d in list(b.consumers.loops[consumer_name("Held", "s")].held):
+                # (relayed as delivered: the same subject, headers and payload, the ack apart)
+                assert d.record.headers == {"Jl-Run": d.record.subject.split(".")[3]}, d.record.headers
+                assert d.record.data == b"{}" and d.attempt == 1
                 await d.ack()
             await eventually(lambda: _acked(a), timeout=10, what="b's acks settled the original deliveries")
         finally:
