@@ -139,5 +139,13 @@ def test_both_nats_paths_completed_the_same_runs(quick_result: tuple[dict[str, A
     assert set(p["ratios"]) == {
         f"{mode}_{what}" for mode in ("sequential", "inflight") for what in ("transitions", "p50", "engine_cpu")
     }
-    assert all(v is not None and v > 0 for v in p["ratios"].values()), p["ratios"]
+    for key, v in p["ratios"].items():
+        if v is None and key.endswith("_engine_cpu"):
+            # a quick run's engine CPU can read 0 on one side (psutil's clock ticks are 10 ms):
+            # no ratio then, and it must be for that reason
+            mode = key.removesuffix("_engine_cpu")
+            readings = [r["cpu_us_per_transition"].get("engine") for r in p["results"][mode].values()]
+            assert any(not x for x in readings), (key, readings)
+        else:
+            assert v is not None and v > 0, (key, p["ratios"])
     assert "## (p)" in next(out.glob("*.md")).read_text()
