@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import sys
 import threading
 import traceback
 from collections.abc import Coroutine
@@ -19,8 +20,8 @@ import services.nats_options as no
 from engine.jetstream.connection import CLIENT_ERRORS, NatsConnectError, describe_error
 from engine.jetstream.retry import LogUnavailableError
 
-from .launcher import WorkerStartError
 from .loading import WorkflowImportError
+from .supervisor import WorkerStartError
 
 app = typer.Typer(
     name="jetloom",
@@ -435,13 +436,21 @@ def nats(
         server.stop()
 
 
+#: The commands that start a long-running process. For them ``main`` leaves the HTTP API
+#: commands out (their modules import httpx, rich tables and the SDK), so the process starts
+#: sooner; ``jetloom --help`` and every other command see them all.
+PROCESS_COMMANDS = frozenset({"worker", "control-plane", "dev", "nats"})
+
+
 def main() -> None:
-    from .cli_api import register
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command not in PROCESS_COMMANDS:
+        from .cli_api import register
 
-    register(app)  # the HTTP API commands (run, runs, events, ...)
-    from .cli_sessions import register as register_sessions
+        register(app)  # the HTTP API commands (run, runs, events, ...)
+        from .cli_sessions import register as register_sessions
 
-    register_sessions(app)  # jetloom sessions create|list|show|run|delete
+        register_sessions(app)  # jetloom sessions create|list|show|run|delete
 
     app()
 

@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
@@ -26,8 +26,10 @@ from engine.runtime.executor import Executor
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 
 from .loading import load_workflow
-from .metrics import BacklogRow, MetricsServer, WorkerMetrics
 from .registry import DEFAULT_TTL, Heartbeat
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer, WorkerMetrics
 
 __all__ = ["serve"]
 
@@ -107,9 +109,14 @@ async def serve(
         )
     )
     workflow = load_workflow(target)
-    metrics = WorkerMetrics() if metrics_port is not None else None
+    metrics: WorkerMetrics | None = None
     server: MetricsServer | None = None
-    if metrics is not None and metrics_port is not None:
+    if metrics_port is not None:
+        from .metrics import (
+            WorkerMetrics,  # (prometheus-client: only a worker serving metrics loads it)
+        )
+
+        metrics = WorkerMetrics()
         server = metrics.serve_http(metrics_port, metrics_host)
     try:
         backend = await NatsBackend.connect(
@@ -141,6 +148,8 @@ async def serve(
     )
     poller: asyncio.Task[None] | None = None
     if metrics is not None and server is not None:
+        from .metrics import BacklogRow
+
         metrics.watch(executor.name, executor.stats)
         heartbeat.entry.metrics_port = server.port
         specs = [(s.name, s.accepts_names) for s in executor.specs]
