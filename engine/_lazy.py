@@ -16,7 +16,11 @@ IDEs see them, and keeps its literal ``__all__``::
     __all__ = ["RunState", "fold"]
 
 The first ``package.Name`` (or ``from package import Name``) imports the defining module and binds
-the value in the package, so later look-ups are plain attribute reads. Only the standard library
+the value in the package, so later look-ups are plain attribute reads. Each name is listed three
+times, each for a reader of its own: the ``TYPE_CHECKING`` imports for type checkers and IDEs, the
+mapping for the interpreter, and the literal ``__all__`` for ``import *`` and for checkers that
+take only listed names as re-exported (mypy's ``--no-implicit-reexport``, part of ``--strict``);
+``tests/unit/test_startup.py`` checks that the three agree. Only the standard library
 is imported here: every layer of the engine may use it.
 """
 

@@ -4,6 +4,8 @@ re-exports lazily, ``engine._lazy``), and a worker process imports only what its
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
 import subprocess
@@ -79,6 +81,20 @@ def test_every_public_name_imports_in_a_fresh_process(package: str) -> None:
         "print(json.dumps({'missing': missing, 'undir': undir, 'star': sorted(set(p.__all__) - set(star))}))"
     )
     assert seen == {"missing": [], "undir": [], "star": []}
+
+
+def _checked_names(package: str) -> set[str]:
+    """The names the package's ``__init__`` imports under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(Path(importlib.import_module(package).__file__ or "").read_text(encoding="utf-8"))
+    blocks = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    return {a.asname or a.name for b in blocks for n in b.body if isinstance(n, ast.ImportFrom) for a in n.names}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_type_checkers_see_every_exported_name(package: str) -> None:
+    # the three listings of a lazy package agree: the imports type checkers read, ``__all__``, and
+    # (test_every_public_name_imports_in_a_fresh_process) the modules the names load from
+    assert _checked_names(package) == set(importlib.import_module(package).__all__)
 
 
 def test_from_engine_import_each_name() -> None:
