@@ -35,9 +35,9 @@ def settle_heap() -> None:
     and ``jetloom control-plane`` keep it off while they start: ``services.cli``). It does not
     collect first: a full collection here walks the whole start-up heap (tens of thousands of
     objects; docs/benchmarks.md, "Start-up", has its cost) to free the start's own cyclic garbage
-    (a few thousand objects), which stays, frozen, for the process's life instead. These are the
-    calls CPython's documentation of ``gc.freeze`` gives for a server that forks its workers
-    (``gc.disable()`` early, ``gc.freeze()`` once set up), here without a fork. Garbage made
+    (a few thousand objects), which stays, frozen, for the process's life instead. ``gc.disable()``
+    early and ``gc.freeze()`` once set up is how the ``gc`` module is meant to be used by a
+    server that forks its workers; here there is no fork, only the long life. Garbage made
     later, cycles included, is collected. Process-wide: a worker or control plane process calls
     it, the in-process runtime (which runs in its caller's process) does not.
     """
