@@ -31,6 +31,8 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
+import psutil
+
 from services.supervisor import ChildProcess, python_env
 
 from ..harness import Harness
@@ -52,6 +54,8 @@ MEASURES = {
     "import_engine": "import engine (in the child)",
     "worker": "worker: spawn to its ready line",
     "control": "control plane: spawn to its first 200 on /health",
+    "worker_cpu": "worker: its CPU time (user + system) up to then",
+    "control_cpu": "control plane: its CPU time (user + system) up to then",
 }
 _TIMED_IMPORT = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
 
@@ -82,8 +86,16 @@ def _control_cmd(url: str, port: int) -> list[str]:
     return ["-m", "services.cli", "control-plane", "--nats", url, "--port", str(port)]
 
 
-def _worker(url: str, flags: tuple[str, ...] = ()) -> tuple[float, str]:
-    """Seconds from spawn to the ready line, and the process's stderr (for ``-X importtime``)."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used: less moved by the other processes of
+    a busy machine than the wall time (10 ms resolution)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _worker(url: str, flags: tuple[str, ...] = ()) -> tuple[float, float, str]:
+    """Seconds from spawn to the ready line, the process's CPU seconds then, and its output (for
+    ``-X importtime``)."""
     child = ChildProcess(
         [sys.executable, *flags, *_worker_cmd(url)], env=_env(), cwd=ROOT, ready="jetloom worker ready",
         tail=None,
@@ -92,7 +104,7 @@ def _worker(url: str, flags: tuple[str, ...] = ()) -> tuple[float, str]:
     child.start()
     try:
         child.wait_ready(READY_TIMEOUT_S)
-        return time.perf_counter() - t0, child.output()
+        return time.perf_counter() - t0, _cpu_s(child.pid), child.output()
     finally:
         child.stop()
 
@@ -104,8 +116,9 @@ def _free_port() -> int:
         return port
 
 
-def _control(url: str, flags: tuple[str, ...] = ()) -> tuple[float, str]:
-    """Seconds from spawn to the first 200 on ``/health``, and the process's output."""
+def _control(url: str, flags: tuple[str, ...] = ()) -> tuple[float, float, str]:
+    """Seconds from spawn to the first 200 on ``/health``, the process's CPU seconds then, and its
+    output."""
     port = _free_port()
     child = ChildProcess([sys.executable, *flags, *_control_cmd(url, port)], env=_env(), cwd=ROOT, tail=None)
     t0 = time.perf_counter()
@@ -116,7 +129,7 @@ def _control(url: str, flags: tuple[str, ...] = ()) -> tuple[float, str]:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as r:
                     if r.status == 200:
-                        return time.perf_counter() - t0, child.output()
+                        return time.perf_counter() - t0, _cpu_s(child.pid), child.output()
             except OSError:
                 if not child.alive:
                     raise RuntimeError(f"the control plane exited:\n{child.output()}") from None
@@ -151,7 +164,7 @@ def _by_package(importtime: str, top: int = 6) -> dict[str, float]:
 def _dominant(measure: Any) -> dict[str, Any]:
     """One start under ``-X importtime``: its time, its import time (the sum of every module's own
     time, inflated a little by the measuring), the rest of the start, and the largest packages."""
-    seconds, output = measure(("-X", "importtime"))
+    seconds, _, output = measure(("-X", "importtime"))
     total_ms = sum(int(us) for us, _ in _IMPORTTIME.findall(output)) / 1000
     return {
         "ready_ms": round(seconds * 1000, 1),
@@ -172,14 +185,19 @@ def run(h: Harness) -> dict[str, Any]:
         "import_nats": lambda: _timed_import("nats"),
         "import_litestar": lambda: _timed_import("litestar"),
         "import_engine": lambda: _timed_import("engine"),
-        "worker": lambda: _worker(url)[0],
-        "control": lambda: _control(url)[0],
+        "worker": lambda: _worker(url),
+        "control": lambda: _control(url),
     }
     _worker(url), _control(url)  # (unmeasured: the streams and buckets exist from here on)
     with h.task(f"(s) start-up, {rounds} rounds", rounds) as advance:
         for _ in range(rounds):
             for key, step in steps.items():
-                samples[key].append(step())
+                figure = step()
+                if isinstance(figure, tuple):  # (a process: its wall and CPU seconds)
+                    samples[key].append(figure[0])
+                    samples[f"{key}_cpu"].append(figure[1])
+                else:
+                    samples[key].append(figure)
             advance(1)
     results = {key: {"what": MEASURES[key], **_summary(s)} for key, s in samples.items()}
     return {
