@@ -27,7 +27,6 @@ is imported here: every layer of the engine may use it.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -43,10 +42,11 @@ def lazy_exports(
     """The module ``__getattr__`` and ``__dir__`` of ``package`` that import each exported name
     from its module on first use.
 
-    A name that is also the name of one of the package's submodules (``engine.state`` exports the
+    A name defined in the package's submodule of the same name (``engine.state`` exports the
     function ``fold`` of its submodule ``fold``) is bound at once instead: the import system sets a
     package's attribute to a submodule when that submodule is first imported, which would shadow
-    a name bound later.
+    a name bound later. (A package exports no other name of one of its submodules:
+    ``tests/unit/test_startup.py`` checks it.)
 
     Args:
         package: the package's ``__name__``; it must be in ``sys.modules`` (call this from its
@@ -69,14 +69,9 @@ def lazy_exports(
             if where.setdefault(name, module) != module:
                 raise ValueError(f"{package}: {name!r} is exported from {where[name]} and {module}")
     namespace = vars(sys.modules[package])
-    submodules = {
-        entry.name.removesuffix(".py")
-        for directory in namespace.get("__path__", [])
-        for entry in os.scandir(directory)
-        if entry.name.endswith(".py") or entry.is_dir()
-    }
-    for name in where.keys() & submodules:
-        namespace[name] = getattr(importlib.import_module(where[name]), name)
+    for name, module in where.items():
+        if module == f"{package}.{name}":
+            namespace[name] = getattr(importlib.import_module(module), name)
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)

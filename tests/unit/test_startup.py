@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -124,6 +125,16 @@ def test_a_name_that_is_also_a_submodule_stays_the_name() -> None:
         "'describe': callable(engine.runtime.describe) and engine.runtime.describe.__name__}))"
     )
     assert seen == {"fold": "fold", "describe": "describe"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_exported_name_is_another_submodules_name(package: str) -> None:
+    # (a submodule, once imported, is bound in its package under its name: an exported name equal
+    # to it must come from that very submodule, which engine._lazy binds at once)
+    module = importlib.import_module(package)
+    submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
+    for name in set(module.__all__) & submodules:
+        assert getattr(module, name).__module__ == f"{package}.{name}", name
 
 
 def _imported(worker: WorkerProcess) -> set[str]:
