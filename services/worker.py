@@ -112,9 +112,8 @@ async def serve(
     metrics: WorkerMetrics | None = None
     server: MetricsServer | None = None
     if metrics_port is not None:
-        from .metrics import (
-            WorkerMetrics,  # (prometheus-client: only a worker serving metrics loads it)
-        )
+        # (prometheus-client: only a worker that serves metrics loads it)
+        from .metrics import WorkerMetrics
 
         metrics = WorkerMetrics()
         server = metrics.serve_http(metrics_port, metrics_host)
