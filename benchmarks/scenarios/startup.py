@@ -29,6 +29,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -161,7 +162,7 @@ def _by_package(importtime: str, top: int = 6) -> dict[str, float]:
     return {name: round(us / 1000, 1) for name, us in own.most_common(top)}
 
 
-def _dominant(measure: Any) -> dict[str, Any]:
+def _dominant(measure: Callable[[tuple[str, ...]], tuple[float, float, str]]) -> dict[str, Any]:
     """One start under ``-X importtime``: its time, its import time (the sum of every module's own
     time, inflated a little by the measuring), the rest of the start, and the largest packages."""
     seconds, _, output = measure(("-X", "importtime"))
@@ -188,7 +189,9 @@ def run(h: Harness) -> dict[str, Any]:
         "worker": lambda: _worker(url),
         "control": lambda: _control(url),
     }
-    _worker(url), _control(url)  # (unmeasured: the streams and buckets exist from here on)
+    # one start of each, unmeasured: the streams, consumers and buckets exist from here on
+    _worker(url)
+    _control(url)
     with h.task(f"(s) start-up, {rounds} rounds", rounds) as advance:
         for _ in range(rounds):
             for key, step in steps.items():
