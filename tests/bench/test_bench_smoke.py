@@ -149,3 +149,17 @@ def test_both_nats_paths_completed_the_same_runs(quick_result: tuple[dict[str, A
         else:
             assert v is not None and v > 0, (key, p["ratios"])
     assert "## (p)" in next(out.glob("*.md")).read_text()
+
+
+def test_startup_scenario_timed_every_start(quick_result: tuple[dict[str, Any], Path]) -> None:
+    """(s): every start of every round timed, what dominates each process named, three verdicts."""
+    doc, out = quick_result
+    s = doc["scenarios"]["s"]
+    for m in s["results"].values():
+        assert len(m["samples_ms"]) == s["rounds"] == 2
+        assert 0 < m["min_ms"] <= m["median_ms"] <= m["max_ms"]
+    for process in ("worker", "control"):
+        assert s["dominant"][process]["imports_ms"] > 0 and s["dominant"][process]["top_packages_ms"]
+    verdicts = {t["id"]: t["verdict"] for t in doc["targets"] if t["scenario"] == "s"}
+    assert set(verdicts) == {"s.import_engine_ms", "s.worker_ready_s", "s.control_ready_s"}
+    assert "## (s)" in next(out.glob("*.md")).read_text()
