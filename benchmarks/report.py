@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .scenarios.startup import markdown as startup_markdown  # noqa: E402
+
 __all__ = ["render_markdown", "render_plots"]
 
 SYSTEMS = ("limit", "peer", "jetloom")
@@ -289,6 +291,8 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             [[rr["trials"], rr["completed"], _f(rr["rerun_s"]["p50"]), _f(rr["rerun_s"]["max"]),
               _f(rr["rerun_s"]["min"])]],
         ))  # fmt: skip
+    if "s" in sc and "results" in sc["s"]:
+        out.append(startup_markdown(sc["s"]))
     failed = [(k, v) for k, v in sc.items() if "error" in v]
     failed += [(f"{k}/{n}", m) for k, v in sc.items() if k in ("c", "e")
                for n, m in v.get("results", {}).items() if "error" in m]  # fmt: skip

@@ -19,6 +19,7 @@ from . import (
     recovery,
     replicated,
     scaleout,
+    startup,
     sync_always,
     throughput,
     uvloop,
@@ -38,4 +39,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "p": (fastpath.TITLE, fastpath.run),
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
+    "s": (startup.TITLE, startup.run),
 }
