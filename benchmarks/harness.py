@@ -48,8 +48,9 @@ class Options:
             3-node cluster, R3, beside one node, ``k`` = crash recovery).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
         runs: runs measured per chain measurement in (a) (default 300; quick 12).
-        rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
-            (default 3; quick 1): the machine's speed drifts within minutes.
+        rounds: alternating rounds the compared systems are measured in, in (a), (b) and (h)
+            (default 5; quick 1): the machine's speed drifts within minutes, so a target takes
+            the median of the per-round ratios (``benchmarks.targets``).
         throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
@@ -73,7 +74,7 @@ class Options:
     scenarios: list[str] = field(default_factory=lambda: list("abcdefguprk"))
     quick: bool = False
     runs: int = 300
-    rounds: int = 3
+    rounds: int = 5
     throughput_runs: int = 3000
     inflight: int = 100
     saturation: int = 300

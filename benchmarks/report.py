@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .targets import format_spread  # noqa: E402
+
 __all__ = ["render_markdown", "render_plots"]
 
 SYSTEMS = ("limit", "peer", "jetloom")
@@ -86,7 +88,7 @@ def _verdict(t: dict[str, Any]) -> str:
     if t["verdict"] == "pass":
         return "✅ pass"
     if t["verdict"] == "miss":
-        return f"❌ miss ({t['off_by']:,.1f}× off)"
+        return f"❌ miss ({t['off_by']:,.2f}× off)"
     return "n/a"
 
 
@@ -107,14 +109,26 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
            "CPU time during the run." if m.get("steal") is not None else "")
         + "\n"
     )
+    run = doc.get("run_of_day")
+    if run:
+        out.append(
+            f"Run {run['run']} of {run['of']} on {run['date']} (the runs of that day in the results "
+            "directory when this file was written).\n"
+        )
     out.append("## Targets\n")
     out.append(
+        "A target between systems measured in alternating rounds is decided by the median of the "
+        "per-round ratios; the spread is their minimum–maximum (`benchmarks/targets.py`).\n\n"
+    )
+    out.append(
         _table(
-            ["target", "measured ratio", "bound", "verdict", "figures", "what dominates the cost"],
+            ["target", "measured ratio (median)", "spread of per-round ratios", "bound", "verdict",
+             "figures", "what dominates the cost"],
             [
                 [
                     t["what"],
                     _f(t["measured"], ",.3f"),
+                    format_spread(t) or "—",
                     f"{t['op']} {t['target']:g}",
                     _verdict(t),
                     t["detail"],
