@@ -14,6 +14,7 @@ from . import (
     docindex,
     fanout,
     fastpath,
+    http,
     latency,
     rebuild,
     recovery,
@@ -38,4 +39,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "p": (fastpath.TITLE, fastpath.run),
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
+    "h": (http.TITLE, http.run),
 }
