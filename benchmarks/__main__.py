@@ -79,6 +79,9 @@ def main(
         int | None,
         typer.Option(help="Alternating rounds of the systems compared in (a), (b), (h) (default 5)."),
     ] = None,
+    memory_runs: Annotated[
+        int | None, typer.Option(help="Runs through the control plane while (m) reads RSS (default 10,000).")
+    ] = None,
     retained_runs: Annotated[
         int | None,
         typer.Option(help="After (b), add this many finished runs to the streams and measure (b) again."),
@@ -124,7 +127,8 @@ def main(
     opts.scenarios, opts.sync_always, opts.uvloop, opts.out = keys, sync_always, uvloop, out
     for name, value in (("runs", runs), ("throughput_runs", throughput_runs), ("inflight", inflight),
                         ("saturation", saturation), ("fan_n", fan_n), ("docindex_root", docindex_root),
-                        ("retained_runs", retained_runs), ("rounds", rounds)):  # fmt: skip
+                        ("retained_runs", retained_runs), ("rounds", rounds),
+                        ("memory_runs", memory_runs)):  # fmt: skip
         if value is not None:
             setattr(opts, name, value)
     if rebuild_sizes:

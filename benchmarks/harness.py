@@ -68,10 +68,12 @@ class Options:
         sync_always: run (g) (the server with ``sync_interval: always``).
         uvloop: use uvloop in the driver, the workers and the peer (default: when installed).
         recovery_trials: SIGKILLs timed by (r) (default 5; quick 1).
+        memory_runs: runs through the control plane while (m) reads the processes' RSS
+            (default 10,000; quick 200).
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
     """
 
-    scenarios: list[str] = field(default_factory=lambda: list("abcdefguprk"))
+    scenarios: list[str] = field(default_factory=lambda: list("abcdefguprkhm"))
     quick: bool = False
     runs: int = 300
     rounds: int = 5
@@ -87,6 +89,7 @@ class Options:
     sync_always: bool = True
     uvloop: bool = True
     recovery_trials: int = 5
+    memory_runs: int = 10_000
     out: Path = ROOT / "benchmarks" / "results"
 
     @classmethod
@@ -103,6 +106,7 @@ class Options:
             rebuild_sizes=[100, 1_000],
             scale_workers=[1, 2, 4],
             recovery_trials=1,
+            memory_runs=200,
         )
         for k, v in overrides.items():
             setattr(base, k, v)

@@ -36,6 +36,32 @@ B_TPS_BOUND = 0.6
 B_SATURATED_BOUND = 0.5
 
 
+#: (h) milliseconds HTTP (?wait=true) may add to NatsClient's sequential p50 (issue 20).
+H_ADDED_MS = 1.0
+#: (h) HTTP runs/s over NatsClient's at 100 in flight (issue 20).
+H_RPS_BOUND = 0.5
+
+
+#: (m) RSS after all runs over RSS after 10 % of them. A run's state kept by mistake (a few kB:
+#: its records, fold and follower) over 9,000 runs would add tens of MB to processes of 60-100
+#: MB; what is allowed for is the allocator's and the run cache's (1,024 runs) last growth.
+M_GROWTH_BOUND = 1.10
+
+
+def _http_story(r: dict[str, Any]) -> str:
+    """Where the HTTP path's CPU goes against NatsClient's, per run and process, and how busy
+    the driver was (a driver near one core would be the bottleneck, not the control plane)."""
+    def per_run(m: dict[str, Any]) -> str:
+        per = m.get("cpu_ms_per_run") or {}
+        return ", ".join(f"{g} {v:.2f}" for g, v in per.items() if v is not None) + " ms"
+
+    http, client = r["http"], r["client"]
+    return (
+        f"CPU per run — HTTP: {per_run(http)}; NatsClient: {per_run(client)}. The HTTP driver kept "
+        f"{http.get('driver_busy') or 0:.0%} of one core busy."
+    )
+
+
 def _p50(m: dict[str, Any]) -> float | None:
     return m.get("p50_ms") if "p50_ms" in m else (m.get("latency") or {}).get("p50_ms")
 
@@ -61,13 +87,17 @@ def off_by(measured: float, op: str, target: float) -> float | None:
 
 
 def per_round_ratios(
-    num: dict[str, Any], den: dict[str, Any], value: Callable[[dict[str, Any]], float | None]
+    num: dict[str, Any],
+    den: dict[str, Any],
+    value: Callable[[dict[str, Any]], float | None],
+    *,
+    difference: bool = False,
 ) -> list[float]:
-    """``value(round of num) / value(round of den)`` for each pair of rounds measured in
-    alternation (``per_round`` of a pooled result, ``ChainRig.pool``), in order; pairs where
-    either value is missing or the denominator is 0 are left out. A result without
-    ``per_round`` (one round, or a result file from before it) counts as one round of its pooled
-    figures.
+    """``value(round of num) / value(round of den)`` (with ``difference``: ``-`` instead of
+    ``/``) for each pair of rounds measured in alternation (``per_round`` of a pooled result,
+    ``ChainRig.pool``), in order; pairs where either value is missing, or the denominator of a
+    ratio is 0, are left out. A result without ``per_round`` (one round, or a result file from
+    before it) counts as one round of its pooled figures.
 
     Raises:
         ValueError: the two have different numbers of rounds (they were not alternated).
@@ -78,8 +108,8 @@ def per_round_ratios(
     out = []
     for x, y in zip(a, b, strict=True):
         vx, vy = value(x), value(y)
-        if vx is not None and vy:
-            out.append(vx / vy)
+        if vx is not None and vy is not None and (difference or vy):
+            out.append(vx - vy if difference else vx / vy)
     return out
 
 
@@ -307,6 +337,55 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 ">=", bound, r, lambda r=r: tps(r))  # fmt: skip
         add("b.runs_vs_peer", "b", f"jetloom ≥ 3 × the peer's runs/s at {sc['b']['inflight']} in flight",
             ">=", 3.0, b["inflight"], lambda: runs_vs_peer(b["inflight"]))  # fmt: skip
+    h = sc.get("h", {}).get("results")
+    if h:
+
+        def added_p50() -> tuple[float, str, str, list[float]]:
+            r = h["sequential"]
+            diffs = per_round_ratios(r["http"], r["client"], _p50, difference=True)
+            med, _, _ = median_spread(diffs)
+            p = {k: r[k]["latency"]["p50_ms"] for k in ("http", "client")}
+            return (
+                med,
+                f"p50 HTTP {p['http']:.2f} ms, NatsClient {p['client']:.2f} ms (all rounds pooled); "
+                "measured = median of the per-round differences, ms",
+                _http_story(r),
+                diffs,
+            )
+
+        def rps_vs_client() -> tuple[float, str, str, list[float]]:
+            r = h["inflight"]
+            med, ratios, pooled = alternated(r, "http", "client", _rps)
+            rps = {k: r[k]["runs_per_s"] for k in ("http", "client")}
+            return (
+                med,
+                f"runs/s HTTP {rps['http']:,.0f}, NatsClient {rps['client']:,.0f}{pooled}",
+                _http_story(r),
+                ratios,
+            )
+
+        add("h.p50_added_ms", "h", f"HTTP adds ≤ {H_ADDED_MS:g} ms to the sequential p50 (?wait=true against "
+            "NatsClient; a difference in ms)", "<=", H_ADDED_MS, h["sequential"], added_p50)  # fmt: skip
+        add("h.rps_vs_client", "h", f"HTTP ≥ {H_RPS_BOUND:g} × NatsClient runs/s at {sc['h']['inflight']} in flight",
+            ">=", H_RPS_BOUND, h["inflight"], rps_vs_client)  # fmt: skip
+    m = sc.get("m", {}).get("results")
+    if m:
+        for name, label in (("worker", "a worker process"), ("control", "the control plane")):
+
+            def growth(r: dict[str, Any] = m[name]) -> tuple[float, str, str]:
+                rss = {s["runs"]: s["rss_mb"] for s in r["samples"]}
+                base = sc["m"]["growth_from_runs"]
+                last = max(rss)
+                return (
+                    r["growth"],
+                    f"RSS {rss[last]:.1f} MB at {last:,} runs, {rss[base]:.1f} MB at {base:,}; "
+                    f"peak {r['peak_rss_mb']:.1f} MB",
+                    "RSS by runs: " + ", ".join(f"{k:,}: {v:.1f} MB" for k, v in sorted(rss.items()))
+                    + ". tracemalloc snapshots of the process at two points tell what holds on to runs.",
+                )
+
+            add(f"m.{name}_rss_growth", "m", f"RSS of {label} flat over {sc['m']['runs']:,} runs: at the end "
+                f"≤ {M_GROWTH_BOUND:g} × at {sc['m']['growth_from_runs']:,}", "<=", M_GROWTH_BOUND, m, growth)  # fmt: skip
     d = sc.get("d", {}).get("results")
     if d:
 

@@ -16,6 +16,7 @@ from . import (
     fastpath,
     http,
     latency,
+    memory,
     rebuild,
     recovery,
     replicated,
@@ -40,4 +41,5 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
     "h": (http.TITLE, http.run),
+    "m": (memory.TITLE, memory.run),
 }

@@ -13,8 +13,10 @@ near 1).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,7 +30,7 @@ from ..procs import ROOT, STOP_TIMEOUT_S
 from ..workflows import CHAIN_RESULT, CHAIN_TEXT, BenchChain
 from .chain import ChainRig, Round, pool, warmup_runs
 
-__all__ = ["ControlPlaneChild", "http_round", "run"]
+__all__ = ["ControlPlaneChild", "chain_poster", "http_round", "run"]
 
 TITLE = "3-step chain through the HTTP API (?wait=true) against NatsClient"
 READY = "jetloom control plane ready"
@@ -53,6 +55,25 @@ class ControlPlaneChild(ChildProcess):
         return super().stop(timeout)
 
 
+@contextlib.asynccontextmanager
+async def chain_poster(control: ControlPlaneChild, inflight: int) -> AsyncIterator[Callable[[int], Awaitable[bool]]]:
+    """``one(i)``: start a chain run through ``POST /workflows/BenchChain/runs?wait=true`` and
+    return whether the answer was 200 with the chain's result; over an aiohttp session with up to
+    ``inflight`` keep-alive connections (closed on exit)."""
+    url = f"{control.url}/workflows/{BenchChain.workflow_name}/runs?wait=true&timeout=120"
+    body = orjson.dumps({"text": CHAIN_TEXT})
+    headers = {"Content-Type": "application/json"}
+    conn = aiohttp.TCPConnector(limit=inflight, ttl_dns_cache=None)
+    async with aiohttp.ClientSession(connector=conn, skip_auto_headers=("User-Agent",)) as session:
+
+        async def one(i: int) -> bool:
+            async with session.post(url, data=body, headers=headers) as resp:
+                data = await resp.read()
+                return resp.status == 200 and orjson.loads(data).get("result") == CHAIN_RESULT
+
+        yield one
+
+
 def _meter(rig: ChainRig, control: ControlPlaneChild | None) -> CpuMeter:
     groups = {
         "engine": [c.pid for c in rig.jetloom_workers],
@@ -71,21 +92,9 @@ def http_round(
     ``inflight`` at once (after unmeasured warm-up runs); a run counts as completed when the
     answer is 200 with the chain's result."""
     meter = _meter(rig, control)
-    url = f"{control.url}/workflows/{BenchChain.workflow_name}/runs?wait=true&timeout=120"
-    body = orjson.dumps({"text": CHAIN_TEXT})
-    headers = {"Content-Type": "application/json"}
 
     async def main() -> Round:
-        conn = aiohttp.TCPConnector(limit=inflight, force_close=False, ttl_dns_cache=None)
-        async with aiohttp.ClientSession(
-            connector=conn, json_serialize=lambda o: orjson.dumps(o).decode(), skip_auto_headers=("User-Agent",)
-        ) as session:
-
-            async def one(i: int) -> bool:
-                async with session.post(url, data=body, headers=headers) as resp:
-                    data = await resp.read()
-                    return resp.status == 200 and orjson.loads(data).get("result") == CHAIN_RESULT
-
+        async with chain_poster(control, inflight) as one:
             await closed_loop(one, runs=warmup_runs(runs), inflight=inflight)
             with h.task(label, runs) as advance:
                 meter.start()
