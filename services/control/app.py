@@ -29,10 +29,11 @@ from engine.jetstream.retry import LogUnavailableError, retrying
 from engine.model.durations import seconds
 from engine.model.records import RawRecord
 from engine.ports.backend import Backend
-from engine.ports.log import EventLog
+from engine.ports.log import AppendResult, EventLog
 from engine.ports.registry import RegistryView, WorkflowInfo
 from engine.ports.runindex import RunIndex
 from engine.ports.sessions import SessionStore
+from engine.runtime import commands
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
 
@@ -314,6 +315,13 @@ class ControlPlane:
         for s in info.steps:
             await self.log.ensure_consumer(info.name, s.name, s.accepts, update=False)
         self._ensured.add(key)
+
+    async def append_start(self, info: WorkflowInfo, run_id: str, fields: Any, **options: Any) -> AppendResult:
+        """Append the start commit of a run of ``info`` whose start event has ``fields``
+        (``engine.runtime.commands.append_start``, which takes ``options``)."""
+        assert self.log is not None
+        payload = commands.event_payload(info.start_event, fields)
+        return await commands.append_start(self.log, info.name, run_id, info.start_event, payload, **options)
 
     @contextlib.asynccontextmanager
     async def following(self, workflow: str, run_id: str, *, fresh: bool) -> AsyncIterator[RunWaiter]:

@@ -113,15 +113,7 @@ class RunsController(Controller):
 
         async def start() -> AppendResult:
             assert cp.log is not None
-            res = await commands.append_start(
-                cp.log,
-                info.name,
-                rid,
-                info.start_event,
-                commands.event_payload(info.start_event, fields),
-                timeout_at_ns=timeout_at,
-                new_run=fresh,
-            )
+            res = await cp.append_start(info, rid, fields, timeout_at_ns=timeout_at, new_run=fresh)
             if run_timeout is not None:
                 await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
             return res
