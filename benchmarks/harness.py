@@ -47,11 +47,15 @@ class Options:
             ``p`` = jetloom's (a)+(b) with nats-py's fast path on and off, ``r`` = the chain on a
             3-node cluster, R3, beside one node, ``k`` = crash recovery).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
-        runs: runs measured per chain measurement in (a) (default 300; quick 12).
+        runs: runs measured per chain measurement in (a) and one at a time in (h), split over
+            the rounds (default 500, 100 a round; quick 12).
         rounds: alternating rounds the compared systems are measured in, in (a), (b) and (h)
             (default 5; quick 1): the machine's speed drifts within minutes, so a target takes
             the median of the per-round ratios (``benchmarks.targets``).
-        throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
+        throughput_runs: runs per throughput measurement in (b), (e), (g), (h), split over the
+            rounds in (b) and (h) (default 10,000: 2,000 a round, 6,000 transitions, which the
+            limit runs in about half a second; with 3,000 split five ways a round lasted 0.15 s,
+            and one scheduling stall on a shared machine moved its ratio 4×; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
             quick 8). (Until 12-01 jetloom's client followed each run with a consumer of its own
@@ -75,9 +79,9 @@ class Options:
 
     scenarios: list[str] = field(default_factory=lambda: list("abcdefguprkhm"))
     quick: bool = False
-    runs: int = 300
+    runs: int = 500
     rounds: int = 5
-    throughput_runs: int = 3000
+    throughput_runs: int = 10_000
     inflight: int = 100
     saturation: int = 300
     fan_n: int = 1000
