@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .scenarios.startup import markdown as startup_markdown  # noqa: E402
 from .targets import format_spread  # noqa: E402
 
 __all__ = ["render_markdown", "render_plots"]
@@ -300,6 +301,8 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             [[rr["trials"], rr["completed"], _f(rr["rerun_s"]["p50"]), _f(rr["rerun_s"]["max"]),
               _f(rr["rerun_s"]["min"])]],
         ))  # fmt: skip
+    if "s" in sc and "results" in sc["s"]:
+        out.append(startup_markdown(sc["s"]))
     if "h" in sc and "results" in sc["h"]:
         out.append(_http_section(sc["h"]))
     if "m" in sc and "results" in sc["m"]:

@@ -24,6 +24,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .scenarios.startup import story as startup_story
+
 __all__ = ["evaluate", "format_spread", "median_spread", "off_by", "per_round_ratios"]
 
 GROUPS = ("engine", "server", "driver")
@@ -449,4 +451,33 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
         add("e.cpu_4_vs_1", "e", "engine CPU s/transition with 4 worker processes ≤ 1.15 × with 1",
             "<=", 1.15, e, scale)  # fmt: skip
+    s = sc.get("s", {})
+    if s.get("results"):
+        out += _startup_targets(s)
     return out
+
+
+def _startup_targets(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """(s): absolute times, each the median of the scenario's rounds (issue 20, item 5)."""
+    r = s["results"]
+    spread = lambda m: f"median of {s['rounds']} rounds, {m['min_ms']:,.0f}–{m['max_ms']:,.0f} ms"  # noqa: E731
+    imp = r["import_engine"]
+
+    def floor(m: dict[str, Any], *imports: str) -> str:
+        """The process's median against the floor's in the same rounds (a busy machine moves both)."""
+        base = r["python"]["median_ms"] + sum(r[i]["median_ms"] for i in imports)
+        return f"{m['median_ms'] / base:.2f}× the floor (python -c pass + {' + '.join(imports)}: {base:.0f} ms)"
+
+    top = ", ".join(f"{n} {ms:.0f}" for n, ms in s.get("dominant", {}).get("worker", {}).get("top_packages_ms", {}).items())
+    return [
+        _target("s.import_engine_ms", "s", "import engine ≤ 100 ms", imp["median_ms"], "<=", 100.0,
+                f"{imp['median_ms']:.1f} ms ({spread(imp)})", f"Own import time by package in a worker: {top} ms."),
+        _target("s.worker_ready_s", "s", "a worker process ready ≤ 0.5 s (spawn to its ready line)",
+                r["worker"]["median_ms"] / 1000, "<=", 0.5, f"{r['worker']['median_ms']:.0f} ms ({spread(r['worker'])}), "
+                f"CPU {r['worker_cpu']['median_ms']:.0f} ms; {floor(r['worker'], 'import_nats')}",
+                startup_story(s, "worker")),
+        _target("s.control_ready_s", "s", "the control plane ready ≤ 1 s (spawn to its first 200 on /health)",
+                r["control"]["median_ms"] / 1000, "<=", 1.0, f"{r['control']['median_ms']:.0f} ms ({spread(r['control'])}), "
+                f"CPU {r['control_cpu']['median_ms']:.0f} ms; {floor(r['control'], 'import_nats', 'import_litestar')}",
+                startup_story(s, "control")),
+    ]  # fmt: skip

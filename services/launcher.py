@@ -50,7 +50,7 @@ from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 
 from .nats_options import environ
-from .supervisor import ChildProcess, NotReady, python_env
+from .supervisor import ChildProcess, NotReady, WorkerStartError, python_env
 
 __all__ = [
     "ControlPlaneServer",
@@ -187,30 +187,6 @@ def load_deployment(path: str | Path) -> Deployment:
 
 
 # ---- processes --------------------------------------------------------------------------------
-
-
-class WorkerStartError(ChildProcessError):
-    """A worker process exited before it was ready. The message ends with the worker's own
-    one-line reason (its ``jetloom worker: ...`` line, else its last line).
-
-    Attributes:
-        pid: the worker's process id.
-        output: its last output lines.
-        returncode: its exit code (2: its workflow did not import or NATS did not answer;
-            negative: the signal that ended it; None: unknown).
-        hint: the worker's ``  hint: ...`` line without its prefix, else None.
-    """
-
-    def __init__(self, pid: int, output: str, returncode: int | None = None) -> None:
-        lines = [line for line in output.splitlines() if line.strip()]
-        own = [line for line in lines if line.startswith("jetloom worker:")]
-        reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
-        hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
-        super().__init__(f"worker {pid} exited before it was ready: {reason}")
-        self.pid = pid
-        self.output = output
-        self.returncode = returncode
-        self.hint = hints[-1] if hints else None
 
 
 class WorkerProcess:

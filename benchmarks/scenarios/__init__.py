@@ -21,6 +21,7 @@ from . import (
     recovery,
     replicated,
     scaleout,
+    startup,
     sync_always,
     throughput,
     uvloop,
@@ -40,6 +41,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "p": (fastpath.TITLE, fastpath.run),
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
+    "s": (startup.TITLE, startup.run),
     "h": (http.TITLE, http.run),
     "m": (memory.TITLE, memory.run),
 }

@@ -14,10 +14,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from jsonschema import Draft202012Validator
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -40,6 +39,9 @@ from engine.wire.codec import decode_record
 from .errors import (
     ApiError,
 )
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 __all__ = ["ControlPlane", "RunWaiter"]
 
@@ -283,6 +285,10 @@ class ControlPlane:
         key = (event_type, msgspec.json.encode(schema))
         validator = self._validators.get(key)
         if validator is None:
+            from jsonschema import (
+                Draft202012Validator,  # (on the first body checked: not at start-up)
+            )
+
             validator = self._validators[key] = Draft202012Validator(schema)
         # errors about fields that were given come before missing ones
         errors = sorted(
