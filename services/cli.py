@@ -303,6 +303,7 @@ def control_plane(
             port=port,
             shutdown_grace=10.0,  # then open SSE streams are cut; clients resume elsewhere
             log_level="debug" if verbose else "info",
+            access_log=verbose,  # (one line per request: with --verbose only)
             prefix=prefix,
             max_body_size=max_body_size,
             auth=auth,

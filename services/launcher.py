@@ -342,6 +342,9 @@ class ControlPlaneServer:
             take the port.
         shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
         log_level: uvicorn's log level (default ``warning``).
+        access_log: uvicorn's access log, one line per request (default off: at hundreds of
+            requests a second its formatting and writing is a large share of the process's CPU;
+            ``jetloom control-plane --verbose`` turns it on).
         **app_options: passed to ``create_app``.
 
     Attributes:
@@ -357,6 +360,7 @@ class ControlPlaneServer:
         sock: socket.socket | None = None,
         shutdown_grace: float = 5.0,
         log_level: str = "warning",
+        access_log: bool = False,
         **app_options: Any,
     ) -> None:
         from .control.asgi import create_app
@@ -371,6 +375,7 @@ class ControlPlaneServer:
                 host=host,
                 port=port,
                 log_level=log_level,
+                access_log=access_log,
                 lifespan="on",
                 # open SSE streams would hold shutdown forever; they are cut after this many
                 # seconds and clients resume elsewhere with Last-Event-ID

@@ -14,7 +14,9 @@ from . import (
     docindex,
     fanout,
     fastpath,
+    http,
     latency,
+    memory,
     rebuild,
     recovery,
     replicated,
@@ -40,4 +42,6 @@ SCENARIOS: dict[str, tuple[str, Callable[[Harness], dict[str, Any]]]] = {
     "r": (replicated.TITLE, replicated.run),
     "k": (recovery.TITLE, recovery.run),
     "s": (startup.TITLE, startup.run),
+    "h": (http.TITLE, http.run),
+    "m": (memory.TITLE, memory.run),
 }
