@@ -435,8 +435,8 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
             n = sum(v is not None for v in summary["rounds"])
             return f"median of {n} rounds {summary['median']:.2f} (spread {summary['min']:.2f}–{summary['max']:.2f})"
 
-        def scale(group: str) -> Callable[[], tuple[float | None, str, str]]:
-            def compute() -> tuple[float | None, str, str]:
+        def scale(group: str) -> Callable[[], tuple[float | None, str, str, list[float] | None]]:
+            def compute() -> tuple[float | None, str, str, list[float] | None]:
                 c1 = e["1"]["cpu_us_per_transition"][group]
                 c4 = e["4"]["cpu_us_per_transition"][group]
                 mine = median_of("affinity", f"{group}_4_vs_1")
@@ -469,7 +469,8 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "transition, by the relaying process and by the server) and the cost of "
                     "spreading itself, which the limit pays too." + floor
                 )
-                return measured, detail, dominant
+                ratios = [v for v in mine["rounds"] if v is not None] if mine is not None else None
+                return measured, detail, dominant, ratios
 
             return compute
 

@@ -78,8 +78,7 @@ def run(h: Harness) -> dict[str, Any]:
         s: failed.get(s) or {k: rig.pool(v, o.inflight) for k, v in parts[s].items() if v} for s in SYSTEMS
     }
     per_round = [
-        {s: _ratios(rig, parts[s], i, counts, o.inflight) for s in SYSTEMS if s not in failed}
-        for i in range(rounds)
+        {s: _ratios(pooled[s], i, counts) for s in SYSTEMS if s not in failed} for i in range(rounds)
     ]
     note = None
     if (os.cpu_count() or 1) < 8:
@@ -110,16 +109,15 @@ def _limit_round(rig: ChainRig, n: int, runs: int, inflight: int, label: str) ->
     return rig.limit_round(runs=runs, inflight=inflight, label=label)
 
 
-def _ratios(
-    rig: ChainRig, parts: dict[str, list[Round]], i: int, counts: list[int], inflight: int
-) -> dict[str, float | None]:
-    """Round ``i`` of one system: ``{"<group>_<n>_vs_1": CPU µs per transition at n ÷ at 1}``, and
-    the per-transition figures themselves (``<group>_us_<n>``)."""
+def _ratios(results: dict[str, Any], i: int, counts: list[int]) -> dict[str, float | None]:
+    """Round ``i`` of one system (its pooled results by process count, each with ``per_round``):
+    ``{"<group>_<n>_vs_1": CPU µs per transition at n ÷ at 1}``, and the per-transition figures
+    themselves (``<group>_us_<n>``)."""
     per: dict[int, dict[str, float]] = {}
     for n in counts:
-        rounds = parts[str(n)]
+        rounds = results.get(str(n), {}).get("per_round", [])
         if i < len(rounds):
-            per[n] = rig.pool([rounds[i]], inflight)["cpu_us_per_transition"]
+            per[n] = rounds[i]["cpu_us_per_transition"]
     out: dict[str, float | None] = {}
     for n, figures in per.items():
         for g in GROUPS:
