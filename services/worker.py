@@ -98,8 +98,9 @@ async def serve(
     Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>``
     (then `` metrics=<host>:<port>`` when serving metrics) once consuming,
     and ``jetloom worker stopped pid=<pid> stats=<ExecutorStats> snapshots_loaded=<n>
-    snapshots_written=<n> records_read=<n> handoffs=<out>/<in>`` (the run cache's counters, and
-    the deliveries handed to other processes and taken from them) when it stops.
+    snapshots_written=<n> records_read=<n> handoffs=<out>/<in> handoffs_returned=<n>`` (the run
+    cache's counters; the deliveries handed to other processes and taken from them, and those
+    handed to a process that was gone) when it stops.
 
     Raises:
         ValueError: ``progress_heartbeat`` is not shorter than ``ack_wait`` (checked before
@@ -207,11 +208,12 @@ async def serve(
         if view is not None:
             await view.stop()
         logger.info("worker stopping: %s", executor.stats)
-        runs = executor.runs
+        runs, steps = executor.runs, backend.log.consumers
         print(
             f"jetloom worker stopped pid={os.getpid()} stats={executor.stats} "
             f"snapshots_loaded={runs.snapshots_loaded} snapshots_written={runs.snapshots_written} "
-            f"records_read={runs.records_read} handoffs={backend.log.consumers.handed_over}/{backend.log.consumers.taken_over}",
+            f"records_read={runs.records_read} handoffs={steps.handed_over}/{steps.taken_over} "
+            f"handoffs_returned={steps.handoffs_returned}",
             flush=True,
         )
         await backend.close()

@@ -9,6 +9,12 @@ subject is a ``$JS.ACK`` one). Each process that consumes with a router has one 
 ``<prefix>.handoff.<instance>.>``, its hand-off inbox, and gives each message to the pull loop of
 its consumer, which settles it at the ack subject; a message for a consumer this process does not
 consume (any more) is naked there at once, and redelivered to whoever pulls it next.
+
+A hand-off's reply subject is ``<prefix>.handoff.<relaying instance>.back.<ack subject>``: when
+no process subscribes the owner's inbox any more (it died, and its registry entry has not expired
+yet), the server answers the publish there with a no-responders status, and the relaying process
+naks the delivery at once instead of leaving it to wait out ``ack_wait``; its redelivery is
+handled wherever it lands.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from engine.jetstream.pub import Outbox
 from engine.jetstream.pull import PULL_HEARTBEAT_S, Handoff, PullDelivery, PullLoop
 from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.retry import retrying
-from engine.jetstream.wire import parse_block
+from engine.jetstream.wire import is_status, parse_block, parse_status
 from engine.ports.log import Delivery, RunRouter, event_consumers
 from engine.wire.headers import H_HANDOFF_ACK
 
@@ -139,6 +145,7 @@ class StepConsumers:
         self.handed_over = 0  # deliveries handed to their run's owner
         self.taken_over = 0  # deliveries other processes handed to this one
         self.handoffs_refused = 0  # hand-offs naked: their consumer does not run here
+        self.handoffs_returned = 0  # hand-offs the server found no owner for, naked by the relayer
 
     async def open_handoffs(self, instance: str) -> None:
         """Subscribe this process's hand-off inbox (``<prefix>.handoff.<instance>.>``), once: hand
@@ -161,10 +168,26 @@ class StepConsumers:
                 await sub.unsubscribe()
 
     def _on_handoff_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        if is_status(headers):
+            self._returned(subject.decode(), parse_status(headers)[0])  # type: ignore[arg-type]  # a status line always carries a code
+            return
         self._take_handoff(subject.decode(), parse_block(headers) if headers else {}, data)
 
     async def _on_handoff_msg(self, msg: Any) -> None:
-        self._take_handoff(msg.subject, dict(msg.headers or {}), msg.data)
+        headers = msg.headers or {}
+        if not msg.data and "Status" in headers:
+            self._returned(msg.subject, headers["Status"])
+            return
+        self._take_handoff(msg.subject, dict(headers), msg.data)
+
+    def _returned(self, subject: str, status: str) -> None:
+        """A status on ``<inbox head>back.<ack subject>``: ``503`` (no responders) says a hand-off
+        this process relayed reached no process; nak the delivery so that it is redelivered now."""
+        kind, _, ack = subject[len(self._inbox_head):].partition(".")
+        if kind != "back" or status != "503" or not ack:
+            return
+        self.handoffs_returned += 1
+        self.outbox.relay(ack, b"-NAK", {})
 
     def _take_handoff(self, subject: str, headers: dict[str, str], data: bytes) -> None:
         ack = headers.pop(H_HANDOFF_ACK, None)
@@ -186,10 +209,11 @@ class StepConsumers:
         def handoff(owner: str, subject: str, ack: str, headers: dict[str, str] | bytes, data: bytes) -> None:
             self.handed_over += 1
             target = handoff_subject(prefix, owner, consumer, subject)
+            back = f"{self._inbox_head}back.{ack}"  # (a no-responders status comes back here)
             if isinstance(headers, bytes):
-                outbox.relay_block(target, data, headers, H_HANDOFF_ACK, ack)
+                outbox.relay_block(target, data, headers, H_HANDOFF_ACK, ack, back)
             else:
-                outbox.relay(target, data, {**headers, H_HANDOFF_ACK: ack})
+                outbox.relay(target, data, {**headers, H_HANDOFF_ACK: ack}, back)
 
         return handoff
 

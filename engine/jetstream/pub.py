@@ -120,19 +120,21 @@ class Outbox:
         self._wake_later()
         return True
 
-    def relay(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> None:
+    def relay(self, subject: str, payload: bytes, headers: Mapping[str, str], reply: str = "") -> None:
         """Send one message on from a plain callback (run affinity's hand-off of a delivery,
         ``pull.PullLoop``): queued and written as ``later`` does, so that the hand-offs of one
         socket read go out in one write; through ``Client.publish`` in a task when ``put``
         cannot take it (the task is kept until it is done)."""
-        if self.put(subject, payload, "", headers):
+        if self.put(subject, payload, reply, headers):
             self._wake_later()
             return
-        task = asyncio.ensure_future(self.nc.publish(subject, payload, headers=dict(headers)))
+        task = asyncio.ensure_future(self.nc.publish(subject, payload, reply=reply, headers=dict(headers)))
         self._sending.add(task)
         task.add_done_callback(self._sent)
 
-    def relay_block(self, subject: str, payload: bytes, block: bytes, name: str, value: str) -> None:
+    def relay_block(
+        self, subject: str, payload: bytes, block: bytes, name: str, value: str, reply: str = ""
+    ) -> None:
         """``relay`` of a message whose headers are a raw header block as the protocol parser
         received it (``NATS/1.0`` line included), with one header ``name: value`` added: the
         block is sent on as it is, not parsed and rebuilt; parsed and ``relay``-ed when ``put``
@@ -144,16 +146,17 @@ class Outbox:
             and nc.is_connected
             and len(payload) <= nc.max_payload
             and _plain(value)
-            and " " not in subject
-            and "\t" not in subject
+            and " " not in subject + reply
+            and "\t" not in subject + reply
             and block.endswith(b"\r\n\r\n")
         ):
             hdr = b"".join((block[:-2], f"{name}: {value}\r\n\r\n".encode()))
             n = len(hdr)
-            self.tap.queue(b"".join((f"HPUB {subject} {n} {n + len(payload)}\r\n".encode(), hdr, payload, b"\r\n")), len(payload))
+            line = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+            self.tap.queue(b"".join((line, hdr, payload, b"\r\n")), len(payload))
             self._wake_later()
             return
-        self.relay(subject, payload, {**parse_block(block), name: value})
+        self.relay(subject, payload, {**parse_block(block), name: value}, reply)
 
     def _sent(self, task: asyncio.Future[None]) -> None:
         self._sending.discard(task)

@@ -314,3 +314,38 @@ async def _has(log: JetStreamLog, step: str) -> bool:
 async def _acked(log: JetStreamLog) -> bool:
     info = await log.js.consumer_info(log.stream, consumer_name("Held", "s"))
     return info.num_ack_pending == 0 and info.ack_floor.stream_seq >= info.delivered.stream_seq > 0
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "nats-py-path"])
+async def test_a_hand_off_to_a_process_that_is_gone_comes_back_at_once(nats_url: str, fast_path: bool) -> None:
+    """A router that names an owner no process subscribes for (a worker killed before its registry
+    entry expired): the server answers each hand-off with a no-responders status on its reply
+    subject, the relaying process naks the delivery, and the redelivery (attempt 2, not routed)
+    is handled there, without waiting out ``ack_wait`` (60 s here, past the test's timeout)."""
+    log = await JetStreamLog.connect(nats_url, fast_path=fast_path, ack_wait=60)
+    try:
+        await log.ensure_consumer("Gone", "s", ["Tick"])
+        got: list[Delivery] = []
+
+        async def feed() -> None:
+            async for d in log.consume("Gone", "s", max_in_flight=4, router=_To("A", "ghost")):
+                got.append(d)
+                await d.ack()
+
+        task = asyncio.create_task(feed())
+        try:
+            for i in range(10):
+                subject = run_subject(log.prefix, "Gone", f"g{i}", "evt", "Tick")
+                await log.append([OutMessage(subject, b"{}", {"Jl-Run": f"g{i}"})])
+
+            async def all_back() -> bool:
+                return len(got) == 10
+
+            await eventually(all_back, timeout=20, what="every delivery handled after its hand-off came back")
+            assert all(d.attempt == 2 for d in got)
+            assert log.consumers.handed_over == log.consumers.handoffs_returned == 10
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await log.close()
