@@ -208,12 +208,12 @@ async def serve(
         if view is not None:
             await view.stop()
         logger.info("worker stopping: %s", executor.stats)
-        runs, steps = executor.runs, backend.log.consumers
+        runs, consumers = executor.runs, backend.log.consumers
         print(
             f"jetloom worker stopped pid={os.getpid()} stats={executor.stats} "
             f"snapshots_loaded={runs.snapshots_loaded} snapshots_written={runs.snapshots_written} "
-            f"records_read={runs.records_read} handoffs={steps.handed_over}/{steps.taken_over} "
-            f"handoffs_returned={steps.handoffs_returned}",
+            f"records_read={runs.records_read} handoffs={consumers.handed_over}/{consumers.taken_over} "
+            f"handoffs_returned={consumers.handoffs_returned}",
             flush=True,
         )
         await backend.close()
