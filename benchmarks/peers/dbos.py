@@ -1,0 +1,83 @@
+"""DBOS: the library in the driver's process (the process that starts a workflow runs it), its
+system database on Postgres (Debian's package, a throwaway cluster made with ``initdb`` and run
+by ``pg_ctl`` as the ``postgres`` user in a temp dir, fsync on) or on a SQLite file."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .engine import Sizes
+from .install import pg_bin
+from .procs import app_cmd, drive, free_port
+
+__all__ = ["DbosPostgres", "DbosSqlite"]
+
+PG_USER = "postgres"
+
+
+def _as_pg(*cmd: str | Path) -> list[str]:
+    """``cmd`` as the ``postgres`` user (Postgres refuses to run as root)."""
+    bin_dir = pg_bin()
+    assert bin_dir is not None, "postgresql is not installed (python -m benchmarks.peers install)"
+    head, *rest = cmd
+    return ["runuser", "-u", PG_USER, "--", str(bin_dir / str(head)), *map(str, rest)]
+
+
+class _Rig:
+    def __init__(self, url: str, groups: dict[str, list[int]], log: Path) -> None:
+        self.url, self.groups, self.log = url, groups, log
+
+    def measure(self, *, runs: int, inflight: int, warmup: int) -> dict[str, Any]:
+        cmd = app_cmd("dbos", "drive", "--url", self.url, "--runs", runs, "--inflight", inflight, "--warmup", warmup)
+        return drive(cmd, self.groups, self.log)
+
+
+class DbosPostgres:
+    key = "dbos_postgres"
+    title = "DBOS on Postgres"
+    durability = "Postgres fsync=on, synchronous_commit=on (WAL flushed before each commit returns)"
+    processes = {"server": "postgres (postmaster and its backends)", "driver": "the app: DBOS runs the workflow where it is started"}
+    sizes = Sizes(sequential=60, inflight=300)
+
+    def versions(self) -> dict[str, str]:
+        out = subprocess.run(_as_pg("postgres", "--version"), capture_output=True, text=True, timeout=30)
+        return {"postgres": out.stdout.strip()}
+
+    @contextlib.contextmanager
+    def rig(self, tmp: Path) -> Iterator[_Rig]:
+        data = tmp / "pg"
+        data.mkdir()
+        shutil.chown(tmp, PG_USER)
+        shutil.chown(data, PG_USER)
+        subprocess.run(_as_pg("initdb", "-D", data, "-U", PG_USER, "--auth=trust", "-E", "UTF8"),
+                       check=True, capture_output=True)  # fmt: skip
+        port = free_port()
+        opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on"
+        subprocess.run(_as_pg("pg_ctl", "-D", data, "-l", data / "log", "-o", opts, "-w", "start"),
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            postmaster = int((data / "postmaster.pid").read_text().split()[0])
+            url = f"postgresql://{PG_USER}@127.0.0.1:{port}/dbos_chain"
+            yield _Rig(url, {"server": [postmaster]}, tmp / "dbos-pg-driver.log")
+        finally:
+            subprocess.run(_as_pg("pg_ctl", "-D", data, "-m", "fast", "-w", "stop"), capture_output=True)
+
+
+class DbosSqlite:
+    key = "dbos_sqlite"
+    title = "DBOS on SQLite"
+    durability = "SQLite file, DBOS's settings (WAL journal)"
+    processes = {"driver": "the app: DBOS runs the workflow where it is started, SQLite in-process"}
+    sizes = Sizes(sequential=40, inflight=200)
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    @contextlib.contextmanager
+    def rig(self, tmp: Path) -> Iterator[_Rig]:
+        yield _Rig(f"sqlite:///{tmp / 'dbos.sqlite'}", {}, tmp / "dbos-sqlite-driver.log")
