@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Sizes
-from .install import pg_bin
+from .install import peers_python, pg_bin
 from .procs import app_cmd, drive, free_port
 
 __all__ = ["DbosPostgres", "DbosSqlite"]
@@ -71,12 +71,14 @@ class DbosPostgres:
 class DbosSqlite:
     key = "dbos_sqlite"
     title = "DBOS on SQLite"
-    durability = "SQLite file, DBOS's settings (WAL journal)"
+    durability = "SQLite file, SQLite's defaults as DBOS leaves them (rollback journal, synchronous=FULL: fsync at each commit)"
     processes = {"driver": "the app: DBOS runs the workflow where it is started, SQLite in-process"}
     sizes = Sizes(sequential=40, inflight=200)
 
     def versions(self) -> dict[str, str]:
-        return {}
+        code = "import sqlite3; print(sqlite3.sqlite_version)"
+        out = subprocess.run([str(peers_python()), "-c", code], capture_output=True, text=True, timeout=30)
+        return {"sqlite": out.stdout.strip()}
 
     @contextlib.contextmanager
     def rig(self, tmp: Path) -> Iterator[_Rig]:

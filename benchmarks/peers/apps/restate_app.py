@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import restate
-from drive import count, drive, finish, options, parse
+from drive import CHAIN_TEXT, count, drive, finish, options, parse
 
 chain = restate.Service("Chain")
 
@@ -39,8 +39,6 @@ def main(role: str, args: list[str]) -> None:
         return
 
     import httpx
-
-    from drive import CHAIN_TEXT
 
     async def go() -> None:
         limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
