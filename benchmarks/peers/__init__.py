@@ -27,7 +27,7 @@ APPS = Path(__file__).resolve().parent / "apps"
 PY_PINS = (
     "restate-sdk==1.2.0",
     "hypercorn==0.18.0",
-    "httpx==0.28.1",
+    "aiohttp==3.14.5",
     "dbos==3.4.0",
     "psycopg[binary]==3.3.9",
     "temporalio==1.35.0",

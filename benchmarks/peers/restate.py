@@ -37,7 +37,7 @@ class Restate:
     key = "restate"
     title = "Restate"
     durability = "RocksDB WAL fsync (bifrost local loglet, rocksdb-disable-wal-fsync = false: the default)"
-    processes = {"server": "restate-server", "worker": "SDK deployment (hypercorn)", "driver": "HTTP client to the ingress"}
+    processes = {"server": "restate-server", "worker": "SDK deployment (hypercorn)", "driver": "aiohttp client to the ingress"}
     sizes = Sizes(sequential=100, inflight=600)
 
     def versions(self) -> dict[str, str]:

@@ -69,37 +69,56 @@ def _fsync_probe(directory: Path, n: int) -> list[float]:
     return sorted(out)
 
 
-def measure_fsyncs(h: Harness, sync: Jetloom, tmp: Path, runs: int) -> dict[str, Any]:
-    """How many fsyncs nats-server makes per run at sync always (strace on every thread of the
-    server over ``runs`` runs one at a time), and what one costs on this disk."""
-    pid = sync.server_pid()
-    out_file = tmp / "strace.txt"
-    tids = [p.name for p in Path(f"/proc/{pid}/task").iterdir()]
-    cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(out_file)]
-    for tid in tids:
-        cmd += ["-p", tid]
-    with sync.rig(tmp) as rig:
-        rig.measure(runs=20, inflight=1, warmup=0)  # (warm, before strace slows the server)
-        tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # strace attaches to each thread; there is no readiness signal to wait on
-        rig.measure(runs=runs, inflight=1, warmup=0)
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(30)
+def _strace_fsyncs(pid: int, out_file: Path) -> subprocess.Popen[str]:
+    """strace counting the fsync/fdatasync calls of every thread of ``pid`` and the wall time
+    spent in them (``-w``); only those calls stop the tracee (``--seccomp-bpf``)."""
+    cmd = ["strace", "-f", "--seccomp-bpf", "-c", "-w", "-e", "trace=fsync,fdatasync", "-o", str(out_file)]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        cmd += ["-p", task.name]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+
+
+def _strace_totals(out_file: Path) -> tuple[int, float]:
+    """(calls, wall seconds) of fsync and fdatasync in an ``strace -c -w`` summary."""
     calls, seconds = 0, 0.0
     for line in out_file.read_text().splitlines():
         parts = line.split()
-        if parts and parts[-1] in ("fsync", "fdatasync"):
+        if len(parts) >= 5 and parts[-1] in ("fsync", "fdatasync"):
             seconds += float(parts[1])
             calls += int(parts[3])
-    store = h.server(sync_always=True).store_dir
-    probes = _fsync_probe(store, FSYNC_PROBES)
-    # (the ChainRig warms up with warmup_runs(runs) runs inside the traced window: count them)
-    traced = runs + max(3, min(50, runs // 10))
-    return {
-        "runs": traced, "fsyncs": calls, "fsyncs_per_run": calls / traced, "syscall_s_per_run": seconds / traced,
-        "fsync_ms_p50": statistics.median(probes), "fsync_ms_p90": probes[int(0.9 * (len(probes) - 1))],
-        "probes": len(probes),
-    }  # fmt: skip
+    return calls, seconds
+
+
+def measure_fsyncs(h: Harness, sync: Jetloom, tmp: Path, runs: int, inflight: int) -> dict[str, Any]:
+    """How many fsyncs nats-server makes per run at sync always and the wall time it spends in
+    them (strace on every thread of the server), one run at a time and ``inflight`` at once; and
+    what one 4 KiB write + fsync costs on this disk. strace slows the server, so these runs are
+    apart from the figures."""
+    pid = sync.server_pid()
+    out: dict[str, Any] = {}
+    with sync.rig(tmp) as rig:
+        rig.measure(runs=20, inflight=1, warmup=0)  # (warm, before strace slows the server)
+        for kind, n, k in (("sequential", runs, 1), ("inflight", runs * 5, inflight)):
+            out_file = tmp / f"strace-{kind}.txt"
+            tracer = _strace_fsyncs(pid, out_file)
+            time.sleep(1.0)  # strace attaches to each thread; there is no readiness signal to wait on
+            got = rig.measure(runs=n, inflight=k, warmup=0)
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+            calls, seconds = _strace_totals(out_file)
+            # (ChainRig warms up with warmup_runs(n) runs inside the traced window: count them)
+            traced = n + max(3, min(50, n // 10))
+            out[kind] = {
+                "inflight": k, "runs": traced, "fsyncs_per_run": calls / traced,
+                "fsync_wall_ms_per_run": seconds / traced * 1e3,
+                "runs_per_s_traced": got["completed"] / got["wall_s"],
+            }  # fmt: skip
+    probes = _fsync_probe(h.server(sync_always=True).store_dir, FSYNC_PROBES)
+    out.update(
+        fsyncs_per_run=out["sequential"]["fsyncs_per_run"],
+        fsync_ms_p50=statistics.median(probes), fsync_ms_p90=probes[int(0.9 * (len(probes) - 1))], probes=len(probes),
+    )  # fmt: skip
+    return out
 
 
 def run_peers(
@@ -160,7 +179,7 @@ def run_peers(
                 say("fsyncs of jetloom at sync always (strace)")
                 fs_tmp = tmp_root / "fsync"
                 fs_tmp.mkdir()
-                doc["fsync"] = _try(measure_fsyncs, h, sync, fs_tmp, max(10, int(FSYNC_RUNS * scale)))
+                doc["fsync"] = _try(measure_fsyncs, h, sync, fs_tmp, max(10, int(FSYNC_RUNS * scale)), inflight)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     for entry in doc["engines"].values():

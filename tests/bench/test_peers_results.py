@@ -86,8 +86,9 @@ def test_verdicts_take_the_median_of_per_round_ratios() -> None:
 
 
 def test_a_p50_miss_is_explained_by_fsyncs_and_a_missing_engine_gives_n_a() -> None:
-    fsync = {"fsyncs_per_run": 6.0, "fsync_ms_p50": 0.5, "fsync_ms_p90": 2.0, "runs": 100, "probes": 200,
-             "syscall_s_per_run": 0.004}  # fmt: skip
+    fsync = {"fsyncs_per_run": 6.0, "fsync_ms_p50": 0.5, "fsync_ms_p90": 2.0, "probes": 200,
+             "inflight": {"inflight": 100, "runs": 550, "fsyncs_per_run": 2.5, "fsync_wall_ms_per_run": 4.0,
+                          "runs_per_s_traced": 150.0}}  # fmt: skip
     doc = doc_of({
         "jetloom_sync_always": engine("sync", [(8.0, 200.0)]),
         "restate": engine("Restate", [(10.0, 100.0)]),
@@ -96,8 +97,13 @@ def test_a_p50_miss_is_explained_by_fsyncs_and_a_missing_engine_gives_n_a() -> N
     assert by["p50_sync_vs_restate"]["verdict"] == "miss"
     assert by["p50_sync_vs_restate"]["off_by"] == pytest.approx(1.6)
     assert "6.0 per run × 0.50 ms" in by["p50_sync_vs_restate"]["dominant"]
+    # in flight, 200 ÷ 100 misses ≥ 3: 4 ms per run inside fsyncs at 200 runs/s is 80 % of the wall time
+    assert by["rps_sync_vs_restate"]["verdict"] == "miss"
+    assert "4.00 ms per run inside 2.5 fsyncs" in by["rps_sync_vs_restate"]["dominant"]
+    assert "80% of the wall time" in by["rps_sync_vs_restate"]["dominant"]
     assert by["rps_default_vs_restate"]["verdict"] == "n/a"
     assert by["rps_default_vs_restate"]["measured"] is None
+    assert "| 100 | 550 | 2.5 | 4.00 | 150 |" in markdown(doc)
 
 
 def test_rounds_where_one_engine_failed_are_left_out_of_the_ratio() -> None:

@@ -2,7 +2,10 @@
 (``ctx.run_typed``), served by hypercorn (HTTP/2 cleartext) for a restate-server to invoke.
 
 Roles: ``serve --url HOST:PORT`` (the SDK's deployment), ``drive --url INGRESS_URL ...`` (calls
-``POST /Chain/run`` on the ingress and awaits each response).
+``POST /Chain/run`` on the ingress with aiohttp and awaits each response). The driver is aiohttp,
+not httpx (what the SDK's own client uses): with 100 requests in flight httpx's connection pool cost
+6.3 ms of CPU per run, more than restate-server itself, and capped Restate at 60-80 runs/s;
+aiohttp costs 0.3 ms and Restate then does about 250 (2026-12-04, 1 round each).
 """
 
 from __future__ import annotations
@@ -38,16 +41,16 @@ def main(role: str, args: list[str]) -> None:
         asyncio.run(serve(app, config))  # type: ignore[arg-type]
         return
 
-    import httpx
+    import aiohttp
 
     async def go() -> None:
-        limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        connector = aiohttp.TCPConnector(limit=inflight)
+        async with aiohttp.ClientSession(url, connector=connector) as session:
 
             async def one(i: int) -> int:
-                r = await client.post("/Chain/run", json=CHAIN_TEXT)
-                r.raise_for_status()
-                return int(r.json())
+                async with session.post("/Chain/run", json=CHAIN_TEXT) as r:
+                    r.raise_for_status()
+                    return int(await r.json())
 
             await drive(one, runs=runs, inflight=inflight, warmup=warmup)
 
