@@ -28,6 +28,7 @@ PY_PINS = (
     "restate-sdk==1.2.0",
     "hypercorn==0.18.0",
     "aiohttp==3.14.5",
+    "psutil==7.2.2",
     "dbos==3.4.0",
     "psycopg[binary]==3.3.9",
     "temporalio==1.35.0",

@@ -9,11 +9,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from .engine import Sizes
 from .install import peers_python, pg_bin
-from .procs import app_cmd, drive, free_port
+from .procs import AppRig, free_port
 
 __all__ = ["DbosPostgres", "DbosSqlite"]
 
@@ -28,15 +27,6 @@ def _as_pg(*cmd: str | Path) -> list[str]:
     return ["runuser", "-u", PG_USER, "--", str(bin_dir / str(head)), *map(str, rest)]
 
 
-class _Rig:
-    def __init__(self, url: str, groups: dict[str, list[int]], log: Path) -> None:
-        self.url, self.groups, self.log = url, groups, log
-
-    def measure(self, *, runs: int, inflight: int, warmup: int) -> dict[str, Any]:
-        cmd = app_cmd("dbos", "drive", "--url", self.url, "--runs", runs, "--inflight", inflight, "--warmup", warmup)
-        return drive(cmd, self.groups, self.log)
-
-
 class DbosPostgres:
     key = "dbos_postgres"
     title = "DBOS on Postgres"
@@ -49,7 +39,7 @@ class DbosPostgres:
         return {"postgres": out.stdout.strip()}
 
     @contextlib.contextmanager
-    def rig(self, tmp: Path) -> Iterator[_Rig]:
+    def rig(self, tmp: Path) -> Iterator[AppRig]:
         data = tmp / "pg"
         data.mkdir()
         shutil.chown(tmp, PG_USER)
@@ -63,7 +53,7 @@ class DbosPostgres:
         try:
             postmaster = int((data / "postmaster.pid").read_text().split()[0])
             url = f"postgresql://{PG_USER}@127.0.0.1:{port}/dbos_chain"
-            yield _Rig(url, {"server": [postmaster]}, tmp / "dbos-pg-driver.log")
+            yield AppRig("dbos", url, {"server": [postmaster]}, tmp / "dbos-pg-driver.log")
         finally:
             subprocess.run(_as_pg("pg_ctl", "-D", data, "-m", "fast", "-w", "stop"), capture_output=True)
 
@@ -81,5 +71,5 @@ class DbosSqlite:
         return {"sqlite": out.stdout.strip()}
 
     @contextlib.contextmanager
-    def rig(self, tmp: Path) -> Iterator[_Rig]:
-        yield _Rig(f"sqlite:///{tmp / 'dbos.sqlite'}", {}, tmp / "dbos-sqlite-driver.log")
+    def rig(self, tmp: Path) -> Iterator[AppRig]:
+        yield AppRig("dbos", f"sqlite:///{tmp / 'dbos.sqlite'}", {}, tmp / "dbos-sqlite-driver.log")

@@ -19,7 +19,7 @@ import psutil
 from . import APPS
 from .install import peers_python
 
-__all__ = ["Proc", "TreeMeter", "app_cmd", "drive", "free_port", "wait_port"]
+__all__ = ["AppRig", "Proc", "TreeMeter", "app_cmd", "drive", "free_port", "wait_port"]
 
 START_TIMEOUT_S = 90.0
 
@@ -187,6 +187,25 @@ def drive(
                 p.wait()
     tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
     raise RuntimeError(f"driver {' '.join(cmd[-8:])} gave no result (exit {p.returncode}):\n{tail}")
+
+
+class AppRig:
+    """A peer measured by its own driver process: ``apps/<engine>_app.py drive --url URL ...``,
+    with the CPU of ``groups`` (group → root pids) and of the driver.
+
+    Args:
+        engine: the app's engine name (``restate``, ``dbos``, ``temporal``).
+        url: what the driver connects to.
+        groups: the engine's other processes, e.g. ``{"server": [pid], "worker": [pid]}``.
+        log: the file the driver's stderr goes to.
+    """
+
+    def __init__(self, engine: str, url: str, groups: dict[str, list[int]], log: Path) -> None:
+        self.engine, self.url, self.groups, self.log = engine, url, groups, log
+
+    def measure(self, *, runs: int, inflight: int, warmup: int) -> dict[str, Any]:
+        cmd = app_cmd(self.engine, "drive", "--url", self.url, "--runs", runs, "--inflight", inflight, "--warmup", warmup)
+        return drive(cmd, self.groups, self.log)
 
 
 @contextlib.contextmanager

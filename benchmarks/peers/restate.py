@@ -9,11 +9,10 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import PEERS_DIR
 from .engine import Sizes
-from .procs import Proc, app_cmd, drive, free_port, stopping, wait_port
+from .procs import AppRig, Proc, app_cmd, free_port, stopping, wait_port
 
 __all__ = ["Restate"]
 
@@ -22,15 +21,6 @@ def server_binary() -> Path:
     """The native restate-server of the npm package (the package's ``bin`` is a node wrapper)."""
     found = sorted((PEERS_DIR / "npm" / "node_modules" / "@restatedev").glob("restate-server-linux-*/bin/restate-server"))
     return found[0] if found else PEERS_DIR / "npm" / "node_modules" / ".bin" / "restate-server"
-
-
-class _Rig:
-    def __init__(self, server: Proc, sdk: Proc, ingress: str, log: Path) -> None:
-        self.server, self.sdk, self.ingress, self.log = server, sdk, ingress, log
-
-    def measure(self, *, runs: int, inflight: int, warmup: int) -> dict[str, Any]:
-        cmd = app_cmd("restate", "drive", "--url", self.ingress, "--runs", runs, "--inflight", inflight, "--warmup", warmup)
-        return drive(cmd, {"server": [self.server.pid], "worker": [self.sdk.pid]}, self.log)
 
 
 class Restate:
@@ -45,7 +35,7 @@ class Restate:
         return {"restate-server": out.stdout.strip()}
 
     @contextlib.contextmanager
-    def rig(self, tmp: Path) -> Iterator[_Rig]:
+    def rig(self, tmp: Path) -> Iterator[AppRig]:
         ingress, admin, fabric, sdk_port = free_port(), free_port(), free_port(), free_port()
         env = {
             "RESTATE_INGRESS__BIND_PORT": str(ingress),
@@ -74,4 +64,5 @@ class Restate:
                 )
                 with urllib.request.urlopen(req, timeout=60) as resp:
                     resp.read()
-                yield _Rig(server, sdk, f"http://127.0.0.1:{ingress}", tmp / "restate-driver.log")
+                groups = {"server": [server.pid], "worker": [sdk.pid]}
+                yield AppRig("restate", f"http://127.0.0.1:{ingress}", groups, tmp / "restate-driver.log")

@@ -137,11 +137,12 @@ def _dominant(doc: dict[str, Any], tid: str, num: str, den: str) -> str:
     if rps and cpu:
         story += f". jetloom's processes kept {rps * cpu / 1e3 / cores:.0%} of the {cores} cores busy"
     inf = fs.get("inflight") if num.endswith("sync_always") else None
-    if inf and rps:
+    if inf:
+        busy = inf["fsync_wall_ms_per_run"] * inf["runs_per_s_traced"] / 1e3
         story += (
-            f"; nats-server spent {inf['fsync_wall_ms_per_run']:.2f} ms per run inside "
-            f"{inf['fsyncs_per_run']:.1f} fsyncs (wall, strace), {inf['fsync_wall_ms_per_run'] * rps / 1e3:.0%} "
-            f"of the wall time at {rps:.0f} runs/s"
+            f"; under strace nats-server spent {inf['fsync_wall_ms_per_run']:.2f} ms per run inside "
+            f"{inf['fsyncs_per_run']:.1f} fsyncs (wall), {busy:.0%} of the wall time at the "
+            f"{inf['runs_per_s_traced']:.0f} runs/s it then did"
         )
     return story
 
@@ -263,6 +264,9 @@ def markdown(doc: dict[str, Any]) -> str:
             )
             lines += ["", "| runs in flight | runs traced | fsyncs per run | wall ms per run inside them | runs/s while traced |",
                       "|---|---|---|---|---|"]  # fmt: skip
+            if "sequential" not in fs and "runs" in fs:  # (run 1 of 2026-12-04: one at a time, strace without -w)
+                lines.append(f"| 1 | {fs['runs']} | {fs['fsyncs_per_run']:.1f} | — (system CPU inside them: "
+                             f"{fs['syscall_s_per_run'] * 1e3:.2f}) | — |")  # fmt: skip
             for kind in ("sequential", "inflight"):
                 k = fs.get(kind)
                 if k:

@@ -7,24 +7,14 @@ import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import PEERS_DIR
 from .engine import Sizes
-from .procs import Proc, app_cmd, drive, free_port, stopping, wait_port
+from .procs import AppRig, Proc, app_cmd, free_port, stopping, wait_port
 
 __all__ = ["Temporal"]
 
 CLI = PEERS_DIR / "venv" / "bin" / "temporal"
-
-
-class _Rig:
-    def __init__(self, server: Proc, worker: Proc, url: str, log: Path) -> None:
-        self.server, self.worker, self.url, self.log = server, worker, url, log
-
-    def measure(self, *, runs: int, inflight: int, warmup: int) -> dict[str, Any]:
-        cmd = app_cmd("temporal", "drive", "--url", self.url, "--runs", runs, "--inflight", inflight, "--warmup", warmup)
-        return drive(cmd, {"server": [self.server.pid], "worker": [self.worker.pid]}, self.log)
 
 
 class Temporal:
@@ -39,7 +29,7 @@ class Temporal:
         return {"temporal": out.stdout.strip()}
 
     @contextlib.contextmanager
-    def rig(self, tmp: Path) -> Iterator[_Rig]:
+    def rig(self, tmp: Path) -> Iterator[AppRig]:
         port = free_port()
         cmd = [
             CLI, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
@@ -52,4 +42,4 @@ class Temporal:
             url = f"127.0.0.1:{port}"
             worker = Proc("temporal worker", app_cmd("temporal", "serve", "--url", url), tmp / "temporal-worker.log")
             with stopping(worker):
-                yield _Rig(server, worker, url, tmp / "temporal-driver.log")
+                yield AppRig("temporal", url, {"server": [server.pid], "worker": [worker.pid]}, tmp / "temporal-driver.log")

@@ -14,8 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+# benchmarks/measure.py needs only the standard library and psutil: the peers' venv imports it as a
+# top-level module, without the benchmarks package (whose __init__ imports jetloom)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from measure import closed_loop  # noqa: E402
 
 CHAIN_TEXT = "the quick brown fox jumps over the lazy dog"
 CHAIN_RESULT = len(CHAIN_TEXT.split())
@@ -36,33 +41,16 @@ def finish(n: int) -> int:
     return n
 
 
-async def closed_loop(
-    run_one: Callable[[int], Awaitable[int]], *, runs: int, inflight: int
-) -> tuple[list[float], int, float]:
-    """``runs`` runs, ``inflight`` at once; ``(latencies_s, completed, wall_s)``."""
-    latencies: list[float] = []
-    completed = 0
-    counter = iter(range(runs))
-
-    async def lane() -> None:
-        nonlocal completed
-        for i in counter:
-            t0 = time.perf_counter()
-            result = await run_one(i)
-            latencies.append(time.perf_counter() - t0)
-            completed += result == CHAIN_RESULT
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(max(1, min(inflight, runs)))))
-    return latencies, completed, time.perf_counter() - t0
-
-
 async def drive(run_one: Callable[[int], Awaitable[int]], *, runs: int, inflight: int, warmup: int) -> None:
     """Warm up, say ``warm``, wait for the harness's go line, measure, print the JSON line."""
-    await closed_loop(lambda i: run_one(runs + i), runs=warmup, inflight=inflight)
+
+    async def right(i: int) -> bool:
+        return await run_one(i) == CHAIN_RESULT
+
+    await closed_loop(lambda i: right(runs + i), runs=warmup, inflight=inflight)
     print("warm", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    latencies, completed, wall = await closed_loop(run_one, runs=runs, inflight=inflight)
+    latencies, completed, wall = await closed_loop(right, runs=runs, inflight=inflight)
     print(json.dumps({"latencies_s": latencies, "completed": completed, "wall_s": wall}), flush=True)
 
 
