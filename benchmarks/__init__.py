@@ -16,7 +16,23 @@ Run ``python -m benchmarks --help`` (or ``make bench``); from Python::
     write_results(doc, Path("out"))
 """
 
-from .harness import Options
-from .runner import run_benchmarks, write_results
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .harness import Options
+    from .runner import run_benchmarks, write_results
+else:
+
+    def __getattr__(name: str) -> Any:
+        """The names below on first use: a worker process that imports ``benchmarks.workflows``
+        does not load the harness (rich, the scenarios)."""
+        module = {"Options": ".harness", "run_benchmarks": ".runner", "write_results": ".runner"}.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = ["Options", "run_benchmarks", "write_results"]

@@ -32,16 +32,21 @@ def _ints(text: str) -> list[int]:
 
 
 def _print_targets(console: Console, doc: dict) -> None:
-    table = Table(title="targets (ratios from this run)")
-    for col in ("target", "measured", "bound", "verdict"):
+    from .targets import format_spread
+
+    run = doc.get("run_of_day")
+    title = "targets (ratios from this run"
+    title += f"; run {run['run']} of {run['of']} on {run['date']})" if run else ")"
+    table = Table(title=title)
+    for col in ("target", "measured (median)", "spread (per-round ratios)", "bound", "verdict"):
         table.add_column(col)
     for t in doc["targets"]:
         if t["verdict"] == "miss":
-            verdict = f"[red]miss ({t['off_by']:,.1f}× off)[/]"
+            verdict = f"[red]miss ({t['off_by']:,.2f}× off)[/]"
         else:
             verdict = {"pass": "[green]pass[/]"}.get(t["verdict"], t["verdict"])
         measured = "—" if t["measured"] is None else f"{t['measured']:.3f}"
-        table.add_row(t["what"], measured, f"{t['op']} {t['target']:g}", verdict)
+        table.add_row(t["what"], measured, format_spread(t), f"{t['op']} {t['target']:g}", verdict)
     console.print(table)
 
 
@@ -71,7 +76,11 @@ def main(
     ] = None,
     docindex_root: Annotated[str | None, typer.Option(help="Directory (f) indexes.")] = None,
     rounds: Annotated[
-        int | None, typer.Option(help="Alternating rounds of limit and jetloom in (a) and (b).")
+        int | None,
+        typer.Option(help="Alternating rounds of the systems compared in (a), (b), (h) (default 5)."),
+    ] = None,
+    memory_runs: Annotated[
+        int | None, typer.Option(help="Runs through the control plane while (m) reads RSS (default 10,000).")
     ] = None,
     retained_runs: Annotated[
         int | None,
@@ -105,7 +114,7 @@ def main(
     if render is not None:
         doc = json.loads(render.read_text(encoding="utf-8"))
         doc["targets"] = evaluate(doc)  # the verdicts and explanations of this harness's version
-        paths = write_results(doc, render.parent)
+        paths = write_results(doc, render.parent, stem=render.stem)
         console.print(f"rendered {paths['markdown']}")
         return
     keys = [k.strip() for k in scenarios.split(",") if k.strip()]
@@ -118,7 +127,8 @@ def main(
     opts.scenarios, opts.sync_always, opts.uvloop, opts.out = keys, sync_always, uvloop, out
     for name, value in (("runs", runs), ("throughput_runs", throughput_runs), ("inflight", inflight),
                         ("saturation", saturation), ("fan_n", fan_n), ("docindex_root", docindex_root),
-                        ("retained_runs", retained_runs), ("rounds", rounds)):  # fmt: skip
+                        ("retained_runs", retained_runs), ("rounds", rounds),
+                        ("memory_runs", memory_runs)):  # fmt: skip
         if value is not None:
             setattr(opts, name, value)
     if rebuild_sizes:

@@ -33,7 +33,7 @@ from engine.model.events import (
     event_fields,
     event_from_fields,
 )
-from services.worker import settle_heap
+from services.heap import settle_heap
 
 
 def _best_us(fn: Callable[[], Any], number: int = 20_000) -> float:

@@ -47,10 +47,15 @@ class Options:
             ``p`` = jetloom's (a)+(b) with nats-py's fast path on and off, ``r`` = the chain on a
             3-node cluster, R3, beside one node, ``k`` = crash recovery).
         quick: tiny sizes (the smoke test); figures are then only a check that everything runs.
-        runs: runs measured per chain measurement in (a) (default 300; quick 12).
-        rounds: alternating rounds limit and jetloom are measured in, in (a) and (b), pooled
-            (default 3; quick 1): the machine's speed drifts within minutes.
-        throughput_runs: runs per throughput measurement in (b), (e), (g) (default 3,000; quick 24).
+        runs: runs measured per chain measurement in (a) and one at a time in (h), split over
+            the rounds (default 500, 100 a round; quick 12).
+        rounds: alternating rounds the compared systems are measured in, in (a), (b) and (h)
+            (default 5; quick 1): the machine's speed drifts within minutes, so a target takes
+            the median of the per-round ratios (``benchmarks.targets``).
+        throughput_runs: runs per throughput measurement in (b), (e), (g), (h), split over the
+            rounds in (b) and (h) (default 10,000: 2,000 a round, 6,000 transitions, which the
+            limit runs in about half a second; with 3,000 split five ways a round lasted 0.15 s,
+            and one scheduling stall on a shared machine moved its ratio 4×; quick 24).
         inflight: runs in flight in (b), (e), (g) (default 100; quick 4).
         saturation: runs in flight for the saturated measurement of (b) and (g) (default 300;
             quick 8). (Until 12-01 jetloom's client followed each run with a consumer of its own
@@ -67,14 +72,16 @@ class Options:
         sync_always: run (g) (the server with ``sync_interval: always``).
         uvloop: use uvloop in the driver, the workers and the peer (default: when installed).
         recovery_trials: SIGKILLs timed by (r) (default 5; quick 1).
+        memory_runs: runs through the control plane while (m) reads the processes' RSS
+            (default 10,000; quick 200).
         out: where the JSON, Markdown and PNGs go (default ``benchmarks/results``).
     """
 
-    scenarios: list[str] = field(default_factory=lambda: list("abcdefguprk"))
+    scenarios: list[str] = field(default_factory=lambda: list("abcdefguprkhm"))
     quick: bool = False
-    runs: int = 300
-    rounds: int = 3
-    throughput_runs: int = 3000
+    runs: int = 500
+    rounds: int = 5
+    throughput_runs: int = 10_000
     inflight: int = 100
     saturation: int = 300
     fan_n: int = 1000
@@ -86,6 +93,7 @@ class Options:
     sync_always: bool = True
     uvloop: bool = True
     recovery_trials: int = 5
+    memory_runs: int = 10_000
     out: Path = ROOT / "benchmarks" / "results"
 
     @classmethod
@@ -102,6 +110,7 @@ class Options:
             rebuild_sizes=[100, 1_000],
             scale_workers=[1, 2, 4],
             recovery_trials=1,
+            memory_runs=200,
         )
         for k, v in overrides.items():
             setattr(base, k, v)

@@ -15,6 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .scenarios.startup import markdown as startup_markdown  # noqa: E402
+from .targets import format_spread  # noqa: E402
+
 __all__ = ["render_markdown", "render_plots"]
 
 SYSTEMS = ("limit", "peer", "jetloom")
@@ -86,7 +89,7 @@ def _verdict(t: dict[str, Any]) -> str:
     if t["verdict"] == "pass":
         return "✅ pass"
     if t["verdict"] == "miss":
-        return f"❌ miss ({t['off_by']:,.1f}× off)"
+        return f"❌ miss ({t['off_by']:,.2f}× off)"
     return "n/a"
 
 
@@ -107,14 +110,26 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
            "CPU time during the run." if m.get("steal") is not None else "")
         + "\n"
     )
+    run = doc.get("run_of_day")
+    if run:
+        out.append(
+            f"Run {run['run']} of {run['of']} on {run['date']} (the runs of that day in the results "
+            "directory when this file was written).\n"
+        )
     out.append("## Targets\n")
     out.append(
+        "A target between systems measured in alternating rounds is decided by the median of the "
+        "per-round ratios; the spread is their minimum–maximum (`benchmarks/targets.py`).\n\n"
+    )
+    out.append(
         _table(
-            ["target", "measured ratio", "bound", "verdict", "figures", "what dominates the cost"],
+            ["target", "measured ratio (median)", "spread of per-round ratios", "bound", "verdict",
+             "figures", "what dominates the cost"],
             [
                 [
                     t["what"],
                     _f(t["measured"], ",.3f"),
+                    format_spread(t) or "—",
                     f"{t['op']} {t['target']:g}",
                     _verdict(t),
                     t["detail"],
@@ -286,6 +301,12 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
             [[rr["trials"], rr["completed"], _f(rr["rerun_s"]["p50"]), _f(rr["rerun_s"]["max"]),
               _f(rr["rerun_s"]["min"])]],
         ))  # fmt: skip
+    if "s" in sc and "results" in sc["s"]:
+        out.append(startup_markdown(sc["s"]))
+    if "h" in sc and "results" in sc["h"]:
+        out.append(_http_section(sc["h"]))
+    if "m" in sc and "results" in sc["m"]:
+        out.append(_memory_section(sc["m"]))
     failed = [(k, v) for k, v in sc.items() if "error" in v]
     failed += [(f"{k}/{n}", m) for k, v in sc.items() if k in ("c", "e")
                for n, m in v.get("results", {}).items() if "error" in m]  # fmt: skip
@@ -305,6 +326,48 @@ def _ratio(results: dict[str, Any], key: str) -> float | None:
         return results["jetloom"][key] / results["limit"][key]
     except (KeyError, ZeroDivisionError):
         return None
+
+
+def _http_section(h: dict[str, Any]) -> str:
+    """(h): HTTP against NatsClient, one run at a time and in flight, with CPU per run by process."""
+    groups = ("engine", "server", "control", "driver")
+    rows = []
+    for mode, what in (("sequential", "one at a time"), ("inflight", f"{h['inflight']} in flight")):
+        for path, label in (("http", "HTTP ?wait=true"), ("client", "NatsClient")):
+            m = h["results"][mode].get(path) or {}
+            if "error" in m or not m:
+                rows.append([what, label, f"failed: {m.get('error', '')[:300]}", *["—"] * 9])
+                continue
+            per = m.get("cpu_ms_per_run") or {}
+            rows.append([what, label, f"{m['completed']}/{m['runs']}", _f(m["latency"]["p50_ms"]),
+                         _f(m["latency"]["p99_ms"]), _f(m["runs_per_s"], ",.0f"),
+                         *[_f(per.get(g), ".3f") for g in groups], _f(m.get("driver_busy"), ".0%")])  # fmt: skip
+    table = _table(["", "path", "completed", "p50 ms", "p99 ms", "runs/s", "engine CPU ms/run",
+                    "server CPU ms/run", "control plane CPU ms/run", "driver CPU ms/run",
+                    "driver busy (of one core)"], rows)  # fmt: skip
+    return (
+        f"\n## (h) {h['title']}\n\nControl plane: {h['control_plane']}; driver: {h['driver']}. "
+        "Figures pooled over the alternating rounds.\n\n" + table
+    )
+
+
+def _memory_section(m: dict[str, Any]) -> str:
+    """(m): RSS of the worker and the control plane at each checkpoint, peak and growth."""
+    r = m["results"]
+    marks = [s["runs"] for s in r["worker"]["samples"]]
+    rows = [
+        [name, *[_f(s["rss_mb"], ".1f") for s in r[name]["samples"]], _f(r[name]["peak_rss_mb"], ".1f"),
+         _f(r[name]["growth"], ".3f")]
+        for name in ("worker", "control")
+    ]  # fmt: skip
+    table = _table(
+        ["process", *[f"RSS MB at {k:,} runs" for k in marks], "peak RSS MB", f"growth (end ÷ {m['growth_from_runs']:,})"],
+        rows,
+    )
+    return (
+        f"\n## (m) {m['title']}\n\n{m['completed']:,} of {m['runs']:,} runs completed, {m['inflight']} in flight, "
+        f"{m['wall_s']:.0f} s.\n\n" + table
+    )
 
 
 # ---- plots ----------------------------------------------------------------------------------------

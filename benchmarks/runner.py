@@ -4,7 +4,9 @@ write ``<out>/<date>.json``, ``<out>/<date>.md`` and ``<out>/<date>-*.png``."""
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from .harness import Harness, Options, machine_info
 from .scenarios import SCENARIOS
 from .targets import evaluate
 
-__all__ = ["SHARED_MACHINE_NOTE", "run_benchmarks", "write_results"]
+__all__ = ["SHARED_MACHINE_NOTE", "day_runs", "next_run", "run_benchmarks", "write_results"]
 
 SHARED_MACHINE_NOTE = (
     "Measured on a small virtual machine shared with other work (its steal time is below); "
@@ -74,14 +76,49 @@ def steal_fraction(before: Any, after: Any) -> float | None:
     return (after.steal - before.steal) / total if total > 0 else 0.0
 
 
-def write_results(doc: dict[str, Any], out: Path) -> dict[str, Path]:
-    """Write the JSON, the Markdown report and the plots; returns their paths by kind."""
+_RUN_FILE = re.compile(r"^(?P<day>.+?)(?:-run(?P<n>[1-9][0-9]*))?\.json$")
+
+
+def day_runs(names: Iterable[str], day: str) -> list[int]:
+    """The run numbers of the result files of ``day`` among file ``names``, sorted:
+    ``<day>-run<N>.json`` is run N, a bare ``<day>.json`` (written before results were
+    numbered) run 1. ``day`` is the file stem without the number (``2026-12-04``, or
+    ``2026-12-04-quick`` for quick runs, which are counted apart)."""
+    found = set()
+    for name in names:
+        m = _RUN_FILE.match(name)
+        if m and m["day"] == day:
+            found.add(int(m["n"] or 1))
+    return sorted(found)
+
+
+def next_run(names: Iterable[str], day: str) -> int:
+    """The number of the next result file of ``day`` among ``names`` (``day_runs``): one more
+    than the highest, 1 for the first."""
+    return max(day_runs(names, day), default=0) + 1
+
+
+def write_results(doc: dict[str, Any], out: Path, stem: str | None = None) -> dict[str, Path]:
+    """Write the JSON, the Markdown report and the plots; returns their paths by kind.
+
+    The files are numbered per day: ``<date>-run<N>.json`` / ``.md`` / ``-*.png``, N the next
+    number in ``out`` (``next_run``); ``doc["run_of_day"]`` (``{"date", "run", "of"}``) says
+    which run of that day it is, of how many then in ``out``. ``stem`` (``--render``: the
+    saved file's) keeps a saved result's file names; its number is then read from the name (a
+    bare ``<date>.json`` is run 1) and ``of`` is counted again."""
     from .report import render_markdown, render_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    stem = datetime.fromisoformat(doc["started_at"]).strftime("%Y-%m-%d")
+    day = datetime.fromisoformat(doc["started_at"]).strftime("%Y-%m-%d")
     if doc["options"].get("quick"):
-        stem += "-quick"
+        day += "-quick"
+    names = [p.name for p in out.glob("*.json")]
+    if stem is not None:
+        run = (day_runs([f"{stem}.json"], day) or [1])[0]
+    else:
+        run = next_run(names, day)
+        stem = f"{day}-run{run}"
+    doc["run_of_day"] = {"date": day, "run": run, "of": max([run, *day_runs(names, day)])}
     paths = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}
     paths["json"].write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     pngs = render_plots(doc, out, stem)

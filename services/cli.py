@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import sys
 import threading
 import traceback
 from collections.abc import Coroutine
@@ -16,11 +17,9 @@ from typing import Annotated, Any
 import typer
 
 import services.nats_options as no
-from engine.jetstream.connection import CLIENT_ERRORS, NatsConnectError, describe_error
-from engine.jetstream.retry import LogUnavailableError
 
-from .launcher import WorkerStartError
-from .loading import WorkflowImportError
+from .heap import collect_after_start
+from .supervisor import WorkerStartError
 
 app = typer.Typer(
     name="jetloom",
@@ -47,20 +46,18 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-#: Failures a process command reports in one line on stderr (exit code 1) rather than with a
-#: traceback: NATS unreachable, refused or closed for good (``engine.jetstream.connection``), streams
-#: or buckets without a leader for longer than the retry budget (``LogUnavailableError``, e.g.
-#: set-up at start-up during an election, or a control plane's rebuild that gave up), a missing
-#: or unreadable file, a TLS failure, a workflow that does not import, a bad deployment file.
-EXPECTED: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    LogUnavailableError,
-    *CLIENT_ERRORS,
-    OSError,
-    ssl.SSLError,
-    ImportError,
-    ValueError,
-)
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a process command reports in one line on stderr (exit code 1) rather than with a
+    traceback: NATS unreachable, refused or closed for good (``engine.jetstream.connection``),
+    streams or buckets without a leader for longer than the retry budget (``LogUnavailableError``,
+    e.g. set-up at start-up during an election, or a control plane's rebuild that gave up), a
+    missing or unreadable file, a TLS failure, a workflow that does not import, a bad deployment
+    file. (A function, called when a command fails: the CLI starts without loading nats-py.)"""
+    from engine.jetstream.connection import CLIENT_ERRORS
+    from engine.jetstream.retry import LogUnavailableError
+
+    return (ConnectionError, LogUnavailableError, *CLIENT_ERRORS, OSError, ssl.SSLError, ImportError, ValueError)
+
 
 Debug = Annotated[
     bool, typer.Option("--debug", help="Show the traceback of an expected failure too.")
@@ -81,6 +78,10 @@ def _hint(exc: BaseException) -> tuple[int, str | None]:
     """The exit code of an expected failure and the hint line shown under it (None: no hint).
     A workflow that does not import, and NATS that does not answer (not a refusal), exit 2
     (``EXIT_UNREACHABLE``); so does ``jetloom dev`` when a worker exited 2 before it was ready."""
+    from engine.jetstream.connection import NatsConnectError
+
+    from .loading import WorkflowImportError
+
     if isinstance(exc, WorkflowImportError):
         return EXIT_UNREACHABLE, exc.hint
     if isinstance(exc, NatsConnectError) and not exc.permanent:
@@ -91,7 +92,7 @@ def _hint(exc: BaseException) -> tuple[int, str | None]:
 
 
 def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> None:
-    """Run a process command's coroutine (``_run``). An expected failure (``EXPECTED``) prints one
+    """Run a process command's coroutine (``_run``). An expected failure (``expected_errors``) prints one
     line ``jetloom <command>: <reason>`` on stderr, and for a workflow that does not import or
     NATS that does not answer a second line ``  hint: ...``, and exits 1 (2 for those two:
     ``_hint``); with ``debug``, its traceback first. Ctrl-C ends the command quietly."""
@@ -99,7 +100,9 @@ def _serve(command: str, coro: Coroutine[Any, Any, None], *, debug: bool) -> Non
         _run(coro)
     except KeyboardInterrupt:
         return
-    except EXPECTED as exc:
+    except expected_errors() as exc:
+        from engine.jetstream.connection import describe_error
+
         if debug:
             traceback.print_exc()
         code, hint = _hint(exc)
@@ -193,6 +196,7 @@ def worker(
     Exits 1 with one line on stderr when NATS cannot be reached at start-up, refuses the
     credentials, or closes the connection for good (the supervisor restarts the process; its
     unacked triggers are redelivered)."""
+    collect_after_start()
     from engine.jetstream.log import check_lease
 
     from .worker import serve
@@ -266,7 +270,9 @@ def control_plane(
 
     A NATS connection closed for good is rebuilt (requests meanwhile get 503); exits 1 with one
     line on stderr when NATS cannot be reached at start-up or for the rebuild."""
+    collect_after_start()
     from .control.auth import resolve_auth
+    from .heap import settle_heap
     from .launcher import ControlPlaneServer
 
     settings = no.from_params(None, locals())  # (the command's parameters, before any other name)
@@ -288,12 +294,14 @@ def control_plane(
             port=port,
             shutdown_grace=10.0,  # then open SSE streams are cut; clients resume elsewhere
             log_level="debug" if verbose else "info",
+            access_log=verbose,  # (one line per request: with --verbose only)
             prefix=prefix,
             max_body_size=max_body_size,
             auth=auth,
             metrics_open=metrics_open,
         )
         url = await server.start()
+        settle_heap()
         print(f"jetloom control plane ready api={url} nats={settings.display_url}", flush=True)
         try:
             await server.control_plane.wait_stopped(stop)
@@ -435,13 +443,21 @@ def nats(
         server.stop()
 
 
+#: The commands that start a long-running process. For them ``main`` leaves the HTTP API
+#: commands out (their modules import httpx, rich tables and the SDK), so the process starts
+#: sooner; ``jetloom --help`` and every other command see them all.
+PROCESS_COMMANDS = frozenset({"worker", "control-plane", "dev", "nats"})
+
+
 def main() -> None:
-    from .cli_api import register
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command not in PROCESS_COMMANDS:
+        from .cli_api import register
 
-    register(app)  # the HTTP API commands (run, runs, events, ...)
-    from .cli_sessions import register as register_sessions
+        register(app)  # the HTTP API commands (run, runs, events, ...)
+        from .cli_sessions import register as register_sessions
 
-    register_sessions(app)  # jetloom sessions create|list|show|run|delete
+        register_sessions(app)  # jetloom sessions create|list|show|run|delete
 
     app()
 

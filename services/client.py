@@ -84,6 +84,7 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "JETLOOM_API_TOKEN"  # the API token a client sends when none is given
 RECONNECT_FOR = 60.0  # seconds a dropped stream keeps trying to reconnect
+RESULT_POLL_S = 0.2  # pause before ``result()`` follows a run a retry or rollback reopened
 UNAVAILABLE_FOR = 30.0  # seconds a GET retries while the control plane answers 503 (NATS unavailable)
 
 T = TypeVar("T")
@@ -573,9 +574,17 @@ class RunHandle:
             if not self._checked_workers:
                 self._checked_workers = True
                 await self._warn_if_unserved()
-            async for _ in self.records():
-                pass
-            return run_result(await self.status())
+            last = 0
+            while True:
+                async for record in self.records(after=last):
+                    last = record["seq"]
+                view = await self.status()
+                if view["status"] not in ("running", "waiting"):
+                    return run_result(view)
+                # The record that ended the stream was followed by a retry or a rollback that
+                # reopened the run: follow on from there to its next end.
+                last = max(last, view.get("last_seq") or 0)
+                await anyio.sleep(RESULT_POLL_S)
         raise TimeoutError(f"run {self.run_id} has not ended after {timeout} s; it keeps running")
 
     async def _warn_if_unserved(self) -> None:

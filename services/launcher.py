@@ -50,7 +50,7 @@ from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
 
 from .nats_options import environ
-from .supervisor import ChildProcess, NotReady, python_env
+from .supervisor import ChildProcess, NotReady, WorkerStartError, python_env
 
 __all__ = [
     "ControlPlaneServer",
@@ -187,30 +187,6 @@ def load_deployment(path: str | Path) -> Deployment:
 
 
 # ---- processes --------------------------------------------------------------------------------
-
-
-class WorkerStartError(ChildProcessError):
-    """A worker process exited before it was ready. The message ends with the worker's own
-    one-line reason (its ``jetloom worker: ...`` line, else its last line).
-
-    Attributes:
-        pid: the worker's process id.
-        output: its last output lines.
-        returncode: its exit code (2: its workflow did not import or NATS did not answer;
-            negative: the signal that ended it; None: unknown).
-        hint: the worker's ``  hint: ...`` line without its prefix, else None.
-    """
-
-    def __init__(self, pid: int, output: str, returncode: int | None = None) -> None:
-        lines = [line for line in output.splitlines() if line.strip()]
-        own = [line for line in lines if line.startswith("jetloom worker:")]
-        reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
-        hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
-        super().__init__(f"worker {pid} exited before it was ready: {reason}")
-        self.pid = pid
-        self.output = output
-        self.returncode = returncode
-        self.hint = hints[-1] if hints else None
 
 
 class WorkerProcess:
@@ -366,6 +342,9 @@ class ControlPlaneServer:
             take the port.
         shutdown_grace: seconds open requests (SSE streams) get on ``stop()`` (default 5).
         log_level: uvicorn's log level (default ``warning``).
+        access_log: uvicorn's access log, one line per request (default off: at hundreds of
+            requests a second its formatting and writing is a large share of the process's CPU;
+            ``jetloom control-plane --verbose`` turns it on).
         **app_options: passed to ``create_app``.
 
     Attributes:
@@ -381,6 +360,7 @@ class ControlPlaneServer:
         sock: socket.socket | None = None,
         shutdown_grace: float = 5.0,
         log_level: str = "warning",
+        access_log: bool = False,
         **app_options: Any,
     ) -> None:
         from .control.asgi import create_app
@@ -395,6 +375,7 @@ class ControlPlaneServer:
                 host=host,
                 port=port,
                 log_level=log_level,
+                access_log=access_log,
                 lifespan="on",
                 # open SSE streams would hold shutdown forever; they are cut after this many
                 # seconds and clients resume elsewhere with Last-Event-ID

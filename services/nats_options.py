@@ -26,11 +26,12 @@ flag                           environment variable         ``[nats]`` key
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.jetstream.connection import NatsSettings
+if TYPE_CHECKING:
+    from engine.jetstream.connection import NatsSettings
 
 __all__ = [
     "ENV",
@@ -117,6 +118,8 @@ def settings_from(base: NatsSettings | None = None, **given: Any) -> NatsSetting
     Raises:
         typer.BadParameter: the result is not valid (the message says why).
     """
+    from engine.jetstream.connection import NatsSettings  # (loads nats-py: not at import, see cli)
+
     values = {k: v for k, v in given.items() if v is not None}
     try:
         return (base or NatsSettings()).replace(**values)

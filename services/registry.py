@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ __all__ = ["DEFAULT_TTL", "Heartbeat", "jetloom_version"]
 logger = logging.getLogger("jetloom.registry")
 
 
+@functools.cache  # (a walk over the installed distributions, asked by every GET /health; docs/benchmarks.md "HTTP path")
 def jetloom_version() -> str:
     try:
         return version("jetloom")

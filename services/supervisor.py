@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Self
 
-__all__ = ["ChildProcess", "LineMatch", "NotReady", "python_env"]
+__all__ = ["ChildProcess", "LineMatch", "NotReady", "WorkerStartError", "python_env"]
 
 logger = logging.getLogger("jetloom.supervisor")
 
@@ -80,6 +80,31 @@ class NotReady(ChildProcessError):
         self.pid = pid
         self.returncode = returncode
         self.output = output
+
+
+class WorkerStartError(ChildProcessError):
+    """A ``jetloom worker`` process exited before it was ready (``services.launcher``; defined
+    here so that the CLI names it without importing the launcher). The message ends with the
+    worker's own one-line reason (its ``jetloom worker: ...`` line, else its last line).
+
+    Attributes:
+        pid: the worker's process id.
+        output: its last output lines.
+        returncode: its exit code (2: its workflow did not import or NATS did not answer;
+            negative: the signal that ended it; None: unknown).
+        hint: the worker's ``  hint: ...`` line without its prefix, else None.
+    """
+
+    def __init__(self, pid: int, output: str, returncode: int | None = None) -> None:
+        lines = [line for line in output.splitlines() if line.strip()]
+        own = [line for line in lines if line.startswith("jetloom worker:")]
+        reason = (own or lines or ["no output"])[-1].removeprefix("jetloom worker: ")
+        hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
+        super().__init__(f"worker {pid} exited before it was ready: {reason}")
+        self.pid = pid
+        self.output = output
+        self.returncode = returncode
+        self.hint = hints[-1] if hints else None
 
 
 class _Waiter:

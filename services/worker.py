@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import os
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
@@ -25,9 +24,12 @@ from engine.runtime.describe import describe
 from engine.runtime.executor import Executor
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
 
+from .heap import settle_heap
 from .loading import load_workflow
-from .metrics import BacklogRow, MetricsServer, WorkerMetrics
 from .registry import DEFAULT_TTL, Heartbeat
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer, WorkerMetrics
 
 __all__ = ["serve"]
 
@@ -107,9 +109,13 @@ async def serve(
         )
     )
     workflow = load_workflow(target)
-    metrics = WorkerMetrics() if metrics_port is not None else None
+    metrics: WorkerMetrics | None = None
     server: MetricsServer | None = None
-    if metrics is not None and metrics_port is not None:
+    if metrics_port is not None:
+        # (prometheus-client: only a worker that serves metrics loads it)
+        from .metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
         server = metrics.serve_http(metrics_port, metrics_host)
     try:
         backend = await NatsBackend.connect(
@@ -141,6 +147,8 @@ async def serve(
     )
     poller: asyncio.Task[None] | None = None
     if metrics is not None and server is not None:
+        from .metrics import BacklogRow
+
         metrics.watch(executor.name, executor.stats)
         heartbeat.entry.metrics_port = server.port
         specs = [(s.name, s.accepts_names) for s in executor.specs]
@@ -191,32 +199,6 @@ async def serve(
             server.stop()
     if lost is not None:
         raise lost
-
-
-#: The generation-0 threshold a worker sets (CPython's default is 700): the collector runs a
-#: young collection once allocations of tracked objects outnumber deallocations by this many. A
-#: worker keeps the events of the runs it holds, so at CPython's default it collects every few
-#: dozen transitions and promotes the cached runs' objects into the older generations, whose
-#: collections then walk them again.
-GC_GEN0_THRESHOLD = 10_000
-
-
-def settle_heap() -> None:
-    """Set the cyclic collector up for a long-running worker, once it is started.
-
-    Collects once, then moves everything alive (modules, workflow classes, pydantic schemas,
-    the connection) to the permanent generation with ``gc.freeze()``, so that later collections
-    walk only what the worker allocated since; and raises the generation-0 threshold to
-    ``GC_GEN0_THRESHOLD``, keeping CPython's thresholds of the older generations. Both are the
-    stdlib's public ``gc`` API, as long-running CPython services commonly use it. Frozen objects
-    are never collected (start-up objects live as long as the process anyway); garbage made
-    later, cycles included, still is. Process-wide: a worker process calls it, the in-process
-    runtime (which runs in its caller's process) does not.
-    """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 async def _until_stopped(stop: asyncio.Event, closed: asyncio.Future[Exception]) -> Exception | None:

@@ -423,7 +423,9 @@ def peer_chain_round(h: Harness, *, runs: int, inflight: int, uvloop: bool, labe
 
 def pool(rounds: list[Round], inflight: int, uvloop: bool) -> dict[str, Any]:
     """The figures of ``rounds`` of one system taken together: their runs, wall times and CPU
-    seconds summed, their latencies as one sample; ``rounds`` says how many there were."""
+    seconds summed, their latencies as one sample; ``rounds`` says how many there were and
+    ``per_round`` holds each round's own figures (``round_summary``), in order, so that a target
+    can take the median of per-round ratios between systems measured in alternation."""
     cpu: dict[str, float] = {}
     for r in rounds:
         for k, v in r.cpu.items():
@@ -436,4 +438,20 @@ def pool(rounds: list[Round], inflight: int, uvloop: bool) -> dict[str, Any]:
     for r in rounds:
         out.update(r.extra)
     out["rounds"] = len(rounds)
+    out["per_round"] = [round_summary(r) for r in rounds]
     return out
+
+
+def round_summary(r: Round) -> dict[str, Any]:
+    """The figures of one round that per-round ratios are taken of (``benchmarks.targets``):
+    ``p50_ms``, ``runs_per_s``, ``transitions_per_s``, ``cpu_us_per_transition`` by group."""
+    f = throughput_figures(
+        runs=r.runs, completed=r.completed, transitions_per_run=CHAIN_TRANSITIONS, wall_s=r.wall,
+        cpu_s=r.cpu, latencies_s=r.latencies,
+    )  # fmt: skip
+    return {
+        "p50_ms": f["latency"].get("p50_ms"),
+        "runs_per_s": f["runs_per_s"],
+        "transitions_per_s": f["transitions_per_s"],
+        "cpu_us_per_transition": f["cpu_us_per_transition"],
+    }

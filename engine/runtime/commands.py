@@ -132,17 +132,22 @@ async def append_start(
     parent: ParentRef | None = None,
     initial_state: dict[str, Any] | None = None,
     timeout_at_ns: int = 0,
+    new_run: bool = False,
 ) -> AppendResult:
     """Append a run's start commit. Idempotent per run id: starting the same id twice starts one
     run (``duplicate=True`` the second time, within the log's duplicate window), and completes the
     first start's commit if a crash interrupted it. ``initial_state``: the user state the run
     starts with (default: empty; sessions pass the previous run's final state).
     ``timeout_at_ns``: when the run timeout scheduled after this start fires (ns since the epoch;
-    ``engine.runtime.recovery.schedule_run_timeout``), 0 for none.
+    ``engine.runtime.recovery.schedule_run_timeout``), 0 for none. ``new_run``: the run id was
+    just made for this start, so nobody else can start it: the commit is sent without
+    idempotency ids, both messages at once (one round trip instead of two), and marked so that
+    the first step's worker needs no read (``start_messages``).
 
     Raises:
         ValueError: ``workflow``, ``run_id`` or ``event_type`` is not a subject token
-            (``engine.wire.subjects.check_token``).
+            (``engine.wire.subjects.check_token``); ``new_run`` with a parent, an initial state
+            or a run timeout.
     """
     check_run(workflow, run_id)
     check_token(event_type, "event type")
@@ -158,9 +163,10 @@ async def append_start(
             parent=parent,
             initial_state=initial_state,
             timeout_at_ns=timeout_at_ns,
+            new_run=new_run,
         )
-        result = await log.append(messages, idempotency_key=key)
-    if result.duplicate and not log.atomic:
+        result = await log.append(messages, idempotency_key=None if new_run else key)
+    if result.duplicate and not log.atomic and not new_run:
         state = fold(decode_record(r) for r in await log.read(workflow, run_id))
         await complete_commit(log, state, key)
     return result

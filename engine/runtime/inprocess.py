@@ -11,7 +11,7 @@ from engine.model.errors import ContextSerdeError, ContextStateError
 from engine.model.events import StartEvent, encode_checked, encode_event, event_name
 from engine.model.records import OutMessage
 from engine.ports.log import EventLog
-from engine.runtime import commands, tracing
+from engine.runtime import commands
 from engine.runtime.commands import start_key, start_messages
 from engine.runtime.context import Context
 from engine.runtime.endings import fold_run
@@ -77,13 +77,9 @@ async def _append_start_payload(
     initial_state: dict[str, Any] | None,
 ) -> None:
     """``append_start`` for a start event already encoded."""
-    if fresh and not initial_state:
-        with tracing.start_span(workflow, run_id):
-            await log.append(
-                start_messages(log.prefix, workflow, run_id, event_type, payload, copy=not log.atomic, new_run=True)
-            )
-        return
-    await commands.append_start(log, workflow, run_id, event_type, payload, initial_state=initial_state)
+    await commands.append_start(
+        log, workflow, run_id, event_type, payload, initial_state=initial_state, new_run=fresh and not initial_state
+    )
 
 
 def build_start_event(cls: type[WorkflowDefinition], start_event: StartEvent | None, fields: dict[str, Any]) -> StartEvent:

@@ -1,48 +1,97 @@
 """How records travel: subjects, headers, the record codec and the commit encoding."""
 
-from engine.wire.codec import (
-    decode_record,
-    encode,
-    subject_parts,
-    sys_message,
-)
-from engine.wire.commit import (
-    copy_of,
-    new_execution_id,
-    one_message_commit,
-    tag_commit,
-)
-from engine.wire.headers import (
-    H_ATTEMPT,
-    H_CLASS,
-    H_COMMIT,
-    H_LENGTH,
-    H_NEW_RUN,
-    H_RUN,
-    H_STEP,
-    H_TARGET,
-    H_TRIGGER,
-    H_TYPE,
-    H_WORKER,
-    commit_key,
-    commit_tag,
-    execution_of,
-    message_id,
-    parse_commit_tag,
-)
-from engine.wire.subjects import (
-    DEFAULT_PREFIX,
-    KINDS,
-    NAME_MAX,
-    TOKEN_PATTERN,
-    Kind,
-    SubjectParts,
-    check_run,
-    check_token,
-    parse_subject,
-    run_filter,
-    run_subject,
-)
+from typing import TYPE_CHECKING
+
+from engine._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from engine.wire.codec import (
+        decode_record,
+        encode,
+        subject_parts,
+        sys_message,
+    )
+    from engine.wire.commit import (
+        copy_of,
+        new_execution_id,
+        one_message_commit,
+        tag_commit,
+    )
+    from engine.wire.headers import (
+        H_ATTEMPT,
+        H_CLASS,
+        H_COMMIT,
+        H_LENGTH,
+        H_NEW_RUN,
+        H_RUN,
+        H_STEP,
+        H_TARGET,
+        H_TRIGGER,
+        H_TYPE,
+        H_WORKER,
+        commit_key,
+        commit_tag,
+        execution_of,
+        message_id,
+        parse_commit_tag,
+    )
+    from engine.wire.subjects import (
+        DEFAULT_PREFIX,
+        KINDS,
+        NAME_MAX,
+        TOKEN_PATTERN,
+        Kind,
+        SubjectParts,
+        check_run,
+        check_token,
+        parse_subject,
+        run_filter,
+        run_subject,
+    )
+else:  # (imported on first use: engine._lazy)
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "engine.wire.codec": ("decode_record", "encode", "subject_parts", "sys_message"),
+            "engine.wire.commit": (
+                "copy_of",
+                "new_execution_id",
+                "one_message_commit",
+                "tag_commit",
+            ),
+            "engine.wire.headers": (
+                "H_ATTEMPT",
+                "H_CLASS",
+                "H_COMMIT",
+                "H_LENGTH",
+                "H_NEW_RUN",
+                "H_RUN",
+                "H_STEP",
+                "H_TARGET",
+                "H_TRIGGER",
+                "H_TYPE",
+                "H_WORKER",
+                "commit_key",
+                "commit_tag",
+                "execution_of",
+                "message_id",
+                "parse_commit_tag",
+            ),
+            "engine.wire.subjects": (
+                "DEFAULT_PREFIX",
+                "KINDS",
+                "NAME_MAX",
+                "TOKEN_PATTERN",
+                "Kind",
+                "SubjectParts",
+                "check_run",
+                "check_token",
+                "parse_subject",
+                "run_filter",
+                "run_subject",
+            ),
+        },
+    )
 
 __all__ = [
     "DEFAULT_PREFIX",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from jsonschema import Draft202012Validator
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -26,11 +26,13 @@ from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsConnectError, NatsSettings, describe_error
 from engine.jetstream.retry import LogUnavailableError, retrying
 from engine.model.durations import seconds
+from engine.model.records import RawRecord
 from engine.ports.backend import Backend
-from engine.ports.log import EventLog
+from engine.ports.log import AppendResult, EventLog
 from engine.ports.registry import RegistryView, WorkflowInfo
 from engine.ports.runindex import RunIndex
 from engine.ports.sessions import SessionStore
+from engine.runtime import commands
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
 
@@ -38,7 +40,10 @@ from .errors import (
     ApiError,
 )
 
-__all__ = ["ControlPlane"]
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
+__all__ = ["ControlPlane", "RunWaiter"]
 
 
 logger = logging.getLogger("jetloom.control")
@@ -51,6 +56,53 @@ DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
 REBUILD_FOR = timedelta(seconds=60)
 SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
 READY_TIMEOUT = 2.0  # seconds /ready waits for the stream's info before it answers 503
+
+
+class RunWaiter:
+    """A run folded from the records its follower is handed (``ControlPlane.following``), and
+    a future resolved by the record that ends it: no task, queue or generator per run. Records
+    are applied once each, in sequence order; with ``stored``, those handed over before ``wait``
+    has read the run's stored records are kept until then.
+
+    Attributes:
+        state: the run's fold so far.
+    """
+
+    def __init__(self, workflow: str, run_id: str, *, stored: bool) -> None:
+        self.state = RunState(workflow, run_id)
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held: list[RawRecord] | None = [] if stored else None
+        self._last = 0
+
+    def take(self, raw: RawRecord) -> None:
+        """The log's sink: apply ``raw`` (or hold it until the stored records are read)."""
+        if self._held is not None:
+            self._held.append(raw)
+        else:
+            self._apply(raw)
+
+    def _apply(self, raw: RawRecord) -> None:
+        if raw.seq <= self._last or self.ended.done():
+            return
+        self._last = raw.seq
+        self.state.apply(decode_record(raw))
+        if self.state.terminal:
+            self.ended.set_result(None)
+
+    async def wait(self, log: EventLog, timeout: float) -> RunState:  # noqa: ASYNC109
+        """The run's fold once it ended, or as it stands after ``timeout`` seconds."""
+        if self._held is not None:
+            try:
+                for raw in await log.read(self.state.workflow, self.state.run_id):
+                    self._apply(raw)
+            finally:
+                held, self._held = self._held, None
+                for raw in held:
+                    self._apply(raw)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(timeout):
+                await self.ended
+        return self.state
 
 
 def _not_found(what: str) -> ApiError:
@@ -233,6 +285,10 @@ class ControlPlane:
         key = (event_type, msgspec.json.encode(schema))
         validator = self._validators.get(key)
         if validator is None:
+            from jsonschema import (
+                Draft202012Validator,  # (on the first body checked: not at start-up)
+            )
+
             validator = self._validators[key] = Draft202012Validator(schema)
         # errors about fields that were given come before missing ones
         errors = sorted(
@@ -266,18 +322,27 @@ class ControlPlane:
             await self.log.ensure_consumer(info.name, s.name, s.accepts, update=False)
         self._ensured.add(key)
 
-    async def wait_for_end(self, workflow: str, run_id: str, timeout: float) -> RunState:
-        """Fold the run while following it, until it ends or ``timeout`` seconds pass."""
+    async def append_start(self, info: WorkflowInfo, run_id: str, fields: Any, **options: Any) -> AppendResult:
+        """Append the start commit of a run of ``info`` whose start event has ``fields``
+        (``engine.runtime.commands.append_start``, which takes ``options``)."""
         assert self.log is not None
-        state = RunState(workflow, run_id)
-        records = self.log.follow(workflow, run_id)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout), contextlib.aclosing(records):  # type: ignore[type-var]  # the log's follow iterator has aclose, not declared by the port
-                async for raw in records:
-                    state.apply(decode_record(raw))
-                    if state.terminal:
-                        break
-        return state
+        payload = commands.event_payload(info.start_event, fields)
+        return await commands.append_start(self.log, info.name, run_id, info.start_event, payload, **options)
+
+    @contextlib.asynccontextmanager
+    async def following(self, workflow: str, run_id: str, *, fresh: bool) -> AsyncIterator[RunWaiter]:
+        """A ``RunWaiter`` folding the run's records as the log delivers them
+        (``EventLog.follow_callback``), from before the caller appends its start: enter it, start
+        the run, then ``await waiter.wait(log, timeout)``. ``fresh``: the run id was made for this
+        start, so nothing of the run is stored before it; otherwise ``wait`` first reads what is
+        stored."""
+        assert self.log is not None
+        waiter = RunWaiter(workflow, run_id, stored=not fresh)
+        unfollow = await self.log.follow_callback(workflow, run_id, waiter.take)
+        try:
+            yield waiter
+        finally:
+            unfollow()
 
     async def session_store(self) -> SessionStore:
         """The backend's session store (opened on first use, and again after a rebuild of the

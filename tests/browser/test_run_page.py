@@ -186,7 +186,11 @@ async def test_state_slider_rollback_and_fork(
     await rollback.locator("[data-field=to_seq]").fill(str(wait_seq))
     await rollback.locator("[data-field=reason]").fill("again")
     page.once("dialog", lambda d: d.accept())
-    await rollback.get_by_role("button").click()
+    async with page.expect_response(lambda r: r.url.endswith(f"/runs/{run_id}/rollback")) as answer:
+        await rollback.get_by_role("button").click()
+    # the API's answer first, so a failure says whether the rollback or the page is at fault
+    resp = await answer.value
+    assert resp.status == 200, await resp.text()
     await expect(page.locator("#run-status")).to_have_text("waiting", timeout=LIVE)
     await expect(page.locator(".tl-marker.marker-rollback").first).to_be_attached()
     await expect(page.locator(".rec.rolled-back").first).to_be_attached()  # undone records, struck through

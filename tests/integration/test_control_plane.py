@@ -189,6 +189,44 @@ async def test_get_run(served_api: Served) -> None:
     view = (await served_api.http.get(f"/runs/{served_api.done['run_id']}")).json()
     assert view["status"] == "completed" and view["steps_completed"] == 3
     assert view["started_at"] <= view["ended_at"]
+    # ?wait=true folded the run from the records the log handed it: the same fold as a read's
+    for key in ("records", "last_seq", "state", "result", "steps_completed", "ended_at"):
+        assert served_api.done[key] == view[key], key
+
+
+@endpoint
+async def test_post_runs_with_wait_and_a_run_id(served_api: Served) -> None:
+    """A run id from the caller: the wait reads what is stored as well as what lands after, so a
+    run waited for again after its end answers at once with the same view."""
+    http = served_api.http
+    params = {"wait": "true", "run_id": "waited-named-1"}
+    first = await http.post("/workflows/Chain3/runs", json={"text": "p q r s"}, params=params)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["created"] is True and body["status"] == "completed"
+    assert body["result"] == {"n": 4, "source": "p q r s"}
+    view = (await http.get("/runs/waited-named-1")).json()
+    assert (body["records"], body["last_seq"]) == (view["records"], view["last_seq"])
+    again = await http.post("/workflows/Chain3/runs", json={"text": "p q r s"}, params=params)
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert {k: again.json()[k] for k in ("result", "records", "last_seq")} == {
+        k: body[k] for k in ("result", "records", "last_seq")
+    }
+
+
+@endpoint
+async def test_post_runs_with_wait_answers_202_when_the_run_outlasts_the_timeout(served_api: Served) -> None:
+    http = served_api.http
+    started = await http.post(
+        "/workflows/Ticker/runs", json={"n": 400, "interval": 0.05}, params={"wait": "true", "timeout": "0.5"}
+    )
+    assert started.status_code == 202, started.text
+    body = started.json()
+    assert body["status"] == "running" and body["ended_at"] is None and body["created"] is True
+    assert body["records"] >= 2  # at least its start, folded while it was awaited
+    cancelled = await http.post(f"/runs/{body['run_id']}/cancel", json={"reason": "test over"})
+    assert cancelled.status_code == 202
 
 
 async def _records(served_api: Served) -> list[dict[str, Any]]:

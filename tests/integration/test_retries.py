@@ -114,10 +114,12 @@ async def test_retry_a_failed_run_after_fixing_the_worker(
 
     await broken.stop()
     monkeypatch.delenv(BROKEN_ENV)
-    await start_worker("tests.retry_workflows:Fixable")  # the "fixed" build
-    res = await handle.retry()
+    res = await handle.retry()  # no worker yet: the reopened run waits for one
     assert (res["status"], res["step"], res["attempt"]) == ("running", "check", 2)
-    assert await asyncio.wait_for(handle.result(), 30) == "FIXED"
+    # result() reads past the failure the retry reopened and follows the run to its new end
+    result = asyncio.ensure_future(handle.result())
+    await start_worker("tests.retry_workflows:Fixable")  # the "fixed" build
+    assert await asyncio.wait_for(result, 30) == "FIXED"
 
     with pytest.raises(ApiError) as conflict:  # a completed run cannot be retried
         await handle.retry()

@@ -1,4 +1,4 @@
-"""``services.worker.settle_heap``: the collector settings a worker takes once it is started."""
+"""``services.heap.settle_heap``: the collector settings a worker takes once it is started."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.worker import GC_GEN0_THRESHOLD, settle_heap
+from services.heap import GC_GEN0_THRESHOLD, settle_heap
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
+from engine.ports.log import AppendResult
 from engine.runtime import commands
 from engine.runtime.inprocess import new_run_id
 from engine.runtime.recovery import (
@@ -104,27 +105,30 @@ class RunsController(Controller):
         fields = await json_body(request, required=False)
         cp.validate(info, info.start_event, fields)
         rid = run_id or idempotency_key or new_run_id()
+        # a run id made here: nobody else can have started the run (commands.append_start)
+        fresh = run_id is None and idempotency_key is None and run_timeout is None
         await cp.ensure_consumers(info)
         # (the deadline goes into RunStarted: whoever ends the run then removes the schedule)
         timeout_at = run_timeout_at(run_timeout) if run_timeout is not None else 0
-        res = await commands.append_start(
-            cp.log,
-            info.name,
-            rid,
-            info.start_event,
-            commands.event_payload(info.start_event, fields),
-            timeout_at_ns=timeout_at,
-        )
-        if run_timeout is not None:
-            await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
+
+        async def start() -> AppendResult:
+            assert cp.log is not None
+            res = await cp.append_start(info, rid, fields, timeout_at_ns=timeout_at, new_run=fresh)
+            if run_timeout is not None:
+                await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
+            return res
+
         queued = not cp.view.serving(info.name)
-        links = msgspec.convert(run_links(rid), RunLinks)
-        if wait:
-            st = await cp.wait_for_end(info.name, rid, timeout or cp.wait_timeout)
+        if wait:  # (followed from before the start: the end is folded as the log delivers it)
+            async with cp.following(info.name, rid, fresh=fresh) as waiter:
+                res = await start()
+                st = await waiter.wait(cp.log, timeout or cp.wait_timeout)
             waited = msgspec.convert(
                 {**run_view(st), "queued": queued, "created": not res.duplicate, "links": run_links(rid)}, WaitedRun
             )
             return Response(waited, status_code=HTTP_200_OK if st.terminal else HTTP_202_ACCEPTED)
+        res = await start()
+        links = msgspec.convert(run_links(rid), RunLinks)
         body = StartAnswer(
             run_id=rid,
             workflow=info.name,

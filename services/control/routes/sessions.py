@@ -26,7 +26,6 @@ from litestar.status_codes import (
 )
 
 from engine.ports.sessions import Session, SessionConflictError, SessionNotFoundError
-from engine.runtime import commands
 from engine.runtime.inprocess import new_run_id
 from services.api_models import (
     CreateSession,
@@ -150,14 +149,7 @@ class SessionsController(Controller):
         except SessionConflictError as exc:
             raise ApiError(status_code=HTTP_409_CONFLICT, detail=str(exc)) from None
         await cp.ensure_consumers(info)
-        await commands.append_start(
-            cp.log,
-            info.name,
-            rid,
-            info.start_event,
-            commands.event_payload(info.start_event, fields),
-            initial_state=initial,
-        )
+        await cp.append_start(info, rid, fields, initial_state=initial)
         links = run_links(rid)
         body = msgspec.convert(
             {
