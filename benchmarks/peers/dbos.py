@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .engine import Sizes
 from .install import peers_python, pg_bin
-from .procs import AppRig, free_port
+from .procs import AppRig, free_port, version_of
 
 __all__ = ["DbosPostgres", "DbosSqlite"]
 
@@ -35,8 +35,7 @@ class DbosPostgres:
     sizes = Sizes(sequential=60, inflight=300)
 
     def versions(self) -> dict[str, str]:
-        out = subprocess.run(_as_pg("postgres", "--version"), capture_output=True, text=True, timeout=30)
-        return {"postgres": out.stdout.strip()}
+        return {"postgres": version_of(*_as_pg("postgres", "--version"))}
 
     @contextlib.contextmanager
     def rig(self, tmp: Path) -> Iterator[AppRig]:
@@ -66,9 +65,7 @@ class DbosSqlite:
     sizes = Sizes(sequential=40, inflight=200)
 
     def versions(self) -> dict[str, str]:
-        code = "import sqlite3; print(sqlite3.sqlite_version)"
-        out = subprocess.run([str(peers_python()), "-c", code], capture_output=True, text=True, timeout=30)
-        return {"sqlite": out.stdout.strip()}
+        return {"sqlite": version_of(peers_python(), "-c", "import sqlite3; print(sqlite3.sqlite_version)")}
 
     @contextlib.contextmanager
     def rig(self, tmp: Path) -> Iterator[AppRig]:

@@ -19,7 +19,7 @@ import psutil
 from . import APPS
 from .install import peers_python
 
-__all__ = ["AppRig", "Proc", "TreeMeter", "app_cmd", "drive", "free_port", "wait_port"]
+__all__ = ["AppRig", "Proc", "TreeMeter", "app_cmd", "drive", "free_port", "version_of", "wait_port"]
 
 START_TIMEOUT_S = 90.0
 
@@ -45,6 +45,12 @@ def wait_port(port: int, proc: Proc | None = None, timeout: float = START_TIMEOU
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s" + (f":\n{proc.tail()}" if proc else ""))
+
+
+def version_of(*cmd: str | Path) -> str:
+    """What ``cmd`` (e.g. ``server --version``) prints, stripped; for the results' versions."""
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
 
 
 def app_cmd(engine: str, role: str, *args: str | int) -> list[str]:

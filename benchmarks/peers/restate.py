@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import PEERS_DIR
 from .engine import Sizes
-from .procs import AppRig, Proc, app_cmd, free_port, stopping, wait_port
+from .procs import AppRig, Proc, app_cmd, free_port, stopping, version_of, wait_port
 
 __all__ = ["Restate"]
 
@@ -31,8 +30,7 @@ class Restate:
     sizes = Sizes(sequential=100, inflight=600)
 
     def versions(self) -> dict[str, str]:
-        out = subprocess.run([str(server_binary()), "--version"], capture_output=True, text=True, timeout=30)
-        return {"restate-server": out.stdout.strip()}
+        return {"restate-server": version_of(server_binary(), "--version")}
 
     @contextlib.contextmanager
     def rig(self, tmp: Path) -> Iterator[AppRig]:

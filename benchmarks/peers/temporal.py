@@ -4,13 +4,12 @@ file in a temp dir, one Python SDK worker process, a driver client."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import PEERS_DIR
 from .engine import Sizes
-from .procs import AppRig, Proc, app_cmd, free_port, stopping, wait_port
+from .procs import AppRig, Proc, app_cmd, free_port, stopping, version_of, wait_port
 
 __all__ = ["Temporal"]
 
@@ -25,8 +24,7 @@ class Temporal:
     sizes = Sizes(sequential=20, inflight=300)
 
     def versions(self) -> dict[str, str]:
-        out = subprocess.run([str(CLI), "--version"], capture_output=True, text=True, timeout=30)
-        return {"temporal": out.stdout.strip()}
+        return {"temporal": version_of(CLI, "--version")}
 
     @contextlib.contextmanager
     def rig(self, tmp: Path) -> Iterator[AppRig]:
