@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-slow test-public-path bench lint clean ui-vendor chromium screenshots
+.PHONY: demo test test-slow test-public-path bench bench-peers lint clean ui-vendor chromium screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ test-slow: $(VENV)/.installed-dev
 ## bench: every benchmark scenario beside its baselines (~15 min); results in benchmarks/results/
 bench: $(VENV)/.installed-bench
 	$(PY) -m benchmarks
+
+## bench-peers: the 3-step chain on jetloom (default sync and sync_interval: always), Restate, DBOS
+##              (Postgres, SQLite) and the Temporal dev server, in alternating rounds, each with its
+##              durability setting (~10 min, plus the installs into .peers/ the first time); results in
+##              benchmarks/results/peers-<date>[-runN].{json,md}. Not part of `make test`.
+bench-peers: $(VENV)/.installed-bench
+	$(PY) -m benchmarks.peers install
+	$(PY) -m benchmarks.peers run
 
 ## lint: ruff over every package, the import contracts of pyproject.toml (the engine's layers) and
 ##       mypy over engine/ and services/
