@@ -38,7 +38,7 @@ test: $(VENV)/.installed-dev chromium
 PUBLIC_PATH := tests/contract $(addprefix tests/integration/test_,$(addsuffix .py,\
 	jetstream_read jetstream_pull jspub natspy_gate inprocess_jetstream distributed cluster \
 	run_semantics retries commit_repair snapshots_jetstream durable_waits timetravel step_consumers \
-	crash_loop children run_end context_jetstream control_plane runs_listing sessions))
+	crash_loop children run_end context_jetstream control_plane runs_listing sessions affinity))
 
 ## test-public-path: the contract and every integration test on nats-py's public API
 test-public-path: $(VENV)/.installed-dev chromium

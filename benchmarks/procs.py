@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,14 @@ class Child(ChildProcess):
     Args:
         args: the arguments after ``benchmarks.worker``.
         ready_text: the output line prefix that says it is ready (``wait_ready``).
+        env: added to (or overriding) this process's environment.
     """
 
-    def __init__(self, args: Sequence[str], ready_text: str) -> None:
+    def __init__(self, args: Sequence[str], ready_text: str, env: Mapping[str, str] | None = None) -> None:
         self.args = list(args)
         super().__init__(
             [sys.executable, "-m", "benchmarks.worker", *self.args],
-            env=python_env(ROOT),
+            env=python_env(ROOT, extra=env),
             cwd=ROOT,
             ready=ready_text,
         )
@@ -60,10 +61,12 @@ class Child(ChildProcess):
         return super().stop(timeout)
 
 
-def start_children(args_list: Sequence[Sequence[str]], ready_text: str) -> list[Child]:
-    """Start several children at once and wait until every one is ready (stopping them all if one
-    fails)."""
-    children = [Child(a, ready_text) for a in args_list]
+def start_children(
+    args_list: Sequence[Sequence[str]], ready_text: str, env: Mapping[str, str] | None = None
+) -> list[Child]:
+    """Start several children at once (``env`` added to each one's environment) and wait until
+    every one is ready (stopping them all if one fails)."""
+    children = [Child(a, ready_text, env) for a in args_list]
     try:
         for c in children:
             c.wait_ready()

@@ -189,19 +189,22 @@ def render_markdown(doc: dict[str, Any], pngs: list[Path] | None = None) -> str:
     if "e" in sc and "results" in sc["e"]:
         e = sc["e"]
         out.append(f"\n## (e) {e['title']} ({e['inflight']} runs in flight)\n")
-        rows = [[k, "jetloom", f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
+        rows = [[k, name, f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
                  _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
-                for k, v in _ok(e["results"]).items()]  # fmt: skip
-        rows += [[k, "limit", f"{v['completed']}/{v['runs']}", _f(v["runs_per_s"], ",.0f"),
-                  _f(v["transitions_per_s"], ",.0f"), *_cpu_cells(v)]
-                 for k, v in _ok(e.get("limit", {})).items()]  # fmt: skip
+                for key, name in (("results", "jetloom, run affinity"), ("no_affinity", "jetloom, no affinity"),
+                                  ("limit", "limit"))
+                for k, v in _ok(e.get(key, {})).items()]  # fmt: skip
         out.append(_table(
             ["processes", "system", "completed", "runs/s", "transitions/s",
              "engine CPU µs/tr", "server CPU µs/tr", "driver CPU µs/tr"], rows,
         ))  # fmt: skip
-        spread = _spread(e)
-        if spread:
-            out.append(f"\n{spread}\n")
+        ratios = _scale_ratios(e)
+        if ratios:
+            out.append(f"\n{ratios}")
+        else:
+            spread = _spread(e)
+            if spread:
+                out.append(f"\n{spread}\n")
         if e.get("note"):
             out.append(f"\n{e['note']}.\n")
     if "f" in sc and "results" in sc["f"]:
@@ -519,6 +522,30 @@ def _plot_rebuild(doc: dict[str, Any], out: Path, stem: str, paths: list[Path]) 
     _save(fig, out, stem, "d-rebuild", paths)
 
 
+def _scale_ratios(e: dict[str, Any]) -> str:
+    """The table of (e)'s per-round ratios ``n ÷ 1`` of CPU per transition: median and spread
+    over the rounds, for each system (empty when the results have none)."""
+    ratios = e.get("ratios") or {}
+    names = {"affinity": "jetloom, run affinity", "no_affinity": "jetloom, no affinity", "limit": "limit",
+             "affinity_own": "jetloom's own part, affinity (÷ limit)",
+             "no_affinity_own": "jetloom's own part, no affinity (÷ limit)"}  # fmt: skip
+    keys = sorted({k for figures in ratios.values() for k in figures})
+    if not keys:
+        return ""
+
+    def cell(summary: dict[str, Any] | None) -> str:
+        if not summary or summary.get("median") is None:
+            return "—"
+        return f"{summary['median']:.2f} ({summary['min']:.2f}–{summary['max']:.2f})"
+
+    rows = [[names.get(system, system), *(cell(figures.get(k)) for k in keys)] for system, figures in ratios.items()]
+    head = [k.replace("_vs_", " ÷ ").replace("_", " ") for k in keys]
+    return (
+        f"CPU per transition, n processes ÷ 1, per round: median (min–max) of {e.get('rounds', 1)} "
+        "alternating rounds.\n\n" + _table(["system", *head], rows)
+    )
+
+
 def _spread(e: dict[str, Any]) -> str:
     """The sentence comparing engine CPU per transition at the most processes with one, for
     jetloom and for the limit (empty when a figure is missing, or zero: a run too short for the
@@ -559,6 +586,10 @@ def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path])
             color="black",
             label=f"jetloom {g} CPU",
         )
+    plain = _ok(doc["scenarios"]["e"].get("no_affinity", {}))
+    if all(k in plain for k in ks):
+        ax2.plot(ks, [plain[k]["cpu_us_per_transition"]["engine"] for k in ks], "^-.",
+                 color="grey", label="jetloom engine CPU, no affinity")  # fmt: skip
     lim = _ok(doc["scenarios"]["e"].get("limit", {}))
     if all(k in lim for k in ks):
         ax2.plot(ks, [lim[k]["cpu_us_per_transition"]["engine"] for k in ks], "o:",
@@ -566,7 +597,7 @@ def _plot_scaleout(doc: dict[str, Any], out: Path, stem: str, paths: list[Path])
     ax2.set_ylabel("CPU µs per transition (lines)")
     ax2.set_ylim(bottom=0)
     ax2.legend(loc="upper right")
-    ax.set_title("(e) scale-out: throughput and CPU per transition")
+    ax.set_title("(e) scale-out: throughput and CPU per transition (run affinity)")
     _save(fig, out, stem, "e-scaleout", paths)
 
 

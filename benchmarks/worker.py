@@ -50,14 +50,17 @@ def jetloom(
     """A jetloom step worker for TARGET (``module:WorkflowClass``); ``--nats`` may list a
     cluster's nodes, comma-separated, and ``--replicas`` is that of the streams it creates.
     With ``JETLOOM_BENCH_METRICS=1`` in the environment the worker serves its Prometheus metrics
-    (``--metrics-port 0``), to measure what they cost."""
+    (``--metrics-port 0``), to measure what they cost; with ``JETLOOM_BENCH_AFFINITY=0`` it runs
+    without run affinity (``jetloom worker --no-affinity``; default on, as the CLI)."""
     from engine.jetstream.connection import NatsSettings
     from services.worker import serve
 
     settings = NatsSettings(url=nats_url, replicas=replicas)
     metrics_port = 0 if os.environ.get("JETLOOM_BENCH_METRICS") == "1" else None
+    affinity = os.environ.get("JETLOOM_BENCH_AFFINITY", "1") != "0"
     run_loop(
-        lambda: serve(target, settings, prefix=prefix, grace=2.0, metrics_port=metrics_port), uvloop=uvloop
+        lambda: serve(target, settings, prefix=prefix, grace=2.0, metrics_port=metrics_port, affinity=affinity),
+        uvloop=uvloop,
     )
 
 

@@ -187,6 +187,8 @@ class ServiceView(msgspec.Struct, kw_only=True):
     """The executor's counters at the last heartbeat."""
     metrics_port: int = 0
     """The port of its Prometheus metrics (``http://<host>:<port>/metrics``), 0 for none."""
+    handoff_steps: list[str] = msgspec.field(default_factory=list)
+    """The steps whose runs it takes hand-offs for (run affinity); empty for none."""
 
 
 # ---- runs -------------------------------------------------------------------------------------------

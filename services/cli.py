@@ -188,6 +188,14 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics server binds (0.0.0.0 for a remote scraper).")
     ] = "127.0.0.1",
+    affinity: Annotated[
+        bool,
+        typer.Option(
+            "--affinity/--no-affinity",
+            help="Route each run's steps to the live worker that owns the run (rendezvous hashing "
+            "over the registry), handing deliveries over on jetloom.handoff.>.",
+        ),
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     debug: Debug = False,
 ) -> None:
@@ -222,6 +230,7 @@ def worker(
             snapshot_every=snapshot_every,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            affinity=affinity,
         ),
         debug=debug,
     )

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from engine.jetstream.backend import NatsBackend
 from engine.jetstream.connection import NatsSettings
 from engine.jetstream.log import DEFAULT_ACK_WAIT, check_lease
+from engine.ports.registry import RegistryView
+from engine.runtime.affinity import RunAffinity
 from engine.runtime.describe import describe
 from engine.runtime.executor import Executor
 from engine.state.snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -56,6 +58,7 @@ async def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     backlog_interval: float = BACKLOG_INTERVAL,
+    affinity: bool = True,
 ) -> None:
     """Run step workers for ``target`` until ``stop`` is set (or SIGINT/SIGTERM).
 
@@ -86,11 +89,18 @@ async def serve(
             for a scraper on another host).
         backlog_interval: seconds between two reads of the step consumers' backlog for the
             ``jetloom_consumer_*`` gauges (default 5).
+        affinity: run affinity (default on; ``engine.runtime.affinity``): the first delivery of
+            a run is handed over (on ``<prefix>.handoff.>``) to the live worker that owns the
+            run by rendezvous hashing over the registry's members, so one process runs a run's
+            steps and finds it in its run cache; a redelivery or a part of a fan-out is handled
+            where it lands. ``False``: every delivery is handled where it lands.
 
     Prints one line ``jetloom worker ready pid=<pid> workflow=<name> steps=<a,b> service=<s> instance=<id>``
     (then `` metrics=<host>:<port>`` when serving metrics) once consuming,
     and ``jetloom worker stopped pid=<pid> stats=<ExecutorStats> snapshots_loaded=<n>
-    snapshots_written=<n> records_read=<n>`` (the run cache's counters) when it stops.
+    snapshots_written=<n> records_read=<n> handoffs=<out>/<in> handoffs_returned=<n>`` (the run
+    cache's counters; the deliveries handed to other processes and taken from them, and those
+    handed to a process that was gone) when it stops.
 
     Raises:
         ValueError: ``progress_heartbeat`` is not shorter than ``ack_wait`` (checked before
@@ -138,13 +148,22 @@ async def serve(
         snapshot_every=snapshot_every,
         observer=metrics,
     )
+    registry = await backend.registry()
     heartbeat = Heartbeat(
-        await backend.registry(),
+        registry,
         service=service or type(workflow).workflow_name,
         workflows=[describe(type(workflow))],
         ttl=registry_ttl,
         stats=lambda: dataclasses.asdict(executor.stats),
     )
+    view: RegistryView | None = None
+    if affinity:
+        # (the members come from the registry; this process names itself one, with the steps it
+        # takes hand-offs for, once its hand-off inbox is subscribed)
+        view = await registry.view()
+        executor.affinity = RunAffinity(view, executor.name, heartbeat.entry.instance)
+        await backend.log.open_handoffs(heartbeat.entry.instance)
+        heartbeat.entry.handoff_steps = [s.name for s in executor.specs]
     poller: asyncio.Task[None] | None = None
     if metrics is not None and server is not None:
         from .metrics import BacklogRow
@@ -186,12 +205,15 @@ async def serve(
                 await poller
         await heartbeat.stop()
         await executor.stop(grace=grace)
+        if view is not None:
+            await view.stop()
         logger.info("worker stopping: %s", executor.stats)
-        runs = executor.runs
+        runs, consumers = executor.runs, backend.log.consumers
         print(
             f"jetloom worker stopped pid={os.getpid()} stats={executor.stats} "
             f"snapshots_loaded={runs.snapshots_loaded} snapshots_written={runs.snapshots_written} "
-            f"records_read={runs.records_read}",
+            f"records_read={runs.records_read} handoffs={consumers.handed_over}/{consumers.taken_over} "
+            f"handoffs_returned={consumers.handoffs_returned}",
             flush=True,
         )
         await backend.close()

@@ -111,9 +111,15 @@ class ChainRig:
         args = ["limit", "--nats", self.server.url, _uv(self.uvloop)]
         self.limit_workers += start_children([args] * n, "limit worker ready")
 
-    def add_jetloom_workers(self, n: int) -> None:
+    def add_jetloom_workers(
+        self, n: int, *, prefix: str = "jetloom", env: dict[str, str] | None = None
+    ) -> list[Child]:
+        """Start ``n`` more jetloom workers (on the streams of ``prefix``, with ``env`` added to
+        their environment); returns them (also kept in ``jetloom_workers``)."""
         args = jetloom_worker_args(JETLOOM_CHAIN, self.url, self.uvloop) + ["--replicas", str(self.replicas)]
-        self.jetloom_workers += start_children([args] * n, "jetloom worker ready")
+        started = start_children([[*args, "--prefix", prefix]] * n, "jetloom worker ready", env)
+        self.jetloom_workers += started
+        return started
 
     def __exit__(self, *exc: object) -> None:
         for c in self.limit_workers + self.jetloom_workers:
@@ -205,12 +211,23 @@ class ChainRig:
         from the server timestamps in the last runs' logs."""
         return self.pool([self.jetloom_round(runs=runs, inflight=inflight, label=label, hops=hops)], inflight)
 
-    def jetloom_round(self, *, runs: int, inflight: int, label: str, hops: bool = False) -> Round:
-        """One measurement of jetloom's chain, unpooled (``jetloom``)."""
-        meter = self._meter(self.jetloom_workers)
+    def jetloom_round(
+        self,
+        *,
+        runs: int,
+        inflight: int,
+        label: str,
+        hops: bool = False,
+        prefix: str = "jetloom",
+        workers: list[Child] | None = None,
+    ) -> Round:
+        """One measurement of jetloom's chain, unpooled (``jetloom``): on the streams of
+        ``prefix``, served by ``workers`` (default: all of ``jetloom_workers``)."""
+        workers = self.jetloom_workers if workers is None else workers
+        meter = self._meter(workers)
 
         async def main() -> Round:
-            client = await NatsClient.connect(self.url, replicas=self.replicas)
+            client = await NatsClient.connect(self.url, replicas=self.replicas, prefix=prefix)
             latency_of: dict[str, float] = {}
             try:
 
@@ -232,7 +249,7 @@ class ChainRig:
                         one, runs=runs, inflight=inflight, on_done=advance
                     )
                     cpu = meter.stop()
-                out = Round(runs, done, wall, cpu, lat, len(self.jetloom_workers))
+                out = Round(runs, done, wall, cpu, lat, len(workers))
                 if hops:
                     out.extra["breakdown"] = await hop_breakdown(client, latency_of, runs)
             finally:

@@ -1,9 +1,25 @@
 """The step consumers of the run stream: their names, their lease (``ack_wait`` and the progress
 heartbeat), setting them up (``StepConsumers.ensure``) and consuming them (``StepConsumers.consume``,
-a ``pull.PullLoop`` each)."""
+a ``pull.PullLoop`` each), and run affinity's hand-offs between processes.
+
+A hand-off (``engine.runtime.affinity``) is the delivery itself, relayed unsettled with a core
+NATS publish to ``<prefix>.handoff.<owner instance>.<consumer>.<subject after the prefix>``, its
+JetStream ack subject in the ``Jl-Handoff-Ack`` header (the server refuses a publish whose reply
+subject is a ``$JS.ACK`` one). Each process that consumes with a router has one subscription,
+``<prefix>.handoff.<instance>.>``, its hand-off inbox, and gives each message to the pull loop of
+its consumer, which settles it at the ack subject; a message for a consumer this process does not
+consume (any more) is naked there at once, and redelivered to whoever pulls it next.
+
+A hand-off's reply subject is ``<prefix>.handoff.<relaying instance>.back.<ack subject>``: when
+no process subscribes the owner's inbox any more (it died, and its registry entry has not expired
+yet), the server answers the publish there with a no-responders status, and the relaying process
+naks the delivery at once instead of leaving it to wait out ``ack_wait``; its redelivery is
+handled wherever it lands.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
@@ -15,9 +31,12 @@ from nats.js.errors import NotFoundError
 
 from engine.jetstream._natspy import Tap
 from engine.jetstream.pub import Outbox
-from engine.jetstream.pull import PULL_HEARTBEAT_S, PullDelivery, PullLoop
+from engine.jetstream.pull import PULL_HEARTBEAT_S, Handoff, PullDelivery, PullLoop
+from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.retry import retrying
-from engine.ports.log import Delivery, event_consumers
+from engine.jetstream.wire import is_status, parse_block, parse_status
+from engine.ports.log import Delivery, RunRouter, event_consumers
+from engine.wire.headers import H_HANDOFF_ACK
 
 __all__ = [
     "DEFAULT_ACK_WAIT",
@@ -26,6 +45,7 @@ __all__ = [
     "check_lease",
     "commands_consumer_name",
     "consumer_name",
+    "handoff_subject",
 ]
 
 logger = logging.getLogger("jetloom.log")
@@ -64,6 +84,12 @@ def consumer_name(workflow: str, step: str, event_type: str | None = None) -> st
     first accepted event type (in sorted order; its only one for most steps), and
     ``<workflow>--<step>--evt--<event_type>`` for each other type it accepts."""
     return f"{workflow}--{step}" if event_type is None else f"{workflow}--{step}--evt--{event_type}"
+
+
+def handoff_subject(prefix: str, instance: str, consumer: str, subject: str) -> str:
+    """The subject a delivery on run subject ``subject`` of ``consumer`` is handed over on to
+    process ``instance``: ``<prefix>.handoff.<instance>.<consumer>.<subject after the prefix>``."""
+    return f"{prefix}.handoff.{instance}.{consumer}.{subject[len(prefix) + 1:]}"
 
 
 def commands_consumer_name(workflow: str, step: str) -> str:
@@ -113,6 +139,83 @@ class StepConsumers:
         self.tap = tap
         self.outbox = outbox
         self._ensured: dict[tuple[str, str], tuple[str, ...]] = {}  # consumers set up here
+        self.loops: dict[str, PullLoop] = {}  # consumer name -> its pull loop, while it runs
+        self._inbox: Any = None  # the hand-off inbox's subscription, once opened
+        self._inbox_head = ""  # ``<prefix>.handoff.<instance>.``
+        self.handed_over = 0  # deliveries handed to their run's owner
+        self.taken_over = 0  # deliveries other processes handed to this one
+        self.handoffs_refused = 0  # hand-offs naked: their consumer does not run here
+        self.handoffs_returned = 0  # hand-offs the server found no owner for, naked by the relayer
+
+    async def open_handoffs(self, instance: str) -> None:
+        """Subscribe this process's hand-off inbox (``<prefix>.handoff.<instance>.>``), once: hand
+        it to the pull loop of each message's consumer. Before the process names itself a member
+        (``ServiceEntry.handoff_steps``), so that no hand-off to it finds no subscription."""
+        if self._inbox is not None:
+            return
+        self._inbox_head = f"{self.prefix}.handoff.{instance}."
+        self._inbox = await subscribe_tapped(
+            self.nc, self._inbox_head + ">", self.tap, self._on_handoff_raw, self._on_handoff_msg
+        )
+
+    async def close_handoffs(self) -> None:
+        """Unsubscribe the hand-off inbox (what arrives after is redelivered after ack_wait)."""
+        sub, self._inbox = self._inbox, None
+        if sub is not None:
+            if self.tap is not None:
+                self.tap.remove(sub)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _on_handoff_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        if is_status(headers):
+            self._returned(subject.decode(), parse_status(headers)[0])  # type: ignore[arg-type]  # a status line always carries a code
+            return
+        self._take_handoff(subject.decode(), parse_block(headers) if headers else {}, data)
+
+    async def _on_handoff_msg(self, msg: Any) -> None:
+        headers = msg.headers or {}
+        if not msg.data and "Status" in headers:
+            self._returned(msg.subject, headers["Status"])
+            return
+        self._take_handoff(msg.subject, dict(headers), msg.data)
+
+    def _returned(self, subject: str, status: str) -> None:
+        """A status on ``<inbox head>back.<ack subject>``: ``503`` (no responders) says a hand-off
+        this process relayed reached no process; nak the delivery so that it is redelivered now."""
+        kind, _, ack = subject[len(self._inbox_head):].partition(".")
+        if kind != "back" or status != "503" or not ack:
+            return
+        self.handoffs_returned += 1
+        self.outbox.relay(ack, b"-NAK", {})
+
+    def _take_handoff(self, subject: str, headers: dict[str, str], data: bytes) -> None:
+        ack = headers.pop(H_HANDOFF_ACK, None)
+        consumer, _, rest = subject[len(self._inbox_head):].partition(".")
+        if ack is None or not rest:
+            logger.warning("hand-off on %s without an ack subject or a run subject; dropped", subject)
+            return
+        loop = self.loops.get(consumer)
+        if loop is None:  # not consumed here (stopping, or another set of steps): back at once
+            self.handoffs_refused += 1
+            self.outbox.relay(ack, b"-NAK", {})
+            return
+        self.taken_over += 1
+        loop.take_handoff(f"{self.prefix}.{rest}", ack, headers, data)
+
+    def _handoff(self, consumer: str) -> Handoff:
+        prefix, outbox = self.prefix, self.outbox
+
+        def handoff(owner: str, subject: str, ack: str, headers: dict[str, str] | bytes, data: bytes) -> None:
+            self.handed_over += 1
+            target = handoff_subject(prefix, owner, consumer, subject)
+            back = f"{self._inbox_head}back.{ack}"  # (a no-responders status comes back here)
+            if isinstance(headers, bytes):
+                outbox.relay_block(target, data, headers, H_HANDOFF_ACK, ack, back)
+            else:
+                outbox.relay(target, data, {**headers, H_HANDOFF_ACK: ack}, back)
+
+        return handoff
 
     async def ensure(self, workflow: str, step: str, event_types: Sequence[str], *, update: bool = True) -> None:
         """``EventLog.ensure_consumer``; idempotent, so retried whole through a leader election."""
@@ -264,8 +367,11 @@ class StepConsumers:
         commands: bool = False,
         event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
+        router: RunRouter | None = None,
     ) -> AsyncIterator[PullDelivery]:
         name = commands_consumer_name(workflow, step) if commands else consumer_name(workflow, step, event_type)
+        if router is not None:
+            await self.open_handoffs(router.instance)
         pull = PullLoop(
             self.nc,
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{name}",
@@ -278,6 +384,14 @@ class StepConsumers:
             tap=self.tap,
             outbox=self.outbox,
             dispatch=dispatch,
+            router=router,
+            handoff=self._handoff(name) if router is not None else None,
         )
-        async for delivery in pull.run():
-            yield delivery
+        if router is not None:
+            self.loops[name] = pull
+        try:
+            async for delivery in pull.run():
+                yield delivery
+        finally:
+            if self.loops.get(name) is pull:
+                del self.loops[name]

@@ -68,7 +68,7 @@ from engine.jetstream.streams import ensure_log_streams, stream_info
 from engine.jetstream.timers import Timers
 from engine.model.durations import seconds
 from engine.model.records import OutMessage, RawRecord
-from engine.ports.log import AppendResult, DeadLetter, Delivery
+from engine.ports.log import AppendResult, DeadLetter, Delivery, RunRouter
 from engine.wire.subjects import DEFAULT_PREFIX
 
 __all__ = [
@@ -234,6 +234,7 @@ class JetStreamLog:
         )
 
     async def close(self) -> None:
+        await self.consumers.close_handoffs()
         await self.appender.close()
         await self.follows.close()
         if self._owns and not self.nc.is_closed:
@@ -350,10 +351,23 @@ class JetStreamLog:
         commands: bool = False,
         event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
+        router: RunRouter | None = None,
     ) -> AsyncIterator[PullDelivery]:
         return self.consumers.consume(
-            workflow, step, max_in_flight=max_in_flight, commands=commands, event_type=event_type, dispatch=dispatch
+            workflow,
+            step,
+            max_in_flight=max_in_flight,
+            commands=commands,
+            event_type=event_type,
+            dispatch=dispatch,
+            router=router,
         )
+
+    async def open_handoffs(self, instance: str) -> None:
+        """Subscribe the hand-off inbox of process ``instance`` (run affinity;
+        ``StepConsumers.open_handoffs``) before it names itself a member in the registry; a
+        ``consume`` with a router opens it too."""
+        await self.consumers.open_handoffs(instance)
 
     # ---- timers (timers.Timers) and dead letters (deadletters.DeadLetters) -------------------
 

@@ -19,16 +19,20 @@ takes ``Client.publish``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from engine.jetstream._natspy import tap
+from engine.jetstream.wire import parse_block
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
 __all__ = ["Outbox"]
+
+logger = logging.getLogger("jetloom.log")
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the header names nats-py accepts
 _WHITESPACE = frozenset(" \t\r\n\x0b\x0c")
@@ -61,6 +65,7 @@ class Outbox:
         self.usable = self.tap is not None
         self._names: set[str] = set()
         self._later = False
+        self._sending: set[asyncio.Future[None]] = set()  # relays through Client.publish
 
     def put(self, subject: str, payload: bytes, reply: str = "", headers: Mapping[str, str] | None = None) -> bool:
         """Queue one message; ``False`` (nothing queued) when it must go through
@@ -112,10 +117,57 @@ class Outbox:
         saved (``benchmarks/tried.md``)."""
         if not self.put(subject, payload):
             return False
+        self._wake_later()
+        return True
+
+    def relay(self, subject: str, payload: bytes, headers: Mapping[str, str], reply: str = "") -> None:
+        """Send one message on from a plain callback (run affinity's hand-off of a delivery,
+        ``pull.PullLoop``): queued and written as ``later`` does, so that the hand-offs of one
+        socket read go out in one write; through ``Client.publish`` in a task when ``put``
+        cannot take it (the task is kept until it is done)."""
+        if self.put(subject, payload, reply, headers):
+            self._wake_later()
+            return
+        task = asyncio.ensure_future(self.nc.publish(subject, payload, reply=reply, headers=dict(headers)))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def relay_block(
+        self, subject: str, payload: bytes, block: bytes, name: str, value: str, reply: str = ""
+    ) -> None:
+        """``relay`` of a message whose headers are a raw header block as the protocol parser
+        received it (``NATS/1.0`` line included), with one header ``name: value`` added: the
+        block is sent on as it is, not parsed and rebuilt; parsed and ``relay``-ed when ``put``
+        could not have taken it (not connected, a payload over the limit, a subject or the added
+        value that nats-py would rewrite)."""
+        nc = self.nc
+        if (
+            self.tap is not None
+            and nc.is_connected
+            and len(payload) <= nc.max_payload
+            and _plain(value)
+            and " " not in subject + reply
+            and "\t" not in subject + reply
+            and block.endswith(b"\r\n\r\n")
+        ):
+            hdr = b"".join((block[:-2], f"{name}: {value}\r\n\r\n".encode()))
+            n = len(hdr)
+            line = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+            self.tap.queue(b"".join((line, hdr, payload, b"\r\n")), len(payload))
+            self._wake_later()
+            return
+        self.relay(subject, payload, {**parse_block(block), name: value}, reply)
+
+    def _sent(self, task: asyncio.Future[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # (unsettled, the delivery is redelivered after ack_wait: nothing is lost)
+            logger.warning("hand-off not sent (%s); redelivered after ack_wait", task.exception())
+
+    def _wake_later(self) -> None:
         if not self._later:
             self._later = True
             asyncio.get_running_loop().call_soon(self._turn, _LATER)
-        return True
 
     def _turn(self, left: int) -> None:
         if left > 1:

@@ -6,6 +6,10 @@ which costs a round trip per delivery), with idle heartbeats and a watchdog that
 the server goes quiet. On a connection with a fast path (``_natspy.Tap``) the deliveries come
 straight from the protocol parser and the acknowledgements ride with the next publish
 (``pub.Outbox.later``).
+
+With run affinity (a ``RunRouter``), a first delivery whose run another live process owns is
+handed over to it unsettled (``handoff``, ``consumers.StepConsumers``), and the owner's loop takes
+it in with ``take_handoff``: held, kept alive and settled there as one of its own deliveries.
 """
 
 from __future__ import annotations
@@ -26,12 +30,23 @@ from engine.jetstream.pub import Outbox
 from engine.jetstream.read import subscribe_tapped
 from engine.jetstream.wire import is_status, parse_ack_subject, parse_block, parse_status
 from engine.model.records import RawRecord
+from engine.ports.log import RunRouter
+from engine.wire.headers import H_FAN_OUT
+from engine.wire.subjects import parse_subject
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
-__all__ = ["PULL_BACKOFF_MAX_S", "PULL_BACKOFF_S", "PULL_HEARTBEAT_S", "PullDelivery", "PullLoop"]
+__all__ = [
+    "HANDOFF_HOLD",
+    "PULL_BACKOFF_MAX_S",
+    "PULL_BACKOFF_S",
+    "PULL_HEARTBEAT_S",
+    "Handoff",
+    "PullDelivery",
+    "PullLoop",
+]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -41,6 +56,16 @@ PULL_HEARTBEAT_S = 2.0
 PULL_BACKOFF_S = 0.05  # first wait before pulling again after a 503 (no consumer leader)
 PULL_BACKOFF_MAX_S = 2.0
 _NS = 1_000_000_000
+
+#: Deliveries a pull loop holds, in multiples of its pull window, beyond which it hands back what
+#: other processes hand over to it (``PullLoop.take_handoff``). Bursts of runs of one owner stay
+#: below it; a backlog that relaying processes would pile onto an owner does not.
+HANDOFF_HOLD = 16
+
+#: Hands a delivery over to another process: ``(owner instance, subject, ack subject, headers
+#: (parsed, or the raw header block of the fast path), payload)``.
+Handoff = Callable[[str, str, str, dict[str, str] | bytes, bytes], None]
+_FAN_OUT_LINE = f"\r\n{H_FAN_OUT}:".encode()
 
 
 class PullDelivery:
@@ -89,6 +114,11 @@ class PullLoop:
     ``max_in_flight`` at a time; keeps every held delivery (running or buffered) alive with
     in-progress acks every ``progress`` seconds; re-pulls when the server has been silent for two
     heartbeats (a restart or a reconnect drops pending pull requests).
+
+    With ``router`` and ``handoff``: a first delivery (attempt 1) that is not part of a fan-out
+    (``Jl-Fan-Out``) and whose run ``router`` says another process owns goes to ``handoff``
+    instead, not held and not settled here; a redelivery is always
+    handled here. ``take_handoff`` takes in what other processes hand to this one.
     """
 
     def __init__(
@@ -105,8 +135,13 @@ class PullLoop:
         tap: Tap | None = None,
         outbox: Outbox | None = None,
         dispatch: Callable[[PullDelivery], None] | None = None,
+        router: RunRouter | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.nc = nc
+        self.router = router if handoff is not None else None
+        self.handoff = handoff
+        self.sending: set[asyncio.Future[None]] = set()  # naks of hand-offs sent by a task
         self.tap = tap
         self.dispatch = dispatch
         self.publish = outbox.publish if outbox is not None else nc.publish
@@ -146,20 +181,53 @@ class PullLoop:
         if is_status(headers):
             self._status(*parse_status(headers))  # type: ignore[arg-type]  # a status line always carries a code
             return
-        self._take(subject.decode(), reply.decode(), parse_block(headers), data)
+        self._take(subject.decode(), reply.decode(), headers, data)
 
     def _status(self, status: str, headers: dict[str, str]) -> None:
         self.last_heard = time.monotonic()
         self._on_status(status, headers)
         self.wake.set()
 
-    def _take(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+    def _take(self, subject: str, reply: str, headers: dict[str, str] | bytes | None, data: bytes) -> None:
+        """A delivery: ``headers`` parsed (nats-py's path), or the raw header block (the fast
+        path's; parsed only when the delivery is held here, and relayed as it is when not)."""
         self.last_heard = time.monotonic()
         self.backoff = PULL_BACKOFF_S
         self.outstanding = max(0, self.outstanding - 1)
+        ack = parse_ack_subject(reply)
+        if ack is None:
+            logger.warning("unexpected ack subject %r", reply)
+            return
+        router = self.router
+        if router is not None and ack.delivered == 1 and not _fanned_out(headers):
+            parts = parse_subject(subject)
+            owner = router.route(parts.run_id if parts is not None else subject, subject)
+            if owner is not None and self.handoff is not None:
+                self.handoff(owner, subject, reply, headers if headers is not None else {}, data)
+                self.wake.set()  # (it left the pull window: ask for more)
+                return
+        if not isinstance(headers, dict):
+            headers = parse_block(headers)
+        self._hold(PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self))
+
+    def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
+        """Take in a delivery another process handed over (``reply``: its JetStream ack
+        subject): held, kept alive and settled here as one of this loop's own. When this loop
+        already holds ``HANDOFF_HOLD`` times its pull window (a backlog: the processes that
+        relay are not held back by what they relay), it is naked at once instead, and its
+        redelivery is handled wherever it lands."""
         delivery = self._delivery(subject, reply, headers, data)
         if delivery is None:
             return
+        if len(self.held) >= HANDOFF_HOLD * self.limit:
+            if not self.later(reply, b"-NAK"):
+                task = asyncio.ensure_future(self.publish(reply, b"-NAK"))
+                self.sending.add(task)
+                task.add_done_callback(self.sending.discard)
+            return
+        self._hold(delivery)
+
+    def _hold(self, delivery: PullDelivery) -> None:
         self.held.add(delivery)
         if self.dispatch is not None and not self.ready and self.running < self.max_in_flight:
             # handed on from the read loop: its handler starts in the next turn of the event
@@ -263,3 +331,13 @@ class PullLoop:
             logger.warning("unexpected ack subject %r", reply)
             return None
         return PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self)
+
+
+def _fanned_out(headers: dict[str, str] | bytes | None) -> bool:
+    """Whether a delivery is a part of a fan-out (``Jl-Fan-Out``), from its headers or its raw
+    header block."""
+    if headers is None:
+        return False
+    if isinstance(headers, bytes):
+        return _FAN_OUT_LINE in headers
+    return H_FAN_OUT in headers

@@ -25,7 +25,7 @@ from nats.js.kv import KeyValue
 
 from engine.jetstream.kv import current_values, open_bucket
 from engine.jetstream.retry import DEFAULT_RETRY_FOR, retrying
-from engine.ports.registry import ServiceEntry, WorkflowInfo
+from engine.ports.registry import ServiceEntry, WorkflowInfo, same_membership
 
 __all__ = ["MARKER_TTL", "KvRegistry", "KvRegistryView"]
 
@@ -151,10 +151,12 @@ class KvRegistryView:
     Attributes:
         services: ``{key: ServiceEntry}`` of live processes.
         workflows: ``{name: WorkflowInfo}`` of the catalog.
+        generation: bumped on every membership change of ``services`` (``RegistryView``).
     """
 
     def __init__(self, registry: KvRegistry) -> None:
         self.registry = registry
+        self.generation = 0
         self.services: dict[str, ServiceEntry] = {}
         self.workflows: dict[str, WorkflowInfo] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -188,15 +190,21 @@ class KvRegistryView:
                 watcher = await kv.watchall()
                 self._watchers.append(watcher)
                 into.clear()
+                self.generation += 1
                 async for entry in watcher:
                     if entry is None:
                         ready.set()
                         continue
                     if entry.operation in ("DEL", "PURGE") or not entry.value:
-                        into.pop(entry.key, None)
+                        if into.pop(entry.key, None) is not None:
+                            self.generation += 1
                         continue
                     try:
-                        into[entry.key] = decoder.decode(entry.value)
+                        value = decoder.decode(entry.value)
+                        old = into.get(entry.key)
+                        into[entry.key] = value
+                        if isinstance(value, ServiceEntry) and not same_membership(old, value):
+                            self.generation += 1
                     except msgspec.DecodeError:
                         logger.warning("registry entry %r does not decode; ignored", entry.key)
                 return

@@ -18,6 +18,7 @@ from engine.wire.headers import (
     H_ATTEMPT,
     H_CLASS,
     H_COMMIT,
+    H_FAN_OUT,
     H_LENGTH,
     H_NEW_RUN,
     H_RUN,
@@ -47,6 +48,7 @@ _SPACE = re.compile(r"\s")
 # follows the name, so the line parses to ``(name, value.strip())`` without the general checks.
 _WELL_FORMED = frozenset(
     [H_TYPE, H_RUN, H_STEP, H_TRIGGER, H_TARGET, H_ATTEMPT, H_CLASS, H_COMMIT, H_LENGTH, H_NEW_RUN, H_WORKER]
+    + [H_FAN_OUT]
     + ["Nats-Msg-Id"]
     + ["Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending"]
     + ["Nats-Last-Sequence"]

@@ -24,6 +24,7 @@ from engine.ports.log import (
     DeadLetter,
     Delivery,
     Followers,
+    RunRouter,
     event_consumers,
     hand_over,
 )
@@ -259,8 +260,9 @@ class MemoryLog:
         commands: bool = False,
         event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
+        router: RunRouter | None = None,
     ) -> AsyncIterator[_Delivery]:
-        # (``dispatch`` is not used: every delivery is yielded)
+        # (``dispatch`` is not used: every delivery is yielded; ``router`` neither: one process)
         consumer = self._consumers[(workflow, step, commands, None if commands else event_type)]
         while True:
             if consumer.queue and consumer.in_flight < max_in_flight:

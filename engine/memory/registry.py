@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from engine.ports.registry import ServiceEntry, WorkflowInfo
+from engine.ports.registry import ServiceEntry, WorkflowInfo, same_membership
 
 __all__ = ["MemoryRegistry"]
 
@@ -21,9 +21,11 @@ class MemoryRegistry:
     Attributes:
         services_by_key: ``{key: ServiceEntry}`` of live processes.
         workflows_by_name: ``{name: WorkflowInfo}`` of the catalog.
+        generation: bumped on every membership change (``RegistryView.generation``).
     """
 
     def __init__(self) -> None:
+        self.generation = 0
         self.services_by_key: dict[str, ServiceEntry] = {}
         self.workflows_by_name: dict[str, WorkflowInfo] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
@@ -31,6 +33,8 @@ class MemoryRegistry:
     async def put_service(self, entry: ServiceEntry, *, retry_for: timedelta | float | None = None) -> None:
         entry.heartbeat_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         key = entry.key
+        if not same_membership(self.services_by_key.get(key), entry):
+            self.generation += 1
         self.services_by_key[key] = entry
         old = self._expiry.pop(key, None)
         if old is not None:
@@ -39,13 +43,15 @@ class MemoryRegistry:
 
     def _expire(self, key: str) -> None:
         self._expiry.pop(key, None)
-        self.services_by_key.pop(key, None)
+        if self.services_by_key.pop(key, None) is not None:
+            self.generation += 1
 
     async def remove_service(self, entry: ServiceEntry) -> None:
         handle = self._expiry.pop(entry.key, None)
         if handle is not None:
             handle.cancel()
-        self.services_by_key.pop(entry.key, None)
+        if self.services_by_key.pop(entry.key, None) is not None:
+            self.generation += 1
 
     async def put_workflow(self, info: WorkflowInfo) -> None:
         self.workflows_by_name[info.name] = info
@@ -71,6 +77,10 @@ class MemoryRegistryView:
         self.registry = registry
         self.services = registry.services_by_key
         self.workflows = registry.workflows_by_name
+
+    @property
+    def generation(self) -> int:
+        return self.registry.generation
 
     def serving(self, workflow: str) -> list[ServiceEntry]:
         return [e for e in self.services.values() if any(w.name == workflow for w in e.workflows)]

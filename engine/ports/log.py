@@ -15,7 +15,16 @@ import msgspec
 
 from engine.model.records import OutMessage, RawRecord
 
-__all__ = ["AppendResult", "Delivery", "EventLog", "DeadLetter", "Followers", "event_consumers", "hand_over"]
+__all__ = [
+    "AppendResult",
+    "DeadLetter",
+    "Delivery",
+    "EventLog",
+    "Followers",
+    "RunRouter",
+    "event_consumers",
+    "hand_over",
+]
 
 logger = logging.getLogger("jetloom.log")
 
@@ -114,6 +123,22 @@ class Delivery(Protocol):
     async def term(self) -> None: ...
 
     async def in_progress(self) -> None: ...
+
+
+class RunRouter(Protocol):
+    """Run affinity for one step's consumers in one process (``engine.runtime.affinity``): where
+    a first delivery of a run should be handled.
+
+    Attributes:
+        instance: this process's instance id: where other processes hand deliveries over to it.
+    """
+
+    instance: str
+
+    def route(self, run_id: str, subject: str) -> str | None:
+        """``None``: handle the delivery of ``run_id`` (on ``subject``) here; else the instance id
+        of the process it is handed over to."""
+        ...
 
 
 class EventLog(Protocol):
@@ -265,6 +290,7 @@ class EventLog(Protocol):
         commands: bool = False,
         event_type: str | None = None,
         dispatch: Callable[[Delivery], None] | None = None,
+        router: RunRouter | None = None,
     ) -> AsyncIterator[Delivery]:
         """Deliveries of one of ``step``'s consumers, at most ``max_in_flight`` unsettled at a
         time: its main consumer (the first of its event types, in sorted order), or with
@@ -273,7 +299,14 @@ class EventLog(Protocol):
         ``dispatch``: a log may hand deliveries to this function (which must not block; it
         typically starts a task) as they arrive, instead of yielding them: on JetStream straight
         from the connection's read loop, one turn of the event loop sooner than through the
-        iterator. Every delivery reaches the caller one way or the other, once."""
+        iterator. Every delivery reaches the caller one way or the other, once.
+
+        ``router``: run affinity (default ``None``: every delivery is handled here). A log that
+        can hand a delivery to another process asks it for each first delivery (attempt 1) that
+        is not part of a fan-out, and hands the delivery to the owner it names, unsettled; the
+        owner settles it, and a redelivery is handled wherever it lands. The iterator also
+        yields (or dispatches) what other processes hand to ``router.instance`` for this
+        consumer. A log that cannot (``MemoryLog``: one process) ignores it."""
         ...
 
     async def schedule(

@@ -29,6 +29,7 @@ __all__ = [
     "ServiceEntry",
     "StepInfo",
     "WorkflowInfo",
+    "same_membership",
 ]
 
 DEFAULT_TTL = 10.0  # seconds an entry outlives its last heartbeat
@@ -93,6 +94,10 @@ class ServiceEntry(msgspec.Struct, kw_only=True):
         stats: the executor's counters at the last heartbeat.
         metrics_port: the port of its Prometheus metrics (``http://<host>:<port>/metrics``;
             ``jetloom worker --metrics-port``), 0 when it serves none.
+        handoff_steps: the steps whose first deliveries this process takes as hand-offs from
+            other processes (run affinity, ``engine.runtime.affinity``); empty (the default, and
+            what an entry written before run affinity decodes to): none, and no run is routed
+            to it.
     """
 
     service: str
@@ -106,10 +111,22 @@ class ServiceEntry(msgspec.Struct, kw_only=True):
     ttl: float = DEFAULT_TTL
     stats: dict[str, int] = msgspec.field(default_factory=dict)
     metrics_port: int = 0
+    handoff_steps: list[str] = msgspec.field(default_factory=list)
 
     @property
     def key(self) -> str:
         return f"{self.service}.{self.instance}"
+
+
+def same_membership(old: ServiceEntry | None, new: ServiceEntry | None) -> bool:
+    """Whether replacing entry ``old`` with ``new`` (``None``: absent) leaves a registry view's
+    membership as it was (``RegistryView.generation``): both absent, or the same workflows and
+    hand-off steps."""
+    if old is None or new is None:
+        return old is new
+    return old.handoff_steps == new.handoff_steps and [w.name for w in old.workflows] == [
+        w.name for w in new.workflows
+    ]
 
 
 class RegistryView(Protocol):
@@ -119,10 +136,15 @@ class RegistryView(Protocol):
     Attributes:
         services: ``{key: ServiceEntry}`` of live processes.
         workflows: ``{name: WorkflowInfo}`` of the catalog.
+        generation: bumped on every membership change of ``services`` (an entry added or
+            removed, or its ``workflows`` or ``handoff_steps`` changed), not on a heartbeat
+            that changes nothing else; what is derived from the members is recomputed only
+            when it moves (``engine.runtime.affinity.RunAffinity``).
     """
 
     services: dict[str, ServiceEntry]
     workflows: dict[str, WorkflowInfo]
+    generation: int
 
     def serving(self, workflow: str) -> list[ServiceEntry]:
         """Live processes serving ``workflow``."""

@@ -10,6 +10,8 @@ __all__ = [
     "H_ATTEMPT",
     "H_CLASS",
     "H_COMMIT",
+    "H_FAN_OUT",
+    "H_HANDOFF_ACK",
     "H_LENGTH",
     "H_NEW_RUN",
     "H_RUN",
@@ -48,6 +50,12 @@ H_LENGTH: Final = "Jl-Length"
 # the run, so the run's log is this commit's RunStarted, stored just before, and this event. The
 # worker of the first step folds that from the event itself instead of reading the run.
 H_NEW_RUN: Final = "Jl-New-Run"
+# On each event of a step's commit that emits more than one event for the steps (a fan-out): run
+# affinity leaves these where they land, so that the parts of a fan-out spread over processes.
+H_FAN_OUT: Final = "Jl-Fan-Out"
+# On a delivery handed over to its run's owner (run affinity, ``engine.jetstream.pull``): the
+# JetStream ack subject of the original delivery, where the owner settles it.
+H_HANDOFF_ACK: Final = "Jl-Handoff-Ack"
 # Trace context (engine.runtime.tracing), only while tracing is on: the W3C trace context of the span
 # that appended the record (the standard headers, as the OpenTelemetry propagators write them), and
 # the context of the run's start span, which every record a step commits carries on.

@@ -108,6 +108,9 @@ def test_other_scenarios_produced_figures(quick_result: tuple[dict[str, Any], Pa
     scale, floor = sc["e"]["results"], sc["e"]["limit"]
     assert list(scale) == list(floor) == ["1", "2", "4"]
     assert {m["completed"] for m in [*scale.values(), *floor.values()]} == {scale["1"]["runs"]}
+    plain = sc["e"]["no_affinity"]  # (jetloom without run affinity, in the same rounds)
+    assert list(plain) == ["1", "2", "4"] and {m["completed"] for m in plain.values()} == {scale["1"]["runs"]}
+    assert {"affinity", "no_affinity", "limit"} <= set(sc["e"]["ratios"])
     assert sc["f"]["same_counts"] is True
     recovery = sc["k"]["results"]
     assert recovery["trials"] == recovery["completed"] == 1

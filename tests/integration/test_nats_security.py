@@ -35,6 +35,8 @@ CHAIN = "tests.workflows:Chain3"
 #: a worker per workflow the operations need (args after the target)
 WORKERS = {
     "Chain3": [CHAIN, "--snapshot-every", "2"],  # snapshots, cancel, rollback, fork, timeouts
+    # a second one: runs owned by one are handed over from the other (jetloom.handoff.>)
+    "Chain3 again": [CHAIN, "--snapshot-every", "2"],
     "Ticker": ["tests.workflows:Ticker"],  # a long SSE stream
     "Nap": ["tests.workflows:Nap"],  # a durable timer
     "Interview": ["tests.workflows:Interview"],  # wait_for_event and POST /runs/{id}/events

@@ -43,6 +43,7 @@ from engine.model.records import DeadLetterRef, OutMessage, RawRecord, Record, R
 from engine.ports.log import Delivery, EventLog, event_consumers
 from engine.ports.snapshots import SnapshotStore
 from engine.runtime import children, endings, tracing
+from engine.runtime.affinity import RunAffinity
 from engine.runtime.executor.outcome import Outcomes
 from engine.runtime.executor.stats import ExecutorStats
 from engine.runtime.executor.step import StepRunner
@@ -102,6 +103,9 @@ class Executor:
         snapshot_every: records a run folds between two snapshots (default 1,000).
         observer: told of step executions, commits and run ends (``engine.runtime.telemetry``;
             default: none, and no calls are made).
+        affinity: run affinity (``engine.runtime.affinity``): each step's consumers get its
+            router, so the first delivery of a run another process owns is handed over to it
+            (default: none, every delivery is handled where it lands).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class Executor:
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         observer: ExecutorObserver | None = None,
+        affinity: RunAffinity | None = None,
     ) -> None:
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -137,6 +142,7 @@ class Executor:
         )
         self.stats = ExecutorStats()
         self.observer = observer
+        self.affinity = affinity
         self._loops: list[asyncio.Task[None]] = []
         # task -> (its run id, its delivery)
         self._inflight: dict[asyncio.Task[None], tuple[str | None, Delivery]] = {}
@@ -207,6 +213,7 @@ class Executor:
                     commands=commands,
                     event_type=event_type,
                     dispatch=lambda delivery: self._dispatch(spec, delivery),
+                    router=self.affinity.router(spec.name) if self.affinity is not None else None,
                 )
                 async with contextlib.aclosing(deliveries):  # type: ignore[type-var]  # the log's consume iterator has aclose, not declared by the port
                     async for delivery in deliveries:

@@ -44,7 +44,16 @@ from engine.runtime.spec import StepSpec, WorkflowDefinition, validate_class
 from engine.runtime.waits import Suspend
 from engine.wire.codec import sys_message
 from engine.wire.commit import copy_of, one_message_commit, tag_commit
-from engine.wire.headers import H_CLASS, H_LENGTH, H_RUN, H_STEP, H_TARGET, H_TRIGGER, H_TYPE
+from engine.wire.headers import (
+    H_CLASS,
+    H_FAN_OUT,
+    H_LENGTH,
+    H_RUN,
+    H_STEP,
+    H_TARGET,
+    H_TRIGGER,
+    H_TYPE,
+)
 from engine.wire.subjects import run_subject
 
 __all__ = ["StepRunner"]
@@ -215,6 +224,9 @@ class StepRunner:
                 headers[H_TARGET] = target
             # (checked against its type: a wrong-typed field fails this step, not its consumer)
             out.append(OutMessage(run_subject(prefix, self.name, run_id, "evt", name), encode_checked(ev), headers))
+        if len(out) > 1:  # a fan-out: its parts are left where they land (run affinity)
+            for msg in out:
+                msg.headers[H_FAN_OUT] = "1"
         if isinstance(returned, InputRequiredEvent):
             streamed.append(returned)  # (as llama-index-workflows: a returned request is published)
         for ev in streamed:
