@@ -46,7 +46,7 @@ from engine.runtime.spec import WorkflowDefinition
 from engine.runtime.waits import resume_message
 from engine.state.fold import RunState, fold
 from engine.wire.codec import decode_record, encode
-from engine.wire.headers import H_COMMIT, H_RUN, H_TRIGGER, H_TYPE
+from engine.wire.headers import H_COMMIT, H_NEW_RUN, H_RUN, H_TRIGGER, H_TYPE
 from engine.wire.subjects import run_subject
 
 __all__ = [
@@ -298,7 +298,9 @@ async def fork(
     copied = _counted(records, at, at_seq)
     for i, rec in enumerate(copied):
         raw = by_seq[rec.seq]
-        headers = {k: v for k, v in raw.headers.items() if k.startswith("Jl-")}
+        # (not ``Jl-New-Run``: it promises a worker that the start commit is all the run has, so
+        # the fork's copied start event would start the run over instead of waiting for RunForked)
+        headers = {k: v for k, v in raw.headers.items() if k.startswith("Jl-") and k != H_NEW_RUN}
         headers[H_RUN] = new_run_id
         if rec.trigger is not None:
             headers[H_TRIGGER] = str(seq_map.get(rec.trigger, rec.trigger))

@@ -26,7 +26,7 @@ from engine.runtime.replay import check
 from engine.runtime.timetravel import accepts_of, fork, pending_triggers, rollback, state_at
 from engine.state.fold import RunState
 from engine.wire.codec import decode_record
-from engine.wire.headers import H_COMMIT, H_TRIGGER, parse_commit_tag
+from engine.wire.headers import H_COMMIT, H_NEW_RUN, H_TRIGGER, parse_commit_tag
 from tests.workflows import Chain3, Parsed
 
 WF = "Chain3"
@@ -74,8 +74,8 @@ def decoded(records: list[RawRecord]) -> list[Record]:
     return [decode_record(r, Chain3.events) for r in records]
 
 
-async def finished_run(log: MemoryLog, run_id: str = "r1") -> list[RawRecord]:
-    await append_start(log, WF, run_id, StartEvent(text="a b c"))
+async def finished_run(log: MemoryLog, run_id: str = "r1", *, fresh: bool = False) -> list[RawRecord]:
+    await append_start(log, WF, run_id, StartEvent(text="a b c"), fresh=fresh)
     return await until(log, run_id, ended)
 
 
@@ -186,6 +186,20 @@ async def test_fork_copies_the_prefix_remapped_and_runs_on() -> None:
         st.apply(rec)
     assert st.status == "completed" and st.result is not None
     assert st.result.event["result"] == {"n": 3, "source": "a b c"}
+
+
+async def test_a_fork_of_a_run_started_as_new_does_not_start_over() -> None:
+    """A run whose id its starter made (``fresh``) marks its start event ``Jl-New-Run``, so the
+    first step's worker folds it without a read; the fork's copy of that event must not carry the
+    mark, or the worker would take the fork for a new run and run its first step again."""
+    log = MemoryLog()
+    async with executor(Chain3(), log):
+        raws = await finished_run(log, fresh=True)
+        assert H_NEW_RUN in raws[1].headers
+        await fork(log, WF, "r1", raws[7].seq, "r2")  # after count's commit: finish is pending
+        forked = await until(log, "r2", ended)
+    assert all(H_NEW_RUN not in r.headers for r in forked)
+    assert shape(forked) == CHAIN[:8] + ["sys.RunForked", "sys.RunCompleted"]
 
 
 async def test_fork_into_an_existing_run_is_a_conflict() -> None:
