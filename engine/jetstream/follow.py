@@ -11,7 +11,10 @@ delivered by the hub afterwards (the follower drops what it has already seen by 
 The consumer is made again from the last stream sequence seen when a delivery is missed (a gap in
 the consumer sequence) or when the server goes quiet for three heartbeats (a restart drops it).
 The cost: the process receives every record of the workflow it follows (of the hub's kind), its
-own runs' or not.
+own runs' or not, while it follows any. A hub left without followers for ``IDLE_S`` (30 s) is
+dropped and its consumer deleted, so a process that followed one run an hour ago (a control plane
+that answered one ``?wait=true``) does not receive the workflow's records ever after; the next
+follow makes a new hub (one consumer create, a round trip).
 
 The consumer has one filter subject: ``<prefix>.run.<workflow>.>``, or
 ``<prefix>.run.<workflow>.*.<kind>.>`` for the followers of one kind (``JetStreamLog.follow``:
@@ -61,6 +64,7 @@ logger = logging.getLogger("jetloom.log")
 EVERY_RUN = "*"  # the followers' key of a sink that takes every run's records (no run id is "*")
 HEARTBEAT_S = 2.0  # idle heartbeat of the hub's consumer
 INACTIVE_S = 10.0  # the server removes the consumer this long after its process went away
+IDLE_S = 30.0  # a hub without followers this long is dropped (``Follows``), its consumer deleted
 _NS = 1_000_000_000
 
 
@@ -76,6 +80,9 @@ class FollowHub:
             from the protocol parser (no nats-py ``Msg``, queue or task each), and the headers of
             records of runs nobody here follows are not parsed. ``None``: nats-py's subscription
             path.
+        on_idle: called with the hub once it has had no follower for ``idle_s`` seconds (and
+            none came meanwhile); default: never.
+        idle_s: seconds (default ``IDLE_S``, 30).
     """
 
     def __init__(
@@ -85,6 +92,9 @@ class FollowHub:
         subject_filter: str,
         timeout: float,
         tap: Tap | None = None,
+        *,
+        on_idle: Callable[[FollowHub], None] | None = None,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.nc = nc
         self.tap = tap
@@ -100,6 +110,9 @@ class FollowHub:
         self._renew = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self.on_idle = on_idle
+        self.idle_s = idle_s
+        self._idle: asyncio.TimerHandle | None = None
 
     async def register(self, run_id: str, kinds: Collection[str] | None = None) -> asyncio.Queue[RawRecord]:
         """A queue receiving every record of ``run_id`` stored from now on (once the hub's consumer
@@ -116,6 +129,9 @@ class FollowHub:
         path (once the hub's consumer exists, which this waits for); with ``kinds``, only records
         of those kinds. An exception ``sink`` raises is logged."""
         self.followers.add(run_id, sink, kinds)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
             # (first follow, or the consumer could not be made last time: try again now)
             self._ready = asyncio.get_running_loop().create_future()
@@ -129,8 +145,18 @@ class FollowHub:
 
     def unregister(self, run_id: str, sink: Callable[[RawRecord], None]) -> None:
         self.followers.remove(run_id, sink)
+        if not self.followers and self.on_idle is not None and self._idle is None:
+            self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._idle_out)
+
+    def _idle_out(self) -> None:
+        self._idle = None
+        if not self.followers and self.on_idle is not None:
+            self.on_idle(self)
 
     async def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):
@@ -282,10 +308,19 @@ class Follows:
         timeout: seconds to wait for the consumer API.
         tap: the connection's fast path, or ``None``.
         reader: reads a run's stored records before its hub takes over.
+        idle_s: seconds a hub stays without followers before it is dropped (default ``IDLE_S``).
     """
 
     def __init__(
-        self, nc: Any, *, stream: str, prefix: str, timeout: float, tap: Tap | None, reader: Reader
+        self,
+        nc: Any,
+        *,
+        stream: str,
+        prefix: str,
+        timeout: float,
+        tap: Tap | None,
+        reader: Reader,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.nc = nc
         self.stream = stream
@@ -295,6 +330,8 @@ class Follows:
         self.reader = reader
         self.hubs: dict[tuple[str, str | None], FollowHub] = {}  # (workflow, kind or every kind)
         self.typed: dict[tuple[str, str], FollowHub] = {}  # (workflow, kind.type): follow_type
+        self.idle_s = idle_s
+        self._closing: set[asyncio.Task[None]] = set()  # hubs dropped when idle, being closed
 
     async def close(self) -> None:
         """Stop every hub (their consumers are deleted)."""
@@ -302,6 +339,25 @@ class Follows:
             await hub.close()
         self.hubs.clear()
         self.typed.clear()
+        for task in list(self._closing):
+            with contextlib.suppress(BaseException):
+                await task
+
+    def _new_hub(self, subjects: str) -> FollowHub:
+        return FollowHub(
+            self.nc, self.stream, subjects, self.timeout, self.tap, on_idle=self._drop, idle_s=self.idle_s
+        )
+
+    def _drop(self, hub: FollowHub) -> None:
+        """Forget a hub that has been without followers for ``idle_s`` and close it (its
+        consumer is deleted); the next follow of its workflow makes a new one."""
+        for hubs in (self.hubs, self.typed):
+            for key, current in list(hubs.items()):
+                if current is hub:
+                    del hubs[key]  # type: ignore[arg-type]  # (a key of the dict it came from)
+        task = asyncio.ensure_future(hub.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def follow(
         self,
@@ -357,7 +413,7 @@ class Follows:
         hub = self.typed.get(key)
         if hub is None:
             subjects = f"{self.prefix}.run.{workflow}.*.{kind}.{type_name}"
-            hub = self.typed[key] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+            hub = self.typed[key] = self._new_hub(subjects)
         await hub.add(EVERY_RUN, sink)
         return lambda: hub.unregister(EVERY_RUN, sink)
 
@@ -369,5 +425,5 @@ class Follows:
         hub = self.hubs.get((workflow, kind))
         if hub is None:
             subjects = f"{self.prefix}.run.{workflow}." + (">" if kind is None else f"*.{kind}.>")
-            hub = self.hubs[(workflow, kind)] = FollowHub(self.nc, self.stream, subjects, self.timeout, self.tap)
+            hub = self.hubs[(workflow, kind)] = self._new_hub(subjects)
         return hub

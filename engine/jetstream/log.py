@@ -179,7 +179,9 @@ class JetStreamLog:
             tap=self.tap, outbox=self.outbox, head=self._head,
         )  # fmt: skip
         self.reader = Reader(nc, **where, timeout=request_timeout, retry_for=self.retry_for, tap=self.tap, head=self._head)
-        self.follows = Follows(nc, **where, timeout=request_timeout, tap=self.tap, reader=self.reader)
+        self.follows = Follows(
+            nc, stream=self.stream, prefix=prefix, timeout=request_timeout, tap=self.tap, reader=self.reader
+        )
         self.consumers = StepConsumers(
             nc, self.js, **where, ack_wait=self.ack_wait, progress_heartbeat=self.progress_heartbeat,
             prefetch=prefetch, retry_for=self.retry_for, tap=self.tap, outbox=self.outbox,

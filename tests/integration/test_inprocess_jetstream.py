@@ -234,5 +234,46 @@ async def test_a_new_runs_handler_follows_it_by_callback_to_every_kind_of_end(na
         await log.close()
 
 
+async def test_a_follow_hub_left_without_followers_is_dropped_and_its_consumer_deleted(nats_url: str) -> None:
+    """A process that no longer follows any run of a workflow stops receiving its records: once
+    its follow hub has had no follower for the idle time, the hub is dropped and its consumer
+    deleted; a later follow makes a new hub, which delivers."""
+    log = await JetStreamLog.connect(nats_url)
+    log.follows.idle_s = 0.3
+    every_kind = f"{log.prefix}.run.Chain3.>"
+
+    async def hub_consumers() -> int:
+        infos = await log.js.consumers_info(log.stream)
+        return sum(1 for c in infos if c.config.filter_subject == every_kind)
+
+    try:
+        seen: list[int] = []
+        unfollow = await log.follow_callback("Chain3", "nobody", lambda rec: seen.append(rec.seq))
+        assert ("Chain3", None) in log.follows.hubs and await hub_consumers() == 1
+        unfollow()
+
+        async def dropped() -> bool:
+            return ("Chain3", None) not in log.follows.hubs and await hub_consumers() == 0
+
+        await eventually(dropped, timeout=15, what="the idle hub is dropped and its consumer deleted")
+
+        # a follow after the drop: a new hub and consumer that deliver the run's records
+        run_id = "after-drop"
+        got: list[str] = []
+        unfollow = await log.follow_callback("Chain3", run_id, lambda rec: got.append(rec.subject.rsplit(".", 2)[1]))
+        assert await hub_consumers() == 1
+        assert await Chain3(timeout=30, log=log).run(run_id=run_id, text="a b") == {"n": 2, "source": "a b"}
+
+        async def delivered() -> bool:
+            return "sys" in got and "evt" in got
+
+        await eventually(delivered, what="the new hub delivers the run's records")
+        unfollow()
+        await eventually(dropped, timeout=15, what="the second hub is dropped too")
+        assert seen == []  # (no record of run "nobody" exists)
+    finally:
+        await log.close()
+
+
 async def _contains(found: Awaitable[set[str | None]], wanted: set[str]) -> bool:
     return wanted <= await found
