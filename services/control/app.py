@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from engine.model.durations import seconds
 from engine.model.records import RawRecord
 from engine.ports.backend import Backend
 from engine.ports.log import AppendResult, EventLog
-from engine.ports.registry import RegistryView, WorkflowInfo
+from engine.ports.registry import RegistryView, ServiceEntry, WorkflowInfo
 from engine.ports.runindex import RunIndex
 from engine.ports.sessions import SessionStore
 from engine.runtime import commands
@@ -55,6 +56,7 @@ DEFAULT_WAIT = 30.0  # seconds ?wait=true waits for a run to end by default
 #: supervisor: three leader elections of the longest kind (engine.jetstream.retry).
 REBUILD_FOR = timedelta(seconds=60)
 SSE_PING = 15.0  # seconds between keep-alive comments on an idle stream
+NONE_SEEN_FOR = 1.0  # seconds a registry read that found no live process for a workflow is reused
 READY_TIMEOUT = 2.0  # seconds /ready waits for the stream's info before it answers 503
 
 
@@ -145,6 +147,7 @@ class ControlPlane:
         self.view: RegistryView | None = None
         self._validators: dict[tuple[str, bytes], Draft202012Validator] = {}
         self._ensured: set[bytes] = set()
+        self._none_seen: dict[str, float] = {}  # workflow -> when the registry had no live process for it
         self._watch: asyncio.Task[None] | None = None
         self.broken: asyncio.Future[Exception]  # set by start()
 
@@ -261,6 +264,29 @@ class ControlPlane:
         if info is None:
             raise _not_found(f"no workflow named {name!r} has ever been served")
         return info
+
+    async def serving(self, workflow: str) -> list[ServiceEntry]:
+        """Live processes serving ``workflow``: the registry view's, or, when the view has none,
+        the registry's own entries (a worker that registered a moment ago may not have reached the
+        view yet, and a start must not call its run queued for that). That read (a watcher over
+        the services bucket) is made at most once per ``NONE_SEEN_FOR`` seconds and workflow, so
+        a batch of starts queued on purpose before any worker runs does not repeat it per start.
+
+        Raises:
+            LogUnavailableError: NATS could not answer the registry read (HTTP 503).
+        """
+        assert self.view is not None and self.backend is not None
+        live = self.view.serving(workflow)
+        if live:
+            return live
+        seen = self._none_seen.get(workflow)
+        if seen is not None and time.monotonic() - seen < NONE_SEEN_FOR:
+            return []
+        registry = await self.backend.registry()
+        live = [e for e in await registry.services() if any(w.name == workflow for w in e.workflows)]
+        if not live:
+            self._none_seen[workflow] = time.monotonic()
+        return live
 
     async def run_workflow(self, run_id: str) -> str:
         assert self.runs is not None

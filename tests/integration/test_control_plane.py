@@ -516,3 +516,40 @@ async def test_bad_input_gets_a_json_4xx_never_a_500(
         assert "'n' is a required property" in missing["error"]
     with pytest.raises(RunNotFound):
         await client.handle("nope").status()
+
+
+async def test_a_worker_the_registry_view_has_not_seen_yet_still_counts_as_live(nats_url: str) -> None:
+    """A start must not call its run queued (nor the SDK warn that nobody serves it) only because
+    the control plane's registry view lags the registry: when the view lists no live process for
+    the workflow, the control plane asks the registry itself. (Here the view is stopped, so it
+    can never catch up: the entry written after that is found by the registry read alone.)"""
+    from engine.jetstream.registry import KvRegistry
+    from engine.ports.registry import ServiceEntry, StepInfo, WorkflowInfo
+    from services.control.app import ControlPlane
+
+    cp = ControlPlane(nats_url)
+    await cp.start()
+    nc = await nats.connect(nats_url)
+    try:
+        assert cp.view is not None
+        await cp.view.stop()
+        step = StepInfo(name="go", accepts=["StartEvent"], emits=["StopEvent"], num_workers=1)
+        info = WorkflowInfo(
+            name="Lagging", class_path="tests:Lagging", start_event="StartEvent", stop_events=["StopEvent"],
+            steps=[step], events={"StartEvent": {"type": "object"}}, graph=[],
+        )  # fmt: skip
+        entry = ServiceEntry(
+            service="svc", instance="i1", host="h", pid=1, version="0", workflows=[info],
+            started_at="2026-01-01T00:00:00.000Z", ttl=30.0,
+        )  # fmt: skip
+        assert await cp.serving("Lagging") == []  # nobody yet
+        await (await KvRegistry.open(nc)).put_service(entry)
+        assert cp.view.serving("Lagging") == []  # the view never learns of it
+        # the empty answer above is reused for a second at most (ControlPlane.NONE_SEEN_FOR)
+        async def found() -> bool:
+            return [e.instance for e in await cp.serving("Lagging")] == ["i1"]
+
+        await eventually(found, timeout=5, what="the registry read finds the new entry")
+    finally:
+        await nc.close()
+        await cp.stop()

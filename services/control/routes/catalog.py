@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from litestar import Controller, get
 
-from engine.ports.registry import RegistryView
+from engine.ports.registry import RegistryView, ServiceEntry
 from engine.runtime.describe import WorkflowInfo
 from services.api_models import ServiceView, WorkflowView
 
@@ -18,9 +18,11 @@ from ..openapi import operation, responses
 __all__ = ["ServicesController", "WorkflowsController", "workflow_view"]
 
 
-def workflow_view(info: WorkflowInfo, view: RegistryView) -> WorkflowView:
-    """A catalog entry with how many live processes serve it now, and their services."""
-    live = view.serving(info.name)
+def workflow_view(info: WorkflowInfo, view: RegistryView, live: list[ServiceEntry] | None = None) -> WorkflowView:
+    """A catalog entry with how many live processes serve it now, and their services (``live``:
+    those processes, default the view's)."""
+    if live is None:
+        live = view.serving(info.name)
     return WorkflowView(
         **msgspec.structs.asdict(info), instances=len(live), services=sorted({e.service for e in live})
     )
@@ -61,4 +63,6 @@ class WorkflowsController(Controller):
         """A workflow's steps, events (JSON schemas), graph and start event."""
         cp = connected(plane)
         assert cp.view is not None
-        return workflow_view(await cp.workflow(name), cp.view)
+        info = await cp.workflow(name)
+        # (the registry's own entries when the view has none yet: the SDK warns on 0 instances)
+        return workflow_view(info, cp.view, await cp.serving(name))

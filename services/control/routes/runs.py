@@ -118,7 +118,7 @@ class RunsController(Controller):
                 await schedule_run_timeout(cp.log, info.name, rid, run_timeout, at_ns=timeout_at)
             return res
 
-        queued = not cp.view.serving(info.name)
+        queued = not await cp.serving(info.name)
         if wait:  # (followed from before the start: the end is folded as the log delivers it)
             async with cp.following(info.name, rid, fresh=fresh) as waiter:
                 res = await start()
