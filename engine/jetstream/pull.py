@@ -28,7 +28,13 @@ import orjson
 from engine.jetstream._natspy import Tap
 from engine.jetstream.pub import Outbox
 from engine.jetstream.read import subscribe_tapped
-from engine.jetstream.wire import is_status, parse_ack_subject, parse_block, parse_status
+from engine.jetstream.wire import (
+    AckSubject,
+    is_status,
+    parse_ack_subject,
+    parse_block,
+    parse_status,
+)
 from engine.model.records import RawRecord
 from engine.ports.log import RunRouter
 from engine.wire.headers import H_FAN_OUT
@@ -194,9 +200,8 @@ class PullLoop:
         self.last_heard = time.monotonic()
         self.backoff = PULL_BACKOFF_S
         self.outstanding = max(0, self.outstanding - 1)
-        ack = parse_ack_subject(reply)
+        ack = _ack(reply)
         if ack is None:
-            logger.warning("unexpected ack subject %r", reply)
             return
         router = self.router
         if router is not None and ack.delivered == 1 and not _fanned_out(headers):
@@ -206,9 +211,7 @@ class PullLoop:
                 self.handoff(owner, subject, reply, headers if headers is not None else {}, data)
                 self.wake.set()  # (it left the pull window: ask for more)
                 return
-        if not isinstance(headers, dict):
-            headers = parse_block(headers)
-        self._hold(PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self))
+        self._hold(self._delivery(ack, subject, reply, headers, data))
 
     def take_handoff(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> None:
         """Take in a delivery another process handed over (``reply``: its JetStream ack
@@ -216,8 +219,8 @@ class PullLoop:
         already holds ``HANDOFF_HOLD`` times its pull window (a backlog: the processes that
         relay are not held back by what they relay), it is naked at once instead, and its
         redelivery is handled wherever it lands."""
-        delivery = self._delivery(subject, reply, headers, data)
-        if delivery is None:
+        ack = _ack(reply)
+        if ack is None:
             return
         if len(self.held) >= HANDOFF_HOLD * self.limit:
             if not self.later(reply, b"-NAK"):
@@ -225,7 +228,7 @@ class PullLoop:
                 self.sending.add(task)
                 task.add_done_callback(self.sending.discard)
             return
-        self._hold(delivery)
+        self._hold(self._delivery(ack, subject, reply, headers, data))
 
     def _hold(self, delivery: PullDelivery) -> None:
         self.held.add(delivery)
@@ -325,12 +328,22 @@ class PullLoop:
         if status == "409":
             logger.warning("pull consumer %s: 409 %s", self.api_subject, headers.get("Description", ""))
 
-    def _delivery(self, subject: str, reply: str, headers: dict[str, str], data: bytes) -> PullDelivery | None:
-        ack = parse_ack_subject(reply)
-        if ack is None:
-            logger.warning("unexpected ack subject %r", reply)
-            return None
+    def _delivery(
+        self, ack: AckSubject, subject: str, reply: str, headers: dict[str, str] | bytes | None, data: bytes
+    ) -> PullDelivery:
+        """The delivery of this loop for a message with ack subject ``reply`` (parsed: ``ack``);
+        a raw header block is parsed here."""
+        if not isinstance(headers, dict):
+            headers = parse_block(headers)
         return PullDelivery(RawRecord(ack.stream_seq, subject, headers, data, ack.time_ns), ack.delivered, reply, self)
+
+
+def _ack(reply: str) -> AckSubject | None:
+    """The parsed ack subject of a delivery, or ``None`` (logged) when ``reply`` is not one."""
+    ack = parse_ack_subject(reply)
+    if ack is None:
+        logger.warning("unexpected ack subject %r", reply)
+    return ack
 
 
 def _fanned_out(headers: dict[str, str] | bytes | None) -> bool:
