@@ -7,10 +7,12 @@ Units are in the key names: ``_ms`` milliseconds, ``_s`` seconds, ``per_s`` per 
 from __future__ import annotations
 
 import json
-import re
-import statistics
 from pathlib import Path
 from typing import Any
+
+from ..measure import latency_summary
+from ..runner import next_run
+from ..targets import median_spread, off_by
 
 __all__ = [
     "TARGETS",
@@ -33,13 +35,6 @@ TARGETS: tuple[tuple[str, str, str, str, str, str, float], ...] = (
 )  # fmt: skip
 
 
-def _quantile(xs: list[float], q: float) -> float:
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def figures(raw: dict[str, Any], inflight: int) -> dict[str, Any]:
     """One measurement's figures from a driver's raw result (``procs.drive``).
 
@@ -54,7 +49,8 @@ def figures(raw: dict[str, Any], inflight: int) -> dict[str, Any]:
     """
     if "error" in raw:
         return dict(raw)
-    lat = sorted(raw["latencies_s"])
+    lat = raw["latencies_s"]
+    latency = latency_summary(lat)
     done = int(raw["completed"])
     wall = float(raw["wall_s"])
     per_run = {g: (s / done * 1e3 if done else None) for g, s in raw["cpu_s"].items()}
@@ -64,8 +60,8 @@ def figures(raw: dict[str, Any], inflight: int) -> dict[str, Any]:
         "completed": done,
         "wall_s": wall,
         "runs_per_s": done / wall if wall > 0 else 0.0,
-        "p50_ms": _quantile(lat, 0.5) * 1e3 if lat else None,
-        "p99_ms": _quantile(lat, 0.99) * 1e3 if lat else None,
+        "p50_ms": latency.get("p50_ms"),
+        "p99_ms": latency.get("p99_ms"),
         "cpu_ms_per_run": per_run,
         "cpu_ms_per_run_total": sum(v for v in per_run.values() if v is not None) if done else None,
     }
@@ -83,7 +79,8 @@ def _get(fig: dict[str, Any], path: str) -> float | None:
 def _median_spread(xs: list[float]) -> dict[str, Any]:
     if not xs:
         return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+    median, lo, hi = median_spread(xs)
+    return {"median": median, "min": lo, "max": hi, "n": len(xs)}
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,11 +165,9 @@ def verdicts(doc: dict[str, Any]) -> list[dict[str, Any]]:
             v["verdict"] = "n/a"
             v["detail"] = f"no round with both {num} and {den} figures"
         else:
-            m = ms["median"]
-            ok = m <= bound if op == "<=" else m >= bound
-            v["verdict"] = "pass" if ok else "miss"
-            if not ok:
-                v["off_by"] = m / bound if op == "<=" else (bound / m if m else float("inf"))
+            v["off_by"] = off_by(ms["median"], op, bound)
+            v["verdict"] = "pass" if v["off_by"] is None else "miss"
+            if v["off_by"] is not None:
                 v["dominant"] = _dominant(doc, tid, num, den)
             v["detail"] = ""
         out.append(v)
@@ -182,10 +177,7 @@ def verdicts(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def result_paths(out_dir: Path, date: str) -> tuple[Path, Path, int]:
     """Where today's next results go: ``peers-<date>.json`` for the first run of the day, then
     ``peers-<date>-run2.json``, ...; returns ``(json_path, md_path, run_number)``."""
-    taken = [p.name for p in out_dir.glob(f"peers-{date}*.json")]
-    numbers = [1 if n == f"peers-{date}.json" else int(m.group(1))
-               for n in taken if (m := re.fullmatch(rf"peers-{date}(?:-run(\d+))?\.json", n))]  # fmt: skip
-    run = max(numbers, default=0) + 1
+    run = next_run((p.name for p in out_dir.glob(f"peers-{date}*.json")), f"peers-{date}")
     stem = f"peers-{date}" if run == 1 else f"peers-{date}-run{run}"
     return out_dir / f"{stem}.json", out_dir / f"{stem}.md", run
 
