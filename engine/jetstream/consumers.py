@@ -19,7 +19,6 @@ handled wherever it lands.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
@@ -32,7 +31,7 @@ from nats.js.errors import NotFoundError
 from engine.jetstream._natspy import Tap
 from engine.jetstream.pub import Outbox
 from engine.jetstream.pull import PULL_HEARTBEAT_S, Handoff, PullDelivery, PullLoop
-from engine.jetstream.read import subscribe_tapped
+from engine.jetstream.read import subscribe_tapped, unsubscribe_tapped
 from engine.jetstream.retry import retrying
 from engine.jetstream.wire import is_status, parse_block, parse_status
 from engine.ports.log import Delivery, RunRouter, event_consumers
@@ -162,10 +161,7 @@ class StepConsumers:
         """Unsubscribe the hand-off inbox (what arrives after is redelivered after ack_wait)."""
         sub, self._inbox = self._inbox, None
         if sub is not None:
-            if self.tap is not None:
-                self.tap.remove(sub)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe_tapped(sub, self.tap)
 
     def _on_handoff_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         if is_status(headers):

@@ -41,7 +41,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
 from engine.jetstream._natspy import Tap
-from engine.jetstream.read import subscribe_tapped
+from engine.jetstream.read import subscribe_tapped, unsubscribe_tapped
 from engine.jetstream.reader import Reader
 from engine.jetstream.retry import retrying
 from engine.jetstream.wire import (
@@ -234,10 +234,7 @@ class FollowHub:
                 self._delete(old)
         finally:
             self._delete(self._name)
-            if self.tap is not None:
-                self.tap.remove(self._sub)
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await unsubscribe_tapped(self._sub, self.tap)
 
     _silent = False
 

@@ -104,6 +104,15 @@ async def subscribe_tapped(
     return await nc.subscribe(subject, cb=cb)
 
 
+async def unsubscribe_tapped(sub: Any, tap: Tap | None) -> None:
+    """Undo ``subscribe_tapped``: take ``sub`` off ``tap`` and unsubscribe it (a connection
+    already closed or draining is no error: its subscriptions are gone with it)."""
+    if tap is not None:
+        tap.remove(sub)
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+
+
 class ReadInbox:
     """One subscription, ``<inbox>.*``, that receives the replies of every direct get of a
     connection; each get has a reply subject of its own under it and a sink for its replies.
@@ -307,9 +316,7 @@ class ConsumerRead:
             await self._wait()
             return self.out
         finally:
-            self.tap.remove(sub)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe_tapped(sub, self.tap)
             if created:
                 self._delete()
 
